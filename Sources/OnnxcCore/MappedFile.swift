@@ -1,0 +1,101 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Errors from reading and writing files, with the path and the system's reason.
+public enum FileError: Error, Sendable, Equatable {
+    case cannotOpen(path: String, reason: String)
+    case notARegularFile(path: String)
+    case cannotMap(path: String, reason: String)
+    case cannotWrite(path: String, reason: String)
+
+
+    static func systemReason() -> String { String(cString: strerror(errno)) }
+}
+
+/// Maps a whole file read-only, so that weights are read in place and only the pages touched are loaded.
+public enum MappedFile {
+    /// The file's bytes as shared storage; an empty file gives empty storage.
+    public static func map(path: String) throws(FileError) -> ByteStorage {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .cannotOpen(path: path, reason: FileError.systemReason()) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .cannotOpen(path: path, reason: FileError.systemReason()) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(path: path) }
+        let size = Int(info.st_size)
+        guard size > 0 else { return ByteStorage(base: nil, count: 0, owner: nil) }
+        guard let region = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), region != MAP_FAILED else {
+            throw .cannotMap(path: path, reason: FileError.systemReason())
+        }
+        return ByteStorage(base: UnsafeRawPointer(region), count: size, owner: nil, release: { munmap(region, size) })
+    }
+}
+
+/// Writes a file atomically: into a temporary sibling first, then `rename`, so a failure or a crash never
+/// leaves a half-written output under the final name.
+public final class AtomicFileWriter {
+    public let path: String
+    private let temporaryPath: String
+    private var fd: Int32
+    private var committed = false
+    /// Bytes written so far: the offset the next write lands at.
+    public private(set) var position = 0
+
+    public init(path: String) throws(FileError) {
+        self.path = path
+        self.temporaryPath = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+    }
+
+    /// Appends `bytes`; short writes are retried until everything is written.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FileError) {
+        guard var cursor = bytes.baseAddress else { return }
+        var remaining = bytes.count
+        while remaining > 0 {
+            let written = Glibc.write(fd, cursor, remaining)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw .cannotWrite(path: path, reason: FileError.systemReason())
+            }
+            cursor += written
+            remaining -= written
+            position += written
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(FileError) {
+        do {
+            try bytes.withUnsafeBytes { buffer in try write(buffer) }
+        } catch let error as FileError {
+            throw error
+        } catch {
+            throw .cannotWrite(path: path, reason: "\(error)")
+        }
+    }
+
+    /// Appends `count` zero bytes (alignment padding).
+    public func writeZeros(_ count: Int) throws(FileError) {
+        guard count > 0 else { return }
+        try write([UInt8](repeating: 0, count: count))
+    }
+
+    /// Flushes, closes and renames into place. Without a commit, `deinit` removes the temporary file.
+    public func commit() throws(FileError) {
+        guard !committed, fd >= 0 else { return }
+        guard fsync(fd) == 0 || errno == EINVAL else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+        let closed = close(fd)
+        fd = -1
+        guard closed == 0 else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+        guard rename(temporaryPath, path) == 0 else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+        committed = true
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+        if !committed { unlink(temporaryPath) }
+    }
+}

@@ -1,0 +1,132 @@
+/// Why a tensor's declared dims and its payload cannot belong together.
+public enum TensorDataError: Error, Sendable, Equatable, CustomStringConvertible {
+    case negativeDim(Int64)
+    case sizeOverflow(dims: [Int64])
+    case byteCountMismatch(expected: Int, actual: Int)
+    case stringCountMismatch(expected: Int, actual: Int)
+    case payloadKind(DType)
+
+    public var description: String {
+        switch self {
+        case .negativeDim(let dim): "negative dimension \(dim)"
+        case .sizeOverflow(let dims): "dims \(dims) describe more elements than fit in memory"
+        case .byteCountMismatch(let expected, let actual): "dims need \(expected) bytes of data but \(actual) are present"
+        case .stringCountMismatch(let expected, let actual): "dims need \(expected) strings but \(actual) are present"
+        case .payloadKind(let dtype): "payload kind does not match data type \(dtype.onnxName)"
+        }
+    }
+}
+
+/// The element payload of a tensor: packed little-endian bytes (as ONNX `raw_data`), or strings as bytes.
+public enum TensorPayload: Sendable, Equatable {
+    case bytes(ByteSlice)
+    case strings([[UInt8]])
+}
+
+/// A dense tensor value whose payload is known to match its dtype and dims.
+public struct TensorData: Sendable, Equatable {
+    public let dtype: DType
+    public let dims: [Int64]
+    public let payload: TensorPayload
+    public let elementCount: Int
+
+    /// Checks that `payload` holds exactly the elements `dims` describe; sizes are overflow-checked first.
+    public init(dtype: DType, dims: [Int64], payload: TensorPayload) throws(TensorDataError) {
+        if let negative = dims.first(where: { $0 < 0 }) { throw .negativeDim(negative) }
+        guard let count = CheckedSize.elementCount(dims) else { throw .sizeOverflow(dims: dims) }
+        switch payload {
+        case .bytes(let slice):
+            guard dtype != .string else { throw .payloadKind(dtype) }
+            guard let expected = dtype.byteCount(elements: count) else { throw .sizeOverflow(dims: dims) }
+            guard expected == slice.count else { throw .byteCountMismatch(expected: expected, actual: slice.count) }
+        case .strings(let strings):
+            guard dtype == .string else { throw .payloadKind(dtype) }
+            guard strings.count == count else { throw .stringCountMismatch(expected: count, actual: strings.count) }
+        }
+        self.dtype = dtype
+        self.dims = dims
+        self.payload = payload
+        self.elementCount = count
+    }
+
+    /// Payload size in bytes (strings count their UTF-8 bytes).
+    public var byteCount: Int {
+        switch payload {
+        case .bytes(let slice): slice.count
+        case .strings(let strings): strings.reduce(0) { $0 + $1.count }
+        }
+    }
+
+    public var bytes: ByteSlice? {
+        if case .bytes(let slice) = payload { return slice }
+        return nil
+    }
+
+    /// Element `index` widened to `Double` for printing and statistics; nil for strings and complex types.
+    public func numericValue(at index: Int) -> Double? {
+        guard case .bytes(let b) = payload, index >= 0, index < elementCount else { return nil }
+        switch dtype {
+        case .float: return Double(Float(bitPattern: b.load(index, as: UInt32.self)))
+        case .double: return Double(bitPattern: b.load(index, as: UInt64.self))
+        case .float16: return Double(NarrowFloat.float16(b.load(index, as: UInt16.self)))
+        case .bfloat16: return Double(NarrowFloat.bfloat16(b.load(index, as: UInt16.self)))
+        case .float8e4m3fn: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 4, bias: 7, fnuz: false, hasInfinity: false))
+        case .float8e4m3fnuz: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 4, bias: 8, fnuz: true, hasInfinity: false))
+        case .float8e5m2: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 5, bias: 15, fnuz: false, hasInfinity: true))
+        case .float8e5m2fnuz: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 5, bias: 16, fnuz: true, hasInfinity: false))
+        case .uint8: return Double(b.load(index, as: UInt8.self))
+        case .int8: return Double(b.load(index, as: Int8.self))
+        case .uint16: return Double(b.load(index, as: UInt16.self))
+        case .int16: return Double(b.load(index, as: Int16.self))
+        case .int32: return Double(b.load(index, as: Int32.self))
+        case .uint32: return Double(b.load(index, as: UInt32.self))
+        case .int64: return Double(b.load(index, as: Int64.self))
+        case .uint64: return Double(b.load(index, as: UInt64.self))
+        case .bool: return b.load(index, as: UInt8.self) != 0 ? 1 : 0
+        case .uint4, .int4:
+            let byte = b.load(index / 2, as: UInt8.self)
+            let nibble = index % 2 == 0 ? byte & 0x0F : byte >> 4
+            if dtype == .int4 && nibble >= 8 { return Double(Int(nibble) - 16) }
+            return Double(nibble)
+        case .complex64, .complex128, .string, .undefined: return nil
+        }
+    }
+
+    /// The first `limit` elements as text, the way dumps print them.
+    public func formattedValues(limit: Int) -> [String] {
+        let shown = min(limit, elementCount)
+        switch payload {
+        case .strings(let strings):
+            return strings.prefix(shown).map { bytes in
+                var quoted = ""
+                JSON.quote(String(decoding: bytes, as: UTF8.self), into: &quoted)
+                return quoted
+            }
+        case .bytes(let b):
+            switch dtype {
+            case .complex64:
+                return (0..<shown).map { i in
+                    let re = Float(bitPattern: b.load(2 * i, as: UInt32.self))
+                    let im = Float(bitPattern: b.load(2 * i + 1, as: UInt32.self))
+                    return "\(re)\(im < 0 ? "" : "+")\(im)i"
+                }
+            case .complex128:
+                return (0..<shown).map { i in
+                    let re = Double(bitPattern: b.load(2 * i, as: UInt64.self))
+                    let im = Double(bitPattern: b.load(2 * i + 1, as: UInt64.self))
+                    return "\(re)\(im < 0 ? "" : "+")\(im)i"
+                }
+            case .bool:
+                return (0..<shown).map { b.load($0, as: UInt8.self) != 0 ? "true" : "false" }
+            default:
+                return (0..<shown).map { i in
+                    guard let value = numericValue(at: i) else { return "?" }
+                    if !dtype.isFloatingPoint, value.magnitude < 1e18 { return String(Int64(value)) }
+                    if dtype == .uint64 { return String(b.load(i, as: UInt64.self)) }
+                    if dtype == .int64 { return String(b.load(i, as: Int64.self)) }
+                    return dtype == .double ? "\(value)" : "\(Float(value))"
+                }
+            }
+        }
+    }
+}

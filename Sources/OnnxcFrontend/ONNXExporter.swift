@@ -1,0 +1,96 @@
+public import OnnxcCore
+public import OnnxcIR
+
+/// How an IR model is written back to ONNX.
+public struct ExportOptions: Sendable {
+    public enum ExternalData: Sendable {
+        /// External when the weights would push the protobuf past 2 GB, or the input model used it.
+        case automatic
+        case always
+        case never
+    }
+
+    public var externalData: ExternalData = .automatic
+    /// Initializers smaller than this stay inline; same default as `onnx.external_data_helper`.
+    public var externalSizeThreshold = 1024
+    /// Offsets in the side file are multiples of this, so each tensor can be memory-mapped on its own.
+    public var externalAlignment = 4096
+
+    public init(externalData: ExternalData = .automatic) {
+        self.externalData = externalData
+    }
+}
+
+/// Writes the IR as ONNX protobuf, optionally with weights in a side file, always atomically.
+public enum ONNXExporter {
+    /// Weight bytes above which `.automatic` moves initializers out: protobuf's 2 GB limit, less room for
+    /// the graph itself.
+    public static let automaticExternalThreshold = 1_800_000_000
+
+    /// The protobuf bytes with every tensor inline; fails past protobuf's 2 GB limit.
+    public static func serialize(_ model: Model) throws(FrontendError) -> ByteStorage {
+        let encoder = ProtobufEncoder { (_) throws(FrontendError) in nil }
+        return try encoder.encode(model)
+    }
+
+    /// Writes `model` to `path`; external weights go to `<file name>.data` beside it. Nothing appears under
+    /// either name unless the whole write succeeds.
+    public static func write(_ model: Model, to path: String, options: ExportOptions = ExportOptions()) throws(FrontendError) {
+        let useExternal: Bool
+        switch options.externalData {
+        case .always: useExternal = true
+        case .never: useExternal = false
+        case .automatic: useExternal = usesExternalData(model.graph) || initializerBytes(model.graph) > automaticExternalThreshold
+        }
+        do {
+            var side: AtomicFileWriter?
+            let sideName = fileName(of: path) + ".data"
+            if useExternal {
+                side = try AtomicFileWriter(path: ONNXImporter.directoryOf(path) + "/" + sideName)
+            }
+            let encoder = ProtobufEncoder { (tensor) throws(FrontendError) -> ExternalDataRef? in
+                guard let side, case .bytes(let bytes) = tensor.data.payload, bytes.count >= options.externalSizeThreshold else { return nil }
+                do {
+                    guard let aligned = CheckedSize.alignUp(side.position, to: options.externalAlignment) else {
+                        throw FrontendError.tooLarge(reason: "the external data file would exceed the largest file offset")
+                    }
+                    try side.writeZeros(aligned - side.position)
+                    try bytes.withUnsafeBytes { buffer in try side.write(buffer) }
+                    return ExternalDataRef(location: sideName, offset: aligned, length: bytes.count)
+                } catch let error as FileError {
+                    throw .file(error)
+                } catch let error as FrontendError {
+                    throw error
+                } catch {
+                    throw .tooLarge(reason: "\(error)")
+                }
+            }
+            let encoded = try encoder.encode(model)
+            let writer = try AtomicFileWriter(path: path)
+            try writer.write(encoded.bytes)
+            try side?.commit()
+            try writer.commit()
+        } catch let error as FileError {
+            throw .file(error)
+        } catch let error as FrontendError {
+            throw error
+        } catch {
+            throw .tooLarge(reason: "\(error)")
+        }
+    }
+
+    static func fileName(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
+    }
+
+    private static func usesExternalData(_ graph: Graph) -> Bool {
+        graph.initializers.contains { $0.externalSource != nil }
+            || graph.nodes.contains { $0.subgraphs.contains(where: usesExternalData) }
+    }
+
+    private static func initializerBytes(_ graph: Graph) -> Int {
+        graph.initializers.reduce(0) { $0 &+ $1.data.byteCount }
+            &+ graph.nodes.reduce(0) { $0 &+ $1.subgraphs.reduce(0) { $0 &+ initializerBytes($1) } }
+    }
+}
