@@ -1,1 +1,6 @@
-print("x")
+#if canImport(Glibc)
+import Glibc
+#endif
+import OnnxcCLI
+
+exit(OnnxcMain.run(Array(CommandLine.arguments.dropFirst())))

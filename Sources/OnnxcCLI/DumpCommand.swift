@@ -1,0 +1,43 @@
+import ArgumentParser
+import OnnxcCore
+import OnnxcIR
+
+/// `onnxc dump MODEL`: the whole graph as text, JSON or Graphviz DOT.
+struct Dump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a model's graph: readable text (one line per node), JSON, or Graphviz DOT.",
+        discussion: "Text and JSON are deterministic, so dumps can be diffed. Render DOT with `dot -Tsvg`.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case text, json, dot
+    }
+
+    @Argument(help: "The ONNX model file.")
+    var model: String
+
+    @Option(help: "Output format: text, json or dot.")
+    var format: Format = .text
+
+    @Flag(help: "Include initializer values (the first --max-values of each) and their min/max/mean.")
+    var weights = false
+
+    @Option(help: "How many values to print per tensor.")
+    var maxValues = 16
+
+    @Flag(help: "Show model-local functions as they are instead of inlining their calls.")
+    var keepFunctions = false
+
+    func validate() throws {
+        guard maxValues >= 0 else { throw ValidationError("--max-values must be 0 or more") }
+    }
+
+    func run() throws {
+        let loaded = try ModelLoading.load(model, inlineFunctions: !keepFunctions)
+        let options = DumpOptions(includeWeights: weights, maximumValues: maxValues)
+        switch format {
+        case .text: Output.write(TextDump.render(loaded, options: options))
+        case .json: Output.write(JSONDump.render(loaded, options: options).serialized() + "\n")
+        case .dot: Output.write(DotDump.render(loaded, options: options))
+        }
+    }
+}

@@ -1,0 +1,53 @@
+public import ArgumentParser
+import OnnxcCore
+
+/// The `onnxc` command: one subcommand per job, each in its own file.
+public struct Onnxc: ParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "onnxc",
+        abstract: "An ONNX model compiler for CPUs: inspect, optimize and re-encode ONNX models.",
+        version: version,
+        subcommands: [Info.self, Dump.self, Optimize.self]
+    )
+
+    public init() {}
+}
+
+/// Runs the CLI and maps outcomes to exit codes: 0 success, 1 a failure the user can fix in their input,
+/// 2 a usage error. Errors print as `error: FILE: what (where: …) — hint`; nothing ever traps.
+public enum OnnxcMain {
+    public static func run(_ arguments: [String]) -> Int32 {
+        do {
+            var command = try Onnxc.parseAsRoot(arguments)
+            try command.run()
+            return 0
+        } catch let failure as CommandFailure {
+            Output.error(failure.message)
+            return 1
+        } catch {
+            let code = Onnxc.exitCode(for: error)
+            let message = Onnxc.fullMessage(for: error)
+            if code == .success {
+                Output.write(message + "\n")
+                return 0
+            }
+            Output.error(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)
+            return 2
+        }
+    }
+}
+
+/// A failure to report with the file it concerns; thrown by subcommands, printed by `OnnxcMain`.
+struct CommandFailure: Error {
+    let message: String
+
+    init(file: String?, _ error: any UserFacingError) {
+        message = (file.map { "\($0): " } ?? "") + error.description
+    }
+
+    init(file: String?, what: String, hint: String) {
+        message = (file.map { "\($0): " } ?? "") + what + " — " + hint
+    }
+}
