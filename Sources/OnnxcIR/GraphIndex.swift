@@ -14,6 +14,10 @@ public struct GraphIndex: Sendable {
     public struct Use: Sendable, Hashable {
         public var node: Int
         public var input: Int?
+        public init(node: Int, input: Int?) {
+            self.node = node
+            self.input = input
+        }
     }
 
     public private(set) var definitions: [String: Definition] = [:]
