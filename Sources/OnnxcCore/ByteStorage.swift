@@ -55,7 +55,15 @@ public final class ByteStorage: @unchecked Sendable {
 
     deinit { release?() }
 
-    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: baseAddress, count: count) }
+    /// Scoped access: the storage is kept alive for the whole of `body`.
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try withExtendedLifetime(self) { () throws(E) -> R in
+            try body(UnsafeRawBufferPointer(start: baseAddress, count: count))
+        }
+    }
+
+    /// A copy of the bytes.
+    public var array: [UInt8] { withUnsafeBytes { Array($0) } }
 }
 
 /// A byte range of a `ByteStorage`: the payload of one tensor. Equality compares contents.
@@ -85,8 +93,10 @@ public struct ByteSlice: Sendable, Equatable {
     public static let empty = ByteSlice(ByteStorage(base: nil, count: 0, owner: nil))
 
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        guard count > 0, let base = storage.baseAddress else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
-        return try body(UnsafeRawBufferPointer(start: base + offset, count: count))
+        try storage.withUnsafeBytes { all in
+            guard count > 0, let base = all.baseAddress else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            return try body(UnsafeRawBufferPointer(start: base + offset, count: count))
+        }
     }
 
     public var array: [UInt8] { withUnsafeBytes { Array($0) } }

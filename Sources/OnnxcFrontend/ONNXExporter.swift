@@ -67,7 +67,7 @@ public enum ONNXExporter {
             }
             let encoded = try encoder.encode(model)
             let writer = try AtomicFileWriter(path: path)
-            try writer.write(encoded.bytes)
+            try encoded.withUnsafeBytes { (buffer) throws(FileError) in try writer.write(buffer) }
             try side?.commit()
             try writer.commit()
         } catch let error as FileError {

@@ -35,8 +35,10 @@ public enum ONNXImporter {
     /// Loads from bytes in memory; `directory` is where relative external-data locations are looked up.
     public static func load(bytes: ByteStorage, directory: String, options: ImportOptions = ImportOptions()) throws(FrontendError) -> Model {
         guard bytes.count > 0 else { throw .notAModel(reason: "the file is empty") }
-        try WireScan.check(bytes.bytes, maximumDepth: maximumNesting)
-        let unpacked = try UnpackedModel(bytes: bytes.bytes)
+        let unpacked = try bytes.withUnsafeBytes { (buffer) throws(FrontendError) in
+            try WireScan.check(buffer, maximumDepth: maximumNesting)
+            return try UnpackedModel(bytes: buffer)
+        }
         let resolver = ExternalDataResolver(directory: directory)
         let decoder = ProtobufDecoder(owner: unpacked) { (reference, tensor, byteCount) throws(FrontendError) in
             try resolver.read(reference, tensor: tensor, byteCount: byteCount)

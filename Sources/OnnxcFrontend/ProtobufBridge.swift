@@ -23,11 +23,12 @@ enum WireScan {
         var frames: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>?)] = [(bytes.count, root)]
         var position = 0
 
-        func varint() throws(FrontendError) -> UInt64 {
+        /// Reads a varint that must end before `limit` (the end of the enclosing message).
+        func varint(limit: Int) throws(FrontendError) -> UInt64 {
             var result: UInt64 = 0
             var shift: UInt64 = 0
             while true {
-                guard position < bytes.count else { throw .malformedProtobuf(reason: "truncated varint at byte \(position)") }
+                guard position < limit else { throw .malformedProtobuf(reason: "truncated varint at byte \(position)") }
                 let byte = base[position]
                 position += 1
                 if shift >= 64 { throw .malformedProtobuf(reason: "varint longer than 10 bytes at byte \(position - 1)") }
@@ -45,17 +46,21 @@ enum WireScan {
                 continue
             }
             let tagOffset = position
-            let tag = try varint()
+            let tag = try varint(limit: frame.end)
             let fieldNumber = tag >> 3
             guard fieldNumber > 0, fieldNumber <= UInt64(UInt32.max) else {
                 throw .malformedProtobuf(reason: "invalid field number \(fieldNumber) at byte \(tagOffset)")
             }
             switch tag & 7 {
-            case 0: _ = try varint()
-            case 1: position += 8
-            case 5: position += 4
+            case 0: _ = try varint(limit: frame.end)
+            case 1, 5:
+                let width = tag & 7 == 1 ? 8 : 4
+                guard frame.end - position >= width else {
+                    throw .malformedProtobuf(reason: "field \(fieldNumber) at byte \(tagOffset) runs past the end of its message (truncated file?)")
+                }
+                position += width
             case 2:
-                let length = try varint()
+                let length = try varint(limit: frame.end)
                 guard length <= UInt64(frame.end - position) else {
                     throw .malformedProtobuf(reason: "field \(fieldNumber) at byte \(tagOffset) claims \(length) bytes but only \(frame.end - position) remain (truncated file?)")
                 }
@@ -71,9 +76,6 @@ enum WireScan {
                 }
             default:
                 throw .malformedProtobuf(reason: "unsupported wire type \(tag & 7) at byte \(tagOffset)")
-            }
-            guard position <= frame.end else {
-                throw .malformedProtobuf(reason: "field \(fieldNumber) at byte \(tagOffset) runs past the end of its message (truncated file?)")
             }
         }
     }

@@ -108,7 +108,7 @@ import Testing
         let path = directory.appendingPathComponent("bytes.bin").path
         try Data([9, 8, 7]).write(to: URL(fileURLWithPath: path))
         let storage = try MappedFile.map(path: path)
-        #expect(Array(storage.bytes) == [9, 8, 7])
+        #expect(storage.array == [9, 8, 7])
         #expect(throws: FileError.self) { try MappedFile.map(path: directory.appendingPathComponent("missing").path) }
         #expect(throws: FileError.notARegularFile(path: directory.path)) { try MappedFile.map(path: directory.path) }
     }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what onnxc needs on a fresh Debian machine and builds it in release mode.
+#   bash scripts/setup.sh
+# System packages: protobuf-c (runtime library and the protoc-c generator) and graphviz (to render dumps).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+pkg-config --exists libprotobuf-c 2>/dev/null || need+=(libprotobuf-c-dev)
+command -v protoc-c >/dev/null 2>&1 || need+=(protobuf-c-compiler)
+command -v dot >/dev/null 2>&1 || need+=(graphviz)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+swift build -c release --product onnxc
+echo "built $(pwd)/.build/release/onnxc" >&2

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every onnxc test on a fresh machine:
+#   bash scripts/test.sh
+# 1. installs system and Python dependencies if missing (protobuf-c; onnx==1.16.2 and onnxruntime),
+# 2. `swift test` — unit, golden and end-to-end tests (no Python needed),
+# 3. the ONNX Runtime round-trip check: every testdata model, the onnx wheel's classic models and all 1282
+#    backend node-test models are re-encoded with `onnxc optimize -O0`, compared field by field with the onnx
+#    package, and run in ONNX Runtime before and after, requiring bit-identical outputs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh >/dev/null
+python3 -c "import onnx, onnxruntime, numpy; assert onnx.__version__ == '1.16.2'" 2>/dev/null \
+    || python3 -m pip install -q "onnx==1.16.2" onnxruntime numpy
+
+swift test
+bash scripts/fetch_node_tests.sh
+python3 scripts/check_roundtrip.py --onnxc .build/debug/onnxc
