@@ -51,6 +51,15 @@ enum WireScan {
             guard fieldNumber > 0, fieldNumber <= UInt64(UInt32.max) else {
                 throw .malformedProtobuf(reason: "invalid field number \(fieldNumber) at byte \(tagOffset)")
             }
+            let field = frame.descriptor.flatMap { protobuf_c_message_descriptor_get_field($0, UInt32(fieldNumber)) }
+            if let field, !wireTypeFits(Int(tag & 7), field.pointee) {
+                let message = frame.descriptor.map { String(cString: $0.pointee.name) } ?? "message"
+                let fieldName = String(cString: field.pointee.name)
+                let reason = "field \(fieldNumber) (\(message).\(fieldName)) at byte \(tagOffset) has wire type \(tag & 7), which that field cannot have"
+                // At the top level this means the file holds some other protobuf message, not a model.
+                if frames.count == 1 { throw .notAModel(reason: reason + "; the file holds a different protobuf message") }
+                throw .malformedProtobuf(reason: reason)
+            }
             switch tag & 7 {
             case 0: _ = try varint(limit: frame.end)
             case 1, 5:
@@ -65,9 +74,7 @@ enum WireScan {
                     throw .malformedProtobuf(reason: "field \(fieldNumber) at byte \(tagOffset) claims \(length) bytes but only \(frame.end - position) remain (truncated file?)")
                 }
                 let end = position + Int(length)
-                if let descriptor = frame.descriptor,
-                   let field = protobuf_c_message_descriptor_get_field(descriptor, UInt32(fieldNumber)),
-                   field.pointee.type == PROTOBUF_C_TYPE_MESSAGE {
+                if let field, field.pointee.type == PROTOBUF_C_TYPE_MESSAGE {
                     guard frames.count < maximumDepth else { throw .nestingTooDeep(limit: maximumDepth) }
                     let child = field.pointee.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
                     frames.append((end, child))
@@ -79,6 +86,20 @@ enum WireScan {
             }
         }
     }
+}
+
+/// Whether wire type `wire` can encode `field`: scalars have one wire type, or 2 when repeated and packed.
+private func wireTypeFits(_ wire: Int, _ field: ProtobufCFieldDescriptor) -> Bool {
+    let natural: Int
+    switch field.type {
+    case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64,
+         PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_BOOL, PROTOBUF_C_TYPE_ENUM:
+        natural = 0
+    case PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE: natural = 1
+    case PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_FIXED32, PROTOBUF_C_TYPE_FLOAT: natural = 5
+    default: natural = 2
+    }
+    return wire == natural || (wire == 2 && field.label == PROTOBUF_C_LABEL_REPEATED)
 }
 
 // MARK: - Decoding

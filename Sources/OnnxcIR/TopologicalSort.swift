@@ -58,11 +58,25 @@ public enum TopologicalSort {
             }
         }
         if ordered.count != nodes.count {
-            let stuck = nodes.indices.filter { pending[$0] > 0 }.map { nodes[$0].displayName }
-            throw .cycle(graphPath: path, nodes: stuck)
+            throw .cycle(graphPath: path, nodes: cycleMembers(pending: pending, dependents: dependents).map { nodes[$0].displayName })
         }
         return ordered
     }
+}
+
+/// Of the nodes Kahn's algorithm could not order, those on a cycle: nodes that merely wait on a cycle are
+/// pruned from the sink side until every remaining node feeds another remaining one.
+private func cycleMembers(pending: [Int], dependents: [[Int]]) -> [Int] {
+    var remaining = Set(pending.indices.filter { pending[$0] > 0 })
+    var changed = true
+    while changed {
+        changed = false
+        for node in remaining where !dependents[node].contains(where: remaining.contains) {
+            remaining.remove(node)
+            changed = true
+        }
+    }
+    return remaining.sorted()
 }
 
 /// A binary min-heap of node indices.
