@@ -47,7 +47,9 @@ public enum TextDump {
                 let more = tensor.data.elementCount - values.count
                 out += " = {" + values.joined(separator: ", ") + (more > 0 ? ", … \(more) more" : "") + "}"
                 if let stats = DumpFormatting.statistics(tensor.data) {
-                    out += " min=\(stats.min) max=\(stats.max) mean=\(stats.mean)"
+                    // Statistics print at the tensor's own precision, like its values.
+                    let show = { (v: Double) in tensor.dtype == .double ? "\(v)" : "\(Float(v))" }
+                    out += " min=\(show(stats.min)) max=\(show(stats.max)) mean=\(show(stats.mean))"
                 }
             }
             out += "\n"
