@@ -15,18 +15,18 @@ public struct ExportOptions: Sendable {
     public var externalSizeThreshold = 1024
     /// Offsets in the side file are multiples of this, so each tensor can be memory-mapped on its own.
     public var externalAlignment = 4096
+    /// Initializer bytes above which `.automatic` moves weights out: protobuf's 2 GB limit less room for the
+    /// graph itself (names, attributes and small constants rarely take 200 MB even in the largest models).
+    public var automaticExternalThreshold: Int
 
-    public init(externalData: ExternalData = .automatic) {
+    public init(externalData: ExternalData = .automatic, automaticExternalThreshold: Int = 1_800_000_000) {
         self.externalData = externalData
+        self.automaticExternalThreshold = automaticExternalThreshold
     }
 }
 
 /// Writes the IR as ONNX protobuf, optionally with weights in a side file, always atomically.
 public enum ONNXExporter {
-    /// Weight bytes above which `.automatic` moves initializers out: protobuf's 2 GB limit, less room for
-    /// the graph itself.
-    public static let automaticExternalThreshold = 1_800_000_000
-
     /// The protobuf bytes with every tensor inline; fails past protobuf's 2 GB limit.
     public static func serialize(_ model: Model) throws(FrontendError) -> ByteStorage {
         let encoder = ProtobufEncoder { (_) throws(FrontendError) in nil }
@@ -40,7 +40,7 @@ public enum ONNXExporter {
         switch options.externalData {
         case .always: useExternal = true
         case .never: useExternal = false
-        case .automatic: useExternal = usesExternalData(model.graph) || initializerBytes(model.graph) > automaticExternalThreshold
+        case .automatic: useExternal = usesExternalData(model.graph) || initializerBytes(model.graph) > options.automaticExternalThreshold
         }
         do {
             var side: AtomicFileWriter?

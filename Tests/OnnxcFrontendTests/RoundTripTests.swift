@@ -126,6 +126,22 @@ import Testing
         #expect(try ONNXImporter.load(path: again).graph.initializers.map(\.data) == model.graph.initializers.map(\.data))
     }
 
+    @Test func weightsPastTheProtobufLimitGoExternalAutomatically() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var model = Build.model(Graph(inputs: [Build.input("x", [.fixed(2048)])], outputs: [ValueInfo(name: "y", type: nil)]))
+        model.graph.initializers = [try Build.floatTensor("w", [2048], [Float](repeating: 0.5, count: 2048))]
+        model.graph.nodes = [Build.node("Add", ["x", "w"], ["y"])]
+        // The real limit is ~1.8 GB; a lowered threshold exercises the same decision on a small model.
+        let inline = directory.appendingPathComponent("inline.onnx").path
+        try ONNXExporter.write(model, to: inline, options: ExportOptions(automaticExternalThreshold: 10_000))
+        #expect(!FileManager.default.fileExists(atPath: inline + ".data"))
+        let external = directory.appendingPathComponent("external.onnx").path
+        try ONNXExporter.write(model, to: external, options: ExportOptions(automaticExternalThreshold: 4_000))
+        #expect(FileManager.default.fileExists(atPath: external + ".data"))
+        #expect(try ONNXImporter.load(path: external).graph.initializers[0].data == model.graph.initializers[0].data)
+    }
+
     @Test func failedWritesLeaveNoFiles() throws {
         let directory = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
