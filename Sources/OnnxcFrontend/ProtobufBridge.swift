@@ -19,7 +19,11 @@ import Glibc
 enum WireScan {
     static func check(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int) throws(FrontendError) {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let root = withUnsafePointer(to: onnx__model_proto__descriptor) { $0 }
+        // The address of the generated descriptor, taken from an initialized message: Swift imports the C
+        // global as a constant and offers no stable pointer to it directly.
+        var probe = Onnx__ModelProto()
+        onnx__model_proto__init(&probe)
+        let root = probe.base.descriptor
         var frames: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>?)] = [(bytes.count, root)]
         var position = 0
 
