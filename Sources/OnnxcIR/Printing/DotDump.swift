@@ -12,6 +12,9 @@ public enum DotDump {
         writer.line("  node [fontname=\"Helvetica\", fontsize=10];")
         writer.line("  edge [fontname=\"Helvetica\", fontsize=8];")
         writer.graph(model.graph, prefix: "g", outer: [:], indent: "  ")
+        // Edges that cross into a cluster are written at the top level: an edge statement inside a cluster
+        // would pull its outer endpoint into that cluster.
+        for edge in writer.crossScopeEdges { writer.line("  " + edge) }
         writer.line("}")
         return writer.text
     }
@@ -19,6 +22,7 @@ public enum DotDump {
     private struct Writer {
         let options: DumpOptions
         var text = ""
+        var crossScopeEdges: [String] = []
 
         mutating func line(_ string: String) { text += string + "\n" }
 
@@ -47,8 +51,12 @@ public enum DotDump {
                 line("\(indent)\(id) [shape=box, style=\"rounded,filled\", fillcolor=\"#dbe9f6\", label=\(DumpFormatting.quoted(caption))];")
                 for input in node.inputs where !input.isEmpty {
                     guard let source = producers[input] else { continue }
-                    let style = outer[input] == source && !graph.inputs.contains(where: { $0.name == input }) ? ", style=dashed" : ""
-                    line("\(indent)\(source) -> \(id) [label=\(edgeLabel(input, types[input]))\(style)];")
+                    let edge = "\(source) -> \(id) [label=\(edgeLabel(input, types[input]))"
+                    if outer[input] == source && !graph.inputs.contains(where: { $0.name == input }) {
+                        crossScopeEdges.append(edge + ", style=dashed];")
+                    } else {
+                        line("\(indent)\(edge)];")
+                    }
                 }
                 for (a, attribute) in node.attributes.enumerated() where attribute.referencedAttribute == nil {
                     for (g, subgraph) in attribute.value.subgraphs.enumerated() {
@@ -58,7 +66,7 @@ public enum DotDump {
                         line("\(indent)  style=dashed;")
                         self.graph(subgraph, prefix: cluster, outer: producers, indent: indent + "  ")
                         line("\(indent)}")
-                        line("\(indent)\(id) -> \(cluster)_anchor [style=dotted, arrowhead=none];")
+                        crossScopeEdges.append("\(id) -> \(cluster)_anchor [style=dotted, arrowhead=none];")
                     }
                 }
                 for output in node.outputs where !output.isEmpty { producers[output] = id }
@@ -67,7 +75,8 @@ public enum DotDump {
                 let id = "\(prefix)_out\(i)"
                 line("\(indent)\(id) [shape=ellipse, style=filled, fillcolor=\"#fbe3d6\", label=\(label(output.name, output.type?.description))];")
                 if let source = producers[output.name] {
-                    line("\(indent)\(source) -> \(id);")
+                    if outer[output.name] == source { crossScopeEdges.append("\(source) -> \(id) [style=dashed];") }
+                    else { line("\(indent)\(source) -> \(id);") }
                 }
             }
             // An invisible anchor lets the parent node point at the cluster as a whole.
