@@ -15,4 +15,5 @@ python3 -c "import onnx, onnxruntime, numpy; assert onnx.__version__ == '1.16.2'
 
 swift test
 bash scripts/fetch_node_tests.sh
-python3 scripts/check_roundtrip.py --onnxc .build/debug/onnxc
+# The release binary: setup.sh built it, and release builds catch lifetime bugs debug builds hide.
+python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc

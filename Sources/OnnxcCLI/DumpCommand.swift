@@ -24,15 +24,16 @@ struct Dump: ParsableCommand {
     @Option(help: "How many values to print per tensor.")
     var maxValues = 16
 
-    @Flag(help: "Show model-local functions as they are instead of inlining their calls.")
-    var keepFunctions = false
+    @Flag(help: "Replace calls to model-local functions by their bodies, as the compiler sees the graph.")
+    var inlineFunctions = false
 
     func validate() throws {
         guard maxValues >= 0 else { throw ValidationError("--max-values must be 0 or more") }
     }
 
     func run() throws {
-        let loaded = try ModelLoading.load(model, inlineFunctions: !keepFunctions)
+        // By default the graph is shown as the file has it, so node counts match what the onnx package reports.
+        let loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions)
         let options = DumpOptions(includeWeights: weights, maximumValues: maxValues)
         switch format {
         case .text: Output.write(TextDump.render(loaded, options: options))

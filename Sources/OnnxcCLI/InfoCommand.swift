@@ -13,7 +13,7 @@ struct Info: ParsableCommand {
     var json = false
 
     func run() throws {
-        let loaded = try ModelLoading.load(model)
+        let loaded = try ModelLoading.load(model, inlineFunctions: false)
         let summary = ModelSummary(loaded)
         Output.write(json ? summary.json.serialized() + "\n" : summary.text)
     }

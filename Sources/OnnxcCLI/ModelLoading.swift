@@ -4,7 +4,7 @@ import OnnxcIR
 
 /// Loads a model for a subcommand, turning import errors into `CommandFailure`s that name the file.
 enum ModelLoading {
-    static func load(_ path: String, inlineFunctions: Bool = true) throws(CommandFailure) -> Model {
+    static func load(_ path: String, inlineFunctions: Bool) throws(CommandFailure) -> Model {
         do {
             return try ONNXImporter.load(path: path, options: ImportOptions(inlineFunctions: inlineFunctions))
         } catch .file(let fileError) {

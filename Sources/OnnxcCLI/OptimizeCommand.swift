@@ -19,7 +19,8 @@ struct Optimize: ParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write the optimized model.")
     var output: String
 
-    @Option(name: .customShort("O", allowingJoined: true), help: "Optimization level (0: lossless re-encode).")
+    @Option(name: .customShort("O", allowingJoined: true),
+            help: ArgumentHelp("Optimization level, as -O0 or -O 0 (0: lossless re-encode).", valueName: "level"))
     var level: String = "0"
 
     @Flag(help: "Write initializers of 1 kB or more to OUT.data beside the model.")

@@ -18,6 +18,9 @@ public enum TextDump {
         }
         for function in model.functions {
             out += "function \(function.domain.isEmpty ? "" : function.domain + "::")\(function.name)"
+            // Attributes a caller may set: required ones by name, optional ones with their defaults.
+            let declared = function.attributeNames + function.attributeDefaults.map { "\($0.name)=\(attribute($0, options: options))" }
+            if !declared.isEmpty { out += "[" + declared.joined(separator: ", ") + "]" }
             out += "(\(function.inputs.map(DumpFormatting.value).joined(separator: ", "))) -> "
             out += "(\(function.outputs.map(DumpFormatting.value).joined(separator: ", "))) {\n"
             var types: [String: ValueType] = [:]
