@@ -42,7 +42,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper
 
-from onnx_bits import arrays_identical, tensor_bits
+from onnx_bits import arrays_identical, ort_session, tensor_bits
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -242,13 +242,6 @@ def check_dump(onnxc: str, path: Path, model: onnx.ModelProto) -> str | None:
 # ONNX Runtime
 # --------------------------------------------------------------------------------------------------
 
-def ort_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # fatal only: failures surface as exceptions with the same message
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def load_test_value(path: Path, value_type: onnx.TypeProto):

@@ -36,7 +36,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from onnx_bits import arrays_identical, tensor_bits
+from onnx_bits import arrays_identical, ort_session, tensor_bits
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "testdata"
@@ -612,13 +612,6 @@ def save(spec: ModelSpec) -> Path:
     return path
 
 
-def ort_session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def random_input(rng: np.random.Generator, info: onnx.ValueInfoProto) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Exact, bitwise numpy views of ONNX TensorProtos, shared by gen_testdata.py and check_roundtrip.py.
+"""Helpers shared by gen_testdata.py and check_roundtrip.py: exact, bitwise numpy views of ONNX
+TensorProtos, and the ONNX Runtime session both scripts use as the reference.
 
 Usage (from a script in this folder):
     from onnx_bits import tensor_bits
@@ -14,7 +15,10 @@ External data must already be loaded into raw_data (onnx.load does that by defau
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 # Types whose values are stored as bit patterns, and the unsigned integer type that holds one pattern.
@@ -63,3 +67,13 @@ def arrays_identical(a, b) -> bool:
     if a.dtype == object:
         return a.tolist() == b.tolist()
     return np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def ort_session(path: Path) -> ort.InferenceSession:
+    """A single-threaded CPU session with graph optimizations off, so outputs are the model's own."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # fatal only: failures surface as exceptions with the same message
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -1,9 +1,7 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import OnnxcCore
 
 /// Writes to stdout and stderr through the file descriptors (C's `stdout` globals are not concurrency-safe
-/// in Swift 6), retrying short writes so multi-megabyte dumps arrive whole.
+/// in Swift 6), so multi-megabyte dumps arrive whole.
 enum Output {
     static func write(_ text: String) { writeAll(1, text) }
 
@@ -11,20 +9,9 @@ enum Output {
 
     static func note(_ message: String) { writeAll(2, message + "\n") }
 
+    /// A closed pipe (`| head`) just ends the output, as with other Unix tools.
     private static func writeAll(_ fd: Int32, _ text: String) {
         var text = text
-        text.withUTF8 { bytes in
-            guard var cursor = bytes.baseAddress else { return }
-            var remaining = bytes.count
-            while remaining > 0 {
-                let written = Glibc.write(fd, cursor, remaining)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    return  // a closed pipe (`| head`): stop quietly, like other Unix tools
-                }
-                cursor += written
-                remaining -= written
-            }
-        }
+        text.withUTF8 { _ = FileDescriptor.writeAll(fd, UnsafeRawBufferPointer($0)) }
     }
 }

@@ -92,8 +92,8 @@ public struct ByteSlice: Sendable, Equatable {
 
     public static let empty = ByteSlice(ByteStorage(base: nil, count: 0, owner: nil))
 
-    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-        try storage.withUnsafeBytes { all in
+    public func withUnsafeBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try storage.withUnsafeBytes { (all) throws(E) -> R in
             guard count > 0, let base = all.baseAddress else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
             return try body(UnsafeRawBufferPointer(start: base + offset, count: count))
         }

@@ -34,6 +34,26 @@ public enum MappedFile {
     }
 }
 
+/// Raw descriptor output shared by file writers and the CLI's stdout/stderr.
+public enum FileDescriptor {
+    /// Writes all of `bytes`, retrying short and interrupted writes. Returns how many bytes were written:
+    /// fewer than `bytes.count` means a write failed, and `errno` says why.
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int {
+        guard let base = bytes.baseAddress else { return 0 }
+        var done = 0
+        while done < bytes.count {
+            let written = Glibc.write(fd, base + done, bytes.count - done)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return done
+            }
+            done += written
+        }
+        return done
+    }
+}
+
 /// Writes a file atomically: into a temporary sibling first, then `rename`, so a failure or a crash never
 /// leaves a half-written output under the final name.
 public final class AtomicFileWriter {
@@ -51,36 +71,21 @@ public final class AtomicFileWriter {
         guard fd >= 0 else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
     }
 
-    /// Appends `bytes`; short writes are retried until everything is written.
+    /// Appends `bytes`.
     public func write(_ bytes: UnsafeRawBufferPointer) throws(FileError) {
-        guard var cursor = bytes.baseAddress else { return }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let written = Glibc.write(fd, cursor, remaining)
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw .cannotWrite(path: path, reason: FileError.systemReason())
-            }
-            cursor += written
-            remaining -= written
-            position += written
-        }
+        let written = FileDescriptor.writeAll(fd, bytes)
+        position += written
+        guard written == bytes.count else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
     }
 
-    public func write(_ bytes: [UInt8]) throws(FileError) {
-        do {
-            try bytes.withUnsafeBytes { buffer in try write(buffer) }
-        } catch let error as FileError {
-            throw error
-        } catch {
-            throw .cannotWrite(path: path, reason: "\(error)")
-        }
+    public func write(_ slice: ByteSlice) throws(FileError) {
+        try slice.withUnsafeBytes { (buffer) throws(FileError) in try write(buffer) }
     }
 
     /// Appends `count` zero bytes (alignment padding).
     public func writeZeros(_ count: Int) throws(FileError) {
         guard count > 0 else { return }
-        try write([UInt8](repeating: 0, count: count))
+        try write(ByteSlice(copying: [UInt8](repeating: 0, count: count)))
     }
 
     /// Flushes, closes and renames into place. Without a commit, `deinit` removes the temporary file.

@@ -42,40 +42,34 @@ public enum ONNXExporter {
         case .never: useExternal = false
         case .automatic: useExternal = usesExternalData(model.graph) || initializerBytes(model.graph) > options.automaticExternalThreshold
         }
-        do {
-            var side: AtomicFileWriter?
-            let sideName = fileName(of: path) + ".data"
-            if useExternal {
-                side = try AtomicFileWriter(path: ONNXImporter.directoryOf(path) + "/" + sideName)
+        let sideName = fileName(of: path) + ".data"
+        let side: AtomicFileWriter?
+        do throws(FileError) {
+            side = useExternal ? try AtomicFileWriter(path: ONNXImporter.directoryOf(path) + "/" + sideName) : nil
+        } catch {
+            throw .file(error)
+        }
+        let encoder = ProtobufEncoder { (tensor) throws(FrontendError) -> ExternalDataRef? in
+            guard let side, case .bytes(let bytes) = tensor.data.payload, bytes.count >= options.externalSizeThreshold else { return nil }
+            guard let aligned = CheckedSize.alignUp(side.position, to: options.externalAlignment) else {
+                throw .tooLarge(reason: "the external data file would exceed the largest file offset")
             }
-            let encoder = ProtobufEncoder { (tensor) throws(FrontendError) -> ExternalDataRef? in
-                guard let side, case .bytes(let bytes) = tensor.data.payload, bytes.count >= options.externalSizeThreshold else { return nil }
-                do {
-                    guard let aligned = CheckedSize.alignUp(side.position, to: options.externalAlignment) else {
-                        throw FrontendError.tooLarge(reason: "the external data file would exceed the largest file offset")
-                    }
-                    try side.writeZeros(aligned - side.position)
-                    try bytes.withUnsafeBytes { buffer in try side.write(buffer) }
-                    return ExternalDataRef(location: sideName, offset: aligned, length: bytes.count)
-                } catch let error as FileError {
-                    throw .file(error)
-                } catch let error as FrontendError {
-                    throw error
-                } catch {
-                    throw .tooLarge(reason: "\(error)")
-                }
+            do throws(FileError) {
+                try side.writeZeros(aligned - side.position)
+                try side.write(bytes)
+            } catch {
+                throw .file(error)
             }
-            let encoded = try encoder.encode(model)
+            return ExternalDataRef(location: sideName, offset: aligned, length: bytes.count)
+        }
+        let encoded = try encoder.encode(model)
+        do throws(FileError) {
             let writer = try AtomicFileWriter(path: path)
-            try encoded.withUnsafeBytes { (buffer) throws(FileError) in try writer.write(buffer) }
+            try writer.write(ByteSlice(encoded))
             try side?.commit()
             try writer.commit()
-        } catch let error as FileError {
-            throw .file(error)
-        } catch let error as FrontendError {
-            throw error
         } catch {
-            throw .tooLarge(reason: "\(error)")
+            throw .file(error)
         }
     }
 

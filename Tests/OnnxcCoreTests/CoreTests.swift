@@ -119,11 +119,11 @@ import Testing
         let path = directory.appendingPathComponent("out.bin").path
         do {
             let writer = try AtomicFileWriter(path: path)
-            try writer.write([1, 2, 3])
+            try writer.write(ByteSlice(copying: [1, 2, 3]))
         }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
         let writer = try AtomicFileWriter(path: path)
-        try writer.write([1, 2, 3])
+        try writer.write(ByteSlice(copying: [1, 2, 3]))
         try writer.writeZeros(2)
         #expect(writer.position == 5)
         try writer.commit()
