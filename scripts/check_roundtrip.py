@@ -42,7 +42,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper
 
-from onnx_bits import arrays_identical, ort_session, tensor_bits
+from onnx_bits import arrays_identical, is_topologically_sorted, ort_session, tensor_bits
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
@@ -132,15 +132,6 @@ def compare_nodes(a: onnx.NodeProto, b: onnx.NodeProto, where: str) -> list[str]
             differences += compare_attributes(attr, attrs_b[name], f"{where} attribute {name}")
     return differences
 
-
-def is_topologically_sorted(graph: onnx.GraphProto) -> bool:
-    """Whether no node reads a value that a later node of the same graph produces."""
-    later = {o for node in graph.node for o in node.output if o}
-    for node in graph.node:
-        if any(i in later for i in node.input):
-            return False
-        later.difference_update(node.output)
-    return True
 
 
 def compare_value_infos(a: onnx.ValueInfoProto, b: onnx.ValueInfoProto, where: str) -> list[str]:

@@ -36,7 +36,7 @@ import onnx
 import onnxruntime as ort
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from onnx_bits import arrays_identical, ort_session, tensor_bits
+from onnx_bits import arrays_identical, is_topologically_sorted, ort_session, tensor_bits
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = ROOT / "testdata"
@@ -97,15 +97,6 @@ def all_graphs(graph: onnx.GraphProto):
             for sub in ([attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs)):
                 yield from all_graphs(sub)
 
-
-def is_topologically_sorted(graph: onnx.GraphProto) -> bool:
-    """Whether no node reads a value that a later node of the same graph produces."""
-    later = {o for node in graph.node for o in node.output if o}
-    for node in graph.node:
-        if any(i in later for i in node.input):
-            return False
-        later.difference_update(node.output)
-    return True
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
@@ -77,3 +78,13 @@ def ort_session(path: Path) -> ort.InferenceSession:
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: failures surface as exceptions with the same message
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def is_topologically_sorted(graph: onnx.GraphProto) -> bool:
+    """Whether no node reads a value that a later node of the same graph produces."""
+    later = {o for node in graph.node for o in node.output if o}
+    for node in graph.node:
+        if any(i in later for i in node.input):
+            return False
+        later.difference_update(node.output)
+    return True
