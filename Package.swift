@@ -14,9 +14,11 @@ let package = Package(
         .library(name: "OnnxcCore", targets: ["OnnxcCore"]),
         .library(name: "OnnxcIR", targets: ["OnnxcIR"]),
         .library(name: "OnnxcFrontend", targets: ["OnnxcFrontend"]),
+        .library(name: "OnnxcRuntime", targets: ["OnnxcRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // protobuf-c from Debian's libprotobuf-c-dev, found through pkg-config.
@@ -38,12 +40,17 @@ let package = Package(
             dependencies: ["OnnxcCore", "OnnxcIR", "ONNXProto", "CProtobufC"],
             swiftSettings: strictSwift
         ),
+        // The interpreter and its kernels. Depends on Core only: no protobuf-c, no compiler.
+        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
+        // IR → runtime graph.
+        .target(name: "OnnxcLowering", dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"], swiftSettings: strictSwift),
         // Subcommands, kept in a library so tests can drive them in-process.
         .target(
             name: "OnnxcCLI",
             dependencies: [
-                "OnnxcCore", "OnnxcIR", "OnnxcFrontend",
+                "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcLowering",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: strictSwift
         ),
@@ -69,6 +76,11 @@ let package = Package(
         .testTarget(
             name: "OnnxcFrontendTests",
             dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcTestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "OnnxcRuntimeTests",
+            dependencies: ["OnnxcCore", "OnnxcRuntime", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -9,7 +9,7 @@ public struct Onnxc: ParsableCommand {
         commandName: "onnxc",
         abstract: "An ONNX model compiler for CPUs: inspect, optimize and re-encode ONNX models.",
         version: version,
-        subcommands: [Info.self, Dump.self, Optimize.self]
+        subcommands: [Info.self, Dump.self, Optimize.self, Run.self, Test.self]
     )
 
     public init() {}

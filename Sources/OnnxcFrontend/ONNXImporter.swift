@@ -59,6 +59,23 @@ public enum ONNXImporter {
         return model
     }
 
+    /// Reads a serialized TensorProto (the `input_N.pb` / `output_N.pb` files of ONNX backend tests).
+    /// External data is resolved relative to the file's folder, under the same rules as for models.
+    public static func loadTensor(path: String) throws(FrontendError) -> Tensor {
+        let storage: ByteStorage
+        do {
+            storage = try MappedFile.map(path: path)
+        } catch {
+            throw .file(error)
+        }
+        let unpacked = try storage.withUnsafeBytes { (buffer) throws(FrontendError) in try UnpackedTensor(bytes: buffer) }
+        let resolver = ExternalDataResolver(directory: directoryOf(path))
+        let decoder = ProtobufDecoder(owner: unpacked) { (reference, tensor, byteCount) throws(FrontendError) in
+            try resolver.read(reference, tensor: tensor, byteCount: byteCount)
+        }
+        return try decoder.decodeTensorFile(name: path)
+    }
+
     static func directoryOf(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let directory = String(path[..<slash])

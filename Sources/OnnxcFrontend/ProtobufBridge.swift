@@ -17,13 +17,23 @@ import Glibc
 /// length-delimited field fits its parent. It rejects truncated or random bytes with a precise reason and
 /// bounds message nesting, which protobuf-c's recursive unpacker does not do.
 enum WireScan {
-    static func check(_ bytes: UnsafeRawBufferPointer, maximumDepth: Int) throws(FrontendError) {
+    enum Root { case model, tensor }
+
+    static func check(_ bytes: UnsafeRawBufferPointer, root kind: Root = .model, maximumDepth: Int) throws(FrontendError) {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
         // The address of the generated descriptor, taken from an initialized message: Swift imports the C
         // global as a constant and offers no stable pointer to it directly.
-        var probe = Onnx__ModelProto()
-        onnx__model_proto__init(&probe)
-        let root = probe.base.descriptor
+        let root: UnsafePointer<ProtobufCMessageDescriptor>?
+        switch kind {
+        case .model:
+            var probe = Onnx__ModelProto()
+            onnx__model_proto__init(&probe)
+            root = probe.base.descriptor
+        case .tensor:
+            var probe = Onnx__TensorProto()
+            onnx__tensor_proto__init(&probe)
+            root = probe.base.descriptor
+        }
         var frames: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>?)] = [(bytes.count, root)]
         var position = 0
 
@@ -123,16 +133,40 @@ final class UnpackedModel {
     deinit { onnx__model_proto__free_unpacked(message, nil) }
 }
 
+/// Owns a TensorProto unpacked by protobuf-c (a backend test's `input_0.pb`).
+final class UnpackedTensor {
+    fileprivate let message: UnsafeMutablePointer<Onnx__TensorProto>
+
+    init(bytes: UnsafeRawBufferPointer) throws(FrontendError) {
+        try WireScan.check(bytes, root: .tensor, maximumDepth: 8)
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+              let message = onnx__tensor_proto__unpack(nil, bytes.count, base)
+        else { throw .malformedProtobuf(reason: "protobuf-c could not decode the TensorProto message") }
+        self.message = message
+    }
+
+    deinit { onnx__tensor_proto__free_unpacked(message, nil) }
+}
+
 /// Reads external tensor bytes; implemented by the importer so that path policy lives outside this file.
 typealias ExternalDataReader = (_ reference: ExternalDataRef, _ tensor: String, _ byteCount: Int) throws(FrontendError) -> ByteSlice
 
 /// Converts an unpacked ModelProto into the IR. Every count, enum and size is checked; nothing traps.
 struct ProtobufDecoder {
-    let owner: UnpackedModel
+    /// Keeps the unpacked message alive for tensors that point into it.
+    let owner: AnyObject
     let readExternal: ExternalDataReader
 
+    /// The tensor of an `UnpackedTensor` owner.
+    func decodeTensorFile(name: String) throws(FrontendError) -> Tensor {
+        guard let unpacked = owner as? UnpackedTensor else { throw .notAModel(reason: "not a TensorProto") }
+        return try decodeTensor(unpacked.message, location: name)
+    }
+
+    /// The model of an `UnpackedModel` owner.
     func decodeModel() throws(FrontendError) -> Model {
-        let m = owner.message.pointee
+        guard let unpacked = owner as? UnpackedModel else { throw .notAModel(reason: "not a ModelProto") }
+        let m = unpacked.message.pointee
         guard let graphPointer = m.graph else { throw .notAModel(reason: "the ModelProto has no graph") }
         guard m.has_ir_version != 0, m.ir_version > 0 else { throw .notAModel(reason: "the ModelProto has no ir_version") }
         var opsets: [OpsetImport] = []

@@ -1,0 +1,139 @@
+import ArgumentParser
+import Foundation
+import OnnxcCore
+import OnnxcFrontend
+import OnnxcIR
+import OnnxcLowering
+import OnnxcRuntime
+
+/// `onnxc test DIR...`: runs ONNX backend test folders (model.onnx + test_data_set_*/{input,output}_N.pb),
+/// like ONNX Runtime's onnx_test_runner.
+struct Test: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run ONNX backend test folders and compare outputs with the expected ones.",
+        discussion: """
+            Each DIR is a test folder (model.onnx and test_data_set_*/) or a folder of them. A test passes when every \
+            output has the expected type and shape and |actual - expected| <= atol + rtol * |expected| elementwise \
+            (NaN matches NaN). Prints one line per test and `N passed, N failed`.
+            """)
+
+    @Argument(help: "Test folders, or folders containing test folders.")
+    var directories: [String]
+
+    @Option(help: "Relative tolerance.")
+    var rtol: Double = 1e-3
+
+    @Option(help: "Absolute tolerance.")
+    var atol: Double = 1e-5
+
+    @Option(help: "A file listing tests that must pass (one name per line, # comments); any of them failing fails the run.")
+    var expectedPass: String?
+
+    @Flag(help: "Print results as JSON.")
+    var json = false
+
+    func run() throws {
+        let folders = try testFolders()
+        var results: [(name: String, passed: Bool, detail: String)] = []
+        for folder in folders {
+            let name = (folder as NSString).lastPathComponent
+            let outcome = BackendTest.run(folder: folder, rtol: rtol, atol: atol)
+            results.append((name, outcome == nil, outcome ?? ""))
+            if !json { Output.write(outcome.map { "FAIL \(name): \($0)\n" } ?? "PASS \(name)\n") }
+        }
+        let passed = results.filter(\.passed).count
+        var regressions: [String] = []
+        var newPasses: [String] = []
+        if let expectedPass {
+            let expected = try ExpectedPassList.read(expectedPass)
+            let passing = Set(results.filter(\.passed).map(\.name))
+            let ran = Set(results.map(\.name))
+            regressions = expected.filter { ran.contains($0) && !passing.contains($0) }.sorted()
+            newPasses = passing.subtracting(expected).sorted()
+        }
+        if json {
+            let entries = results.map { JSON.object([("test", .string($0.name)), ("passed", .bool($0.passed)), ("detail", .string($0.detail))]) }
+            Output.write(JSON.object([("passed", .int(Int64(passed))), ("failed", .int(Int64(results.count - passed))),
+                                      ("regressions", .array(regressions.map { .string($0) })),
+                                      ("new_passes", .array(newPasses.map { .string($0) })),
+                                      ("tests", .array(entries))]).serialized() + "\n")
+        } else {
+            if !newPasses.isEmpty { Output.write("\(newPasses.count) tests pass that the expected list does not name yet: \(newPasses.joined(separator: " "))\n") }
+            if !regressions.isEmpty { Output.write("REGRESSIONS (expected to pass): \(regressions.joined(separator: " "))\n") }
+            Output.write("\(passed) passed, \(results.count - passed) failed\n")
+        }
+        if !regressions.isEmpty { throw ExitCode.failure }
+    }
+
+    private func testFolders() throws(CommandFailure) -> [String] {
+        var folders: [String] = []
+        let manager = FileManager.default
+        for directory in directories {
+            var isDirectory: ObjCBool = false
+            guard manager.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CommandFailure(file: directory, what: "not a folder", hint: "pass ONNX backend test folders")
+            }
+            if manager.fileExists(atPath: directory + "/model.onnx") {
+                folders.append(directory)
+            } else {
+                let children = ((try? manager.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+                folders += children.map { directory + "/" + $0 }.filter { manager.fileExists(atPath: $0 + "/model.onnx") }
+            }
+        }
+        return folders
+    }
+}
+
+/// The committed list of node tests that must pass: one test name per line; `#` starts a comment.
+enum ExpectedPassList {
+    static func read(_ path: String) throws(CommandFailure) -> Set<String> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CommandFailure(file: path, what: "cannot read the expected-pass list", hint: "check the path")
+        }
+        return Set(text.split(separator: "\n").compactMap { line in
+            let name = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?
+                .trimmingCharacters(in: .whitespaces) ?? ""
+            return name.isEmpty ? nil : name
+        })
+    }
+}
+
+/// One backend test: load, lower, run every data set, compare.
+enum BackendTest {
+    /// nil when the test passes, else why it failed.
+    static func run(folder: String, rtol: Double, atol: Double) -> String? {
+        do {
+            let model = try ONNXImporter.load(path: folder + "/model.onnx")
+            let graph = try Lowering.lower(model)
+            let executor = try Executor(graph: graph)
+            let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                .filter { $0.hasPrefix("test_data_set_") }.sorted()
+            guard !sets.isEmpty else { return "no test_data_set_* folder" }
+            let runtimeInputs = graph.inputs.filter { graph.initializers[$0.name] == nil }
+            for set in sets {
+                let directory = folder + "/" + set
+                var inputs: [String: Value] = [:]
+                for (index, input) in runtimeInputs.enumerated() {
+                    let path = directory + "/input_\(index).pb"
+                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    inputs[input.name] = .tensor(try OnnxcRuntime.Tensor(try ONNXImporter.loadTensor(path: path).data))
+                }
+                let results = try executor.run(inputs)
+                for (index, output) in graph.outputs.enumerated() {
+                    let path = directory + "/output_\(index).pb"
+                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    let expected = try OnnxcRuntime.Tensor(try ONNXImporter.loadTensor(path: path).data)
+                    guard let actual = results[output.name]?.tensor else { return "\(set): output \(output.name) is not a tensor" }
+                    if let difference = TensorComparison.difference(actual, expected, rtol: rtol, atol: atol) {
+                        return "\(set): output \(output.name): \(difference)"
+                    }
+                }
+            }
+            return nil
+        } catch let error as any UserFacingError {
+            return error.description.replacingOccurrences(of: "\n", with: " ")
+        } catch {
+            return "\(error)"
+        }
+    }
+}

@@ -1,0 +1,112 @@
+import OnnxcCore
+
+/// Values visible while a graph runs; a subgraph's scope falls back to its enclosing graph's.
+final class Scope {
+    var values: [String: Value]
+    let parent: Scope?
+
+    init(values: [String: Value] = [:], parent: Scope?) {
+        self.values = values
+        self.parent = parent
+    }
+
+    func lookup(_ name: String) -> Value? {
+        if let value = values[name] { return value }
+        return parent?.lookup(name)
+    }
+}
+
+/// Interprets a `RuntimeGraph` node by node with the registered kernels. Checks at construction that every
+/// operator, in every subgraph, has a kernel, and reports all missing ones at once.
+public final class Executor {
+    public let graph: RuntimeGraph
+
+    public init(graph: RuntimeGraph) throws(RuntimeError) {
+        self.graph = graph
+        var missing: [String: RuntimeError.UnsupportedOp] = [:]
+        var order: [String] = []
+        Executor.collectUnsupported(graph, into: &missing, order: &order)
+        if !order.isEmpty { throw .unsupportedOps(order.compactMap { missing[$0] }) }
+    }
+
+    private static func collectUnsupported(_ graph: RuntimeGraph, into missing: inout [String: RuntimeError.UnsupportedOp], order: inout [String]) {
+        for node in graph.nodes {
+            if KernelRegistry.kernel(domain: node.domain, opType: node.opType) == nil {
+                let key = "\(KernelRegistry.key(node.domain, node.opType))@\(node.opset)"
+                if missing[key] == nil {
+                    order.append(key)
+                    missing[key] = RuntimeError.UnsupportedOp(domain: node.domain, opType: node.opType, opset: node.opset, nodes: [])
+                }
+                missing[key]?.nodes.append(node.displayName)
+            }
+            for value in node.attributes.values.values {
+                switch value {
+                case .graph(let g): collectUnsupported(g, into: &missing, order: &order)
+                case .graphs(let gs): for g in gs { collectUnsupported(g, into: &missing, order: &order) }
+                default: break
+                }
+            }
+        }
+    }
+
+    /// Runs the main graph. Inputs not given fall back to initializers of the same name (IR < 4 defaults).
+    public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {
+        let scope = Scope(parent: nil)
+        for (name, tensor) in graph.initializers { scope.values[name] = .tensor(tensor) }
+        for input in graph.inputs {
+            if let value = inputs[input.name] {
+                scope.values[input.name] = value
+            } else if scope.values[input.name] == nil {
+                throw .missingInput("model input \(input.name) was not given")
+            }
+        }
+        try runNodes(graph, scope: scope)
+        var results: [String: Value] = [:]
+        for output in graph.outputs {
+            guard let value = scope.lookup(output.name) else { throw .missingInput("graph output \(output.name) was never computed") }
+            results[output.name] = value
+        }
+        return results
+    }
+
+    /// Runs a subgraph with positional inputs and returns its outputs in order.
+    func execute(_ graph: RuntimeGraph, inputs: [Value], parent: Scope) throws(RuntimeError) -> [Value] {
+        let scope = Scope(parent: parent)
+        for (name, tensor) in graph.initializers { scope.values[name] = .tensor(tensor) }
+        for (index, input) in graph.inputs.enumerated() where index < inputs.count {
+            scope.values[input.name] = inputs[index]
+        }
+        try runNodes(graph, scope: scope)
+        var results: [Value] = []
+        for output in graph.outputs {
+            guard let value = scope.lookup(output.name) else {
+                throw .missingInput("subgraph \(graph.name) output \(output.name) was never computed")
+            }
+            results.append(value)
+        }
+        return results
+    }
+
+    private func runNodes(_ graph: RuntimeGraph, scope: Scope) throws(RuntimeError) {
+        for node in graph.nodes {
+            guard let kernel = KernelRegistry.kernel(domain: node.domain, opType: node.opType) else {
+                throw .unsupportedOps([RuntimeError.UnsupportedOp(domain: node.domain, opType: node.opType, opset: node.opset, nodes: [node.displayName])])
+            }
+            let inputs: [Value?] = node.inputs.map { $0.isEmpty ? nil : scope.lookup($0) }
+            for (index, name) in node.inputs.enumerated() where !name.isEmpty && inputs[index] == nil {
+                throw .atNode(node: node.displayName, op: node.opType, .missingInput("input \(name) has no value"))
+            }
+            let context = KernelContext(node: node, scope: scope, executor: self)
+            let results: [Value?]
+            do {
+                results = try kernel(inputs, context)
+            } catch {
+                if case .atNode = error { throw error }
+                throw .atNode(node: node.displayName, op: node.opType, error)
+            }
+            for (index, name) in node.outputs.enumerated() where !name.isEmpty && index < results.count {
+                if let value = results[index] { scope.values[name] = value }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Activation operators.
+enum ActivationKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Cast operators.
+enum CastKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// ControlFlow operators.
+enum ControlFlowKernels {
+    static let table: [String: Kernel] = [:]
+}

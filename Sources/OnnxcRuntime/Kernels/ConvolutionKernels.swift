@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Convolution operators.
+enum ConvolutionKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Elementwise operators.
+enum ElementwiseKernels {
+    static let table: [String: Kernel] = [:]
+}

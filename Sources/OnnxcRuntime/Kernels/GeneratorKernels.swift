@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Generator operators.
+enum GeneratorKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Indexing operators.
+enum IndexingKernels {
+    static let table: [String: Kernel] = [:]
+}

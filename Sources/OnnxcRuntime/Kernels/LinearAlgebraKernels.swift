@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// LinearAlgebra operators.
+enum LinearAlgebraKernels {
+    static let table: [String: Kernel] = [:]
+}

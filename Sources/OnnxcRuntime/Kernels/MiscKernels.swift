@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Misc operators.
+enum MiscKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Normalization operators.
+enum NormalizationKernels {
+    static let table: [String: Kernel] = [:]
+}

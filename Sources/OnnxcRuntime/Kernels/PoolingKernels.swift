@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Pooling operators.
+enum PoolingKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Quantization operators.
+enum QuantizationKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Recurrent operators.
+enum RecurrentKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Reduction operators.
+enum ReductionKernels {
+    static let table: [String: Kernel] = [:]
+}

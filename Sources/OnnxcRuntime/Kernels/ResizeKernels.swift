@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Resize operators.
+enum ResizeKernels {
+    static let table: [String: Kernel] = [:]
+}

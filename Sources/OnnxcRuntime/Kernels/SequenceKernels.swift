@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Sequence operators.
+enum SequenceKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,6 @@
+import OnnxcCore
+
+/// Shape operators.
+enum ShapeKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,203 @@
+public import OnnxcCore
+
+/// Memory that kernels write once while producing a tensor and only read afterwards.
+///
+/// `@unchecked Sendable`: a kernel writes a storage it has just allocated before publishing the tensor;
+/// after that nothing mutates it, so sharing across threads is safe.
+public final class TensorStorage: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    /// Zero-filled, 64-byte aligned.
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// A dense runtime tensor: element type, concrete shape, and either packed little-endian bytes or strings.
+/// Tensors are values: kernels allocate their outputs and never modify inputs.
+public struct Tensor: Sendable {
+    public let dtype: DType
+    public let shape: [Int]
+    public let count: Int
+    let storage: TensorStorage?
+    public let strings: [String]?
+
+    /// A zero-filled (or empty-string) tensor.
+    public init(zeros dtype: DType, shape: [Int]) throws(RuntimeError) {
+        guard shape.allSatisfy({ $0 >= 0 }), let count = CheckedSize.elementCount(shape.map(Int64.init)) else {
+            throw .invalidShape("shape \(shape) is negative or too large")
+        }
+        self.dtype = dtype
+        self.shape = shape
+        self.count = count
+        if dtype == .string {
+            storage = nil
+            strings = [String](repeating: "", count: count)
+        } else {
+            guard let bytes = dtype.byteCount(elements: count) else { throw .invalidShape("shape \(shape) is too large") }
+            storage = TensorStorage(byteCount: bytes)
+            strings = nil
+        }
+    }
+
+    public init(strings: [String], shape: [Int]) {
+        dtype = .string
+        self.shape = shape
+        count = strings.count
+        storage = nil
+        self.strings = strings
+    }
+
+    /// A tensor of `T` elements (in row-major order) with the given shape.
+    public init<T: TensorElement>(_ values: [T], shape: [Int]) throws(RuntimeError) {
+        try self.init(zeros: T.dtype, shape: shape)
+        guard values.count == count else { throw .invalidShape("\(values.count) values for shape \(shape)") }
+        values.withUnsafeBytes { source in
+            guard let from = source.baseAddress else { return }
+            storage?.base.copyMemory(from: from, byteCount: source.count)
+        }
+    }
+
+    public static func scalar<T: TensorElement>(_ value: T) -> Tensor {
+        // A one-element tensor of a fixed-width type always fits.
+        (try? Tensor([value], shape: [])) ?? Tensor(strings: [], shape: [0])
+    }
+
+    /// Wraps bytes from an ONNX tensor (packed little-endian, as `raw_data`).
+    public init(_ data: TensorData) throws(RuntimeError) {
+        let shape = data.dims.map { Int($0) }
+        switch data.payload {
+        case .strings(let values):
+            self.init(strings: values.map { String(decoding: $0, as: UTF8.self) }, shape: shape)
+        case .bytes(let slice):
+            try self.init(zeros: data.dtype, shape: shape)
+            let base = storage?.base
+            slice.withUnsafeBytes { source in
+                guard let from = source.baseAddress, let base else { return }
+                base.copyMemory(from: from, byteCount: source.count)
+            }
+        }
+    }
+
+    public var rank: Int { shape.count }
+    public var byteCount: Int { storage?.byteCount ?? 0 }
+
+    /// Read-only typed access. `T` must be the storage type of `dtype` (see `TensorElement`).
+    public func withValues<T: TensorElement, R, E: Error>(_ type: T.Type, _ body: (UnsafeBufferPointer<T>) throws(E) -> R) throws(E) -> R {
+        precondition(T.dtype.storageWidth == dtype.storageWidth && dtype != .string, "withValues: \(T.self) cannot view \(dtype)")
+        let base = storage?.base.assumingMemoryBound(to: T.self)
+        return try withExtendedLifetime(storage) { () throws(E) -> R in
+            try body(UnsafeBufferPointer(start: base, count: dtype.bitWidth == 4 ? 0 : count))
+        }
+    }
+
+    /// Write access for the kernel that just created this tensor and has not yet returned it.
+    public func withMutableValues<T: TensorElement, R, E: Error>(_ type: T.Type, _ body: (UnsafeMutableBufferPointer<T>) throws(E) -> R) throws(E) -> R {
+        precondition(T.dtype.storageWidth == dtype.storageWidth && dtype != .string, "withMutableValues: \(T.self) cannot view \(dtype)")
+        let base = storage?.base.assumingMemoryBound(to: T.self)
+        return try withExtendedLifetime(storage) { () throws(E) -> R in
+            try body(UnsafeMutableBufferPointer(start: base, count: dtype.bitWidth == 4 ? 0 : count))
+        }
+    }
+
+    /// Raw bytes (packed, little-endian), for dtypes without a Swift element type (bfloat16, float8, 4-bit).
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try withExtendedLifetime(storage) { () throws(E) -> R in try body(UnsafeRawBufferPointer(start: storage?.base, count: byteCount)) }
+    }
+
+    public func withMutableBytes<R, E: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try withExtendedLifetime(storage) { () throws(E) -> R in try body(UnsafeMutableRawBufferPointer(start: storage?.base, count: byteCount)) }
+    }
+
+    /// A copy of the elements as `T` (the storage type of `dtype`).
+    public func array<T: TensorElement>(_ type: T.Type) -> [T] { withValues(T.self) { Array($0) } }
+
+    /// The same elements under another shape with the same element count.
+    public func reshaped(_ newShape: [Int]) throws(RuntimeError) -> Tensor {
+        guard let newCount = CheckedSize.elementCount(newShape.map(Int64.init)), newCount == count else {
+            throw .invalidShape("cannot reshape \(shape) (\(count) elements) to \(newShape)")
+        }
+        return Tensor(dtype: dtype, shape: newShape, count: count, storage: storage, strings: strings)
+    }
+
+    private init(dtype: DType, shape: [Int], count: Int, storage: TensorStorage?, strings: [String]?) {
+        self.dtype = dtype
+        self.shape = shape
+        self.count = count
+        self.storage = storage
+        self.strings = strings
+    }
+
+    /// Values widened to Double (strings and complex types are not numeric): for shape inputs, tests, printing.
+    public func doubles() -> [Double] {
+        withBytes { raw in
+            (0..<count).map { Tensor.numeric(raw, dtype, $0) }
+        }
+    }
+
+    /// Integer values (for shape-like inputs: axes, pads, sizes), exact for int32/int64.
+    public func int64s() -> [Int64] {
+        switch dtype {
+        case .int64: return array(Int64.self)
+        case .int32: return array(Int32.self).map(Int64.init)
+        default: return doubles().map { Int64(exactly: $0.rounded(.towardZero)) ?? ($0 > 0 ? Int64.max : Int64.min) }
+        }
+    }
+
+    static func numeric(_ raw: UnsafeRawBufferPointer, _ dtype: DType, _ i: Int) -> Double {
+        switch dtype {
+        case .float: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: Float.self))
+        case .double: return raw.loadUnaligned(fromByteOffset: i * 8, as: Double.self)
+        case .float16: return Double(Float(raw.loadUnaligned(fromByteOffset: i * 2, as: Float16.self)))
+        case .bfloat16: return Double(NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
+        case .int8: return Double(raw.loadUnaligned(fromByteOffset: i, as: Int8.self))
+        case .uint8, .bool: return Double(raw[i])
+        case .int16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))
+        case .uint16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
+        case .int32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
+        case .uint32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+        case .int64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
+        case .uint64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
+        case .float8e4m3fn: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 7, fnuz: false, hasInfinity: false))
+        case .float8e4m3fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 8, fnuz: true, hasInfinity: false))
+        case .float8e5m2: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 15, fnuz: false, hasInfinity: true))
+        case .float8e5m2fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 16, fnuz: true, hasInfinity: false))
+        case .uint4, .int4:
+            let byte = raw[i / 2]
+            let nibble = i % 2 == 0 ? byte & 0x0F : byte >> 4
+            return dtype == .int4 && nibble >= 8 ? Double(Int(nibble) - 16) : Double(nibble)
+        case .complex64, .complex128, .string, .undefined: return .nan
+        }
+    }
+}
+
+extension DType {
+    /// Bytes per element in memory; 4-bit types are packed two per byte and have no element view.
+    var storageWidth: Int { (bitWidth ?? 0) / 8 }
+
+    /// Bytes per element for byte-wise copies (4-bit and string types have none).
+    public var storageBytes: Int { storageWidth }
+}
+
+/// Swift types that view tensor storage directly. Bool is stored as one byte (0 or 1), as ONNX does.
+public protocol TensorElement: Sendable {
+    static var dtype: DType { get }
+}
+
+extension Float: TensorElement { public static var dtype: DType { .float } }
+extension Double: TensorElement { public static var dtype: DType { .double } }
+extension Float16: TensorElement { public static var dtype: DType { .float16 } }
+extension Int8: TensorElement { public static var dtype: DType { .int8 } }
+extension Int16: TensorElement { public static var dtype: DType { .int16 } }
+extension Int32: TensorElement { public static var dtype: DType { .int32 } }
+extension Int64: TensorElement { public static var dtype: DType { .int64 } }
+extension UInt8: TensorElement { public static var dtype: DType { .uint8 } }
+extension UInt16: TensorElement { public static var dtype: DType { .uint16 } }
+extension UInt32: TensorElement { public static var dtype: DType { .uint32 } }
+extension UInt64: TensorElement { public static var dtype: DType { .uint64 } }
+extension Bool: TensorElement { public static var dtype: DType { .bool } }
