@@ -5,7 +5,7 @@ Usage:
     python3 scripts/gen_testdata.py
 
 Needs Python 3 with numpy, onnx==1.16.2 and onnxruntime (CPU). Writes, after deleting what an earlier
-run wrote (testdata/node and testdata/light, filled by fetch_node_tests.sh, are left alone):
+run wrote (testdata/node and testdata/light, filled by fetch-onnx-tests.sh, are left alone):
 
     testdata/models/NAME.onnx            small models built with onnx.helper, checked with
                                          onnx.checker.check_model(full_check=True) unless noted

@@ -14,6 +14,6 @@ python3 -c "import onnx, onnxruntime, numpy; assert onnx.__version__ == '1.16.2'
     || python3 -m pip install -q "onnx==1.16.2" onnxruntime numpy
 
 swift test
-bash scripts/fetch_node_tests.sh
+bash scripts/fetch-onnx-tests.sh
 # The release binary: setup.sh built it, and release builds catch lifetime bugs debug builds hide.
 python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc
