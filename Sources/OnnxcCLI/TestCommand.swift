@@ -109,22 +109,22 @@ enum BackendTest {
             let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
                 .filter { $0.hasPrefix("test_data_set_") }.sorted()
             guard !sets.isEmpty else { return "no test_data_set_* folder" }
-            let runtimeInputs = graph.inputs.filter { graph.initializers[$0.name] == nil }
+            let runtimeInputs = model.graph.runtimeInputs
             for set in sets {
                 let directory = folder + "/" + set
                 var inputs: [String: Value] = [:]
                 for (index, input) in runtimeInputs.enumerated() {
                     let path = directory + "/input_\(index).pb"
                     guard FileManager.default.fileExists(atPath: path) else { continue }
-                    inputs[input.name] = .tensor(try OnnxcRuntime.Tensor(try ONNXImporter.loadTensor(path: path).data))
+                    inputs[input.name] = try readValue(path, type: input.type)
                 }
                 let results = try executor.run(inputs)
-                for (index, output) in graph.outputs.enumerated() {
+                for (index, output) in model.graph.outputs.enumerated() {
                     let path = directory + "/output_\(index).pb"
                     guard FileManager.default.fileExists(atPath: path) else { continue }
-                    let expected = try OnnxcRuntime.Tensor(try ONNXImporter.loadTensor(path: path).data)
-                    guard let actual = results[output.name]?.tensor else { return "\(set): output \(output.name) is not a tensor" }
-                    if let difference = TensorComparison.difference(actual, expected, rtol: rtol, atol: atol) {
+                    let expected = try readValue(path, type: output.type)
+                    guard let actual = results[output.name] else { return "\(set): output \(output.name) was not computed" }
+                    if let difference = compare(actual, expected, rtol: rtol, atol: atol) {
                         return "\(set): output \(output.name): \(difference)"
                     }
                 }
@@ -134,6 +134,56 @@ enum BackendTest {
             return error.description.replacingOccurrences(of: "\n", with: " ")
         } catch {
             return "\(error)"
+        }
+    }
+
+    /// Reads a test-data file as the value kind the model declares for that input or output.
+    static func readValue(_ path: String, type: ValueType?) throws -> Value {
+        switch type?.kind {
+        case .sequence(let element):
+            let data = try ONNXImporter.loadData(path: path, kind: .sequence)
+            return try value(data, elementType: element?.tensorType?.elementType)
+        case .optional(let element):
+            let data = try ONNXImporter.loadData(path: path, kind: .optional)
+            return try value(data, elementType: element?.tensorType?.elementType ?? sequenceElement(element))
+        default:
+            return .tensor(try OnnxcRuntime.Tensor(try ONNXImporter.loadTensor(path: path).data))
+        }
+    }
+
+    private static func sequenceElement(_ type: ValueType?) -> DType? {
+        if case .sequence(let element) = type?.kind { return element?.tensorType?.elementType }
+        return nil
+    }
+
+    private static func value(_ data: DataValue, elementType: DType?) throws -> Value {
+        switch data {
+        case .tensor(let t): return .tensor(try OnnxcRuntime.Tensor(t.data))
+        case .sequence(let ts):
+            var tensors: [OnnxcRuntime.Tensor] = []
+            for t in ts { tensors.append(try OnnxcRuntime.Tensor(t.data)) }
+            return .sequence(elementType: elementType ?? tensors.first?.dtype ?? .float, tensors)
+        case .optional(let inner):
+            guard let inner else { return .none(.tensor(elementType ?? .float)) }
+            return try value(inner, elementType: elementType)
+        }
+    }
+
+    /// Compares values of any kind: tensors by tolerance, sequences element by element, empty optionals by kind.
+    static func compare(_ actual: Value, _ expected: Value, rtol: Double, atol: Double) -> String? {
+        switch (actual, expected) {
+        case (.tensor(let a), .tensor(let e)):
+            return TensorComparison.difference(a, e, rtol: rtol, atol: atol)
+        case (.sequence(_, let a), .sequence(_, let e)):
+            guard a.count == e.count else { return "sequence of \(a.count) tensors, expected \(e.count)" }
+            for (i, (x, y)) in zip(a, e).enumerated() {
+                if let d = TensorComparison.difference(x, y, rtol: rtol, atol: atol) { return "sequence element \(i): \(d)" }
+            }
+            return nil
+        case (.none, .none):
+            return nil
+        default:
+            return "got \(OutputFiles.describe(actual)), expected \(OutputFiles.describe(expected))"
         }
     }
 }

@@ -76,6 +76,22 @@ public enum ONNXImporter {
         return try decoder.decodeTensorFile(name: path)
     }
 
+    /// Reads a serialized SequenceProto or OptionalProto (backend-test data for sequence and optional values).
+    public static func loadData(path: String, kind: DataValue.Kind) throws(FrontendError) -> DataValue {
+        let storage: ByteStorage
+        do {
+            storage = try MappedFile.map(path: path)
+        } catch {
+            throw .file(error)
+        }
+        let unpacked = try storage.withUnsafeBytes { (buffer) throws(FrontendError) in try UnpackedData(bytes: buffer, kind: kind) }
+        let resolver = ExternalDataResolver(directory: directoryOf(path))
+        let decoder = ProtobufDecoder(owner: unpacked) { (reference, tensor, byteCount) throws(FrontendError) in
+            try resolver.read(reference, tensor: tensor, byteCount: byteCount)
+        }
+        return try decoder.decodeDataFile(name: path)
+    }
+
     static func directoryOf(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         let directory = String(path[..<slash])

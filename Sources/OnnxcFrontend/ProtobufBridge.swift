@@ -17,7 +17,7 @@ import Glibc
 /// length-delimited field fits its parent. It rejects truncated or random bytes with a precise reason and
 /// bounds message nesting, which protobuf-c's recursive unpacker does not do.
 enum WireScan {
-    enum Root { case model, tensor }
+    enum Root { case model, tensor, sequence, optional }
 
     static func check(_ bytes: UnsafeRawBufferPointer, root kind: Root = .model, maximumDepth: Int) throws(FrontendError) {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
@@ -32,6 +32,14 @@ enum WireScan {
         case .tensor:
             var probe = Onnx__TensorProto()
             onnx__tensor_proto__init(&probe)
+            root = probe.base.descriptor
+        case .sequence:
+            var probe = Onnx__SequenceProto()
+            onnx__sequence_proto__init(&probe)
+            root = probe.base.descriptor
+        case .optional:
+            var probe = Onnx__OptionalProto()
+            onnx__optional_proto__init(&probe)
             root = probe.base.descriptor
         }
         var frames: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>?)] = [(bytes.count, root)]
@@ -148,6 +156,42 @@ final class UnpackedTensor {
     deinit { onnx__tensor_proto__free_unpacked(message, nil) }
 }
 
+/// Owns a SequenceProto or OptionalProto (backend-test data for sequence and optional values).
+final class UnpackedData {
+    fileprivate enum Message {
+        case sequence(UnsafeMutablePointer<Onnx__SequenceProto>)
+        case optional(UnsafeMutablePointer<Onnx__OptionalProto>)
+    }
+
+    fileprivate let message: Message
+
+    init(bytes: UnsafeRawBufferPointer, kind: DataValue.Kind) throws(FrontendError) {
+        try WireScan.check(bytes, root: kind == .sequence ? .sequence : .optional, maximumDepth: 16)
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            throw .malformedProtobuf(reason: "the file is empty")
+        }
+        switch kind {
+        case .sequence:
+            guard let m = onnx__sequence_proto__unpack(nil, bytes.count, base) else {
+                throw .malformedProtobuf(reason: "protobuf-c could not decode the SequenceProto message")
+            }
+            message = .sequence(m)
+        case .optional:
+            guard let m = onnx__optional_proto__unpack(nil, bytes.count, base) else {
+                throw .malformedProtobuf(reason: "protobuf-c could not decode the OptionalProto message")
+            }
+            message = .optional(m)
+        }
+    }
+
+    deinit {
+        switch message {
+        case .sequence(let m): onnx__sequence_proto__free_unpacked(m, nil)
+        case .optional(let m): onnx__optional_proto__free_unpacked(m, nil)
+        }
+    }
+}
+
 /// Reads external tensor bytes; implemented by the importer so that path policy lives outside this file.
 typealias ExternalDataReader = (_ reference: ExternalDataRef, _ tensor: String, _ byteCount: Int) throws(FrontendError) -> ByteSlice
 
@@ -161,6 +205,36 @@ struct ProtobufDecoder {
     func decodeTensorFile(name: String) throws(FrontendError) -> Tensor {
         guard let unpacked = owner as? UnpackedTensor else { throw .notAModel(reason: "not a TensorProto") }
         return try decodeTensor(unpacked.message, location: name)
+    }
+
+    /// The value of an `UnpackedData` owner.
+    func decodeDataFile(name: String) throws(FrontendError) -> DataValue {
+        guard let unpacked = owner as? UnpackedData else { throw .notAModel(reason: "not a SequenceProto or OptionalProto") }
+        switch unpacked.message {
+        case .sequence(let m): return try decodeSequence(m, location: name)
+        case .optional(let m): return try decodeOptional(m, location: name)
+        }
+    }
+
+    private func decodeSequence(_ pointer: UnsafeMutablePointer<Onnx__SequenceProto>, location: String) throws(FrontendError) -> DataValue {
+        let s = pointer.pointee
+        let elemType = s.has_elem_type != 0 ? s.elem_type : 0
+        guard elemType == 1 || elemType == 0 else {
+            throw .invalidType(location: location, reason: "sequences of element kind \(elemType) (not tensors) are not supported")
+        }
+        var tensors: [Tensor] = []
+        for t in messages(s.n_tensor_values, s.tensor_values) { tensors.append(try decodeTensor(t, location: location)) }
+        return .sequence(tensors)
+    }
+
+    private func decodeOptional(_ pointer: UnsafeMutablePointer<Onnx__OptionalProto>, location: String) throws(FrontendError) -> DataValue {
+        let o = pointer.pointee
+        if let t = o.tensor_value { return .optional(.tensor(try decodeTensor(t, location: location))) }
+        if let s = o.sequence_value { return .optional(try decodeSequence(s, location: location)) }
+        if o.optional_value != nil || o.sparse_tensor_value != nil || o.map_value != nil {
+            throw .invalidType(location: location, reason: "optional values other than tensors and sequences are not supported")
+        }
+        return .optional(nil)
     }
 
     /// The model of an `UnpackedModel` owner.
