@@ -1,5 +1,8 @@
 import ArgumentParser
+import OnnxcCore
 import OnnxcIR
+import OnnxcLowering
+import OnnxcRuntime
 
 /// `onnxc info MODEL`: versions, signature, parameters and op histogram.
 struct Info: ParsableCommand {
@@ -15,6 +18,17 @@ struct Info: ParsableCommand {
     func run() throws {
         let loaded = try ModelLoading.load(model, inlineFunctions: false)
         let summary = ModelSummary(loaded)
-        Output.write(json ? summary.json.serialized() + "\n" : summary.text)
+        let unsupported = UnsupportedOps.list(loaded)
+        if json {
+            guard case .object(var members) = summary.json else { return }
+            members.append(("unsupported_ops", .array(unsupported.map { .string($0.description) })))
+            Output.write(JSON.object(members).serialized() + "\n")
+        } else {
+            var text = summary.text
+            if !unsupported.isEmpty {
+                text += "unsupported (no onnxc kernel yet)\n" + unsupported.map { "  \($0)\n" }.joined()
+            }
+            Output.write(text)
+        }
     }
 }

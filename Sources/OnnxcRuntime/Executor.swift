@@ -20,6 +20,8 @@ final class Scope {
 /// operator, in every subgraph, has a kernel, and reports all missing ones at once.
 public final class Executor {
     public let graph: RuntimeGraph
+    /// Per graph (by identity): after node i, the values no later node, subgraph or output needs.
+    private var releasePlans: [ObjectIdentifier: [[String]]] = [:]
 
     public init(graph: RuntimeGraph) throws(RuntimeError) {
         self.graph = graph
@@ -87,8 +89,55 @@ public final class Executor {
         return results
     }
 
-    private func runNodes(_ graph: RuntimeGraph, scope: Scope) throws(RuntimeError) {
+    /// Frees intermediates as soon as their last reader has run, so peak memory follows the live set rather
+    /// than the whole graph.
+    private func releasePlan(_ graph: RuntimeGraph) -> [[String]] {
+        if let plan = releasePlans[ObjectIdentifier(graph)] { return plan }
+        var lastUse: [String: Int] = [:]
+        for (index, node) in graph.nodes.enumerated() {
+            for name in node.inputs where !name.isEmpty { lastUse[name] = index }
+            for value in node.attributes.values.values {
+                let subgraphs: [RuntimeGraph]
+                switch value {
+                case .graph(let g): subgraphs = [g]
+                case .graphs(let gs): subgraphs = gs
+                default: subgraphs = []
+                }
+                for name in subgraphs.flatMap(Executor.capturedNames) { lastUse[name] = index }
+            }
+        }
+        let kept = Set(graph.outputs.map(\.name))
+        var plan = [[String]](repeating: [], count: graph.nodes.count)
+        for (index, node) in graph.nodes.enumerated() {
+            for name in node.outputs where !name.isEmpty && !kept.contains(name) && lastUse[name] == nil {
+                plan[index].append(name)  // produced but never read
+            }
+        }
+        let produced = Set(graph.nodes.flatMap(\.outputs))
+        for (name, index) in lastUse where produced.contains(name) && !kept.contains(name) { plan[index].append(name) }
+        releasePlans[ObjectIdentifier(graph)] = plan
+        return plan
+    }
+
+    /// Every name a graph (or its subgraphs) reads; a superset of its outer-scope captures is enough here.
+    private static func capturedNames(_ graph: RuntimeGraph) -> [String] {
+        var names: [String] = graph.outputs.map(\.name)
         for node in graph.nodes {
+            names += node.inputs.filter { !$0.isEmpty }
+            for value in node.attributes.values.values {
+                switch value {
+                case .graph(let g): names += capturedNames(g)
+                case .graphs(let gs): for g in gs { names += capturedNames(g) }
+                default: break
+                }
+            }
+        }
+        return names
+    }
+
+    private func runNodes(_ graph: RuntimeGraph, scope: Scope) throws(RuntimeError) {
+        let plan = releasePlan(graph)
+        for (nodeIndex, node) in graph.nodes.enumerated() {
             guard let kernel = KernelRegistry.kernel(domain: node.domain, opType: node.opType) else {
                 throw .unsupportedOps([RuntimeError.UnsupportedOp(domain: node.domain, opType: node.opType, opset: node.opset, nodes: [node.displayName])])
             }
@@ -107,6 +156,7 @@ public final class Executor {
             for (index, name) in node.outputs.enumerated() where !name.isEmpty && index < results.count {
                 if let value = results[index] { scope.values[name] = value }
             }
+            for name in plan[nodeIndex] { scope.values[name] = nil }
         }
     }
 }
