@@ -4,7 +4,7 @@
 Usage:
     python3 scripts/check_roundtrip.py --onnxc .build/debug/onnxc [MODEL_OR_DIR ...]
 
-Without paths it checks testdata/models, plus testdata/light/*/model.onnx and testdata/node/*/model.onnx when
+Without paths it checks testdata/models and testdata/exported, plus testdata/light/*/model.onnx and testdata/node/*/model.onnx when
 scripts/fetch-onnx-tests.sh has fetched them; a directory argument means every *.onnx below it. Needs
 numpy, onnx==1.16.2 and onnxruntime.
 
@@ -365,7 +365,7 @@ def check(job: tuple[str, str]) -> tuple[str, str, str]:
 
 def default_paths() -> list[Path]:
     testdata = ROOT / "testdata"
-    return ([testdata / "models"] + sorted((testdata / "light").glob("*/model.onnx"))
+    return ([testdata / "models", testdata / "exported"] + sorted((testdata / "light").glob("*/model.onnx"))
             + sorted((testdata / "node").glob("*/model.onnx")))
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Export torchvision models to ONNX for onnxc's model-level checks and benchmarks.
+"""Export torchvision models and a small BERT-style encoder to ONNX for onnxc's model-level checks.
 
 Usage:
     pip install torch torchvision onnx==1.16.2
@@ -8,7 +8,8 @@ Usage:
 Weights are randomly initialized with a fixed seed (no network access is needed, and the graphs are what
 matter), the batch dimension is symbolic (`batch`), and each model is written as OUT/NAME.onnx. These models
 are tens of megabytes, so they are not committed; scripts regenerate them when needed. Never needed by CI or
-`swift test`.
+`swift test`. The small BERT-style encoder (`bert_tiny`, 0.6 MB) is the exception: a copy is committed as
+testdata/exported/bert_tiny.onnx so CI can check a transformer with dynamic batch and sequence.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ MODELS = {
     "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small, (1, 3, 224, 224)),
     "squeezenet1_1": (torchvision.models.squeezenet1_1, (1, 3, 224, 224)),
     "shufflenet_v2_x0_5": (torchvision.models.shufflenet_v2_x0_5, (1, 3, 224, 224)),
+    "shufflenet_v2_x1_0": (torchvision.models.shufflenet_v2_x1_0, (1, 3, 224, 224)),
+    "convnext_tiny": (torchvision.models.convnext_tiny, (1, 3, 224, 224)),
     "densenet121": (torchvision.models.densenet121, (1, 3, 224, 224)),
     "efficientnet_b0": (torchvision.models.efficientnet_b0, (1, 3, 224, 224)),
     "googlenet": (lambda: torchvision.models.googlenet(aux_logits=False, init_weights=True), (1, 3, 224, 224)),
@@ -35,7 +38,45 @@ MODELS = {
 }
 
 
+class TinyBert(torch.nn.Module):
+    """A BERT-style encoder: token + position embeddings, LayerNorm, 2 post-norm transformer layers with GELU,
+    a pooled tanh head. Small enough to commit (about 0.6 MB), with dynamic batch and sequence length."""
+
+    def __init__(self, vocab: int = 1000, width: int = 64, heads: int = 4, layers: int = 2, max_len: int = 128):
+        super().__init__()
+        self.tokens = torch.nn.Embedding(vocab, width)
+        self.positions = torch.nn.Embedding(max_len, width)
+        self.norm = torch.nn.LayerNorm(width)
+        layer = torch.nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=0.0,
+                                                 activation="gelu", batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pool = torch.nn.Linear(width, width)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+        hidden = self.norm(self.tokens(input_ids) + self.positions(positions))
+        hidden = self.encoder(hidden, src_key_padding_mask=attention_mask == 0)
+        return hidden, torch.tanh(self.pool(hidden[:, 0]))
+
+
+def export_bert(path: Path, opset: int) -> None:
+    torch.manual_seed(0)
+    model = TinyBert().eval()
+    ids = torch.randint(0, 1000, (2, 16))
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    torch.onnx.export(
+        model, (ids, mask), str(path), opset_version=opset, dynamo=False,
+        input_names=["input_ids", "attention_mask"], output_names=["hidden", "pooled"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                      "hidden": {0: "batch", 1: "seq"}, "pooled": {0: "batch"}},
+    )
+
+
 def export(name: str, out: Path, opset: int) -> Path:
+    if name == "bert_tiny":
+        path = out / "bert_tiny.onnx"
+        export_bert(path, opset)
+        return path
     constructor, shape = MODELS[name]
     torch.manual_seed(0)
     model = constructor().eval()
@@ -50,13 +91,13 @@ def export(name: str, out: Path, opset: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=list(MODELS), help="models to export (default: all)")
+    parser.add_argument("names", nargs="*", default=list(MODELS) + ["bert_tiny"], help="models to export (default: all)")
     parser.add_argument("--out", type=Path, default=Path(".cache/models"))
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names:
-        if name not in MODELS:
+        if name not in MODELS and name != "bert_tiny":
             parser.error(f"unknown model {name}; choose from {', '.join(MODELS)}")
         path = export(name, args.out, args.opset)
         print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
