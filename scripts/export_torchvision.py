@@ -38,24 +38,46 @@ MODELS = {
 }
 
 
+class EncoderLayer(torch.nn.Module):
+    """A post-norm BERT layer written with explicit reshapes, so the export keeps batch and sequence dynamic
+    (torch.nn.MultiheadAttention bakes the traced sequence length into its reshapes)."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = torch.nn.Linear(width, 3 * width)
+        self.out = torch.nn.Linear(width, width)
+        self.norm1 = torch.nn.LayerNorm(width)
+        self.ff = torch.nn.Sequential(torch.nn.Linear(width, 4 * width), torch.nn.GELU(), torch.nn.Linear(4 * width, width))
+        self.norm2 = torch.nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, s, w = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-1, -2) / (w // self.heads) ** 0.5 + bias
+        context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, s, w)
+        x = self.norm1(x + self.out(context))
+        return self.norm2(x + self.ff(x))
+
+
 class TinyBert(torch.nn.Module):
-    """A BERT-style encoder: token + position embeddings, LayerNorm, 2 post-norm transformer layers with GELU,
-    a pooled tanh head. Small enough to commit (about 0.6 MB), with dynamic batch and sequence length."""
+    """A BERT-style encoder: token + position embeddings, LayerNorm, 2 post-norm layers with GELU and an
+    additive attention mask, a pooled tanh head. About 0.6 MB, with dynamic batch and sequence length."""
 
     def __init__(self, vocab: int = 1000, width: int = 64, heads: int = 4, layers: int = 2, max_len: int = 128):
         super().__init__()
         self.tokens = torch.nn.Embedding(vocab, width)
         self.positions = torch.nn.Embedding(max_len, width)
         self.norm = torch.nn.LayerNorm(width)
-        layer = torch.nn.TransformerEncoderLayer(width, heads, dim_feedforward=4 * width, dropout=0.0,
-                                                 activation="gelu", batch_first=True)
-        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.layers = torch.nn.ModuleList(EncoderLayer(width, heads) for _ in range(layers))
         self.pool = torch.nn.Linear(width, width)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
         hidden = self.norm(self.tokens(input_ids) + self.positions(positions))
-        hidden = self.encoder(hidden, src_key_padding_mask=attention_mask == 0)
+        bias = (1.0 - attention_mask[:, None, None, :].float()) * -10000.0
+        for layer in self.layers:
+            hidden = layer(hidden, bias)
         return hidden, torch.tanh(self.pool(hidden[:, 0]))
 
 
