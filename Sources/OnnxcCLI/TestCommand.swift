@@ -26,8 +26,11 @@ struct Test: ParsableCommand {
     @Option(help: "Absolute tolerance.")
     var atol: Double = 1e-5
 
-    @Option(help: "A file listing tests that must pass (one name per line, # comments); any of them failing fails the run.")
-    var expectedPass: String?
+    @Option(help: ArgumentHelp("""
+        The conformance list: one test per line, `test_name` for a test that must pass, `- test_name  # reason` for \
+        an excluded one (the reason is required). A listed test that fails fails the run.
+        """, valueName: "file"))
+    var expected: String?
 
     @Flag(help: "Print results as JSON.")
     var json = false
@@ -44,12 +47,12 @@ struct Test: ParsableCommand {
         let passed = results.filter(\.passed).count
         var regressions: [String] = []
         var newPasses: [String] = []
-        if let expectedPass {
-            let expected = try ExpectedPassList.read(expectedPass)
+        if let expected {
+            let list = try ConformanceList.read(expected)
             let passing = Set(results.filter(\.passed).map(\.name))
             let ran = Set(results.map(\.name))
-            regressions = expected.filter { ran.contains($0) && !passing.contains($0) }.sorted()
-            newPasses = passing.subtracting(expected).sorted()
+            regressions = list.mustPass.filter { ran.contains($0) && !passing.contains($0) }.sorted()
+            newPasses = passing.subtracting(list.mustPass).sorted()
         }
         if json {
             let entries = results.map { JSON.object([("test", .string($0.name)), ("passed", .bool($0.passed)), ("detail", .string($0.detail))]) }
@@ -84,17 +87,36 @@ struct Test: ParsableCommand {
     }
 }
 
-/// The committed list of node tests that must pass: one test name per line; `#` starts a comment.
-enum ExpectedPassList {
-    static func read(_ path: String) throws(CommandFailure) -> Set<String> {
+/// The committed conformance list: `test_name` lines must pass; `- test_name  # reason` lines are excluded,
+/// each with its reason. Blank lines and lines starting with `#` are comments.
+enum ConformanceList {
+    struct Contents {
+        var mustPass: Set<String>
+        var excluded: [String: String]
+    }
+
+    static func read(_ path: String) throws(CommandFailure) -> Contents {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw CommandFailure(file: path, what: "cannot read the expected-pass list", hint: "check the path")
+            throw CommandFailure(file: path, what: "cannot read the conformance list", hint: "check the path")
         }
-        return Set(text.split(separator: "\n").compactMap { line in
-            let name = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?
-                .trimmingCharacters(in: .whitespaces) ?? ""
-            return name.isEmpty ? nil : name
-        })
+        var contents = Contents(mustPass: [], excluded: [:])
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("-") {
+                let parts = line.dropFirst().split(separator: "#", maxSplits: 1)
+                let name = parts.first?.trimmingCharacters(in: .whitespaces) ?? ""
+                let reason = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+                guard !name.isEmpty, !reason.isEmpty else {
+                    throw CommandFailure(file: path, what: "line \(number + 1): an excluded test needs a reason (`- name  # reason`)",
+                                         hint: "write down why the test is excluded")
+                }
+                contents.excluded[name] = reason
+            } else {
+                contents.mustPass.insert(line)
+            }
+        }
+        return contents
     }
 }
 
