@@ -18,6 +18,9 @@ struct Run: ParsableCommand {
     @Option(help: "Write one NAME.npy per graph output into this folder.")
     var outputDir: String?
 
+    @Flag(help: "Print where the time went: per op type, calls and milliseconds, slowest first.")
+    var profile = false
+
     func run() throws {
         let loaded = try ModelLoading.load(model, inlineFunctions: true)
         let graph: RuntimeGraph
@@ -30,11 +33,41 @@ struct Run: ParsableCommand {
         }
         let values = try InputFiles.load(inputs, graph: graph, model: model)
         let results: [String: Value]
+        if profile { executor.profile = [:] }
+        let start = ContinuousClock.now
         do {
             results = try executor.run(values)
         } catch {
             throw CommandFailure(file: model, error)
         }
+        let total = ContinuousClock.now - start
         try OutputFiles.emit(results, graph: graph, outputDir: outputDir)
+        if let table = executor.profile { Output.note(Profile.render(table, total: total)) }
+    }
+}
+
+/// The `--profile` table, on stderr so outputs stay parseable.
+enum Profile {
+    static func render(_ table: [String: Executor.OpProfile], total: Duration) -> String {
+        let totalMilliseconds = Double(total.components.seconds) * 1e3 + Double(total.components.attoseconds) * 1e-15
+        var lines = ["op                    calls        ms       %"]
+        for (op, entry) in table.sorted(by: { $0.value.seconds > $1.value.seconds }) {
+            let ms = entry.seconds * 1e3
+            let share = totalMilliseconds > 0 ? 100 * ms / totalMilliseconds : 0
+            lines.append(pad(op, 20) + pad(String(entry.calls), 8, left: true) + pad(format(ms), 10, left: true)
+                         + pad(format(share), 8, left: true))
+        }
+        lines.append("total \(format(totalMilliseconds)) ms (subgraph ops are also inside their If/Loop/Scan)")
+        return lines.joined(separator: "\n")
+    }
+
+    private static func format(_ value: Double) -> String {
+        let rounded = (value * 100).rounded() / 100
+        return String(rounded)
+    }
+
+    private static func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - text.count))
+        return left ? fill + text : text + fill
     }
 }

@@ -23,6 +23,15 @@ public final class Executor {
     /// Per graph (by identity): after node i, the values no later node, subgraph or output needs.
     private var releasePlans: [ObjectIdentifier: [[String]]] = [:]
 
+    /// Time spent per op type (subgraph nodes included, and counted inside their parent too) when profiling.
+    public struct OpProfile: Sendable {
+        public var calls = 0
+        public var seconds = 0.0
+    }
+
+    /// Set to an empty dictionary to collect a profile on the next runs; nil (the default) costs nothing.
+    public var profile: [String: OpProfile]?
+
     public init(graph: RuntimeGraph) throws(RuntimeError) {
         self.graph = graph
         var missing: [String: RuntimeError.UnsupportedOp] = [:]
@@ -147,11 +156,18 @@ public final class Executor {
             }
             let context = KernelContext(node: node, scope: scope, executor: self)
             let results: [Value?]
+            let start = profile == nil ? nil : ContinuousClock.now
             do {
                 results = try kernel(inputs, context)
             } catch {
                 if case .atNode = error { throw error }
                 throw .atNode(node: node.displayName, op: node.opType, error)
+            }
+            if let start {
+                let elapsed = ContinuousClock.now - start
+                let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+                profile?[node.opType, default: OpProfile()].calls += 1
+                profile?[node.opType, default: OpProfile()].seconds += seconds
             }
             for (index, name) in node.outputs.enumerated() where !name.isEmpty && index < results.count {
                 if let value = results[index] { scope.values[name] = value }
