@@ -85,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnnxcCLITests",
-            dependencies: ["OnnxcCLI", "onnxc", "OnnxcTestSupport"],
+            dependencies: ["OnnxcCLI", "onnxc", "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
     ],

@@ -33,6 +33,11 @@ public enum ONNXExporter {
         return try encoder.encode(model)
     }
 
+    /// A serialized TensorProto, as ONNX backend tests store inputs and outputs.
+    public static func serialize(tensor: Tensor) throws(FrontendError) -> ByteStorage {
+        try ProtobufEncoder { (_) throws(FrontendError) in nil }.encode(tensor)
+    }
+
     /// Writes `model` to `path`; external weights go to `<file name>.data` beside it. Nothing appears under
     /// either name unless the whole write succeeds.
     public static func write(_ model: Model, to path: String, options: ExportOptions = ExportOptions()) throws(FrontendError) {

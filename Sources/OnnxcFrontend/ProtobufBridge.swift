@@ -665,6 +665,17 @@ final class ProtobufEncoder {
         }
     }
 
+    /// The packed TensorProto bytes of one tensor (the `.pb` files of backend tests).
+    func encode(_ tensor: Tensor) throws(FrontendError) -> ByteStorage {
+        let t = try encodeTensor(tensor, externalizable: false)
+        let size = onnx__tensor_proto__get_packed_size(t)
+        guard size < Int(Int32.max) else { throw .tooLarge(reason: "the tensor's protobuf would be \(size) bytes, over 2 GB") }
+        return ByteStorage(count: size) { out in
+            guard let base = out.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            _ = onnx__tensor_proto__pack(t, base)
+        }
+    }
+
     private func make<T>(_ initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
         let pointer = UnsafeMutablePointer<T>.allocate(capacity: 1)
         allocations.append(UnsafeMutableRawPointer(pointer))

@@ -151,3 +151,17 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
     }
 }
+
+@Suite struct TensorFileTests {
+    @Test func tensorProtoFilesRoundTrip() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        for tensor in try RoundTripTests.kitchenSink().graph.initializers {
+            let path = directory.appendingPathComponent("t.pb").path
+            let writer = try AtomicFileWriter(path: path)
+            try writer.write(ByteSlice(try ONNXExporter.serialize(tensor: tensor)))
+            try writer.commit()
+            #expect(try ONNXImporter.loadTensor(path: path) == tensor)
+        }
+    }
+}
