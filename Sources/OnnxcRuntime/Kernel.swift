@@ -50,6 +50,7 @@ public enum KernelRegistry {
         SequenceKernels.table,
         GeneratorKernels.table,
         MiscKernels.table,
+        LossKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }
