@@ -51,6 +51,7 @@ public enum KernelRegistry {
         GeneratorKernels.table,
         MiscKernels.table,
         LossKernels.table,
+        TrainingKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }
