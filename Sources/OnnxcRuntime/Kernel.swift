@@ -52,6 +52,7 @@ public enum KernelRegistry {
         MiscKernels.table,
         LossKernels.table,
         TrainingKernels.table,
+        MLKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }
