@@ -53,6 +53,7 @@ public enum KernelRegistry {
         LossKernels.table,
         TrainingKernels.table,
         MLKernels.table,
+        DeformableConvolutionKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }
