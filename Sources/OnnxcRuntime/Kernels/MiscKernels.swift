@@ -78,7 +78,7 @@ enum MiscKernels {
             }
         }
         // Everything removed: a single empty string keeps the output non-empty, as the spec's shape rule wants.
-        if out.isEmpty && (x.count > 0 || !stops.isEmpty) { out = [""] }
+        if out.isEmpty && x.count > 0 { out = [""] }
         return outputs(Tensor(strings: out, shape: twoDim ? [1, out.count] : [out.count]))
     }
 
@@ -218,7 +218,7 @@ enum MiscKernels {
         case 2: rows = x.shape[0]; columns = x.shape[1]
         default: throw .invalidShape("TfIdfVectorizer: input must be [C] or [N, C], not \(x.shape)")
         }
-        var frequencies = [Int](repeating: 0, count: rows * outputSize)
+        var frequencies = [Int](repeating: 0, count: try checkedCount([rows, outputSize], op: "TfIdfVectorizer"))
         func count<Token: Hashable>(pool: [Token], tokens: [Token]) throws(RuntimeError) {
             // Pool n-grams in order get consecutive ids; ngram_indexes maps an id to its output column.
             var table: [[Token]: Int] = [:]
@@ -230,7 +230,8 @@ enum MiscKernels {
                 var p = start
                 while p + n <= end {
                     guard id < indexes.count else { throw .invalidArgument("TfIdfVectorizer: more n-grams than ngram_indexes") }
-                    if n >= minGram && n <= maxGram { table[Array(pool[p..<(p + n)]), default: indexes[id]] = indexes[id] }
+                    // The first occurrence of a repeated pool n-gram wins, as in the reference implementation.
+                    if n >= minGram && n <= maxGram, table[Array(pool[p..<(p + n)])] == nil { table[Array(pool[p..<(p + n)])] = indexes[id] }
                     id += 1
                     p += n
                 }
@@ -304,7 +305,7 @@ enum MiscKernels {
                 window[axis] = dim
             }
         }
-        let total = shape.reduce(1, *)
+        let total = try checkedCount(shape, op: "CenterCropPad")
         let rows = window.reduce(1, *) / max(window.last ?? 1, 1)
         let inStrides = Broadcast.strides(x.shape), outStrides = Broadcast.strides(shape)
         // Copy the window row by row (rows run along the last axis).
@@ -362,6 +363,7 @@ enum MiscKernels {
             throw .invalidShape("AffineGrid: theta has shape \(theta.shape), expected \([n, spatial, spatial + 1])")
         }
         let dims = Array(size[2...])
+        _ = try checkedCount(size[..<1] + dims + [spatial], op: "AffineGrid")
         func base(_ length: Int) -> [Double] {
             (0..<length).map { i in
                 if alignCorners { return length == 1 ? -1 : -1 + 2 * Double(i) / Double(length - 1) }
@@ -417,6 +419,8 @@ enum MiscKernels {
         var shape = x.shape
         shape[axis] = bins
         shape[rank - 1] = 2
+        _ = try checkedCount(shape, op: "DFT")
+        _ = try checkedCount([length], op: "DFT")
         let complexIn = x.shape[rank - 1] == 2
         let values = x.doubles()
         let outer = x.shape[..<axis].reduce(1, *)
@@ -495,19 +499,22 @@ enum MiscKernels {
             guard let v = try context.tensor(inputs, i).doubles().first else { throw .invalidArgument("MelWeightMatrix: input \(i) is empty") }
             return v
         }
-        let melBins = Int(try scalar(0)), dftLength = Int(try scalar(1)), sampleRate = try scalar(2)
+        let bins = try scalar(0), dft = try scalar(1), sampleRate = try scalar(2)
         let lower = try scalar(3), upper = try scalar(4)
-        guard melBins > 0, dftLength > 0, sampleRate > 0, lower >= 0, upper > lower else {
+        guard bins >= 1, bins < 16_777_216, dft >= 1, dft < 1e12, sampleRate > 0, sampleRate.isFinite,
+              lower >= 0, upper > lower, upper.isFinite else {
             throw .invalidArgument("MelWeightMatrix: needs positive num_mel_bins, dft_length, sample_rate and 0 <= lower < upper")
         }
+        let melBins = Int(bins), dftLength = Int(dft)
         let spectrogramBins = dftLength / 2 + 1
         let lowMel = 2595 * log10(1 + lower / 700), highMel = 2595 * log10(1 + upper / 700)
         let melStep = (highMel - lowMel) / Double(melBins + 2)
         let edges = (0..<(melBins + 2)).map { i -> Int in
             let hz = 700 * (pow(10, (Double(i) * melStep + lowMel) / 2595) - 1)
-            return Int((Double(dftLength + 1) * hz / sampleRate).rounded(.down))
+            // Clamped: edges past the last spectrogram bin only matter as "beyond the end".
+            return Int(min(max((Double(dftLength + 1) * hz / sampleRate).rounded(.down), 0), Double(spectrogramBins + 1)))
         }
-        var out = [Double](repeating: 0, count: spectrogramBins * melBins)
+        var out = [Double](repeating: 0, count: try checkedCount([spectrogramBins, melBins], op: "MelWeightMatrix"))
         func set(_ row: Int, _ column: Int, _ v: Double) { if row >= 0 && row < spectrogramBins { out[row * melBins + column] = v } }
         for i in 0..<melBins {
             let low = edges[i], center = edges[i + 1], high = edges[i + 2]
@@ -526,6 +533,14 @@ enum MiscKernels {
     }
 
     // MARK: - Helpers
+
+    /// The element count of an output shape taken from input values, or an error instead of an overflow trap.
+    private static func checkedCount(_ shape: [Int], op: String) throws(RuntimeError) -> Int {
+        guard let count = CheckedSize.elementCount(shape.map(Int64.init)), count <= 1 << 34 else {
+            throw .invalidShape("\(op): output shape \(shape) is too large")
+        }
+        return count
+    }
 
     private static func floatTensor(_ values: [Double], dtype: DType, shape: [Int], op: String) throws(RuntimeError) -> Tensor {
         switch dtype {
