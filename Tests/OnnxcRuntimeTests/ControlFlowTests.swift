@@ -197,4 +197,45 @@ import Testing
         let out = try run(present, ["v": .tensor(.scalar(Float(2)))])
         #expect(out["x"]?.tensor?.array(Float.self) == [2])
     }
+    @Test func splitAndConcatKeepPackedFourBitElements() throws {
+        let x = try Tensor(zeros: .int4, shape: [2, 3])
+        x.withMutableBytes { raw in
+            raw[0] = 0x21; raw[1] = 0x43; raw[2] = 0x65  // 1...6, low nibble first
+        }
+        let g = graph([
+            node("SplitToSequence", ["x", "two"], ["parts"], ["axis": .int(1)]),
+            node("ConcatFromSequence", ["parts"], ["back"], ["axis": .int(1)]),
+        ], inputs: ["x"], outputs: ["parts", "back"], initializers: ["two": .scalar(Int64(2))])
+        let out = try run(g, ["x": .tensor(x)])
+        #expect(sequence(out["parts"])?.map { $0.doubles() } == [[1, 2, 4, 5], [3, 6]])
+        #expect(out["back"]?.tensor?.doubles() == [1, 2, 3, 4, 5, 6])
+    }
+
+    /// A linear RNN with unit weights sums its inputs, which makes directions and sequence_lens easy to check.
+    @Test func bidirectionalRNNHonoursSequenceLengths() throws {
+        let g = graph([
+            node("RNN", ["x", "w", "r", "", "lens"], ["y", "yh"], ["hidden_size": .int(1), "direction": .string("bidirectional"),
+                 "activations": .strings(["Affine", "Affine"]), "activation_alpha": .floats([1, 1]), "activation_beta": .floats([0, 0])]),
+        ], inputs: ["x", "lens"], outputs: ["y", "yh"],
+           initializers: ["w": try Tensor([Float(1), 1], shape: [2, 1, 1]), "r": try Tensor([Float(1), 1], shape: [2, 1, 1])])
+        let x = Value.tensor(try Tensor([Float(1), 2, 3], shape: [3, 1, 1]))
+        let full = try run(g, ["x": x, "lens": .tensor(try Tensor([Int32(3)], shape: [1]))])
+        #expect(full["y"]?.tensor?.shape == [3, 2, 1, 1])
+        #expect(full["y"]?.tensor?.array(Float.self) == [1, 6, 3, 5, 6, 3])
+        #expect(full["yh"]?.tensor?.array(Float.self) == [6, 6])
+        let short = try run(g, ["x": x, "lens": .tensor(try Tensor([Int32(2)], shape: [1]))])
+        #expect(short["y"]?.tensor?.array(Float.self) == [1, 3, 3, 2, 0, 0])
+        #expect(short["yh"]?.tensor?.array(Float.self) == [3, 3])
+    }
+
+    @Test func recurrentShapesAreValidatedInsteadOfTrapping() throws {
+        let g = graph([node("LSTM", ["x", "w", "r"], ["y"], ["hidden_size": .int(2)])], inputs: ["x", "w", "r"], outputs: ["y"])
+        #expect(throws: RuntimeError.self) {
+            try run(g, [
+                "x": .tensor(try Tensor(zeros: .float, shape: [2, 1, 3])),
+                "w": .tensor(try Tensor(zeros: .float, shape: [1, 8, 4])),
+                "r": .tensor(try Tensor(zeros: .float, shape: [1, 8, 2])),
+            ])
+        }
+    }
 }

@@ -337,12 +337,17 @@ enum MiscKernels {
             return outputs(Tensor(strings: out, shape: shape))
         }
         let width = x.dtype.storageBytes
-        guard width > 0 else { throw .unsupportedType(op: "CenterCropPad", dtype: x.dtype.onnxName) }
         let result = try Tensor(zeros: x.dtype, shape: shape)
         x.withBytes { source in
             result.withMutableBytes { target in
                 guard let s = source.baseAddress, let t = target.baseAddress else { return }
-                forEachRow { src, dst, n in (t + dst * width).copyMemory(from: s + src * width, byteCount: n * width) }
+                forEachRow { src, dst, n in
+                    if width == 0 {
+                        SequenceKernels.copyNibbles(source, src, target, dst, n)
+                    } else {
+                        (t + dst * width).copyMemory(from: s + src * width, byteCount: n * width)
+                    }
+                }
             }
         }
         return outputs(result)

@@ -212,15 +212,20 @@ enum SequenceKernels {
             }
             return Tensor(strings: out, shape: shape)
         }
-        let width = try elementWidth(tensor.dtype)
         let result = try Tensor(zeros: tensor.dtype, shape: shape)
-        let chunk = length * inner * width
-        if chunk == 0 { return result }
+        let width = tensor.dtype.storageBytes
+        let run = length * inner
+        if run == 0 { return result }
         tensor.withBytes { source in
             result.withMutableBytes { target in
                 guard let src = source.baseAddress, let dst = target.baseAddress else { return }
                 for o in 0..<outer {
-                    (dst + o * chunk).copyMemory(from: src + ((o * dim + start) * inner * width), byteCount: chunk)
+                    let from = (o * dim + start) * inner, to = o * run
+                    if width == 0 {
+                        copyNibbles(source, from, target, to, run)
+                    } else {
+                        (dst + to * width).copyMemory(from: src + from * width, byteCount: run * width)
+                    }
                 }
             }
         }
@@ -254,19 +259,23 @@ enum SequenceKernels {
             }
             return Tensor(strings: out, shape: shape)
         }
-        let width = try elementWidth(first.dtype)
+        let width = first.dtype.storageBytes
         let result = try Tensor(zeros: first.dtype, shape: shape)
         result.withMutableBytes { target in
             guard let dst = target.baseAddress else { return }
             var offset = 0
             for o in 0..<outer {
                 for t in tensors {
-                    let chunk = t.shape[axis] * inner * width
-                    if chunk == 0 { continue }
+                    let run = t.shape[axis] * inner
+                    if run == 0 { continue }
                     t.withBytes { source in
-                        if let src = source.baseAddress { (dst + offset).copyMemory(from: src + o * chunk, byteCount: chunk) }
+                        if width == 0 {
+                            copyNibbles(source, o * run, target, offset, run)
+                        } else if let src = source.baseAddress {
+                            (dst + offset * width).copyMemory(from: src + o * run * width, byteCount: run * width)
+                        }
                     }
-                    offset += chunk
+                    offset += run
                 }
             }
         }
@@ -288,10 +297,12 @@ enum SequenceKernels {
         return try concat(parts, axis: axis, op: op)
     }
 
-    /// Bytes per element for byte-wise copies; packed 4-bit types cannot be cut on arbitrary boundaries.
-    static func elementWidth(_ dtype: DType) throws(RuntimeError) -> Int {
-        let width = dtype.storageBytes
-        guard width > 0 else { throw .unsupportedType(op: "sequence slicing", dtype: dtype.onnxName) }
-        return width
+    /// Copies `count` 4-bit elements (two per byte, low nibble first): packed types cannot be cut on byte boundaries.
+    static func copyNibbles(_ source: UnsafeRawBufferPointer, _ from: Int, _ target: UnsafeMutableRawBufferPointer, _ to: Int, _ count: Int) {
+        for k in 0..<count {
+            let i = from + k, j = to + k
+            let nibble = (i % 2 == 0 ? source[i / 2] : source[i / 2] >> 4) & 0x0F
+            target[j / 2] = j % 2 == 0 ? (target[j / 2] & 0xF0) | nibble : (target[j / 2] & 0x0F) | (nibble << 4)
+        }
     }
 }
