@@ -99,6 +99,7 @@ enum MiscKernels {
                     rest = rest.drop { $0.isWhitespace }
                     if rest.isEmpty { break }
                     if let maxSplit, splits >= maxSplit {
+                        // The spec strips leading and trailing whitespace from the unsplit remainder too.
                         parts.append(String(rest.reversed().drop { $0.isWhitespace }.reversed()))
                         break
                     }
