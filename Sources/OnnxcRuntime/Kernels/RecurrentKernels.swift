@@ -236,10 +236,11 @@ private struct Recurrence<C: RecurrentScalar> {
                 for step in 0..<length {
                     let t = reverse ? length - 1 - step : step
                     let p = (t * batch + b) * gh
-                    // recurrent = H R^T for all gates (GRU's candidate gate is redone below when reset comes first).
+                    // recurrent = H R^T per gate; GRU's candidate gate waits for the reset gate unless linear_before_reset.
+                    let projected = cell == .gru && !linearBeforeReset ? 2 * hidden : gh
                     rs.withUnsafeBufferPointer { rp in
                         h.withUnsafeBufferPointer { hp in
-                            for j in 0..<gh {
+                            for j in 0..<projected {
                                 var sum: C = 0
                                 let rr = rd + j * hidden
                                 for k in 0..<hidden { sum += hp[hs + k] * rp[rr + k] }
