@@ -358,6 +358,14 @@ private struct EinsumPlan {
     var outputLabels: [Int] = []
     var operandStrides: [[Int]] = []
     var outShape: [Int] = []
+    /// Set when the equation is a batched matrix product of two operands (see `MatMulForm`).
+    var matmulForm: MatMulForm? = nil
+
+    /// Two operands whose labels are batch (both and output), m (first and output), n (second and output) or
+    /// k (both, summed): the product runs as a packed MatMul on operands gathered to [batch, m, k] and [batch, k, n].
+    struct MatMulForm {
+        let batch: [Int], m: [Int], n: [Int], k: [Int]
+    }
 
     init(equation: String, shapes: [[Int]]) throws(RuntimeError) {
         let cleaned = equation.filter { !$0.isWhitespace }
@@ -448,6 +456,21 @@ private struct EinsumPlan {
             operandStrides.append(strides)
         }
         outShape = outputLabels.map { sizes[$0] }
+        if operandLabels.count == 2 {
+            let (a, b) = (operandLabels[0], operandLabels[1])
+            let plain = zip(operandLabels, shapes).allSatisfy { labels, shape in
+                Set(labels).count == labels.count && zip(labels, shape).allSatisfy { sizes[$0] == $1 }
+            }
+            let out = Set(outputLabels), setA = Set(a), setB = Set(b)
+            // Every summed label must be in both operands (no one-sided sums) for the product form.
+            if plain, setA.union(setB).subtracting(out).allSatisfy({ setA.contains($0) && setB.contains($0) }) {
+                matmulForm = MatMulForm(
+                    batch: outputLabels.filter { setA.contains($0) && setB.contains($0) },
+                    m: a.filter { out.contains($0) && !setB.contains($0) },
+                    n: b.filter { out.contains($0) && !setA.contains($0) },
+                    k: a.filter { !out.contains($0) })
+            }
+        }
     }
 }
 
@@ -455,7 +478,9 @@ private struct EinsumVisitor: MatrixVisitor {
     let operands: [Tensor], plan: EinsumPlan
 
     /// Sums the product of the operands over every label assignment; output labels form the outer loops.
+    /// Two-operand products take the MatMul kernel instead.
     func visit<T: MatrixElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+        if let form = plan.matmulForm { return try product(T.self, form) }
         let out = try Tensor(zeros: operands[0].dtype, shape: plan.outShape)
         let outSet = Set(plan.outputLabels)
         let order = plan.outputLabels + plan.sizes.indices.filter { !outSet.contains($0) }
@@ -494,6 +519,65 @@ private struct EinsumVisitor: MatrixVisitor {
                         if index[d] < sizes[d] { break }
                         o -= outStrides[d] * index[d]
                         for j in offsets.indices { offsets[j] -= strides[j][d] * index[d] }
+                        index[d] = 0
+                        d -= 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+extension EinsumVisitor {
+    private func product<T: MatrixElement>(_: T.Type, _ form: EinsumPlan.MatMulForm) throws(RuntimeError) -> Tensor {
+        let size = { (labels: [Int]) in labels.reduce(1) { $0 * plan.sizes[$1] } }
+        let (batch, m, n, k) = (size(form.batch), size(form.m), size(form.n), size(form.k))
+        let a = try gathered(operands[0], T.self, order: form.batch + form.m + form.k, strides: plan.operandStrides[0])
+        let b = try gathered(operands[1], T.self, order: form.batch + form.k + form.n, strides: plan.operandStrides[1])
+        let productLabels = form.batch + form.m + form.n
+        let c = try Tensor(zeros: operands[0].dtype, shape: [batch, m, n])
+        if c.count > 0, k > 0 {
+            a.withValues(T.self) { pa in
+                b.withValues(T.self) { pb in
+                    c.withMutableValues(T.self) { pc in
+                        guard let pa = pa.baseAddress, let pb = pb.baseAddress, let pc = pc.baseAddress else { return }
+                        let jobs = (0..<batch).map { i in
+                            GemmJob(a: pa + i * m * k, aRow: k, aCol: 1, b: pb + i * k * n, bRow: n, bCol: 1, c: pc + i * m * n)
+                        }
+                        multiply(jobs, m: m, n: n, k: k)
+                    }
+                }
+            }
+        }
+        // The product's dims are in batch, m, n order; permute them into the output's order.
+        let own = Broadcast.strides(productLabels.map { plan.sizes[$0] })
+        var labelStrides = [Int](repeating: 0, count: plan.sizes.count)
+        for (i, l) in productLabels.enumerated() { labelStrides[l] = own[i] }
+        return try gathered(c, T.self, order: plan.outputLabels, strides: labelStrides).reshaped(plan.outShape)
+    }
+
+    /// A contiguous copy of `t` with dims in label order `order`, read through per-label strides.
+    private func gathered<T: MatrixElement>(_ t: Tensor, _: T.Type, order: [Int], strides: [Int]) throws(RuntimeError) -> Tensor {
+        let sizes = order.map { plan.sizes[$0] }
+        let steps = order.map { strides[$0] }
+        let out = try Tensor(zeros: t.dtype, shape: sizes)
+        guard out.count > 0 else { return out }
+        t.withValues(T.self) { src in
+            out.withMutableValues(T.self) { dst in
+                guard let last = sizes.last else { dst[0] = src[0]; return }
+                let rank = sizes.count, inner = steps[rank - 1]
+                var index = [Int](repeating: 0, count: rank)
+                var offset = 0, o = 0
+                while o < dst.count {
+                    for j in 0..<last { dst[o + j] = src[offset + j * inner] }
+                    o += last
+                    var d = rank - 2
+                    while d >= 0 {
+                        index[d] += 1
+                        offset += steps[d]
+                        if index[d] < sizes[d] { break }
+                        offset -= steps[d] * index[d]
                         index[d] = 0
                         d -= 1
                     }
