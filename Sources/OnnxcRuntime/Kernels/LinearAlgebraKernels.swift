@@ -149,12 +149,10 @@ private let processorCount: Int = {
     #endif
 }()
 
-/// Computes C += A·B for every job (C starts zeroed). B is packed into contiguous panels of `panelColumns` columns so
-/// the inner loop is a unit-stride multiply-add the compiler vectorizes; four rows of C share each packed B row.
-/// Large products run on all cores, split by batch and by row blocks.
+/// Computes C += A·B for every job (C starts zeroed). B is packed once per distinct matrix (broadcast batches share
+/// one) so the inner loops run over contiguous memory; large products run on all cores, split by batch and row blocks.
 private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int) {
     guard m > 0, n > 0, k > 0, !jobs.isEmpty else { return }
-    // Pack each distinct B once (broadcast batches share one).
     var packedIndex: [Int] = []
     var packedStarts: [UnsafePointer<T>: Int] = [:]
     var distinct: [GemmJob<T>] = []
@@ -167,8 +165,26 @@ private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k:
             distinct.append(job)
         }
     }
+    let panelOf = packedIndex
+    if T.self == Float.self {
+        // float32: register-tiled micro-kernel on B packed in slivers of `sliverWidth` columns.
+        let floatJobs = jobs.map { unsafeBitCast($0, to: GemmJob<Float>.self) }
+        let slivers = (n + sliverWidth - 1) / sliverWidth
+        let packedSize = slivers * sliverWidth * k
+        let packed = UnsafeMutablePointer<Float>.allocate(capacity: distinct.count * packedSize)
+        defer { packed.deallocate() }
+        for (d, job) in distinct.enumerated() {
+            let b = unsafeBitCast(job, to: GemmJob<Float>.self)
+            packSlivers(b, into: packed + d * packedSize, n: n, k: k)
+        }
+        let shared = SharedPointer(pointer: UnsafePointer(packed))
+        forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k) { jobIndex, rows in
+            multiplyRowsFloat(floatJobs[jobIndex], shared.pointer + panelOf[jobIndex] * packedSize, rows: rows, n: n, k: k)
+        }
+        return
+    }
     let panelSize = k * n
-    let packed = UnsafeMutablePointer<T>.allocate(capacity: max(distinct.count * panelSize, 1))
+    let packed = UnsafeMutablePointer<T>.allocate(capacity: distinct.count * panelSize)
     defer { packed.deallocate() }
     for (d, job) in distinct.enumerated() {
         // Layout: for each column panel [jc, jc+nc), a k × nc row-major block.
@@ -190,25 +206,103 @@ private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k:
         }
     }
     let packedB = SharedPointer(pointer: UnsafePointer(packed))
-    let panelOf = packedIndex
+    forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k) { jobIndex, rows in
+        multiplyRows(jobs[jobIndex], packedB.pointer + panelOf[jobIndex] * panelSize, rows: rows, n: n, k: k)
+    }
+}
+
+/// Splits `jobs` products of m rows into tasks (job, row range), enough to keep every core busy, and runs them
+/// (concurrently when the product is large enough to pay for the threads).
+private func forEachRowChunk(jobs: Int, m: Int, n: Int, k: Int, _ body: @escaping @Sendable (Int, Range<Int>) -> Void) {
     let rowChunks = (m + rowBlock - 1) / rowBlock
-    let work = Double(m) * Double(n) * Double(k) * Double(jobs.count)
+    let work = Double(m) * Double(n) * Double(k) * Double(jobs)
     let threads = work < 2_000_000 ? 1 : processorCount
-    // Tasks: (job, first row block, last row block), enough of them to keep every thread busy.
-    let chunksPerJob = threads == 1 ? 1 : max(1, min(rowChunks, (threads * 4 + jobs.count - 1) / jobs.count))
+    let chunksPerJob = threads == 1 ? 1 : max(1, min(rowChunks, (threads * 4 + jobs - 1) / jobs))
     let blocksPerChunk = (rowChunks + chunksPerJob - 1) / chunksPerJob
-    let taskCount = jobs.count * chunksPerJob
+    let taskCount = jobs * chunksPerJob
     let run: @Sendable (Int) -> Void = { task in
         let jobIndex = task / chunksPerJob, chunk = task % chunksPerJob
         let rowStart = chunk * blocksPerChunk * rowBlock
         let rowEnd = min(m, rowStart + blocksPerChunk * rowBlock)
         guard rowStart < rowEnd else { return }
-        multiplyRows(jobs[jobIndex], packedB.pointer + panelOf[jobIndex] * panelSize, rows: rowStart..<rowEnd, n: n, k: k)
+        body(jobIndex, rowStart..<rowEnd)
     }
     if threads == 1 || taskCount == 1 {
         for task in 0..<taskCount { run(task) }
     } else {
         DispatchQueue.concurrentPerform(iterations: taskCount, execute: run)
+    }
+}
+
+private let sliverWidth = 8
+private typealias Sliver = SIMD8<Float>
+
+/// B as consecutive slivers of `sliverWidth` columns, each k rows of `sliverWidth` floats (the last zero-padded).
+private func packSlivers(_ job: GemmJob<Float>, into packed: UnsafeMutablePointer<Float>, n: Int, k: Int) {
+    let slivers = (n + sliverWidth - 1) / sliverWidth
+    for s in 0..<slivers {
+        let first = s * sliverWidth, width = min(sliverWidth, n - first)
+        let dst = packed + s * sliverWidth * k
+        for p in 0..<k {
+            let src = job.b + p * job.bRow + first * job.bCol
+            let row = dst + p * sliverWidth
+            for j in 0..<width { row[j] = src[j * job.bCol] }
+            for j in width..<sliverWidth { row[j] = 0 }
+        }
+    }
+}
+
+/// Rows `rows` of C += A·B for float32: a 4 × 8 tile of C stays in SIMD registers over a depth block, A is read
+/// in row blocks that stay in cache while every sliver of B passes over them.
+private func multiplyRowsFloat(_ job: GemmJob<Float>, _ packed: UnsafePointer<Float>, rows: Range<Int>, n: Int, k: Int) {
+    let slivers = (n + sliverWidth - 1) / sliverWidth
+    let rowsPerBlock = 64
+    var pc = 0
+    while pc < k {
+        let kc = min(depthBlock, k - pc)
+        var ic = rows.lowerBound
+        while ic < rows.upperBound {
+            let icEnd = min(rows.upperBound, ic + rowsPerBlock)
+            for s in 0..<slivers {
+                let b = UnsafeRawPointer(packed + s * sliverWidth * k + pc * sliverWidth)
+                let first = s * sliverWidth, width = min(sliverWidth, n - first)
+                @inline(__always) func addTile(_ acc: Sliver, row: Int, _ isLive: Bool) {
+                    guard isLive else { return }
+                    let c = job.c + row * n + first
+                    if width == sliverWidth {
+                        let raw = UnsafeMutableRawPointer(c)
+                        raw.storeBytes(of: raw.loadUnaligned(as: Sliver.self) + acc, as: Sliver.self)
+                    } else {
+                        for j in 0..<width { c[j] += acc[j] }
+                    }
+                }
+                var i = ic
+                while i < icEnd {
+                    let live = min(rowBlock, icEnd - i)
+                    // Rows past the end read the last live row again; their results are dropped.
+                    let a0 = job.a + i * job.aRow + pc * job.aCol
+                    let a1 = live > 1 ? a0 + job.aRow : a0
+                    let a2 = live > 2 ? a0 + 2 * job.aRow : a0
+                    let a3 = live > 3 ? a0 + 3 * job.aRow : a0
+                    var c0 = Sliver(), c1 = Sliver(), c2 = Sliver(), c3 = Sliver()
+                    let step = job.aCol
+                    for p in 0..<kc {
+                        let y = b.loadUnaligned(fromByteOffset: p * sliverWidth * 4, as: Sliver.self)
+                        c0 += Sliver(repeating: a0[p * step]) * y
+                        c1 += Sliver(repeating: a1[p * step]) * y
+                        c2 += Sliver(repeating: a2[p * step]) * y
+                        c3 += Sliver(repeating: a3[p * step]) * y
+                    }
+                    addTile(c0, row: i, live > 0)
+                    addTile(c1, row: i + 1, live > 1)
+                    addTile(c2, row: i + 2, live > 2)
+                    addTile(c3, row: i + 3, live > 3)
+                    i += rowBlock
+                }
+            }
+            ic = icEnd
+        }
+        pc += kc
     }
 }
 
