@@ -116,10 +116,9 @@ enum NormalizationKernels {
             guard x.rank >= 2 else { throw .invalidShape("LRN: input must have rank >= 2, got \(x.shape)") }
             guard let size = context.attributes.int("size"), size > 0 else { throw .invalidArgument("LRN: size must be a positive integer") }
             let a = context.attributes
-            let visitor = LRNVisitor(
-                x: x, size: Int(size), alpha: Double(a.float("alpha", 1e-4)), beta: Double(a.float("beta", 0.75)), bias: Double(a.float("bias", 1)))
+            let (alpha, beta, bias) = (Double(a.float("alpha", 1e-4)), Double(a.float("beta", 0.75)), Double(a.float("bias", 1)))
             return outputs(try viaFloat(x) { (t) throws(RuntimeError) in
-                try dispatchReal(t.dtype, op: "LRN", LRNVisitor(x: t, size: visitor.size, alpha: visitor.alpha, beta: visitor.beta, bias: visitor.bias))
+                try dispatchReal(t.dtype, op: "LRN", LRNVisitor(x: t, size: Int(size), alpha: alpha, beta: beta, bias: bias))
             })
         },
         "MeanVarianceNormalization": { inputs, context throws(RuntimeError) in

@@ -30,7 +30,7 @@ enum ReductionKernels {
             let split = AxisSplit(x.shape, axis)
             let exclusive = context.attributes.int("exclusive", 0) != 0
             let reverse = context.attributes.int("reverse", 0) != 0
-            return outputs(try viaFloat(x, op: "CumSum") { (t) throws(RuntimeError) in
+            return outputs(try viaFloat(x) { (t) throws(RuntimeError) in
                 try dispatchReduce(t.dtype, op: "CumSum", CumSumVisitor(x: t, split: split, exclusive: exclusive, reverse: reverse))
             })
         },
@@ -51,9 +51,9 @@ enum ReductionKernels {
             guard k >= 0, k <= Int64(x.shape[axis]) else {
                 throw .invalidArgument("TopK: k = \(k) is out of range for axis \(axis) of size \(x.shape[axis])")
             }
-            let visitor = TopKVisitor(split: AxisSplit(x.shape, axis), k: Int(k), largest: context.attributes.int("largest", 1) != 0)
-            let (values, indices) = try viaFloatPair(x, op: "TopK") { (t) throws(RuntimeError) in
-                try dispatchReduce(t.dtype, op: "TopK", TopKVisitor(x: t, base: visitor))
+            let split = AxisSplit(x.shape, axis), largest = context.attributes.int("largest", 1) != 0
+            let (values, indices) = try viaFloatPair(x) { (t) throws(RuntimeError) in
+                try dispatchReduce(t.dtype, op: "TopK", TopKVisitor(x: t, split: split, k: Int(k), largest: largest))
             }
             return outputs(values, indices)
         },
@@ -82,7 +82,7 @@ enum ReductionKernels {
             let keepdims = context.attributes.int("keepdims", 1) != 0
             if axes.isEmpty && noop {
                 if kind == .sumSquare {
-                    return outputs(try viaFloat(x, op: op) { (t) throws(RuntimeError) in
+                    return outputs(try viaFloat(x) { (t) throws(RuntimeError) in
                         try dispatchReduce(t.dtype, op: op, SquareVisitor(x: t))
                     })
                 }
@@ -108,7 +108,7 @@ enum ReductionKernels {
                 r.withBytes { src in out.withMutableBytes { dst in dst.copyMemory(from: src) } }
                 return outputs(out)
             }
-            let result = try viaFloat(x, op: op) { (t) throws(RuntimeError) in
+            let result = try viaFloat(x) { (t) throws(RuntimeError) in
                 try dispatchReduce(t.dtype, op: op, ReduceVisitor(x: t, reduced: reduced, keptShape: keptShape, kind: kind))
             }
             return outputs(try result.reshaped(outShape))
@@ -352,24 +352,10 @@ enum ReductionKernels {
     // MARK: TopK
 
     private struct TopKVisitor: ReduceVisitorProtocol {
-        var x: Tensor? = nil
-        let split: AxisSplit, k: Int, largest: Bool
+        let x: Tensor, split: AxisSplit, k: Int, largest: Bool
 
-        init(split: AxisSplit, k: Int, largest: Bool) {
-            self.split = split
-            self.k = k
-            self.largest = largest
-        }
-
-        init(x: Tensor, base: TopKVisitor) {
-            self.x = x
-            split = base.split
-            k = base.k
-            largest = base.largest
-        }
-
+        /// Sorts each slice's indices (partially when k is small) and gathers the first k.
         func visit<T: ReduceElement>(_: T.Type) throws(RuntimeError) -> (Tensor, Tensor) {
-            guard let x else { throw .invalidArgument("TopK: missing input") }
             var shape = x.shape
             if !shape.isEmpty { shape[split.axis] = k }
             let values = try Tensor(zeros: x.dtype, shape: shape)
@@ -451,7 +437,7 @@ enum ReductionKernels {
                 let axis = try Broadcast.axis(context.attributes.int("axis", -1), rank: x.rank, op: op)
                 split = AxisSplit(x.shape, axis)
             }
-            return outputs(try viaFloat(x, op: op) { (t) throws(RuntimeError) in
+            return outputs(try viaFloat(x) { (t) throws(RuntimeError) in
                 try dispatchReal(t.dtype, op: op, SoftmaxVisitor(x: t, split: split, kind: kind))
             })
         }
@@ -652,12 +638,12 @@ private func narrowed(_ t: Tensor, to dtype: DType) throws(RuntimeError) -> Tens
 }
 
 /// Runs `body` on `x`, widening float16/bfloat16 to float32 around it.
-private func viaFloat(_ x: Tensor, op: String, _ body: (Tensor) throws(RuntimeError) -> Tensor) throws(RuntimeError) -> Tensor {
+private func viaFloat(_ x: Tensor, _ body: (Tensor) throws(RuntimeError) -> Tensor) throws(RuntimeError) -> Tensor {
     guard let wide = try widenedToFloat(x) else { return try body(x) }
     return try narrowed(try body(wide), to: x.dtype)
 }
 
-private func viaFloatPair(_ x: Tensor, op: String, _ body: (Tensor) throws(RuntimeError) -> (Tensor, Tensor)) throws(RuntimeError) -> (Tensor, Tensor) {
+private func viaFloatPair(_ x: Tensor, _ body: (Tensor) throws(RuntimeError) -> (Tensor, Tensor)) throws(RuntimeError) -> (Tensor, Tensor) {
     guard let wide = try widenedToFloat(x) else { return try body(x) }
     let (values, indices) = try body(wide)
     return (try narrowed(values, to: x.dtype), indices)
