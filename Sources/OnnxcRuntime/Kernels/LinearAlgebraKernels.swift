@@ -114,6 +114,13 @@ private struct BatchedMatMul: MatrixVisitor {
             b.withValues(T.self) { pb in
                 out.withMutableValues(T.self) { po in
                     guard let pa = pa.baseAddress, let pb = pb.baseAddress, let po = po.baseAddress else { return }
+                    // One B for every batch and A's batches back to back (x · W with a 2-D weight): one tall product.
+                    let sharedB = plan.bOffsets.allSatisfy { $0 == plan.bOffsets[0] }
+                    if sharedB, plan.aOffsets.enumerated().allSatisfy({ $0.element == $0.offset * m * k }) {
+                        let job = GemmJob(a: pa, aRow: k, aCol: 1, b: pb + plan.bOffsets[0], bRow: n, bCol: 1, c: po)
+                        multiply([job], m: m * plan.aOffsets.count, n: n, k: k)
+                        return
+                    }
                     let jobs = plan.aOffsets.indices.map { i in
                         GemmJob(a: pa + plan.aOffsets[i], aRow: k, aCol: 1, b: pb + plan.bOffsets[i], bRow: n, bCol: 1, c: po + i * m * n)
                     }
@@ -153,6 +160,10 @@ private let processorCount: Int = {
 /// one) so the inner loops run over contiguous memory; large products run on all cores, split by batch and row blocks.
 private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int) {
     guard m > 0, n > 0, k > 0, !jobs.isEmpty else { return }
+    if m < rowBlock, jobs.allSatisfy({ $0.bCol == 1 }) {
+        multiplyFewRows(jobs, m: m, n: n, k: k)
+        return
+    }
     var packedIndex: [Int] = []
     var packedStarts: [UnsafePointer<T>: Int] = [:]
     var distinct: [GemmJob<T>] = []
@@ -208,6 +219,35 @@ private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k:
     let packedB = SharedPointer(pointer: UnsafePointer(packed))
     forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k) { jobIndex, rows in
         multiplyRows(jobs[jobIndex], packedB.pointer + panelOf[jobIndex] * panelSize, rows: rows, n: n, k: k)
+    }
+}
+
+/// Products with fewer rows than a tile (vector × matrix): packing B would cost as much as the product, so each
+/// row streams B's rows directly; large ones split the columns across cores.
+private func multiplyFewRows<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int) {
+    let work = Double(m) * Double(n) * Double(k) * Double(jobs.count)
+    let columnChunk = 256
+    let chunks = (n + columnChunk - 1) / columnChunk
+    let tasks = work < 2_000_000 || processorCount == 1 ? 1 : jobs.count * chunks
+    let run: @Sendable (Int) -> Void = { task in
+        let (jobRange, columns): (Range<Int>, Range<Int>) = tasks == 1
+            ? (0..<jobs.count, 0..<n)
+            : (task / chunks..<(task / chunks + 1), (task % chunks) * columnChunk..<min(n, (task % chunks + 1) * columnChunk))
+        for jobIndex in jobRange {
+            let job = jobs[jobIndex]
+            for i in 0..<m {
+                let a = job.a + i * job.aRow, c = job.c + i * n
+                for p in 0..<k {
+                    let x = a[p * job.aCol], row = job.b + p * job.bRow
+                    for j in columns { c[j] = T.multiplyAdd(c[j], x, row[j]) }
+                }
+            }
+        }
+    }
+    if tasks == 1 {
+        run(0)
+    } else {
+        DispatchQueue.concurrentPerform(iterations: tasks, execute: run)
     }
 }
 
