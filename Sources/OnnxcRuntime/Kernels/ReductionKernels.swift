@@ -143,22 +143,22 @@ enum ReductionKernels {
                     switch kind {
                     case .sum, .mean, .logSum:
                         acc.initialize(repeating: T.zero)
-                        accumulate(src, acc) { T.wrappingAdd($0, $1) }
+                        accumulate(src, acc, identity: T.zero, map: { $0 }, combine: T.wrappingAdd)
                     case .sumSquare, .l2:
                         acc.initialize(repeating: T.zero)
-                        accumulate(src, acc) { T.wrappingAdd($0, T.wrappingMul($1, $1)) }
+                        accumulate(src, acc, identity: T.zero, map: { T.wrappingMul($0, $0) }, combine: T.wrappingAdd)
                     case .l1:
                         acc.initialize(repeating: T.zero)
-                        accumulate(src, acc) { T.wrappingAdd($0, $1.absolute) }
+                        accumulate(src, acc, identity: T.zero, map: { $0.absolute }, combine: T.wrappingAdd)
                     case .prod:
                         acc.initialize(repeating: 1)
-                        accumulate(src, acc) { T.wrappingMul($0, $1) }
+                        accumulate(src, acc, identity: 1, map: { $0 }, combine: T.wrappingMul)
                     case .max, .logSumExp:
                         acc.initialize(repeating: T.lowest)
-                        accumulate(src, acc) { a, v in v > a || v != v ? v : a }
+                        accumulate(src, acc, identity: T.lowest, map: { $0 }) { a, v in v > a || v != v ? v : a }
                     case .min:
                         acc.initialize(repeating: T.highest)
-                        accumulate(src, acc) { a, v in v < a || v != v ? v : a }
+                        accumulate(src, acc, identity: T.highest, map: { $0 }) { a, v in v < a || v != v ? v : a }
                     }
                     switch kind {
                     case .mean:
@@ -185,21 +185,36 @@ enum ReductionKernels {
             return out
         }
 
-        /// acc[o] = f(acc[o], x) over every element, with `o` its position in the kept-dims output.
-        private func accumulate<T: ReduceElement>(_ src: UnsafeBufferPointer<T>, _ acc: UnsafeMutableBufferPointer<T>, _ f: (T, T) -> T) {
+        /// acc[o] = combine(acc[o], map(x)) over every element, with `o` its position in the kept-dims output.
+        /// Rows reduced along the innermost dim use four partial results, so the loop is not one long dependency chain.
+        private func accumulate<T: ReduceElement>(
+            _ src: UnsafeBufferPointer<T>, _ acc: UnsafeMutableBufferPointer<T>, identity: T,
+            map: (T) -> T, combine: (T, T) -> T
+        ) {
             let dims = ReduceGeometry(shape: x.shape, reduced: reduced)
             guard src.count > 0, let last = dims.sizes.last else {
-                if src.count == 1 { acc[0] = f(acc[0], src[0]) }
+                if src.count == 1 { acc[0] = combine(acc[0], map(src[0])) }
                 return
             }
             let inner = last, innerReduced = dims.reducedFlags[dims.sizes.count - 1]
             dims.forEachRow { i, o in
                 if innerReduced {
-                    var a = acc[o]
-                    for j in 0..<inner { a = f(a, src[i + j]) }
-                    acc[o] = a
+                    var p0 = identity, p1 = identity, p2 = identity, p3 = identity
+                    var j = 0
+                    while j + 4 <= inner {
+                        p0 = combine(p0, map(src[i + j]))
+                        p1 = combine(p1, map(src[i + j + 1]))
+                        p2 = combine(p2, map(src[i + j + 2]))
+                        p3 = combine(p3, map(src[i + j + 3]))
+                        j += 4
+                    }
+                    while j < inner {
+                        p0 = combine(p0, map(src[i + j]))
+                        j += 1
+                    }
+                    acc[o] = combine(acc[o], combine(combine(p0, p1), combine(p2, p3)))
                 } else {
-                    for j in 0..<inner { acc[o + j] = f(acc[o + j], src[i + j]) }
+                    for j in 0..<inner { acc[o + j] = combine(acc[o + j], map(src[i + j])) }
                 }
             }
         }
