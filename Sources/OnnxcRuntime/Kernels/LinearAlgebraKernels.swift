@@ -144,6 +144,8 @@ private struct SharedPointer<T>: @unchecked Sendable {
     let pointer: UnsafePointer<T>
 }
 
+/// Blocking: B panel width for the generic kernel, depth block (a block of packed B stays in L1/L2 while A rows
+/// stream over it), and rows of C computed together.
 private let panelColumns = 256
 private let depthBlock = 256
 private let rowBlock = 4
