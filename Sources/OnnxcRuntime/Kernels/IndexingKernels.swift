@@ -238,8 +238,9 @@ enum IndexingKernels {
         var base = 0
         for (i, axis) in axisList.enumerated() {
             let dim = Int64(data.shape[axis])
-            let step = stepList[i]
-            guard step != 0 else { throw .invalidArgument("Slice: step 0 on axis \(axis)") }
+            guard stepList[i] != 0 else { throw .invalidArgument("Slice: step 0 on axis \(axis)") }
+            // Steps beyond the dim only ever take the first element; clamping keeps the arithmetic in range.
+            let step = max(min(stepList[i], dim + 1), -dim - 1)
             func adjust(_ v: Int64) -> Int64 { v < 0 ? max(v, -dim - 1) + dim : min(v, dim + 1) }
             var start = adjust(starts[i]), end = adjust(ends[i])
             let count: Int64
@@ -254,9 +255,7 @@ enum IndexingKernels {
             }
             shape[axis] = Int(count)
             if count > 0 { base += Int(start) * strides[axis] }
-            // Steps beyond the dim only ever take the first element; keep strides small.
-            let clampedStep = Int(max(min(step, dim + 1), -dim - 1))
-            srcAxes[axis] = .stride(strides[axis] * clampedStep)
+            srcAxes[axis] = .stride(strides[axis] * Int(step))
         }
         return outputs(try ShapeKernels.build(data.dtype, shape, from: [data]) { b throws(RuntimeError) in
             try b.copy(shape, from: 0, at: base, srcAxes, to: 0, ShapeKernels.rowMajor(shape))
@@ -391,6 +390,12 @@ enum IndexingKernels {
                 let base = v.startIndex + o * n * inner
                 for i in 0..<inner {
                     let x = v[base + a * inner + i], y = v[base + b * inner + i]
+                    // NaN (the only value unequal to itself) sorts last and equals NaN, as in NumPy's unique.
+                    let xNaN = x != x, yNaN = y != y
+                    if xNaN || yNaN {
+                        if xNaN && yNaN { continue }
+                        return xNaN ? 1 : -1
+                    }
                     if x < y { return -1 }
                     if y < x { return 1 }
                 }

@@ -205,6 +205,9 @@ enum ShapeKernels {
             guard sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == dim else {
                 throw .invalidArgument("Split: sizes \(given) do not add up to dim \(dim) of axis \(axis)")
             }
+            guard sizes.count == context.node.outputs.count else {
+                throw .invalidArgument("Split: \(sizes.count) sizes for \(context.node.outputs.count) outputs")
+            }
         } else {
             let parts = Int(context.attributes.int("num_outputs") ?? Int64(context.node.outputs.count))
             guard parts > 0 else { throw .invalidArgument("Split needs at least one output") }
@@ -277,6 +280,7 @@ enum ShapeKernels {
         } else {
             raw = try context.tensor(inputs, 1).int64s()
             value = try context.optionalTensor(inputs, 2)
+            if value?.count == 0 { value = nil }
             if let v = value {
                 guard v.count == 1 else { throw .invalidArgument("Pad: constant_value must have one element, has \(v.count)") }
                 guard v.dtype == data.dtype else { throw .invalidArgument("Pad: constant_value is \(v.dtype.onnxName), data is \(data.dtype.onnxName)") }
@@ -628,6 +632,11 @@ extension ShapeKernels {
             guard source < counts.count, src.count == shape.count, dst.count == shape.count else {
                 throw .invalidArgument("internal: malformed element copy")
             }
+            for i in shape.indices {
+                for axis in [src[i], dst[i]] {
+                    if case .table(let t) = axis, t.count != shape[i] { throw .invalidArgument("internal: offset table does not match its dim") }
+                }
+            }
             if shape.contains(0) { return }
             // Drop unit dims and merge contiguous strided ones so inner runs are as long as possible.
             var dims: [Int] = [], s: [Axis] = [], d: [Axis] = []
@@ -713,20 +722,30 @@ private func walk<L: Lane>(_ lane: L, _ shape: [Int], _ srcBase: Int, _ src: [Sh
     let n = shape[rank - 1]
     let outer = shape[..<(rank - 1)].reduce(1, *)
     var index = [Int](repeating: 0, count: rank)
+    // The innermost dim's addressing is fixed for the whole walk: decide its loop once.
+    let innerSource = src[rank - 1], innerDestination = dst[rank - 1]
+    var sourceStride = 0, destinationStride = 0
+    var sourceTable: [Int] = [], destinationTable: [Int] = []
+    switch innerSource {
+    case .stride(let v): sourceStride = v
+    case .table(let t): sourceTable = t
+    }
+    switch innerDestination {
+    case .stride(let v): destinationStride = v
+    case .table(let t): destinationTable = t
+    }
+    let contiguous = sourceTable.isEmpty && destinationTable.isEmpty && sourceStride == 1 && destinationStride == 1
     for _ in 0..<outer {
-        switch (src[rank - 1], dst[rank - 1]) {
-        case (.stride(let ss), .stride(let ds)):
-            if ss == 1 && ds == 1 {
-                lane.run(d, s, n)
-            } else {
-                for i in 0..<n { lane.move(d + i * ds, s + i * ss) }
-            }
-        case (.table(let t), .stride(let ds)):
-            for i in 0..<n { lane.move(d + i * ds, s + t[i]) }
-        case (.stride(let ss), .table(let t)):
-            for i in 0..<n { lane.move(d + t[i], s + i * ss) }
-        case (.table(let ts), .table(let td)):
-            for i in 0..<n { lane.move(d + td[i], s + ts[i]) }
+        if contiguous {
+            lane.run(d, s, n)
+        } else if sourceTable.isEmpty && destinationTable.isEmpty {
+            for i in 0..<n { lane.move(d + i * destinationStride, s + i * sourceStride) }
+        } else if destinationTable.isEmpty {
+            for i in 0..<n { lane.move(d + i * destinationStride, s + sourceTable[i]) }
+        } else if sourceTable.isEmpty {
+            for i in 0..<n { lane.move(d + destinationTable[i], s + i * sourceStride) }
+        } else {
+            for i in 0..<n { lane.move(d + destinationTable[i], s + sourceTable[i]) }
         }
         var k = rank - 2
         while k >= 0 {
