@@ -571,7 +571,8 @@ extension ShapeKernels {
             }
             return Tensor(strings: strings, shape: shape)
         case .int4, .uint4:
-            let unpacked = sources.map(nibbles)
+            var unpacked: [Tensor] = []
+            for source in sources { unpacked.append(try nibbles(source)) }
             let out = try buildRaw(.uint8, shape, unpacked, body)
             return try packNibbles(out, as: dtype)
         case .undefined:
@@ -597,8 +598,8 @@ extension ShapeKernels {
     }
 
     /// A 4-bit tensor as one unsigned nibble per byte (uint8).
-    private static func nibbles(_ t: Tensor) -> Tensor {
-        guard let out = try? Tensor(zeros: .uint8, shape: t.shape) else { return t }
+    private static func nibbles(_ t: Tensor) throws(RuntimeError) -> Tensor {
+        let out = try Tensor(zeros: .uint8, shape: t.shape)
         t.withBytes { src in
             out.withMutableBytes { dst in
                 for i in 0..<t.count { dst[i] = i % 2 == 0 ? src[i / 2] & 0x0F : src[i / 2] >> 4 }
