@@ -659,11 +659,11 @@ extension ShapeKernels {
             case .raw(let out, let sources, let width):
                 guard let out, let input = sources[source] else { return }
                 switch width {
-                case 1: walk(RawLane(out, input, UInt8.self), dims, sb, s, db, d)
-                case 2: walk(RawLane(out, input, UInt16.self), dims, sb, s, db, d)
-                case 4: walk(RawLane(out, input, UInt32.self), dims, sb, s, db, d)
-                case 8: walk(RawLane(out, input, UInt64.self), dims, sb, s, db, d)
-                case 16: walk(RawLane(out, input, Wide.self), dims, sb, s, db, d)
+                case 1: blockedWalk(RawLane(out, input, UInt8.self), dims, sb, s, db, d)
+                case 2: blockedWalk(RawLane(out, input, UInt16.self), dims, sb, s, db, d)
+                case 4: blockedWalk(RawLane(out, input, UInt32.self), dims, sb, s, db, d)
+                case 8: blockedWalk(RawLane(out, input, UInt64.self), dims, sb, s, db, d)
+                case 16: blockedWalk(RawLane(out, input, Wide.self), dims, sb, s, db, d)
                 default: throw .invalidArgument("internal: no element copy for width \(width)")
                 }
             case .strings(let out, let sources):
@@ -714,6 +714,38 @@ private struct StringLane: Lane {
     func run(_ dst: Int, _ src: Int, _ count: Int) { for i in 0..<count { out[dst + i] = source[src + i] } }
 }
 
+/// Transposing copies read the innermost dim with a large stride; when another dim is contiguous in the source,
+/// copy in square tiles of those two dims (moved innermost) so each tile's cache lines are reused. Element moves
+/// are independent, so reordering is safe; copies with offset tables (scatters, whose duplicates are ordered) are
+/// never reordered.
+private func blockedWalk<L: Lane>(_ lane: L, _ shape: [Int], _ srcBase: Int, _ src: [ShapeKernels.Axis], _ dstBase: Int, _ dst: [ShapeKernels.Axis]) {
+    let tile = 32
+    let rank = shape.count
+    var sourceStrides: [Int] = [], destinationStrides: [Int] = []
+    for i in 0..<rank {
+        guard case .stride(let a) = src[i], case .stride(let b) = dst[i] else { return walk(lane, shape, srcBase, src, dstBase, dst) }
+        sourceStrides.append(a)
+        destinationStrides.append(b)
+    }
+    guard rank >= 2, shape[rank - 1] >= tile, sourceStrides[rank - 1] != 1,
+          let j = (0..<(rank - 1)).last(where: { sourceStrides[$0] == 1 && shape[$0] >= tile })
+    else { return walk(lane, shape, srcBase, src, dstBase, dst) }
+    let others = (0..<(rank - 1)).filter { $0 != j }
+    let order = others + [j, rank - 1]
+    var tileShape = order.map { shape[$0] }
+    let tileSource = order.map { ShapeKernels.Axis.stride(sourceStrides[$0]) }
+    let tileDestination = order.map { ShapeKernels.Axis.stride(destinationStrides[$0]) }
+    let last = rank - 1
+    for jb in stride(from: 0, to: shape[j], by: tile) {
+        tileShape[rank - 2] = min(tile, shape[j] - jb)
+        for lb in stride(from: 0, to: shape[last], by: tile) {
+            tileShape[rank - 1] = min(tile, shape[last] - lb)
+            walk(lane, tileShape, srcBase + jb * sourceStrides[j] + lb * sourceStrides[last], tileSource,
+                 dstBase + jb * destinationStrides[j] + lb * destinationStrides[last], tileDestination)
+        }
+    }
+}
+
 /// Odometer over the outer dims; the innermost dim is a plain loop (a block move when both sides are contiguous).
 private func walk<L: Lane>(_ lane: L, _ shape: [Int], _ srcBase: Int, _ src: [ShapeKernels.Axis], _ dstBase: Int, _ dst: [ShapeKernels.Axis]) {
     let rank = shape.count
@@ -740,13 +772,14 @@ private func walk<L: Lane>(_ lane: L, _ shape: [Int], _ srcBase: Int, _ src: [Sh
         if contiguous {
             lane.run(d, s, n)
         } else if sourceTable.isEmpty && destinationTable.isEmpty {
-            for i in 0..<n { lane.move(d + i * destinationStride, s + i * sourceStride) }
+            // Offsets were bounds-checked by the caller, so the index arithmetic cannot overflow.
+            for i in 0..<n { lane.move(d &+ i &* destinationStride, s &+ i &* sourceStride) }
         } else if destinationTable.isEmpty {
-            for i in 0..<n { lane.move(d + i * destinationStride, s + sourceTable[i]) }
+            for i in 0..<n { lane.move(d &+ i &* destinationStride, s &+ sourceTable[i]) }
         } else if sourceTable.isEmpty {
-            for i in 0..<n { lane.move(d + destinationTable[i], s + i * sourceStride) }
+            for i in 0..<n { lane.move(d &+ destinationTable[i], s &+ i &* sourceStride) }
         } else {
-            for i in 0..<n { lane.move(d + destinationTable[i], s + sourceTable[i]) }
+            for i in 0..<n { lane.move(d &+ destinationTable[i], s &+ sourceTable[i]) }
         }
         var k = rank - 2
         while k >= 0 {
