@@ -204,7 +204,7 @@ enum GeneratorKernels {
         guard dtype.isFloatingPoint else { throw .unsupportedType(op: context.node.opType, dtype: dtype.onnxName) }
         let low = Double(context.attributes.float("low", 0)), high = Double(context.attributes.float("high", 1))
         var rng = generator(context)
-        let count = shape.reduce(1, *)
+        let count = try ShapeKernels.checkedCount(shape, op: context.node.opType)
         let values = (0..<count).map { _ in low + (high - low) * rng.nextDouble() }
         return outputs(try tensor(values, shape: shape, dtype: dtype, op: context.node.opType))
     }
@@ -214,7 +214,7 @@ enum GeneratorKernels {
         guard dtype.isFloatingPoint else { throw .unsupportedType(op: context.node.opType, dtype: dtype.onnxName) }
         let mean = Double(context.attributes.float("mean", 0)), scale = Double(context.attributes.float("scale", 1))
         var rng = generator(context)
-        let count = shape.reduce(1, *)
+        let count = try ShapeKernels.checkedCount(shape, op: context.node.opType)
         let values = (0..<count).map { _ in mean + scale * rng.nextGaussian() }
         return outputs(try tensor(values, shape: shape, dtype: dtype, op: context.node.opType))
     }

@@ -274,6 +274,7 @@ enum IndexingKernels {
         let axis = try Broadcast.axis(context.attributes.int("axis", -1), rank: indices.rank + 1, op: "OneHot")
         let inner = indices.shape[axis...].reduce(1, *)
         let shape = Array(indices.shape[..<axis]) + [depth] + Array(indices.shape[axis...])
+        _ = try ShapeKernels.checkedCount(shape, op: "OneHot")
         // Out-of-range indices (after wrapping negatives once) leave their row all off.
         var positions: [Int] = []
         positions.reserveCapacity(indices.count)

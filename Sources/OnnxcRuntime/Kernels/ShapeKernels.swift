@@ -198,6 +198,7 @@ enum ShapeKernels {
         let axis = try Broadcast.axis(context.attributes.int("axis", 0), rank: data.rank, op: "Split")
         let dim = data.shape[axis]
         var given = try context.optionalTensor(inputs, 1)?.int64s()
+        if given?.isEmpty == true { given = nil }
         if context.opset < 13, let attribute = context.attributes.ints("split") { given = attribute }
         var sizes: [Int]
         if let given {
@@ -259,7 +260,13 @@ enum ShapeKernels {
             view += [Int(repeats[i]), data.shape[i]]
             axes += [.stride(0), .stride(strides[i])]
         }
-        let shape = (0..<data.rank).map { Int(repeats[$0]) * data.shape[$0] }
+        var shape: [Int] = []
+        for i in 0..<data.rank {
+            let (dim, overflow) = Int(repeats[i]).multipliedReportingOverflow(by: data.shape[i])
+            guard !overflow else { throw .invalidShape("Tile: repeats \(repeats) make the output too large") }
+            shape.append(dim)
+        }
+        _ = try checkedCount(shape, op: "Tile")
         return outputs(try build(data.dtype, shape, from: [data]) { b throws(RuntimeError) in
             try b.copy(view, from: 0, at: 0, axes, to: 0, rowMajor(view))
         })
@@ -464,6 +471,11 @@ enum ShapeKernels {
         let image = try context.tensor(inputs, 1).int64s().map { Int(clamping: $0) }
         let block = try context.tensor(inputs, 2).int64s().map { Int(clamping: $0) }
         let n = image.count
+        let limit = Int(Int32.max)
+        let attributeValues = ["dilations", "strides", "pads"].flatMap { context.attributes.ints($0) ?? [] }
+        guard (image + block).allSatisfy({ $0 <= limit }), attributeValues.allSatisfy({ abs($0) <= Int64(limit) }) else {
+            throw .invalidArgument("Col2Im: image_shape \(image), block_shape \(block) or attributes are out of range")
+        }
         guard n > 0, block.count == n, data.rank == 3 else {
             throw .invalidShape("Col2Im: input \(data.shape), image_shape \(image), block_shape \(block) are inconsistent")
         }
@@ -484,6 +496,7 @@ enum ShapeKernels {
             throw .invalidShape("Col2Im: input \(data.shape) does not match \(blockSize) block elements and \(sliding) positions")
         }
         let batch = data.shape[0], channels = data.shape[1] / blockSize
+        _ = try checkedCount([batch, channels] + image, op: "Col2Im")
         let plan = Col2ImPlan(data: data, shape: [batch, channels] + image, image: image, block: block, positions: positions,
                               dilations: dilations, strides: strides, padBegin: Array(pads[..<n]))
         return outputs(try dispatchArithmetic(data.dtype, op: "Col2Im", plan))
@@ -552,6 +565,12 @@ extension ShapeKernels {
     }
 
     static func rowMajor(_ shape: [Int]) -> [Axis] { Broadcast.strides(shape).map { .stride($0) } }
+
+    /// The element count of a shape computed from inputs, or an error when it is negative or overflows.
+    static func checkedCount(_ shape: [Int], op: String) throws(RuntimeError) -> Int {
+        guard let count = CheckedSize.elementCount(shape.map { Int64($0) }) else { throw .invalidShape("\(op): shape \(shape) is invalid or too large") }
+        return count
+    }
 
     /// Builds a `dtype` tensor of `shape` by copying elements of `sources` (all of `dtype`) in `body`.
     /// The output starts zero-filled (empty strings).
