@@ -106,8 +106,9 @@ enum GeneratorKernels {
         let input = try context.tensor(inputs, 0)
         guard input.rank == 2 else { throw .invalidShape("EyeLike needs a 2-D input, got \(input.shape)") }
         let dtype = try outputType(context.attributes.int("dtype"), fallback: input.dtype, op: "EyeLike")
-        let k = context.attributes.int("k", 0)
         let (rows, cols) = (input.shape[0], input.shape[1])
+        // Offsets beyond the matrix select nothing; clamping keeps i + k in range.
+        let k = max(min(context.attributes.int("k", 0), Int64(cols)), -Int64(rows))
         var positions: [Int] = []
         for i in 0..<rows {
             let j = Int64(i) + k

@@ -297,6 +297,7 @@ enum ShapeKernels {
             }
         }
         guard raw.count == 2 * axes.count else { throw .invalidArgument("Pad: \(raw.count) pads for \(axes.count) axes") }
+        guard raw.allSatisfy({ (-Int64(Int32.max)...Int64(Int32.max)).contains($0) }) else { throw .invalidArgument("Pad: pads \(raw) are out of range") }
         var before = [Int](repeating: 0, count: rank), after = before
         for (i, a) in axes.enumerated() {
             before[a] = Int(clamping: raw[i])
@@ -310,10 +311,9 @@ enum ShapeKernels {
             guard kept[d] >= 0 else { throw .invalidArgument("Pad: pads \(raw) crop more than dim \(d) of \(data.shape)") }
             before[d] = max(before[d], 0)
             after[d] = max(after[d], 0)
-            let (s, overflow) = kept[d].addingReportingOverflow(before[d] &+ after[d])
-            guard !overflow, s <= Int(Int32.max) else { throw .invalidShape("Pad: output too large") }
-            shape[d] = s
+            shape[d] = kept[d] + before[d] + after[d]
         }
+        _ = try checkedCount(shape, op: "Pad")
         let inStrides = Broadcast.strides(data.shape), outStrides = Broadcast.strides(shape)
         let base = (0..<rank).reduce(0) { $0 + cropStart[$1] * inStrides[$1] }
         switch mode {
@@ -363,10 +363,11 @@ enum ShapeKernels {
         let data = try context.tensor(inputs, 0)
         let block = Int(clamping: context.attributes.int("blocksize", 0))
         guard data.rank == 4 else { throw .invalidShape("DepthToSpace needs a 4-D input, got \(data.shape)") }
-        guard block > 0, data.shape[1] % (block * block) == 0 else {
+        guard block > 0, block <= Int(Int32.max), data.shape[1] % (block * block) == 0 else {
             throw .invalidArgument("DepthToSpace: channels \(data.shape[1]) are not a multiple of blocksize² (blocksize \(block))")
         }
         let (n, c, h, w) = (data.shape[0], data.shape[1] / (block * block), data.shape[2], data.shape[3])
+        _ = try checkedCount([n, c, h, block, w, block], op: "DepthToSpace")
         let crd = context.attributes.string("mode", "DCR") == "CRD"
         let view = crd ? [n, c, block, block, h, w] : [n, block, block, c, h, w]
         let perm = crd ? [0, 1, 4, 2, 5, 3] : [0, 3, 4, 1, 5, 2]
@@ -377,10 +378,11 @@ enum ShapeKernels {
         let data = try context.tensor(inputs, 0)
         let block = Int(clamping: context.attributes.int("blocksize", 0))
         guard data.rank == 4 else { throw .invalidShape("SpaceToDepth needs a 4-D input, got \(data.shape)") }
-        guard block > 0, data.shape[2] % block == 0, data.shape[3] % block == 0 else {
+        guard block > 0, block <= Int(Int32.max), data.shape[2] % block == 0, data.shape[3] % block == 0 else {
             throw .invalidArgument("SpaceToDepth: spatial dims \(data.shape[2...]) are not multiples of blocksize \(block)")
         }
         let (n, c, h, w) = (data.shape[0], data.shape[1], data.shape[2] / block, data.shape[3] / block)
+        _ = try checkedCount([n, c, block, block, h, w], op: "SpaceToDepth")
         let moved = try permuted(try data.reshaped([n, c, h, block, w, block]), [0, 3, 5, 1, 2, 4])
         return outputs(try moved.reshaped([n, c * block * block, h, w]))
     }
@@ -473,7 +475,7 @@ enum ShapeKernels {
         let n = image.count
         let limit = Int(Int32.max)
         let attributeValues = ["dilations", "strides", "pads"].flatMap { context.attributes.ints($0) ?? [] }
-        guard (image + block).allSatisfy({ $0 <= limit }), attributeValues.allSatisfy({ abs($0) <= Int64(limit) }) else {
+        guard (image + block).allSatisfy({ $0 <= limit }), attributeValues.allSatisfy({ (-Int64(limit)...Int64(limit)).contains($0) }) else {
             throw .invalidArgument("Col2Im: image_shape \(image), block_shape \(block) or attributes are out of range")
         }
         guard n > 0, block.count == n, data.rank == 3 else {
