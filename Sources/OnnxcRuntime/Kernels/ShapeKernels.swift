@@ -250,7 +250,15 @@ enum ShapeKernels {
 
     static func tile(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
         let data = try context.tensor(inputs, 0)
-        let repeats = try context.tensor(inputs, 1).int64s()
+        var repeats = try context.tensor(inputs, 1).int64s()
+        if context.opset < 6 {
+            // Tile-1: a scalar count of tiles along one axis (input 2).
+            guard repeats.count == 1, let axis = try context.tensor(inputs, 2).int64s().first else {
+                throw .invalidArgument("Tile-1 needs scalar tiles and axis inputs")
+            }
+            let a = try Broadcast.axis(axis, rank: data.rank, op: "Tile")
+            repeats = (0..<data.rank).map { $0 == a ? repeats[0] : 1 }
+        }
         guard repeats.count == data.rank else { throw .invalidArgument("Tile: \(repeats.count) repeats for rank \(data.rank)") }
         guard repeats.allSatisfy({ $0 >= 0 && $0 <= Int64(Int32.max) }) else { throw .invalidArgument("Tile: invalid repeats \(repeats)") }
         let strides = Broadcast.strides(data.shape)
