@@ -25,6 +25,17 @@ private func int4(_ values: [Int], shape: [Int]) throws -> Tensor {
 }
 
 @Suite struct ShapeKernelTests {
+    @Test func identityPassesSequencesAndEmptyOptionalsThrough() throws {
+        let node = RuntimeNode(name: "n", opType: "Identity", domain: "", opset: 21, inputs: ["s"], outputs: ["t"], attributes: Attributes())
+        let info = { (name: String) in RuntimeValueInfo(name: name, dtype: nil, shape: nil, shapeText: "") }
+        let graph = RuntimeGraph(name: "g", inputs: [info("s")], outputs: [info("t")], initializers: [:], nodes: [node])
+        let sequence = Value.sequence(elementType: .float, [Tensor.scalar(Float(1)), Tensor.scalar(Float(2))])
+        guard case .sequence(_, let items)? = try Executor(graph: graph).run(["s": sequence])["t"] else { Issue.record("not a sequence"); return }
+        #expect(items.count == 2)
+        guard case .none(let type)? = try Executor(graph: graph).run(["s": .none(.tensor(.int64))])["t"] else { Issue.record("not empty"); return }
+        #expect(type == .tensor(.int64))
+    }
+
     @Test func transposeMovesStrings() throws {
         let x = Tensor(strings: ["a", "b", "c", "d", "e", "f"], shape: [2, 3])
         let y = try run("Transpose", [x])[0]
