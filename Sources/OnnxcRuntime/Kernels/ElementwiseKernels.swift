@@ -1,6 +1,506 @@
 import OnnxcCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
-/// Elementwise operators.
+/// Element-wise math, comparison and logic with multidirectional broadcasting.
+///
+/// Integers follow numpy/C: wrapping `+ - *`, division truncating toward zero, and no traps (x / 0 and
+/// x % 0 give 0). Float16 computes natively or through Float; bfloat16 is widened to Float and rounded back.
 enum ElementwiseKernels {
-    static let table: [String: Kernel] = [:]
+    static let table: [String: Kernel] = {
+        var table: [String: Kernel] = [
+            "Add": binary(.add), "Sub": binary(.sub), "Mul": binary(.mul), "Div": binary(.div),
+            "Mod": binary(.mod), "BitwiseAnd": binary(.and), "BitwiseOr": binary(.or), "BitwiseXor": binary(.xor),
+            "Min": variadic(.min), "Max": variadic(.max), "Sum": variadic(.add), "Mean": variadic(.add),
+            "Equal": comparison(.equal), "Greater": comparison(.greater), "GreaterOrEqual": comparison(.greaterOrEqual),
+            "Less": comparison(.less), "LessOrEqual": comparison(.lessOrEqual),
+            "And": logic(and: true), "Or": logic(and: false), "Xor": logic(and: nil),
+        ]
+        for (name, kernel) in [("Pow", powKernel), ("BitShift", bitShift), ("Not", not), ("BitwiseNot", bitwiseNot), ("Erf", erfKernel),
+                               ("IsNaN", isNaN), ("IsInf", isInf)] {
+            table[name] = kernel
+        }
+        for (name, op) in [("Abs", SignedOp.abs), ("Neg", .neg), ("Sign", .sign)] { table[name] = signed(name, op) }
+        for (name, f, d) in floatFunctions { table[name] = floatFunction(name, f, d) }
+        table["Clip"] = clip
+        table["Where"] = where_
+        return table
+    }()
+
+    // Kernels written out as static properties: closures assigned into the table inside its initializer
+    // crash the Swift 6.3 SIL generator when they use typed throws.
+
+    private static let powKernel: Kernel = { inputs, context throws(RuntimeError) in
+        let (a, b) = try legacyOperands(inputs, context)
+        return outputs(try power(a, b))
+    }
+
+    private static let bitShift: Kernel = { inputs, context throws(RuntimeError) in
+        let (a, b) = try legacyOperands(inputs, context)
+        let direction = context.attributes.string("direction", "")
+        guard direction == "LEFT" || direction == "RIGHT" else {
+            throw .invalidArgument("BitShift: direction must be LEFT or RIGHT, not '\(direction)'")
+        }
+        return outputs(try arithmetic(direction == "LEFT" ? .shiftLeft : .shiftRight, a, b, op: "BitShift"))
+    }
+
+    private static let not: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        guard x.dtype == .bool else { throw .unsupportedType(op: "Not", dtype: x.dtype.onnxName) }
+        return outputs(try map(x, Bool.self, Bool.self) { !$0 })
+    }
+
+    private static let bitwiseNot: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        return outputs(try dispatchInteger(x.dtype, op: "BitwiseNot", IntegerUnary(x: x, op: .bitwiseNot)))
+    }
+
+    private static let erfKernel: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        if isFloat(x.dtype) { return outputs(try mapFloat(x, op: "Erf", { erf($0) }, { erf($0) })) }
+        return outputs(try dispatchInteger(x.dtype, op: "Erf", IntegerUnary(x: x, op: .erf)))
+    }
+
+    private static let isNaN: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try widened(try context.tensor(inputs, 0), op: "IsNaN")
+        return outputs(try predicate(x, op: "IsNaN", { $0.isNaN }, double: { $0.isNaN }))
+    }
+
+    private static let isInf: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try widened(try context.tensor(inputs, 0), op: "IsInf")
+        let positive = context.attributes.int("detect_positive", 1) != 0
+        let negative = context.attributes.int("detect_negative", 1) != 0
+        return outputs(try predicate(x, op: "IsInf", { $0.isInfinite && ($0 > 0 ? positive : negative) },
+                                     double: { $0.isInfinite && ($0 > 0 ? positive : negative) }))
+    }
+
+    private static func signed(_ name: String, _ op: SignedOp) -> Kernel {
+        { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            if isFloat(x.dtype) { return outputs(try mapFloat(x, op: name, op.float, op.double)) }
+            return outputs(try dispatchInteger(x.dtype, op: name, IntegerUnary(x: x, op: op.integer)))
+        }
+    }
+
+    private static func floatFunction(_ name: String, _ f: @escaping @Sendable (Float) -> Float,
+                                      _ d: @escaping @Sendable (Double) -> Double) -> Kernel {
+        { inputs, context throws(RuntimeError) in outputs(try mapFloat(try context.tensor(inputs, 0), op: name, f, d)) }
+    }
+
+    // MARK: Binary arithmetic
+
+    enum ArithmeticOp: Sendable {
+        case add, sub, mul, div, mod, fmod, min, max, and, or, xor, shiftLeft, shiftRight
+    }
+
+    private static func binary(_ op: ArithmeticOp) -> Kernel {
+        { inputs, context throws(RuntimeError) in
+            let (a, b) = try legacyOperands(inputs, context)
+            let resolved = op == .mod && context.attributes.int("fmod", 0) != 0 ? ArithmeticOp.fmod : op
+            return outputs(try arithmetic(resolved, a, b, op: context.node.opType))
+        }
+    }
+
+    /// The two operands, aligned per the pre-opset-7 `broadcast`/`axis` attributes when those are present.
+    private static func legacyOperands(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> (Tensor, Tensor) {
+        let a = try context.tensor(inputs, 0)
+        var b = try context.tensor(inputs, 1)
+        if context.opset < 7, context.attributes.int("broadcast", 0) != 0, let axis = context.attributes.int("axis") {
+            let start = axis < 0 ? Int(axis) + a.rank : Int(axis)
+            guard start >= 0, start + b.rank <= a.rank else {
+                throw .invalidArgument("\(context.node.opType): broadcast axis \(axis) does not fit shapes \(a.shape) and \(b.shape)")
+            }
+            b = try b.reshaped(b.shape + [Int](repeating: 1, count: a.rank - start - b.rank))
+        }
+        return (a, b)
+    }
+
+    /// a op b over the broadcast shape; both operands must share a dtype.
+    static func arithmetic(_ op: ArithmeticOp, _ a: Tensor, _ b: Tensor, op name: String) throws(RuntimeError) -> Tensor {
+        guard a.dtype == b.dtype else {
+            throw .invalidArgument("\(name): operands have different types \(a.dtype.onnxName) and \(b.dtype.onnxName)")
+        }
+        switch a.dtype {
+        case .bfloat16:
+            let result = try arithmetic(op, CastKernels.widenBFloat16(a), CastKernels.widenBFloat16(b), op: name)
+            return try CastKernels.narrowBFloat16(result)
+        case .float, .double, .float16:
+            return try dispatchFloat(a.dtype, op: name, FloatBinary(a: a, b: b, op: op, name: name))
+        default:
+            return try dispatchInteger(a.dtype, op: name, IntegerBinary(a: a, b: b, op: op))
+        }
+    }
+
+    private struct FloatBinary: FloatVisitor {
+        let a: Tensor, b: Tensor, op: ArithmeticOp, name: String
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            switch op {
+            case .add: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 + $1 }
+            case .sub: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 - $1 }
+            case .mul: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 * $1 }
+            case .div: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 / $1 }
+            // NaN wins, as numpy's minimum/maximum.
+            case .min: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x <= y || x.isNaN ? x : y }
+            case .max: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x >= y || x.isNaN ? x : y }
+            case .fmod: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0.truncatingRemainder(dividingBy: $1) }
+            case .mod:
+                // Python's %: the result takes the divisor's sign.
+                return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in
+                    let r = x.truncatingRemainder(dividingBy: y)
+                    return r != 0 && (r < 0) != (y < 0) ? r + y : r
+                }
+            case .and, .or, .xor, .shiftLeft, .shiftRight: throw .unsupportedType(op: name, dtype: T.dtype.onnxName)
+            }
+        }
+    }
+
+    private struct IntegerBinary: IntegerVisitor {
+        let a: Tensor, b: Tensor, op: ArithmeticOp
+        func visit<T: IntegerElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            switch op {
+            case .add: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 &+ $1 }
+            case .sub: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 &- $1 }
+            case .mul: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 &* $1 }
+            case .div:
+                return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in
+                    y == 0 ? 0 : x.dividedReportingOverflow(by: y).partialValue
+                }
+            case .fmod:
+                return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in
+                    y == 0 ? 0 : x.remainderReportingOverflow(dividingBy: y).partialValue
+                }
+            case .mod:
+                return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in
+                    if y == 0 { return 0 }
+                    let r = x.remainderReportingOverflow(dividingBy: y).partialValue
+                    return r != 0 && (r < 0) != (y < 0) ? r &+ y : r
+                }
+            case .min: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { Swift.min($0, $1) }
+            case .max: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { Swift.max($0, $1) }
+            case .and: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 & $1 }
+            case .or: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 | $1 }
+            case .xor: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 ^ $1 }
+            // Smart shifts: a shift by the bit width or more gives 0 instead of trapping.
+            case .shiftLeft: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 << $1 }
+            case .shiftRight: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 >> $1 }
+            }
+        }
+    }
+
+    /// Min, Max, Sum and Mean: a left fold with broadcasting at each step.
+    private static func variadic(_ op: ArithmeticOp) -> Kernel {
+        { inputs, context throws(RuntimeError) in
+            let name = context.node.opType
+            guard !inputs.isEmpty else { throw .invalidArgument("\(name) needs at least one input") }
+            var result = try context.tensor(inputs, 0)
+            for i in 1..<Swift.max(inputs.count, 1) {
+                result = try arithmetic(op, result, try context.tensor(inputs, i), op: name)
+            }
+            if name == "Mean" {
+                guard isFloat(result.dtype) else { throw .unsupportedType(op: name, dtype: result.dtype.onnxName) }
+                let divisor = try CastKernels.convert(Tensor.scalar(Double(inputs.count)), to: result.dtype)
+                result = try arithmetic(.div, result, divisor, op: name)
+            }
+            return outputs(result)
+        }
+    }
+
+    // MARK: Pow
+
+    /// Pow with independent base and exponent types; the result has the base's type. Integer bases with
+    /// integer exponents use exact wrapping integer powers; everything else computes in floating point.
+    private static func power(_ base: Tensor, _ exponent: Tensor) throws(RuntimeError) -> Tensor {
+        switch base.dtype {
+        case .bfloat16:
+            return try CastKernels.narrowBFloat16(power(CastKernels.widenBFloat16(base), exponent))
+        case .float, .float16:
+            let e = try CastKernels.convert(exponent, to: .float)
+            let b = base.dtype == .float ? base : try CastKernels.convert(base, to: .float)
+            let result = try Broadcast.binary(b, e, as: Float.self, Float.self, to: Float.self) { powf($0, $1) }
+            return base.dtype == .float ? result : try CastKernels.convert(result, to: base.dtype)
+        case .double:
+            let e = try CastKernels.convert(exponent, to: .double)
+            return try Broadcast.binary(base, e, as: Double.self, Double.self, to: Double.self) { pow($0, $1) }
+        case .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64:
+            if isFloat(exponent.dtype) {
+                let b = try CastKernels.convert(base, to: .double)
+                let e = try CastKernels.convert(exponent, to: .double)
+                let result = try Broadcast.binary(b, e, as: Double.self, Double.self, to: Double.self) { pow($0, $1) }
+                return try CastKernels.convert(result, to: base.dtype)
+            }
+            let e = try CastKernels.convert(exponent, to: .int64)
+            return try dispatchInteger(base.dtype, op: "Pow", IntegerPow(base: base, exponent: e))
+        default:
+            throw .unsupportedType(op: "Pow", dtype: base.dtype.onnxName)
+        }
+    }
+
+    private struct IntegerPow: IntegerVisitor {
+        let base: Tensor, exponent: Tensor
+        func visit<T: IntegerElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            try Broadcast.binary(base, exponent, as: T.self, Int64.self, to: T.self) { x, n in
+                if n < 0 {
+                    // Only ±1 have integer reciprocals; numpy rejects the rest, C++ truncates them to 0.
+                    if x == 1 { return 1 }
+                    if T.isSigned && x == 0 &- 1 { return n & 1 == 0 ? 1 : x }
+                    return 0
+                }
+                var result: T = 1, square = x, k = n
+                while k > 0 {
+                    if k & 1 != 0 { result = result &* square }
+                    square = square &* square
+                    k >>= 1
+                }
+                return result
+            }
+        }
+    }
+
+    // MARK: Comparison and logic
+
+    enum ComparisonOp: Sendable { case equal, greater, greaterOrEqual, less, lessOrEqual }
+
+    private static func comparison(_ op: ComparisonOp) -> Kernel {
+        { inputs, context throws(RuntimeError) in
+            let (a, b) = try legacyOperands(inputs, context)
+            return outputs(try compare(op, a, b, op: context.node.opType))
+        }
+    }
+
+    private static func compare(_ op: ComparisonOp, _ a: Tensor, _ b: Tensor, op name: String) throws(RuntimeError) -> Tensor {
+        guard a.dtype == b.dtype else {
+            throw .invalidArgument("\(name): operands have different types \(a.dtype.onnxName) and \(b.dtype.onnxName)")
+        }
+        switch a.dtype {
+        case .bfloat16:
+            return try compare(op, CastKernels.widenBFloat16(a), CastKernels.widenBFloat16(b), op: name)
+        case .bool where op == .equal:
+            return try Broadcast.binary(a, b, as: Bool.self, Bool.self, to: Bool.self) { $0 == $1 }
+        case .string where op == .equal:
+            let shape = try Broadcast.shape([a.shape, b.shape])
+            let sa = a.strings ?? [], sb = b.strings ?? []
+            let offsets = Broadcast.offsets(of: [a.shape, b.shape], target: shape)
+            let n = offsets.first?.count ?? 0
+            let equal = (0..<n).map { sa[offsets[0][$0]] == sb[offsets[1][$0]] }
+            return try Tensor(equal, shape: shape)
+        default:
+            return try dispatchArithmetic(a.dtype, op: name, Comparison(a: a, b: b, op: op))
+        }
+    }
+
+    private struct Comparison: ArithmeticVisitor {
+        let a: Tensor, b: Tensor, op: ComparisonOp
+        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            switch op {
+            case .equal: return try Broadcast.binary(a, b, as: T.self, T.self, to: Bool.self) { $0 == $1 }
+            case .greater: return try Broadcast.binary(a, b, as: T.self, T.self, to: Bool.self) { $0 > $1 }
+            case .greaterOrEqual: return try Broadcast.binary(a, b, as: T.self, T.self, to: Bool.self) { $0 >= $1 }
+            case .less: return try Broadcast.binary(a, b, as: T.self, T.self, to: Bool.self) { $0 < $1 }
+            case .lessOrEqual: return try Broadcast.binary(a, b, as: T.self, T.self, to: Bool.self) { $0 <= $1 }
+            }
+        }
+    }
+
+    /// And (`and: true`), Or (`false`) and Xor (`nil`) on bool tensors.
+    private static func logic(and: Bool?) -> Kernel {
+        { inputs, context throws(RuntimeError) in
+            let (a, b) = try legacyOperands(inputs, context)
+            guard a.dtype == .bool, b.dtype == .bool else {
+                throw .unsupportedType(op: context.node.opType, dtype: a.dtype == .bool ? b.dtype.onnxName : a.dtype.onnxName)
+            }
+            switch and {
+            case true?: return outputs(try Broadcast.binary(a, b, as: Bool.self, Bool.self, to: Bool.self) { $0 && $1 })
+            case false?: return outputs(try Broadcast.binary(a, b, as: Bool.self, Bool.self, to: Bool.self) { $0 || $1 })
+            case nil: return outputs(try Broadcast.binary(a, b, as: Bool.self, Bool.self, to: Bool.self) { $0 != $1 })
+            }
+        }
+    }
+
+    // MARK: Unary
+
+    static func isFloat(_ dtype: DType) -> Bool { dtype == .float || dtype == .double || dtype == .float16 || dtype == .bfloat16 }
+
+    /// out[i] = f(x[i]) into a new tensor of the same shape.
+    static func map<A: TensorElement, R: TensorElement>(_ x: Tensor, _: A.Type, _: R.Type, _ f: (A) -> R) throws(RuntimeError) -> Tensor {
+        let out = try Tensor(zeros: R.dtype, shape: x.shape)
+        x.withValues(A.self) { source in
+            out.withMutableValues(R.self) { target in
+                for i in 0..<Swift.min(source.count, target.count) { target[i] = f(source[i]) }
+            }
+        }
+        return out
+    }
+
+    /// A float function applied element-wise: Float for float/float16/bfloat16, Double for double.
+    static func mapFloat(_ x: Tensor, op: String, _ f: (Float) -> Float, _ d: (Double) -> Double) throws(RuntimeError) -> Tensor {
+        switch x.dtype {
+        case .float: return try map(x, Float.self, Float.self, f)
+        case .double: return try map(x, Double.self, Double.self, d)
+        case .float16: return try map(x, Float16.self, Float16.self) { Float16(f(Float($0))) }
+        case .bfloat16: return try CastKernels.narrowBFloat16(mapFloat(CastKernels.widenBFloat16(x), op: op, f, d))
+        default: throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
+        }
+    }
+
+    /// Float16/32/64 pass through; bfloat16 and float8 widen to Float (exactly).
+    private static func widened(_ x: Tensor, op: String) throws(RuntimeError) -> Tensor {
+        switch x.dtype {
+        case .float, .double, .float16: return x
+        case .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz: return try CastKernels.convert(x, to: .float)
+        default: throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
+        }
+    }
+
+    private static func predicate(_ x: Tensor, op: String, _ f: (Float) -> Bool, double d: (Double) -> Bool) throws(RuntimeError) -> Tensor {
+        switch x.dtype {
+        case .float: return try map(x, Float.self, Bool.self, f)
+        case .double: return try map(x, Double.self, Bool.self, d)
+        case .float16: return try map(x, Float16.self, Bool.self) { f(Float($0)) }
+        default: throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
+        }
+    }
+
+    private static let floatFunctions: [(String, @Sendable (Float) -> Float, @Sendable (Double) -> Double)] = [
+        ("Reciprocal", { 1 / $0 }, { 1 / $0 }),
+        ("Sqrt", { $0.squareRoot() }, { $0.squareRoot() }),
+        ("Exp", { exp($0) }, { exp($0) }),
+        ("Log", { log($0) }, { log($0) }),
+        ("Ceil", { $0.rounded(.up) }, { $0.rounded(.up) }),
+        ("Floor", { $0.rounded(.down) }, { $0.rounded(.down) }),
+        ("Round", { $0.rounded(.toNearestOrEven) }, { $0.rounded(.toNearestOrEven) }),
+        ("Sin", { sin($0) }, { sin($0) }),
+        ("Cos", { cos($0) }, { cos($0) }),
+        ("Tan", { tan($0) }, { tan($0) }),
+        ("Asin", { asin($0) }, { asin($0) }),
+        ("Acos", { acos($0) }, { acos($0) }),
+        ("Atan", { atan($0) }, { atan($0) }),
+        ("Sinh", { sinh($0) }, { sinh($0) }),
+        ("Cosh", { cosh($0) }, { cosh($0) }),
+        ("Asinh", { asinh($0) }, { asinh($0) }),
+        ("Acosh", { acosh($0) }, { acosh($0) }),
+        ("Atanh", { atanh($0) }, { atanh($0) }),
+    ]
+
+    /// Abs, Neg and Sign: defined on signed and unsigned integers as well as floats.
+    private enum SignedOp {
+        case abs, neg, sign
+        var float: (Float) -> Float {
+            switch self {
+            case .abs: { Swift.abs($0) }
+            case .neg: { -$0 }
+            case .sign: { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
+            }
+        }
+        var double: (Double) -> Double {
+            switch self {
+            case .abs: { Swift.abs($0) }
+            case .neg: { -$0 }
+            case .sign: { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
+            }
+        }
+        var integer: IntegerUnary.Op {
+            switch self {
+            case .abs: .abs
+            case .neg: .neg
+            case .sign: .sign
+            }
+        }
+    }
+
+    private struct IntegerUnary: IntegerVisitor {
+        enum Op { case abs, neg, sign, bitwiseNot, erf }
+        let x: Tensor, op: Op
+        func visit<T: IntegerElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            switch op {
+            // Wrapping: abs/neg of the minimum value stay the minimum value, as in numpy.
+            case .abs: return try map(x, T.self, T.self) { $0 < 0 ? 0 &- $0 : $0 }
+            case .neg: return try map(x, T.self, T.self) { 0 &- $0 }
+            case .sign: return try map(x, T.self, T.self) { $0 > 0 ? 1 : ($0 < 0 ? 0 &- 1 : 0) }
+            case .bitwiseNot: return try map(x, T.self, T.self) { ~$0 }
+            case .erf: return try map(x, T.self, T.self) { T.from(erf($0.asDouble)) }
+            }
+        }
+    }
+
+    // MARK: Clip
+
+    /// Bounds are attributes before opset 11 and optional scalar inputs from 11 on; missing bounds are open.
+    private static let clip: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        var low: Tensor?, high: Tensor?
+        if context.opset < 11 {
+            let lo = context.attributes.float("min", -Float.greatestFiniteMagnitude)
+            let hi = context.attributes.float("max", Float.greatestFiniteMagnitude)
+            low = try CastKernels.convert(Tensor.scalar(lo), to: x.dtype)
+            high = try CastKernels.convert(Tensor.scalar(hi), to: x.dtype)
+        } else {
+            low = try context.optionalTensor(inputs, 1)
+            high = try context.optionalTensor(inputs, 2)
+        }
+        for bound in [low, high] {
+            guard let bound else { continue }
+            guard bound.count == 1 else { throw .invalidArgument("Clip: min and max must be scalars, got shape \(bound.shape)") }
+            guard bound.dtype == x.dtype else {
+                throw .invalidArgument("Clip: bound type \(bound.dtype.onnxName) differs from input type \(x.dtype.onnxName)")
+            }
+        }
+        if x.dtype == .bfloat16 {
+            let widen = { (t: Tensor?) throws(RuntimeError) -> Tensor? in try t.map { (t) throws(RuntimeError) in try CastKernels.widenBFloat16(t) } }
+            let result = try dispatchArithmetic(.float, op: "Clip", ClipVisitor(x: CastKernels.widenBFloat16(x), low: widen(low), high: widen(high)))
+            return outputs(try CastKernels.narrowBFloat16(result))
+        }
+        return outputs(try dispatchArithmetic(x.dtype, op: "Clip", ClipVisitor(x: x, low: low, high: high)))
+    }
+
+    private struct ClipVisitor: ArithmeticVisitor {
+        let x: Tensor, low: Tensor?, high: Tensor?
+        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            let lo: T? = low?.withValues(T.self) { $0.first }
+            let hi: T? = high?.withValues(T.self) { $0.first }
+            switch (lo, hi) {
+            // max then min, as numpy and ONNX Runtime: when min > max every element becomes max.
+            case let (lo?, hi?): return try map(x, T.self, T.self) { v in let y = v < lo ? lo : v; return y > hi ? hi : y }
+            case let (lo?, nil): return try map(x, T.self, T.self) { $0 < lo ? lo : $0 }
+            case let (nil, hi?): return try map(x, T.self, T.self) { $0 > hi ? hi : $0 }
+            case (nil, nil): return x
+            }
+        }
+    }
+
+    // MARK: Where
+
+    private static let where_: Kernel = { inputs, context throws(RuntimeError) in
+        let condition = try context.tensor(inputs, 0)
+        let x = try context.tensor(inputs, 1), y = try context.tensor(inputs, 2)
+        guard condition.dtype == .bool else { throw .invalidArgument("Where: condition must be bool, not \(condition.dtype.onnxName)") }
+        guard x.dtype == y.dtype else { throw .invalidArgument("Where: X is \(x.dtype.onnxName) but Y is \(y.dtype.onnxName)") }
+        let shape = try Broadcast.shape([condition.shape, x.shape, y.shape])
+        let offsets = Broadcast.offsets(of: [condition.shape, x.shape, y.shape], target: shape)
+        let pick = condition.withValues(Bool.self) { c in offsets[0].map { c[$0] } }
+        if x.dtype == .string {
+            let sx = x.strings ?? [], sy = y.strings ?? []
+            return outputs(Tensor(strings: pick.indices.map { pick[$0] ? sx[offsets[1][$0]] : sy[offsets[2][$0]] }, shape: shape))
+        }
+        let width = x.dtype.storageBytes
+        guard width > 0 else { throw .unsupportedType(op: "Where", dtype: x.dtype.onnxName) }
+        let out = try Tensor(zeros: x.dtype, shape: shape)
+        x.withBytes { px in
+            y.withBytes { py in
+                out.withMutableBytes { po in
+                    guard let target = po.baseAddress else { return }
+                    for i in pick.indices {
+                        let (source, offset) = pick[i] ? (px, offsets[1][i]) : (py, offsets[2][i])
+                        guard let base = source.baseAddress else { continue }
+                        (target + i * width).copyMemory(from: base + offset * width, byteCount: width)
+                    }
+                }
+            }
+        }
+        return outputs(out)
+    }
 }
