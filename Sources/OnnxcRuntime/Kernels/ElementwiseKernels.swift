@@ -486,21 +486,32 @@ enum ElementwiseKernels {
             let sx = x.strings ?? [], sy = y.strings ?? []
             return outputs(Tensor(strings: pick.indices.map { pick[$0] ? sx[offsets[1][$0]] : sy[offsets[2][$0]] }, shape: shape))
         }
-        let width = x.dtype.storageBytes
-        guard width > 0 else { throw .unsupportedType(op: "Where", dtype: x.dtype.onnxName) }
         let out = try Tensor(zeros: x.dtype, shape: shape)
+        let (ox, oy) = (offsets[1], offsets[2])
+        switch x.dtype.storageBytes {
+        case 1: select(pick, ox, oy, x, y, out, UInt8.self)
+        case 2: select(pick, ox, oy, x, y, out, UInt16.self)
+        case 4: select(pick, ox, oy, x, y, out, UInt32.self)
+        case 8: select(pick, ox, oy, x, y, out, UInt64.self)
+        case 16: select(pick, ox, oy, x, y, out, SIMD2<UInt64>.self)
+        default: throw .unsupportedType(op: "Where", dtype: x.dtype.onnxName)
+        }
+        return outputs(out)
+    }
+
+    /// Copies whole elements by their bit pattern, so one routine serves every fixed-width type.
+    private static func select<U>(_ pick: [Bool], _ ox: [Int], _ oy: [Int], _ x: Tensor, _ y: Tensor, _ out: Tensor, _: U.Type) {
         x.withBytes { px in
             y.withBytes { py in
                 out.withMutableBytes { po in
-                    guard let target = po.baseAddress else { return }
+                    let size = MemoryLayout<U>.stride
                     for i in pick.indices {
-                        let (source, offset) = pick[i] ? (px, offsets[1][i]) : (py, offsets[2][i])
-                        guard let base = source.baseAddress else { continue }
-                        (target + i * width).copyMemory(from: base + offset * width, byteCount: width)
+                        let value = pick[i] ? px.loadUnaligned(fromByteOffset: ox[i] * size, as: U.self)
+                            : py.loadUnaligned(fromByteOffset: oy[i] * size, as: U.self)
+                        po.storeBytes(of: value, toByteOffset: i * size, as: U.self)
                     }
                 }
             }
         }
-        return outputs(out)
     }
 }
