@@ -1,4 +1,11 @@
 import OnnxcCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Cast operators. Conversions follow the ONNX reference (numpy `astype` on x86, as ONNX Runtime does):
 /// float→int out of range gives the x86 "integer indefinite" value, int→int wraps, narrowing floats round
@@ -112,7 +119,7 @@ enum CastKernels {
         case .int16: return try Tensor(v.map { Int16(truncatingIfNeeded: x86Int32($0)) }, shape: shape)
         case .uint8: return try Tensor(v.map { UInt8(truncatingIfNeeded: x86Int32($0)) }, shape: shape)
         case .uint16: return try Tensor(v.map { UInt16(truncatingIfNeeded: x86Int32($0)) }, shape: shape)
-        case .uint32: return try Tensor(v.map { $0.isNaN ? 0x8000_0000 : UInt32(truncatingIfNeeded: x86Int64($0)) }, shape: shape)
+        case .uint32: return try Tensor(v.map(x86UInt32), shape: shape)
         case .uint64: return try Tensor(v.map(x86UInt64), shape: shape)
         default:
             // The reference narrows through float32 first, so double sources round twice, as there.
@@ -153,6 +160,12 @@ enum CastKernels {
 
     private static func x86Int64(_ d: Double) -> Int64 {
         d >= -0x1p63 && d < 0x1p63 ? Int64(d.rounded(.towardZero)) : Int64.min
+    }
+
+    /// numpy's float→uint32 goes through int64: wraps in range; NaN and large negatives give 2^31, large positives 0.
+    private static func x86UInt32(_ d: Double) -> UInt32 {
+        if d >= -0x1p63 && d < 0x1p63 { return UInt32(truncatingIfNeeded: Int64(d.rounded(.towardZero))) }
+        return d >= 0x1p63 ? 0 : 0x8000_0000
     }
 
     private static func x86UInt64(_ d: Double) -> UInt64 {
@@ -248,12 +261,37 @@ enum CastKernels {
         case .bool: return x.withBytes { raw in (0..<x.count).map { raw[$0] != 0 ? "True" : "False" } }
         case .float: return x.withValues(Float.self) { $0.map { numpyFormat($0.description, Double($0), limit: 1e6) } }
         case .double: return x.withValues(Double.self) { $0.map { numpyFormat($0.description, $0, limit: 1e16) } }
-        case .float16: return x.withValues(Float16.self) { $0.map { numpyFormat($0.description, Double(Float($0)), limit: 1e3) } }
+        case .float16: return x.withValues(Float16.self) { $0.map { numpyFormat(shortestText($0), Double(Float($0)), limit: 1e3) } }
         case .uint64: return x.withValues(UInt64.self) { $0.map { String($0) } }
         default:
             if isIntegerLike(x.dtype) { return integerValues(x).0.map { String($0) } }
             return x.doubles().map { numpyFormat(Float($0).description, $0, limit: 1e6) }
         }
+    }
+
+    /// The shortest decimal that reads back as `x` ("d.ddde±N"): Swift's Float16 description prints more digits
+    /// than needed, while numpy prints the shortest round-trip form.
+    private static func shortestText(_ x: Float16) -> String {
+        guard x.isFinite, x != 0 else { return x.description }
+        let magnitude = Double(Float(x.magnitude))
+        var exponent = Int(log10(magnitude).rounded(.down))
+        if magnitude / pow(10, Double(exponent)) >= 10 { exponent += 1 }
+        if magnitude / pow(10, Double(exponent)) < 1 { exponent -= 1 }
+        for precision in 1...6 {
+            let scale = pow(10, Double(exponent - precision + 1))
+            // At a power of two the round-trip interval is lopsided, so the nearest p-digit decimal may miss
+            // while its other neighbour still reads back: try both, nearest first.
+            let exact = magnitude / scale
+            let near = exact.rounded(.toNearestOrEven)
+            let far = near > exact ? near - 1 : near + 1
+            guard let n = [near, far].first(where: { Float16($0 * scale) == x.magnitude }) else { continue }
+            let digits = String(Int(n))
+            // Rounding up can carry into a new leading digit (9.99 → 10.0).
+            let shift = digits.count - precision
+            let mantissa = digits.count > 1 ? "\(digits.prefix(1)).\(digits.dropFirst())" : digits
+            return (x < 0 ? "-" : "") + mantissa + "e\(exponent + shift)"
+        }
+        return x.description
     }
 
     /// Re-lays Swift's shortest digits (`description`) the way numpy prints them.

@@ -147,13 +147,8 @@ enum ElementwiseKernels {
             // NaN wins, as numpy's minimum/maximum.
             case .min: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x <= y || x.isNaN ? x : y }
             case .max: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x >= y || x.isNaN ? x : y }
-            case .fmod: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0.truncatingRemainder(dividingBy: $1) }
-            case .mod:
-                // Python's %: the result takes the divisor's sign.
-                return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in
-                    let r = x.truncatingRemainder(dividingBy: y)
-                    return r != 0 && (r < 0) != (y < 0) ? r + y : r
-                }
+            // The spec requires fmod=1 for floats; with fmod=0 the ONNX reference still computes C fmod, so do we.
+            case .fmod, .mod: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0.truncatingRemainder(dividingBy: $1) }
             case .and, .or, .xor, .shiftLeft, .shiftRight: throw .unsupportedType(op: name, dtype: T.dtype.onnxName)
             }
         }
