@@ -14,9 +14,12 @@ enum CastKernels {
     static let table: [String: Kernel] = [
         "Cast": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
-            guard let code = context.attributes.int("to"), let to = DType(rawValue: Int32(truncatingIfNeeded: code)),
-                  to != .undefined
-            else { throw .invalidArgument("Cast needs a valid 'to' attribute") }
+            // Cast-1 named the type as a string ("FLOAT"); later versions use the TensorProto code.
+            let named = context.attributes.string("to", "")
+            let coded = context.attributes.int("to").flatMap { DType(rawValue: Int32(truncatingIfNeeded: $0)) }
+            guard let to = coded ?? (named.isEmpty ? nil : DType(name: named)), to != .undefined else {
+                throw .invalidArgument("Cast needs a valid 'to' attribute")
+            }
             let saturate = context.opset < 19 || context.attributes.int("saturate", 1) != 0
             return outputs(try convert(x, to: to, saturate: saturate))
         },

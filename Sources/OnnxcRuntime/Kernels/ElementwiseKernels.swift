@@ -475,7 +475,10 @@ enum ElementwiseKernels {
         guard condition.dtype == .bool else { throw .invalidArgument("Where: condition must be bool, not \(condition.dtype.onnxName)") }
         guard x.dtype == y.dtype else { throw .invalidArgument("Where: X is \(x.dtype.onnxName) but Y is \(y.dtype.onnxName)") }
         let shape = try Broadcast.shape([condition.shape, x.shape, y.shape])
-        let offsets = Broadcast.offsets(of: [condition.shape, x.shape, y.shape], target: shape)
+        // Equal shapes need no offset tables: element i of every operand is element i of the output.
+        let offsets = condition.shape == shape && x.shape == shape && y.shape == shape
+            ? [[Int]](repeating: Array(0..<condition.count), count: 3)
+            : Broadcast.offsets(of: [condition.shape, x.shape, y.shape], target: shape)
         let pick = condition.withValues(Bool.self) { c in offsets[0].map { c[$0] } }
         if x.dtype == .string {
             let sx = x.strings ?? [], sy = y.strings ?? []
