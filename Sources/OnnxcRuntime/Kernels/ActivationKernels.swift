@@ -1,11 +1,4 @@
 import OnnxcCore
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Activation operators. Each is a scalar function with Float and Double versions (float16 and bfloat16
 /// compute in Float); attributes are read once per node, outside the element loop.
@@ -13,64 +6,32 @@ enum ActivationKernels {
     static let table: [String: Kernel] = [
         "Relu": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
-            if ElementwiseKernels.isFloat(x.dtype) {
-                return outputs(try ElementwiseKernels.mapFloat(x, op: "Relu", { $0 > 0 ? $0 : 0 }, { $0 > 0 ? $0 : 0 }))
-            }
+            if ElementwiseKernels.isFloat(x.dtype) { return outputs(try ElementwiseKernels.mapFloat(x, op: "Relu", Relu())) }
             return outputs(try dispatchInteger(x.dtype, op: "Relu", IntegerRelu(x: x)))
         },
-        "LeakyRelu": unary { a in
-            let alpha = a.float("alpha", 0.01)
-            return ({ $0 < 0 ? alpha * $0 : $0 }, { $0 < 0 ? Double(alpha) * $0 : $0 })
+        "LeakyRelu": unary { LeakyRelu(alpha: Double($0.float("alpha", 0.01))) },
+        "Elu": unary { Elu(alpha: Double($0.float("alpha", 1))) },
+        "Selu": unary {
+            Selu(alpha: Double($0.float("alpha", 1.67326319217681884765625)), gamma: Double($0.float("gamma", 1.05070102214813232421875)))
         },
-        "Elu": unary { a in
-            let alpha = a.float("alpha", 1)
-            return ({ $0 < 0 ? alpha * expm1($0) : $0 }, { $0 < 0 ? Double(alpha) * expm1($0) : $0 })
-        },
-        "Selu": unary { a in
-            let alpha = a.float("alpha", 1.67326319217681884765625), gamma = a.float("gamma", 1.05070102214813232421875)
-            let (alphaD, gammaD) = (Double(alpha), Double(gamma))
-            return ({ $0 > 0 ? gamma * $0 : gamma * alpha * expm1($0) }, { $0 > 0 ? gammaD * $0 : gammaD * alphaD * expm1($0) })
-        },
-        "Celu": unary { a in
-            let alpha = a.float("alpha", 1)
-            let alphaD = Double(alpha)
-            return ({ Swift.max(0, $0) + Swift.min(0, alpha * expm1($0 / alpha)) },
-                    { Swift.max(0, $0) + Swift.min(0, alphaD * expm1($0 / alphaD)) })
-        },
+        "Celu": unary { Celu(alpha: Double($0.float("alpha", 1))) },
         "Gelu": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
             let approximate = context.attributes.string("approximate", "none")
             switch approximate {
-            case "none":
-                return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu",
-                    { 0.5 * $0 * (1 + erf($0 * 0.70710678118654752)) },
-                    { 0.5 * $0 * (1 + erf($0 * 0.70710678118654752)) }))
-            case "tanh":
-                return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu",
-                    { 0.5 * $0 * (1 + tanh(0.79788456080286536 * ($0 + 0.044715 * $0 * $0 * $0))) },
-                    { 0.5 * $0 * (1 + tanh(0.79788456080286536 * ($0 + 0.044715 * $0 * $0 * $0))) }))
-            default:
-                throw .invalidArgument("Gelu: approximate must be 'none' or 'tanh', not '\(approximate)'")
+            case "none": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", Gelu()))
+            case "tanh": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", GeluTanh()))
+            default: throw .invalidArgument("Gelu: approximate must be 'none' or 'tanh', not '\(approximate)'")
             }
         },
-        "HardSigmoid": unary { a in
-            let alpha = a.float("alpha", 0.2), beta = a.float("beta", 0.5)
-            let (alphaD, betaD) = (Double(alpha), Double(beta))
-            return ({ Swift.max(0, Swift.min(1, alpha * $0 + beta)) }, { Swift.max(0, Swift.min(1, alphaD * $0 + betaD)) })
-        },
-        "HardSwish": unary { _ in
-            ({ $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) }, { $0 * Swift.max(0, Swift.min(1, $0 / 6 + 0.5)) })
-        },
-        "Mish": unary { _ in ({ $0 * tanh(softplus($0)) }, { $0 * tanh(softplus($0)) }) },
-        "Softplus": unary { _ in ({ softplus($0) }, { softplus($0) }) },
-        "Softsign": unary { _ in ({ $0 / (1 + Swift.abs($0)) }, { $0 / (1 + Swift.abs($0)) }) },
-        "ThresholdedRelu": unary { a in
-            let alpha = a.float("alpha", 1)
-            let alphaD = Double(alpha)
-            return ({ $0 > alpha ? $0 : 0 }, { $0 > alphaD ? $0 : 0 })
-        },
-        "Sigmoid": unary { _ in ({ sigmoid($0) }, { sigmoid($0) }) },
-        "Tanh": unary { _ in ({ tanh($0) }, { tanh($0) }) },
+        "HardSigmoid": unary { HardSigmoid(alpha: Double($0.float("alpha", 0.2)), beta: Double($0.float("beta", 0.5))) },
+        "HardSwish": unary { _ in HardSwish() },
+        "Mish": unary { _ in Mish() },
+        "Softplus": unary { _ in Softplus() },
+        "Softsign": unary { _ in Softsign() },
+        "ThresholdedRelu": unary { ThresholdedRelu(alpha: Double($0.float("alpha", 1))) },
+        "Sigmoid": unary { _ in Sigmoid() },
+        "Tanh": unary { _ in ElementwiseKernels.MathFunction(op: .tanh) },
         "PRelu": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
             var slope = try context.tensor(inputs, 1)
@@ -94,33 +55,106 @@ enum ActivationKernels {
             let x = try context.tensor(inputs, 0)
             let lambd = Double(context.attributes.float("lambd", 0.5)), bias = Double(context.attributes.float("bias", 0))
             if ElementwiseKernels.isFloat(x.dtype) {
-                let (lf, bf) = (Float(lambd), Float(bias))
-                return outputs(try ElementwiseKernels.mapFloat(x, op: "Shrink",
-                    { $0 < -lf ? $0 + bf : ($0 > lf ? $0 - bf : 0) },
-                    { $0 < -lambd ? $0 + bias : ($0 > lambd ? $0 - bias : 0) }))
+                return outputs(try ElementwiseKernels.mapFloat(x, op: "Shrink", Shrink(lambd: lambd, bias: bias)))
             }
             return outputs(try dispatchInteger(x.dtype, op: "Shrink", IntegerShrink(x: x, lambd: lambd, bias: bias)))
         },
     ]
 
-    /// A float-only activation whose Float and Double functions are built from the node's attributes.
-    private static func unary(
-        _ make: @escaping @Sendable (Attributes) -> ((Float) -> Float, (Double) -> Double)
-    ) -> Kernel {
+    /// A float-only activation built from the node's attributes; generic so each loop is specialized.
+    private static func unary<F: ElementwiseKernels.FloatFunction>(_ make: @escaping @Sendable (Attributes) -> F) -> Kernel {
         { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            let (f, d) = make(context.attributes)
-            return outputs(try ElementwiseKernels.mapFloat(x, op: context.node.opType, f, d))
+            outputs(try ElementwiseKernels.mapFloat(try context.tensor(inputs, 0), op: context.node.opType, make(context.attributes)))
         }
     }
 
+    // Attributes are stored as Double and narrowed per element type (Float(alpha) for Float is exact,
+    // since ONNX float attributes are Float).
+
+    private struct Relu: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x > 0 ? x : 0 }
+    }
+
+    private struct LeakyRelu: ElementwiseKernels.FloatFunction {
+        let alpha: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x < 0 ? T(alpha) * x : x }
+    }
+
+    private struct Elu: ElementwiseKernels.FloatFunction {
+        let alpha: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x < 0 ? T(alpha) * T.libm(.expm1, x) : x }
+    }
+
+    private struct Selu: ElementwiseKernels.FloatFunction {
+        let alpha: Double, gamma: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            x > 0 ? T(gamma) * x : T(gamma) * T(alpha) * T.libm(.expm1, x)
+        }
+    }
+
+    private struct Celu: ElementwiseKernels.FloatFunction {
+        let alpha: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            Swift.max(0, x) + Swift.min(0, T(alpha) * T.libm(.expm1, x / T(alpha)))
+        }
+    }
+
+    private struct Gelu: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            0.5 * x * (1 + T.libm(.erf, x * 0.70710678118654752))
+        }
+    }
+
+    private struct GeluTanh: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            0.5 * x * (1 + T.libm(.tanh, 0.79788456080286536 * (x + 0.044715 * x * x * x)))
+        }
+    }
+
+    private struct HardSigmoid: ElementwiseKernels.FloatFunction {
+        let alpha: Double, beta: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { Swift.max(0, Swift.min(1, T(alpha) * x + T(beta))) }
+    }
+
+    private struct HardSwish: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+    }
+
     /// log(1 + e^x) without overflow for large x.
-    private static func softplus(_ x: Float) -> Float { x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)) }
-    private static func softplus(_ x: Double) -> Double { x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)) }
+    private struct Softplus: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            x > 0 ? x + T.libm(.log1p, T.libm(.exp, -x)) : T.libm(.log1p, T.libm(.exp, x))
+        }
+    }
+
+    private struct Mish: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x * T.libm(.tanh, Softplus()(x)) }
+    }
+
+    private struct Softsign: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x / (1 + x.magnitude) }
+    }
+
+    private struct ThresholdedRelu: ElementwiseKernels.FloatFunction {
+        let alpha: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x > T(alpha) ? x : 0 }
+    }
 
     /// 1 / (1 + e^-x), evaluated so neither branch overflows.
-    private static func sigmoid(_ x: Float) -> Float { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
-    private static func sigmoid(_ x: Double) -> Double { x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)) }
+    private struct Sigmoid: ElementwiseKernels.FloatFunction {
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            if x >= 0 { return 1 / (1 + T.libm(.exp, -x)) }
+            let e = T.libm(.exp, x)
+            return e / (1 + e)
+        }
+    }
+
+    private struct Shrink: ElementwiseKernels.FloatFunction {
+        let lambd: Double, bias: Double
+        func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
+            x < T(-lambd) ? x + T(bias) : (x > T(lambd) ? x - T(bias) : 0)
+        }
+    }
 
     private struct IntegerRelu: IntegerVisitor {
         let x: Tensor

@@ -26,7 +26,12 @@ enum ElementwiseKernels {
             table[name] = kernel
         }
         for (name, op) in [("Abs", SignedOp.abs), ("Neg", .neg), ("Sign", .sign)] { table[name] = signed(name, op) }
-        for (name, f, d) in floatFunctions { table[name] = floatFunction(name, f, d) }
+        let functions: [(String, MathFunction.Op)] = [
+            ("Reciprocal", .reciprocal), ("Sqrt", .sqrt), ("Exp", .exp), ("Log", .log), ("Ceil", .ceil), ("Floor", .floor),
+            ("Round", .round), ("Sin", .sin), ("Cos", .cos), ("Tan", .tan), ("Asin", .asin), ("Acos", .acos), ("Atan", .atan),
+            ("Sinh", .sinh), ("Cosh", .cosh), ("Asinh", .asinh), ("Acosh", .acosh), ("Atanh", .atanh),
+        ]
+        for (name, op) in functions { table[name] = floatFunction(name, MathFunction(op: op)) }
         table["Clip"] = clip
         table["Where"] = where_
         return table
@@ -62,7 +67,7 @@ enum ElementwiseKernels {
 
     private static let erfKernel: Kernel = { inputs, context throws(RuntimeError) in
         let x = try context.tensor(inputs, 0)
-        if isFloat(x.dtype) { return outputs(try mapFloat(x, op: "Erf", { erf($0) }, { erf($0) })) }
+        if isFloat(x.dtype) { return outputs(try mapFloat(x, op: "Erf", MathFunction(op: .erf))) }
         return outputs(try dispatchInteger(x.dtype, op: "Erf", IntegerUnary(x: x, op: .erf)))
     }
 
@@ -82,14 +87,13 @@ enum ElementwiseKernels {
     private static func signed(_ name: String, _ op: SignedOp) -> Kernel {
         { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
-            if isFloat(x.dtype) { return outputs(try mapFloat(x, op: name, op.float, op.double)) }
+            if isFloat(x.dtype) { return outputs(try mapFloat(x, op: name, MathFunction(op: op.float))) }
             return outputs(try dispatchInteger(x.dtype, op: name, IntegerUnary(x: x, op: op.integer)))
         }
     }
 
-    private static func floatFunction(_ name: String, _ f: @escaping @Sendable (Float) -> Float,
-                                      _ d: @escaping @Sendable (Double) -> Double) -> Kernel {
-        { inputs, context throws(RuntimeError) in outputs(try mapFloat(try context.tensor(inputs, 0), op: name, f, d)) }
+    private static func floatFunction(_ name: String, _ f: MathFunction) -> Kernel {
+        { inputs, context throws(RuntimeError) in outputs(try mapFloat(try context.tensor(inputs, 0), op: name, f)) }
     }
 
     // MARK: Binary arithmetic
@@ -320,7 +324,8 @@ enum ElementwiseKernels {
 
     static func isFloat(_ dtype: DType) -> Bool { dtype == .float || dtype == .double || dtype == .float16 || dtype == .bfloat16 }
 
-    /// out[i] = f(x[i]) into a new tensor of the same shape.
+    /// out[i] = f(x[i]) into a new tensor of the same shape. Always inlined so `f` inlines into the loop.
+    @inline(__always)
     static func map<A: TensorElement, R: TensorElement>(_ x: Tensor, _: A.Type, _: R.Type, _ f: (A) -> R) throws(RuntimeError) -> Tensor {
         let out = try Tensor(zeros: R.dtype, shape: x.shape)
         x.withValues(A.self) { source in
@@ -331,14 +336,48 @@ enum ElementwiseKernels {
         return out
     }
 
+    /// Float functions written once for Float and Double. Kernels are generic over the function type, so each
+    /// loop is specialized and the function inlines (no closure call per element).
+    protocol FloatFunction: Sendable {
+        func callAsFunction<T: MathFloat>(_ x: T) -> T
+    }
+
+    /// The libm functions activations need, for Float and Double.
+    protocol MathFloat: BinaryFloatingPoint {
+        static func libm(_ op: MathFunction.Op, _ x: Self) -> Self
+    }
+
     /// A float function applied element-wise: Float for float/float16/bfloat16, Double for double.
-    static func mapFloat(_ x: Tensor, op: String, _ f: (Float) -> Float, _ d: (Double) -> Double) throws(RuntimeError) -> Tensor {
+    static func mapFloat<F: FloatFunction>(_ x: Tensor, op: String, _ f: F) throws(RuntimeError) -> Tensor {
         switch x.dtype {
-        case .float: return try map(x, Float.self, Float.self, f)
-        case .double: return try map(x, Double.self, Double.self, d)
+        case .float: return try map(x, Float.self, Float.self) { f($0) }
+        case .double: return try map(x, Double.self, Double.self) { f($0) }
         case .float16: return try map(x, Float16.self, Float16.self) { Float16(f(Float($0))) }
-        case .bfloat16: return try CastKernels.narrowBFloat16(mapFloat(CastKernels.widenBFloat16(x), op: op, f, d))
+        case .bfloat16: return try CastKernels.narrowBFloat16(mapFloat(CastKernels.widenBFloat16(x), op: op, f))
         default: throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
+        }
+    }
+
+    /// One named scalar function; the switch is loop-invariant, so the optimizer hoists it out of the loop.
+    struct MathFunction: FloatFunction {
+        enum Op: Sendable {
+            case reciprocal, sqrt, exp, expm1, log, log1p, ceil, floor, round, sin, cos, tan, asin, acos, atan
+            case sinh, cosh, tanh, asinh, acosh, atanh, erf, abs, neg, sign
+        }
+        let op: Op
+        @inline(__always)
+        func callAsFunction<T: MathFloat>(_ x: T) -> T {
+            switch op {
+            case .reciprocal: 1 / x
+            case .sqrt: x.squareRoot()
+            case .ceil: x.rounded(.up)
+            case .floor: x.rounded(.down)
+            case .round: x.rounded(.toNearestOrEven)
+            case .abs: x.magnitude
+            case .neg: -x
+            case .sign: x > 0 ? 1 : (x < 0 ? -1 : x)
+            default: T.libm(op, x)
+            }
         }
     }
 
@@ -360,42 +399,14 @@ enum ElementwiseKernels {
         }
     }
 
-    private static let floatFunctions: [(String, @Sendable (Float) -> Float, @Sendable (Double) -> Double)] = [
-        ("Reciprocal", { 1 / $0 }, { 1 / $0 }),
-        ("Sqrt", { $0.squareRoot() }, { $0.squareRoot() }),
-        ("Exp", { exp($0) }, { exp($0) }),
-        ("Log", { log($0) }, { log($0) }),
-        ("Ceil", { $0.rounded(.up) }, { $0.rounded(.up) }),
-        ("Floor", { $0.rounded(.down) }, { $0.rounded(.down) }),
-        ("Round", { $0.rounded(.toNearestOrEven) }, { $0.rounded(.toNearestOrEven) }),
-        ("Sin", { sin($0) }, { sin($0) }),
-        ("Cos", { cos($0) }, { cos($0) }),
-        ("Tan", { tan($0) }, { tan($0) }),
-        ("Asin", { asin($0) }, { asin($0) }),
-        ("Acos", { acos($0) }, { acos($0) }),
-        ("Atan", { atan($0) }, { atan($0) }),
-        ("Sinh", { sinh($0) }, { sinh($0) }),
-        ("Cosh", { cosh($0) }, { cosh($0) }),
-        ("Asinh", { asinh($0) }, { asinh($0) }),
-        ("Acosh", { acosh($0) }, { acosh($0) }),
-        ("Atanh", { atanh($0) }, { atanh($0) }),
-    ]
-
     /// Abs, Neg and Sign: defined on signed and unsigned integers as well as floats.
     private enum SignedOp {
         case abs, neg, sign
-        var float: (Float) -> Float {
+        var float: MathFunction.Op {
             switch self {
-            case .abs: { Swift.abs($0) }
-            case .neg: { -$0 }
-            case .sign: { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
-            }
-        }
-        var double: (Double) -> Double {
-            switch self {
-            case .abs: { Swift.abs($0) }
-            case .neg: { -$0 }
-            case .sign: { $0 > 0 ? 1 : ($0 < 0 ? -1 : $0) }
+            case .abs: .abs
+            case .neg: .neg
+            case .sign: .sign
             }
         }
         var integer: IntegerUnary.Op {
@@ -510,6 +521,56 @@ enum ElementwiseKernels {
                     }
                 }
             }
+        }
+    }
+}
+
+extension Float: ElementwiseKernels.MathFloat {
+    static func libm(_ op: ElementwiseKernels.MathFunction.Op, _ x: Float) -> Float {
+        switch op {
+        case .exp: expf(x)
+        case .expm1: expm1f(x)
+        case .log: logf(x)
+        case .log1p: log1pf(x)
+        case .sin: sinf(x)
+        case .cos: cosf(x)
+        case .tan: tanf(x)
+        case .asin: asinf(x)
+        case .acos: acosf(x)
+        case .atan: atanf(x)
+        case .sinh: sinhf(x)
+        case .cosh: coshf(x)
+        case .tanh: tanhf(x)
+        case .asinh: asinhf(x)
+        case .acosh: acoshf(x)
+        case .atanh: atanhf(x)
+        case .erf: erff(x)
+        default: ElementwiseKernels.MathFunction(op: op)(x)
+        }
+    }
+}
+
+extension Double: ElementwiseKernels.MathFloat {
+    static func libm(_ op: ElementwiseKernels.MathFunction.Op, _ x: Double) -> Double {
+        switch op {
+        case .exp: exp(x)
+        case .expm1: expm1(x)
+        case .log: log(x)
+        case .log1p: log1p(x)
+        case .sin: sin(x)
+        case .cos: cos(x)
+        case .tan: tan(x)
+        case .asin: asin(x)
+        case .acos: acos(x)
+        case .atan: atan(x)
+        case .sinh: sinh(x)
+        case .cosh: cosh(x)
+        case .tanh: tanh(x)
+        case .asinh: asinh(x)
+        case .acosh: acosh(x)
+        case .atanh: atanh(x)
+        case .erf: erf(x)
+        default: ElementwiseKernels.MathFunction(op: op)(x)
         }
     }
 }
