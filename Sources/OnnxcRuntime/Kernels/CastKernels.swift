@@ -37,6 +37,7 @@ enum CastKernels {
         guard x.dtype != .complex64, x.dtype != .complex128, to != .complex64, to != .complex128, to != .undefined else {
             throw .unsupportedType(op: "Cast", dtype: "\(x.dtype.onnxName)→\(to.onnxName)")
         }
+        if let direct = try fastPath(x, to: to) { return direct }
         if to == .string { return Tensor(strings: formatStrings(x), shape: x.shape) }
         if x.dtype == .string { return try parseStrings(x, to: to, saturate: saturate) }
         if isIntegerLike(x.dtype) {
@@ -44,6 +45,27 @@ enum CastKernels {
             return try writeIntegers(values, unsigned64: unsigned64, shape: x.shape, to: to, saturate: saturate)
         }
         return try writeDoubles(floatValues(x), sourceIsDouble: x.dtype == .double, shape: x.shape, to: to, saturate: saturate)
+    }
+
+    /// The casts models run in hot paths, converted in one pass without intermediate arrays.
+    private static func fastPath(_ x: Tensor, to: DType) throws(RuntimeError) -> Tensor? {
+        typealias E = ElementwiseKernels
+        switch (x.dtype, to) {
+        case (.float, .float16): return try E.map(x, Float.self, Float16.self) { Float16($0) }
+        case (.float16, .float): return try E.map(x, Float16.self, Float.self) { Float($0) }
+        case (.float, .double): return try E.map(x, Float.self, Double.self) { Double($0) }
+        case (.double, .float): return try E.map(x, Double.self, Float.self) { Float($0) }
+        case (.int64, .int32): return try E.map(x, Int64.self, Int32.self) { Int32(truncatingIfNeeded: $0) }
+        case (.int32, .int64): return try E.map(x, Int32.self, Int64.self) { Int64($0) }
+        case (.int64, .float): return try E.map(x, Int64.self, Float.self) { Float($0) }
+        case (.int32, .float): return try E.map(x, Int32.self, Float.self) { Float($0) }
+        case (.float, .int64): return try E.map(x, Float.self, Int64.self) { x86Int64(Double($0)) }
+        case (.float, .int32): return try E.map(x, Float.self, Int32.self) { x86Int32(Double($0)) }
+        case (.bool, .float): return try E.map(x, Bool.self, Float.self) { $0 ? 1 : 0 }
+        case (.float, .bool): return try E.map(x, Float.self, Bool.self) { $0 != 0 }
+        case (.uint8, .float): return try E.map(x, UInt8.self, Float.self) { Float($0) }
+        default: return nil
+        }
     }
 
     // MARK: Reading
