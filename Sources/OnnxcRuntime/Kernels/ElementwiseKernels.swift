@@ -349,13 +349,26 @@ enum ElementwiseKernels {
 
     /// A float function applied element-wise: Float for float/float16/bfloat16, Double for double.
     static func mapFloat<F: FloatFunction>(_ x: Tensor, op: String, _ f: F) throws(RuntimeError) -> Tensor {
+        // The loops are spelled out (not passed as closures) so `f`, of a concrete type here, inlines into them.
+        let out: Tensor
         switch x.dtype {
-        case .float: return try map(x, Float.self, Float.self) { f($0) }
-        case .double: return try map(x, Double.self, Double.self) { f($0) }
-        case .float16: return try map(x, Float16.self, Float16.self) { Float16(f(Float($0))) }
-        case .bfloat16: return try CastKernels.narrowBFloat16(mapFloat(CastKernels.widenBFloat16(x), op: op, f))
-        default: throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
+        case .float:
+            out = try Tensor(zeros: .float, shape: x.shape)
+            x.withValues(Float.self) { s in out.withMutableValues(Float.self) { d in for i in 0..<Swift.min(s.count, d.count) { d[i] = f(s[i]) } } }
+        case .double:
+            out = try Tensor(zeros: .double, shape: x.shape)
+            x.withValues(Double.self) { s in out.withMutableValues(Double.self) { d in for i in 0..<Swift.min(s.count, d.count) { d[i] = f(s[i]) } } }
+        case .float16:
+            out = try Tensor(zeros: .float16, shape: x.shape)
+            x.withValues(Float16.self) { s in
+                out.withMutableValues(Float16.self) { d in for i in 0..<Swift.min(s.count, d.count) { d[i] = Float16(f(Float(s[i]))) } }
+            }
+        case .bfloat16:
+            out = try CastKernels.narrowBFloat16(mapFloat(CastKernels.widenBFloat16(x), op: op, f))
+        default:
+            throw .unsupportedType(op: op, dtype: x.dtype.onnxName)
         }
+        return out
     }
 
     /// One named scalar function; the switch is loop-invariant, so the optimizer hoists it out of the loop.
