@@ -198,6 +198,11 @@ private func t<T: TensorElement>(_ values: [T], _ shape: [Int]? = nil) throws ->
         #expect(try cast(t([-1, 20] as [Float]), .uint4).doubles() == [0, 15])
     }
 
+    @Test func castOneNamesTheTypeAsAString() throws {
+        let y = try run("Cast", [t([1.5] as [Float])], opset: 1, ["to": .string("DOUBLE")])
+        #expect(y.array(Double.self) == [1.5])
+    }
+
     @Test func castLikeTakesTheSecondInputsType() throws {
         let y = try run("CastLike", [t([1.7, -2.2] as [Double]), Tensor.scalar(Int32(0))])
         #expect(y.array(Int32.self) == [1, -2])

@@ -154,6 +154,9 @@ enum CastKernels {
 
     /// bfloat16, float8 and 4-bit targets, from float32 values.
     private static func writeNarrow(_ v: [Float], shape: [Int], to: DType, saturate: Bool) throws(RuntimeError) -> Tensor {
+        guard [.bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .int4, .uint4].contains(to) else {
+            throw .unsupportedType(op: "Cast", dtype: to.onnxName)
+        }
         let out = try Tensor(zeros: to, shape: shape)
         out.withMutableBytes { raw in
             switch to {
@@ -171,9 +174,6 @@ enum CastKernels {
                 }
             default: break
             }
-        }
-        guard [.bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .int4, .uint4].contains(to) else {
-            throw .unsupportedType(op: "Cast", dtype: to.onnxName)
         }
         return out
     }
@@ -397,6 +397,16 @@ enum CastKernels {
                 let values = strings.map { Int64(bitPattern: UInt64($0.trimmingWhitespace()) ?? 0) }
                 return try writeIntegers(values, unsigned64: true, shape: x.shape, to: to, saturate: saturate)
             }
+        }
+        if to == .float {
+            // Parsed straight to Float: going through Double could round twice.
+            var floats: [Float] = []
+            floats.reserveCapacity(strings.count)
+            for s in strings {
+                let trimmed = s.trimmingWhitespace()
+                if let value = Float(trimmed) { floats.append(value) } else { floats.append(Float(try parseDouble(trimmed))) }
+            }
+            return try Tensor(floats, shape: x.shape)
         }
         var doubles: [Double] = []
         doubles.reserveCapacity(strings.count)
