@@ -38,9 +38,14 @@ enum ActivationKernels {
             guard x.dtype == slope.dtype else {
                 throw .invalidArgument("PRelu: slope type \(slope.dtype.onnxName) differs from input type \(x.dtype.onnxName)")
             }
-            // Before opset 7 a 1-D slope matched the channel axis (1) rather than the last one.
-            if context.opset < 7, slope.rank == 1, x.rank > 2, slope.count == x.shape[1] {
+            // Before opset 7 a 1-D slope matched the channel axis (1) rather than the last one; the ONNX reference
+            // still falls back to that when numpy broadcasting fails, so do we.
+            let broadcasts = (try? Broadcast.shape([x.shape, slope.shape])) == x.shape
+            if context.opset < 7 || !broadcasts, slope.rank == 1, x.rank > 2, slope.count == x.shape[1] {
                 slope = try slope.reshaped([slope.count] + [Int](repeating: 1, count: x.rank - 2))
+            }
+            guard (try? Broadcast.shape([x.shape, slope.shape])) == x.shape else {
+                throw .invalidShape("PRelu: slope shape \(slope.shape) does not broadcast to input shape \(x.shape)")
             }
             if x.dtype == .bfloat16 {
                 let result = try Broadcast.binary(CastKernels.widenBFloat16(x), CastKernels.widenBFloat16(slope),
