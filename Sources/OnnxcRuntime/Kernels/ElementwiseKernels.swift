@@ -144,18 +144,54 @@ enum ElementwiseKernels {
         let a: Tensor, b: Tensor, op: ArithmeticOp, name: String
         func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
             switch op {
-            case .add: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 + $1 }
-            case .sub: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 - $1 }
-            case .mul: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 * $1 }
-            case .div: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0 / $1 }
-            // NaN wins, as numpy's minimum/maximum.
-            case .min: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x <= y || x.isNaN ? x : y }
-            case .max: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { x, y in x >= y || x.isNaN ? x : y }
+            case .add: return try floatBinary(a, b, T.self, AddOperator.self)
+            case .sub: return try floatBinary(a, b, T.self, SubOperator.self)
+            case .mul: return try floatBinary(a, b, T.self, MulOperator.self)
+            case .div: return try floatBinary(a, b, T.self, DivOperator.self)
+            case .min: return try floatBinary(a, b, T.self, MinOperator.self)
+            case .max: return try floatBinary(a, b, T.self, MaxOperator.self)
             // The spec requires fmod=1 for floats; with fmod=0 the ONNX reference still computes C fmod, so do we.
             case .fmod, .mod: return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { $0.truncatingRemainder(dividingBy: $1) }
             case .and, .or, .xor, .shiftLeft, .shiftRight: throw .unsupportedType(op: name, dtype: T.dtype.onnxName)
             }
         }
+    }
+
+    /// The common float operators as types, so the equal-shape and scalar loops below specialize and inline
+    /// them; general broadcasting goes through `Broadcast.binary`.
+    private protocol FloatOperator {
+        static func apply<T: FloatElement>(_ x: T, _ y: T) -> T
+    }
+    private enum AddOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x + y } }
+    private enum SubOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x - y } }
+    private enum MulOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x * y } }
+    private enum DivOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x / y } }
+    /// NaN wins, as in numpy's minimum/maximum.
+    private enum MinOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x <= y || x.isNaN ? x : y } }
+    private enum MaxOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x >= y || x.isNaN ? x : y } }
+
+    private static func floatBinary<T: FloatElement, O: FloatOperator>(_ a: Tensor, _ b: Tensor, _: T.Type, _: O.Type) throws(RuntimeError) -> Tensor {
+        guard a.shape == b.shape || a.count == 1 || b.count == 1 else {
+            return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { O.apply($0, $1) }
+        }
+        let out = try Tensor(zeros: T.dtype, shape: try Broadcast.shape([a.shape, b.shape]))
+        a.withValues(T.self) { pa in
+            b.withValues(T.self) { pb in
+                out.withMutableValues(T.self) { po in
+                    let n = po.count
+                    if a.shape == b.shape {
+                        for i in 0..<n { po[i] = O.apply(pa[i], pb[i]) }
+                    } else if b.count == 1 {
+                        let y = pb[0]
+                        for i in 0..<n { po[i] = O.apply(pa[i], y) }
+                    } else {
+                        let x = pa[0]
+                        for i in 0..<n { po[i] = O.apply(x, pb[i]) }
+                    }
+                }
+            }
+        }
+        return out
     }
 
     private struct IntegerBinary: IntegerVisitor {
