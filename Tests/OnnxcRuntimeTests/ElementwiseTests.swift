@@ -116,6 +116,15 @@ private func t<T: TensorElement>(_ values: [T], _ shape: [Int]? = nil) throws ->
         #expect(n.array(Int64.self) == [1, 2, 3, 0, 0, 0])
     }
 
+    @Test func whereOnScalarsAndEmptyTensors() throws {
+        let s = try run("Where", [Tensor.scalar(false), Tensor.scalar(Int8(1)), Tensor.scalar(Int8(2))])
+        #expect(s.shape == [] && s.array(Int8.self) == [2])
+        let e = try run("Where", [try t([Bool](), [0, 2]), t([1, 2] as [Double]), Tensor.scalar(Double(0))])
+        #expect(e.shape == [0, 2])
+        let m = try run("Where", [try t([true, false, false, true], [2, 2]), t([1, 2] as [Float16], [2, 1]), t([9] as [Float16])])
+        #expect(m.array(Float16.self) == [1, 9, 9, 2])
+    }
+
     @Test func equalOnStringsBroadcasts() throws {
         let y = try run("Equal", [Tensor(strings: ["a", "b"], shape: [2]), Tensor(strings: ["b"], shape: [])])
         #expect(y.array(Bool.self) == [false, true])

@@ -535,39 +535,84 @@ enum ElementwiseKernels {
         guard condition.dtype == .bool else { throw .invalidArgument("Where: condition must be bool, not \(condition.dtype.onnxName)") }
         guard x.dtype == y.dtype else { throw .invalidArgument("Where: X is \(x.dtype.onnxName) but Y is \(y.dtype.onnxName)") }
         let shape = try Broadcast.shape([condition.shape, x.shape, y.shape])
-        // Equal shapes need no offset tables: element i of every operand is element i of the output.
-        let offsets = condition.shape == shape && x.shape == shape && y.shape == shape
-            ? [[Int]](repeating: Array(0..<condition.count), count: 3)
-            : Broadcast.offsets(of: [condition.shape, x.shape, y.shape], target: shape)
-        let pick = condition.withValues(Bool.self) { c in offsets[0].map { c[$0] } }
+        let walk = Rows(shape: shape, operands: [condition.shape, x.shape, y.shape])
         if x.dtype == .string {
             let sx = x.strings ?? [], sy = y.strings ?? []
-            return outputs(Tensor(strings: pick.indices.map { pick[$0] ? sx[offsets[1][$0]] : sy[offsets[2][$0]] }, shape: shape))
+            var result: [String] = []
+            result.reserveCapacity(walk.count)
+            condition.withValues(Bool.self) { pc in
+                walk.forEachRow { _, c, a, b in
+                    for k in 0..<walk.inner {
+                        result.append(pc[c + k * walk.step[0]] ? sx[a + k * walk.step[1]] : sy[b + k * walk.step[2]])
+                    }
+                }
+            }
+            return outputs(Tensor(strings: result, shape: shape))
         }
         let out = try Tensor(zeros: x.dtype, shape: shape)
-        let (ox, oy) = (offsets[1], offsets[2])
         switch x.dtype.storageBytes {
-        case 1: select(pick, ox, oy, x, y, out, UInt8.self)
-        case 2: select(pick, ox, oy, x, y, out, UInt16.self)
-        case 4: select(pick, ox, oy, x, y, out, UInt32.self)
-        case 8: select(pick, ox, oy, x, y, out, UInt64.self)
-        case 16: select(pick, ox, oy, x, y, out, SIMD2<UInt64>.self)
+        case 1: select(walk, condition, x, y, out, UInt8.self)
+        case 2: select(walk, condition, x, y, out, UInt16.self)
+        case 4: select(walk, condition, x, y, out, UInt32.self)
+        case 8: select(walk, condition, x, y, out, UInt64.self)
+        case 16: select(walk, condition, x, y, out, SIMD2<UInt64>.self)
         default: throw .unsupportedType(op: "Where", dtype: x.dtype.onnxName)
         }
         return outputs(out)
     }
 
     /// Copies whole elements by their bit pattern, so one routine serves every fixed-width type.
-    private static func select<U>(_ pick: [Bool], _ ox: [Int], _ oy: [Int], _ x: Tensor, _ y: Tensor, _ out: Tensor, _: U.Type) {
-        x.withBytes { px in
-            y.withBytes { py in
-                out.withMutableBytes { po in
-                    let size = MemoryLayout<U>.stride
-                    for i in pick.indices {
-                        let value = pick[i] ? px.loadUnaligned(fromByteOffset: ox[i] * size, as: U.self)
-                            : py.loadUnaligned(fromByteOffset: oy[i] * size, as: U.self)
-                        po.storeBytes(of: value, toByteOffset: i * size, as: U.self)
+    private static func select<U>(_ walk: Rows, _ condition: Tensor, _ x: Tensor, _ y: Tensor, _ out: Tensor, _: U.Type) {
+        condition.withValues(Bool.self) { pc in
+            x.withBytes { px in
+                y.withBytes { py in
+                    out.withMutableBytes { po in
+                        let size = MemoryLayout<U>.stride
+                        let (sc, sx, sy) = (walk.step[0], walk.step[1], walk.step[2])
+                        walk.forEachRow { o, c, a, b in
+                            for k in 0..<walk.inner {
+                                let value = pc[c + k * sc] ? px.loadUnaligned(fromByteOffset: (a + k * sx) * size, as: U.self)
+                                    : py.loadUnaligned(fromByteOffset: (b + k * sy) * size, as: U.self)
+                                po.storeBytes(of: value, toByteOffset: (o + k) * size, as: U.self)
+                            }
+                        }
                     }
+                }
+            }
+        }
+    }
+
+    /// Walks a broadcast output one innermost row at a time, giving the row's start in the output and in each
+    /// of three operands; `step` is each operand's stride along the innermost axis (0 when broadcast).
+    private struct Rows {
+        let shape: [Int], strides: [[Int]], count: Int, inner: Int, step: [Int]
+
+        init(shape: [Int], operands: [[Int]]) {
+            self.shape = shape
+            strides = operands.map { Broadcast.strides(of: $0, broadcastTo: shape) }
+            count = shape.reduce(1, *)
+            inner = shape.last ?? 1
+            step = strides.map { $0.last ?? 0 }
+        }
+
+        func forEachRow(_ body: (_ output: Int, _ first: Int, _ second: Int, _ third: Int) -> Void) {
+            guard count > 0 else { return }
+            let rank = shape.count
+            var index = [Int](repeating: 0, count: Swift.max(rank - 1, 0))
+            var offsets = [0, 0, 0]
+            var output = 0
+            while output < count {
+                body(output, offsets[0], offsets[1], offsets[2])
+                output += inner
+                // Odometer over the outer axes.
+                var d = rank - 2
+                while d >= 0 {
+                    index[d] += 1
+                    for j in 0..<3 { offsets[j] += strides[j][d] }
+                    if index[d] < shape[d] { break }
+                    for j in 0..<3 { offsets[j] -= strides[j][d] * index[d] }
+                    index[d] = 0
+                    d -= 1
                 }
             }
         }
