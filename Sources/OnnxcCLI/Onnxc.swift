@@ -26,6 +26,9 @@ public enum OnnxcMain {
         } catch let failure as CommandFailure {
             Output.error(failure.message)
             return 1
+        } catch let code as ExitCode {
+            // A subcommand that already reported (e.g. `test` listing regressions) only sets the status.
+            return code.rawValue
         } catch {
             let code = Onnxc.exitCode(for: error)
             let message = Onnxc.fullMessage(for: error)
