@@ -430,6 +430,9 @@ struct Geometry: Sendable {
     var transposed = false
 
     var outShape: [Int] { [batch, outChannels] + outSpatial }
+
+    /// An empty geometry that pooling fills in field by field.
+    init() {}
     var outCount: Int { outShape.reduce(1, *) }
 
     init(x: [Int], w: [Int], attributes: Attributes, transposed: Bool) throws(RuntimeError) {

@@ -1,6 +1,324 @@
+import Foundation
 import OnnxcCore
 
-/// Pooling operators.
+/// Pooling operators: windowed (MaxPool, AveragePool, LpPool), global, and MaxUnpool.
 enum PoolingKernels {
-    static let table: [String: Kernel] = [:]
+    static let table: [String: Kernel] = [
+        "MaxPool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let g = try geometry(x.shape, context.attributes)
+            let storageOrder = context.attributes.int("storage_order", 0)
+            guard storageOrder == 0 || storageOrder == 1 else { throw .invalidArgument("storage_order must be 0 or 1, got \(storageOrder)") }
+            let (y, indices) = try dispatchArithmetic(x.dtype, op: "MaxPool", MaxPoolVisitor(x: x, g: g, columnMajor: storageOrder == 1))
+            return outputs(y, indices)
+        },
+        "AveragePool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let g = try geometry(x.shape, context.attributes)
+            let includePad = context.attributes.int("count_include_pad", 0) != 0
+            return outputs(try dispatchFloat(x.dtype, op: "AveragePool", WindowVisitor(x: x, g: g, kind: includePad ? .averageIncludingPad : .average)))
+        },
+        "LpPool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let g = try geometry(x.shape, context.attributes)
+            let p = context.attributes.int("p", 2)
+            guard p >= 1, p <= 1 << 20 else { throw .invalidArgument("LpPool p must be ≥ 1, got \(p)") }
+            return outputs(try dispatchFloat(x.dtype, op: "LpPool", WindowVisitor(x: x, g: g, kind: .lp(Double(p)))))
+        },
+        "GlobalAveragePool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            return outputs(try dispatchFloat(x.dtype, op: "GlobalAveragePool", GlobalVisitor(x: x, kind: .average)))
+        },
+        "GlobalLpPool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let p = context.attributes.int("p", 2)
+            guard p >= 1, p <= 1 << 20 else { throw .invalidArgument("GlobalLpPool p must be ≥ 1, got \(p)") }
+            return outputs(try dispatchFloat(x.dtype, op: "GlobalLpPool", GlobalVisitor(x: x, kind: .lp(Double(p)))))
+        },
+        "GlobalMaxPool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            return outputs(try dispatchArithmetic(x.dtype, op: "GlobalMaxPool", GlobalMaxVisitor(x: x)))
+        },
+        "MaxUnpool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let indices = try context.tensor(inputs, 1)
+            let requested = try context.optionalTensor(inputs, 2)
+            return outputs(try maxUnpool(x, indices, requested, context.attributes))
+        },
+    ]
+
+    typealias Geometry = ConvolutionKernels.Geometry
+
+    /// Resolves output size and padding of a pooling window the way ONNX Runtime and PyTorch do: ceil_mode
+    /// drops a last window that would start inside the end padding.
+    static func geometry(_ x: [Int], _ attributes: Attributes) throws(RuntimeError) -> Geometry {
+        guard x.count >= 3 else { throw .invalidShape("pooling needs an input of rank ≥ 3, got \(x)") }
+        let dims = x.count - 2
+        guard let kernel = attributes.ints("kernel_shape"), kernel.count == dims, kernel.allSatisfy({ $0 >= 1 && $0 <= Int64(Int32.max) }) else {
+            throw .invalidArgument("kernel_shape must list \(dims) positive sizes")
+        }
+        func list(_ name: String, _ count: Int, _ fallback: Int, minimum: Int64) throws(RuntimeError) -> [Int] {
+            guard let values = attributes.ints(name) else { return [Int](repeating: fallback, count: count) }
+            guard values.count == count, values.allSatisfy({ $0 >= minimum && $0 <= Int64(Int32.max) }) else {
+                throw .invalidArgument("\(name) \(values) must have \(count) values ≥ \(minimum)")
+            }
+            return values.map { Int($0) }
+        }
+        var g = Geometry()
+        g.batch = x[0]
+        g.inChannels = x[1]
+        g.outChannels = x[1]
+        g.inSpatial = Array(x[2...])
+        g.kernel = kernel.map { Int($0) }
+        g.strides = try list("strides", dims, 1, minimum: 1)
+        g.dilations = try list("dilations", dims, 1, minimum: 1)
+        let pads = try list("pads", 2 * dims, 0, minimum: 0)
+        g.padsBegin = Array(pads[..<dims])
+        g.padsEnd = Array(pads[dims...])
+        let ceil = attributes.int("ceil_mode", 0) != 0
+        let window = (0..<dims).map { (g.kernel[$0] - 1) * g.dilations[$0] + 1 }
+        switch attributes.string("auto_pad", "NOTSET") {
+        case "SAME_UPPER", "SAME_LOWER":
+            let upper = attributes.string("auto_pad", "NOTSET") == "SAME_UPPER"
+            g.outSpatial = (0..<dims).map { (g.inSpatial[$0] + g.strides[$0] - 1) / g.strides[$0] }
+            for d in 0..<dims {
+                let total = max(0, (g.outSpatial[d] - 1) * g.strides[d] + window[d] - g.inSpatial[d])
+                g.padsBegin[d] = upper ? total / 2 : total - total / 2
+                g.padsEnd[d] = total - g.padsBegin[d]
+            }
+        case "VALID":
+            g.padsBegin = [Int](repeating: 0, count: dims)
+            g.padsEnd = g.padsBegin
+            g.outSpatial = (0..<dims).map { max(0, (g.inSpatial[$0] - window[$0]) / g.strides[$0] + 1) }
+        default:
+            g.outSpatial = (0..<dims).map { d in
+                let span = g.inSpatial[d] + g.padsBegin[d] + g.padsEnd[d] - window[d]
+                if span < 0 { return 0 }
+                var out = (ceil ? (span + g.strides[d] - 1) : span) / g.strides[d] + 1
+                if ceil && (out - 1) * g.strides[d] >= g.inSpatial[d] + g.padsBegin[d] { out -= 1 }
+                return out
+            }
+        }
+        guard CheckedSize.elementCount(g.outShape.map(Int64.init)) != nil else { throw .invalidShape("pooling output \(g.outShape) is too large") }
+        return g
+    }
+
+    private struct MaxPoolVisitor: ArithmeticVisitor {
+        let x: Tensor, g: Geometry, columnMajor: Bool
+        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> (Tensor, Tensor) {
+            let y = try Tensor(zeros: x.dtype, shape: g.outShape)
+            let indices = try Tensor(zeros: .int64, shape: g.outShape)
+            let taps = ConvolutionKernels.WindowTaps(g: g)
+            let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
+            // Index of each tap within its plane, in the requested storage order.
+            var tapIndex = taps.inputOffsets
+            if columnMajor {
+                let rowStrides = Broadcast.strides(g.inSpatial)
+                var colStrides = [Int](repeating: 1, count: g.inSpatial.count)
+                for d in 1..<max(g.inSpatial.count, 1) { colStrides[d] = colStrides[d - 1] * g.inSpatial[d - 1] }
+                for t in tapIndex.indices {
+                    var rest = tapIndex[t], index = 0
+                    for d in 0..<rowStrides.count {
+                        index += (rest / rowStrides[d]) * colStrides[d]
+                        rest %= rowStrides[d]
+                    }
+                    tapIndex[t] = index
+                }
+            }
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    indices.withMutableValues(Int64.self) { ib in
+                        taps.starts.withUnsafeBufferPointer { starts in
+                            taps.inputOffsets.withUnsafeBufferPointer { offsets in
+                                tapIndex.withUnsafeBufferPointer { tapIdx in
+                                    guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress, let ip0 = ib.baseAddress else { return }
+                                    ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: offsets.count) { plane in
+                                        let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol, ip = ip0 + plane * outVol
+                                        let base = Int64(plane * inVol)
+                                        for o in 0..<outVol {
+                                            let lo = starts[o], hi = starts[o + 1]
+                                            guard lo < hi else { continue }
+                                            var best = xp[offsets[lo]], bestTap = lo
+                                            for t in (lo + 1)..<hi {
+                                                let v = xp[offsets[t]]
+                                                if v > best { best = v; bestTap = t }
+                                            }
+                                            yp[o] = best
+                                            ip[o] = base + Int64(tapIdx[bestTap])
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return (y, indices)
+        }
+    }
+
+    enum WindowKind { case average, averageIncludingPad, lp(Double) }
+
+    private struct WindowVisitor: FloatVisitor {
+        let x: Tensor, g: Geometry, kind: WindowKind
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            let y = try Tensor(zeros: x.dtype, shape: g.outShape)
+            let taps = ConvolutionKernels.WindowTaps(g: g)
+            let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
+            var divisors = [T](repeating: 1, count: outVol)
+            switch kind {
+            case .average:
+                for o in 0..<outVol { divisors[o] = T(max(1, taps.starts[o + 1] - taps.starts[o])) }
+            case .averageIncludingPad:
+                // As the reference implementation: padding, including what ceil_mode adds past the end, counts.
+                divisors = [T](repeating: T(g.kernel.reduce(1, *)), count: outVol)
+            case .lp: break
+            }
+            let kind = kind
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    taps.starts.withUnsafeBufferPointer { starts in
+                        taps.inputOffsets.withUnsafeBufferPointer { offsets in
+                            divisors.withUnsafeBufferPointer { div in
+                                guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress else { return }
+                                ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: offsets.count) { plane in
+                                    let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol
+                                    switch kind {
+                                    case .average, .averageIncludingPad:
+                                        for o in 0..<outVol {
+                                            var sum: T = 0
+                                            for t in starts[o]..<starts[o + 1] { sum += xp[offsets[t]] }
+                                            yp[o] = sum / div[o]
+                                        }
+                                    case .lp(let p):
+                                        for o in 0..<outVol {
+                                            yp[o] = lpNorm(count: starts[o + 1] - starts[o], p: p) { xp[offsets[starts[o] + $0]] }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+    }
+
+    /// (Σ|v|^p)^(1/p) over `count` values; p = 1 and 2 avoid `pow`.
+    private static func lpNorm<T: FloatElement>(count: Int, p: Double, _ value: (Int) -> T) -> T {
+        if p == 2 {
+            var sum: T = 0
+            for i in 0..<count { let v = value(i); sum += v * v }
+            return sum.squareRoot()
+        }
+        if p == 1 {
+            var sum: T = 0
+            for i in 0..<count { sum += abs(value(i)) }
+            return sum
+        }
+        var sum = 0.0
+        for i in 0..<count { sum += Foundation.pow(abs(value(i).asDouble), p) }
+        return T.from(Foundation.pow(sum, 1 / p))
+    }
+
+    private struct GlobalVisitor: FloatVisitor {
+        let x: Tensor, kind: WindowKind
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            guard x.rank >= 2 else { throw .invalidShape("global pooling needs rank ≥ 2, got \(x.shape)") }
+            let planes = x.shape[0] * x.shape[1], size = x.shape[2...].reduce(1, *)
+            let y = try Tensor(zeros: x.dtype, shape: Array(x.shape[..<2]) + [Int](repeating: 1, count: x.rank - 2))
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    for plane in 0..<planes {
+                        let base = plane * size
+                        switch kind {
+                        case .lp(let p):
+                            yb[plane] = lpNorm(count: size, p: p) { xb[base + $0] }
+                        default:
+                            var sum: T = 0
+                            for i in 0..<size { sum += xb[base + i] }
+                            yb[plane] = size > 0 ? sum / T(size) : T.nan
+                        }
+                    }
+                }
+            }
+            return y
+        }
+    }
+
+    private struct GlobalMaxVisitor: ArithmeticVisitor {
+        let x: Tensor
+        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            guard x.rank >= 2 else { throw .invalidShape("GlobalMaxPool needs rank ≥ 2, got \(x.shape)") }
+            let planes = x.shape[0] * x.shape[1], size = x.shape[2...].reduce(1, *)
+            let y = try Tensor(zeros: x.dtype, shape: Array(x.shape[..<2]) + [Int](repeating: 1, count: x.rank - 2))
+            guard size > 0 else { return y }
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    for plane in 0..<planes {
+                        let base = plane * size
+                        var best = xb[base]
+                        for i in 1..<size where xb[base + i] > best { best = xb[base + i] }
+                        yb[plane] = best
+                    }
+                }
+            }
+            return y
+        }
+    }
+
+    /// Scatters X into a zero tensor at the flat positions MaxPool reported.
+    private static func maxUnpool(_ x: Tensor, _ indices: Tensor, _ requested: Tensor?, _ attributes: Attributes) throws(RuntimeError) -> Tensor {
+        guard x.rank >= 3, indices.shape == x.shape else { throw .invalidShape("MaxUnpool needs X of rank ≥ 3 and indices of the same shape, got \(x.shape) and \(indices.shape)") }
+        let dims = x.rank - 2
+        guard let kernel = attributes.ints("kernel_shape"), kernel.count == dims else { throw .invalidArgument("MaxUnpool needs kernel_shape with \(dims) values") }
+        let strides = attributes.ints("strides") ?? [Int64](repeating: 1, count: dims)
+        let pads = attributes.ints("pads") ?? [Int64](repeating: 0, count: 2 * dims)
+        guard strides.count == dims, pads.count == 2 * dims else { throw .invalidArgument("MaxUnpool strides/pads do not match rank") }
+        // Indices address the inferred shape; a requested output_shape pads (or crops) it at the end of each axis.
+        var inferred = Array(x.shape[..<2])
+        for d in 0..<dims {
+            let size = (Int64(x.shape[d + 2]) - 1) * strides[d] + kernel[d] - pads[d] - pads[d + dims]
+            guard size >= 0, size <= Int64(Int32.max) else { throw .invalidShape("MaxUnpool output size \(size) is invalid") }
+            inferred.append(Int(size))
+        }
+        var outShape = inferred
+        if let requested {
+            outShape = requested.int64s().map { Int(clamping: $0) }
+            guard outShape.count == x.rank, outShape[0] == x.shape[0], outShape[1] == x.shape[1], outShape.allSatisfy({ $0 >= 0 }) else {
+                throw .invalidShape("MaxUnpool output_shape \(outShape) does not fit input \(x.shape)")
+            }
+        }
+        let inferredCount = inferred.reduce(1, *)
+        let outStrides = Broadcast.strides(outShape), inferredStrides = Broadcast.strides(inferred)
+        let y = try Tensor(zeros: x.dtype, shape: outShape)
+        let positions = indices.int64s()
+        let width = x.dtype.storageBytes
+        guard width > 0 else { throw .unsupportedType(op: "MaxUnpool", dtype: x.dtype.onnxName) }
+        guard positions.count <= x.count else { throw .invalidShape("MaxUnpool indices do not match X") }
+        var targets = [Int](repeating: -1, count: positions.count)
+        for i in positions.indices {
+            guard positions[i] >= 0, positions[i] < Int64(inferredCount) else {
+                throw .invalidArgument("MaxUnpool index \(positions[i]) is outside the unpooled tensor of \(inferredCount) elements")
+            }
+            var rest = Int(positions[i]), offset = 0
+            for d in 0..<inferred.count {
+                let coordinate = rest / inferredStrides[d]
+                rest %= inferredStrides[d]
+                if coordinate >= outShape[d] { offset = -1; break }
+                offset += coordinate * outStrides[d]
+            }
+            targets[i] = offset
+        }
+        x.withBytes { src in
+            y.withMutableBytes { dst in
+                for i in targets.indices where targets[i] >= 0 {
+                    let to = targets[i] * width
+                    for b in 0..<width { dst[to + b] = src[i * width + b] }
+                }
+            }
+        }
+        return y
+    }
 }
