@@ -35,7 +35,153 @@ enum ResizeKernels {
             let plan = try Plan(x.shape, scales: scales, sizes: nil, roi: nil, axes: nil, policy: "stretch", settings: &settings)
             return outputs(try dispatchArithmetic(x.dtype, op: "Upsample", ResizeVisitor(x: x, plan: plan)))
         },
+        "GridSample": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let grid = try context.tensor(inputs, 1)
+            let settings = try GridSettings(context.attributes)
+            guard x.rank >= 3, grid.rank == x.rank, grid.shape[0] == x.shape[0], grid.shape[grid.rank - 1] == x.rank - 2 else {
+                throw .invalidShape("GridSample needs X [N, C, D1…Dr] and grid [N, O1…Or, r], got \(x.shape) and \(grid.shape)")
+            }
+            let coordinates = try QuantizationKernels.floats(grid, op: "GridSample")
+            return outputs(try dispatchFloat(x.dtype, op: "GridSample", GridSampleVisitor(x: x, gridShape: grid.shape, grid: coordinates, settings: settings)))
+        },
     ]
+
+    struct GridSettings {
+        enum Padding { case zeros, border, reflection }
+        var mode = Mode.linear
+        var padding = Padding.zeros
+        var alignCorners = false
+
+        init(_ a: Attributes) throws(RuntimeError) {
+            switch a.string("mode", "linear") {
+            case "linear", "bilinear": mode = .linear
+            case "nearest": mode = .nearest
+            case "cubic", "bicubic": mode = .cubic
+            case let other: throw .invalidArgument("GridSample mode \(other) is not supported")
+            }
+            switch a.string("padding_mode", "zeros") {
+            case "zeros": padding = .zeros
+            case "border": padding = .border
+            case "reflection": padding = .reflection
+            case let other: throw .invalidArgument("GridSample padding_mode \(other) is not supported")
+            }
+            alignCorners = a.int("align_corners", 0) != 0
+        }
+    }
+
+    /// Folds a coordinate back into [low, high] by reflecting at the borders, as the reference does.
+    private static func reflect(_ x: Double, _ low: Double, _ high: Double) -> Double {
+        let range = high - low
+        guard range > 0 else { return low }
+        if x < low {
+            let dx = low - x, n = (dx / range).rounded(.towardZero), r = dx - n * range
+            return n.truncatingRemainder(dividingBy: 2) == 0 ? low + r : high - r
+        }
+        if x > high {
+            let dx = x - high, n = (dx / range).rounded(.towardZero), r = dx - n * range
+            return n.truncatingRemainder(dividingBy: 2) == 0 ? high - r : low + r
+        }
+        return x
+    }
+
+    /// Samples X at grid locations (normalized to [-1, 1], innermost axis first), following
+    /// `onnx/reference/ops/op_grid_sample.py`: coordinates in float32, separable taps, per-axis padding.
+    private struct GridSampleVisitor: FloatVisitor {
+        let x: Tensor, gridShape: [Int], grid: [Float], settings: GridSettings
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            let dims = x.rank - 2
+            let spatial = Array(x.shape[2...])
+            let outSpatial = Array(gridShape[1..<(gridShape.count - 1)])
+            let batch = x.shape[0], channels = x.shape[1]
+            let y = try Tensor(zeros: x.dtype, shape: [batch, channels] + outSpatial)
+            let inVol = spatial.reduce(1, *), outVol = outSpatial.reduce(1, *)
+            guard y.count > 0, inVol > 0 else { return y }
+            let strides = Broadcast.strides(spatial)
+            let width: Int
+            switch settings.mode {
+            case .nearest: width = 1
+            case .linear: width = 2
+            case .cubic: width = 4
+            }
+            let tapCount = Int(pow(Double(width), Double(dims)))
+            // Per output position: flat input offsets (-1 reads zero) and weights of every tap.
+            var offsets = [Int](repeating: -1, count: tapCount), weights = [T](repeating: 0, count: tapCount)
+            var axisIndex = [[Int]](repeating: [Int](repeating: -1, count: width), count: dims)
+            var axisWeight = [[T]](repeating: [T](repeating: 0, count: width), count: dims)
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    for n in 0..<batch {
+                        for o in 0..<outVol {
+                            let g = (n * outVol + o) * dims
+                            for d in 0..<dims {
+                                let size = spatial[d]
+                                let normalized = Double(grid[g + dims - 1 - d])
+                                var v = Double(Float(settings.alignCorners ? (normalized + 1) / 2 * Double(size - 1) : ((normalized + 1) * Double(size) - 1) / 2))
+                                if settings.mode == .nearest { v = Double(Float(v).rounded(.toNearestOrEven)) }
+                                let low = settings.alignCorners ? 0 : -0.5, high = settings.alignCorners ? Double(size - 1) : Double(size) - 0.5
+                                if v < low || v > high {
+                                    switch settings.padding {
+                                    case .border: v = min(max(v, 0), Double(size - 1))
+                                    case .reflection: v = Double(Float(reflect(v, low, high)))
+                                    case .zeros: break
+                                    }
+                                }
+                                func pixel(_ i: Int) -> Int {
+                                    switch settings.padding {
+                                    case .zeros: return i >= 0 && i < size ? i : -1
+                                    case .border: return min(max(i, 0), size - 1)
+                                    case .reflection: return min(max(Int(reflect(Double(i), low, high).rounded(.towardZero)), 0), size - 1)
+                                    }
+                                }
+                                guard v.isFinite, abs(v) < 1e9 else {
+                                    for j in 0..<width { axisIndex[d][j] = -1; axisWeight[d][j] = 0 }
+                                    continue
+                                }
+                                let base = Int(v.rounded(.down)), r = T(v - Double(base))
+                                switch settings.mode {
+                                case .nearest:
+                                    axisIndex[d][0] = pixel(Int(v))
+                                    axisWeight[d][0] = 1
+                                case .linear:
+                                    axisIndex[d][0] = pixel(base)
+                                    axisIndex[d][1] = pixel(base + 1)
+                                    axisWeight[d][0] = 1 - r
+                                    axisWeight[d][1] = r
+                                case .cubic:
+                                    let a: T = -0.75, q = 1 - r
+                                    axisWeight[d][0] = ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a
+                                    axisWeight[d][1] = ((a + 2) * r - (a + 3)) * r * r + 1
+                                    axisWeight[d][2] = ((a + 2) * q - (a + 3)) * q * q + 1
+                                    axisWeight[d][3] = ((a * (q + 1) - 5 * a) * (q + 1) + 8 * a) * (q + 1) - 4 * a
+                                    for j in 0..<4 { axisIndex[d][j] = pixel(base - 1 + j) }
+                                }
+                            }
+                            for t in 0..<tapCount {
+                                var rest = t, offset = 0, weight: T = 1
+                                for d in stride(from: dims - 1, through: 0, by: -1) {
+                                    let j = rest % width
+                                    rest /= width
+                                    let i = axisIndex[d][j]
+                                    if i < 0 || offset < 0 { offset = -1 } else { offset += i * strides[d] }
+                                    weight *= axisWeight[d][j]
+                                }
+                                offsets[t] = offset
+                                weights[t] = weight
+                            }
+                            for c in 0..<channels {
+                                let plane = (n * channels + c) * inVol
+                                var sum: T = 0
+                                for t in 0..<tapCount where offsets[t] >= 0 { sum += weights[t] * xb[plane + offsets[t]] }
+                                yb[(n * channels + c) * outVol + o] = sum
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+    }
 
     enum Mode { case nearest, linear, cubic }
     enum CoordinateMode { case halfPixel, halfPixelSymmetric, pytorchHalfPixel, alignCorners, asymmetric, tfCropAndResize }
