@@ -45,7 +45,154 @@ enum PoolingKernels {
             let requested = try context.optionalTensor(inputs, 2)
             return outputs(try maxUnpool(x, indices, requested, context.attributes))
         },
+        "RoiAlign": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let rois = try context.tensor(inputs, 1)
+            let batchIndices = try context.tensor(inputs, 2)
+            return outputs(try dispatchFloat(x.dtype, op: "RoiAlign", RoiAlignVisitor(x: x, rois: rois, batchIndices: batchIndices, attributes: context.attributes, opset: context.opset)))
+        },
+        "MaxRoiPool": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            let rois = try context.tensor(inputs, 1)
+            return outputs(try dispatchFloat(x.dtype, op: "MaxRoiPool", MaxRoiPoolVisitor(x: x, rois: rois, attributes: context.attributes)))
+        },
     ]
+
+    /// RoiAlign as in `onnx/reference/ops/op_roi_align.py` (the Detectron/ONNX Runtime algorithm): bilinear samples on a
+    /// regular grid in each bin, averaged or maxed (max takes the largest weighted corner, as ONNX Runtime does).
+    private struct RoiAlignVisitor: FloatVisitor {
+        let x: Tensor, rois: Tensor, batchIndices: Tensor, attributes: Attributes, opset: Int
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            guard x.rank == 4, rois.rank == 2, rois.shape[1] == 4, batchIndices.rank == 1, batchIndices.shape[0] == rois.shape[0] else {
+                throw .invalidShape("RoiAlign needs X [N,C,H,W], rois [R,4] and batch_indices [R], got \(x.shape), \(rois.shape), \(batchIndices.shape)")
+            }
+            let outH = Int(attributes.int("output_height", 1)), outW = Int(attributes.int("output_width", 1))
+            guard outH >= 1, outW >= 1, outH <= 1 << 20, outW <= 1 << 20 else { throw .invalidArgument("RoiAlign output size must be positive") }
+            let samplingRatio = Int(clamping: attributes.int("sampling_ratio", 0))
+            let scale = Double(attributes.float("spatial_scale", 1))
+            let halfPixel = attributes.string("coordinate_transformation_mode", opset >= 16 ? "half_pixel" : "output_half_pixel") == "half_pixel"
+            let isMax = attributes.string("mode", "avg").lowercased() == "max"
+            let channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+            let roiCount = rois.shape[0]
+            let boxes = rois.doubles(), batches = batchIndices.int64s()
+            let y = try Tensor(zeros: x.dtype, shape: [roiCount, channels, outH, outW])
+            guard height > 0, width > 0 else { return y }
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    for r in 0..<roiCount {
+                        let batch = Int(batches[r])
+                        guard batch >= 0, batch < x.shape[0] else { continue }
+                        let offset = halfPixel ? 0.5 : 0
+                        let startW = boxes[r * 4] * scale - offset, startH = boxes[r * 4 + 1] * scale - offset
+                        var roiW = boxes[r * 4 + 2] * scale - offset - startW, roiH = boxes[r * 4 + 3] * scale - offset - startH
+                        if !halfPixel {
+                            roiW = max(roiW, 1)
+                            roiH = max(roiH, 1)
+                        }
+                        let binH = roiH / Double(outH), binW = roiW / Double(outW)
+                        let gridH = samplingRatio > 0 ? samplingRatio : Int((roiH / Double(outH)).rounded(.up))
+                        let gridW = samplingRatio > 0 ? samplingRatio : Int((roiW / Double(outW)).rounded(.up))
+                        guard gridH >= 0, gridW >= 0, gridH <= 1 << 16, gridW <= 1 << 16 else { continue }
+                        let count = T(max(gridH * gridW, 1))
+                        // Bilinear corners and weights of every sample, shared by all channels.
+                        var positions = [Int](), weights = [T]()
+                        positions.reserveCapacity(outH * outW * gridH * gridW * 4)
+                        for ph in 0..<outH {
+                            for pw in 0..<outW {
+                                for iy in 0..<gridH {
+                                    let yy = startH + Double(ph) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
+                                    for ix in 0..<gridW {
+                                        let xx = startW + Double(pw) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
+                                        if yy < -1 || yy > Double(height) || xx < -1 || xx > Double(width) {
+                                            positions += [0, 0, 0, 0]
+                                            weights += [0, 0, 0, 0]
+                                            continue
+                                        }
+                                        var sy = max(yy, 0), sx = max(xx, 0)
+                                        var yLow = Int(sy), xLow = Int(sx), yHigh = yLow + 1, xHigh = xLow + 1
+                                        if yLow >= height - 1 { yLow = height - 1; yHigh = yLow; sy = Double(yLow) }
+                                        if xLow >= width - 1 { xLow = width - 1; xHigh = xLow; sx = Double(xLow) }
+                                        let ly = sy - Double(yLow), lx = sx - Double(xLow), hy = 1 - ly, hx = 1 - lx
+                                        positions += [yLow * width + xLow, yLow * width + xHigh, yHigh * width + xLow, yHigh * width + xHigh]
+                                        weights += [T(hy * hx), T(hy * lx), T(ly * hx), T(ly * lx)]
+                                    }
+                                }
+                            }
+                        }
+                        let samples = gridH * gridW
+                        for c in 0..<channels {
+                            let plane = (batch * channels + c) * height * width
+                            for bin in 0..<(outH * outW) {
+                                var value: T = 0
+                                for s in 0..<samples {
+                                    let p = (bin * samples + s) * 4
+                                    if isMax {
+                                        var v = weights[p] * xb[plane + positions[p]]
+                                        for k in 1..<4 { v = max(v, weights[p + k] * xb[plane + positions[p + k]]) }
+                                        value = s == 0 ? v : max(value, v)
+                                    } else {
+                                        for k in 0..<4 { value += weights[p + k] * xb[plane + positions[p + k]] }
+                                    }
+                                }
+                                yb[((r * channels + c) * outH * outW) + bin] = isMax ? value : value / count
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+    }
+
+    /// MaxRoiPool (Fast R-CNN): each ROI, rounded to pixels, is split into pooled_shape bins; each bin takes its max.
+    private struct MaxRoiPoolVisitor: FloatVisitor {
+        let x: Tensor, rois: Tensor, attributes: Attributes
+        func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            guard x.rank == 4, rois.rank == 2, rois.shape[1] == 5 else {
+                throw .invalidShape("MaxRoiPool needs X [N,C,H,W] and rois [R,5], got \(x.shape) and \(rois.shape)")
+            }
+            guard let pooled = attributes.ints("pooled_shape"), pooled.count == 2, pooled.allSatisfy({ $0 >= 1 && $0 <= 1 << 20 }) else {
+                throw .invalidArgument("MaxRoiPool needs pooled_shape with two positive values")
+            }
+            let outH = Int(pooled[0]), outW = Int(pooled[1])
+            let scale = Double(attributes.float("spatial_scale", 1))
+            let channels = x.shape[1], height = x.shape[2], width = x.shape[3]
+            let boxes = rois.doubles()
+            let y = try Tensor(zeros: x.dtype, shape: [rois.shape[0], channels, outH, outW])
+            x.withValues(T.self) { xb in
+                y.withMutableValues(T.self) { yb in
+                    for r in 0..<rois.shape[0] {
+                        let batch = Int(clamping: Int64(boxes[r * 5].isFinite ? boxes[r * 5] : -1))
+                        guard batch >= 0, batch < x.shape[0] else { continue }
+                        func pixel(_ v: Double) -> Int { v.isFinite ? Int(clamping: Int64(max(-1e9, min(1e9, (v * scale).rounded())))) : 0 }
+                        let startW = pixel(boxes[r * 5 + 1]), startH = pixel(boxes[r * 5 + 2])
+                        let endW = pixel(boxes[r * 5 + 3]), endH = pixel(boxes[r * 5 + 4])
+                        let binH = Double(max(endH - startH + 1, 1)) / Double(outH), binW = Double(max(endW - startW + 1, 1)) / Double(outW)
+                        for c in 0..<channels {
+                            let plane = (batch * channels + c) * height * width
+                            for ph in 0..<outH {
+                                let h0 = min(max(Int((Double(ph) * binH).rounded(.down)) + startH, 0), height)
+                                let h1 = min(max(Int((Double(ph + 1) * binH).rounded(.up)) + startH, 0), height)
+                                for pw in 0..<outW {
+                                    let w0 = min(max(Int((Double(pw) * binW).rounded(.down)) + startW, 0), width)
+                                    let w1 = min(max(Int((Double(pw + 1) * binW).rounded(.up)) + startW, 0), width)
+                                    var best: T = 0, found = false
+                                    for h in h0..<max(h0, h1) {
+                                        for w in w0..<max(w0, w1) {
+                                            let v = xb[plane + h * width + w]
+                                            if !found || v > best { best = v; found = true }
+                                        }
+                                    }
+                                    yb[((r * channels + c) * outH + ph) * outW + pw] = best
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+    }
 
     typealias Geometry = ConvolutionKernels.Geometry
 
