@@ -199,44 +199,139 @@ enum QuantizationKernels {
         }
     }
 
-    /// The four float8 encodings; encoding rounds to nearest even, overflow saturates or becomes inf/NaN.
+    /// The four float8 encodings. Encoding is a bit-exact port of `onnx.helper.float32_to_float8e4m3/e5m2`,
+    /// including its overflow quirks (e.g. e4m3fn maps [480, 496) to 448 without saturation), so QuantizeLinear
+    /// matches the reference and ONNX Runtime.
     struct Float8Format {
-        let exponentBits: Int, bias: Int, fnuz: Bool, hasInfinity: Bool, maxBits: UInt8
+        let dtype: DType
 
         init?(_ dtype: DType) {
             switch dtype {
-            case .float8e4m3fn: (exponentBits, bias, fnuz, hasInfinity, maxBits) = (4, 7, false, false, 0x7E)
-            case .float8e4m3fnuz: (exponentBits, bias, fnuz, hasInfinity, maxBits) = (4, 8, true, false, 0x7F)
-            case .float8e5m2: (exponentBits, bias, fnuz, hasInfinity, maxBits) = (5, 15, false, true, 0x7B)
-            case .float8e5m2fnuz: (exponentBits, bias, fnuz, hasInfinity, maxBits) = (5, 16, true, false, 0x7F)
+            case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz: self.dtype = dtype
             default: return nil
             }
         }
 
         func encode(_ value: Float, saturate: Bool) -> UInt8 {
-            let nan: UInt8 = fnuz ? 0x80 : 0x7F
-            if value.isNaN { return nan }
-            let sign: UInt8 = value.sign == .minus ? 0x80 : 0
-            let overflow: UInt8 = saturate ? sign | maxBits : (hasInfinity ? sign | 0x7C : (fnuz ? 0x80 : sign | 0x7F))
-            if value.isInfinite { return overflow }
-            let magnitude = abs(value)
-            let mantissaBits = 7 - exponentBits
-            let minNormalExponent = 1 - bias
-            var bits: Int
-            if magnitude == 0 {
-                bits = 0
-            } else if magnitude < Float(sign: .plus, exponent: minNormalExponent, significand: 1) {
-                let q = (magnitude * Float(sign: .plus, exponent: -(minNormalExponent - mantissaBits), significand: 1)).rounded(.toNearestOrEven)
-                bits = Int(q)
-            } else {
-                let e = Int(magnitude.exponent)
-                if e + bias > (1 << exponentBits) { return overflow }
-                let q = Int((magnitude * Float(sign: .plus, exponent: -(e - mantissaBits), significand: 1)).rounded(.toNearestOrEven))
-                bits = ((e + bias) << mantissaBits) + q - (1 << mantissaBits)
+            let b = value.bitPattern
+            var ret = UInt32((b & 0x8000_0000) >> 24)
+            let e = Int((b & 0x7F80_0000) >> 23), m = b & 0x007F_FFFF
+            let isNaN = (b & 0x7FC0_0000) == 0x7FC0_0000 || value.isNaN
+            /// Round-half-even on the bits below a subnormal's last kept bit.
+            func roundSubnormal(_ mask: UInt32) -> Bool {
+                m & mask != 0 && (ret & 1 != 0 || m & (mask &- 1) > 0 || (m & (mask << 1) != 0 && m & (mask &- 1) == 0))
             }
-            if bits > Int(maxBits) { return overflow }
-            if bits == 0 && fnuz { return 0 }
-            return sign | UInt8(bits)
+            switch dtype {
+            case .float8e4m3fn:
+                if isNaN { return UInt8(0x7F | ret) }
+                if value.isInfinite { return UInt8(saturate ? ret | 126 : ret | 0x7F) }
+                guard e != 0 else { return UInt8(ret) }
+                if e < 117 {
+                } else if e < 121 {
+                    let ex = e - 120
+                    if ex >= -2 {
+                        ret |= 1 << UInt32(2 + ex)
+                        ret |= m >> UInt32(21 - ex)
+                    } else if m > 0 {
+                        ret |= 1
+                    }
+                    if roundSubnormal(1 << UInt32(20 - ex)) { ret += 1 }
+                } else if e < 136 {
+                    let ex = e - 120
+                    ret |= UInt32(ex) << 3
+                    ret |= m >> 20
+                    if ret & 0x7F == 0x7F { ret &= 0xFE }
+                    if m & 0x80000 != 0 && (m & 0x100000 != 0 || m & 0x7FFFF != 0) {
+                        if ret & 0x7F < 0x7E { ret += 1 } else if !saturate { ret |= 0x7F }
+                    }
+                } else {
+                    ret |= saturate ? 126 : 0x7F
+                }
+                return UInt8(truncatingIfNeeded: ret)
+            case .float8e4m3fnuz:
+                if isNaN { return 0x80 }
+                if value.isInfinite { return saturate ? UInt8(ret | 127) : 0x80 }
+                if e < 116 {
+                    ret = 0
+                } else if e < 120 {
+                    let ex = e - 119
+                    if ex >= -2 {
+                        ret |= 1 << UInt32(2 + ex)
+                        ret |= m >> UInt32(21 - ex)
+                    } else if m > 0 {
+                        ret |= 1
+                    } else {
+                        ret = 0
+                    }
+                    if roundSubnormal(1 << UInt32(20 - ex)) { ret += 1 }
+                } else if e < 135 {
+                    let ex = e - 119
+                    ret |= UInt32(ex) << 3
+                    ret |= m >> 20
+                    if m & 0x80000 != 0 && (m & 0x100000 != 0 || m & 0x7FFFF != 0) {
+                        if ret & 0x7F < 0x7F { ret += 1 } else if !saturate { return 0x80 }
+                    }
+                } else if saturate {
+                    ret |= 0x7F
+                } else {
+                    return 0x80
+                }
+                return UInt8(truncatingIfNeeded: ret)
+            case .float8e5m2:
+                if isNaN { return UInt8(0x7F | ret) }
+                if value.isInfinite { return UInt8(saturate ? ret | 0x7B : ret | 0x7C) }
+                guard e != 0 else { return UInt8(ret) }
+                if e < 110 {
+                } else if e < 113 {
+                    let ex = e - 112
+                    if ex >= -1 {
+                        ret |= 1 << UInt32(1 + ex)
+                        ret |= m >> UInt32(22 - ex)
+                    } else if m > 0 {
+                        ret |= 1
+                    }
+                    if roundSubnormal(1 << UInt32(21 - ex)) { ret += 1 }
+                } else if e < 143 {
+                    let ex = e - 112
+                    ret |= UInt32(ex) << 2
+                    ret |= m >> 21
+                    if m & 0x100000 != 0 && (m & 0xFFFFF != 0 || m & 0x200000 != 0) {
+                        if ret & 0x7F < 0x7B { ret += 1 } else { ret |= saturate ? 0x7B : 0x7C }
+                    }
+                } else {
+                    ret |= saturate ? 0x7B : 0x7C
+                }
+                return UInt8(truncatingIfNeeded: ret)
+            default:  // float8e5m2fnuz
+                if isNaN { return 0x80 }
+                if value.isInfinite { return saturate ? UInt8(ret | 0x7F) : 0x80 }
+                if e < 109 {
+                    ret = 0
+                } else if e < 112 {
+                    let ex = e - 111
+                    if ex >= -1 {
+                        ret |= 1 << UInt32(1 + ex)
+                        ret |= m >> UInt32(22 - ex)
+                    } else if m > 0 {
+                        ret |= 1
+                    } else {
+                        ret = 0
+                    }
+                    if roundSubnormal(1 << UInt32(21 - ex)) { ret += 1 }
+                } else if e < 143 {
+                    let ex = e - 111
+                    ret |= UInt32(ex) << 2
+                    ret |= m >> 21
+                    if m & 0x100000 != 0 && (m & 0xFFFFF != 0 || m & 0x200000 != 0) {
+                        if ret & 0x7F < 0x7F { ret += 1 } else if !saturate { return 0x80 }
+                    }
+                } else if saturate {
+                    ret |= 0x7F
+                } else {
+                    return 0x80
+                }
+                return UInt8(truncatingIfNeeded: ret)
+            }
         }
     }
 
