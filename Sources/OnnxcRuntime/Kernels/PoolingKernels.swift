@@ -74,7 +74,8 @@ enum PoolingKernels {
             let isMax = attributes.string("mode", "avg").lowercased() == "max"
             let channels = x.shape[1], height = x.shape[2], width = x.shape[3]
             let roiCount = rois.shape[0]
-            let boxes = rois.doubles(), batches = batchIndices.int64s()
+            let boxes: [T] = rois.dtype == x.dtype ? rois.array(T.self) : rois.doubles().map { T($0) }
+            let batches = batchIndices.int64s()
             let y = try Tensor(zeros: x.dtype, shape: [roiCount, channels, outH, outW])
             guard height > 0, width > 0 else { return y }
             x.withValues(T.self) { xb in
@@ -82,17 +83,21 @@ enum PoolingKernels {
                     for r in 0..<roiCount {
                         let batch = Int(batches[r])
                         guard batch >= 0, batch < x.shape[0] else { continue }
-                        let offset = halfPixel ? 0.5 : 0
+                        // In the element type, as the reference and ONNX Runtime compute it (float32 for float data).
+                        let offset: T = halfPixel ? 0.5 : 0, scale = T(scale)
                         let startW = boxes[r * 4] * scale - offset, startH = boxes[r * 4 + 1] * scale - offset
                         var roiW = boxes[r * 4 + 2] * scale - offset - startW, roiH = boxes[r * 4 + 3] * scale - offset - startH
                         if !halfPixel {
                             roiW = max(roiW, 1)
                             roiH = max(roiH, 1)
                         }
-                        let binH = roiH / Double(outH), binW = roiW / Double(outW)
-                        let gridH = samplingRatio > 0 ? samplingRatio : Int((roiH / Double(outH)).rounded(.up))
-                        let gridW = samplingRatio > 0 ? samplingRatio : Int((roiW / Double(outW)).rounded(.up))
-                        guard gridH >= 0, gridW >= 0, gridH <= 1 << 16, gridW <= 1 << 16 else { continue }
+                        let binH = roiH / T(outH), binW = roiW / T(outW)
+                        func gridSize(_ bin: T) -> Int? {
+                            if samplingRatio > 0 { return samplingRatio }
+                            let size = bin.rounded(.up)
+                            return size.isFinite && size >= 0 && size <= T(1 << 16) ? Int(size) : nil
+                        }
+                        guard let gridH = gridSize(binH), let gridW = gridSize(binW), samplingRatio <= 1 << 16 else { continue }
                         let count = T(max(gridH * gridW, 1))
                         // Bilinear corners and weights of every sample, shared by all channels.
                         var positions = [Int](), weights = [T]()
@@ -100,21 +105,21 @@ enum PoolingKernels {
                         for ph in 0..<outH {
                             for pw in 0..<outW {
                                 for iy in 0..<gridH {
-                                    let yy = startH + Double(ph) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
+                                    let yy = startH + T(ph) * binH + (T(iy) + 0.5) * binH / T(gridH)
                                     for ix in 0..<gridW {
-                                        let xx = startW + Double(pw) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
-                                        if yy < -1 || yy > Double(height) || xx < -1 || xx > Double(width) {
+                                        let xx = startW + T(pw) * binW + (T(ix) + 0.5) * binW / T(gridW)
+                                        guard yy >= -1, yy <= T(height), xx >= -1, xx <= T(width) else {
                                             positions += [0, 0, 0, 0]
                                             weights += [0, 0, 0, 0]
                                             continue
                                         }
                                         var sy = max(yy, 0), sx = max(xx, 0)
                                         var yLow = Int(sy), xLow = Int(sx), yHigh = yLow + 1, xHigh = xLow + 1
-                                        if yLow >= height - 1 { yLow = height - 1; yHigh = yLow; sy = Double(yLow) }
-                                        if xLow >= width - 1 { xLow = width - 1; xHigh = xLow; sx = Double(xLow) }
-                                        let ly = sy - Double(yLow), lx = sx - Double(xLow), hy = 1 - ly, hx = 1 - lx
+                                        if yLow >= height - 1 { yLow = height - 1; yHigh = yLow; sy = T(yLow) }
+                                        if xLow >= width - 1 { xLow = width - 1; xHigh = xLow; sx = T(xLow) }
+                                        let ly = sy - T(yLow), lx = sx - T(xLow), hy = 1 - ly, hx = 1 - lx
                                         positions += [yLow * width + xLow, yLow * width + xHigh, yHigh * width + xLow, yHigh * width + xHigh]
-                                        weights += [T(hy * hx), T(hy * lx), T(ly * hx), T(ly * lx)]
+                                        weights += [hy * hx, hy * lx, ly * hx, ly * lx]
                                     }
                                 }
                             }

@@ -432,7 +432,8 @@ enum ResizeKernels {
     static func resample<W: BinaryFloatingPoint>(_ input: [W], shape: [Int], plan: Plan) -> [W] {
         var data = input
         var current = shape
-        for taps in plan.axes {
+        // Innermost axis first, as the reference recursion does, so integer outputs truncate identically.
+        for taps in plan.axes.reversed() {
             let outer = current[..<taps.axis].reduce(1, *), inner = current[(taps.axis + 1)...].reduce(1, *)
             var next = [W](repeating: 0, count: outer * taps.outSize * inner)
             let weights = taps.weight.map { W($0) }
