@@ -153,19 +153,23 @@ enum ConvolutionKernels {
         }
     }
 
-    /// One input channel per output channel: a direct sliding window, parallel over planes.
+    /// One input channel per output channel: a direct sliding window by rows, parallel over planes.
     private static func depthwise<T: FloatElement>(x: UnsafePointer<T>, w: UnsafePointer<T>, out: UnsafeMutablePointer<T>, g: Geometry, inVol: Int, outVol: Int, kVol: Int) {
-        let taps = WindowTaps(g: g)
+        let rows = RowWindows(g: g)
         let planes = g.batch * g.outChannels
-        parallelFor(planes, work: outVol * kVol) { plane in
-            let channel = plane % g.outChannels
-            let xp = x + plane * inVol, wp = w + channel * kVol, op = out + plane * outVol
-            for o in 0..<outVol {
-                var sum: T = 0
-                for t in taps.starts[o]..<taps.starts[o + 1] {
-                    sum += xp[taps.inputOffsets[t]] * wp[taps.kernelOffsets[t]]
+        let stride = rows.lastStride, outLast = rows.outLast
+        rows.entries.withUnsafeBufferPointer { entries in
+            parallelFor(planes, work: outVol * kVol) { plane in
+                let channel = plane % g.outChannels
+                let xp = x + plane * inVol, wp = w + channel * kVol, op = out + plane * outVol
+                for e in entries {
+                    let weight = wp[e.tap], dst = op + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                    if stride == 1 {
+                        for ow in e.lo..<e.hi { dst[ow] += weight * src[ow] }
+                    } else {
+                        for ow in e.lo..<e.hi { dst[ow] += weight * src[ow * stride] }
+                    }
                 }
-                op[o] = sum
             }
         }
     }
@@ -333,12 +337,23 @@ enum ConvolutionKernels {
                 for kk in 0..<kc {
                     (panel + kk * nc).update(from: b + (k0 + kk) * n + j0, count: nc)
                 }
-                let rowsPerTask = max(1, min(m, 4096 / max(1, kc * nc / 64)))
+                let rowsPerTask = min(m, 8)
                 let tasks = (m + rowsPerTask - 1) / rowsPerTask
                 let p = UnsafePointer(panel)
                 parallelFor(tasks, work: rowsPerTask * kc * nc) { task in
                     let start = task * rowsPerTask, end = min(m, start + rowsPerTask)
-                    for i in start..<end {
+                    var i = start
+                    if T.self == Float.self {
+                        // Register-tiled 4×16 micro-kernel for Float (the common case).
+                        let pf = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+                        let af = UnsafeRawPointer(a).assumingMemoryBound(to: Float.self)
+                        let cf = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self)
+                        while i + 4 <= end {
+                            microKernel4x16(kc: kc, nc: nc, a: af + i * k + k0, lda: k, panel: pf, c: cf + i * n + j0, ldc: n)
+                            i += 4
+                        }
+                    }
+                    while i < end {
                         let crow = c + i * n + j0, arow = a + i * k + k0
                         for kk in 0..<kc {
                             let av = arow[kk]
@@ -346,11 +361,52 @@ enum ConvolutionKernels {
                             let prow = p + kk * nc
                             for j in 0..<nc { crow[j] += av * prow[j] }
                         }
+                        i += 1
                     }
                 }
                 j0 += nc
             }
             k0 += kc
+        }
+    }
+
+    /// C[4×nc] += A[4×kc] · panel[kc×nc]: accumulators for a 4×16 tile stay in vector registers across the
+    /// whole kc loop, so each panel load feeds eight FMAs; leftover columns take a scalar loop.
+    @inline(__always)
+    private static func microKernel4x16(kc: Int, nc: Int, a: UnsafePointer<Float>, lda: Int, panel: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
+        var j = 0
+        while j + 16 <= nc {
+            var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+            var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+            var b = UnsafeRawPointer(panel + j)
+            let step = nc * MemoryLayout<Float>.stride
+            for kk in 0..<kc {
+                let b0 = b.loadUnaligned(as: SIMD8<Float>.self)
+                let b1 = b.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
+                let v0 = a0[kk], v1 = a1[kk], v2 = a2[kk], v3 = a3[kk]
+                c00 += v0 * b0; c01 += v0 * b1
+                c10 += v1 * b0; c11 += v1 * b1
+                c20 += v2 * b0; c21 += v2 * b1
+                c30 += v3 * b0; c31 += v3 * b1
+                b += step
+            }
+            func add(_ row: Int, _ lo: SIMD8<Float>, _ hi: SIMD8<Float>) {
+                let target = UnsafeMutableRawPointer(c + row * ldc + j)
+                target.storeBytes(of: target.loadUnaligned(as: SIMD8<Float>.self) + lo, as: SIMD8<Float>.self)
+                target.storeBytes(of: target.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + hi, toByteOffset: 32, as: SIMD8<Float>.self)
+            }
+            add(0, c00, c01); add(1, c10, c11); add(2, c20, c21); add(3, c30, c31)
+            j += 16
+        }
+        if j < nc {
+            for row in 0..<4 {
+                let arow = a + row * lda, crow = c + row * ldc
+                for kk in 0..<kc {
+                    let av = arow[kk], prow = panel + kk * nc
+                    for jj in j..<nc { crow[jj] += av * prow[jj] }
+                }
+            }
         }
     }
 
@@ -374,43 +430,60 @@ private struct UncheckedWork: @unchecked Sendable {
 }
 
 extension ConvolutionKernels {
-/// For every output position of a convolution/pool window, the valid input offsets (within one plane) and the
-/// kernel offset each one multiplies; stored flat with `starts` (CSR), built once per kernel call.
-struct WindowTaps {
-    var starts: [Int] = [0]
-    var inputOffsets: [Int] = []
-    var kernelOffsets: [Int] = []
+/// A sliding window walked row by row: for each output row (all spatial axes but the last) and kernel tap, the
+/// input row it reads and the range of output columns whose input column is inside the tensor. Kernels then run a
+/// contiguous (vectorizable) loop per entry: `out[outRow·outLast + ow] ⊕= in[inRow + inStart + ow·lastStride]`.
+/// Entries come in output-row order, then kernel order, so each output sees its taps in row-major kernel order.
+struct RowWindows {
+    struct Entry {
+        var outRow: Int, inRow: Int, tap: Int, lo: Int, hi: Int, inStart: Int
+    }
+    var entries: [Entry] = []
+    var outLast = 1, lastStride = 1
 
     init(g: Geometry) {
         let dims = g.inSpatial.count
-        let outVol = g.outSpatial.reduce(1, *), kVol = g.kernel.reduce(1, *)
+        guard dims > 0 else { return }
+        let last = dims - 1
+        outLast = g.outSpatial[last]
+        lastStride = g.strides[last]
         let inStrides = Broadcast.strides(g.inSpatial)
-        starts.reserveCapacity(outVol + 1)
-        var o = [Int](repeating: 0, count: dims)
-        var kIndex = [Int](repeating: 0, count: dims)
-        for _ in 0..<outVol {
-            for i in 0..<dims { kIndex[i] = 0 }
-            for kflat in 0..<kVol {
-                var offset = 0, valid = true
-                for d in 0..<dims {
-                    let i = o[d] * g.strides[d] - g.padsBegin[d] + kIndex[d] * g.dilations[d]
+        let outRows = g.outSpatial[..<last].reduce(1, *), kOuter = g.kernel[..<last].reduce(1, *), kLast = g.kernel[last]
+        let inLast = g.inSpatial[last], padLast = g.padsBegin[last], dilLast = g.dilations[last]
+        // Output column range per last-axis tap.
+        var ranges: [(lo: Int, hi: Int, start: Int)] = []
+        for kl in 0..<kLast {
+            let shift = kl * dilLast - padLast  // input column = ow·stride + shift
+            var lo = shift >= 0 ? 0 : (-shift + lastStride - 1) / lastStride
+            var hi = inLast - 1 - shift < 0 ? 0 : (inLast - 1 - shift) / lastStride + 1
+            lo = min(lo, outLast)
+            hi = max(lo, min(hi, outLast))
+            ranges.append((lo, hi, shift))
+        }
+        var o = [Int](repeating: 0, count: last), k = [Int](repeating: 0, count: last)
+        for r in 0..<outRows {
+            for i in 0..<last { k[i] = 0 }
+            for q in 0..<kOuter {
+                var inRow = 0, valid = true
+                for d in 0..<last {
+                    let i = o[d] * g.strides[d] - g.padsBegin[d] + k[d] * g.dilations[d]
                     if i < 0 || i >= g.inSpatial[d] { valid = false; break }
-                    offset += i * inStrides[d]
+                    inRow += i * inStrides[d]
                 }
                 if valid {
-                    inputOffsets.append(offset)
-                    kernelOffsets.append(kflat)
+                    for kl in 0..<kLast where ranges[kl].lo < ranges[kl].hi {
+                        entries.append(Entry(outRow: r, inRow: inRow, tap: q * kLast + kl, lo: ranges[kl].lo, hi: ranges[kl].hi, inStart: ranges[kl].start))
+                    }
                 }
-                var d = dims - 1
+                var d = last - 1
                 while d >= 0 {
-                    kIndex[d] += 1
-                    if kIndex[d] < g.kernel[d] { break }
-                    kIndex[d] = 0
+                    k[d] += 1
+                    if k[d] < g.kernel[d] { break }
+                    k[d] = 0
                     d -= 1
                 }
             }
-            starts.append(inputOffsets.count)
-            var d = dims - 1
+            var d = last - 1
             while d >= 0 {
                 o[d] += 1
                 if o[d] < g.outSpatial[d] { break }

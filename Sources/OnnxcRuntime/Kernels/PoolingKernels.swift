@@ -260,45 +260,44 @@ enum PoolingKernels {
         func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> (Tensor, Tensor) {
             let y = try Tensor(zeros: x.dtype, shape: g.outShape)
             let indices = try Tensor(zeros: .int64, shape: g.outShape)
-            let taps = ConvolutionKernels.WindowTaps(g: g)
+            let rows = ConvolutionKernels.RowWindows(g: g)
             let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
-            // Index of each tap within its plane, in the requested storage order.
-            var tapIndex = taps.inputOffsets
-            if columnMajor {
-                let rowStrides = Broadcast.strides(g.inSpatial)
-                var colStrides = [Int](repeating: 1, count: g.inSpatial.count)
-                for d in 1..<max(g.inSpatial.count, 1) { colStrides[d] = colStrides[d - 1] * g.inSpatial[d - 1] }
-                for t in tapIndex.indices {
-                    var rest = tapIndex[t], index = 0
-                    for d in 0..<rowStrides.count {
-                        index += (rest / rowStrides[d]) * colStrides[d]
-                        rest %= rowStrides[d]
-                    }
-                    tapIndex[t] = index
-                }
-            }
+            let stride = rows.lastStride, outLast = rows.outLast
+            let rowStrides = Broadcast.strides(g.inSpatial)
+            var colStrides = [Int](repeating: 1, count: g.inSpatial.count)
+            for d in 1..<max(g.inSpatial.count, 1) { colStrides[d] = colStrides[d - 1] * g.inSpatial[d - 1] }
+            let columnMajor = columnMajor
             x.withValues(T.self) { xb in
                 y.withMutableValues(T.self) { yb in
                     indices.withMutableValues(Int64.self) { ib in
-                        taps.starts.withUnsafeBufferPointer { starts in
-                            taps.inputOffsets.withUnsafeBufferPointer { offsets in
-                                tapIndex.withUnsafeBufferPointer { tapIdx in
-                                    guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress, let ip0 = ib.baseAddress else { return }
-                                    ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: offsets.count) { plane in
-                                        let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol, ip = ip0 + plane * outVol
-                                        let base = Int64(plane * inVol)
-                                        for o in 0..<outVol {
-                                            let lo = starts[o], hi = starts[o + 1]
-                                            guard lo < hi else { continue }
-                                            var best = xp[offsets[lo]], bestTap = lo
-                                            for t in (lo + 1)..<hi {
-                                                let v = xp[offsets[t]]
-                                                if v > best { best = v; bestTap = t }
-                                            }
-                                            yp[o] = best
-                                            ip[o] = base + Int64(tapIdx[bestTap])
+                        rows.entries.withUnsafeBufferPointer { entries in
+                            guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress, let ip0 = ib.baseAddress else { return }
+                            ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: outVol * g.kernel.reduce(1, *)) { plane in
+                                let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol, ip = ip0 + plane * outVol
+                                ip.update(repeating: -1, count: outVol)
+                                for e in entries {
+                                    let dst = yp + e.outRow * outLast, idx = ip + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                    for ow in e.lo..<e.hi {
+                                        let v = src[ow * stride]
+                                        if idx[ow] < 0 || v > dst[ow] {
+                                            dst[ow] = v
+                                            idx[ow] = Int64(e.inRow + e.inStart + ow * stride)
                                         }
                                     }
+                                }
+                                // Indices address the whole tensor; storage_order 1 numbers each plane column-major.
+                                let base = Int64(plane * inVol)
+                                for o in 0..<outVol {
+                                    var offset = Int(max(ip[o], 0))
+                                    if columnMajor {
+                                        var index = 0
+                                        for d in 0..<rowStrides.count {
+                                            index += (offset / rowStrides[d]) * colStrides[d]
+                                            offset %= rowStrides[d]
+                                        }
+                                        offset = index
+                                    }
+                                    ip[o] = base + Int64(offset)
                                 }
                             }
                         }
@@ -315,12 +314,17 @@ enum PoolingKernels {
         let x: Tensor, g: Geometry, kind: WindowKind
         func visit<T: FloatElement>(_: T.Type) throws(RuntimeError) -> Tensor {
             let y = try Tensor(zeros: x.dtype, shape: g.outShape)
-            let taps = ConvolutionKernels.WindowTaps(g: g)
+            let rows = ConvolutionKernels.RowWindows(g: g)
             let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
+            let stride = rows.lastStride, outLast = rows.outLast
             var divisors = [T](repeating: 1, count: outVol)
             switch kind {
             case .average:
-                for o in 0..<outVol { divisors[o] = T(max(1, taps.starts[o + 1] - taps.starts[o])) }
+                var counts = [Int](repeating: 0, count: outVol)
+                for e in rows.entries {
+                    for ow in e.lo..<e.hi { counts[e.outRow * outLast + ow] += 1 }
+                }
+                divisors = counts.map { T(max($0, 1)) }
             case .averageIncludingPad:
                 // As the reference implementation: padding, including what ceil_mode adds past the end, counts.
                 divisors = [T](repeating: T(g.kernel.reduce(1, *)), count: outVol)
@@ -329,24 +333,35 @@ enum PoolingKernels {
             let kind = kind
             x.withValues(T.self) { xb in
                 y.withMutableValues(T.self) { yb in
-                    taps.starts.withUnsafeBufferPointer { starts in
-                        taps.inputOffsets.withUnsafeBufferPointer { offsets in
-                            divisors.withUnsafeBufferPointer { div in
-                                guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress else { return }
-                                ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: offsets.count) { plane in
-                                    let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol
-                                    switch kind {
-                                    case .average, .averageIncludingPad:
-                                        for o in 0..<outVol {
-                                            var sum: T = 0
-                                            for t in starts[o]..<starts[o + 1] { sum += xp[offsets[t]] }
-                                            yp[o] = sum / div[o]
-                                        }
-                                    case .lp(let p):
-                                        for o in 0..<outVol {
-                                            yp[o] = lpNorm(count: starts[o + 1] - starts[o], p: p) { xp[offsets[starts[o] + $0]] }
-                                        }
+                    rows.entries.withUnsafeBufferPointer { entries in
+                        divisors.withUnsafeBufferPointer { div in
+                            guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress else { return }
+                            ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: outVol * g.kernel.reduce(1, *)) { plane in
+                                let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol
+                                switch kind {
+                                case .average, .averageIncludingPad:
+                                    for e in entries {
+                                        let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                        for ow in e.lo..<e.hi { dst[ow] += src[ow * stride] }
                                     }
+                                    for o in 0..<outVol { yp[o] /= div[o] }
+                                case .lp(let p) where p == 1:
+                                    for e in entries {
+                                        let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                        for ow in e.lo..<e.hi { dst[ow] += abs(src[ow * stride]) }
+                                    }
+                                case .lp(let p) where p == 2:
+                                    for e in entries {
+                                        let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                        for ow in e.lo..<e.hi { let v = src[ow * stride]; dst[ow] += v * v }
+                                    }
+                                    for o in 0..<outVol { yp[o] = yp[o].squareRoot() }
+                                case .lp(let p):
+                                    for e in entries {
+                                        let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                        for ow in e.lo..<e.hi { dst[ow] += T.from(Foundation.pow(abs(src[ow * stride].asDouble), p)) }
+                                    }
+                                    for o in 0..<outVol { yp[o] = T.from(Foundation.pow(yp[o].asDouble, 1 / p)) }
                                 }
                             }
                         }
