@@ -9,7 +9,10 @@ enum PoolingKernels {
             let g = try geometry(x.shape, context.attributes)
             let storageOrder = context.attributes.int("storage_order", 0)
             guard storageOrder == 0 || storageOrder == 1 else { throw .invalidArgument("storage_order must be 0 or 1, got \(storageOrder)") }
-            let (y, indices) = try dispatchArithmetic(x.dtype, op: "MaxPool", MaxPoolVisitor(x: x, g: g, columnMajor: storageOrder == 1))
+            let outputNames = context.node.outputs
+            let wantsIndices = outputNames.count > 1 && !outputNames[1].isEmpty
+            let (y, indices) = try dispatchArithmetic(x.dtype, op: "MaxPool", MaxPoolVisitor(x: x, g: g, columnMajor: storageOrder == 1, wantsIndices: wantsIndices))
+            guard let indices else { return outputs(y) }
             return outputs(y, indices)
         },
         "AveragePool": { inputs, context throws(RuntimeError) in
@@ -256,11 +259,12 @@ enum PoolingKernels {
     }
 
     private struct MaxPoolVisitor: ArithmeticVisitor {
-        let x: Tensor, g: Geometry, columnMajor: Bool
-        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> (Tensor, Tensor) {
+        let x: Tensor, g: Geometry, columnMajor: Bool, wantsIndices: Bool
+        func visit<T: ArithmeticElement>(_: T.Type) throws(RuntimeError) -> (Tensor, Tensor?) {
             let y = try Tensor(zeros: x.dtype, shape: g.outShape)
-            let indices = try Tensor(zeros: .int64, shape: g.outShape)
             let rows = ConvolutionKernels.RowWindows(g: g)
+            if !wantsIndices { return (valuesOnly(y, rows, T.self), nil) }
+            let indices = try Tensor(zeros: .int64, shape: g.outShape)
             let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
             let stride = rows.lastStride, outLast = rows.outLast
             let rowStrides = Broadcast.strides(g.inSpatial)
@@ -305,6 +309,45 @@ enum PoolingKernels {
                 }
             }
             return (y, indices)
+        }
+
+        /// Without indices the window max is a branch-free running max per row, seeded with the input's minimum;
+        /// outputs no tap reaches are reset to zero.
+        private func valuesOnly<T: ArithmeticElement>(_ y: Tensor, _ rows: ConvolutionKernels.RowWindows, _: T.Type) -> Tensor {
+            let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
+            let stride = rows.lastStride, outLast = rows.outLast
+            var covered = [Bool](repeating: false, count: outVol)
+            for e in rows.entries {
+                for ow in e.lo..<e.hi { covered[e.outRow * outLast + ow] = true }
+            }
+            let allCovered = !covered.contains(false)
+            x.withValues(T.self) { xb in
+                guard var lowest = xb.first else { return }
+                for v in xb where v < lowest { lowest = v }
+                y.withMutableValues(T.self) { yb in
+                    rows.entries.withUnsafeBufferPointer { entries in
+                        covered.withUnsafeBufferPointer { cover in
+                            guard let xp0 = xb.baseAddress, let yp0 = yb.baseAddress else { return }
+                            ConvolutionKernels.parallelFor(g.batch * g.inChannels, work: outVol * g.kernel.reduce(1, *)) { plane in
+                                let xp = xp0 + plane * inVol, yp = yp0 + plane * outVol
+                                yp.update(repeating: lowest, count: outVol)
+                                for e in entries {
+                                    let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
+                                    if stride == 1 {
+                                        for ow in e.lo..<e.hi { let v = src[ow]; if v > dst[ow] { dst[ow] = v } }
+                                    } else {
+                                        for ow in e.lo..<e.hi { let v = src[ow * stride]; if v > dst[ow] { dst[ow] = v } }
+                                    }
+                                }
+                                if !allCovered {
+                                    for o in 0..<outVol where !cover[o] { yp[o] = 0 }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return y
         }
     }
 
