@@ -13,6 +13,7 @@ enum ConvolutionKernels {
                 throw .invalidArgument("Conv inputs must share one element type, got \(x.dtype.onnxName), \(w.dtype.onnxName)")
             }
             let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: false)
+            if let b, b.count != geometry.outChannels { throw .invalidShape("Conv bias has \(b.count) elements for \(geometry.outChannels) output channels") }
             return outputs(try dispatchFloat(x.dtype, op: "Conv", ConvVisitor(x: x, w: w, b: b, geometry: geometry)))
         },
         "ConvTranspose": { inputs, context throws(RuntimeError) in
@@ -23,6 +24,7 @@ enum ConvolutionKernels {
                 throw .invalidArgument("ConvTranspose inputs must share one element type")
             }
             let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: true)
+            if let b, b.count != geometry.outChannels { throw .invalidShape("ConvTranspose bias has \(b.count) elements for \(geometry.outChannels) output channels") }
             return outputs(try dispatchFloat(x.dtype, op: "ConvTranspose", ConvVisitor(x: x, w: w, b: b, geometry: geometry)))
         },
         "ConvInteger": { inputs, context throws(RuntimeError) in
@@ -530,6 +532,7 @@ struct Geometry: Sendable {
             guard outChannels % groups == 0 else { throw .invalidShape("output channels \(outChannels) not divisible by group \(groups)") }
         }
         kernel = Array(w[2...])
+        guard kernel.allSatisfy({ $0 >= 1 }) else { throw .invalidShape("convolution kernel \(kernel) must be non-empty along every axis") }
         if let ks = attributes.ints("kernel_shape") {
             guard ks.count == dims, ks.map({ Int($0) }) == kernel else { throw .invalidShape("kernel_shape \(ks) does not match weights \(w)") }
         }

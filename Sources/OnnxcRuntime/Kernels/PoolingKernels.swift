@@ -170,7 +170,9 @@ enum PoolingKernels {
             x.withValues(T.self) { xb in
                 y.withMutableValues(T.self) { yb in
                     for r in 0..<rois.shape[0] {
-                        let batch = Int(clamping: Int64(boxes[r * 5].isFinite ? boxes[r * 5] : -1))
+                        let rawBatch = boxes[r * 5]
+                        guard rawBatch >= 0, rawBatch < Double(x.shape[0]) else { continue }
+                        let batch = Int(rawBatch)
                         guard batch >= 0, batch < x.shape[0] else { continue }
                         func pixel(_ v: Double) -> Int { v.isFinite ? Int(clamping: Int64(max(-1e9, min(1e9, (v * scale).rounded())))) : 0 }
                         let startW = pixel(boxes[r * 5 + 1]), startH = pixel(boxes[r * 5 + 2])

@@ -40,7 +40,8 @@ enum QuantizationKernels {
                 high = max(high, v)
             }
             let scale: Float = (high == low ? 1 : high - low) / 255
-            let zeroPoint = min(255, max(0, (0 - low / scale))).rounded(.toNearestOrEven)
+            let initial = 0 - low / scale
+            let zeroPoint = initial.isNaN ? 0 : min(255, max(0, initial)).rounded(.toNearestOrEven)
             let y = try Tensor(zeros: .uint8, shape: x.shape)
             y.withMutableValues(UInt8.self) { out in
                 for i in values.indices {
@@ -349,13 +350,18 @@ enum QuantizationKernels {
             }
             return
         }
+        /// NaN (from NaN or infinite scales) quantizes to 0 rather than trapping.
+        func clamped(_ i: Int, _ low: Double, _ high: Double) -> Double {
+            let v = (acc[i] * multiplier(i) + zeroPoint).rounded(.toNearestOrEven)
+            return v.isNaN ? 0 : min(high, max(low, v))
+        }
         if y.dtype == .int8 {
             y.withMutableValues(Int8.self) { out in
-                for i in acc.indices { out[i] = Int8(min(127, max(-128, (acc[i] * multiplier(i) + zeroPoint).rounded(.toNearestOrEven)))) }
+                for i in acc.indices { out[i] = Int8(clamped(i, -128, 127)) }
             }
         } else {
             y.withMutableValues(UInt8.self) { out in
-                for i in acc.indices { out[i] = UInt8(min(255, max(0, (acc[i] * multiplier(i) + zeroPoint).rounded(.toNearestOrEven)))) }
+                for i in acc.indices { out[i] = UInt8(clamped(i, 0, 255)) }
             }
         }
     }

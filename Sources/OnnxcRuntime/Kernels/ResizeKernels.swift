@@ -300,6 +300,9 @@ enum ResizeKernels {
                 }
             }
             extrapolation = settings.extrapolation
+            for axis in 0..<rank where shape[axis] == 0 && outShape[axis] > 0 {
+                throw .invalidShape("Resize cannot resize axis \(axis) of size 0 to \(outShape[axis])")
+            }
             for axis in 0..<rank {
                 let identity = outShape[axis] == shape[axis] && scales[axis] == 1 && settings.coordinateMode != .tfCropAndResize
                 if identity { continue }
@@ -341,6 +344,9 @@ enum ResizeKernels {
                     let adjustment = Double(outSize) / outWidth
                     original = Double(inSize) / 2 * (1 - adjustment) + (x + 0.5) / scale - 0.5
                 }
+                // Non-finite or far-out coordinates (from a hostile roi) clamp to the edge instead of trapping.
+                if original.isNaN { t.outside[o] = true; continue }
+                original = min(max(original, -Double(inSize + t.width + 16)), Double(inSize + t.width + 16))
                 let base = o * t.width
                 if s.mode == .nearest {
                     var i: Double
