@@ -306,23 +306,30 @@ enum ResizeKernels {
             for axis in 0..<rank {
                 let identity = outShape[axis] == shape[axis] && scales[axis] == 1 && settings.coordinateMode != .tfCropAndResize
                 if identity { continue }
-                self.axes.append(Self.taps(axis: axis, inSize: shape[axis], outSize: outShape[axis], scale: scales[axis], roi: (roi[axis], roi[rank + axis]), settings))
+                self.axes.append(try Self.taps(axis: axis, inSize: shape[axis], outSize: outShape[axis], scale: scales[axis], roi: (roi[axis], roi[rank + axis]), settings))
             }
         }
 
-        private static func taps(axis: Int, inSize: Int, outSize: Int, scale: Double, roi: (Double, Double), _ s: Settings) -> AxisTaps {
+        private static func taps(axis: Int, inSize: Int, outSize: Int, scale: Double, roi: (Double, Double), _ s: Settings) throws(RuntimeError) -> AxisTaps {
             var t = AxisTaps()
             t.axis = axis
             t.inSize = inSize
             t.outSize = outSize
             let outWidth = scale * Double(inSize)
             let antialiasScale = min(scale, 1)
-            let start: Int
+            // Taps run from `start` to 1 - start around the base index; antialiasing widens them as 1/scale.
+            let reach: Double
             switch s.mode {
-            case .nearest: start = 0; t.width = 1
-            case .linear: start = s.antialias ? Int((-1 / antialiasScale).rounded(.down)) + 1 : 0; t.width = 2 - 2 * start
-            case .cubic: start = s.antialias ? Int((-2 / antialiasScale).rounded(.down)) + 1 : -1; t.width = 2 - 2 * start
+            case .nearest: reach = 0
+            case .linear: reach = s.antialias ? (-1 / antialiasScale).rounded(.down) + 1 : 0
+            case .cubic: reach = s.antialias ? (-2 / antialiasScale).rounded(.down) + 1 : -1
             }
+            // A footprint far wider than the axis only ever reads clamped edge values: refuse it.
+            guard -reach <= Double(2 * inSize + 32) else {
+                throw .invalidArgument("Resize scale \(scale) is too small to antialias an axis of \(inSize) elements")
+            }
+            let start = Int(reach)
+            t.width = s.mode == .nearest ? 1 : 2 - 2 * start
             t.index = [Int](repeating: 0, count: outSize * t.width)
             t.weight = [Double](repeating: 0, count: outSize * t.width)
             t.outside = [Bool](repeating: false, count: outSize)
