@@ -114,37 +114,42 @@ enum QuantizationKernels {
     }
 
     private static func quantize(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, target: DType, layout: ParameterLayout, saturate: Bool) throws(RuntimeError) -> Tensor {
-        // x / scale as the reference computes it: in x's own precision (int32 input divides in double).
-        let scaled: [Double]
+        let y = try Tensor(zeros: target, shape: x.shape)
+        // x / scale as the reference computes it: in x's own precision (float16 rounds the quotient to half;
+        // int32 input divides in double).
         if x.dtype == .int32 {
             let s = scale.doubles(), xs = x.doubles()
             guard s.count > 0 || xs.isEmpty else { throw .invalidShape("QuantizeLinear scale is empty") }
-            scaled = xs.indices.map { xs[$0] / s[layout.index($0)] }
+            try emit(xs.indices.map { xs[$0] / s[layout.index($0)] }, into: y, zeroPoint: zeroPoint, layout: layout, saturate: saturate)
         } else {
             let xs = try floats(x, op: "QuantizeLinear"), s = try floats(scale, op: "QuantizeLinear")
             guard s.count > 0 || xs.isEmpty else { throw .invalidShape("QuantizeLinear scale is empty") }
-            if x.dtype == .float16 {
-                scaled = xs.indices.map { Double(Float(Float16(xs[$0] / s[layout.index($0)]))) }
-            } else {
-                scaled = xs.indices.map { Double(xs[$0] / s[layout.index($0)]) }
-            }
+            let half = x.dtype == .float16
+            try emit(xs.indices.map { i in
+                let q = xs[i] / s[layout.index(i)]
+                return half ? Float(Float16(q)) : q
+            }, into: y, zeroPoint: zeroPoint, layout: layout, saturate: saturate)
         }
-        let zp = zeroPoint?.doubles() ?? [0]
-        let zpIndex: (Int) -> Int = zp.count == 1 ? { _ in 0 } : { layout.index($0) }
-        let y = try Tensor(zeros: target, shape: x.shape)
-        func integer(_ low: Double, _ high: Double) -> [Double] {
+        return y
+    }
+
+    /// Rounds half to even, adds the zero point and saturates (integers), or encodes (float8).
+    private static func emit<W: BinaryFloatingPoint>(_ scaled: [W], into y: Tensor, zeroPoint: Tensor?, layout: ParameterLayout, saturate: Bool) throws(RuntimeError) {
+        let zp = zeroPoint?.doubles().map { W($0) } ?? [0]
+        let perElement = zp.count > 1
+        func integer(_ low: W, _ high: W) -> [W] {
             scaled.indices.map { i in
-                let v = scaled[i].rounded(.toNearestOrEven) + zp[zpIndex(i)]
+                let v = scaled[i].rounded(.toNearestOrEven) + zp[perElement ? layout.index(i) : 0]
                 return v.isNaN ? 0 : min(high, max(low, v))
             }
         }
-        switch target {
+        switch y.dtype {
         case .uint8: y.withMutableValues(UInt8.self) { out in for (i, v) in integer(0, 255).enumerated() { out[i] = UInt8(v) } }
         case .int8: y.withMutableValues(Int8.self) { out in for (i, v) in integer(-128, 127).enumerated() { out[i] = Int8(v) } }
         case .uint16: y.withMutableValues(UInt16.self) { out in for (i, v) in integer(0, 65535).enumerated() { out[i] = UInt16(v) } }
         case .int16: y.withMutableValues(Int16.self) { out in for (i, v) in integer(-32768, 32767).enumerated() { out[i] = Int16(v) } }
         case .uint4, .int4:
-            let values = target == .uint4 ? integer(0, 15) : integer(-8, 7)
+            let values = y.dtype == .uint4 ? integer(0, 15) : integer(-8, 7)
             y.withMutableBytes { out in
                 for (i, v) in values.enumerated() {
                     let nibble = UInt8(truncatingIfNeeded: Int(v)) & 0x0F
@@ -152,14 +157,13 @@ enum QuantizationKernels {
                 }
             }
         case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz:
-            guard let format = Float8Format(target) else { throw .unsupportedType(op: "QuantizeLinear", dtype: target.onnxName) }
+            guard let format = Float8Format(y.dtype) else { throw .unsupportedType(op: "QuantizeLinear", dtype: y.dtype.onnxName) }
             y.withMutableBytes { out in
                 for i in scaled.indices { out[i] = format.encode(Float(scaled[i]), saturate: saturate) }
             }
         default:
-            throw .unsupportedType(op: "QuantizeLinear", dtype: target.onnxName)
+            throw .unsupportedType(op: "QuantizeLinear", dtype: y.dtype.onnxName)
         }
-        return y
     }
 
     private static func dequantize(_ x: Tensor, scale: Tensor, zeroPoint: Tensor?, layout: ParameterLayout) throws(RuntimeError) -> Tensor {
@@ -170,12 +174,18 @@ enum QuantizationKernels {
         let isFloat8 = Float8Format(x.dtype) != nil
         let s = try floats(scale, op: "DequantizeLinear")
         guard s.count > 0 || x.count == 0 else { throw .invalidShape("DequantizeLinear scale is empty") }
-        let xs = x.doubles()
-        let zp = isFloat8 ? [0] : zeroPoint?.doubles() ?? [0]
+        let xs: [Float]
+        switch x.dtype {
+        case .uint8: xs = x.withValues(UInt8.self) { $0.map(Float.init) }
+        case .int8: xs = x.withValues(Int8.self) { $0.map(Float.init) }
+        case .uint16: xs = x.withValues(UInt16.self) { $0.map(Float.init) }
+        case .int16: xs = x.withValues(Int16.self) { $0.map(Float.init) }
+        default: xs = x.doubles().map(Float.init)  // int32 as the reference (astype float32); float8, 4-bit
+        }
+        let zp = isFloat8 ? [Float(0)] : zeroPoint?.doubles().map(Float.init) ?? [0]
         var values = [Float](repeating: 0, count: xs.count)
         for i in xs.indices {
-            let dx = Float(xs[i]) - Float(zp[zp.count == 1 ? 0 : layout.index(i)])
-            values[i] = dx * s[layout.index(i)]
+            values[i] = (xs[i] - zp[zp.count == 1 ? 0 : layout.index(i)]) * s[layout.index(i)]
         }
         let y = try Tensor(zeros: scale.dtype, shape: x.shape)
         try store(values, into: y, op: "DequantizeLinear")
@@ -395,29 +405,36 @@ enum QuantizationKernels {
             throw .invalidShape("QLinearMatMul scales/zero points must be scalars, per row of a or per column of b")
         }
         let ys = try scalar(yScale, "y_scale", op: "QLinearMatMul"), yz = yZero.doubles().first ?? 0
-        let av = a.doubles(), bv = b.doubles()
+        // Zero points subtracted up front; the blocked GEMM then sums exactly in Double (int8 products stay < 2^53).
+        var av = a.doubles(), bv = b.doubles()
+        let aBatches = aShape.dropLast(2).reduce(1, *), bBatches = bShape.dropLast(2).reduce(1, *)
+        for p in 0..<aBatches * m {
+            let z = aZeros[aZeros.count == 1 ? 0 : p % max(m, 1)]
+            for kk in 0..<k { av[p * k + kk] -= z }
+        }
+        for p in 0..<bBatches * k {
+            for j in 0..<n { bv[p * n + j] -= bZeros[bZeros.count == 1 ? 0 : j] }
+        }
         let batchCount = batch.reduce(1, *)
         var acc = [Double](repeating: 0, count: batchCount * m * n)
         var index = [Int](repeating: 0, count: batch.count)
-        for p in 0..<batchCount {
-            var aOff = 0, bOff = 0
-            for d in 0..<batch.count { aOff += index[d] * aStrides[d]; bOff += index[d] * bStrides[d] }
-            aOff *= m * k
-            bOff *= k * n
-            for i in 0..<m {
-                let az = aZeros[aZeros.count == 1 ? 0 : i]
-                for kk in 0..<k {
-                    let x = av[aOff + i * k + kk] - az
-                    if x == 0 { continue }
-                    for j in 0..<n { acc[(p * m + i) * n + j] += x * (bv[bOff + kk * n + j] - bZeros[bZeros.count == 1 ? 0 : j]) }
+        av.withUnsafeBufferPointer { ap in
+            bv.withUnsafeBufferPointer { bp in
+                acc.withUnsafeMutableBufferPointer { cp in
+                    guard let a0 = ap.baseAddress, let b0 = bp.baseAddress, let c0 = cp.baseAddress else { return }
+                    for p in 0..<batchCount {
+                        var aOff = 0, bOff = 0
+                        for d in 0..<batch.count { aOff += index[d] * aStrides[d]; bOff += index[d] * bStrides[d] }
+                        ConvolutionKernels.gemm(m: m, n: n, k: k, a: a0 + aOff * m * k, b: b0 + bOff * k * n, c: c0 + p * m * n)
+                        var d = batch.count - 1
+                        while d >= 0 {
+                            index[d] += 1
+                            if index[d] < batch[d] { break }
+                            index[d] = 0
+                            d -= 1
+                        }
+                    }
                 }
-            }
-            var d = batch.count - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < batch[d] { break }
-                index[d] = 0
-                d -= 1
             }
         }
         let halfScales = aScale.dtype == .float16
