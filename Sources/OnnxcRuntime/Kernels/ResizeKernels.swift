@@ -19,7 +19,7 @@ enum ResizeKernels {
             }
             if settings.coordinateMode != .tfCropAndResize { roi = nil }
             let plan = try Plan(x.shape, scales: scales, sizes: sizes, roi: roi, axes: a.ints("axes"), policy: a.string("keep_aspect_ratio_policy", "stretch"), settings: &settings)
-            return outputs(try dispatchArithmetic(x.dtype, op: "Resize", ResizeVisitor(x: x, plan: plan)))
+            return outputs(try resize(x, plan: plan, mode: settings.mode, op: "Resize"))
         },
         "Upsample": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
@@ -33,7 +33,7 @@ enum ResizeKernels {
             }
             var settings = try Settings(a, opset: 10)
             let plan = try Plan(x.shape, scales: scales, sizes: nil, roi: nil, axes: nil, policy: "stretch", settings: &settings)
-            return outputs(try dispatchArithmetic(x.dtype, op: "Upsample", ResizeVisitor(x: x, plan: plan)))
+            return outputs(try resize(x, plan: plan, mode: settings.mode, op: "Upsample"))
         },
         "GridSample": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
@@ -181,6 +181,57 @@ enum ResizeKernels {
             }
             return y
         }
+    }
+
+    /// Numeric types resample arithmetically; bfloat16 through Float; any other type (bool, string, complex)
+    /// only in nearest mode, as a gather of whole elements.
+    private static func resize(_ x: Tensor, plan: Plan, mode: Mode, op: String) throws(RuntimeError) -> Tensor {
+        switch x.dtype {
+        case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64:
+            return try dispatchArithmetic(x.dtype, op: op, ResizeVisitor(x: x, plan: plan))
+        case .bfloat16 where mode != .nearest:
+            let values = try QuantizationKernels.floats(x, op: op)
+            let y = try Tensor(zeros: .bfloat16, shape: plan.outShape)
+            try QuantizationKernels.store(resample(values, shape: x.shape, plan: plan), into: y, op: op)
+            return y
+        default:
+            guard mode == .nearest else { throw .unsupportedType(op: "\(op) (linear/cubic)", dtype: x.dtype.onnxName) }
+            let sources = nearestSources(shape: x.shape, plan: plan)
+            if x.dtype == .string {
+                let strings = x.strings ?? []
+                return Tensor(strings: sources.map { $0 >= 0 && $0 < strings.count ? strings[$0] : "" }, shape: plan.outShape)
+            }
+            let width = x.dtype.storageBytes
+            guard width > 0 else { throw .unsupportedType(op: op, dtype: x.dtype.onnxName) }
+            let y = try Tensor(zeros: x.dtype, shape: plan.outShape)
+            x.withBytes { src in
+                y.withMutableBytes { dst in
+                    for (i, source) in sources.enumerated() where source >= 0 {
+                        for b in 0..<width { dst[i * width + b] = src[source * width + b] }
+                    }
+                }
+            }
+            return y
+        }
+    }
+
+    /// For each output element in nearest mode, the flat input index it copies (-1 where it extrapolates).
+    private static func nearestSources(shape: [Int], plan: Plan) -> [Int] {
+        var map = Array(0..<shape.reduce(1, *))
+        var current = shape
+        for taps in plan.axes.reversed() {
+            let outer = current[..<taps.axis].reduce(1, *), inner = current[(taps.axis + 1)...].reduce(1, *)
+            var next = [Int](repeating: -1, count: outer * taps.outSize * inner)
+            for a in 0..<outer {
+                for o in 0..<taps.outSize where !taps.outside[o] {
+                    let target = (a * taps.outSize + o) * inner, source = (a * taps.inSize + taps.index[o * taps.width]) * inner
+                    for i in 0..<inner { next[target + i] = map[source + i] }
+                }
+            }
+            map = next
+            current[taps.axis] = taps.outSize
+        }
+        return map
     }
 
     enum Mode { case nearest, linear, cubic }
