@@ -322,53 +322,51 @@ enum ConvolutionKernels {
     private static let blockK = 256
     private static let blockN = 512
 
-    /// C[m×n] += A[m×k] · B[k×n], all row-major and dense. Packs a k×n panel of B contiguously so the inner loop
-    /// streams through it; the j-loop is a plain axpy the compiler vectorizes. Rows of C are split across threads
-    /// when the product is large.
+    /// C[m×n] += A[m×k] · B[k×n], all row-major and dense. The product splits into tasks of (column block ×
+    /// row chunk) that run in parallel; each task walks k in blocks, packs its k×n panel of B contiguously and
+    /// runs the micro-kernel over its rows. Every C element accumulates over k in the same order whatever the
+    /// thread count, so results are deterministic.
     static func gemm<T: FloatElement>(m: Int, n: Int, k: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>) {
         guard m > 0, n > 0, k > 0 else { return }
         let kb = min(blockK, k), nb = min(blockN, n)
-        let panel = UnsafeMutablePointer<T>.allocate(capacity: kb * nb)
-        defer { panel.deallocate() }
-        var k0 = 0
-        while k0 < k {
-            let kc = min(kb, k - k0)
-            var j0 = 0
-            while j0 < n {
-                let nc = min(nb, n - j0)
+        let columnBlocks = (n + nb - 1) / nb
+        let rowChunk = min(m, columnBlocks >= 8 ? 64 : 16)
+        let rowChunks = (m + rowChunk - 1) / rowChunk
+        parallelFor(columnBlocks * rowChunks, work: rowChunk * k * nb) { task in
+            let j0 = (task / rowChunks) * nb, nc = min(nb, n - j0)
+            let start = (task % rowChunks) * rowChunk, end = min(m, start + rowChunk)
+            let panel = UnsafeMutablePointer<T>.allocate(capacity: kb * nc)
+            defer { panel.deallocate() }
+            let p = UnsafePointer(panel)
+            var k0 = 0
+            while k0 < k {
+                let kc = min(kb, k - k0)
                 for kk in 0..<kc {
                     (panel + kk * nc).update(from: b + (k0 + kk) * n + j0, count: nc)
                 }
-                let rowsPerTask = min(m, 8)
-                let tasks = (m + rowsPerTask - 1) / rowsPerTask
-                let p = UnsafePointer(panel)
-                parallelFor(tasks, work: rowsPerTask * kc * nc) { task in
-                    let start = task * rowsPerTask, end = min(m, start + rowsPerTask)
-                    var i = start
-                    if T.self == Float.self {
-                        // Register-tiled 4×16 micro-kernel for Float (the common case).
-                        let pf = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
-                        let af = UnsafeRawPointer(a).assumingMemoryBound(to: Float.self)
-                        let cf = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self)
-                        while i + 4 <= end {
-                            microKernel4x16(kc: kc, nc: nc, a: af + i * k + k0, lda: k, panel: pf, c: cf + i * n + j0, ldc: n)
-                            i += 4
-                        }
-                    }
-                    while i < end {
-                        let crow = c + i * n + j0, arow = a + i * k + k0
-                        for kk in 0..<kc {
-                            let av = arow[kk]
-                            if av == 0 { continue }
-                            let prow = p + kk * nc
-                            for j in 0..<nc { crow[j] += av * prow[j] }
-                        }
-                        i += 1
+                var i = start
+                if T.self == Float.self {
+                    // Register-tiled 4×16 micro-kernel for Float (the common case).
+                    let pf = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+                    let af = UnsafeRawPointer(a).assumingMemoryBound(to: Float.self)
+                    let cf = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self)
+                    while i + 4 <= end {
+                        microKernel4x16(kc: kc, nc: nc, a: af + i * k + k0, lda: k, panel: pf, c: cf + i * n + j0, ldc: n)
+                        i += 4
                     }
                 }
-                j0 += nc
+                while i < end {
+                    let crow = c + i * n + j0, arow = a + i * k + k0
+                    for kk in 0..<kc {
+                        let av = arow[kk]
+                        if av == 0 { continue }
+                        let prow = p + kk * nc
+                        for j in 0..<nc { crow[j] += av * prow[j] }
+                    }
+                    i += 1
+                }
+                k0 += kc
             }
-            k0 += kc
         }
     }
 
