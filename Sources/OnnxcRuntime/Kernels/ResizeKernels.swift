@@ -235,7 +235,7 @@ enum ResizeKernels {
     }
 
     enum Mode { case nearest, linear, cubic }
-    enum CoordinateMode { case halfPixel, halfPixelSymmetric, pytorchHalfPixel, alignCorners, asymmetric, tfCropAndResize }
+    enum CoordinateMode { case halfPixel, halfPixelSymmetric, pytorchHalfPixel, alignCorners, asymmetric, tfCropAndResize, tfHalfPixelForNN }
     /// `simple` is the pre-opset-11 rule (ONNX Runtime's): truncate when upsampling, ceil when downsampling.
     enum NearestMode { case roundPreferFloor, roundPreferCeil, floor, ceil, simple }
 
@@ -267,7 +267,7 @@ enum ResizeKernels {
             case "align_corners": coordinateMode = .alignCorners
             case "asymmetric": coordinateMode = .asymmetric
             case "tf_crop_and_resize": coordinateMode = .tfCropAndResize
-            case "tf_half_pixel_for_nn": coordinateMode = .halfPixel  // opset 11 only; differs only for nearest
+            case "tf_half_pixel_for_nn": coordinateMode = .tfHalfPixelForNN  // opset 11 only
             case let other: throw .invalidArgument("coordinate_transformation_mode \(other) is not supported")
             }
             switch a.string("nearest_mode", "round_prefer_floor") {
@@ -398,6 +398,7 @@ enum ResizeKernels {
                     if original < 0 || original > Double(inSize - 1) { t.outside[o] = true; continue }
                 case .pytorchHalfPixel: original = outWidth == 1 ? -0.5 : (x + 0.5) / scale - 0.5
                 case .halfPixel: original = (x + 0.5) / scale - 0.5
+                case .tfHalfPixelForNN: original = (x + 0.5) / scale
                 case .halfPixelSymmetric:
                     let adjustment = Double(outSize) / outWidth
                     original = Double(inSize) / 2 * (1 - adjustment) + (x + 0.5) / scale - 0.5
