@@ -281,30 +281,44 @@ enum ConvolutionKernels {
                             cp.update(repeating: 0, count: rows * inVol)
                             gemm(m: rows, n: inVol, k: cg, a: ap, b: xBase + (n * g.inChannels + group * cg) * inVol, c: cp)
                             let yg = oBase + (n * g.outChannels + group * mg) * outVol
-                            var kIndex = [Int](repeating: 0, count: dims), iIndex = [Int](repeating: 0, count: dims)
-                            for r in 0..<rows {
-                                let m = r / kVol
-                                var rest = r % kVol
-                                for d in stride(from: dims - 1, through: 0, by: -1) {
-                                    kIndex[d] = rest % g.kernel[d]
-                                    rest /= g.kernel[d]
-                                }
-                                let src = cp + r * inVol, dst = yg + m * outVol
-                                for i in 0..<dims { iIndex[i] = 0 }
-                                for p in 0..<inVol {
-                                    var offset = 0, valid = true
-                                    for d in 0..<dims {
-                                        let v = target[d][kIndex[d] * g.inSpatial[d] + iIndex[d]]
-                                        if v < 0 { valid = false; break }
-                                        offset += v
+                            // col2im: output channels in parallel; along the last axis a strided row add.
+                            let last = dims - 1
+                            let inLast = g.inSpatial[last], outLast = g.outSpatial[last], strideLast = g.strides[last]
+                            let outerCount = inVol / inLast
+                            parallelFor(mg, work: kVol * inVol) { m in
+                                var kIndex = [Int](repeating: 0, count: dims), iIndex = [Int](repeating: 0, count: dims)
+                                let dst = yg + m * outVol
+                                for kk in 0..<kVol {
+                                    var rest = kk
+                                    for d in stride(from: dims - 1, through: 0, by: -1) {
+                                        kIndex[d] = rest % g.kernel[d]
+                                        rest /= g.kernel[d]
                                     }
-                                    if valid { dst[offset] += src[p] }
-                                    var d = dims - 1
-                                    while d >= 0 {
-                                        iIndex[d] += 1
-                                        if iIndex[d] < g.inSpatial[d] { break }
-                                        iIndex[d] = 0
-                                        d -= 1
+                                    // Output column = i·stride + shift must fall in [0, outLast).
+                                    let shift = kIndex[last] * g.dilations[last] - g.padsBegin[last]
+                                    let lo = shift >= 0 ? 0 : (-shift + strideLast - 1) / strideLast
+                                    let hi = outLast - 1 - shift < 0 ? 0 : min(inLast, (outLast - 1 - shift) / strideLast + 1)
+                                    guard lo < hi else { continue }
+                                    let src = cp + (m * kVol + kk) * inVol
+                                    for i in 0..<last { iIndex[i] = 0 }
+                                    for q in 0..<outerCount {
+                                        var offset = 0, valid = true
+                                        for d in 0..<last {
+                                            let v = target[d][kIndex[d] * g.inSpatial[d] + iIndex[d]]
+                                            if v < 0 { valid = false; break }
+                                            offset += v
+                                        }
+                                        if valid {
+                                            let row = dst + offset + shift, values = src + q * inLast
+                                            for i in lo..<hi { row[i * strideLast] += values[i] }
+                                        }
+                                        var d = last - 1
+                                        while d >= 0 {
+                                            iIndex[d] += 1
+                                            if iIndex[d] < g.inSpatial[d] { break }
+                                            iIndex[d] = 0
+                                            d -= 1
+                                        }
                                     }
                                 }
                             }
