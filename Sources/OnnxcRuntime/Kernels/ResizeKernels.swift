@@ -43,9 +43,25 @@ enum ResizeKernels {
                 throw .invalidShape("GridSample needs X [N, C, D1…Dr] and grid [N, O1…Or, r], got \(x.shape) and \(grid.shape)")
             }
             let coordinates = try QuantizationKernels.floats(grid, op: "GridSample")
-            return outputs(try dispatchFloat(x.dtype, op: "GridSample", GridSampleVisitor(x: x, gridShape: grid.shape, grid: coordinates, settings: settings)))
+            switch x.dtype {
+            case .float, .double, .float16:
+                return outputs(try dispatchFloat(x.dtype, op: "GridSample", GridSampleVisitor(x: x, gridShape: grid.shape, grid: coordinates, settings: settings)))
+            default:
+                // Integer data samples in Double and truncates back, as the reference's astype does.
+                let wide = try Tensor(x.doubles(), shape: x.shape)
+                let sampled = try GridSampleVisitor(x: wide, gridShape: grid.shape, grid: coordinates, settings: settings).visit(Double.self)
+                return outputs(try dispatchInteger(x.dtype, op: "GridSample", NarrowVisitor(values: sampled.array(Double.self), shape: sampled.shape)))
+            }
         },
     ]
+
+    /// Builds an integer tensor from Double values (truncating, saturating).
+    private struct NarrowVisitor: IntegerVisitor {
+        let values: [Double], shape: [Int]
+        func visit<T: IntegerElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+            try Tensor(values.map { T.from($0) }, shape: shape)
+        }
+    }
 
     struct GridSettings {
         enum Padding { case zeros, border, reflection }
