@@ -81,8 +81,8 @@ enum PoolingKernels {
             let batches = batchIndices.int64s()
             let y = try Tensor(zeros: x.dtype, shape: [roiCount, channels, outH, outW])
             guard height > 0, width > 0 else { return y }
-            x.withValues(T.self) { xb in
-                y.withMutableValues(T.self) { yb in
+            try x.withValues(T.self) { xb throws(RuntimeError) in
+                try y.withMutableValues(T.self) { yb throws(RuntimeError) in
                     for r in 0..<roiCount {
                         let batch = Int(batches[r])
                         guard batch >= 0, batch < x.shape[0] else { continue }
@@ -101,6 +101,10 @@ enum PoolingKernels {
                             return size.isFinite && size >= 0 && size <= T(1 << 16) ? Int(size) : nil
                         }
                         guard let gridH = gridSize(binH), let gridW = gridSize(binW), samplingRatio <= 1 << 16 else { continue }
+                        let (bins, binOverflow) = (outH * outW).multipliedReportingOverflow(by: gridH * gridW)
+                        guard !binOverflow, bins <= 1 << 26 else {
+                            throw .invalidArgument("RoiAlign needs \(outH)×\(outW) bins of \(gridH)×\(gridW) samples: too many")
+                        }
                         let count = T(max(gridH * gridW, 1))
                         // Bilinear corners and weights of every sample, shared by all channels.
                         var positions = [Int](), weights = [T]()
@@ -227,6 +231,12 @@ enum PoolingKernels {
         g.outChannels = x[1]
         g.inSpatial = Array(x[2...])
         g.kernel = kernel.map { Int($0) }
+        var kernelVolume = 1
+        for size in g.kernel {
+            let (product, overflow) = kernelVolume.multipliedReportingOverflow(by: size)
+            guard !overflow, product <= Int(Int32.max) else { throw .invalidArgument("kernel_shape \(kernel) is too large") }
+            kernelVolume = product
+        }
         g.strides = try list("strides", dims, 1, minimum: 1)
         g.dilations = try list("dilations", dims, 1, minimum: 1)
         let pads = try list("pads", 2 * dims, 0, minimum: 0)
@@ -488,6 +498,10 @@ enum PoolingKernels {
         let strides = attributes.ints("strides") ?? [Int64](repeating: 1, count: dims)
         let pads = attributes.ints("pads") ?? [Int64](repeating: 0, count: 2 * dims)
         guard strides.count == dims, pads.count == 2 * dims else { throw .invalidArgument("MaxUnpool strides/pads do not match rank") }
+        let limit = Int64(Int32.max)
+        guard (kernel + strides).allSatisfy({ $0 >= 1 && $0 <= limit }), pads.allSatisfy({ $0 >= 0 && $0 <= limit }) else {
+            throw .invalidArgument("MaxUnpool kernel_shape, strides and pads must be positive (pads non-negative) and below 2^31")
+        }
         // Indices address the inferred shape; a requested output_shape pads (or crops) it at the end of each axis.
         var inferred = Array(x.shape[..<2])
         for d in 0..<dims {

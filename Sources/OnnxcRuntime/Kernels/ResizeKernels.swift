@@ -120,7 +120,9 @@ enum ResizeKernels {
             case .linear: width = 2
             case .cubic: width = 4
             }
-            let tapCount = Int(pow(Double(width), Double(dims)))
+            let taps = pow(Double(width), Double(dims))
+            guard taps <= Double(1 << 20) else { throw .invalidShape("GridSample over \(dims) spatial axes needs \(taps) taps per sample: too many") }
+            let tapCount = Int(taps)
             // Per output position: flat input offsets (-1 reads zero) and weights of every tap.
             var offsets = [Int](repeating: -1, count: tapCount), weights = [T](repeating: 0, count: tapCount)
             var axisIndex = [[Int]](repeating: [Int](repeating: -1, count: width), count: dims)
