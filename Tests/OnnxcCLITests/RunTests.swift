@@ -1,0 +1,118 @@
+import Foundation
+import OnnxcCore
+import OnnxcFrontend
+import OnnxcIR
+import OnnxcRuntime
+import OnnxcTestSupport
+import Testing
+
+typealias RTensor = OnnxcRuntime.Tensor
+
+/// `onnxc run` and `onnxc test` end to end, against the ONNX Runtime references in testdata/reference.
+@Suite struct RunTests {
+    struct Meta: Decodable {
+        struct Entry: Decodable { var name: String }
+        var model: String
+        var inputs: [Entry]
+        var outputs: [Entry]
+    }
+
+    static let referenceFolders: [String] = {
+        let root = Fixtures.testdata.appendingPathComponent("reference")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/meta.json").path) }.sorted()
+    }()
+
+    static func readNPY(_ path: String) throws -> RTensor {
+        try NPY.read(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    }
+
+    @Test func referencesArePresent() {
+        #expect(Self.referenceFolders.count >= 10)
+    }
+
+    /// Every shipped model that ONNX Runtime runs gives ORT's outputs through `onnxc run`.
+    @Test(arguments: referenceFolders)
+    func runMatchesONNXRuntime(_ name: String) throws {
+        let folder = Fixtures.testdata.appendingPathComponent("reference/\(name)")
+        let meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: folder.appendingPathComponent("meta.json")))
+        let output = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: output) }
+        var arguments = ["run", Fixtures.testdata.appendingPathComponent(meta.model).path, "--output-dir", output.path]
+        for (k, input) in meta.inputs.enumerated() {
+            arguments += ["--input", "\(input.name)=\(folder.path)/input_\(k).npy"]
+        }
+        let result = try CLIRunner.run(arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        guard result.status == 0 else { return }
+        for (k, entry) in meta.outputs.enumerated() {
+            let expected = try Self.readNPY("\(folder.path)/output_\(k).npy")
+            let actual = try Self.readNPY(output.appendingPathComponent("\(entry.name).npy").path)
+            #expect(TensorComparison.difference(actual, expected, rtol: 1e-4, atol: 1e-5) == nil, "\(name) output \(entry.name)")
+        }
+    }
+
+    @Test func printsOutputsWithoutAnOutputFolder() throws {
+        let folder = Fixtures.testdata.appendingPathComponent("reference/mlp").path
+        let result = try CLIRunner.run(["run", Fixtures.model("mlp.onnx"), "--input", "x=\(folder)/input_0.npy"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("y: f32[1, 10] = ["))
+    }
+
+    @Test func inputProblemsListWhatTheModelExpects() throws {
+        let folder = Fixtures.testdata.appendingPathComponent("reference/mlp").path
+        let missing = try CLIRunner.run(["run", Fixtures.model("mlp.onnx")])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("input x was not given — pass every input: x: f32[1,32]"), "\(missing.stderr)")
+        let wrongName = try CLIRunner.run(["run", Fixtures.model("mlp.onnx"), "--input", "nope=\(folder)/input_0.npy"])
+        #expect(wrongName.stderr.contains("the model has no input named nope"))
+        let wrongShape = try CLIRunner.run(["run", Fixtures.model("tiny_cnn.onnx"), "--input", "input=\(folder)/input_0.npy"])
+        #expect(wrongShape.status == 1)
+        #expect(wrongShape.stderr.contains("has shape [1, 32], the model expects f32[batch,3,16,16]"), "\(wrongShape.stderr)")
+        let notNPY = try CLIRunner.run(["run", Fixtures.model("mlp.onnx"), "--input", "x=\(Fixtures.model("mlp.onnx"))"])
+        #expect(notNPY.status == 1)
+        #expect(notNPY.stderr.contains("not a .npy file"))
+    }
+
+    /// A backend-test folder built from the mlp reference: `onnxc test` passes it, then fails it once the
+    /// expected output is wrong, and `--expected` turns that failure into a failed run.
+    @Test func testCommandComparesBackendFolders() throws {
+        let root = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let test = root.appendingPathComponent("test_mlp")
+        let data = test.appendingPathComponent("test_data_set_0")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Fixtures.model("mlp.onnx"), toPath: test.appendingPathComponent("model.onnx").path)
+        let reference = Fixtures.testdata.appendingPathComponent("reference/mlp").path
+        func writePB(_ tensor: RTensor, _ name: String) throws {
+            let values = tensor.withBytes { Array($0) }
+            let ir = OnnxcIR.Tensor(name: "", data: try TensorData(dtype: tensor.dtype, dims: tensor.shape.map(Int64.init),
+                                                                    payload: .bytes(ByteSlice(copying: values))))
+            try Data(try ONNXExporter.serialize(tensor: ir).array).write(to: data.appendingPathComponent(name))
+        }
+        try writePB(try Self.readNPY("\(reference)/input_0.npy"), "input_0.pb")
+        let expected = try Self.readNPY("\(reference)/output_0.npy")
+        try writePB(expected, "output_0.pb")
+
+        let pass = try CLIRunner.run(["test", root.path])
+        #expect(pass.status == 0)
+        #expect(pass.stdout == "PASS test_mlp\n1 passed, 0 failed\n", "\(pass.stdout)\(pass.stderr)")
+
+        let shifted = try RTensor(expected.array(Float.self).map { $0 + 1 }, shape: expected.shape)
+        try writePB(shifted, "output_0.pb")
+        let fail = try CLIRunner.run(["test", root.path])
+        #expect(fail.status == 0)
+        #expect(fail.stdout.hasPrefix("FAIL test_mlp: test_data_set_0: output y: 10 of 10 elements differ"), "\(fail.stdout)")
+
+        let list = root.appendingPathComponent("list.txt")
+        try "test_mlp\n".write(to: list, atomically: true, encoding: .utf8)
+        let regression = try CLIRunner.run(["test", root.path, "--expected", list.path])
+        #expect(regression.status == 1)
+        #expect(regression.stdout.contains("REGRESSIONS (expected to pass): test_mlp"))
+
+        try "- test_mlp\n".write(to: list, atomically: true, encoding: .utf8)
+        let unexplained = try CLIRunner.run(["test", root.path, "--expected", list.path])
+        #expect(unexplained.status == 1)
+        #expect(unexplained.stderr.contains("an excluded test needs a reason"))
+    }
+}
