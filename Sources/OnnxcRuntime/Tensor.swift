@@ -1,4 +1,7 @@
 public import OnnxcCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Memory that kernels write once while producing a tensor and only read afterwards.
 ///
@@ -40,6 +43,9 @@ public struct Tensor: Sendable {
             strings = [String](repeating: "", count: count)
         } else {
             guard let bytes = dtype.byteCount(elements: count) else { throw .invalidShape("shape \(shape) is too large") }
+            guard bytes <= Tensor.allocationLimit else {
+                throw .invalidShape("a \(dtype.onnxName) tensor of shape \(shape) needs \(bytes) bytes, more than this machine's memory")
+            }
             storage = TensorStorage(byteCount: bytes)
             strings = nil
         }
@@ -83,6 +89,16 @@ public struct Tensor: Sendable {
             }
         }
     }
+
+    /// The largest single tensor we try to allocate: the machine's physical memory. Anything larger cannot
+    /// succeed, and failing allocations abort the process; shapes computed from hostile inputs or attributes
+    /// must become an error instead.
+    public static let allocationLimit: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return Int.max }
+        let (bytes, overflow) = pages.multipliedReportingOverflow(by: pageSize)
+        return overflow ? Int.max : bytes
+    }()
 
     public var rank: Int { shape.count }
     public var byteCount: Int { storage?.byteCount ?? 0 }

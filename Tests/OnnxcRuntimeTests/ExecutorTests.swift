@@ -54,3 +54,12 @@ import Testing
         #expect(try Broadcast.binary(c, d, as: Float.self, Float.self, to: Float.self, +).array(Float.self) == [11, 12, 13, 21, 22, 23])
     }
 }
+
+@Suite struct TensorAllocationTests {
+    @Test func hugeShapesAreErrorsNotAborts() {
+        #expect(throws: RuntimeError.self) { try Tensor(zeros: .float, shape: [1 << 20, 1 << 20, 1 << 10]) }
+        #expect(throws: RuntimeError.self) { try Tensor(zeros: .float, shape: [Int.max, 2]) }
+        #expect(throws: RuntimeError.self) { try Tensor(zeros: .float, shape: [-1]) }
+        #expect(Tensor.allocationLimit > 1 << 30)
+    }
+}
