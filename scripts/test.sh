@@ -5,7 +5,9 @@
 # 2. `swift test` — unit, golden and end-to-end tests (no Python needed),
 # 3. the ONNX Runtime round-trip check: every testdata model, the onnx wheel's classic models and all 1282
 #    backend node-test models are re-encoded with `onnxc optimize -O0`, compared field by field with the onnx
-#    package, and run in ONNX Runtime before and after, requiring bit-identical outputs.
+#    package, and run in ONNX Runtime before and after, requiring bit-identical outputs,
+# 4. ONNX conformance: `onnxc test` over the 1282 node tests and the 9 classic models against the committed
+#    lists in testdata/conformance, and `onnxc run` against ONNX Runtime on the BERT-style encoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +19,7 @@ swift test
 bash scripts/fetch-onnx-tests.sh
 # The release binary: setup.sh built it, and release builds catch lifetime bugs debug builds hide.
 python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc
+# ONNX conformance: every test the committed list names must pass; excluded ones carry their reason.
+.build/release/onnxc test testdata/node --expected testdata/conformance/node.txt | tail -3
+.build/release/onnxc test testdata/light --expected testdata/conformance/light.txt
+python3 scripts/compare_models.py --onnxc .build/release/onnxc testdata/exported/bert_tiny.onnx
