@@ -5,8 +5,8 @@ Usage:
     pip install torch torchvision onnx==1.16.2
     python3 scripts/export_torchvision.py [--out .cache/models] [--opset 17] [NAME ...]
 
-Weights are randomly initialized with a fixed seed (no network access is needed, and the graphs are what
-matter), the batch dimension is symbolic (`batch`), and each model is written as OUT/NAME.onnx. These models
+Weights are random with a fixed seed, scaled so activations stay alive through the network (`randomize`):
+no network access is needed, and outputs are far from zero so comparisons mean something. The batch dimension is symbolic (`batch`), and each model is written as OUT/NAME.onnx. These models
 are tens of megabytes, so they are not committed; scripts regenerate them when needed. Never needed by CI or
 `swift test`. The small BERT-style encoder (`bert_tiny`, 0.6 MB) is the exception: a copy is committed as
 testdata/exported/bert_tiny.onnx so CI can check a transformer with dynamic batch and sequence.
@@ -94,6 +94,29 @@ def export_bert(path: Path, opset: int) -> None:
     )
 
 
+def randomize(model: torch.nn.Module) -> None:
+    """Replace torchvision's initialization (zeroed heads, identity BatchNorm statistics) by random values at
+    a scale that keeps activations alive through the whole network, so outputs are far from zero and a
+    comparison with ONNX Runtime measures something."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0, (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.normal_(0, 0.1)
+            elif isinstance(module, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+                if getattr(module, "weight", None) is not None:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0, 0.1)
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.normal_(0, 0.1)
+                    module.running_var.uniform_(0.5, 1.5)
+        for name, parameter in model.named_parameters():
+            if parameter.dim() >= 2 and ("class_token" in name or "pos_embedding" in name):
+                parameter.normal_(0, 0.02)
+
+
 def export(name: str, out: Path, opset: int) -> Path:
     if name == "bert_tiny":
         path = out / "bert_tiny.onnx"
@@ -102,6 +125,7 @@ def export(name: str, out: Path, opset: int) -> Path:
     constructor, shape = MODELS[name]
     torch.manual_seed(0)
     model = constructor().eval()
+    randomize(model)
     path = out / f"{name}.onnx"
     torch.onnx.export(
         model, torch.randn(*shape), str(path), opset_version=opset, dynamo=False,

@@ -11,7 +11,7 @@ import Testing
         let help = try CLIRunner.run(["--help"])
         #expect(help.status == 0)
         #expect(help.stdout.contains("SUBCOMMANDS"))
-        for command in ["info", "dump", "optimize"] { #expect(help.stdout.contains(command)) }
+        for command in ["info", "dump", "optimize", "run", "test"] { #expect(help.stdout.contains(command)) }
         let version = try CLIRunner.run(["--version"])
         #expect(version.status == 0)
         #expect(!version.stdout.isEmpty)
