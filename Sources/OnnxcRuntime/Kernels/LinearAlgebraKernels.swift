@@ -830,41 +830,7 @@ private func dispatchMatrix<V: MatrixVisitor>(_ dtype: DType, op: String, _ visi
 
 // MARK: - float16 / bfloat16
 
-/// float16/bfloat16 as a float32 tensor (nil for other types): the narrow types compute in float32.
-private func widenedToFloat(_ t: Tensor) throws(RuntimeError) -> Tensor? {
-    guard t.dtype == .float16 || t.dtype == .bfloat16 else { return nil }
-    let out = try Tensor(zeros: .float, shape: t.shape)
-    out.withMutableValues(Float.self) { dst in
-        if t.dtype == .float16 {
-            t.withValues(Float16.self) { src in for i in 0..<src.count { dst[i] = Float(src[i]) } }
-        } else {
-            t.withBytes { raw in
-                for i in 0..<dst.count { dst[i] = NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
-            }
-        }
-    }
-    return out
-}
 
-/// A float32 tensor rounded back to `dtype` (float16 or bfloat16, round to nearest even).
-private func narrowed(_ t: Tensor, to dtype: DType) throws(RuntimeError) -> Tensor {
-    guard t.dtype == .float, dtype == .float16 || dtype == .bfloat16 else { return t }
-    let out = try Tensor(zeros: dtype, shape: t.shape)
-    t.withValues(Float.self) { src in
-        if dtype == .float16 {
-            out.withMutableValues(Float16.self) { dst in for i in 0..<src.count { dst[i] = Float16(src[i]) } }
-        } else {
-            out.withMutableBytes { raw in
-                for i in 0..<src.count {
-                    let bits = src[i].bitPattern
-                    let rounded: UInt16 = src[i].isNaN ? 0x7FC0 : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
-                    raw.storeBytes(of: rounded, toByteOffset: i * 2, as: UInt16.self)
-                }
-            }
-        }
-    }
-    return out
-}
 
 private func viaFloat(_ a: Tensor, _ b: Tensor, _ body: (Tensor, Tensor) throws(RuntimeError) -> Tensor) throws(RuntimeError) -> Tensor {
     guard let wa = try widenedToFloat(a), let wb = try widenedToFloat(b) else { return try body(a, b) }

@@ -384,47 +384,9 @@ private func vectorTensor(_ values: [Double], _ dtype: DType) throws(RuntimeErro
     }
 }
 
-/// float16/bfloat16 as a float32 tensor (nil for other types): the narrow types compute in float32.
-private func widenedToFloat(_ t: Tensor) throws(RuntimeError) -> Tensor? {
-    guard t.dtype == .float16 || t.dtype == .bfloat16 else { return nil }
-    let out = try Tensor(zeros: .float, shape: t.shape)
-    out.withMutableValues(Float.self) { dst in
-        if t.dtype == .float16 {
-            t.withValues(Float16.self) { src in for i in 0..<src.count { dst[i] = Float(src[i]) } }
-        } else {
-            t.withBytes { raw in
-                for i in 0..<dst.count { dst[i] = NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
-            }
-        }
-    }
-    return out
-}
 
-/// A float32 tensor rounded back to `dtype` (float16 or bfloat16, round to nearest even).
-private func narrowed(_ t: Tensor, to dtype: DType) throws(RuntimeError) -> Tensor {
-    guard t.dtype == .float, dtype == .float16 || dtype == .bfloat16 else { return t }
-    let out = try Tensor(zeros: dtype, shape: t.shape)
-    t.withValues(Float.self) { src in
-        if dtype == .float16 {
-            out.withMutableValues(Float16.self) { dst in for i in 0..<src.count { dst[i] = Float16(src[i]) } }
-        } else {
-            out.withMutableBytes { raw in
-                for i in 0..<src.count {
-                    let bits = src[i].bitPattern
-                    let rounded: UInt16 = src[i].isNaN ? 0x7FC0 : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
-                    raw.storeBytes(of: rounded, toByteOffset: i * 2, as: UInt16.self)
-                }
-            }
-        }
-    }
-    return out
-}
 
 /// Runs `body` on `x`, widening float16/bfloat16 to float32 around it; the first tensor of the result is narrowed back.
-private func viaFloat(_ x: Tensor, _ body: (Tensor) throws(RuntimeError) -> Tensor) throws(RuntimeError) -> Tensor {
-    guard let wide = try widenedToFloat(x) else { return try body(x) }
-    return try narrowed(try body(wide), to: x.dtype)
-}
 
 private func viaFloat<Extra>(_ x: Tensor, _ body: (Tensor) throws(RuntimeError) -> (Tensor, Extra)) throws(RuntimeError) -> (Tensor, Extra) {
     guard let wide = try widenedToFloat(x) else { return try body(x) }
