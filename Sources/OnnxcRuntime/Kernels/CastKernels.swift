@@ -209,26 +209,10 @@ enum CastKernels {
     }
 
     /// A bfloat16 tensor widened to float32 (exact), so kernels can compute bfloat16 in Float.
-    static func widenBFloat16(_ x: Tensor) throws(RuntimeError) -> Tensor {
-        let out = try Tensor(zeros: .float, shape: x.shape)
-        x.withBytes { raw in
-            out.withMutableValues(Float.self) { o in
-                for i in 0..<o.count { o[i] = NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
-            }
-        }
-        return out
-    }
+    static func widenBFloat16(_ x: Tensor) throws(RuntimeError) -> Tensor { try widenedToFloat(x) ?? x }
 
     /// A float32 tensor rounded to bfloat16.
-    static func narrowBFloat16(_ x: Tensor) throws(RuntimeError) -> Tensor {
-        let out = try Tensor(zeros: .bfloat16, shape: x.shape)
-        x.withValues(Float.self) { v in
-            out.withMutableBytes { raw in
-                for i in 0..<v.count { raw.storeBytes(of: bfloat16Bits(v[i]), toByteOffset: 2 * i, as: UInt16.self) }
-            }
-        }
-        return out
-    }
+    static func narrowBFloat16(_ x: Tensor) throws(RuntimeError) -> Tensor { try narrowed(x, to: .bfloat16) }
 
     /// One of the four float8 encodings, with round-to-nearest-even encoding per the Cast spec tables.
     private struct Float8Format {

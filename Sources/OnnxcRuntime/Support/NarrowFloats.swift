@@ -28,11 +28,7 @@ func narrowed(_ t: Tensor, to dtype: DType) throws(RuntimeError) -> Tensor {
             out.withMutableValues(Float16.self) { dst in for i in 0..<src.count { dst[i] = Float16(src[i]) } }
         } else {
             out.withMutableBytes { raw in
-                for i in 0..<src.count {
-                    let bits = src[i].bitPattern
-                    let rounded: UInt16 = src[i].isNaN ? 0x7FC0 : UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
-                    raw.storeBytes(of: rounded, toByteOffset: i * 2, as: UInt16.self)
-                }
+                for i in 0..<src.count { raw.storeBytes(of: CastKernels.bfloat16Bits(src[i]), toByteOffset: i * 2, as: UInt16.self) }
             }
         }
     }
