@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Compares onnxc's shape inference with onnx.shape_inference on ONNX models.
+
+For every model given (files or folders of .onnx files), runs `onnxc dump MODEL --format json`, collects each
+value's inferred dtype and shape (main graph and subgraphs), runs onnx.shape_inference.infer_shapes on the
+same file, and compares every value both sides know:
+  - element types must be equal;
+  - ranks must be equal;
+  - per dim: two numbers must be equal; two symbols must be equal; a number against a symbol, or anything
+    against an unknown dim, is not compared (onnx and onnxc name data-dependent dims differently, and onnxc
+    writes symbolic expressions such as `batch*3` where onnx has none).
+Prints each mismatch and a closing `N passed, M failed` line (one check per value compared); exits 1 on a
+mismatch.
+
+Usage: scripts/check_shape_inference.py [--onnxc PATH] MODEL_OR_DIR...
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import onnx
+from onnx import TensorProto
+
+
+def onnx_dims(type_proto):
+    if not type_proto.HasField("tensor_type"):
+        return None, None
+    tt = type_proto.tensor_type
+    dtype = TensorProto.DataType.Name(tt.elem_type) if tt.elem_type else None
+    if not tt.HasField("shape"):
+        return dtype, None
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return dtype, dims
+
+
+def onnx_types(graph, out):
+    # Only node results are compared: graph inputs and initializers are given, not inferred.
+    for vi in list(graph.output) + list(graph.value_info):
+        out[vi.name] = onnx_dims(vi.type)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                onnx_types(attr.g, out)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    onnx_types(g, out)
+
+
+def onnxc_types(graph, out):
+    for key in ("inputs", "outputs", "value_info"):
+        for vi in graph.get(key, []):
+            if "dtype" in vi:
+                out[vi["name"]] = (vi["dtype"], vi["shape"])
+    for node in graph.get("nodes", []):
+        for value in node.get("attributes", {}).values():
+            if isinstance(value, dict) and "graph" in value:
+                onnxc_types(value["graph"], out)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict) and "graph" in item:
+                        onnxc_types(item["graph"], out)
+
+
+def compare(name, ours, theirs):
+    """Returns None when consistent, else a message."""
+    (odt, oshape), (tdt, tshape) = ours, theirs
+    if odt and tdt and odt != "UNDEFINED" and odt != tdt:
+        return f"{name}: dtype {odt} vs onnx {tdt}"
+    if oshape is None or tshape is None:
+        return None
+    if len(oshape) != len(tshape):
+        return f"{name}: shape {oshape} vs onnx {tshape} (rank)"
+    for a, b in zip(oshape, tshape):
+        if isinstance(a, int) and isinstance(b, int) and a != b:
+            return f"{name}: shape {oshape} vs onnx {tshape}"
+        # onnx names the dims it cannot relate `unk__N`; only the model's own symbols are compared.
+        if isinstance(a, str) and isinstance(b, str) and a != b and not b.startswith("unk__"):
+            return f"{name}: shape {oshape} vs onnx {tshape} (symbols)"
+    return None
+
+
+def check(path, onnxc):
+    result = subprocess.run([onnxc, "dump", path, "--format", "json"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return 0, [f"{path}: onnxc dump failed: {result.stderr.strip()[:300]}"]
+    ours = {}
+    onnxc_types(json.loads(result.stdout)["graph"], ours)
+    warnings = [line for line in result.stderr.splitlines() if "shape inference" in line]
+    try:
+        model = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
+    except Exception as error:  # noqa: BLE001 - onnx's own inference may reject a model
+        return 0, [f"{path}: onnx.shape_inference failed: {error}"]
+    theirs = {}
+    onnx_types(model.graph, theirs)
+    passed, failures = 0, [f"{path}: {w}" for w in warnings]
+    for name, their_type in theirs.items():
+        if name not in ours:
+            continue
+        message = compare(name, ours[name], their_type)
+        if message:
+            failures.append(f"{os.path.basename(path)}: {message}")
+        else:
+            passed += 1
+    return passed, failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--onnxc", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "onnxc"))
+    parser.add_argument("models", nargs="+")
+    args = parser.parse_args()
+    paths = []
+    for item in args.models:
+        if os.path.isdir(item):
+            paths += sorted(os.path.join(item, f) for f in os.listdir(item) if f.endswith(".onnx"))
+        else:
+            paths.append(item)
+    total_passed, total_failed = 0, 0
+    for path in paths:
+        passed, failures = check(path, args.onnxc)
+        for failure in failures:
+            print(failure)
+        print(f"{os.path.basename(path)}: {passed} passed, {len(failures)} failed", file=sys.stderr)
+        total_passed += passed
+        total_failed += len(failures)
+    print(f"{total_passed} passed, {total_failed} failed")
+    return 1 if total_failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
