@@ -132,12 +132,12 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
         var remainder: [[Atom]: Int64] = [:]
         for (monomial, coefficient) in terms {
             let q = floorDiv(coefficient, divisor)
-            let r = coefficient - q * divisor
+            let r = floorMod(coefficient, divisor)
             if q != 0 { quotient[monomial] = q }
             if r != 0 { remainder[monomial] = r }
         }
         let cq = floorDiv(constant, divisor)
-        let cr = constant - cq * divisor
+        let cr = floorMod(constant, divisor)
         var result = DimExpr(terms: quotient, constant: cq)
         if !remainder.isEmpty {
             let atom = Atom.floorDiv(DimExpr(terms: remainder, constant: cr), divisor)
@@ -160,7 +160,7 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
         if let k = other.constantValue {
             guard k != 0 else { return nil }
             if k == 1 { return self }
-            guard constant % k == 0, terms.values.allSatisfy({ $0 % k == 0 }) else {
+            guard k != -1, constant % k == 0, terms.values.allSatisfy({ $0 % k == 0 }) else {
                 // The caller knows the division is exact (a reshape's element count), so floor is exact too.
                 return k > 0 ? floorDivided(by: k) : nil
             }
@@ -171,13 +171,13 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
         guard other.constant == 0, other.terms.count == 1, let (divisorMonomial, divisorCoefficient) = other.terms.first,
               constant == 0 else { return nil }
         var result: [[Atom]: Int64] = [:]
+        var resultConstant: Int64 = 0
         for (monomial, coefficient) in terms {
-            guard coefficient % divisorCoefficient == 0, let rest = monomial.removingAll(divisorMonomial) else { return nil }
-            if rest.isEmpty { return nil }  // would be a constant term mixed with others; keep it simple
-            result[rest] = coefficient / divisorCoefficient
+            guard divisorCoefficient != -1, coefficient % divisorCoefficient == 0, let rest = monomial.removingAll(divisorMonomial) else { return nil }
+            // `batch*60 / batch` leaves a constant.
+            if rest.isEmpty { resultConstant = coefficient / divisorCoefficient } else { result[rest] = coefficient / divisorCoefficient }
         }
-        if result.isEmpty { return nil }
-        return DimExpr(terms: result, constant: 0)
+        return DimExpr(terms: result, constant: resultConstant)
     }
 
     // MARK: Printing
@@ -215,10 +215,16 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Floor division of integers (Swift's `/` truncates toward zero). `b` must be positive.
+/// Floor division of integers (Swift's `/` truncates toward zero). `b` must be positive, so nothing overflows.
 func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
     let q = a / b
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    return (a % b != 0 && a < 0) ? q - 1 : q
+}
+
+/// The remainder matching `floorDiv`, in `0..<b` for a positive `b`.
+func floorMod(_ a: Int64, _ b: Int64) -> Int64 {
+    let r = a % b
+    return r < 0 ? r + b : r
 }
 
 extension Array where Element == DimExpr.Atom {

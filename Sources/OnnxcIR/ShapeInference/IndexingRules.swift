@@ -19,7 +19,7 @@ enum IndexingRules {
         guard data.rank >= 1 else { throw InferenceError("Gather data must have rank 1 or more") }
         let axis = try ctx.axis(ctx.int("axis", default: 0), rank: data.rank)
         let dims = Array(data.dims[..<axis]) + indices.dims + Array(data.dims[(axis + 1)...])
-        if let n = data.dims[axis].fixedValue, let idx = ctx.known(1)?.fixedInts,
+        if let n = data.dims[axis].fixedValue, n >= 0, let idx = ctx.known(1)?.fixedInts,
            let bad = idx.first(where: { $0 < -n || $0 >= n }) {
             throw InferenceError("Gather index \(bad) is out of range for axis size \(n)")
         }
@@ -37,7 +37,7 @@ enum IndexingRules {
         guard let data = ctx.shape(0), let indices = ctx.shape(1), indices.rank >= 1,
               let last = indices.dims.last?.fixedValue else { return [InferenceSupport.tensor(dtype, nil)] }
         let b = Int(clamping: ctx.int("batch_dims", default: 0))
-        guard b >= 0, last >= 1, b + Int(clamping: last) <= data.rank else {
+        guard b >= 0, b <= data.rank, last >= 1, last <= Int64(data.rank - b) else {
             throw InferenceError("GatherND indices \(indices) (batch_dims \(b)) do not fit data \(data)")
         }
         let dims = Array(indices.dims.dropLast()) + Array(data.dims[(b + Int(last))...])

@@ -262,7 +262,9 @@ enum ShapeRules {
             while step > 0 ? i < e : i > e {
                 guard i >= 0, i < Int64(values.count) else { break }
                 picked.append(values[Int(i)])
-                i += step
+                let (next, overflow) = i.addingReportingOverflow(step)
+                if overflow { break }
+                i = next
             }
             ctx.setKnown(0, .vector(picked))
         }
@@ -449,7 +451,7 @@ enum ShapeRules {
         guard let s = ctx.shape(0) else { return [InferenceSupport.tensor(ctx.dtype(0), nil)] }
         guard s.rank == 4 else { throw InferenceError("DepthToSpace needs a 4-D input, got \(s)") }
         let b = ctx.int("blocksize", default: 0)
-        guard b > 0 else { throw InferenceError("blocksize must be positive") }
+        guard b > 0, b < 1 << 31 else { throw InferenceError("blocksize must be positive and sane") }
         if let c = s.dims[1].fixedValue, c % (b * b) != 0 { throw InferenceError("channels \(c) are not divisible by blocksize² \(b * b)") }
         return [InferenceSupport.tensor(ctx.dtype(0), Shape([s.dims[0], DimMath.exactDiv(s.dims[1], .fixed(b * b)),
                                                              DimMath.mul(s.dims[2], b), DimMath.mul(s.dims[3], b)]))]
@@ -459,7 +461,7 @@ enum ShapeRules {
         guard let s = ctx.shape(0) else { return [InferenceSupport.tensor(ctx.dtype(0), nil)] }
         guard s.rank == 4 else { throw InferenceError("SpaceToDepth needs a 4-D input, got \(s)") }
         let b = ctx.int("blocksize", default: 0)
-        guard b > 0 else { throw InferenceError("blocksize must be positive") }
+        guard b > 0, b < 1 << 31 else { throw InferenceError("blocksize must be positive and sane") }
         for k in 2..<4 { if let v = s.dims[k].fixedValue, v % b != 0 { throw InferenceError("dim \(v) is not divisible by blocksize \(b)") } }
         return [InferenceSupport.tensor(ctx.dtype(0), Shape([s.dims[0], DimMath.mul(s.dims[1], b * b),
                                                              DimMath.exactDiv(s.dims[2], .fixed(b)), DimMath.exactDiv(s.dims[3], .fixed(b))]))]
