@@ -12,13 +12,19 @@ same file, and compares every value both sides know:
 Prints each mismatch and a closing `N passed, M failed` line (one check per value compared); exits 1 on a
 mismatch.
 
-Usage: scripts/check_shape_inference.py [--onnxc PATH] MODEL_OR_DIR...
+With --strip, declared output shapes and value_info are removed before onnxc sees the model, so the check
+measures onnxc's own inference against onnx's (the onnx package's node tests are a good corpus:
+python3 -c "import onnx, os; print(os.path.dirname(onnx.__file__))"/backend/test/data/node).
+
+Usage: scripts/check_shape_inference.py [--strip] [-q] [-v] [--onnxc PATH] MODEL_OR_DIR...
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import onnx
 from onnx import TensorProto
@@ -88,8 +94,45 @@ def compare(name, ours, theirs):
     return None
 
 
-def check(path, onnxc):
-    result = subprocess.run([onnxc, "dump", path, "--format", "json"], capture_output=True, text=True)
+# Values onnx gives a shape and onnxc gives none: not failures (onnxc may not cover the op), listed with -v.
+MISSING = []
+
+
+def short(path):
+    """`test_conv/model.onnx`: the file with its folder, enough to find it."""
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
+def stripped_copy(path, directory):
+    """A copy of the model with value_info dropped and graph output shapes cleared (in every graph), so
+    onnxc must infer every shape itself instead of keeping the declared ones."""
+    model = onnx.load(path, load_external_data=False)
+
+    def strip(graph):
+        del graph.value_info[:]
+        for output in graph.output:
+            if output.type.HasField("tensor_type"):
+                output.type.tensor_type.ClearField("shape")
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    strip(attr.g)
+                for g in attr.graphs:
+                    strip(g)
+
+    strip(model.graph)
+    target = os.path.join(directory, "stripped.onnx")
+    onnx.save(model, target)
+    return target
+
+
+def check(path, onnxc, strip=False):
+    target = path
+    if strip:
+        target = stripped_copy(path, tempfile.mkdtemp(prefix="onnxc-si-"))
+    result = subprocess.run([onnxc, "dump", target, "--format", "json"], capture_output=True, text=True)
+    if strip:
+        shutil.rmtree(os.path.dirname(target), ignore_errors=True)
     if result.returncode != 0:
         return 0, [f"{path}: onnxc dump failed: {result.stderr.strip()[:300]}"]
     ours = {}
@@ -101,13 +144,15 @@ def check(path, onnxc):
         return 0, [f"{path}: onnx.shape_inference failed: {error}"]
     theirs = {}
     onnx_types(model.graph, theirs)
-    passed, failures = 0, [f"{path}: {w}" for w in warnings]
+    passed, failures = 0, [f"{short(path)}: {w}" for w in warnings]
     for name, their_type in theirs.items():
         if name not in ours:
+            if their_type[1] is not None:
+                MISSING.append(f"{short(path)}: {name} (onnx: {their_type[1]})")
             continue
         message = compare(name, ours[name], their_type)
         if message:
-            failures.append(f"{os.path.basename(path)}: {message}")
+            failures.append(f"{short(path)}: {message}")
         else:
             passed += 1
     return passed, failures
@@ -116,22 +161,33 @@ def check(path, onnxc):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnxc", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "onnxc"))
+    parser.add_argument("--strip", action="store_true",
+                        help="clear the models' declared output shapes and value_info before running onnxc, and "
+                             "compare with onnx's result on the original (checks onnxc's own inference)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-model line")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list values onnx shapes and onnxc does not")
     parser.add_argument("models", nargs="+")
     args = parser.parse_args()
     paths = []
     for item in args.models:
         if os.path.isdir(item):
-            paths += sorted(os.path.join(item, f) for f in os.listdir(item) if f.endswith(".onnx"))
+            for root, _, files in sorted(os.walk(item)):
+                paths += sorted(os.path.join(root, f) for f in files if f.endswith(".onnx"))
         else:
             paths.append(item)
     total_passed, total_failed = 0, 0
     for path in paths:
-        passed, failures = check(path, args.onnxc)
+        passed, failures = check(path, args.onnxc, strip=args.strip)
         for failure in failures:
             print(failure)
-        print(f"{os.path.basename(path)}: {passed} passed, {len(failures)} failed", file=sys.stderr)
+        if not args.quiet:
+            print(f"{os.path.basename(path)}: {passed} passed, {len(failures)} failed", file=sys.stderr)
         total_passed += passed
         total_failed += len(failures)
+    if args.verbose:
+        for line in MISSING:
+            print("not inferred:", line)
+    print(f"{len(MISSING)} values shaped by onnx only", file=sys.stderr)
     print(f"{total_passed} passed, {total_failed} failed")
     return 1 if total_failed else 0
 

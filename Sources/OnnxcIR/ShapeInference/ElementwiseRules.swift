@@ -9,7 +9,7 @@ enum ElementwiseRules {
         "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Erf", "Relu", "LeakyRelu", "Elu", "Selu",
         "Celu", "Sigmoid", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Tanh", "ThresholdedRelu", "Mish",
         "Gelu", "Softmax", "LogSoftmax", "Hardmax", "Clip", "Shrink", "BitwiseNot", "CumSum", "Trilu",
-        "Bernoulli", "ReverseSequence", "BlackmanWindow",
+        "ReverseSequence",
     ]
     static let arithmetic: [String] = ["Add", "Sub", "Mul", "Div", "Pow", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr",
                                        "BitwiseXor", "PRelu"]
@@ -40,6 +40,7 @@ enum ElementwiseRules {
             return [InferenceSupport.tensor(dtype, ctx.shape(0))]
         }
         t["RandomNormalLike"] = t["EyeLike"]
+        t["Bernoulli"] = t["EyeLike"]
         t["RandomUniformLike"] = t["EyeLike"]
         t["RandomNormal"] = randomRule
         t["RandomUniform"] = randomRule
@@ -61,8 +62,10 @@ enum ElementwiseRules {
         return [ctx.type(0)]
     }
 
+    /// Before opset 7, binary ops broadcast the legacy way (B onto A from `axis`, only with broadcast=1, and
+    /// PRelu's slope per channel): the output has A's shape, and no check is made.
     static let binary: InferenceRule = { ctx in
-        let shape = try InferenceSupport.broadcastInputs(ctx, 0..<2)
+        let shape = ctx.opset < 7 ? ctx.shape(0) : try InferenceSupport.broadcastInputs(ctx, 0..<2)
         let op = ctx.node.opType
         if let a = ctx.known(0), let b = ctx.known(1) {
             let folded: KnownValue?
@@ -79,7 +82,7 @@ enum ElementwiseRules {
     }
 
     static let comparison: InferenceRule = { ctx in
-        let shape = try InferenceSupport.broadcastInputs(ctx, 0..<2)
+        let shape = ctx.opset < 7 ? ctx.shape(0) : try InferenceSupport.broadcastInputs(ctx, 0..<2)
         if ctx.node.opType == "Equal", let a = ctx.known(0), let b = ctx.known(1),
            let folded = KnownArithmetic.binary(a, b, { x, y in
                // Equal symbols are equal; a symbol against a number is not decidable.

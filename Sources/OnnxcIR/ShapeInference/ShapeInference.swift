@@ -37,7 +37,7 @@ enum ShapeInferenceRules {
         var table: [String: InferenceRule] = [:]
         for family in [ElementwiseRules.table, ReductionRules.table, LinearAlgebraRules.table, ConvolutionRules.table,
                        ShapeRules.table, IndexingRules.table, RecurrentRules.table, ControlFlowRules.table,
-                       QuantizationRules.table, NormalizationRules.table] {
+                       QuantizationRules.table, NormalizationRules.table, SequenceAndMiscRules.table] {
             table.merge(family) { _, new in new }
         }
         return table

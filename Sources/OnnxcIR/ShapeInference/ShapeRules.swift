@@ -10,7 +10,15 @@ enum ShapeRules {
         "Expand": expand, "Tile": tile, "Pad": pad, "Range": range, "ConstantOfShape": constantOfShape,
         "Constant": constant, "Resize": resize, "Upsample": resize, "DepthToSpace": depthToSpace,
         "SpaceToDepth": spaceToDepth,
+        "BlackmanWindow": window, "HannWindow": window, "HammingWindow": window,
     ]
+
+    /// The window generators: a 1-D tensor of `size` elements, typed by `output_datatype` (default float).
+    static let window: InferenceRule = { ctx in
+        let dtype = DType(rawValue: Int32(truncatingIfNeeded: ctx.int("output_datatype", default: 1))) ?? .float
+        let size = ctx.known(0)?.ints.flatMap { $0.count == 1 ? $0[0] : nil } ?? .unknown
+        return [InferenceSupport.tensor(dtype, Shape([size]))]
+    }
 
     /// Start/end attributes (opset 15) clamp like Python slices.
     static let shapeOp: InferenceRule = { ctx in
