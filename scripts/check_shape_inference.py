@@ -21,10 +21,8 @@ Usage: scripts/check_shape_inference.py [--strip] [-q] [-v] [--onnxc PATH] MODEL
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import onnx
 from onnx import TensorProto
@@ -76,6 +74,10 @@ def onnxc_types(graph, out):
                         onnxc_types(item["graph"], out)
 
 
+def plain(symbol):
+    return not any(c in symbol for c in "+-*/()")
+
+
 def compare(name, ours, theirs):
     """Returns None when consistent, else a message."""
     (odt, oshape), (tdt, tshape) = ours, theirs
@@ -89,7 +91,8 @@ def compare(name, ours, theirs):
         if isinstance(a, int) and isinstance(b, int) and a != b:
             return f"{name}: shape {oshape} vs onnx {tshape}"
         # onnx names the dims it cannot relate `unk__N`; only the model's own symbols are compared.
-        if isinstance(a, str) and isinstance(b, str) and a != b and not b.startswith("unk__"):
+        # onnxc's expressions (`batch*seq`) are not compared with a name the model gave the same dim.
+        if isinstance(a, str) and isinstance(b, str) and a != b and not b.startswith("unk__") and plain(a) and plain(b):
             return f"{name}: shape {oshape} vs onnx {tshape} (symbols)"
     return None
 
@@ -121,7 +124,8 @@ def stripped_copy(path, directory):
                     strip(g)
 
     strip(model.graph)
-    target = os.path.join(directory, "stripped.onnx")
+    # Beside the original, so that external data files (named relative to the model) are still found.
+    target = os.path.join(directory, f".stripped-{os.getpid()}-{os.path.basename(path)}")
     onnx.save(model, target)
     return target
 
@@ -129,10 +133,12 @@ def stripped_copy(path, directory):
 def check(path, onnxc, strip=False):
     target = path
     if strip:
-        target = stripped_copy(path, tempfile.mkdtemp(prefix="onnxc-si-"))
-    result = subprocess.run([onnxc, "dump", target, "--format", "json"], capture_output=True, text=True)
-    if strip:
-        shutil.rmtree(os.path.dirname(target), ignore_errors=True)
+        target = stripped_copy(path, os.path.dirname(os.path.abspath(path)))
+    try:
+        result = subprocess.run([onnxc, "dump", target, "--format", "json"], capture_output=True, text=True)
+    finally:
+        if strip:
+            os.remove(target)
     if result.returncode != 0:
         return 0, [f"{path}: onnxc dump failed: {result.stderr.strip()[:300]}"]
     ours = {}

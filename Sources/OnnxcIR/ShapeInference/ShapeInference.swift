@@ -13,6 +13,15 @@ public import OnnxcCore
 public enum ShapeInference {
     public static func infer(_ model: Model) -> (Model, [Diagnostic]) {
         let engine = InferenceEngine(opset: model.opsetVersion(for: defaultDomain) ?? 21)
+        if !model.functions.isEmpty, let inlined = try? FunctionInliner.inline(model) {
+            // Calls to model-local functions: infer a copy with the calls inlined (the inliner keeps the calls'
+            // output names), and use what it found for those outputs. Its diagnostics are not repeated.
+            let helper = InferenceEngine(opset: inlined.opsetVersion(for: defaultDomain) ?? 21)
+            var copy = inlined
+            helper.collectTypes = true
+            helper.inferGraph(&copy.graph, path: "main", parent: nil)
+            engine.hints = helper.allTypes
+        }
         var result = model
         let path = model.graph.name.isEmpty ? "main" : model.graph.name
         engine.inferGraph(&result.graph, path: path, parent: nil)
@@ -174,6 +183,11 @@ final class InferenceEngine {
     let opset: Int64
     var diagnostics: [Diagnostic] = []
     private var symbolCounts: [String: Int] = [:]
+    /// Types for outputs of nodes without a rule (function calls), found on an inlined copy of the model.
+    var hints: [String: ValueType] = [:]
+    /// When set, every inferred value's type is also kept in `allTypes`.
+    var collectTypes = false
+    var allTypes: [String: ValueType] = [:]
 
     init(opset: Int64) { self.opset = opset }
 
@@ -252,7 +266,7 @@ final class InferenceEngine {
             graph.nodes[index] = updated
 
             for (o, name) in node.outputs.enumerated() where !name.isEmpty {
-                let inferred = o < results.count ? results[o] : nil
+                let inferred = o < results.count ? results[o] : hints[name]
                 let merge = TypeMerge.refine(declared: declared[name], inferred: inferred)
                 if let conflict = merge.conflict {
                     report(path: path, node: node, value: name, message: conflict)
@@ -260,6 +274,7 @@ final class InferenceEngine {
                 if let type = merge.type {
                     scope.types[name] = type
                     inferredOutputs[name] = type
+                    if collectTypes { allTypes[name] = type }
                 }
                 if let value = context.outputKnown[o] { scope.known[name] = value }
             }
