@@ -139,8 +139,21 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
         let cq = floorDiv(constant, divisor)
         let cr = floorMod(constant, divisor)
         var result = DimExpr(terms: quotient, constant: cq)
+        if remainder.count == 1, let (monomial, coefficient) = remainder.first, coefficient == 1, monomial.count == 1,
+           case .floorDiv(let inner, let a) = monomial[0],
+           let shifted = DimExpr(a).scaled(by: cr).flatMap({ inner + $0 }),
+           let combined = DimExpr.checked(a.multipliedReportingOverflow(by: divisor)),
+           let nested = shifted.floorDivided(by: combined), let sum = result + nested {
+            // Nested divisions merge exactly: floor((floor(e/a) + c)/d) = floor((e + a·c)/(a·d)), so a chain of
+            // stride-2 layers reads `(h+7)/8` rather than `(((h+1)/2+1)/2+1)/2`.
+            return sum
+        }
         if !remainder.isEmpty {
-            let atom = Atom.floorDiv(DimExpr(terms: remainder, constant: cr), divisor)
+            // floor(g·x / (g·d)) = floor(x / d): divide out the common factor of the remainder and the divisor.
+            let g = remainder.values.reduce(gcd(cr, divisor)) { gcd($0, $1) }
+            var reduced = remainder
+            if g > 1 { for (m, c) in remainder { reduced[m] = c / g } }
+            let atom = Atom.floorDiv(DimExpr(terms: reduced, constant: g > 1 ? cr / g : cr), g > 1 ? divisor / g : divisor)
             guard let sum = result + DimExpr(terms: [[atom]: 1], constant: 0) else { return nil }
             result = sum
         }
@@ -178,6 +191,31 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
             if rest.isEmpty { resultConstant = coefficient / divisorCoefficient } else { result[rest] = coefficient / divisorCoefficient }
         }
         return DimExpr(terms: result, constant: resultConstant)
+    }
+
+    /// The value with every symbol bound (nil when one is missing or on overflow): how tests check that the
+    /// simplifications are exact.
+    public func evaluated(_ values: [String: Int64]) -> Int64? {
+        var total = constant
+        for (monomial, coefficient) in terms {
+            var product = coefficient
+            for atom in monomial {
+                let factor: Int64
+                switch atom {
+                case .symbol(let name):
+                    guard let v = values[name] else { return nil }
+                    factor = v
+                case .floorDiv(let e, let d):
+                    guard let v = e.evaluated(values) else { return nil }
+                    factor = floorDiv(v, d)
+                }
+                guard let p = DimExpr.checked(product.multipliedReportingOverflow(by: factor)) else { return nil }
+                product = p
+            }
+            guard let t = DimExpr.checked(total.addingReportingOverflow(product)) else { return nil }
+            total = t
+        }
+        return total
     }
 
     // MARK: Printing
@@ -219,6 +257,13 @@ public struct DimExpr: Hashable, Sendable, CustomStringConvertible {
 func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
     let q = a / b
     return (a % b != 0 && a < 0) ? q - 1 : q
+}
+
+/// Greatest common divisor of magnitudes (0 when both are 0); Int64.min's magnitude is capped, never trapped on.
+func gcd(_ a: Int64, _ b: Int64) -> Int64 {
+    var x = a.magnitude, y = b.magnitude
+    while y != 0 { (x, y) = (y, x % y) }
+    return Int64(clamping: x)
 }
 
 /// The remainder matching `floorDiv`, in `0..<b` for a positive `b`.
