@@ -409,3 +409,63 @@ enum SI {
         #expect(r.shape("scan") == "[trips_1,3]")
     }
 }
+
+@Suite struct ShapeInferenceRobustnessTests {
+    /// Every rule, fed extreme attributes and dims (hostile files), must report or give up, never trap.
+    @Test func hostileAttributesAndDimsNeverTrap() throws {
+        let extremes: [Int64] = [Int64.min, -1, 0, 1, Int64.max]
+        let names = ["axis", "axes", "perm", "strides", "pads", "dilations", "kernel_shape", "group", "blocksize", "keepdims",
+                     "split", "num_outputs", "k", "batch_dims", "to", "transA", "ceil_mode", "output_padding", "output_shape",
+                     "hidden_size", "start", "end", "num_scan_inputs", "stash_type", "dtype", "output_datatype"]
+        let shapes: [[Dim]] = [[], [.fixed(Int64.max), .fixed(2)], [.fixed(-5), .symbolic("n"), .fixed(3), .fixed(4)],
+                               [.symbolic("((("), .unknown, .fixed(Int64.min)]]
+        let big = try SI.ints("big", [Int64.max, Int64.min, -1, 0])
+        var runs = 0
+        for op in ShapeInference.supportedOps {
+            for value in extremes {
+                for shape in shapes {
+                    let attributes = names.map { name in
+                        ["axes", "perm", "strides", "pads", "dilations", "kernel_shape", "split", "output_padding", "output_shape"].contains(name)
+                            ? Attribute(name, .ints([value, value, value, value])) : Attribute(name, .int(value))
+                    }
+                    let r = SI.infer(inputs: [SI.x("a", shape), SI.x("b", shape)],
+                                     nodes: [Build.node(op, ["a", "big", "b", "big", "big"], ["y", "z"], attributes)],
+                                     initializers: [big])
+                    _ = r.diagnostics
+                    runs += 1
+                }
+            }
+        }
+        // One extreme attribute at a time on otherwise ordinary inputs, so the rules get past their first checks.
+        let ordinary: [[Dim]] = [[.fixed(2), .fixed(3), .fixed(8), .fixed(8)], [.symbolic("n"), .fixed(3), .symbolic("h"), .fixed(8)]]
+        let small = try SI.ints("small", [1, 2, 1, 1])
+        for op in ShapeInference.supportedOps {
+            for name in names {
+                for value in extremes {
+                    for shape in ordinary {
+                        let attribute = ["axes", "perm", "strides", "pads", "dilations", "kernel_shape", "split", "output_padding", "output_shape"].contains(name)
+                            ? Attribute(name, .ints([Int64](repeating: value, count: name == "pads" ? 4 : 2))) : Attribute(name, .int(value))
+                        let r = SI.infer(inputs: [SI.x("a", shape), SI.x("w", [.fixed(4), .fixed(3), .fixed(3), .fixed(3)])],
+                                         nodes: [Build.node(op, ["a", "w", "small", "big"], ["y", "z"], [attribute])],
+                                         initializers: [big, small])
+                        _ = r.diagnostics
+                        runs += 1
+                    }
+                }
+            }
+        }
+        // Known values as every input: the folding paths (Range, Slice, Reshape, Gather on shape vectors).
+        let scalar = try SI.ints("scalar", [Int64.min], dims: [])
+        for op in ShapeInference.supportedOps {
+            for inputs in [["big", "big", "big", "big", "big"], ["small", "big", "small", "scalar", "big"], ["scalar", "scalar", "scalar"],
+                           ["big", "scalar", "small"], ["small", "small", "small", "small", "small"]] {
+                let r = SI.infer(inputs: [], nodes: [Build.node(op, inputs, ["y", "z"]), Build.node("Reshape", ["big", "y"], ["r"])],
+                                 initializers: [big, small, scalar])
+                _ = r.diagnostics
+                runs += 1
+            }
+        }
+        #expect(runs > 100)
+        #expect(ShapeInference.supportedOps.count > 150)
+    }
+}

@@ -27,6 +27,9 @@ public enum ShapeInference {
         engine.inferGraph(&result.graph, path: path, parent: nil)
         return (result, engine.diagnostics)
     }
+
+    /// The default-domain ops that have a rule, sorted.
+    public static var supportedOps: [String] { ShapeInferenceRules.all.keys.sorted() }
 }
 
 /// A rule: the output types of one node (nil where unknown), in output order. Throwing an
