@@ -47,12 +47,19 @@ enum ElementwiseRules {
         return t
     }()
 
+    /// Output = input. Neg and Abs also fold known integers (shape chains negate sizes for Slice ends).
     static let unary: InferenceRule = { ctx in
-        if ctx.node.opType == "Neg" || ctx.node.opType == "Abs", let ints = ctx.known(0)?.ints {
-            let op: (Dim) -> Dim = ctx.node.opType == "Neg"
-                ? { DimMath.mul($0, -1) }
-                : { d in d.fixedValue.map { .fixed($0.magnitude > UInt64(Int64.max) ? Int64.max : Int64($0.magnitude)) } ?? d }
-            if let dims = ctx.known(0)?.dims { ctx.setKnown(0, KnownValue(dims: dims, ints: ints.map(op))) }
+        if let value = ctx.known(0), let ints = value.ints {
+            switch ctx.node.opType {
+            case "Neg": ctx.setKnown(0, KnownValue(dims: value.dims, ints: ints.map { DimMath.mul($0, -1) }))
+            case "Abs":
+                // A symbol is a size, so it is its own absolute value; Int64.min has none and becomes unknown.
+                ctx.setKnown(0, KnownValue(dims: value.dims, ints: ints.map { d in
+                    guard let v = d.fixedValue else { return d }
+                    return v == Int64.min ? .unknown : .fixed(abs(v))
+                }))
+            default: break
+            }
         }
         return [ctx.type(0)]
     }

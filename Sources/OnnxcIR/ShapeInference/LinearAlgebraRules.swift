@@ -75,13 +75,11 @@ enum LinearAlgebraRules {
                 throw InferenceError("Einsum term \(term) does not match input \(i) of rank \(shape.rank)")
             }
             var k = 0
-            var sawEllipsis = false
             for c in term {
                 if c == "…" {
                     let part = Shape(Array(shape.dims[k..<(k + ellipsisRank)]))
                     ellipsis = try ellipsis.map { try InferenceSupport.broadcast([$0, part]) } ?? part
                     k += ellipsisRank
-                    sawEllipsis = true
                     continue
                 }
                 let d = shape.dims[k]
@@ -89,7 +87,6 @@ enum LinearAlgebraRules {
                 counts[c, default: 0] += 1
                 k += 1
             }
-            _ = sawEllipsis
         }
         var dims: [Dim] = []
         if sides.count == 2 {

@@ -432,13 +432,4 @@ enum InferenceSupport {
         }
         return result
     }
-
-    /// Integer values of input `i` (when known and fixed) or of attribute `name`, whichever the opset uses.
-    static func intsFromInputOrAttribute(_ ctx: InferenceContext, input i: Int, attribute name: String) -> [Int64]? {
-        if ctx.hasInput(i) { return ctx.known(i)?.fixedInts }
-        return ctx.ints(name)
-    }
-
-    /// Converts an Int to Int64 (never fails on 64-bit, but stays total).
-    static func i64(_ v: Int) -> Int64 { Int64(v) }
 }

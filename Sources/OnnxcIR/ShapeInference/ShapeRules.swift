@@ -233,6 +233,10 @@ enum ShapeRules {
                 return [InferenceSupport.tensor(dtype, Shape([Dim](repeating: .unknown, count: s.rank)))]
             }
         }
+        if ctx.opset >= 10, starts == nil || ends == nil, let symbolicStarts = ctx.known(1)?.ints, let symbolicEnds = ctx.known(2)?.ints,
+           symbolicStarts.count == symbolicEnds.count {
+            return [InferenceSupport.tensor(dtype, try symbolicSlice(ctx, s, symbolicStarts, symbolicEnds, axesGiven, steps))]
+        }
         guard let starts, let ends, starts.count == ends.count else {
             return [InferenceSupport.tensor(dtype, Shape([Dim](repeating: .unknown, count: s.rank)))]
         }
@@ -277,6 +281,30 @@ enum ShapeRules {
             ctx.setKnown(0, .vector(picked))
         }
         return [InferenceSupport.tensor(dtype, Shape(dims))]
+    }
+
+    /// Slice bounds computed from shapes (`x[:, :seq]`). Heuristics, step 1 only: `0..end` gives `end` (the end
+    /// is assumed within the dim, which is why a model slices to a length), `start..` to a huge end gives
+    /// `dim-start`; anything else is unknown.
+    static func symbolicSlice(_ ctx: InferenceContext, _ s: Shape, _ starts: [Dim], _ ends: [Dim], _ axesGiven: [Int64]?,
+                              _ steps: [Int64]?) throws -> Shape {
+        let axes = try InferenceSupport.axes(axesGiven ?? (0..<starts.count).map(Int64.init), rank: s.rank, ctx)
+        let stepValues = steps ?? [Int64](repeating: 1, count: starts.count)
+        guard axes.count == starts.count, stepValues.count == starts.count else {
+            throw InferenceError("Slice starts, ends, axes and steps have different lengths")
+        }
+        var dims = s.dims
+        for (j, axis) in axes.enumerated() {
+            if stepValues[j] == 1, starts[j] == .fixed(0), ends[j] != .unknown, (ends[j].fixedValue ?? 0) >= 0 {
+                dims[axis] = ends[j].fixedValue.map { $0 >= Int64(Int32.max) ? s.dims[axis] : .fixed($0) } ?? ends[j]
+            } else if stepValues[j] == 1, let end = ends[j].fixedValue, end >= Int64(Int32.max), starts[j] != .unknown,
+                      (starts[j].fixedValue ?? 0) >= 0 {
+                dims[axis] = DimMath.sub(s.dims[axis], starts[j])
+            } else {
+                dims[axis] = .unknown
+            }
+        }
+        return Shape(dims)
     }
 
     /// Python slice bounds clamped into the dim, as ONNX defines them.
