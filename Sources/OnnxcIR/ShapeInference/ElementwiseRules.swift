@@ -81,6 +81,14 @@ enum ElementwiseRules {
             case "Sub": folded = KnownArithmetic.binary(a, b) { DimMath.sub($0, $1) }
             case "Mul": folded = KnownArithmetic.binary(a, b) { DimMath.mul($0, $1) }
             case "Div": folded = KnownArithmetic.binary(a, b, KnownArithmetic.divide)
+            case "Mod":
+                // Integer Mod takes the divisor's sign (Python's %) unless fmod=1 (C's fmod); numbers only.
+                let cStyle = ctx.int("fmod", default: 0) != 0
+                folded = KnownArithmetic.binary(a, b) { x, y in
+                    guard let p = x.fixedValue, let q = y.fixedValue, q != 0, !(p == Int64.min && q == -1) else { return .unknown }
+                    let r = p % q
+                    return .fixed(!cStyle && r != 0 && (r < 0) != (q < 0) ? r + q : r)
+                }
             default: folded = nil
             }
             if let folded { ctx.setKnown(0, folded) }
@@ -92,9 +100,12 @@ enum ElementwiseRules {
         let shape = ctx.opset < 7 ? ctx.shape(0) : try InferenceSupport.broadcastInputs(ctx, 0..<2)
         if ctx.node.opType == "Equal", let a = ctx.known(0), let b = ctx.known(1),
            let folded = KnownArithmetic.binary(a, b, { x, y in
-               // Equal symbols are equal; a symbol against a number is not decidable.
+               // Equal symbols are equal. A symbol is a size, so it is never a negative number: exporters compare
+               // shape entries with -1 this way. Otherwise a symbol against a number is not decidable.
                if x == y, x != .unknown { return .fixed(1) }
                if x.fixedValue != nil, y.fixedValue != nil { return .fixed(0) }
+               if case .symbolic = x, let v = y.fixedValue, v < 0 { return .fixed(0) }
+               if case .symbolic = y, let v = x.fixedValue, v < 0 { return .fixed(0) }
                return .unknown
            }) {
             ctx.setKnown(0, folded)
