@@ -214,9 +214,17 @@ enum SI {
         let r = SI.infer(inputs: [SI.x("x", [SI.f(1), SI.f(4), SI.f(5), SI.s("w")]), SI.x("k", [SI.f(4), SI.f(2), SI.f(3), SI.f(3)])],
                          nodes: [Build.node("ConvTranspose", ["x", "k"], ["y"], [Attribute("strides", .ints([2, 2])), Attribute("pads", .ints([1, 1, 1, 1])),
                                                                                  Attribute("output_padding", .ints([1, 1]))]),
-                                 Build.node("AveragePool", ["x"], ["a"], [Attribute("kernel_shape", .ints([2, 2]))])])
+                                 Build.node("AveragePool", ["x"], ["a"], [Attribute("kernel_shape", .ints([2, 2]))]),
+                                 // GoogLeNet's pools: ceil mode with padding, where no window can start in the padding.
+                                 Build.node("MaxPool", ["x"], ["m"], [Attribute("kernel_shape", .ints([3, 3])), Attribute("pads", .ints([1, 1, 1, 1])),
+                                                                      Attribute("ceil_mode", .int(1))]),
+                                 // Here one could (end padding 2 + stride 2 > kernel 3): unknown, not a guess.
+                                 Build.node("MaxPool", ["x"], ["u"], [Attribute("kernel_shape", .ints([3, 3])), Attribute("pads", .ints([0, 0, 2, 2])),
+                                                                      Attribute("strides", .ints([2, 2])), Attribute("ceil_mode", .int(1))])])
         #expect(r.shape("y") == "[1,2,10,w*2]")
         #expect(r.shape("a") == "[1,4,4,w-1]")
+        #expect(r.shape("m") == "[1,4,5,w]")
+        #expect(r.shape("u") == "[1,4,3,?]")
     }
 }
 

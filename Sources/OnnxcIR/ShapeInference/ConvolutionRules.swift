@@ -43,9 +43,10 @@ enum ConvolutionRules {
             }
             var out = DimMath.add(ceilMode ? DimMath.ceilDiv(span, stride) : DimMath.floorDiv(span, stride), 1)
             // PyTorch's rule, which onnx follows: a last window starting inside the end padding is dropped.
-            // For a symbolic input that can only happen with end padding or a stride larger than the kernel;
-            // then the size is unknown rather than possibly off by one.
-            if ceilMode, input.fixedValue == nil, padEnd > 0 || stride > kernel { return .unknown }
+            // The last window starts before (o-1)·s < in + padBegin + padEnd - kernel + stride, so it can only
+            // start in the padding when padEnd + stride > kernel; for a symbolic input that case is unknown
+            // rather than possibly off by one.
+            if ceilMode, input.fixedValue == nil, padEnd > kernel - stride { return .unknown }
             if ceilMode, let o = out.fixedValue, let start = DimMath.mul(.fixed(o - 1), stride).fixedValue,
                let limit = DimMath.add(input, padBegin).fixedValue, start >= limit { out = .fixed(o - 1) }
             return out
