@@ -16,7 +16,10 @@ With --strip, declared output shapes and value_info are removed before onnxc see
 measures onnxc's own inference against onnx's (the onnx package's node tests are a good corpus:
 python3 -c "import onnx, os; print(os.path.dirname(onnx.__file__))"/backend/test/data/node).
 
-Usage: scripts/check_shape_inference.py [--strip] [-q] [-v] [--onnxc PATH] MODEL_OR_DIR...
+With --bind h=224 (repeatable), onnx sees the model with input dim `h` fixed to 224 while onnxc sees it
+symbolic, and onnxc's expressions (`(h+1)/2`) are evaluated with h=224 before comparing.
+
+Usage: scripts/check_shape_inference.py [--strip] [--bind NAME=VALUE]... [-q] [-v] [--onnxc PATH] MODEL_OR_DIR...
 """
 import argparse
 import json
@@ -78,9 +81,41 @@ def plain(symbol):
     return not any(c in symbol for c in "+-*/()")
 
 
+BINDINGS = {}
+
+
+def evaluate(dim):
+    """An onnxc dim expression (`(h+1)/2*3`) with the --bind values substituted; unchanged when not evaluable."""
+    if not isinstance(dim, str) or not BINDINGS:
+        return dim
+    names = "".join(c if c.isalnum() or c == "_" else " " for c in dim).split()
+    if not all(n.isdigit() or n in BINDINGS for n in names):
+        return dim
+    try:
+        # onnxc's `/` is floor division of non-negative sizes.
+        return int(eval(dim.replace("/", "//"), {"__builtins__": {}}, dict(BINDINGS)))
+    except Exception:  # noqa: BLE001 - a malformed expression is simply not compared
+        return dim
+
+
+def bound_copy(path, directory):
+    """A copy of the model whose input dims named in --bind get those numbers, for onnx's reference shapes."""
+    model = onnx.load(path, load_external_data=False)
+    for vi in model.graph.input:
+        if vi.type.HasField("tensor_type"):
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param in BINDINGS:
+                    d.dim_value = BINDINGS[d.dim_param]
+    target = os.path.join(directory, f".bound-{os.getpid()}-{os.path.basename(path)}")
+    onnx.save(model, target)
+    return target
+
+
 def compare(name, ours, theirs):
     """Returns None when consistent, else a message."""
     (odt, oshape), (tdt, tshape) = ours, theirs
+    if oshape is not None:
+        oshape = [evaluate(d) for d in oshape]
     if odt and tdt and odt != "UNDEFINED" and odt != tdt:
         return f"{name}: dtype {odt} vs onnx {tdt}"
     if oshape is None or tshape is None:
@@ -148,10 +183,14 @@ def check(path, onnxc, strip=False):
     ours = {}
     onnxc_types(json.loads(result.stdout)["graph"], ours)
     warnings = [line for line in result.stderr.splitlines() if "shape inference" in line]
+    reference = bound_copy(path, os.path.dirname(os.path.abspath(path))) if BINDINGS else path
     try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(path, load_external_data=False))
+        model = onnx.shape_inference.infer_shapes(onnx.load(reference, load_external_data=False))
     except Exception as error:  # noqa: BLE001 - onnx's own inference may reject a model
         return 0, [f"{path}: onnx.shape_inference failed: {error}"]
+    finally:
+        if BINDINGS:
+            os.remove(reference)
     theirs = {}
     onnx_types(model.graph, theirs)
     passed, failures = 0, [f"{short(path)}: {w}" for w in warnings]
@@ -174,10 +213,16 @@ def main():
     parser.add_argument("--strip", action="store_true",
                         help="clear the models' declared output shapes and value_info before running onnxc, and "
                              "compare with onnx's result on the original (checks onnxc's own inference)")
+    parser.add_argument("--bind", action="append", default=[], metavar="NAME=VALUE",
+                        help="give onnx the model with input dim NAME fixed to VALUE, and evaluate onnxc's symbolic "
+                             "expressions with it: checks expressions such as (h+1)/2 numerically")
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-model line")
     parser.add_argument("-v", "--verbose", action="store_true", help="list values onnx shapes and onnxc does not")
     parser.add_argument("models", nargs="+")
     args = parser.parse_args()
+    for binding in args.bind:
+        name, _, value = binding.partition("=")
+        BINDINGS[name] = int(value)
     paths = []
     for item in args.models:
         if os.path.isdir(item):
