@@ -178,11 +178,12 @@ enum SI {
                          nodes: [Build.node("Gemm", ["a", "w", "c"], ["y"], [Attribute("transB", .int(1))]),
                                  Build.node("Einsum", ["q", "k"], ["e"], [Attribute("equation", .string(Array("bid,bjd->bij".utf8)))]),
                                  Build.node("Einsum", ["q"], ["t"], [Attribute("equation", .string(Array("...ij".utf8)))]),
-                                 Build.node("MatMulInteger", ["a", "w"], ["bad"], name: "mmi")])
+                                 Build.node("MatMulInteger", ["a", "w"], ["bad"], name: "mmi"),
+                                 Build.node("Einsum", ["q"], ["e2"], name: "dots", [Attribute("equation", .string(Array("......i".utf8)))])])
         #expect(r.shape("y") == "[n,10]")
         #expect(r.shape("e") == "[b,4,5]")
         #expect(r.shape("t") == "[b,4,6]")
-        #expect(r.diagnostics.map(\.node) == ["mmi"])
+        #expect(r.diagnostics.map(\.node) == ["mmi", "dots"])
     }
 }
 
@@ -505,6 +506,15 @@ enum SI {
                            ["big", "scalar", "small"], ["small", "small", "small", "small", "small"]] {
                 let r = SI.infer(inputs: [], nodes: [Build.node(op, inputs, ["y", "z"]), Build.node("Reshape", ["big", "y"], ["r"])],
                                  initializers: [big, small, scalar])
+                _ = r.diagnostics
+                runs += 1
+            }
+        }
+        for equation in ["", "->", "...", "ij,jk", "a->b", "i,i->", ",->", "......", "...i,...i->...", "ii->i", "-", ">", "ab..", "a.b->"] {
+            for shape in shapes + ordinary {
+                let r = SI.infer(inputs: [SI.x("a", shape), SI.x("b", shape)],
+                                 nodes: [Build.node("Einsum", ["a", "b"], ["y"], [Attribute("equation", .string(Array(equation.utf8)))]),
+                                         Build.node("Einsum", ["a"], ["z"], [Attribute("equation", .string(Array(equation.utf8)))])])
                 _ = r.diagnostics
                 runs += 1
             }

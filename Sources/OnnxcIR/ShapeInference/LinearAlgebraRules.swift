@@ -68,7 +68,9 @@ enum LinearAlgebraRules {
         var ellipsis: Shape?
         for (i, term) in operands.enumerated() {
             guard let shape = ctx.shape(i) else { return [InferenceSupport.tensor(dtype, nil)] }
-            let hasEllipsis = term.contains("…")
+            let ellipses = term.filter { $0 == "…" }.count
+            guard ellipses <= 1 else { throw InferenceError("Einsum term \(term) has more than one ellipsis") }
+            let hasEllipsis = ellipses == 1
             let named = term.filter { $0 != "…" }
             let ellipsisRank = shape.rank - named.count
             guard ellipsisRank >= 0, hasEllipsis || ellipsisRank == 0 else {
