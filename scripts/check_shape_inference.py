@@ -81,6 +81,16 @@ def plain(symbol):
     return not any(c in symbol for c in "+-*/()")
 
 
+# Differences that are understood and not onnxc's errors: (model folder, value name prefix) → why.
+KNOWN_DIFFERENCES = {
+    ("test_affine_grid_3d_expanded", "AffineGrid_test_affine_grid_3d_expanded_function_"):
+        "Split num_outputs=4 of 5 elements in an If branch not taken: onnx gives [2,2,2,-1], onnxc [2,2,1,0]",
+    ("test_affine_grid_3d_align_corners_expanded", "AffineGrid_test_affine_grid_3d_align_corners_expanded_function_"):
+        "Split num_outputs=4 of 5 elements in an If branch not taken: onnx gives [2,2,2,-1], onnxc [2,2,1,0]",
+    ("test_sequence_map_identity_1_sequence", "out0"):
+        "SequenceMap body: onnx renames the body's declared dim N to the caller's M; onnxc keeps N",
+}
+
 BINDINGS = {}
 
 
@@ -138,6 +148,7 @@ def compare(name, ours, theirs):
 MISSING = []
 # Dims onnxc knows (a number or an expression) where onnx has none or made up an `unk__` name.
 MORE_PRECISE = [0]
+KNOWN = []
 
 
 def short(path):
@@ -200,7 +211,11 @@ def check(path, onnxc, strip=False):
                 MISSING.append(f"{short(path)}: {name} (onnx: {their_type[1]})")
             continue
         message = compare(name, ours[name], their_type)
-        if message:
+        folder = os.path.basename(os.path.dirname(path))
+        known = next((why for (f, prefix), why in KNOWN_DIFFERENCES.items() if f == folder and name.startswith(prefix)), None)
+        if message and known:
+            KNOWN.append(f"{short(path)}: {message} — known: {known}")
+        elif message:
             failures.append(f"{short(path)}: {message}")
         else:
             passed += 1
@@ -242,7 +257,10 @@ def main():
     if args.verbose:
         for line in MISSING:
             print("not inferred:", line)
-    print(f"{len(MISSING)} values shaped by onnx only; {MORE_PRECISE[0]} dims known to onnxc only", file=sys.stderr)
+    for line in KNOWN:
+        print(line, file=sys.stderr)
+    print(f"{len(MISSING)} values shaped by onnx only; {MORE_PRECISE[0]} dims known to onnxc only; "
+          f"{len(KNOWN)} known differences", file=sys.stderr)
     print(f"{total_passed} passed, {total_failed} failed")
     return 1 if total_failed else 0
 
