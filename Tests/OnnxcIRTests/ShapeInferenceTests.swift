@@ -437,7 +437,7 @@ enum SI {
         #expect(inferred.declaredType(of: "t")?.description == "f32[2,3]")
     }
 
-    @Test func loopCarriedAndScanOutputs() {
+    @Test func loopCarriedAndScanOutputs() throws {
         let body = Graph(name: "body", inputs: [ValueInfo(name: "i", type: nil), ValueInfo(name: "cin", type: nil), ValueInfo(name: "v", type: nil),
                                                 ValueInfo(name: "acc", type: nil)],
                          outputs: [ValueInfo(name: "cout", type: nil), ValueInfo(name: "v2", type: nil), ValueInfo(name: "acc2", type: nil),
@@ -452,6 +452,11 @@ enum SI {
         // The accumulator grows each iteration, so its length is not kept.
         #expect(r.shape("accs") == "[?]")
         #expect(r.shape("scan") == "[trips_1,3]")
+        // With a known trip count and a condition the body passes through, the count is exact.
+        let counted = SI.infer(inputs: [SI.x("x", [SI.f(3)]), SI.x("a0", [SI.f(0)])],
+                               nodes: [Build.node("Loop", ["m", "", "x", "a0"], ["final", "accs", "scan"], [Attribute("body", .graph(body))])],
+                               initializers: [try SI.ints("m", [5], dims: [])])
+        #expect(counted.shape("scan") == "[5,3]")
     }
 }
 

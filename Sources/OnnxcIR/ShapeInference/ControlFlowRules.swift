@@ -57,7 +57,7 @@ enum ControlFlowRules {
         let initial = (0..<carriedCount).map { ctx.type(2 + $0) }
         let outputs = inferCarried(ctx, body: "body", prefix: [.tensor(.int64, Shape([])), .tensor(.bool, Shape([]))],
                                    initial: initial, suffix: [], outputOffset: 1)
-        let trips = ctx.newSymbol("trips")
+        let trips = fixedTripCount(ctx).map(Dim.fixed) ?? ctx.newSymbol("trips")
         return (0..<ctx.outputCount).map { i in
             if i < carriedCount {
                 let out = 1 + i < outputs.count ? outputs[1 + i] : nil
@@ -66,6 +66,21 @@ enum ControlFlowRules {
             guard 1 + i < outputs.count, let t = outputs[1 + i]?.tensorType else { return nil }
             return InferenceSupport.tensor(t.elementType, t.shape.map { Shape([trips] + $0.dims) })
         }
+    }
+
+    /// The trip count when it is certain: `M` is known, the initial condition is absent or known true, and the
+    /// body hands its condition input straight back (directly or through Identity), so it never stops early.
+    static func fixedTripCount(_ ctx: InferenceContext) -> Int64? {
+        guard let m = ctx.known(0)?.fixedInts, m.count == 1, m[0] >= 0, let body = ctx.graph("body"),
+              body.inputs.count >= 2, let condOut = body.outputs.first?.name else { return nil }
+        if ctx.hasInput(1) {
+            guard let c = ctx.known(1)?.fixedInts, c == [1] else { return nil }
+        }
+        let condIn = body.inputs[1].name
+        if condOut == condIn { return m[0] }
+        if let producer = body.nodes.first(where: { $0.outputs.contains(condOut) }), producer.opType == "Identity",
+           producer.inputs == [condIn] { return m[0] }
+        return nil
     }
 
     static let scan: InferenceRule = { ctx in
