@@ -144,7 +144,8 @@ def compare(name, ours, theirs):
     return None
 
 
-# Values onnx gives a shape and onnxc gives none: not failures (onnxc may not cover the op), listed with -v.
+# Values onnx gives a shape and onnxc gives none (not even a rank): not failures (onnxc may not cover the op),
+# not counted as passed either; listed with -v.
 MISSING = []
 # Dims onnxc knows (a number or an expression) where onnx has none or made up an `unk__` name.
 MORE_PRECISE = [0]
@@ -206,7 +207,7 @@ def check(path, onnxc, strip=False):
     onnx_types(model.graph, theirs)
     passed, failures = 0, [f"{short(path)}: {w}" for w in warnings]
     for name, their_type in theirs.items():
-        if name not in ours:
+        if name not in ours or (ours[name][1] is None and their_type[1] is not None):
             if their_type[1] is not None:
                 MISSING.append(f"{short(path)}: {name} (onnx: {their_type[1]})")
             continue

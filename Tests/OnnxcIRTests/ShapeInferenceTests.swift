@@ -313,6 +313,11 @@ enum SI {
         #expect(r.shape("sq") == "[n,3]")
         #expect(r.shape("us") == "[1,n,1,3,1]")
         #expect(r.shape("cat") == "[n,1,8]")
+        // Axes known only at run time: the rank still follows from their count.
+        let runtime = SI.infer(inputs: [SI.x("x", [SI.s("n"), SI.f(1), SI.f(3)]), SI.x("axes", [SI.f(2)], .int64)],
+                               nodes: [Build.node("Unsqueeze", ["x", "axes"], ["u"]), Build.node("Squeeze", ["x", "axes"], ["s"])])
+        #expect(runtime.shape("u") == "[?,?,?,?,?]")
+        #expect(runtime.shape("s") == "[?]")
         #expect(r.diagnostics.map(\.node) == ["badcat"])
     }
 

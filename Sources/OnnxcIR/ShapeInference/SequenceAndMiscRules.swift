@@ -104,12 +104,29 @@ enum SequenceAndMiscRules {
             for (j, a) in axes.enumerated() { dims[a] = target[j] }
             return [InferenceSupport.tensor(ctx.dtype(0), Shape(dims))]
         },
+        "NegativeLogLikelihoodLoss": loss,
+        "SoftmaxCrossEntropyLoss": loss,
         "AffineGrid": { ctx in
             // size is [N, C, (D,) H, W]; the grid is [N, (D,) H, W, rank-2].
             guard let size = ctx.known(1)?.ints, size.count >= 4 else { return [InferenceSupport.tensor(ctx.dtype(0), nil)] }
             return [InferenceSupport.tensor(ctx.dtype(0), Shape([size[0]] + size.dropFirst(2) + [.fixed(Int64(size.count - 2))]))]
         },
     ]
+
+    /// The losses: with reduction `none` the loss has the target's shape ([N, d1, …]), otherwise it is a
+    /// scalar; SoftmaxCrossEntropyLoss's optional log_prob has the scores' shape.
+    static let loss: InferenceRule = { ctx in
+        let dtype = ctx.dtype(0)
+        let reduction = ctx.string("reduction") ?? "mean"
+        let lossShape: Shape? = reduction == "none" ? ctx.shape(1) : Shape([])
+        if let scores = ctx.shape(0), let target = ctx.shape(1) {
+            guard scores.rank >= 2, target.rank == scores.rank - 1 else {
+                throw InferenceError("\(ctx.node.opType) target \(target) does not match scores \(scores)")
+            }
+            _ = try InferenceSupport.unify(scores.dims[0], target.dims[0], "\(ctx.node.opType) batch sizes differ")
+        }
+        return [InferenceSupport.tensor(dtype, lossShape), ctx.type(0)]
+    }
 
     static func element(_ type: ValueType?) -> ValueType? {
         guard let type else { return nil }

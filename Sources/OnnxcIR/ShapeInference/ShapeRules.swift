@@ -111,9 +111,17 @@ enum ShapeRules {
         return .some(ctx.ints("axes"))
     }
 
+    /// With axes computed at run time only the rank is known: the axes input's length says how many dims go or come.
+    static func rankOnly(_ ctx: InferenceContext, delta: Int) -> ValueType? {
+        guard let r = ctx.rank(0), let axes = ctx.shape(1), axes.rank == 1, let n = axes.dims[0].fixedValue,
+              n >= 0, n <= 64, r + delta * Int(n) >= 0 else { return InferenceSupport.tensor(ctx.dtype(0), nil) }
+        return InferenceSupport.tensor(ctx.dtype(0), Shape([Dim](repeating: .unknown, count: r + delta * Int(n))))
+    }
+
     static let squeeze: InferenceRule = { ctx in
         let dtype = ctx.dtype(0)
-        guard let s = ctx.shape(0), let given = axesArgument(ctx) else { return [InferenceSupport.tensor(dtype, nil)] }
+        guard let s = ctx.shape(0) else { return [InferenceSupport.tensor(dtype, nil)] }
+        guard let given = axesArgument(ctx) else { return [rankOnly(ctx, delta: -1)] }
         var dims: [Dim] = []
         if let given {
             let axes = try InferenceSupport.axes(given, rank: s.rank, ctx)
@@ -135,9 +143,9 @@ enum ShapeRules {
 
     static let unsqueeze: InferenceRule = { ctx in
         let dtype = ctx.dtype(0)
-        guard let s = ctx.shape(0), let given = axesArgument(ctx), let values = given else {
-            return [InferenceSupport.tensor(dtype, nil)]
-        }
+        guard let s = ctx.shape(0) else { return [InferenceSupport.tensor(dtype, nil)] }
+        guard let given = axesArgument(ctx) else { return [rankOnly(ctx, delta: 1)] }
+        guard let values = given else { throw InferenceError("Unsqueeze needs axes") }
         let outRank = s.rank + values.count
         let axes = try InferenceSupport.axes(values, rank: outRank, ctx)
         var dims: [Dim] = []
