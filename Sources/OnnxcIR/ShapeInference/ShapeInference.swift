@@ -213,6 +213,10 @@ final class InferenceEngine {
             // (IR < 4 models list every weight as an input); onnx's own inference does the same.
             if let value = KnownValue(tensor: tensor.data) { scope.known[tensor.name] = value }
         }
+        for sparse in graph.sparseInitializers {
+            // A sparse initializer is used as the dense tensor it describes.
+            scope.types[sparse.name] = .tensor(sparse.values.dtype, Shape(fixed: sparse.dims))
+        }
         for input in graph.inputs {
             let declared = input.type
             let provided = providedInputs[input.name]
