@@ -27,13 +27,22 @@ struct Dump: ParsableCommand {
     @Flag(help: "Replace calls to model-local functions by their bodies, as the compiler sees the graph.")
     var inlineFunctions = false
 
+    @Flag(help: "Show only the types the file declares; by default shape inference fills in every node output's type.")
+    var noInfer = false
+
     func validate() throws {
         guard maxValues >= 0 else { throw ValidationError("--max-values must be 0 or more") }
     }
 
     func run() throws {
         // By default the graph is shown as the file has it, so node counts match what the onnx package reports.
-        let loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions)
+        var loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions)
+        if !noInfer {
+            // Inference findings do not stop the dump: they are shown on stderr, the graph on stdout.
+            let (inferred, diagnostics) = ShapeInference.infer(loaded)
+            loaded = inferred
+            for diagnostic in diagnostics { Output.note("warning: shape inference: \(diagnostic)") }
+        }
         let options = DumpOptions(includeWeights: weights, maximumValues: maxValues)
         switch format {
         case .text: Output.write(TextDump.render(loaded, options: options))

@@ -55,6 +55,30 @@ import Testing
         #expect((graph["initializers"] as? [[String: Any]])?.first?.keys.sorted() == ["dtype", "name", "shape"])
     }
 
+    @Test func dumpShowsInferredTypesUnlessAskedNotTo() throws {
+        let inferred = try CLIRunner.run(["dump", Fixtures.model("mlp.onnx")])
+        #expect(inferred.status == 0)
+        #expect(inferred.stdout.contains("%fc1_mm: f32[1,64] = MatMul(%x, %fc1.weight)"))
+        #expect(inferred.stderr.isEmpty)
+        let declared = try CLIRunner.run(["dump", "--no-infer", Fixtures.model("mlp.onnx")])
+        #expect(declared.stdout.contains("%fc1_mm = MatMul(%x, %fc1.weight)"))
+        let symbolic = try CLIRunner.run(["dump", Fixtures.model("symbolic_dims.onnx")])
+        #expect(symbolic.stdout.contains("%x_t: f32[seq,batch,16] = Transpose"))
+    }
+
+    @Test func dumpWarnsAboutShapeContradictions() throws {
+        let graph = Graph(name: "g", inputs: [Build.input("a", [.fixed(2), .fixed(3)]), Build.input("b", [.fixed(4), .fixed(3)])],
+                          outputs: [ValueInfo(name: "c", type: nil)], nodes: [Build.node("Add", ["a", "b"], ["c"], name: "add0")])
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent("bad_add.onnx").path
+        try ONNXExporter.write(Build.model(graph), to: path)
+        let result = try CLIRunner.run(["dump", path])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("warning: shape inference"))
+        #expect(result.stderr.contains("node add0") && result.stderr.contains("op Add"))
+    }
+
     @Test func dotRendersWithGraphviz() throws {
         let result = try CLIRunner.run(["dump", "--format", "dot", Fixtures.model("control_flow.onnx")])
         #expect(result.status == 0)
