@@ -7,7 +7,8 @@
 #    backend node-test models are re-encoded with `onnxc optimize -O0`, compared field by field with the onnx
 #    package, and run in ONNX Runtime before and after, requiring bit-identical outputs,
 # 4. ONNX conformance: `onnxc test` over the 1282 node tests and the 9 classic models against the committed
-#    lists in testdata/conformance, and `onnxc run` against ONNX Runtime on the BERT-style encoder.
+#    lists in testdata/conformance, shape inference against onnx.shape_inference, and `onnxc run` against
+#    ONNX Runtime on the BERT-style encoder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,6 @@ python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc
 # ONNX conformance: every test the committed list names must pass; excluded ones carry their reason.
 .build/release/onnxc test testdata/node --expected testdata/conformance/node.txt | tail -3
 .build/release/onnxc test testdata/light --expected testdata/conformance/light.txt
+# Shape inference against onnx.shape_inference, with declared shapes stripped so onnxc infers them itself.
+python3 scripts/check_shape_inference.py --onnxc .build/release/onnxc --strip -q testdata/models testdata/exported testdata/node testdata/light
 python3 scripts/compare_models.py --onnxc .build/release/onnxc testdata/exported/bert_tiny.onnx
