@@ -44,11 +44,17 @@ let package = Package(
         .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
         // IR → runtime graph.
         .target(name: "OnnxcLowering", dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"], swiftSettings: strictSwift),
+        // Graph passes: infrastructure (Pass, GraphPatch, PassManager, Pipelines) and one file per pass.
+        .target(
+            name: "OnnxcPasses",
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime", "OnnxcLowering"],
+            swiftSettings: strictSwift
+        ),
         // Subcommands, kept in a library so tests can drive them in-process.
         .target(
             name: "OnnxcCLI",
             dependencies: [
-                "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcLowering",
+                "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcLowering", "OnnxcPasses",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
@@ -81,6 +87,11 @@ let package = Package(
         .testTarget(
             name: "OnnxcRuntimeTests",
             dependencies: ["OnnxcCore", "OnnxcRuntime", "OnnxcTestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "OnnxcPassesTests",
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcLowering", "OnnxcPasses", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -30,13 +30,30 @@ struct Dump: ParsableCommand {
     @Flag(help: "Show only the types the file declares; by default shape inference fills in every node output's type.")
     var noInfer = false
 
+    @Option(help: ArgumentHelp("Show the graph after running a pipeline: 0, 1 or 2.", valueName: "level"))
+    var pipeline: String?
+
+    @Option(help: ArgumentHelp("With --pipeline (default 2): show the graph right after this pass last changed it.", valueName: "id"))
+    var after: String?
+
     func validate() throws {
         guard maxValues >= 0 else { throw ValidationError("--max-values must be 0 or more") }
+        if let pipeline { _ = try OptimizationLevel.parse(pipeline) }
+        if let after { try OptimizationLevel.validate(disabled: [after]) }
     }
 
     func run() throws {
         // By default the graph is shown as the file has it, so node counts match what the onnx package reports.
-        var loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions)
+        let level = try pipeline.map(OptimizationLevel.parse) ?? (after == nil ? nil : 2)
+        var loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions || level != nil)
+        if let level {
+            var snapshot: Model?
+            let (optimized, _) = try OptimizationLevel.optimize(loaded, level: level, disabled: [], file: model) { id, model in
+                if id == after { snapshot = model }
+            }
+            loaded = after == nil ? optimized : (snapshot ?? loaded)
+            if let after, snapshot == nil { Output.note("note: pass \(after) did not change the graph; showing it before the pipeline") }
+        }
         if !noInfer {
             // Inference findings do not stop the dump: they are shown on stderr, the graph on stdout.
             let (inferred, diagnostics) = ShapeInference.infer(loaded)

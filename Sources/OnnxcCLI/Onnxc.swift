@@ -9,7 +9,7 @@ public struct Onnxc: ParsableCommand {
         commandName: "onnxc",
         abstract: "An ONNX model compiler for CPUs: inspect, re-encode, run and conformance-test ONNX models.",
         version: version,
-        subcommands: [Info.self, Dump.self, Optimize.self, Run.self, Test.self]
+        subcommands: [Info.self, Dump.self, Optimize.self, Run.self, Test.self, Passes.self]
     )
 
     public init() {}

@@ -19,7 +19,8 @@ import Testing
 
     @Test func usageErrorsExitWithTwo() throws {
         for arguments in [["info"], ["dump", Fixtures.model("mlp.onnx"), "--format", "xml"], ["frobnicate"],
-                          ["optimize", Fixtures.model("mlp.onnx"), "-O1", "-o", "/tmp/x.onnx"],
+                          ["optimize", Fixtures.model("mlp.onnx"), "-O3", "-o", "/tmp/x.onnx"],
+                          ["optimize", Fixtures.model("mlp.onnx"), "-O1", "--disable-pass", "nope", "-o", "/tmp/x.onnx"],
                           ["optimize", Fixtures.model("mlp.onnx"), "-o", Fixtures.model("mlp.onnx")]] {
             let result = try CLIRunner.run(arguments)
             #expect(result.status == 2, "\(arguments)")
@@ -160,5 +161,36 @@ import Testing
                 #expect(result.stderr.contains(" — "), "\(file): every error says what to do: \(result.stderr)")
             }
         }
+    }
+}
+
+@Suite struct OptimizeLevelTests {
+    @Test func o1PrintsTheOpTableAndStatistics() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("bert.onnx").path
+        let source = Fixtures.testdata.appendingPathComponent("exported/bert_tiny.onnx").path
+        let result = try CLIRunner.run(["optimize", source, "-O", "1", "-o", output, "--print-pass-stats"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("Constant            49      0"))
+        #expect(result.stdout.contains("constant-folding"))
+        #expect(try ONNXImporter.load(path: output).graph.nodes.count < 174)
+
+        let json = try CLIRunner.run(["optimize", source, "-O2", "-o", output, "--json", "--disable-pass", "cse"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["nodes_before"] as? Int == 174)
+        #expect((object["passes"] as? [[String: Any]])?.map { $0["pass"] as? String } == ["constant-folding", "eliminate-identity", "dce"])
+    }
+
+    @Test func passesAndDumpAfter() throws {
+        let passes = try CLIRunner.run(["passes"])
+        #expect(passes.status == 0)
+        for id in ["constant-folding", "eliminate-identity", "cse", "dce"] { #expect(passes.stdout.contains(id)) }
+        let source = Fixtures.testdata.appendingPathComponent("exported/bert_tiny.onnx").path
+        let dump = try CLIRunner.run(["dump", source, "--after", "constant-folding", "--format", "json"])
+        #expect(dump.status == 0, "\(dump.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
+        let nodes = try #require((object["graph"] as? [String: Any])?["nodes"] as? [[String: Any]])
+        #expect(!nodes.contains { $0["op_type"] as? String == "Constant" })
     }
 }
