@@ -8,7 +8,7 @@
 #    package, and run in ONNX Runtime before and after, requiring bit-identical outputs,
 # 4. ONNX conformance: `onnxc test` over the 1282 node tests and the 9 classic models against the committed
 #    lists in testdata/conformance, shape inference against onnx.shape_inference, and `onnxc run` against
-#    ONNX Runtime on the BERT-style encoder.
+#    ONNX Runtime on the BERT-style encoder, and `onnxc optimize -O1/-O2` output checked in ONNX Runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,3 +26,5 @@ python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc
 # Shape inference against onnx.shape_inference, with declared shapes stripped so onnxc infers them itself.
 python3 scripts/check_shape_inference.py --onnxc .build/release/onnxc --strip -q testdata/models testdata/exported testdata/node testdata/light
 python3 scripts/compare_models.py --onnxc .build/release/onnxc testdata/exported/bert_tiny.onnx
+# -O1/-O2 output is standard ONNX that ONNX Runtime runs with the original's outputs.
+python3 scripts/check_optimize.py --onnxc .build/release/onnxc testdata/models testdata/exported
