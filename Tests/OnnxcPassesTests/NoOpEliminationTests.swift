@@ -53,8 +53,9 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
     @Test func keepsOpsThatChangeSomething() throws {
         // Each candidate feeds a Relu so that only the no-op proof, not the graph interface, decides.
         let graph = Graph(inputs: [Build.input("x", [.fixed(3)]), Build.input("z", [.fixed(3)]), Build.input("over", [.fixed(3)]),
-                                   Build.input("m", [.fixed(2), .fixed(3)]), Build.input("b", [.symbolic("batch"), .fixed(3)])],
-                          outputs: (0..<13).map { output("y\($0)") } + [output("direct")],
+                                   Build.input("m", [.fixed(2), .fixed(3)]), Build.input("b", [.symbolic("batch"), .fixed(3)]),
+                                   Build.input("shp", [.fixed(2)], .int64)],
+                          outputs: (0..<14).map { output("y\($0)") } + [output("direct")],
                           initializers: [try PassTesting.floats("zero13", [1, 3], [0, 0, 0]), try PassTesting.floats("twos", [3], [1, 2, 1]),
                                          try PassTesting.floats("zero3", [3], [0, 0, 0]), try PassTesting.floats("over", [3], [0, 0, 0]),
                                          try int64s("r32", [3, 2]), try int64s("e223", [2, 2, 3]), try int64s("e23", [2, 3]),
@@ -73,19 +74,21 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
                                   Build.node("Slice", ["m", "s1", "sEnd", "sAxis"], ["t10"]),
                                   Build.node("Slice", ["m", "s0", "sEnd", "sAxis", "step2"], ["t11"]),
                                   Build.node("Expand", ["b", "e23"], ["t12"]),                   // batch may be 1
-                                  Build.node("Cast", ["x"], ["direct"], to(.float))]             // a graph output
-                              + (0..<13).map { Build.node("Relu", ["t\($0)"], ["y\($0)"]) })
+                                  Build.node("Cast", ["x"], ["direct"], to(.float)),             // a graph output
+                                  Build.node("Reshape", ["m", "shp"], ["t13"])]                  // run-time shape
+                              + (0..<14).map { Build.node("Relu", ["t\($0)"], ["y\($0)"]) })
         let model = ShapeInference.infer(Build.model(graph)).0
         let result = try PassTesting.apply(NoOpElimination(), to: model)
         #expect(result.graph.nodes.count == graph.nodes.count)
         let m = try PassTesting.input(six, [2, 3])
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([1, -2, 3], [3]), "z": try PassTesting.input([0, 0, 0], [3]),
                                                           "m": m,
-                                                          "b": try PassTesting.input([1, 2, 3], [1, 3])])
+                                                          "b": try PassTesting.input([1, 2, 3], [1, 3]),
+                                                          "shp": try OnnxcRuntime.Tensor([Int64(2), 3], shape: [2])])
     }
 
     @Test func collapsesExactCastChains() throws {
-        let graph = Graph(inputs: [Build.input("x", [.fixed(4)])], outputs: [output("y"), output("lossy"), output("half"), output("wide")],
+        let graph = Graph(inputs: [Build.input("x", [.fixed(4)])], outputs: [output("y"), output("lossy"), output("half"), output("wide"), output("back")],
                           nodes: [Build.node("Cast", ["x"], ["d"], to(.double)), Build.node("Cast", ["d"], ["f"], to(.float)),
                                   Build.node("Relu", ["f"], ["y"]),
                                   // float → int32 → float truncates: not exact.
@@ -95,11 +98,14 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
                                   Build.node("Cast", ["h"], ["half"], to(.float)),
                                   // The double is read elsewhere too: it stays.
                                   Build.node("Cast", ["x"], ["d3"], to(.double)), Build.node("Cast", ["d3"], ["f3"], to(.float)),
-                                  Build.node("Neg", ["d3"], ["wide"]), Build.node("Add", ["f3", "y"], ["unused"])])
+                                  Build.node("Neg", ["d3"], ["wide"]), Build.node("Add", ["f3", "y"], ["unused"]),
+                                  // A graph output keeps its node: one Cast from x.
+                                  Build.node("Cast", ["x"], ["d4"], to(.double)), Build.node("Cast", ["d4"], ["back"], to(.float))])
         let model = ShapeInference.infer(Build.model(graph)).0
         let result = try PassTesting.apply(CastChainElimination(), to: model)
         let ops = result.graph.nodes.map(\.opType)
-        #expect(ops.filter { $0 == "Cast" }.count == 5)
+        #expect(ops.filter { $0 == "Cast" }.count == 6)
+        #expect(result.graph.nodes.first { $0.outputs == ["back"] }?.inputs == ["x"])
         #expect(result.graph.nodes.first { $0.outputs == ["y"] }?.inputs == ["x"])
         #expect(result.graph.nodes.first { $0.outputs == ["h"] }?.inputs == ["x"])
         #expect(result.graph.nodes.first { $0.outputs == ["lossy"] }?.inputs == ["i"])
@@ -126,13 +132,16 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
     }
 
     @Test func fusesReshapesAndCancelsSqueezePairs() throws {
-        let graph = Graph(inputs: [Build.input("x", [.fixed(2), .fixed(3), .fixed(4)]), Build.input("v", [.fixed(3), .fixed(1)])],
-                          outputs: [output("b"), output("copy"), output("y"), output("w"), output("z"), output("s2")],
+        let graph = Graph(inputs: [Build.input("x", [.fixed(2), .fixed(3), .fixed(4)]), Build.input("v", [.fixed(3), .fixed(1)]),
+                                   Build.input("shp", [.fixed(2)], .int64)],
+                          outputs: [output("rt"), output("b"), output("copy"), output("y"), output("w"), output("z"), output("s2")],
                           initializers: [try int64s("s64", [6, 4]), try int64s("s46", [4, 6]), try int64s("s0", [0, -1]),
                                          try int64s("ax0", [0]), try int64s("ax2", [2]), try int64s("axm1", [-1])],
                           nodes: [Build.node("Reshape", ["x", "s64"], ["a"]), Build.node("Reshape", ["a", "s46"], ["b"]),
                                   // [0, -1] copies a dim of the intermediate shape: kept.
                                   Build.node("Reshape", ["a", "s0"], ["copy"]),
+                                  // A run-time target may hold 0s: kept.
+                                  Build.node("Reshape", ["a", "shp"], ["rt"]),
                                   Build.node("Unsqueeze", ["x", "ax0"], ["u"]), Build.node("Squeeze", ["u", "ax0"], ["s"]),
                                   Build.node("Relu", ["s"], ["y"]),
                                   // Squeeze without axes removes only the added dim: x has no other 1s.
@@ -147,13 +156,15 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
         let result = try PassTesting.apply(ConsecutiveReshapeFusion(), to: model)
         #expect(result.graph.nodes.first { $0.outputs == ["b"] }?.inputs == ["x", "s46"])
         #expect(result.graph.nodes.first { $0.outputs == ["copy"] }?.inputs == ["a", "s0"])
+        #expect(result.graph.nodes.first { $0.outputs == ["rt"] }?.inputs == ["a", "shp"])
         #expect(result.graph.nodes.first { $0.outputs == ["y"] }?.inputs == ["x"])
         #expect(result.graph.nodes.first { $0.outputs == ["z"] }?.inputs == ["v"])
         #expect(result.graph.nodes.contains { $0.outputs == ["sv"] })
         // s2 is a graph output, so its pair stays.
         #expect(result.graph.nodes.contains { $0.outputs == ["s2"] })
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input((0..<24).map { Float($0) }, [2, 3, 4]),
-                                                          "v": try PassTesting.input([1, 2, 3], [3, 1])])
+                                                          "v": try PassTesting.input([1, 2, 3], [3, 1]),
+                                                          "shp": try OnnxcRuntime.Tensor([Int64(4), 6], shape: [2])])
     }
 
     @Test func foldsTransposesIntoGemm() throws {
