@@ -133,13 +133,18 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
 
     @Test func fusesReshapesAndCancelsSqueezePairs() throws {
         let graph = Graph(inputs: [Build.input("x", [.fixed(2), .fixed(3), .fixed(4)]), Build.input("v", [.fixed(3), .fixed(1)]),
-                                   Build.input("shp", [.fixed(2)], .int64)],
-                          outputs: [output("rt"), output("b"), output("copy"), output("y"), output("w"), output("z"), output("s2")],
+                                   Build.input("shp", [.fixed(2)], .int64),
+                                   Build.input("sym", [.symbolic("n"), .fixed(2)])],
+                          outputs: [output("flat"), output("flatSym"), output("rt"), output("b"), output("copy"), output("y"), output("w"), output("z"), output("s2")],
                           initializers: [try int64s("s64", [6, 4]), try int64s("s46", [4, 6]), try int64s("s0", [0, -1]),
                                          try int64s("ax0", [0]), try int64s("ax2", [2]), try int64s("axm1", [-1])],
                           nodes: [Build.node("Reshape", ["x", "s64"], ["a"]), Build.node("Reshape", ["a", "s46"], ["b"]),
                                   // [0, -1] copies a dim of the intermediate shape: kept.
                                   Build.node("Reshape", ["a", "s0"], ["copy"]),
+                                  // Flatten of a static reshaped value becomes one Reshape of x.
+                                  Build.node("Unsqueeze", ["x", "ax0"], ["uf"]), Build.node("Flatten", ["uf"], ["flat"], [Attribute("axis", .int(-2))]),
+                                  // A symbolic intermediate shape: kept.
+                                  Build.node("Reshape", ["sym", "s0"], ["rs"]), Build.node("Flatten", ["rs"], ["flatSym"]),
                                   // A run-time target may hold 0s: kept.
                                   Build.node("Reshape", ["a", "shp"], ["rt"]),
                                   Build.node("Unsqueeze", ["x", "ax0"], ["u"]), Build.node("Squeeze", ["u", "ax0"], ["s"]),
@@ -157,6 +162,9 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
         #expect(result.graph.nodes.first { $0.outputs == ["b"] }?.inputs == ["x", "s46"])
         #expect(result.graph.nodes.first { $0.outputs == ["copy"] }?.inputs == ["a", "s0"])
         #expect(result.graph.nodes.first { $0.outputs == ["rt"] }?.inputs == ["a", "shp"])
+        #expect(result.graph.nodes.first { $0.outputs == ["flat"] }?.opType == "Reshape")
+        #expect(result.graph.nodes.first { $0.outputs == ["flat"] }?.inputs.first == "x")
+        #expect(result.graph.nodes.first { $0.outputs == ["flatSym"] }?.opType == "Flatten")
         #expect(result.graph.nodes.first { $0.outputs == ["y"] }?.inputs == ["x"])
         #expect(result.graph.nodes.first { $0.outputs == ["z"] }?.inputs == ["v"])
         #expect(result.graph.nodes.contains { $0.outputs == ["sv"] })
@@ -164,7 +172,8 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
         #expect(result.graph.nodes.contains { $0.outputs == ["s2"] })
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input((0..<24).map { Float($0) }, [2, 3, 4]),
                                                           "v": try PassTesting.input([1, 2, 3], [3, 1]),
-                                                          "shp": try OnnxcRuntime.Tensor([Int64(4), 6], shape: [2])])
+                                                          "shp": try OnnxcRuntime.Tensor([Int64(4), 6], shape: [2]),
+                                                          "sym": try PassTesting.input([1, 2, 3, 4], [2, 2])])
     }
 
     @Test func foldsTransposesIntoGemm() throws {

@@ -4,7 +4,8 @@ public import OnnxcIR
 /// Merges chains of shape-only ops: a Reshape of a reshaped value, and Squeeze/Unsqueeze pairs that cancel.
 ///
 /// Matches: Reshape(R(x), s) where R is Reshape, Squeeze, Unsqueeze or Flatten (none of which reorder
-/// elements) and s does not copy input dims (a constant without 0 entries, or allowzero = 1);
+/// elements) and s does not copy input dims (a constant without 0 entries, or allowzero = 1); Flatten(R(x))
+/// where R's output shape is static (it becomes Reshape(x, [rows, columns]) with a new constant);
 /// Squeeze(Unsqueeze(x, a), a) and Unsqueeze(Squeeze(x, a), a) with the same constant axes (a Squeeze without
 /// axes counts when x's dims are static). Produces: Reshape(x, s) with the outer node's attributes, or uses of
 /// the output read x for a cancelling pair; the inner node goes when nothing else reads it. Preconditions:
@@ -12,7 +13,7 @@ public import OnnxcIR
 /// unchanged (no data changes). Tested by: NoOpEliminationTests.
 public struct ConsecutiveReshapeFusion: Pass {
     public let id = "fuse-reshapes"
-    public let summary = "merge Reshape chains and cancel Unsqueeze/Squeeze pairs"
+    public let summary = "merge Reshape/Flatten chains and cancel Unsqueeze/Squeeze pairs"
 
     private static let reshaping: Set<String> = ["Reshape", "Squeeze", "Unsqueeze", "Flatten"]
 
@@ -51,6 +52,8 @@ public struct ConsecutiveReshapeFusion: Pass {
             return ints(node.inputs[1])
         }
 
+        var taken = Set(graph.inputs.map(\.name)).union(graph.initializers.map(\.name)).union(graph.nodes.flatMap(\.outputs))
+        for node in graph.nodes { taken.formUnion(node.inputs) }
         var patch = GraphPatch()
         var touched = Set<Int>()
         for (n, outer) in graph.nodes.enumerated() where outer.domain.isEmpty && !touched.contains(n) {
@@ -91,6 +94,21 @@ public struct ConsecutiveReshapeFusion: Pass {
                 guard squeezed == expected else { continue }
                 patch.redirects[output] = x
                 patch.remove(n)
+            case (_, "Flatten"):
+                // Flatten splits its input's shape at `axis`; with that shape static the split is a constant.
+                guard opset >= 5, let dims = shapes[middle]?.fixedDims else { continue }
+                var axis: Int64 = 1
+                if case .int(let a)? = outer.attribute("axis") { axis = a < 0 ? a + Int64(dims.count) : a }
+                guard axis >= 0, axis <= Int64(dims.count),
+                      let rows = Self.product(dims[..<Int(axis)]), let columns = Self.product(dims[Int(axis)...]) else { continue }
+                var name = output + "_flatten_shape"
+                while taken.contains(name) { name += "_" }
+                taken.insert(name)
+                var bytes: [UInt8] = []
+                for v in [rows, columns] { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+                guard let data = try? TensorData(dtype: .int64, dims: [2], payload: .bytes(ByteSlice(copying: bytes))) else { continue }
+                patch.addedInitializers.append(OnnxcIR.Tensor(name: name, data: data))
+                patch.replace(n, with: [Node(name: outer.name, opType: "Reshape", inputs: [x, name], outputs: [output])])
             default:
                 continue
             }
@@ -101,6 +119,16 @@ public struct ConsecutiveReshapeFusion: Pass {
             }
         }
         return patch.isEmpty ? nil : patch
+    }
+
+    private static func product(_ dims: ArraySlice<Int64>) -> Int64? {
+        var result: Int64 = 1
+        for d in dims {
+            let (p, overflow) = result.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            result = p
+        }
+        return result
     }
 
     /// Axes made non-negative and checked distinct and in range; negative ones need the rank.
