@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnnxcCLITests",
-            dependencies: ["OnnxcCLI", "onnxc", "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcTestSupport"],
+            dependencies: ["OnnxcCLI", "onnxc", "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcPasses", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
     ],

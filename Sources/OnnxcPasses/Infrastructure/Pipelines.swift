@@ -1,23 +1,31 @@
-/// The named pass pipelines, as ordered lists. Order matters: folding exposes dead code and duplicates, and
-/// the driver repeats the list to a fixed point.
+/// The named pass pipelines, as ordered lists. Order matters: folding exposes no-ops, chains and duplicates;
+/// eliminations expose dead code; the driver repeats the list to a fixed point.
 public enum Pipelines {
-    /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
-    public static let all: [any Pass] = [
-        ConstantFolding(),
-        IdentityElimination(),
-        CommonSubexpressionElimination(),
-        DeadCodeElimination(),
-    ]
-
-    /// -O0: nothing; -O1: canonicalize (folding and eliminations); -O2: -O1 plus fusions (none yet).
-    public static func passes(level: Int, disabled: Set<String> = []) -> [any Pass] {
-        let canonicalize: [any Pass] = [
-            ConstantFolding(),                 // evaluate what is constant, including static shape chains
-            IdentityElimination(),             // Identity and inference Dropout read through
-            CommonSubexpressionElimination(),  // merge equal nodes (and equal constants)
+    /// -O1, canonicalize: folding and eliminations. Standard ONNX in, standard ONNX out, at the same opset.
+    static var canonicalize: [any Pass] {
+        [
+            ConstantFolding(),                 // evaluate what is constant, including static Shape/Size
+            IdentityElimination(),             // read through Identity and inference Dropout
+            NoOpElimination(),                 // Cast to self, Reshape to self, Add 0, Mul 1, one-input Concat, …
+            CastChainElimination(),            // Cast(Cast(x)) when the inner cast is exact
+            ConsecutiveTransposeFusion(),      // Transpose∘Transpose, identity results removed
+            ConsecutiveReshapeFusion(),        // Reshape/Squeeze/Unsqueeze/Flatten chains
+            TransposeIntoGemm(),               // Transpose([1,0]) into Gemm's transA/transB
+            CommonSubexpressionElimination(),  // merge equal nodes and equal constants
             DeadCodeElimination(),             // drop what nothing reads, and unused initializers
         ]
-        let selected: [any Pass] = level <= 0 ? [] : canonicalize
+    }
+
+    /// -O2 adds fusions (none registered yet beyond -O1).
+    static var fuse: [any Pass] { [] }
+
+    /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
+    public static var all: [any Pass] { canonicalize + fuse }
+
+    /// -O0: nothing; -O1: canonicalize; -O2: canonicalize, then fusions, then canonicalize's clean-up again via
+    /// the fixed-point loop.
+    public static func passes(level: Int, disabled: Set<String> = []) -> [any Pass] {
+        let selected: [any Pass] = level <= 0 ? [] : (level == 1 ? canonicalize : canonicalize + fuse)
         return selected.filter { !disabled.contains($0.id) }
     }
 }
