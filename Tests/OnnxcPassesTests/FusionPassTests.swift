@@ -65,6 +65,30 @@ private func opTypes(_ model: Model) -> [String] { model.graph.nodes.map(\.opTyp
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input(values(36, seed: 9), [1, 4, 3, 3])])
     }
 
+    /// Half-precision weights are recomputed in double and stored back as float16 (ONNX Runtime agreement of
+    /// such a model was checked by hand; onnxc's comparison tolerance is tighter than half precision).
+    @Test func keepsFloat16Weights() throws {
+        func half(_ name: String, _ dims: [Int64], _ values: [Float]) throws -> OnnxcIR.Tensor {
+            var bytes: [UInt8] = []
+            for v in values { withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+            return OnnxcIR.Tensor(name: name, data: try TensorData(dtype: .float16, dims: dims, payload: .bytes(ByteSlice(copying: bytes))))
+        }
+        let graph = Graph(inputs: [Build.input("x", [.fixed(1), .fixed(1), .fixed(2), .fixed(2)], .float16)], outputs: [out("y")],
+                          initializers: [try half("W", [2, 1, 1, 1], [1, 2]), try half("gamma", [2], [2, 3]), try half("beta", [2], [1, -1]),
+                                         try half("mean", [2], [0.5, 1]), try half("var", [2], [3, 8])],
+                          nodes: [Build.node("Conv", ["x", "W"], ["c"]),
+                                  Build.node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"], [Attribute("epsilon", .float(1))])])
+        let result = try PassTesting.apply(ConvBatchNormFusion(), to: Build.model(graph))
+        let conv = try #require(result.graph.nodes.first)
+        #expect(result.graph.nodes.count == 1)
+        let weight = try #require(result.graph.initializer(named: conv.inputs[1]))
+        let bias = try #require(result.graph.initializer(named: conv.inputs[2]))
+        #expect(weight.dtype == .float16 && bias.dtype == .float16)
+        // s = γ/√(var+1) = [1, 1]; W' = W·s, B' = β − mean·s.
+        #expect(weight.data.numericValue(at: 1) == 2)
+        #expect(bias.data.numericValue(at: 0) == 0.5 && bias.data.numericValue(at: 1) == -2)
+    }
+
     @Test func keepsSharedConvOutputsTrainingModeAndRuntimeParameters() throws {
         let parts = try convParts()
         let (bn, bnNode) = try batchNorm("c", "y", channels: 3)

@@ -56,10 +56,12 @@ enum FusionSupport {
         return (use.node, input)
     }
 
-    /// Every name the graph level defines, so new initializers get names nothing else uses.
+    /// Every name the graph level defines or annotates, so new initializers get names nothing else uses (a
+    /// value_info left behind by an earlier rewrite would otherwise give a new initializer a stale type).
     static func takenNames(_ graph: Graph) -> Set<String> {
         var names = Set(graph.inputs.map(\.name)).union(graph.initializers.map(\.name)).union(graph.outputs.map(\.name))
         names.formUnion(graph.sparseInitializers.map(\.name))
+        names.formUnion(graph.valueInfo.map(\.name))
         for node in graph.nodes { names.formUnion(node.outputs) }
         names.formUnion(graph.capturedValues)
         return names
