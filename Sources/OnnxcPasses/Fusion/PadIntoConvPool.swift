@@ -34,10 +34,14 @@ public struct PadIntoConvPool: Pass {
             let own = FusionSupport.ints(consumer, "pads") ?? [Int64](repeating: 0, count: 2 * spatial)
             guard own.count == 2 * spatial else { continue }
             var merged = own
+            var overflow = false
             for i in 0..<spatial {
-                merged[i] += pads[2 + i]
-                merged[spatial + i] += pads[rank + 2 + i]
+                let begin = merged[i].addingReportingOverflow(pads[2 + i]), end = merged[spatial + i].addingReportingOverflow(pads[rank + 2 + i])
+                merged[i] = begin.partialValue
+                merged[spatial + i] = end.partialValue
+                overflow = overflow || begin.overflow || end.overflow
             }
+            if overflow { continue }
             var fused = FusionSupport.setting("pads", .ints(merged), on: consumer)
             fused.inputs[0] = data
             patch.replace(c, with: [fused])
@@ -68,11 +72,7 @@ public struct PadIntoConvPool: Pass {
             guard let value = FusionSupport.constant(pad.inputs[2], in: graph), value.data.elementCount == 1,
                   value.data.numericValue(at: 0) == 0 else { return nil }
         }
-        var pads: [Int64] = []
-        for i in 0..<tensor.data.elementCount {
-            guard let v = tensor.data.numericValue(at: i) else { return nil }
-            pads.append(Int64(v))
-        }
-        return pads
+        guard let bytes = tensor.data.bytes else { return nil }
+        return (0..<tensor.data.elementCount).map { bytes.load($0, as: Int64.self) }
     }
 }
