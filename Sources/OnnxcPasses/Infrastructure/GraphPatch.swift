@@ -43,8 +43,11 @@ public struct GraphPatch: Sendable {
         result.initializers.append(contentsOf: addedInitializers)
         if !redirects.isEmpty {
             result.nodes = result.nodes.map { redirected($0) }
-            result.valueInfo.removeAll { redirects[$0.name] != nil }
         }
+        // Type annotations of values the patch removed would describe nothing.
+        var defined = Set(result.inputs.map(\.name)).union(result.initializers.map(\.name))
+        for node in result.nodes { defined.formUnion(node.outputs) }
+        result.valueInfo.removeAll { !defined.contains($0.name) }
         return result
     }
 

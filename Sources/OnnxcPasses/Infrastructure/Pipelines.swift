@@ -16,8 +16,16 @@ public enum Pipelines {
         ]
     }
 
-    /// -O2 adds fusions (none registered yet beyond -O1).
-    static var fuse: [any Pass] { [] }
+    /// -O2 adds fusions that standard ONNX expresses; the canonicalize passes then clean up (old weights).
+    static var fuse: [any Pass] {
+        [
+            PadIntoConvPool(),        // zero Pad into Conv/AveragePool pads
+            ConvBatchNormFusion(),    // BatchNormalization into the Conv/ConvTranspose before it
+            ConvAddMulFusion(),       // per-channel Add/Sub/Mul/Div into Conv weights and bias
+            MatMulBatchNormFusion(),  // BatchNormalization after a 2-D MatMul into a Gemm
+            MatMulAddFusion(),        // 2-D MatMul + bias into Gemm
+        ]
+    }
 
     /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
     public static var all: [any Pass] { canonicalize + fuse }
