@@ -75,7 +75,7 @@ def measure(command: list[str], timeout: float) -> tuple[int, float, float, str]
                 process.kill()
                 pid, status, usage = os.wait4(process.pid, 0)
                 process.returncode = -9
-                return -9, time.perf_counter() - start, usage.ru_maxrss / 1024, f"timed out after {timeout:.0f} s"
+                return -9, time.perf_counter() - start, usage.ru_maxrss / 1024, f"timed out after {timeout:g} s"
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
         code = os.waitstatus_to_exitcode(status)
