@@ -61,28 +61,59 @@ def count_nodes(graph: onnx.GraphProto) -> int:
     return total
 
 
+TIME = Path("/usr/bin/time")
+
+
+def kill_tree(pid: int) -> None:
+    """Kills `pid` and its children (the tool under /usr/bin/time), by process id."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        kill_tree(int(child))
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
 def measure(command: list[str], timeout: float) -> tuple[int, float, float, str]:
-    """Runs `command`; returns (exit status, wall seconds, peak resident MB, last line of stderr)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Runs `command`; returns (exit status, wall seconds, peak resident MB, last line of stderr).
+
+    Peak memory comes from GNU time's %M when /usr/bin/time exists: a child forked straight from this script
+    inherits its high-water mark (Linux keeps ru_maxrss across exec), which would count the models this script
+    loaded. Without it, wait4's ru_maxrss is used, an upper bound.
+    """
+    with tempfile.TemporaryDirectory() as work, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        report = Path(work) / "time.txt"
+        wrapped = [str(TIME), "-f", "%M", "-o", str(report)] + command if TIME.exists() else command
         start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        deadline = start + timeout
+        process = subprocess.Popen(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        timed_out = False
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid != 0:
                 break
-            if time.perf_counter() > deadline:
-                process.kill()
+            if time.perf_counter() - start > timeout:
+                timed_out = True
+                kill_tree(process.pid)
                 pid, status, usage = os.wait4(process.pid, 0)
-                process.returncode = -9
-                return -9, time.perf_counter() - start, usage.ru_maxrss / 1024, f"timed out after {timeout:g} s"
+                break
             time.sleep(0.01)
         elapsed = time.perf_counter() - start
-        code = os.waitstatus_to_exitcode(status)
-        process.returncode = code  # reaped by wait4: keep Popen from waiting again
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: keep Popen from waiting again
+        peak_kb = float(usage.ru_maxrss)
+        if TIME.exists() and report.exists():
+            numbers = [line for line in report.read_text().split() if line.isdigit()]
+            if numbers:
+                peak_kb = float(numbers[-1])
+        if timed_out:
+            return -9, elapsed, peak_kb / 1024, f"timed out after {timeout:g} s"
+        code = process.returncode
         err.seek(0)
         lines = [line for line in err.read().decode(errors="replace").splitlines() if line.strip()]
-        return code, elapsed, usage.ru_maxrss / 1024, (lines[-1][:160] if lines else "")
+        return code, elapsed, peak_kb / 1024, (lines[-1][:160] if lines else "")
 
 
 def run_tool(tool: str, onnxc: str, level: int, model: Path, timeout: float) -> Run:
