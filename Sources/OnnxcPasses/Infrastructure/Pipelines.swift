@@ -24,6 +24,8 @@ public enum Pipelines {
             ConvAddMulFusion(),       // per-channel Add/Sub/Mul/Div into Conv weights and bias
             MatMulBatchNormFusion(),  // BatchNormalization after a 2-D MatMul into a Gemm
             MatMulAddFusion(),        // 2-D MatMul + bias into Gemm
+            LayerNormFusion(),        // decomposed layer normalization into LayerNormalization (opset ≥ 17)
+            GeluFusion(),             // Erf-based GELU into Gelu (opset ≥ 20)
         ]
     }
 
