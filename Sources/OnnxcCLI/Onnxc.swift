@@ -7,7 +7,7 @@ public struct Onnxc: ParsableCommand {
 
     public static let configuration = CommandConfiguration(
         commandName: "onnxc",
-        abstract: "An ONNX model compiler for CPUs: inspect, re-encode, run and conformance-test ONNX models.",
+        abstract: "An ONNX model compiler for CPUs: inspect, optimize, run and conformance-test ONNX models.",
         version: version,
         subcommands: [Info.self, Dump.self, Optimize.self, Run.self, Test.self, Passes.self]
     )
