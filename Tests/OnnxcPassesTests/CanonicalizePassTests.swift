@@ -103,6 +103,26 @@ import Testing
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([Float](repeating: 1, count: 8), [2, 4])])
     }
 
+    @Test func foldsStaticDimsPickedFromSymbolicShapes() throws {
+        let index = try TensorData(dtype: .int64, dims: [], payload: .bytes(ByteSlice(copying: [1, 0, 0, 0, 0, 0, 0, 0])))
+        let first = try TensorData(dtype: .int64, dims: [], payload: .bytes(ByteSlice(copying: [0, 0, 0, 0, 0, 0, 0, 0])))
+        let graph = Graph(inputs: [Build.input("x", [.symbolic("batch"), .fixed(4)])],
+                          outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil)],
+                          initializers: [Tensor(name: "one", data: index), Tensor(name: "zero", data: first)],
+                          nodes: [Build.node("Shape", ["x"], ["s"]),
+                                  Build.node("Gather", ["s", "one"], ["d1"], [Attribute("axis", .int(0))]),
+                                  Build.node("Cast", ["d1"], ["y"], [Attribute("to", .int(1))]),
+                                  Build.node("Gather", ["s", "zero"], ["d0"]),
+                                  Build.node("Cast", ["d0"], ["z"], [Attribute("to", .int(1))])])
+        let model = Build.model(graph)
+        let result = try PassTesting.apply(ConstantFolding(), to: model)
+        // Dim 1 is 4 whatever the batch: that Gather folds (the Casts produce graph outputs and stay); dim 0 is
+        // the batch: its Gather is kept.
+        #expect(result.graph.nodes.map(\.opType) == ["Shape", "Cast", "Gather", "Cast"])
+        #expect(result.graph.initializer(named: "d1")?.data.numericValue(at: 0) == 4)
+        try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([Float](repeating: 1, count: 12), [3, 4])])
+    }
+
     @Test func respectsTheSizeLimitAndOverridableInputs() throws {
         let shape = try TensorData(dtype: .int64, dims: [1], payload: .bytes(ByteSlice(copying: [0, 1, 0, 0, 0, 0, 0, 0])))
         let graph = Graph(inputs: [Build.input("w", [.fixed(1)])], outputs: [ValueInfo(name: "big", type: nil), ValueInfo(name: "v", type: nil)],

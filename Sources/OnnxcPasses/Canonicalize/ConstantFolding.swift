@@ -32,6 +32,8 @@ public struct ConstantFolding: Pass {
             let folded: [Tensor]?
             if let shape = staticShapeFold(node, graph: graph) {
                 folded = shape
+            } else if let picked = gatherOfShapeFold(node, graph: graph, constants: constants) {
+                folded = picked
             } else if node.inputs.allSatisfy({ $0.isEmpty || constants[$0] != nil }) {
                 folded = evaluate(node, constants: constants, context: context)
             } else {
@@ -43,6 +45,29 @@ public struct ConstantFolding: Pass {
             patch.remove(n)
         }
         return patch.isEmpty ? nil : patch
+    }
+
+    /// Gather(Shape(x), constant indices) when the picked dims of x are static, even if others are symbolic:
+    /// exporters read one dim (`x.shape[2]`) of a tensor whose batch is dynamic, and that dim is a constant.
+    private func gatherOfShapeFold(_ node: Node, graph: Graph, constants: [String: Tensor]) -> [Tensor]? {
+        guard node.opType == "Gather", node.inputs.count == 2, let output = node.outputs.first,
+              let indicesTensor = constants[node.inputs[1]], indicesTensor.dtype == .int64 || indicesTensor.dtype == .int32,
+              let shapeNode = graph.nodes.first(where: { $0.opType == "Shape" && $0.domain.isEmpty && $0.outputs.first == node.inputs[0] }),
+              shapeNode.attribute("start") == nil, shapeNode.attribute("end") == nil,
+              let source = shapeNode.inputs.first, let shape = graph.declaredType(of: source)?.tensorType?.shape else { return nil }
+        if case .int(let axis) = node.attribute("axis"), axis != 0 { return nil }
+        let rank = Int64(shape.rank)
+        var values: [Int64] = []
+        for i in 0..<indicesTensor.data.elementCount {
+            guard let raw = indicesTensor.data.numericValue(at: i) else { return nil }
+            let index = Int64(raw) < 0 ? Int64(raw) + rank : Int64(raw)
+            guard index >= 0, index < rank, let dim = shape.dims[Int(index)].fixedValue else { return nil }
+            values.append(dim)
+        }
+        var bytes: [UInt8] = []
+        for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        guard let data = try? TensorData(dtype: .int64, dims: indicesTensor.dims, payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
+        return [Tensor(name: output, data: data)]
     }
 
     /// Shape (with start/end) and Size of a value whose declared or inferred shape is fully known.
