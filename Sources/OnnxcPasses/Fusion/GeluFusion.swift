@@ -22,44 +22,21 @@ public struct GeluFusion: Pass {
 
     public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
         guard context.opset(for: defaultDomain) >= GeluFusion.firstOpset else { return nil }
-        let matcher = GeluMatcher(graph)
-        var patch = GraphPatch()
-        var claimed = Set<Int>()
-        for (n, node) in graph.nodes.enumerated() where node.opType == "Erf" && canonicalDomain(node.domain).isEmpty {
-            guard let match = matcher.match(fromErf: n), claimed.isDisjoint(with: match.nodes) else { continue }
-            claimed.formUnion(match.nodes)
-            for i in match.nodes where i != match.last { patch.remove(i) }
-            patch.replace(match.last, with: [match.fused])
-        }
-        return patch.isEmpty ? nil : patch
+        let matcher = GeluMatcher(pattern: PatternGraph(graph))
+        return matcher.pattern.fuse(anchoredAt: "Erf") { matcher.match(fromErf: $0) }
     }
-}
-
-private struct GeluMatch {
-    var nodes: [Int]
-    var last: Int
-    var fused: Node
 }
 
 private struct GeluMatcher {
     /// Gelu's T.
     static let floatTypes: Set<DType> = [.float, .float16, .double, .bfloat16]
 
-    let graph: Graph
-    let index: GraphIndex
-    var constants: [String: TensorData] = [:]
+    let pattern: PatternGraph
+    var graph: Graph { pattern.graph }
+    var index: GraphIndex { pattern.index }
+    var constants: [String: TensorData] { pattern.constants }
 
-    init(_ graph: Graph) {
-        self.graph = graph
-        index = GraphIndex(graph)
-        let interface = Set(graph.inputs.map(\.name))
-        for tensor in graph.initializers where !interface.contains(tensor.name) { constants[tensor.name] = tensor.data }
-        for node in graph.nodes where node.opType == "Constant" && canonicalDomain(node.domain).isEmpty {
-            if let output = node.outputs.first, !output.isEmpty, let value = constantValue(of: node) { constants[output] = value }
-        }
-    }
-
-    func node(_ n: Int) -> Node { graph.nodes[n] }
+    func node(_ n: Int) -> Node { pattern.node(n) }
 
     /// The node's two inputs when it is the binary default-domain `op` with one output.
     func binary(_ n: Int, _ op: String) -> (String, String)? {
@@ -72,12 +49,7 @@ private struct GeluMatcher {
     func output(_ n: Int) -> String { node(n).outputs.first ?? "" }
 
     /// The single node reading `value` through an input slot, when `value` is not a graph output either.
-    func soleConsumer(of value: String) -> Int? {
-        guard !value.isEmpty, !index.isGraphOutput(value) else { return nil }
-        let uses = index.consumers(of: value)
-        guard uses.count == 1, uses[0].input != nil else { return nil }
-        return uses[0].node
-    }
+    func soleConsumer(of value: String) -> Int? { pattern.soleConsumer(of: value)?.node }
 
     /// True when `name` is a single-element floating constant equal to `expected` within its type's rounding,
     /// whose rank cannot raise x's (rank nil: x's rank is unknown, so only a rank-0 constant is safe).
@@ -103,7 +75,7 @@ private struct GeluMatcher {
         return nil
     }
 
-    func match(fromErf erfNode: Int) -> GeluMatch? {
+    func match(fromErf erfNode: Int) -> FusionMatch? {
         guard let u = node(erfNode).inputs.first, !u.isEmpty, let scaleNode = index.producer(of: u)?.node,
               soleConsumer(of: u) == erfNode else { return nil }
 
@@ -156,23 +128,6 @@ private struct GeluMatcher {
         guard !result.isEmpty else { return nil }
         let fused = Node(name: node(erfNode).name.isEmpty ? "" : node(erfNode).name + "/Gelu", opType: "Gelu",
                          inputs: [x], outputs: [result])
-        return GeluMatch(nodes: nodes, last: last, fused: fused)
+        return FusionMatch(nodes: nodes, last: last, fused: fused)
     }
-}
-
-/// The tensor a Constant node produces, for the attribute forms a scalar or small vector comes in.
-private func constantValue(of node: Node) -> TensorData? {
-    guard let attribute = node.attributes.first else { return nil }
-    switch attribute.value {
-    case .tensor(let tensor): return tensor.data
-    case .float(let value): return packed(.float, [], [value.bitPattern])
-    case .floats(let values): return packed(.float, [Int64(values.count)], values.map(\.bitPattern))
-    default: return nil
-    }
-}
-
-private func packed<T: FixedWidthInteger>(_ dtype: DType, _ dims: [Int64], _ words: [T]) -> TensorData? {
-    var bytes: [UInt8] = []
-    for word in words { withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: $0) } }
-    return try? TensorData(dtype: dtype, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
 }

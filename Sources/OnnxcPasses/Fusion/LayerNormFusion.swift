@@ -25,56 +25,25 @@ public struct LayerNormFusion: Pass {
 
     public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
         guard context.opset(for: defaultDomain) >= LayerNormFusion.firstOpset else { return nil }
-        let matcher = LayerNormMatcher(graph)
-        var patch = GraphPatch()
-        var claimed = Set<Int>()
-        for (n, node) in graph.nodes.enumerated() where node.opType == "ReduceMean" && canonicalDomain(node.domain).isEmpty {
-            guard let match = matcher.match(from: n), claimed.isDisjoint(with: match.nodes) else { continue }
-            claimed.formUnion(match.nodes)
-            for i in match.nodes where i != match.last { patch.remove(i) }
-            patch.replace(match.last, with: [match.fused])
-        }
-        return patch.isEmpty ? nil : patch
+        let matcher = LayerNormMatcher(pattern: PatternGraph(graph))
+        return matcher.pattern.fuse(anchoredAt: "ReduceMean") { matcher.match(from: $0) }
     }
 }
 
-private struct LayerNormMatch {
-    var nodes: [Int]
-    var last: Int
-    var fused: Node
-}
-
-/// Use-def queries plus the constants (non-overridable initializers and Constant node outputs) of one graph.
 private struct LayerNormMatcher {
     /// LayerNormalization's T.
     static let floatTypes: Set<DType> = [.float, .float16, .double, .bfloat16]
 
-    let graph: Graph
-    let index: GraphIndex
-    var constants: [String: TensorData] = [:]
+    let pattern: PatternGraph
+    var graph: Graph { pattern.graph }
+    var index: GraphIndex { pattern.index }
+    var constants: [String: TensorData] { pattern.constants }
 
-    init(_ graph: Graph) {
-        self.graph = graph
-        index = GraphIndex(graph)
-        let interface = Set(graph.inputs.map(\.name))
-        for tensor in graph.initializers where !interface.contains(tensor.name) { constants[tensor.name] = tensor.data }
-        for node in graph.nodes where node.opType == "Constant" && canonicalDomain(node.domain).isEmpty {
-            if let output = node.outputs.first, !output.isEmpty, let value = constantValue(of: node) { constants[output] = value }
-        }
-    }
+    func node(_ n: Int) -> Node { pattern.node(n) }
 
-    func node(_ n: Int) -> Node { graph.nodes[n] }
+    func isOp(_ n: Int, _ op: String) -> Bool { pattern.isOp(n, op) }
 
-    func isOp(_ n: Int, _ op: String) -> Bool { graph.nodes[n].opType == op && canonicalDomain(graph.nodes[n].domain).isEmpty }
-
-    /// The single node that reads `value` (through an input slot, not a subgraph capture), when `value` is not a
-    /// graph output either.
-    func soleConsumer(of value: String) -> (node: Int, input: Int)? {
-        guard !index.isGraphOutput(value) else { return nil }
-        let uses = index.consumers(of: value)
-        guard uses.count == 1, let input = uses[0].input else { return nil }
-        return (uses[0].node, input)
-    }
+    func soleConsumer(of value: String) -> (node: Int, input: Int)? { pattern.soleConsumer(of: value) }
 
     /// The single-element constant `name` as a number, if it cannot raise a rank-`rank` operand's rank.
     func scalar(_ name: String, rank: Int) -> (value: Double, dtype: DType)? {
@@ -114,7 +83,7 @@ private struct LayerNormMatcher {
         return data.dims == normalized && data.dtype == dtype
     }
 
-    func match(from meanNode: Int) -> LayerNormMatch? {
+    func match(from meanNode: Int) -> FusionMatch? {
         let reduceMean = node(meanNode)
         guard let x = reduceMean.inputs.first, !x.isEmpty, let mean = reduceMean.outputs.first, !mean.isEmpty,
               let type = graph.declaredType(of: x)?.tensorType, let dims = type.shape?.dims, !dims.isEmpty,
@@ -189,25 +158,6 @@ private struct LayerNormMatcher {
         let fused = Node(name: reduceMean.name.isEmpty ? "" : reduceMean.name + "/LayerNormalization",
                          opType: "LayerNormalization", inputs: inputs, outputs: [output],
                          attributes: [Attribute("axis", .int(Int64(-k))), Attribute("epsilon", .float(Float(epsilon.value)))])
-        return LayerNormMatch(nodes: nodes, last: last, fused: fused)
+        return FusionMatch(nodes: nodes, last: last, fused: fused)
     }
-}
-
-/// The tensor a Constant node produces, for the attribute forms a scalar or small vector comes in.
-private func constantValue(of node: Node) -> TensorData? {
-    guard let attribute = node.attributes.first else { return nil }
-    switch attribute.value {
-    case .tensor(let tensor): return tensor.data
-    case .float(let value): return packed(.float, [], [value.bitPattern])
-    case .floats(let values): return packed(.float, [Int64(values.count)], values.map(\.bitPattern))
-    case .int(let value): return packed(.int64, [], [UInt64(bitPattern: value)])
-    case .ints(let values): return packed(.int64, [Int64(values.count)], values.map { UInt64(bitPattern: $0) })
-    default: return nil
-    }
-}
-
-private func packed<T: FixedWidthInteger>(_ dtype: DType, _ dims: [Int64], _ words: [T]) -> TensorData? {
-    var bytes: [UInt8] = []
-    for word in words { withUnsafeBytes(of: word.littleEndian) { bytes.append(contentsOf: $0) } }
-    return try? TensorData(dtype: dtype, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
 }
