@@ -65,31 +65,7 @@ public struct TensorData: Sendable, Equatable {
     /// Element `index` widened to `Double` for printing and statistics; nil for strings and complex types.
     public func numericValue(at index: Int) -> Double? {
         guard case .bytes(let b) = payload, index >= 0, index < elementCount else { return nil }
-        switch dtype {
-        case .float: return Double(Float(bitPattern: b.load(index, as: UInt32.self)))
-        case .double: return Double(bitPattern: b.load(index, as: UInt64.self))
-        case .float16: return Double(NarrowFloat.float16(b.load(index, as: UInt16.self)))
-        case .bfloat16: return Double(NarrowFloat.bfloat16(b.load(index, as: UInt16.self)))
-        case .float8e4m3fn: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 4, bias: 7, fnuz: false, hasInfinity: false))
-        case .float8e4m3fnuz: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 4, bias: 8, fnuz: true, hasInfinity: false))
-        case .float8e5m2: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 5, bias: 15, fnuz: false, hasInfinity: true))
-        case .float8e5m2fnuz: return Double(NarrowFloat.float8(b.load(index, as: UInt8.self), exponentBits: 5, bias: 16, fnuz: true, hasInfinity: false))
-        case .uint8: return Double(b.load(index, as: UInt8.self))
-        case .int8: return Double(b.load(index, as: Int8.self))
-        case .uint16: return Double(b.load(index, as: UInt16.self))
-        case .int16: return Double(b.load(index, as: Int16.self))
-        case .int32: return Double(b.load(index, as: Int32.self))
-        case .uint32: return Double(b.load(index, as: UInt32.self))
-        case .int64: return Double(b.load(index, as: Int64.self))
-        case .uint64: return Double(b.load(index, as: UInt64.self))
-        case .bool: return b.load(index, as: UInt8.self) != 0 ? 1 : 0
-        case .uint4, .int4:
-            let byte = b.load(index / 2, as: UInt8.self)
-            let nibble = index % 2 == 0 ? byte & 0x0F : byte >> 4
-            if dtype == .int4 && nibble >= 8 { return Double(Int(nibble) - 16) }
-            return Double(nibble)
-        case .complex64, .complex128, .string, .undefined: return nil
-        }
+        return b.withUnsafeBytes { dtype.numericValue(in: $0, at: index) }
     }
 
     /// The first `limit` elements as text, the way dumps print them.
@@ -127,6 +103,38 @@ public struct TensorData: Sendable, Equatable {
                     return dtype == .double ? "\(value)" : "\(Float(value))"
                 }
             }
+        }
+    }
+}
+
+extension DType {
+    /// Element `index` of packed little-endian storage of this type, widened to `Double` (exact for every type
+    /// but 64-bit integers beyond 2^53); nil for strings and complex types. The caller guarantees the index is
+    /// inside the buffer.
+    public func numericValue(in raw: UnsafeRawBufferPointer, at i: Int) -> Double? {
+        switch self {
+        case .float: return Double(Float(bitPattern: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).littleEndian))
+        case .double: return Double(bitPattern: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian)
+        case .float16: return Double(NarrowFloat.float16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self).littleEndian))
+        case .bfloat16: return Double(NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self).littleEndian))
+        case .float8e4m3fn: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 7, fnuz: false, hasInfinity: false))
+        case .float8e4m3fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 8, fnuz: true, hasInfinity: false))
+        case .float8e5m2: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 15, fnuz: false, hasInfinity: true))
+        case .float8e5m2fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 16, fnuz: true, hasInfinity: false))
+        case .uint8: return Double(raw[i])
+        case .int8: return Double(Int8(bitPattern: raw[i]))
+        case .uint16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self).littleEndian)
+        case .int16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self).littleEndian)
+        case .int32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self).littleEndian)
+        case .uint32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).littleEndian)
+        case .int64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self).littleEndian)
+        case .uint64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self).littleEndian)
+        case .bool: return raw[i] != 0 ? 1 : 0
+        case .uint4, .int4:
+            let byte = raw[i / 2]
+            let nibble = i % 2 == 0 ? byte & 0x0F : byte >> 4
+            return self == .int4 && nibble >= 8 ? Double(Int(nibble) - 16) : Double(nibble)
+        case .complex64, .complex128, .string, .undefined: return nil
         }
     }
 }

@@ -166,29 +166,7 @@ public struct Tensor: Sendable {
     }
 
     static func numeric(_ raw: UnsafeRawBufferPointer, _ dtype: DType, _ i: Int) -> Double {
-        switch dtype {
-        case .float: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: Float.self))
-        case .double: return raw.loadUnaligned(fromByteOffset: i * 8, as: Double.self)
-        case .float16: return Double(Float(raw.loadUnaligned(fromByteOffset: i * 2, as: Float16.self)))
-        case .bfloat16: return Double(NarrowFloat.bfloat16(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)))
-        case .int8: return Double(raw.loadUnaligned(fromByteOffset: i, as: Int8.self))
-        case .uint8, .bool: return Double(raw[i])
-        case .int16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))
-        case .uint16: return Double(raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
-        case .int32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))
-        case .uint32: return Double(raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
-        case .int64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))
-        case .uint64: return Double(raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))
-        case .float8e4m3fn: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 7, fnuz: false, hasInfinity: false))
-        case .float8e4m3fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 4, bias: 8, fnuz: true, hasInfinity: false))
-        case .float8e5m2: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 15, fnuz: false, hasInfinity: true))
-        case .float8e5m2fnuz: return Double(NarrowFloat.float8(raw[i], exponentBits: 5, bias: 16, fnuz: true, hasInfinity: false))
-        case .uint4, .int4:
-            let byte = raw[i / 2]
-            let nibble = i % 2 == 0 ? byte & 0x0F : byte >> 4
-            return dtype == .int4 && nibble >= 8 ? Double(Int(nibble) - 16) : Double(nibble)
-        case .complex64, .complex128, .string, .undefined: return .nan
-        }
+        dtype.numericValue(in: raw, at: i) ?? .nan
     }
 }
 

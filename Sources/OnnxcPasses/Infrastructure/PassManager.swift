@@ -1,4 +1,4 @@
-public import OnnxcCore
+import OnnxcCore
 public import OnnxcIR
 
 /// Per-pass counters for `--print-pass-stats` and the JSON report.
