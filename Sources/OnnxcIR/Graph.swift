@@ -108,6 +108,11 @@ public struct Graph: Sendable, Equatable {
     public var nodeCountIncludingSubgraphs: Int {
         nodes.reduce(0) { $0 + 1 + $1.subgraphs.reduce(0) { $0 + $1.nodeCountIncludingSubgraphs } }
     }
+
+    /// Whether any node, here or in a subgraph, satisfies `predicate`.
+    public func containsNode(where predicate: (Node) -> Bool) -> Bool {
+        nodes.contains { node in predicate(node) || node.subgraphs.contains { $0.containsNode(where: predicate) } }
+    }
 }
 
 /// An operator set the model imports: (domain, version).

@@ -54,6 +54,8 @@ public enum KernelRegistry {
         TrainingKernels.table,
         MLKernels.table,
         DeformableConvolutionKernels.table,
+        FusedKernels.table,
+        AttentionKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }

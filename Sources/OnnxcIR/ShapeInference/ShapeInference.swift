@@ -29,7 +29,7 @@ public enum ShapeInference {
     }
 
     /// The default-domain ops that have a rule, sorted.
-    public static var supportedOps: [String] { ShapeInferenceRules.all.keys.sorted() }
+    public static var supportedOps: [String] { ShapeInferenceRules.all.keys.filter { !$0.contains("::") }.sorted() }
 }
 
 /// A rule: the output types of one node (nil where unknown), in output order. Throwing an
@@ -49,7 +49,8 @@ enum ShapeInferenceRules {
         var table: [String: InferenceRule] = [:]
         for family in [ElementwiseRules.table, ReductionRules.table, LinearAlgebraRules.table, ConvolutionRules.table,
                        ShapeRules.table, IndexingRules.table, RecurrentRules.table, ControlFlowRules.table,
-                       QuantizationRules.table, NormalizationRules.table, SequenceAndMiscRules.table] {
+                       QuantizationRules.table, NormalizationRules.table, SequenceAndMiscRules.table,
+                       RuntimeOpRules.table] {
             table.merge(family) { _, new in new }
         }
         return table
@@ -238,7 +239,8 @@ final class InferenceEngine {
             let context = InferenceContext(node: node, opset: opset, scope: scope, engine: self, path: path)
             var results: [ValueType?] = []
             let domain = canonicalDomain(node.domain)
-            if domain == defaultDomain, let rule = ShapeInferenceRules.all[node.opType] {
+            let key = domain == defaultDomain ? node.opType : domain + "::" + node.opType
+            if domain == defaultDomain || domain == RuntimeOps.domain, let rule = ShapeInferenceRules.all[key] {
                 do {
                     results = try rule(context)
                 } catch let error as InferenceError {

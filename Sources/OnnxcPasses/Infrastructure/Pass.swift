@@ -26,6 +26,14 @@ public enum PassError: Error, Sendable, UserFacingError {
     }
 }
 
+/// Who consumes the optimized graph: that decides which ops a pass may create.
+public enum OptimizationTarget: String, Sendable, CaseIterable {
+    /// Standard ONNX at the model's opsets (`onnxc optimize`): ONNX Runtime and every other tool must load it.
+    case onnx
+    /// onnxc's own runtime (the compile path): fusions may also create `ai.onnxc` ops (`RuntimeOps`).
+    case runtime
+}
+
 /// Settings every pass may read.
 public struct PassOptions: Sendable {
     /// The largest tensor constant folding will create. Folding trades model size for run time, and a fold
@@ -33,9 +41,11 @@ public struct PassOptions: Sendable {
     /// weights; 1 MiB keeps every shape computation and small table foldable while bounding the growth of
     /// the file (tract's CONST_FOLD_MEM_BUDGET plays the same role).
     public var constantFoldingByteLimit = 1 << 20
+    public var target: OptimizationTarget
 
-    public init(constantFoldingByteLimit: Int = 1 << 20) {
+    public init(constantFoldingByteLimit: Int = 1 << 20, target: OptimizationTarget = .onnx) {
         self.constantFoldingByteLimit = constantFoldingByteLimit
+        self.target = target
     }
 }
 
@@ -47,6 +57,9 @@ public struct PassContext: Sendable {
     public let outerScope: Set<String>
 
     public func opset(for domain: String) -> Int64 { opsets[canonicalDomain(domain)] ?? 1 }
+
+    /// Whether a fusion may create `ai.onnxc` runtime ops.
+    public var allowsRuntimeOps: Bool { options.target == .runtime }
 }
 
 /// A graph transformation. It reads the graph and proposes a patch; it never mutates the graph itself — the

@@ -33,9 +33,12 @@ public final class PassManager {
     }
 
     public func run(_ model: Model) throws(PassError) -> Model {
-        var opsets: [String: Int64] = [:]
-        for opset in model.opsetImports { opsets[canonicalDomain(opset.domain)] = opset.version }
         var current = model
+        // Runtime ops need their domain imported for the verifier; the import is dropped again if unused.
+        let addsRuntimeDomain = options.target == .runtime && !model.opsetImports.contains { $0.domain == RuntimeOps.domain }
+        if addsRuntimeDomain { current.opsetImports.append(OpsetImport(domain: RuntimeOps.domain, version: RuntimeOps.version)) }
+        var opsets: [String: Int64] = [:]
+        for opset in current.opsetImports { opsets[canonicalDomain(opset.domain)] = opset.version }
         for _ in 0..<PassManager.maximumRounds {
             var changed = false
             for (index, pass) in passes.enumerated() {
@@ -63,6 +66,9 @@ public final class PassManager {
                 observer?(pass.id, current)
             }
             if !changed { break }
+        }
+        if addsRuntimeDomain && !current.graph.containsNode(where: { $0.domain == RuntimeOps.domain }) {
+            current.opsetImports.removeAll { $0.domain == RuntimeOps.domain }
         }
         return current
     }

@@ -29,13 +29,24 @@ public enum Pipelines {
         ]
     }
 
-    /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
-    public static var all: [any Pass] { canonicalize + fuse }
+    /// -O2 for the runtime target (the compile path) adds fusions into `ai.onnxc` ops, after the standard
+    /// fusions so that they see Gemm, LayerNormalization and Gelu rather than their decompositions.
+    static var execution: [any Pass] {
+        [
+        ]
+    }
 
-    /// -O0: nothing; -O1: canonicalize; -O2: canonicalize, then fusions, then canonicalize's clean-up again via
-    /// the fixed-point loop.
-    public static func passes(level: Int, disabled: Set<String> = []) -> [any Pass] {
-        let selected: [any Pass] = level <= 0 ? [] : (level == 1 ? canonicalize : canonicalize + fuse)
+    /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
+    public static var all: [any Pass] { canonicalize + fuse + execution }
+
+    /// -O0: nothing; -O1: canonicalize; -O2: canonicalize, then fusions (plus the runtime fusions for the
+    /// runtime target), then canonicalize's clean-up again via the fixed-point loop.
+    public static func passes(level: Int, target: OptimizationTarget = .onnx, disabled: Set<String> = []) -> [any Pass] {
+        let selected: [any Pass] = switch level {
+        case ...0: []
+        case 1: canonicalize
+        default: canonicalize + fuse + (target == .runtime ? execution : [])
+        }
         return selected.filter { !disabled.contains($0.id) }
     }
 }

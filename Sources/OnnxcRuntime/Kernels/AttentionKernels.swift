@@ -1,0 +1,5 @@
+import OnnxcCore
+
+enum AttentionKernels {
+    static let table: [String: Kernel] = [:]
+}

@@ -1,0 +1,5 @@
+import OnnxcCore
+
+enum FusedKernels {
+    static let table: [String: Kernel] = [:]
+}
