@@ -9,8 +9,8 @@ import Testing
 /// ONNX Runtime's TransformerTester idea: run a model with and without a pass and compare outputs.
 enum PassTesting {
     /// Runs `pass` (alone, through the driver, so results are sorted and verified) and returns the model.
-    static func apply(_ pass: any Pass, to model: Model) throws -> Model {
-        try PassManager(passes: [pass]).run(model)
+    static func apply(_ pass: any Pass, to model: Model, target: OptimizationTarget = .onnx) throws -> Model {
+        try PassManager(passes: [pass], options: PassOptions(target: target)).run(model)
     }
 
     static func outputs(_ model: Model, _ inputs: [String: OnnxcRuntime.Tensor]) throws -> [String: OnnxcRuntime.Tensor] {
