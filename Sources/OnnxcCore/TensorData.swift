@@ -49,6 +49,14 @@ public struct TensorData: Sendable, Equatable {
         self.elementCount = count
     }
 
+    /// An int64 tensor (shape vectors, indices), stored little-endian.
+    public init(int64s values: [Int64], dims: [Int64]) throws(TensorDataError) {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 8)
+        for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        try self.init(dtype: .int64, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
+    }
+
     /// Payload size in bytes (strings count their UTF-8 bytes).
     public var byteCount: Int {
         switch payload {
@@ -66,6 +74,34 @@ public struct TensorData: Sendable, Equatable {
     public func numericValue(at index: Int) -> Double? {
         guard case .bytes(let b) = payload, index >= 0, index < elementCount else { return nil }
         return b.withUnsafeBytes { dtype.numericValue(in: $0, at: index) }
+    }
+
+    /// Every element exactly as Int64, for integer and bool tensors; nil for other types and for uint64 values
+    /// above Int64.max. (Going through `numericValue` would round int64s beyond 2^53.)
+    public func integers() -> [Int64]? {
+        guard case .bytes(let b) = payload else { return nil }
+        switch dtype {
+        case .int64: return (0..<elementCount).map { b.load($0, as: Int64.self) }
+        case .uint64:
+            var values: [Int64] = []
+            values.reserveCapacity(elementCount)
+            for i in 0..<elementCount {
+                guard let v = Int64(exactly: b.load(i, as: UInt64.self)) else { return nil }
+                values.append(v)
+            }
+            return values
+        case .int32, .int16, .int8, .uint32, .uint16, .uint8, .bool, .int4, .uint4:
+            // Every value of these types is exact in a Double.
+            var values: [Int64] = []
+            values.reserveCapacity(elementCount)
+            for i in 0..<elementCount {
+                guard let v = numericValue(at: i) else { return nil }
+                values.append(Int64(v))
+            }
+            return values
+        default:
+            return nil
+        }
     }
 
     /// The first `limit` elements as text, the way dumps print them.

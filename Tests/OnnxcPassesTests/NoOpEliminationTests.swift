@@ -198,7 +198,7 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input(six, [3, 2])])
     }
 
-    static let allPasses: [any Pass] = [ConstantFolding(), IdentityElimination(), NoOpElimination(), CastChainElimination(),
+    static let allPasses: [any Pass] = [ConstantFolding(), SymbolicShapeResolution(), IdentityElimination(), NoOpElimination(), CastChainElimination(),
                                         ConsecutiveTransposeFusion(), ConsecutiveReshapeFusion(), TransposeIntoGemm(),
                                         CommonSubexpressionElimination(), DeadCodeElimination()]
 

@@ -67,6 +67,10 @@ public enum Build {
         return Tensor(name: name, data: data)
     }
 
+    public static func int64Tensor(_ name: String, _ dims: [Int64], _ values: [Int64]) throws -> Tensor {
+        Tensor(name: name, data: try TensorData(int64s: values, dims: dims))
+    }
+
     public static func input(_ name: String, _ dims: [Dim], _ dtype: DType = .float) -> ValueInfo {
         ValueInfo(name: name, type: ValueType(.tensor(TensorType(dtype, Shape(dims)))))
     }

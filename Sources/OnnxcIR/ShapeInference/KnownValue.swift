@@ -57,25 +57,13 @@ public struct KnownValue: Sendable, Equatable {
 
     /// Reads a small numeric tensor; nil when it is too large or not numeric.
     public init?(tensor data: TensorData) {
-        guard data.elementCount <= KnownValue.maximumElements, let bytes = data.bytes else { return nil }
+        guard data.elementCount <= KnownValue.maximumElements, data.bytes != nil else { return nil }
         dims = data.dims
+        if let integers = data.integers() {
+            elements = .ints(integers.map { .fixed($0) })
+            return
+        }
         switch data.dtype {
-        case .int64:
-            elements = .ints((0..<data.elementCount).map { .fixed(bytes.load($0, as: Int64.self)) })
-        case .uint64:
-            var values: [Dim] = []
-            for i in 0..<data.elementCount {
-                guard let v = Int64(exactly: bytes.load(i, as: UInt64.self)) else { return nil }
-                values.append(.fixed(v))
-            }
-            elements = .ints(values)
-        case .int32, .int16, .int8, .uint32, .uint16, .uint8, .bool, .int4, .uint4:
-            var values: [Dim] = []
-            for i in 0..<data.elementCount {
-                guard let v = data.numericValue(at: i) else { return nil }
-                values.append(.fixed(Int64(v)))
-            }
-            elements = .ints(values)
         case .float, .double, .float16, .bfloat16:
             var values: [Double] = []
             for i in 0..<data.elementCount {

@@ -57,16 +57,14 @@ public struct ConstantFolding: Pass {
               let source = shapeNode.inputs.first, let shape = graph.declaredType(of: source)?.tensorType?.shape else { return nil }
         if case .int(let axis) = node.attribute("axis"), axis != 0 { return nil }
         let rank = Int64(shape.rank)
+        guard let indices = indicesTensor.data.integers() else { return nil }
         var values: [Int64] = []
-        for i in 0..<indicesTensor.data.elementCount {
-            guard let raw = indicesTensor.data.numericValue(at: i) else { return nil }
-            let index = Int64(raw) < 0 ? Int64(raw) + rank : Int64(raw)
+        for raw in indices {
+            let index = raw < 0 ? raw + rank : raw
             guard index >= 0, index < rank, let dim = shape.dims[Int(index)].fixedValue else { return nil }
             values.append(dim)
         }
-        var bytes: [UInt8] = []
-        for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-        guard let data = try? TensorData(dtype: .int64, dims: indicesTensor.dims, payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
+        guard let data = try? TensorData(int64s: values, dims: indicesTensor.dims) else { return nil }
         return [Tensor(name: output, data: data)]
     }
 
@@ -88,10 +86,8 @@ public struct ConstantFolding: Pass {
             guard let selected = Shape(start < end ? Array(shape.dims[start..<end]) : []).fixedDims else { return nil }
             values = selected
         }
-        var bytes: [UInt8] = []
-        for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
         let dims: [Int64] = node.opType == "Size" ? [] : [Int64(values.count)]
-        guard let data = try? TensorData(dtype: .int64, dims: dims, payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
+        guard let data = try? TensorData(int64s: values, dims: dims) else { return nil }
         return [Tensor(name: output, data: data)]
     }
 

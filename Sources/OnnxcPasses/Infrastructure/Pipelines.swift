@@ -5,6 +5,7 @@ public enum Pipelines {
     static var canonicalize: [any Pass] {
         [
             ConstantFolding(),                 // evaluate what is constant, including static Shape/Size
+            SymbolicShapeResolution(),         // shape arithmetic over symbolic dims: static parts → constants, Reshape 0/-1
             IdentityElimination(),             // read through Identity and inference Dropout
             NoOpElimination(),                 // Cast to self, Reshape to self, Add 0, Mul 1, one-input Concat, …
             CastChainElimination(),            // Cast(Cast(x)) when the inner cast is exact
