@@ -2,14 +2,15 @@
 """Compare `onnxc run` with ONNX Runtime on real models, at several input sizes.
 
 Usage:
-    python3 scripts/compare_models.py --onnxc .build/release/onnxc [MODEL.onnx ...]
+    python3 scripts/compare_models.py --onnxc .build/release/onnxc [--levels 0,2] [MODEL.onnx ...]
 
 Default models: testdata/exported/bert_tiny.onnx and every .cache/models/*.onnx (make those with
 scripts/export_torchvision.py). For each model and each input size (symbolic dims: batch 1 and 2, seq 8 and 16,
 other symbols 1), random inputs with a fixed seed are written as .npy (token ids below 1000, masks of ones),
 ONNX Runtime (all optimizations off) computes the reference, `onnxc run --output-dir` computes ours, and every
 output must satisfy max|ours - ref| <= 1e-3 * max|ref| + 1e-5. Prints one line per model and size with the
-error, and a closing `N passed, M failed`; exits 1 if any failed.
+error, and a closing `N passed, M failed`; exits 1 if any failed. `--levels` runs onnxc at each optimization level
+(`onnxc run -O`: the runtime pipeline, with onnxc's fused ops), so every pass is checked against ORT too.
 """
 
 from __future__ import annotations
@@ -52,18 +53,18 @@ def is_dynamic(model: onnx.ModelProto) -> bool:
     return any(d.dim_param for v in model.graph.input for d in v.type.tensor_type.shape.dim)
 
 
-def compare(onnxc: str, path: Path) -> list[tuple[str, bool, str]]:
+def compare(onnxc: str, path: Path, levels: list[str]) -> list[tuple[str, bool, str]]:
     model = onnx.load(str(path), load_external_data=False)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     results = []
-    for size in SIZES if is_dynamic(model) else SIZES[:1]:
-        label = f"{path.name} {size if is_dynamic(model) else 'static'}"
+    for size, level in [(size, level) for size in (SIZES if is_dynamic(model) else SIZES[:1]) for level in levels]:
+        label = f"{path.name} -O{level} {size if is_dynamic(model) else 'static'}"
         feeds = inputs_for(model, size, np.random.default_rng(0))
         reference = session.run(None, feeds)
         with tempfile.TemporaryDirectory() as work:
-            arguments = [onnxc, "run", str(path), "--output-dir", work]
+            arguments = [onnxc, "run", str(path), f"-O{level}", "--output-dir", work]
             for name, array in feeds.items():
                 file = Path(work) / f"in_{len(arguments)}.npy"
                 np.save(file, array)
@@ -91,12 +92,14 @@ def compare(onnxc: str, path: Path) -> list[tuple[str, bool, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--onnxc", required=True)
+    parser.add_argument("--levels", default="0", help="comma-separated onnxc optimization levels to check (default 0)")
     parser.add_argument("models", nargs="*", type=Path)
     args = parser.parse_args()
+    levels = args.levels.split(",")
     models = args.models or [ROOT / "testdata/exported/bert_tiny.onnx"] + sorted((ROOT / ".cache/models").glob("*.onnx"))
     passed = failed = 0
     for path in models:
-        for label, ok, detail in compare(args.onnxc, path):
+        for label, ok, detail in compare(args.onnxc, path, levels):
             print(f"{'ok  ' if ok else 'FAIL'} {label}: {detail}", flush=True)
             passed, failed = passed + ok, failed + (not ok)
     print(f"{passed} passed, {failed} failed")

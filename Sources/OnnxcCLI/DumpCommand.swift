@@ -36,9 +36,13 @@ struct Dump: ParsableCommand {
     @Option(help: ArgumentHelp("With --pipeline (default 2): show the graph right after this pass last changed it.", valueName: "id"))
     var after: String?
 
+    @Option(help: ArgumentHelp("With --pipeline: optimize for `onnx` (standard ops, what `optimize` writes) or `runtime` (onnxc's own fused ops, what the compiler executes).", valueName: "target"))
+    var target: String = "onnx"
+
     func validate() throws {
         guard maxValues >= 0 else { throw ValidationError("--max-values must be 0 or more") }
         if let pipeline { _ = try OptimizationLevel.parse(pipeline) }
+        _ = try OptimizationLevel.parseTarget(target)
         if let after { try OptimizationLevel.validate(disabled: [after]) }
     }
 
@@ -48,7 +52,7 @@ struct Dump: ParsableCommand {
         var loaded = try ModelLoading.load(model, inlineFunctions: inlineFunctions || level != nil)
         if let level {
             var snapshot: Model?
-            let (optimized, _) = try OptimizationLevel.optimize(loaded, level: level, disabled: [], file: model) { id, model in
+            let (optimized, _) = try OptimizationLevel.optimize(loaded, level: level, target: OptimizationLevel.parseTarget(target), disabled: [], file: model) { id, model in
                 if id == after { snapshot = model }
             }
             loaded = after == nil ? optimized : (snapshot ?? loaded)

@@ -12,6 +12,13 @@ enum OptimizationLevel {
         return level
     }
 
+    static func parseTarget(_ text: String) throws -> OptimizationTarget {
+        guard let target = OptimizationTarget(rawValue: text) else {
+            throw ValidationError("--target \(text): use onnx (standard ops) or runtime (onnxc's fused ops)")
+        }
+        return target
+    }
+
     static func validate(disabled: [String]) throws {
         let known = Set(Pipelines.all.map(\.id))
         if let unknown = disabled.first(where: { !known.contains($0) }) {
@@ -20,9 +27,10 @@ enum OptimizationLevel {
     }
 
     /// Shape inference, then the level's passes; `observer` sees the model after each changing pass.
-    static func optimize(_ model: Model, level: Int, disabled: [String], file: String,
+    static func optimize(_ model: Model, level: Int, target: OptimizationTarget = .onnx, disabled: [String], file: String,
                          observer: ((String, Model) -> Void)? = nil) throws(CommandFailure) -> (Model, PassManager) {
-        let manager = PassManager(passes: Pipelines.passes(level: level, disabled: Set(disabled)))
+        let manager = PassManager(passes: Pipelines.passes(level: level, target: target, disabled: Set(disabled)),
+                                  options: PassOptions(target: target))
         manager.observer = observer
         guard level > 0 else { return (model, manager) }
         // Inferred shapes let folding resolve static Shape/Size; diagnostics do not stop optimization.
@@ -78,6 +86,9 @@ struct Passes: ParsableCommand {
         for pass in Pipelines.all { text += pass.id + String(repeating: " ", count: width - pass.id.count) + pass.summary + "\n" }
         text += "\n-O1: " + Pipelines.passes(level: 1).map(\.id).joined(separator: ", ") + "\n"
         text += "-O2: " + Pipelines.passes(level: 2).map(\.id).joined(separator: ", ") + "\n"
+        text += "-O2 for the onnxc runtime (run/test -O2, dump --target runtime) adds: "
+            + Pipelines.passes(level: 2, target: .runtime).map(\.id).filter { id in !Pipelines.passes(level: 2).contains { $0.id == id } }
+                .joined(separator: ", ") + "\n"
         Output.write(text)
     }
 }

@@ -21,8 +21,17 @@ struct Run: ParsableCommand {
     @Flag(help: "Print where the time went: per op type, calls and milliseconds, slowest first.")
     var profile = false
 
+    @Option(name: .customShort("O", allowingJoined: true),
+            help: ArgumentHelp("Optimize before running, for the onnxc runtime: -O0 (as written), -O1, -O2 (with onnxc's fused ops).", valueName: "level"))
+    var level: String = "0"
+
+    func validate() throws {
+        _ = try OptimizationLevel.parse(level)
+    }
+
     func run() throws {
-        let loaded = try ModelLoading.load(model, inlineFunctions: true)
+        let loaded = try OptimizationLevel.optimize(ModelLoading.load(model, inlineFunctions: true),
+                                                    level: OptimizationLevel.parse(level), target: .runtime, disabled: [], file: model).0
         let graph: RuntimeGraph
         let executor: Executor
         do {

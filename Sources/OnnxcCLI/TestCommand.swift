@@ -35,12 +35,21 @@ struct Test: ParsableCommand {
     @Flag(help: "Print results as JSON.")
     var json = false
 
+    @Option(name: .customShort("O", allowingJoined: true),
+            help: ArgumentHelp("Optimize each model for the onnxc runtime first: -O0 (as written), -O1, -O2.", valueName: "level"))
+    var level: String = "0"
+
+    func validate() throws {
+        _ = try OptimizationLevel.parse(level)
+    }
+
     func run() throws {
+        let level = try OptimizationLevel.parse(level)
         let folders = try testFolders()
         var results: [(name: String, passed: Bool, detail: String)] = []
         for folder in folders {
             let name = (folder as NSString).lastPathComponent
-            let outcome = BackendTest.run(folder: folder, rtol: rtol, atol: atol)
+            let outcome = BackendTest.run(folder: folder, level: level, rtol: rtol, atol: atol)
             results.append((name, outcome == nil, outcome ?? ""))
             if !json { Output.write(outcome.map { "FAIL \(name): \($0)\n" } ?? "PASS \(name)\n") }
         }
@@ -123,10 +132,12 @@ enum ConformanceList {
 /// One backend test: load, lower, run every data set, compare.
 enum BackendTest {
     /// nil when the test passes, else why it failed.
-    static func run(folder: String, rtol: Double, atol: Double) -> String? {
+    static func run(folder: String, level: Int, rtol: Double, atol: Double) -> String? {
         do {
             let model = try ONNXImporter.load(path: folder + "/model.onnx")
-            let graph = try Lowering.lower(model)
+            let optimized = level == 0 ? model
+                : try OptimizationLevel.optimize(model, level: level, target: .runtime, disabled: [], file: folder + "/model.onnx").0
+            let graph = try Lowering.lower(optimized)
             let executor = try Executor(graph: graph)
             let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
                 .filter { $0.hasPrefix("test_data_set_") }.sorted()

@@ -194,5 +194,8 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(dump.stdout.utf8)) as? [String: Any])
         let nodes = try #require((object["graph"] as? [String: Any])?["nodes"] as? [[String: Any]])
         #expect(!nodes.contains { $0["op_type"] as? String == "Constant" })
+        #expect(try CLIRunner.run(["dump", source, "--pipeline", "2", "--target", "runtime"]).status == 0)
+        let wrongTarget = try CLIRunner.run(["dump", source, "--pipeline", "2", "--target", "tflite"])
+        #expect(wrongTarget.status == 2 && wrongTarget.stderr.contains("use onnx (standard ops) or runtime"))
     }
 }
