@@ -67,10 +67,14 @@ public enum ONNXExporter {
             }
             return ExternalDataRef(location: sideName, offset: aligned, length: bytes.count)
         }
-        let encoded = try encoder.encode(model)
+        let writer: AtomicFileWriter
         do throws(FileError) {
-            let writer = try AtomicFileWriter(path: path)
-            try writer.write(ByteSlice(encoded))
+            writer = try AtomicFileWriter(path: path)
+        } catch {
+            throw .file(error)
+        }
+        try encoder.encode(model, to: writer)
+        do throws(FileError) {
             try side?.commit()
             try writer.commit()
         } catch {

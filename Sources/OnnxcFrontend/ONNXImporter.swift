@@ -40,9 +40,10 @@ public enum ONNXImporter {
             return try UnpackedModel(bytes: buffer)
         }
         let resolver = ExternalDataResolver(directory: directory)
-        let decoder = ProtobufDecoder(owner: unpacked) { (reference, tensor, byteCount) throws(FrontendError) in
+        var decoder = ProtobufDecoder(owner: unpacked) { (reference, tensor, byteCount) throws(FrontendError) in
             try resolver.read(reference, tensor: tensor, byteCount: byteCount)
         }
+        decoder.source = bytes
         var model = try decoder.decodeModel()
         if model.opsetImports.isEmpty {
             // IR version 1/2 models predate opset_import; ONNX defines them as default-domain opset 1.

@@ -19,29 +19,32 @@ import Glibc
 enum WireScan {
     enum Root { case model, tensor, sequence, optional }
 
-    static func check(_ bytes: UnsafeRawBufferPointer, root kind: Root = .model, maximumDepth: Int) throws(FrontendError) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        // The address of the generated descriptor, taken from an initialized message: Swift imports the C
-        // global as a constant and offers no stable pointer to it directly.
-        let root: UnsafePointer<ProtobufCMessageDescriptor>?
+    /// The generated descriptor of a root message, taken from an initialized message: Swift imports the C
+    /// global as a constant and offers no stable pointer to it directly.
+    static func descriptor(of kind: Root) -> UnsafePointer<ProtobufCMessageDescriptor>? {
         switch kind {
         case .model:
             var probe = Onnx__ModelProto()
             onnx__model_proto__init(&probe)
-            root = probe.base.descriptor
+            return probe.base.descriptor
         case .tensor:
             var probe = Onnx__TensorProto()
             onnx__tensor_proto__init(&probe)
-            root = probe.base.descriptor
+            return probe.base.descriptor
         case .sequence:
             var probe = Onnx__SequenceProto()
             onnx__sequence_proto__init(&probe)
-            root = probe.base.descriptor
+            return probe.base.descriptor
         case .optional:
             var probe = Onnx__OptionalProto()
             onnx__optional_proto__init(&probe)
-            root = probe.base.descriptor
+            return probe.base.descriptor
         }
+    }
+
+    static func check(_ bytes: UnsafeRawBufferPointer, root kind: Root = .model, maximumDepth: Int) throws(FrontendError) {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let root = descriptor(of: kind)
         var frames: [(end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>?)] = [(bytes.count, root)]
         var position = 0
 
@@ -124,18 +127,180 @@ private func wireTypeFits(_ wire: Int, _ field: ProtobufCFieldDescriptor) -> Boo
     return wire == natural || (wire == 2 && field.label == PROTOBUF_C_LABEL_REPEATED)
 }
 
+// MARK: - Weights in place
+
+/// protobuf-c copies every `bytes` field while unpacking, so a model's weights would exist twice: in the
+/// mapped file and in protobuf-c's heap. Before unpacking, the importer therefore builds a skeleton of the
+/// message in which each large `TensorProto.raw_data` is replaced by a 16-byte token (a per-load random nonce
+/// and an index), remembers where the real bytes are in the file, and lets the decoder hand out slices of the
+/// mapping instead. Enclosing message lengths are recomputed; everything else is copied verbatim.
+struct RawDataSkeleton {
+    /// raw_data payloads smaller than this stay in the skeleton: tokens only pay off for real weights.
+    static let threshold = 4096
+    static let tokenSize = 16
+
+    let bytes: [UInt8]
+    let nonce: UInt64
+    /// (offset, length) in the original bytes, by token index.
+    let payloads: [(offset: Int, count: Int)]
+
+    /// The skeleton of `bytes` (already accepted by `WireScan.check`), or nil when no raw_data is large enough
+    /// to be worth it or the framing is not what the scan accepted.
+    static func make(_ bytes: UnsafeRawBufferPointer, root: WireScan.Root) -> RawDataSkeleton? {
+        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+              let rootDescriptor = WireScan.descriptor(of: root), let tensor = WireScan.descriptor(of: .tensor) else { return nil }
+        var builder = Builder(base: base, tensor: tensor, nonce: UInt64.random(in: 1...UInt64.max))
+        guard let size = builder.measure(0, bytes.count, rootDescriptor), !builder.resized.isEmpty else { return nil }
+        builder.out.reserveCapacity(size)
+        guard builder.emit(0, bytes.count, rootDescriptor), builder.out.count == size else { return nil }
+        return RawDataSkeleton(bytes: builder.out, nonce: builder.nonce, payloads: builder.payloads)
+    }
+
+    /// The file range a raw_data field of the unpacked skeleton stands for, if it is one of our tokens.
+    func payload(for rawData: UnsafeRawBufferPointer) -> (offset: Int, count: Int)? {
+        guard rawData.count == Self.tokenSize, UInt64(littleEndian: rawData.loadUnaligned(as: UInt64.self)) == nonce else { return nil }
+        let index = UInt64(littleEndian: rawData.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return index < UInt64(payloads.count) ? payloads[Int(index)] : nil
+    }
+
+    private struct Builder {
+        let base: UnsafePointer<UInt8>
+        let tensor: UnsafePointer<ProtobufCMessageDescriptor>
+        let nonce: UInt64
+        /// New lengths of the submessages (by start offset) that contain a replaced raw_data.
+        var resized: [Int: Int] = [:]
+        var out: [UInt8] = []
+        var payloads: [(offset: Int, count: Int)] = []
+
+        /// The raw_data field of TensorProto.
+        static let rawDataField: UInt64 = 9
+
+        func varint(_ position: inout Int, _ end: Int) -> UInt64? {
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            while position < end, shift < 64 {
+                let byte = base[position]
+                position += 1
+                result |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return result }
+                shift += 7
+            }
+            return nil
+        }
+
+        static func varintSize(_ value: Int) -> Int {
+            var v = UInt64(value), size = 1
+            while v >= 0x80 { v >>= 7; size += 1 }
+            return size
+        }
+
+        func isLargeRawData(_ descriptor: UnsafePointer<ProtobufCMessageDescriptor>?, _ field: UInt64, _ length: Int) -> Bool {
+            descriptor == tensor && field == Self.rawDataField && length >= RawDataSkeleton.threshold
+        }
+
+        func child(_ descriptor: UnsafePointer<ProtobufCMessageDescriptor>?, _ field: UInt64) -> UnsafePointer<ProtobufCMessageDescriptor>? {
+            guard let descriptor, field <= UInt64(UInt32.max),
+                  let f = protobuf_c_message_descriptor_get_field(descriptor, UInt32(field)), f.pointee.type == PROTOBUF_C_TYPE_MESSAGE else { return nil }
+            return f.pointee.descriptor?.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+        }
+
+        /// The skeleton size of the message in [start, end); records submessages whose size changes.
+        mutating func measure(_ start: Int, _ end: Int, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>?) -> Int? {
+            var position = start, size = 0
+            while position < end {
+                let fieldStart = position
+                guard let tag = varint(&position, end) else { return nil }
+                switch tag & 7 {
+                case 0: guard varint(&position, end) != nil else { return nil }
+                case 1: position += 8
+                case 5: position += 4
+                case 2:
+                    guard let length = varint(&position, end), length <= UInt64(end - position) else { return nil }
+                    let payload = position, count = Int(length)
+                    position += count
+                    let header = payload - fieldStart - Self.varintSize(count)
+                    if isLargeRawData(descriptor, tag >> 3, count) {
+                        size += header + 1 + RawDataSkeleton.tokenSize
+                        continue
+                    }
+                    if let inner = child(descriptor, tag >> 3) {
+                        guard let newCount = measure(payload, payload + count, inner) else { return nil }
+                        if newCount != count { resized[payload] = newCount }
+                        size += header + Self.varintSize(newCount) + newCount
+                        continue
+                    }
+                default: return nil
+                }
+                guard position <= end else { return nil }
+                size += position - fieldStart
+            }
+            return size
+        }
+
+        mutating func emit(_ start: Int, _ end: Int, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>?) -> Bool {
+            var position = start
+            while position < end {
+                let fieldStart = position
+                guard let tag = varint(&position, end) else { return false }
+                if tag & 7 == 2 {
+                    let tagEnd = position
+                    guard let length = varint(&position, end) else { return false }
+                    let payload = position, count = Int(length)
+                    position += count
+                    if isLargeRawData(descriptor, tag >> 3, count) {
+                        append(fieldStart, tagEnd)
+                        out.append(UInt8(RawDataSkeleton.tokenSize))
+                        withUnsafeBytes(of: nonce.littleEndian) { out.append(contentsOf: $0) }
+                        withUnsafeBytes(of: UInt64(payloads.count).littleEndian) { out.append(contentsOf: $0) }
+                        payloads.append((payload, count))
+                        continue
+                    }
+                    if let newCount = resized[payload] {
+                        append(fieldStart, tagEnd)
+                        var v = UInt64(newCount)
+                        while v >= 0x80 { out.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+                        out.append(UInt8(v))
+                        guard emit(payload, payload + count, child(descriptor, tag >> 3)) else { return false }
+                        continue
+                    }
+                } else {
+                    switch tag & 7 {
+                    case 0: guard varint(&position, end) != nil else { return false }
+                    case 1: position += 8
+                    case 5: position += 4
+                    default: return false
+                    }
+                }
+                append(fieldStart, position)
+            }
+            return true
+        }
+
+        mutating func append(_ from: Int, _ to: Int) {
+            out.append(contentsOf: UnsafeBufferPointer(start: base + from, count: to - from))
+        }
+    }
+}
+
 // MARK: - Decoding
 
 /// Owns a message unpacked by protobuf-c. Tensors point into its `raw_data` buffers instead of copying
 /// them, so it is freed only when the last such tensor is gone.
 final class UnpackedModel {
     fileprivate let message: UnsafeMutablePointer<Onnx__ModelProto>
+    /// Set when large raw_data fields were left in the file (see `RawDataSkeleton`).
+    let skeleton: RawDataSkeleton?
 
     init(bytes: UnsafeRawBufferPointer) throws(FrontendError) {
-        guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
-              let message = onnx__model_proto__unpack(nil, bytes.count, base)
-        else { throw .malformedProtobuf(reason: "protobuf-c could not decode the ModelProto message") }
+        let skeleton = RawDataSkeleton.make(bytes, root: .model)
+        let unpacked: UnsafeMutablePointer<Onnx__ModelProto>? = if let skeleton {
+            skeleton.bytes.withUnsafeBufferPointer { onnx__model_proto__unpack(nil, $0.count, $0.baseAddress) }
+        } else {
+            bytes.baseAddress.flatMap { onnx__model_proto__unpack(nil, bytes.count, $0.assumingMemoryBound(to: UInt8.self)) }
+        }
+        guard let message = unpacked else { throw .malformedProtobuf(reason: "protobuf-c could not decode the ModelProto message") }
         self.message = message
+        self.skeleton = skeleton
     }
 
     deinit { onnx__model_proto__free_unpacked(message, nil) }
@@ -200,6 +365,8 @@ struct ProtobufDecoder {
     /// Keeps the unpacked message alive for tensors that point into it.
     let owner: AnyObject
     let readExternal: ExternalDataReader
+    /// The file's bytes, when `owner` is an `UnpackedModel` whose large raw_data stayed there.
+    var source: ByteStorage? = nil
 
     /// The tensor of an `UnpackedTensor` owner.
     func decodeTensorFile(name: String) throws(FrontendError) -> Tensor {
@@ -499,8 +666,13 @@ struct ProtobufDecoder {
         } else if dataType == .string {
             payload = .strings(buffer(t.n_string_data, t.string_data).map(bytes))
         } else if t.has_raw_data != 0 {
-            let storage = ByteStorage(base: t.raw_data.data.map { UnsafeRawPointer($0) }, count: t.raw_data.len, owner: owner)
-            payload = .bytes(ByteSlice(storage))
+            let raw = UnsafeRawBufferPointer(start: t.raw_data.data.map { UnsafeRawPointer($0) }, count: t.raw_data.len)
+            if let source, let skeleton = (owner as? UnpackedModel)?.skeleton, let range = skeleton.payload(for: raw) {
+                guard let slice = ByteSlice(source, offset: range.offset, count: range.count) else { throw invalid("raw_data lies outside the file") }
+                payload = .bytes(slice)
+            } else {
+                payload = .bytes(ByteSlice(ByteStorage(base: raw.baseAddress, count: raw.count, owner: owner)))
+            }
         } else {
             payload = .bytes(try typedPayload(t, dataType: dataType, elements: count, invalid: invalid))
         }
@@ -638,6 +810,56 @@ private func pairs(_ count: Int, _ pointer: UnsafeMutablePointer<UnsafeMutablePo
 /// Decides, per initializer, whether its bytes go to a side file; returns where they were written.
 typealias ExternalDataWriter = (_ tensor: Tensor) throws(FrontendError) -> ExternalDataRef?
 
+/// Collects protobuf-c's appends into 1 MiB writes; payloads of 64 KiB or more are written without staging.
+/// The first failure is kept and later appends are dropped, since the C callback cannot throw.
+private final class PackSink {
+    static let staging = 1 << 20
+    static let direct = 1 << 16
+
+    let writer: AtomicFileWriter
+    var pending: [UInt8] = []
+    var failure: FileError?
+
+    init(writer: AtomicFileWriter) {
+        self.writer = writer
+        pending.reserveCapacity(Self.staging)
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) {
+        guard failure == nil else { return }
+        do throws(FileError) {
+            if bytes.count >= Self.direct {
+                try flush()
+                try writer.write(bytes)
+            } else {
+                pending.append(contentsOf: bytes)
+                if pending.count >= Self.staging { try flush() }
+            }
+        } catch {
+            failure = error
+        }
+    }
+
+    func flush() throws(FileError) {
+        guard !pending.isEmpty else { return }
+        let failed: FileError? = pending.withUnsafeBytes { bytes in
+            do throws(FileError) {
+                try writer.write(bytes)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failed { throw failed }
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    func finish() throws(FileError) {
+        if let failure { throw failure }
+        try flush()
+    }
+}
+
 /// Builds protobuf-c structs from the IR in a private arena and packs them. Tensor payloads are referenced,
 /// not copied, while packing.
 final class ProtobufEncoder {
@@ -662,6 +884,37 @@ final class ProtobufEncoder {
         return ByteStorage(count: size) { out in
             guard let base = out.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
             _ = onnx__model_proto__pack(m, base)
+        }
+    }
+
+    /// Packs the ModelProto straight into `writer`, so that no second copy of the weights is ever built in
+    /// memory: protobuf-c hands each field to an append callback, and large payloads go to the file directly.
+    func encode(_ model: Model, to writer: AtomicFileWriter) throws(FrontendError) {
+        let m = try encodeModel(model)
+        let size = onnx__model_proto__get_packed_size(m)
+        guard size < Int(Int32.max) else {
+            throw .tooLarge(reason: "the model's protobuf would be \(size) bytes, over protobuf's 2 GB limit")
+        }
+        let sink = PackSink(writer: writer)
+        // A ProtobufCBuffer followed by the sink's address: the C callback has no other context argument.
+        let stride = MemoryLayout<ProtobufCBuffer>.stride
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: stride + MemoryLayout<UnsafeRawPointer>.size,
+                                                      alignment: MemoryLayout<ProtobufCBuffer>.alignment)
+        defer { memory.deallocate() }
+        let buffer = memory.bindMemory(to: ProtobufCBuffer.self, capacity: 1)
+        buffer.initialize(to: ProtobufCBuffer(append: { buffer, count, data in
+            guard let buffer, let data else { return }
+            let address = UnsafeRawPointer(buffer).load(fromByteOffset: MemoryLayout<ProtobufCBuffer>.stride, as: UnsafeRawPointer.self)
+            Unmanaged<PackSink>.fromOpaque(address).takeUnretainedValue().append(UnsafeRawBufferPointer(start: data, count: count))
+        }))
+        withExtendedLifetime(sink) {
+            memory.storeBytes(of: UnsafeRawPointer(Unmanaged.passUnretained(sink).toOpaque()), toByteOffset: stride, as: UnsafeRawPointer.self)
+            _ = protobuf_c_message_pack_to_buffer(UnsafeRawPointer(m).assumingMemoryBound(to: ProtobufCMessage.self), buffer)
+        }
+        do throws(FileError) {
+            try sink.finish()
+        } catch {
+            throw .file(error)
         }
     }
 

@@ -8,21 +8,39 @@ typealias RTensor = OnnxcRuntime.Tensor
 /// runtime tensors, each node tagged with the opset of its domain.
 public enum Lowering {
     public static func lower(_ model: Model) throws(RuntimeError) -> RuntimeGraph {
-        var opsets: [String: Int] = [:]
-        for opset in model.opsetImports { opsets[canonicalDomain(opset.domain)] = Int(opset.version) }
-        return try lower(model.graph, opsets: opsets)
+        try lower(model.graph, opsets: opsets(model), weights: true)
     }
 
-    static func lower(_ graph: Graph, opsets: [String: Int]) throws(RuntimeError) -> RuntimeGraph {
+    /// The operators of `model` (subgraphs included) that have no kernel, all at once, without converting
+    /// any weight: a question about the graph should not cost the model's size in memory.
+    public static func unsupportedOps(_ model: Model) -> [RuntimeError.UnsupportedOp] {
+        do {
+            _ = try Executor(graph: try lower(model.graph, opsets: opsets(model), weights: false))
+            return []
+        } catch {
+            if case .unsupportedOps(let ops) = error { return ops }
+            return []
+        }
+    }
+
+    static func opsets(_ model: Model) -> [String: Int] {
+        var opsets: [String: Int] = [:]
+        for opset in model.opsetImports { opsets[canonicalDomain(opset.domain)] = Int(opset.version) }
+        return opsets
+    }
+
+    static func lower(_ graph: Graph, opsets: [String: Int], weights: Bool) throws(RuntimeError) -> RuntimeGraph {
         var initializers: [String: RTensor] = [:]
-        for tensor in graph.initializers { initializers[tensor.name] = try RTensor(tensor.data) }
-        for sparse in graph.sparseInitializers { initializers[sparse.name] = try densify(sparse) }
+        if weights {
+            for tensor in graph.initializers { initializers[tensor.name] = try RTensor(tensor.data) }
+            for sparse in graph.sparseInitializers { initializers[sparse.name] = try densify(sparse) }
+        }
         var nodes: [RuntimeNode] = []
         nodes.reserveCapacity(graph.nodes.count)
         for node in graph.nodes {
             var attributes: [String: OnnxcRuntime.AttributeValue] = [:]
             for attribute in node.attributes {
-                attributes[attribute.name] = try lower(attribute.value, opsets: opsets)
+                attributes[attribute.name] = try lower(attribute.value, opsets: opsets, weights: weights)
             }
             nodes.append(RuntimeNode(name: node.name, opType: node.opType, domain: canonicalDomain(node.domain),
                                      opset: opsets[canonicalDomain(node.domain)] ?? 1, inputs: node.inputs,
@@ -39,13 +57,13 @@ public enum Lowering {
                                 shapeText: value.type?.description ?? "?")
     }
 
-    static func lower(_ value: OnnxcIR.AttributeValue, opsets: [String: Int]) throws(RuntimeError) -> OnnxcRuntime.AttributeValue {
+    static func lower(_ value: OnnxcIR.AttributeValue, opsets: [String: Int], weights: Bool) throws(RuntimeError) -> OnnxcRuntime.AttributeValue {
         switch value {
         case .float(let v): return .float(v)
         case .int(let v): return .int(v)
         case .string(let v): return .string(String(decoding: v, as: UTF8.self))
         case .tensor(let t): return .tensor(try RTensor(t.data))
-        case .graph(let g): return .graph(try lower(g, opsets: opsets))
+        case .graph(let g): return .graph(try lower(g, opsets: opsets, weights: weights))
         case .sparseTensor(let s): return .tensor(try densify(s))
         case .typeProto(let t): return .type(optionalType(t))
         case .floats(let v): return .floats(v)
@@ -57,7 +75,7 @@ public enum Lowering {
             return .tensors(out)
         case .graphs(let v):
             var out: [RuntimeGraph] = []
-            for g in v { out.append(try lower(g, opsets: opsets)) }
+            for g in v { out.append(try lower(g, opsets: opsets, weights: weights)) }
             return .graphs(out)
         case .sparseTensors(let v):
             var out: [RTensor] = []

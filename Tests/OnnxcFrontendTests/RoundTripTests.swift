@@ -94,6 +94,32 @@ import Testing
         #expect(back == model)
     }
 
+    /// Large raw_data is left in the file and read in place (see RawDataSkeleton), wherever the tensor sits:
+    /// initializers, Constant attributes, subgraph initializers, sparse values and function bodies.
+    @Test func largeWeightsAreReadInPlaceEverywhere() throws {
+        var model = try Self.kitchenSink()
+        func big(_ name: String, _ seed: Int) throws -> Tensor {
+            try Self.tensor(name, .float, [1500], (0..<6000).map { UInt8(truncatingIfNeeded: $0 * seed + 1) })
+        }
+        model.graph.initializers += [try big("w_big", 3), try big("w_big2", 5)]
+        let branch = Graph(name: "branch", outputs: [ValueInfo(name: "bo", type: nil)], initializers: [try big("bw_big", 7)],
+                           nodes: [Node(opType: "Identity", inputs: ["bw_big"], outputs: ["bo"])])
+        let sparse = SparseTensor(values: try big("sv_big", 11), indices: try Self.tensor("si_big", .int64, [1500], (0..<12000).map { i in
+            i % 8 == 0 ? UInt8(truncatingIfNeeded: i / 8) : (i % 8 == 1 ? UInt8(truncatingIfNeeded: i / 2048) : 0)
+        }), dims: [100_000])
+        model.graph.nodes.append(Node(name: "big", opType: "Custom", domain: "custom", inputs: ["x"], outputs: ["w_out"],
+                                      attributes: [Attribute("t", .tensor(try big("", 13))), Attribute("g", .graph(branch)),
+                                                   Attribute("st", .sparseTensor(sparse))]))
+        model.functions[0].nodes[0].attributes.append(Attribute("tbig", .tensor(try big("", 17))))
+        let bytes = try ONNXExporter.serialize(model)
+        let back = try ONNXImporter.load(bytes: bytes, directory: ".", options: ImportOptions(inlineFunctions: false, verify: false))
+        #expect(back == model)
+        // The large payloads are slices of the input bytes, not copies.
+        let inPlace = back.graph.initializers.filter { $0.data.bytes?.storage === bytes }.map(\.name)
+        #expect(inPlace == ["w_big", "w_big2"])
+        #expect(try ONNXExporter.serialize(back).array == bytes.array)
+    }
+
     @Test func reEncodingIsStable() throws {
         let first = try ONNXExporter.serialize(try Self.kitchenSink())
         let model = try ONNXImporter.load(bytes: first, directory: ".", options: ImportOptions(inlineFunctions: false, verify: false))

@@ -26,8 +26,8 @@ public struct ConvAddMulFusion: Pass {
             guard conv.inputs.count >= 2, let output = conv.outputs.first, conv.outputs.count == 1,
                   let (a, slot) = FusionSupport.soleConsumer(of: output, index),
                   patch.replacements[n] == nil, patch.replacements[a] == nil,
-                  let weight = FusionSupport.constant(conv.inputs[1], in: graph), weight.dims.count >= 3,
-                  let w = FusionSupport.doubles(weight) else { continue }
+                  let weight = FusionSupport.constant(conv.inputs[1], in: graph), weight.dims.count >= 3 else { continue }
+            // The consumer is checked before any weight is decoded: most Convs are followed by something else.
             let arithmetic = graph.nodes[a]
             guard arithmetic.domain.isEmpty, arithmetic.inputs.count == 2, arithmetic.outputs.count == 1,
                   let result = arithmetic.outputs.first, !result.isEmpty else { continue }
@@ -39,7 +39,8 @@ public struct ConvAddMulFusion: Pass {
             let group = Int(FusionSupport.int(conv, "group") ?? 1)
             guard group >= 1, let channels = ConvBatchNormFusion.outputChannels(conv.opType, weight.dims, group: group),
                   let operand = FusionSupport.constant(arithmetic.inputs[1 - slot], in: graph), operand.dtype == weight.dtype,
-                  let k = Self.perChannel(operand, channels: channels, outputRank: weight.dims.count) else { continue }
+                  let k = Self.perChannel(operand, channels: channels, outputRank: weight.dims.count),
+                  let w = FusionSupport.doubles(weight) else { continue }
             var bias: [Double]?
             if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
                 guard let tensor = FusionSupport.constant(conv.inputs[2], in: graph), tensor.dtype == weight.dtype,

@@ -25,13 +25,13 @@ public struct ConvBatchNormFusion: Pass {
             guard conv.inputs.count >= 2, let output = conv.outputs.first, conv.outputs.count == 1,
                   let (b, slot) = FusionSupport.soleConsumer(of: output, index), slot == 0,
                   patch.replacements[n] == nil, patch.replacements[b] == nil,
-                  let weight = FusionSupport.constant(conv.inputs[1], in: graph), weight.dims.count >= 3,
-                  let w = FusionSupport.doubles(weight) else { continue }
+                  let weight = FusionSupport.constant(conv.inputs[1], in: graph), weight.dims.count >= 3 else { continue }
+            // The consumer is checked before any weight is decoded: most Convs are followed by something else.
             let group = Int(FusionSupport.int(conv, "group") ?? 1)
             let bn = graph.nodes[b]
             guard group >= 1, let channels = Self.outputChannels(conv.opType, weight.dims, group: group),
                   let affine = FusionSupport.batchNormAffine(bn, channels: channels, in: graph, index),
-                  let bnOutput = bn.outputs.first, !bnOutput.isEmpty else { continue }
+                  let bnOutput = bn.outputs.first, !bnOutput.isEmpty, let w = FusionSupport.doubles(weight) else { continue }
             var bias = [Double](repeating: 0, count: channels)
             if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
                 guard let tensor = FusionSupport.constant(conv.inputs[2], in: graph), tensor.dtype == weight.dtype,

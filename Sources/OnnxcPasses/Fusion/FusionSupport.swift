@@ -19,6 +19,12 @@ enum FusionSupport {
     /// The elements of a float, double or float16 tensor; nil for other types.
     static func doubles(_ tensor: Tensor) -> [Double]? {
         guard floatTypes.contains(tensor.dtype) else { return nil }
+        // float32 weights (nearly all of them) are read in bulk; the per-element path handles the rest.
+        if tensor.dtype == .float, let bytes = tensor.data.bytes {
+            return bytes.withUnsafeBytes { raw in
+                (0..<tensor.data.elementCount).map { Double(Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self)))) }
+            }
+        }
         var values: [Double] = []
         values.reserveCapacity(tensor.data.elementCount)
         for i in 0..<tensor.data.elementCount {
