@@ -43,20 +43,8 @@ enum FusedKernels {
     /// as the unfused Add and activation would. Float and double work in place on the base op's fresh output.
     static func epilogue(_ y: Tensor, bias: Tensor?, _ activation: FusedActivation?, op: String) throws(RuntimeError) -> Tensor {
         switch y.dtype {
-        case .float:
-            let b = bias?.array(Float.self)
-            y.withMutableValues(Float.self) { values in
-                if let b { addRowBias(b, to: values) }
-                activation?.apply(to: values)
-            }
-            return y
-        case .double:
-            let b = bias?.array(Double.self)
-            y.withMutableValues(Double.self) { values in
-                if let b { addRowBias(b, to: values) }
-                activation?.apply(to: values)
-            }
-            return y
+        case .float: return inPlace(y, Float.self, bias: bias, activation)
+        case .double: return inPlace(y, Double.self, bias: bias, activation)
         case .float16, .bfloat16:
             var result = y
             if let bias {
@@ -75,6 +63,15 @@ enum FusedKernels {
             if bias == nil && activation == nil { return y }
             throw .unsupportedType(op: op, dtype: y.dtype.onnxName)
         }
+    }
+
+    private static func inPlace<T: ElementwiseKernels.MathFloat & TensorElement>(_ y: Tensor, _: T.Type, bias: Tensor?, _ activation: FusedActivation?) -> Tensor {
+        let b = bias?.array(T.self)
+        y.withMutableValues(T.self) { values in
+            if let b { addRowBias(b, to: values) }
+            activation?.apply(to: values)
+        }
+        return y
     }
 
     /// values[r·n + j] += bias[j] for every row r of n = bias.count columns.
@@ -137,11 +134,9 @@ struct FusedActivation: Sendable {
         self.parameters = parameters
     }
 
-    func apply(to values: UnsafeMutableBufferPointer<Float>) { run(values) }
-    func apply(to values: UnsafeMutableBufferPointer<Double>) { run(values) }
-
-    /// One specialized loop per activation: the switch is outside the loop.
-    private func run<T: ElementwiseKernels.MathFloat>(_ values: UnsafeMutableBufferPointer<T>) {
+    /// Applies the activation to every element of `values` (Float or Double), one specialized loop per activation:
+    /// the switch is outside the loop.
+    func apply<T: ElementwiseKernels.MathFloat>(to values: UnsafeMutableBufferPointer<T>) {
         let p = parameters.map(Double.init)
         switch kind {
         case .relu: map(values, ActivationKernels.Relu())
