@@ -132,6 +132,29 @@ enum DecomposedPatterns {
         return Build.model(graph, opset: opset)
     }
 
+    /// y = 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))) for x: [2, 3] as Hugging Face's gelu_new exports it (x³ as
+    /// Pow, or as x·x·x with `cubeByMul`); `coefficient` replaces 0.044715; `extraReaderOfTanh` makes the Tanh output
+    /// a graph output.
+    static func geluTanh(opset: Int64 = 20, cubeByMul: Bool = false, coefficient: Float = 0.044715,
+                         extraReaderOfTanh: Bool = false) throws -> Model {
+        let initializers = [try Build.floatTensor("half", [], [0.5]), try Build.floatTensor("one", [], [1]),
+                            try Build.floatTensor("three", [], [3]), try Build.floatTensor("k", [], [coefficient]),
+                            try Build.floatTensor("scale", [], [Float((2 / Double.pi).squareRoot())])]
+        var nodes = [Build.node("Mul", ["half", "x"], ["h"])]
+        if cubeByMul {
+            nodes += [Build.node("Mul", ["x", "x"], ["sq"]), Build.node("Mul", ["sq", "x"], ["cube"])]
+        } else {
+            nodes.append(Build.node("Pow", ["x", "three"], ["cube"]))
+        }
+        nodes += [Build.node("Mul", ["k", "cube"], ["c"]), Build.node("Add", ["x", "c"], ["s"]),
+                  Build.node("Mul", ["scale", "s"], ["u"]), Build.node("Tanh", ["u"], ["e"]),
+                  Build.node("Add", ["one", "e"], ["p"]), Build.node("Mul", ["h", "p"], ["y"])]
+        var outputs = [ValueInfo(name: "y", type: nil)]
+        if extraReaderOfTanh { outputs.append(ValueInfo(name: "e", type: nil)) }
+        let graph = Graph(inputs: [Build.input("x", [.fixed(2), .fixed(3)])], outputs: outputs, initializers: initializers, nodes: nodes)
+        return Build.model(graph, opset: opset)
+    }
+
     static func ops(_ model: Model) -> [String] { model.graph.nodes.map(\.opType).filter { $0 != "Constant" } }
 }
 
@@ -223,8 +246,8 @@ enum DecomposedPatterns {
 @Suite struct GeluFusionTests {
     let x = try? PassTesting.input([-3, -1, -0.25, 0, 0.5, 2.5], [2, 3])
 
-    private func fused(_ model: Model, root: [Float]? = nil) throws -> Model {
-        let result = try PassTesting.apply(GeluFusion(), to: model)
+    private func fused(_ model: Model, root: [Float]? = nil, target: OptimizationTarget = .onnx) throws -> Model {
+        let result = try PassTesting.apply(GeluFusion(), to: model, target: target)
         var inputs = ["x": try #require(x)]
         if let root { inputs["root"] = try PassTesting.input(root, [root.count]) }
         try PassTesting.expectSameOutputs(model, result, inputs)
@@ -258,6 +281,34 @@ enum DecomposedPatterns {
         #expect(DecomposedPatterns.ops(try fused(try DecomposedPatterns.gelu(.torch, rootDims: [1]))) == ["Gelu"])
         let result = try fused(try DecomposedPatterns.gelu(.torch, rootDims: [1], rootIsInput: true), root: [2])
         #expect(!DecomposedPatterns.ops(result).contains("Gelu"))
+    }
+}
+
+extension GeluFusionTests {
+    @Test func fusesTheTanhApproximation() throws {
+        for cubeByMul in [false, true] {
+            let result = try fused(try DecomposedPatterns.geluTanh(cubeByMul: cubeByMul))
+            let node = try #require(result.graph.nodes.first)
+            #expect(DecomposedPatterns.ops(result) == ["Gelu"])
+            #expect(node.inputs == ["x"] && node.outputs == ["y"] && node.domain.isEmpty)
+            #expect(node.attribute("approximate") == .string(Array("tanh".utf8)))
+        }
+    }
+
+    @Test func producesTheRuntimeGeluBelowOpset20ForTheRuntimeTarget() throws {
+        for model in [try DecomposedPatterns.geluTanh(opset: 17), try DecomposedPatterns.gelu(.torch, opset: 17)] {
+            let result = try fused(model, target: .runtime)
+            #expect(DecomposedPatterns.ops(result) == ["Gelu"])
+            #expect(result.graph.nodes.first?.domain == RuntimeOps.domain)
+            #expect(DecomposedPatterns.ops(try fused(model)).count == model.graph.nodes.count)
+        }
+        // From opset 20 the runtime target also gets the standard op.
+        #expect(try fused(try DecomposedPatterns.geluTanh(), target: .runtime).graph.nodes.first?.domain.isEmpty == true)
+    }
+
+    @Test func leavesTanhFormsWithMultiUseIntermediatesOrOtherConstants() throws {
+        #expect(!DecomposedPatterns.ops(try fused(try DecomposedPatterns.geluTanh(extraReaderOfTanh: true))).contains("Gelu"))
+        #expect(!DecomposedPatterns.ops(try fused(try DecomposedPatterns.geluTanh(coefficient: 0.05))).contains("Gelu"))
     }
 }
 

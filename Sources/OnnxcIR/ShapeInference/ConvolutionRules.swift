@@ -5,7 +5,7 @@ import OnnxcCore
 /// through a stride-2 3×3 conv with padding 1 gives `(h+1)/2`.
 enum ConvolutionRules {
     static let table: [String: InferenceRule] = [
-        "Conv": { ctx in [InferenceSupport.tensor(ctx.dtype(0), try convShape(ctx, x: 0, w: 1))] },
+        "Conv": conv,
         "ConvInteger": { ctx in [InferenceSupport.tensor(.int32, try convShape(ctx, x: 0, w: 1))] },
         "ConvTranspose": convTranspose,
         "MaxPool": { ctx in
@@ -18,6 +18,9 @@ enum ConvolutionRules {
         "GlobalMaxPool": globalPool,
         "GlobalLpPool": globalPool,
     ]
+
+    /// Conv, and ai.onnxc::FusedConv (Conv's inputs and attributes plus an activation).
+    static let conv: InferenceRule = { ctx in [InferenceSupport.tensor(ctx.dtype(0), try convShape(ctx, x: 0, w: 1))] }
 
     static let globalPool: InferenceRule = { ctx in
         let shape = try ctx.requireRank(0, atLeast: 2).map { Shape(Array($0.dims.prefix(2)) + [Dim](repeating: .fixed(1), count: $0.rank - 2)) }

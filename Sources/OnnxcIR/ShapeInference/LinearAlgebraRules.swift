@@ -3,11 +3,14 @@ import OnnxcCore
 /// MatMul (batched, with numpy's 1-D rules), Gemm, Einsum, and the integer MatMul.
 enum LinearAlgebraRules {
     static let table: [String: InferenceRule] = [
-        "MatMul": { ctx in [InferenceSupport.tensor(ctx.dtype(0), try matmulShape(ctx.shape(0), ctx.shape(1)))] },
+        "MatMul": matMul,
         "MatMulInteger": { ctx in [InferenceSupport.tensor(.int32, try matmulShape(ctx.shape(0), ctx.shape(1)))] },
         "Gemm": gemm,
         "Einsum": einsum,
     ]
+
+    /// MatMul, and ai.onnxc::FusedMatMul (whose optional bias is one value per column and keeps the shape).
+    static let matMul: InferenceRule = { ctx in [InferenceSupport.tensor(ctx.dtype(0), try matmulShape(ctx.shape(0), ctx.shape(1)))] }
 
     /// numpy matmul: a 1-D left operand gets a leading 1 and a 1-D right operand a trailing 1, both removed from
     /// the result; leading (batch) dims broadcast; the contracted dims must agree.

@@ -1,19 +1,24 @@
 import OnnxcCore
 public import OnnxcIR
 
-/// Fuses the exact (Erf-based) GELU that exporters spell out, x·0.5·(1 + Erf(x/√2)), into one Gelu.
+/// Fuses the GELUs that exporters spell out — the exact x·0.5·(1 + Erf(x/√2)) and the tanh approximation
+/// 0.5·x·(1 + Tanh(√(2/π)·(x + 0.044715·x³))) — into one Gelu.
 ///
-/// Matches: u = Div(x, √2) or Mul(x, 1/√2); e = Erf(u); p = Add(e, 1); then the product of x, p and one half in
-/// the orderings exporters use — (x·p)·0.5 (PyTorch), (0.5·x)·p and (x·0.5)·p (Hugging Face, TensorFlow),
-/// x·(p·0.5) — with Div(·, 2) accepted for ·0.5 and Add/Mul operands in either order. Produces: Gelu(x) (approximate
-/// "none") writing the last matched node's output, so graph outputs keep their names. Preconditions:
-/// default-domain opset ≥ 20 (Gelu's first version; below it the pattern stays); every intermediate has exactly
-/// one consumer and is not a graph output; the constants are single-element, of a floating type, equal to
-/// √2, 1/√2, 1, 0.5 or 2 within that type's rounding, and no larger in rank than x (so they do not broadcast x
-/// up). Numerics: the same function in one kernel; equal within float rounding. Tested by: GeluFusionTests.
+/// Matches: the exact form: u = Div(x, √2) or Mul(x, 1/√2); e = Erf(u). The tanh form: x³ as Pow(x, 3) or
+/// Mul(Mul(x, x), x); c = Mul(x³, 0.044715); s = Add(x, c); u = Mul(s, √(2/π)); e = Tanh(u). Both then
+/// p = Add(e, 1) and the product of x, p and one half in the orderings exporters use — (x·p)·0.5 (PyTorch),
+/// (0.5·x)·p and (x·0.5)·p (Hugging Face, TensorFlow), x·(p·0.5) — with Div(·, 2) accepted for ·0.5 and
+/// Add/Mul operands in either order. Produces: Gelu(x) (approximate "none" or "tanh") writing the last matched
+/// node's output, so graph outputs keep their names; below opset 20 for the runtime target, the same op as
+/// `ai.onnxc::Gelu`. Preconditions: default-domain opset ≥ 20 (Gelu's first version) or the runtime target;
+/// otherwise the pattern stays. Every intermediate has exactly one consumer and is not a graph output; the
+/// constants are single-element, of a floating type (the exponent 3 may be an integer), equal to √2, 1/√2,
+/// √(2/π), 0.044715, 3, 1, 0.5 or 2 within that type's rounding, and no larger in rank than x (so they do not
+/// broadcast x up). Numerics: the same function in one kernel; equal within float rounding. Tested by:
+/// GeluFusionTests.
 public struct GeluFusion: Pass {
     public let id = "fuse-gelu"
-    public let summary = "fuse Erf-based GELU into Gelu (opset >= 20)"
+    public let summary = "fuse Erf- and Tanh-based GELU into Gelu (opset >= 20; ai.onnxc::Gelu below it for the runtime)"
 
     /// Gelu entered the default domain in opset 20.
     static let firstOpset: Int64 = 20
@@ -21,102 +26,128 @@ public struct GeluFusion: Pass {
     public init() {}
 
     public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
-        guard context.opset(for: defaultDomain) >= GeluFusion.firstOpset else { return nil }
+        let standard = context.opset(for: defaultDomain) >= GeluFusion.firstOpset
+        guard standard || context.allowsRuntimeOps else { return nil }
         let matcher = GeluMatcher(pattern: PatternGraph(graph))
-        return matcher.pattern.fuse(anchoredAt: "Erf") { matcher.match(fromErf: $0) }
+        return matcher.pattern.fuse(anchoredAt: ["Erf", "Tanh"]) { n in
+            let found = matcher.pattern.isOp(n, "Erf") ? matcher.match(fromErf: n) : matcher.match(fromTanh: n)
+            return standard ? found : found?.inRuntimeDomain()
+        }
     }
 }
 
 private struct GeluMatcher {
-    /// Gelu's T.
-    static let floatTypes: Set<DType> = [.float, .float16, .double, .bfloat16]
+    /// √(2/π), the tanh approximation's scale.
+    static let tanhScale = (2 / Double.pi).squareRoot()
+    /// The tanh approximation's cubic coefficient.
+    static let cubicCoefficient = 0.044715
 
     let pattern: PatternGraph
-    var graph: Graph { pattern.graph }
     var index: GraphIndex { pattern.index }
-    var constants: [String: TensorData] { pattern.constants }
 
     func node(_ n: Int) -> Node { pattern.node(n) }
-
-    /// The node's two inputs when it is the binary default-domain `op` with one output.
-    func binary(_ n: Int, _ op: String) -> (String, String)? {
-        let candidate = node(n)
-        guard candidate.opType == op, canonicalDomain(candidate.domain).isEmpty, candidate.inputs.count == 2,
-              let output = candidate.outputs.first, !output.isEmpty else { return nil }
-        return (candidate.inputs[0], candidate.inputs[1])
-    }
-
-    func output(_ n: Int) -> String { node(n).outputs.first ?? "" }
+    func output(_ n: Int) -> String { pattern.output(n) }
+    func binary(_ n: Int, _ op: String) -> (String, String)? { pattern.binary(n, op) }
+    func producer(_ value: String) -> Int? { index.producer(of: value)?.node }
 
     /// The single node reading `value` through an input slot, when `value` is not a graph output either.
     func soleConsumer(of value: String) -> Int? { pattern.soleConsumer(of: value)?.node }
 
-    /// True when `name` is a single-element floating constant equal to `expected` within its type's rounding,
-    /// whose rank cannot raise x's (rank nil: x's rank is unknown, so only a rank-0 constant is safe).
-    func isConstant(_ name: String, _ expected: Double, rank: Int?, dtype: DType?) -> Bool {
-        guard let data = constants[name], data.elementCount == 1, GeluMatcher.floatTypes.contains(data.dtype),
-              dtype == nil || dtype == data.dtype, data.dims.count <= (rank ?? 0),
-              let value = data.numericValue(at: 0) else { return false }
-        let tolerance: Double = switch data.dtype {
-        case .float16: 1e-3
-        case .bfloat16: 1e-2
-        default: 1e-6
-        }
-        return abs(value - expected) <= tolerance * abs(expected)
-    }
-
     /// x · ½ spelled Mul(x, 0.5) in either order or Div(x, 2): the operand that is not the constant.
     func halved(_ n: Int, rank: Int?, dtype: DType?) -> String? {
-        if let (a, b) = binary(n, "Mul") {
-            if isConstant(b, 0.5, rank: rank, dtype: dtype) { return a }
-            if isConstant(a, 0.5, rank: rank, dtype: dtype) { return b }
-        }
-        if let (a, b) = binary(n, "Div"), isConstant(b, 2, rank: rank, dtype: dtype) { return a }
+        if let a = pattern.operand(of: n, "Mul", besides: { pattern.isConstant($0, 0.5, rank: rank, dtype: dtype) }) { return a }
+        if let (a, b) = binary(n, "Div"), pattern.isConstant(b, 2, rank: rank, dtype: dtype) { return a }
         return nil
     }
 
-    func match(fromErf erfNode: Int) -> FusionMatch? {
-        guard let u = node(erfNode).inputs.first, !u.isEmpty, let scaleNode = index.producer(of: u)?.node,
-              soleConsumer(of: u) == erfNode else { return nil }
+    /// x's rank and element type when x may be Gelu's input (nil: its declared type is not a float).
+    func gelusInput(_ x: String) -> (rank: Int?, dtype: DType?)? {
+        let type = pattern.typeOf(x)
+        if let dtype = type.dtype, !PatternGraph.floatTypes.contains(dtype) { return nil }
+        return type
+    }
 
+    func match(fromErf erfNode: Int) -> FusionMatch? {
+        guard let u = node(erfNode).inputs.first, !u.isEmpty, let scaleNode = producer(u),
+              soleConsumer(of: u) == erfNode else { return nil }
         // u = x / √2 or x · (1/√2); x's declared type (when known) fixes the rank and type the constants may have.
         let x: String
-        func typeOf(_ name: String) -> (rank: Int?, dtype: DType?) {
-            let type = graph.declaredType(of: name)?.tensorType
-            return (type?.shape?.rank, type?.elementType)
-        }
-        if let (a, b) = binary(scaleNode, "Div"), a != b, isConstant(b, 2.0.squareRoot(), rank: typeOf(a).rank, dtype: typeOf(a).dtype) {
+        if let (a, b) = binary(scaleNode, "Div"), a != b, isConstant(b, 2.0.squareRoot(), for: a) {
             x = a
-        } else if let (a, b) = binary(scaleNode, "Mul"), a != b, isConstant(b, 0.5.squareRoot(), rank: typeOf(a).rank, dtype: typeOf(a).dtype) {
+        } else if let (a, b) = binary(scaleNode, "Mul"), a != b, isConstant(b, 0.5.squareRoot(), for: a) {
             x = a
-        } else if let (a, b) = binary(scaleNode, "Mul"), a != b, isConstant(a, 0.5.squareRoot(), rank: typeOf(b).rank, dtype: typeOf(b).dtype) {
+        } else if let (a, b) = binary(scaleNode, "Mul"), a != b, isConstant(a, 0.5.squareRoot(), for: b) {
             x = b
         } else {
             return nil
         }
-        let (rank, dtype) = typeOf(x)
-        if let dtype, !GeluMatcher.floatTypes.contains(dtype) { return nil }
+        return product(of: x, erfOrTanh: erfNode, leading: [scaleNode], approximate: "none")
+    }
 
-        // p = Erf(u) + 1.
-        guard let addNode = soleConsumer(of: output(erfNode)), let (a0, a1) = binary(addNode, "Add"),
-              a0 == output(erfNode) ? isConstant(a1, 1, rank: rank, dtype: dtype) : (a1 == output(erfNode) && isConstant(a0, 1, rank: rank, dtype: dtype)),
-              let firstMul = soleConsumer(of: output(addNode)), let (m0, m1) = binary(firstMul, "Mul") else { return nil }
+    func match(fromTanh tanhNode: Int) -> FusionMatch? {
+        guard let u = node(tanhNode).inputs.first, !u.isEmpty, let scaleNode = producer(u),
+              soleConsumer(of: u) == tanhNode, let (k0, k1) = binary(scaleNode, "Mul"), k0 != k1 else { return nil }
+        // u = s · √(2/π) with s = x + 0.044715·x³, each in either order.
+        for (s, scale) in [(k0, k1), (k1, k0)] {
+            guard let addNode = producer(s), soleConsumer(of: s) == scaleNode, let (a0, a1) = binary(addNode, "Add") else { continue }
+            for (x, c) in [(a0, a1), (a1, a0)] {
+                guard let cubic = scaledCube(c, of: x), isConstant(cubic.coefficient, GeluMatcher.cubicCoefficient, for: x),
+                      isConstant(scale, GeluMatcher.tanhScale, for: x) else { continue }
+                return product(of: x, erfOrTanh: tanhNode, leading: cubic.nodes + [addNode, scaleNode], approximate: "tanh")
+            }
+        }
+        return nil
+    }
+
+    /// A constant equal to `value` that, given x's declared rank and type, cannot change x's rank or type.
+    func isConstant(_ name: String, _ value: Double, for x: String, integral: Bool = false) -> Bool {
+        let type = pattern.typeOf(x)
+        return pattern.isConstant(name, value, rank: type.rank, dtype: type.dtype, integral: integral)
+    }
+
+    /// c = Mul(x³, k) in either order, where x³ is Pow(x, 3) or Mul(Mul(x, x), x) in either order and every
+    /// intermediate is read once: the nodes and the constant operand k.
+    func scaledCube(_ c: String, of x: String) -> (nodes: [Int], coefficient: String)? {
+        guard let mulNode = producer(c), let (m0, m1) = binary(mulNode, "Mul"), m0 != m1 else { return nil }
+        for (cube, k) in [(m0, m1), (m1, m0)] {
+            guard let cubeNodes = self.cube(cube, of: x), soleConsumer(of: cube) == mulNode else { continue }
+            return (cubeNodes + [mulNode], k)
+        }
+        return nil
+    }
+
+    /// The nodes computing x³ into `value`: Pow(x, 3) or Mul(Mul(x, x), x) with the operands in either order.
+    func cube(_ value: String, of x: String) -> [Int]? {
+        guard let n = producer(value) else { return nil }
+        if let (base, exponent) = binary(n, "Pow") {
+            return base == x && isConstant(exponent, 3, for: x, integral: true) ? [n] : nil
+        }
+        guard let square = pattern.operand(of: n, "Mul", besides: { $0 == x }), let squareNode = producer(square),
+              soleConsumer(of: square) == n, binary(squareNode, "Mul").map({ $0 == (x, x) }) == true else { return nil }
+        return [squareNode, n]
+    }
+
+    /// From e = Erf(u) or Tanh(u): p = Add(e, 1), then x·p·½ in one of the orderings exporters use.
+    func product(of x: String, erfOrTanh eNode: Int, leading: [Int], approximate: String) -> FusionMatch? {
+        guard let (rank, dtype) = gelusInput(x) else { return nil }
+        let e = output(eNode)
+        guard let addNode = soleConsumer(of: e),
+              pattern.operand(of: addNode, "Add", besides: { $0 != e && pattern.isConstant($0, 1, rank: rank, dtype: dtype) }) == e,
+              let firstMul = soleConsumer(of: output(addNode)), let (m0, m1) = binary(firstMul, "Mul"), m0 != m1 else { return nil }
         let p = output(addNode)
-        guard m0 != m1 else { return nil }
         let other = m0 == p ? m1 : m0
-        var nodes = [scaleNode, erfNode, addNode, firstMul]
+        var nodes = leading + [eNode, addNode, firstMul]
         let last: Int
         if other == x {
             // (x · p) · ½
             guard let half = soleConsumer(of: output(firstMul)), halved(half, rank: rank, dtype: dtype) == output(firstMul) else { return nil }
             last = half
-        } else if isConstant(other, 0.5, rank: rank, dtype: dtype) {
+        } else if pattern.isConstant(other, 0.5, rank: rank, dtype: dtype) {
             // x · (p · ½)
-            guard let outer = soleConsumer(of: output(firstMul)), let (o0, o1) = binary(outer, "Mul"),
-                  (o0 == x && o1 == output(firstMul)) || (o1 == x && o0 == output(firstMul)) else { return nil }
+            guard let outer = soleConsumer(of: output(firstMul)),
+                  pattern.operand(of: outer, "Mul", besides: { $0 == x }) == output(firstMul) else { return nil }
             last = outer
-        } else if let half = index.producer(of: other)?.node, soleConsumer(of: other) == firstMul,
-                  halved(half, rank: rank, dtype: dtype) == x {
+        } else if let half = producer(other), soleConsumer(of: other) == firstMul, halved(half, rank: rank, dtype: dtype) == x {
             // (x · ½) · p
             nodes.append(half)
             last = firstMul
@@ -126,8 +157,10 @@ private struct GeluMatcher {
         if last != firstMul { nodes.append(last) }
         let result = output(last)
         guard !result.isEmpty else { return nil }
-        let fused = Node(name: node(erfNode).name.isEmpty ? "" : node(erfNode).name + "/Gelu", opType: "Gelu",
-                         inputs: [x], outputs: [result])
+        var attributes: [Attribute] = []
+        if approximate != "none" { attributes.append(Attribute("approximate", .string(Array(approximate.utf8)))) }
+        let fused = Node(name: node(eNode).name.isEmpty ? "" : node(eNode).name + "/Gelu", opType: "Gelu",
+                         inputs: [x], outputs: [result], attributes: attributes)
         return FusionMatch(nodes: nodes, last: last, fused: fused)
     }
 }

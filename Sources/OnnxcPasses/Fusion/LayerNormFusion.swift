@@ -8,7 +8,9 @@ public import OnnxcIR
 /// Mul(·, γ) and, when present, Add(·, β) — Add and Mul operands in either order; ReduceMean axes as the
 /// attribute (before opset 18) or as a constant input (from 18). Produces: LayerNormalization(x, γ[, β],
 /// axis = -k, epsilon = ε) writing the last matched node's output, so graph outputs keep their names.
-/// Preconditions: default-domain opset ≥ 17 (LayerNormalization's first version; below it the pattern stays);
+/// Below default-domain opset 17 (LayerNormalization's first version) the runtime target gets the same op as
+/// `ai.onnxc::LayerNormalization`. Preconditions: default-domain opset ≥ 17 or the runtime target (otherwise the
+/// pattern stays);
 /// every intermediate has exactly one consumer (d exactly the squaring and the normalizing node) and is not a
 /// graph output; x's normalized dims are static and γ, β are constants of exactly that shape (ONNX Runtime
 /// does not broadcast them); ε and the exponent are constant single-element tensors that do not raise the rank.
@@ -16,7 +18,7 @@ public import OnnxcIR
 /// float16 inputs is more accurate than the decomposed graph. Tested by: LayerNormFusionTests.
 public struct LayerNormFusion: Pass {
     public let id = "fuse-layernorm"
-    public let summary = "fuse decomposed layer normalization into LayerNormalization (opset >= 17)"
+    public let summary = "fuse decomposed layer normalization into LayerNormalization (opset >= 17; ai.onnxc below it for the runtime)"
 
     /// LayerNormalization entered the default domain in opset 17.
     static let firstOpset: Int64 = 17
@@ -24,9 +26,13 @@ public struct LayerNormFusion: Pass {
     public init() {}
 
     public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
-        guard context.opset(for: defaultDomain) >= LayerNormFusion.firstOpset else { return nil }
+        let standard = context.opset(for: defaultDomain) >= LayerNormFusion.firstOpset
+        guard standard || context.allowsRuntimeOps else { return nil }
         let matcher = LayerNormMatcher(pattern: PatternGraph(graph))
-        return matcher.pattern.fuse(anchoredAt: "ReduceMean") { matcher.match(from: $0) }
+        return matcher.pattern.fuse(anchoredAt: ["ReduceMean"]) { n in
+            let found = matcher.match(from: n)
+            return standard ? found : found?.inRuntimeDomain()
+        }
     }
 }
 

@@ -25,8 +25,9 @@ public enum Pipelines {
             ConvAddMulFusion(),       // per-channel Add/Sub/Mul/Div into Conv weights and bias
             MatMulBatchNormFusion(),  // BatchNormalization after a 2-D MatMul into a Gemm
             MatMulAddFusion(),        // 2-D MatMul + bias into Gemm
-            LayerNormFusion(),        // decomposed layer normalization into LayerNormalization (opset ≥ 17)
-            GeluFusion(),             // Erf-based GELU into Gelu (opset ≥ 20)
+            LayerNormFusion(),        // decomposed layer normalization into LayerNormalization (opset ≥ 17; ai.onnxc below it for the runtime)
+            GeluFusion(),             // Erf- and Tanh-based GELU into Gelu (opset ≥ 20; ai.onnxc::Gelu for the runtime)
+            HardSwishFusion(),        // x·HardSigmoid(x) and x·Clip(x+3, 0, 6)/6 into HardSwish (opset ≥ 14)
         ]
     }
 
@@ -34,6 +35,8 @@ public enum Pipelines {
     /// fusions so that they see Gemm, LayerNormalization and Gelu rather than their decompositions.
     static var execution: [any Pass] {
         [
+            SiluFusion(),             // x·Sigmoid(x) into ai.onnxc::Silu (before fuse-activation, which absorbs it)
+            ActivationFusion(),       // Conv/Gemm/MatMul [+ bias] + activation into ai.onnxc::Fused*
         ]
     }
 

@@ -15,15 +15,7 @@ enum ActivationKernels {
             Selu(alpha: Double($0.float("alpha", 1.67326319217681884765625)), gamma: Double($0.float("gamma", 1.05070102214813232421875)))
         },
         "Celu": unary { Celu(alpha: Double($0.float("alpha", 1))) },
-        "Gelu": { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            let approximate = context.attributes.string("approximate", "none")
-            switch approximate {
-            case "none": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", Gelu()))
-            case "tanh": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", GeluTanh()))
-            default: throw .invalidArgument("Gelu: approximate must be 'none' or 'tanh', not '\(approximate)'")
-            }
-        },
+        "Gelu": gelu,
         "HardSigmoid": unary { HardSigmoid(alpha: Double($0.float("alpha", 0.2)), beta: Double($0.float("beta", 0.5))) },
         "HardSwish": unary { _ in HardSwish() },
         "Mish": unary { _ in Mish() },
@@ -66,6 +58,17 @@ enum ActivationKernels {
         },
     ]
 
+    /// Gelu, also registered as `ai.onnxc::Gelu` (the same op for models below opset 20).
+    static let gelu: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        let approximate = context.attributes.string("approximate", "none")
+        switch approximate {
+        case "none": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", Gelu()))
+        case "tanh": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", GeluTanh()))
+        default: throw .invalidArgument("Gelu: approximate must be 'none' or 'tanh', not '\(approximate)'")
+        }
+    }
+
     /// A float-only activation built from the node's attributes; generic so each loop is specialized.
     private static func unary<F: ElementwiseKernels.FloatFunction>(_ make: @escaping @Sendable (Attributes) -> F) -> Kernel {
         { inputs, context throws(RuntimeError) in
@@ -74,13 +77,14 @@ enum ActivationKernels {
     }
 
     // Attributes are stored as Double and narrowed per element type (Float(alpha) for Float is exact,
-    // since ONNX float attributes are Float).
+    // since ONNX float attributes are Float). The internal ones are also the epilogues of the fused ops
+    // (`FusedActivation`), so a fused op computes exactly what the standalone activation does.
 
-    private struct Relu: ElementwiseKernels.FloatFunction {
+    struct Relu: ElementwiseKernels.FloatFunction {
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x > 0 ? x : 0 }
     }
 
-    private struct LeakyRelu: ElementwiseKernels.FloatFunction {
+    struct LeakyRelu: ElementwiseKernels.FloatFunction {
         let alpha: Double
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x < 0 ? T(alpha) * x : x }
     }
@@ -104,24 +108,24 @@ enum ActivationKernels {
         }
     }
 
-    private struct Gelu: ElementwiseKernels.FloatFunction {
+    struct Gelu: ElementwiseKernels.FloatFunction {
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
             0.5 * x * (1 + T.libm(.erf, x * 0.70710678118654752))
         }
     }
 
-    private struct GeluTanh: ElementwiseKernels.FloatFunction {
+    struct GeluTanh: ElementwiseKernels.FloatFunction {
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
             0.5 * x * (1 + T.libm(.tanh, 0.79788456080286536 * (x + 0.044715 * x * x * x)))
         }
     }
 
-    private struct HardSigmoid: ElementwiseKernels.FloatFunction {
+    struct HardSigmoid: ElementwiseKernels.FloatFunction {
         let alpha: Double, beta: Double
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { Swift.max(0, Swift.min(1, T(alpha) * x + T(beta))) }
     }
 
-    private struct HardSwish: ElementwiseKernels.FloatFunction {
+    struct HardSwish: ElementwiseKernels.FloatFunction {
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
     }
 
@@ -146,7 +150,7 @@ enum ActivationKernels {
     }
 
     /// 1 / (1 + e^-x), evaluated so neither branch overflows.
-    private struct Sigmoid: ElementwiseKernels.FloatFunction {
+    struct Sigmoid: ElementwiseKernels.FloatFunction {
         func callAsFunction<T: ElementwiseKernels.MathFloat>(_ x: T) -> T {
             if x >= 0 { return 1 / (1 + T.libm(.exp, -x)) }
             let e = T.libm(.exp, x)

@@ -5,28 +5,8 @@ import OnnxcCore
 /// `ConvolutionKernels.convolve`).
 enum ConvolutionKernels {
     static let table: [String: Kernel] = [
-        "Conv": { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            let w = try context.tensor(inputs, 1)
-            let b = try context.optionalTensor(inputs, 2)
-            guard w.dtype == x.dtype, b == nil || b?.dtype == x.dtype else {
-                throw .invalidArgument("Conv inputs must share one element type, got \(x.dtype.onnxName), \(w.dtype.onnxName)")
-            }
-            let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: false)
-            if let b, b.count != geometry.outChannels { throw .invalidShape("Conv bias has \(b.count) elements for \(geometry.outChannels) output channels") }
-            return outputs(try dispatchFloat(x.dtype, op: "Conv", ConvVisitor(x: x, w: w, b: b, geometry: geometry)))
-        },
-        "ConvTranspose": { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            let w = try context.tensor(inputs, 1)
-            let b = try context.optionalTensor(inputs, 2)
-            guard w.dtype == x.dtype, b == nil || b?.dtype == x.dtype else {
-                throw .invalidArgument("ConvTranspose inputs must share one element type")
-            }
-            let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: true)
-            if let b, b.count != geometry.outChannels { throw .invalidShape("ConvTranspose bias has \(b.count) elements for \(geometry.outChannels) output channels") }
-            return outputs(try dispatchFloat(x.dtype, op: "ConvTranspose", ConvVisitor(x: x, w: w, b: b, geometry: geometry)))
-        },
+        "Conv": { inputs, context throws(RuntimeError) in outputs(try conv(inputs, context)) },
+        "ConvTranspose": { inputs, context throws(RuntimeError) in outputs(try conv(inputs, context, transposed: true)) },
         "ConvInteger": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
             let w = try context.tensor(inputs, 1)
@@ -45,6 +25,21 @@ enum ConvolutionKernels {
             return outputs(result)
         },
     ]
+
+    /// Conv (or ConvTranspose) of the node's inputs X, W and optional B; FusedConv (`FusedKernels`) reads the same
+    /// inputs and attributes.
+    static func conv(_ inputs: [Value?], _ context: KernelContext, transposed: Bool = false) throws(RuntimeError) -> Tensor {
+        let op = context.node.opType
+        let x = try context.tensor(inputs, 0)
+        let w = try context.tensor(inputs, 1)
+        let b = try context.optionalTensor(inputs, 2)
+        guard w.dtype == x.dtype, b == nil || b?.dtype == x.dtype else {
+            throw .invalidArgument("\(op) inputs must share one element type, got \(x.dtype.onnxName), \(w.dtype.onnxName)")
+        }
+        let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: transposed)
+        if let b, b.count != geometry.outChannels { throw .invalidShape("\(op) bias has \(b.count) elements for \(geometry.outChannels) output channels") }
+        return try dispatchFloat(x.dtype, op: op, ConvVisitor(x: x, w: w, b: b, geometry: geometry))
+    }
 
     /// Integer data minus its zero point (scalar, or per output channel along axis 0 for weights), as Double so
     /// the float convolution sums exactly (every int8/uint8 product sum below 2^53 is exact).

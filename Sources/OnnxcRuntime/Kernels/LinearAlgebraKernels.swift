@@ -9,37 +9,8 @@ import Darwin
 /// Linear algebra operators: MatMul, Gemm, MatMulInteger, Einsum, Det.
 enum LinearAlgebraKernels {
     static let table: [String: Kernel] = [
-        "MatMul": { inputs, context throws(RuntimeError) in
-            let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
-            guard a.dtype == b.dtype else { throw .invalidArgument("MatMul: A is \(a.dtype.onnxName) but B is \(b.dtype.onnxName)") }
-            let plan = try MatMulPlan(a.shape, b.shape, op: "MatMul")
-            return outputs(try viaFloat(a, b) { (x, y) throws(RuntimeError) in
-                try dispatchMatrix(x.dtype, op: "MatMul", BatchedMatMul(a: x, b: y, plan: plan))
-            })
-        },
-        "Gemm": { inputs, context throws(RuntimeError) in
-            let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
-            let c = try context.optionalTensor(inputs, 2)
-            guard a.rank == 2, b.rank == 2 else { throw .invalidShape("Gemm: A and B must be 2-D, got \(a.shape) and \(b.shape)") }
-            guard a.dtype == b.dtype, c.map({ $0.dtype == a.dtype }) ?? true else {
-                throw .invalidArgument("Gemm: A, B and C must share one element type")
-            }
-            let attributes = context.attributes
-            let gemm = GemmOp(
-                transA: attributes.int("transA", 0) != 0, transB: attributes.int("transB", 0) != 0,
-                alpha: Double(attributes.float("alpha", 1)), beta: Double(attributes.float("beta", 1)))
-            let result: Tensor
-            if let c {
-                result = try viaFloat(a, b, c) { (x, y, z) throws(RuntimeError) in
-                    try dispatchMatrix(x.dtype, op: "Gemm", GemmVisitor(a: x, b: y, c: z, op: gemm))
-                }
-            } else {
-                result = try viaFloat(a, b) { (x, y) throws(RuntimeError) in
-                    try dispatchMatrix(x.dtype, op: "Gemm", GemmVisitor(a: x, b: y, c: nil, op: gemm))
-                }
-            }
-            return outputs(result)
-        },
+        "MatMul": { inputs, context throws(RuntimeError) in outputs(try matMul(inputs, context)) },
+        "Gemm": { inputs, context throws(RuntimeError) in outputs(try gemm(inputs, context)) },
         "MatMulInteger": { inputs, context throws(RuntimeError) in
             let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
             let plan = try MatMulPlan(a.shape, b.shape, op: "MatMulInteger")
@@ -71,6 +42,40 @@ enum LinearAlgebraKernels {
             return outputs(try narrowed(result, to: x.dtype))
         },
     ]
+
+    /// MatMul of the node's inputs A and B; FusedMatMul (`FusedKernels`) starts from the same product.
+    static func matMul(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> Tensor {
+        let op = context.node.opType
+        let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
+        guard a.dtype == b.dtype else { throw .invalidArgument("\(op): A is \(a.dtype.onnxName) but B is \(b.dtype.onnxName)") }
+        let plan = try MatMulPlan(a.shape, b.shape, op: op)
+        return try viaFloat(a, b) { (x, y) throws(RuntimeError) in
+            try dispatchMatrix(x.dtype, op: op, BatchedMatMul(a: x, b: y, plan: plan))
+        }
+    }
+
+    /// Gemm of the node's inputs A, B and optional C; FusedGemm (`FusedKernels`) reads the same inputs and attributes.
+    static func gemm(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> Tensor {
+        let op = context.node.opType
+        let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
+        let c = try context.optionalTensor(inputs, 2)
+        guard a.rank == 2, b.rank == 2 else { throw .invalidShape("\(op): A and B must be 2-D, got \(a.shape) and \(b.shape)") }
+        guard a.dtype == b.dtype, c.map({ $0.dtype == a.dtype }) ?? true else {
+            throw .invalidArgument("\(op): A, B and C must share one element type")
+        }
+        let attributes = context.attributes
+        let gemm = GemmOp(
+            transA: attributes.int("transA", 0) != 0, transB: attributes.int("transB", 0) != 0,
+            alpha: Double(attributes.float("alpha", 1)), beta: Double(attributes.float("beta", 1)))
+        if let c {
+            return try viaFloat(a, b, c) { (x, y, z) throws(RuntimeError) in
+                try dispatchMatrix(x.dtype, op: op, GemmVisitor(a: x, b: y, c: z, op: gemm))
+            }
+        }
+        return try viaFloat(a, b) { (x, y) throws(RuntimeError) in
+            try dispatchMatrix(x.dtype, op: op, GemmVisitor(a: x, b: y, c: nil, op: gemm))
+        }
+    }
 }
 
 // MARK: - MatMul

@@ -42,32 +42,7 @@ enum NormalizationKernels {
             }
             return Array(result.prefix(context.node.outputs.count))
         },
-        "LayerNormalization": { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            let scale = try context.tensor(inputs, 1)
-            let bias = try context.optionalTensor(inputs, 2)
-            guard x.rank > 0 else { throw .invalidShape("LayerNormalization: X must have rank >= 1") }
-            let axis = try Broadcast.axis(context.attributes.int("axis", -1), rank: x.rank, op: "LayerNormalization")
-            let inner = Array(x.shape[axis...])
-            let scaleValues = try broadcastParameter(scale, to: inner, what: "Scale")
-            let biasValues = try bias.map { (b) throws(RuntimeError) in try broadcastParameter(b, to: inner, what: "B") }
-            let rows = x.shape[..<axis].reduce(1, *)
-            let statsShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.rank - axis)
-            let epsilon = Double(context.attributes.float("epsilon", 1e-5))
-            let (y, mean, invStd) = try viaFloat(x) { (t) throws(RuntimeError) in
-                try dispatchReal(t.dtype, op: "LayerNormalization", RowNormVisitor(
-                    x: t, rows: rows, scale: scaleValues, bias: biasValues, parameterPeriod: scaleValues.count, rowsPerParameter: 1,
-                    epsilon: epsilon, mode: .layer))
-            }
-            // Mean and InvStdDev use the stash type (float unless stash_type says otherwise).
-            let stashType = DType(rawValue: Int32(context.attributes.int("stash_type", 1))) ?? .float
-            let statsType: DType = [.float, .double, .float16, .bfloat16].contains(stashType) ? stashType : .float
-            return [
-                .tensor(y),
-                .tensor(try vectorTensor(mean, statsType).reshaped(statsShape)),
-                .tensor(try vectorTensor(invStd, statsType).reshaped(statsShape)),
-            ]
-        },
+        "LayerNormalization": layerNormalization,
         "InstanceNormalization": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
             let scale = try context.tensor(inputs, 1).doubles(), bias = try context.tensor(inputs, 2).doubles()
@@ -132,6 +107,34 @@ enum NormalizationKernels {
             })
         },
     ]
+
+    /// LayerNormalization, also registered as `ai.onnxc::LayerNormalization` (the same op below opset 17).
+    static let layerNormalization: Kernel = { inputs, context throws(RuntimeError) in
+        let x = try context.tensor(inputs, 0)
+        let scale = try context.tensor(inputs, 1)
+        let bias = try context.optionalTensor(inputs, 2)
+        guard x.rank > 0 else { throw .invalidShape("LayerNormalization: X must have rank >= 1") }
+        let axis = try Broadcast.axis(context.attributes.int("axis", -1), rank: x.rank, op: "LayerNormalization")
+        let inner = Array(x.shape[axis...])
+        let scaleValues = try broadcastParameter(scale, to: inner, what: "Scale")
+        let biasValues = try bias.map { (b) throws(RuntimeError) in try broadcastParameter(b, to: inner, what: "B") }
+        let rows = x.shape[..<axis].reduce(1, *)
+        let statsShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.rank - axis)
+        let epsilon = Double(context.attributes.float("epsilon", 1e-5))
+        let (y, mean, invStd) = try viaFloat(x) { (t) throws(RuntimeError) in
+            try dispatchReal(t.dtype, op: "LayerNormalization", RowNormVisitor(
+                x: t, rows: rows, scale: scaleValues, bias: biasValues, parameterPeriod: scaleValues.count, rowsPerParameter: 1,
+                epsilon: epsilon, mode: .layer))
+        }
+        // Mean and InvStdDev use the stash type (float unless stash_type says otherwise).
+        let stashType = DType(rawValue: Int32(context.attributes.int("stash_type", 1))) ?? .float
+        let statsType: DType = [.float, .double, .float16, .bfloat16].contains(stashType) ? stashType : .float
+        return [
+            .tensor(y),
+            .tensor(try vectorTensor(mean, statsType).reshaped(statsShape)),
+            .tensor(try vectorTensor(invStd, statsType).reshaped(statsShape)),
+        ]
+    }
 }
 
 // MARK: - BatchNormalization
