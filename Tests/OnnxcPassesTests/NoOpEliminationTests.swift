@@ -176,6 +176,36 @@ private let six: [Float] = [1, -2, 3.5, -0.25, 5, 6]
                                                           "sym": try PassTesting.input([1, 2, 3, 4], [2, 2])])
     }
 
+    @Test(arguments: [Int64(13), 11])
+    func mergesUnsqueezeChains(opset: Int64) throws {
+        // mask[b, s] → [b, 1, s] → [b, 1, 1, s], as BERT exports build the attention mask; and axes that
+        // interleave: [2, 3] → unsqueeze 0, 2 → [1, 2, 1, 3] → unsqueeze 1, 4 → [1, 1, 2, 1, 1, 3].
+        func unsqueeze(_ x: String, _ axes: [Int64], _ y: String) -> Node {
+            opset >= 13 ? Build.node("Unsqueeze", [x, "axes_\(axes.map(String.init).joined(separator: "_"))"], [y])
+                : Build.node("Unsqueeze", [x], [y], [Attribute("axes", .ints(axes))])
+        }
+        var initializers: [OnnxcIR.Tensor] = []
+        for axes: [Int64] in [[1], [-3], [0, 2], [1, 4]] {
+            initializers.append(try Build.int64Tensor("axes_\(axes.map(String.init).joined(separator: "_"))", [Int64(axes.count)], axes))
+        }
+        let graph = Graph(inputs: [Build.input("m", [.symbolic("b"), .symbolic("s")]), Build.input("x", [.fixed(2), .fixed(3)])],
+                          outputs: [output("y"), output("z")], initializers: opset >= 13 ? initializers : [],
+                          nodes: [unsqueeze("m", [1], "m1"), unsqueeze("m1", [-3], "y"),
+                                  unsqueeze("x", [0, 2], "x1"), unsqueeze("x1", [1, 4], "z")])
+        let model = ShapeInference.infer(Build.model(graph, opset: opset)).0
+        let result = try PassManager(passes: [ConsecutiveReshapeFusion(), DeadCodeElimination()]).run(model)
+        #expect(result.graph.nodes.count == 2)
+        func axes(_ node: Node?) -> [Int64]? {
+            guard let node else { return nil }
+            if case .ints(let a)? = node.attribute("axes") { return a }
+            return result.graph.initializer(named: node.inputs[1])?.data.integers()
+        }
+        #expect(axes(result.graph.nodes.first { $0.outputs == ["y"] }) == [1, 2])
+        #expect(axes(result.graph.nodes.first { $0.outputs == ["z"] }) == [0, 1, 3, 4])
+        try PassTesting.expectSameOutputs(model, result, ["m": try PassTesting.input([1, 0, 1, 1, 0, 1], [2, 3]),
+                                                          "x": try PassTesting.input([1, 2, 3, 4, 5, 6], [2, 3])])
+    }
+
     @Test func foldsTransposesIntoGemm() throws {
         let graph = Graph(inputs: [Build.input("x", [.fixed(3), .fixed(2)])], outputs: [output("y"), output("y2"), output("r")],
                           initializers: [try PassTesting.floats("w", [4, 3], (0..<12).map { Float($0) / 4 }), try PassTesting.floats("c", [4], [1, 2, 3, 4])],

@@ -1,19 +1,21 @@
 import OnnxcCore
 public import OnnxcIR
 
-/// Merges chains of shape-only ops: a Reshape of a reshaped value, and Squeeze/Unsqueeze pairs that cancel.
+/// Merges chains of shape-only ops: a Reshape of a reshaped value, Unsqueeze of an Unsqueeze, and
+/// Squeeze/Unsqueeze pairs that cancel.
 ///
 /// Matches: Reshape(R(x), s) where R is Reshape, Squeeze, Unsqueeze or Flatten (none of which reorder
 /// elements) and s does not copy input dims (a constant without 0 entries, or allowzero = 1); Flatten(R(x))
 /// where R's output shape is static (it becomes Reshape(x, [rows, columns]) with a new constant);
 /// Squeeze(Unsqueeze(x, a), a) and Unsqueeze(Squeeze(x, a), a) with the same constant axes (a Squeeze without
-/// axes counts when x's dims are static). Produces: Reshape(x, s) with the outer node's attributes, or uses of
-/// the output read x for a cancelling pair; the inner node goes when nothing else reads it. Preconditions:
+/// axes counts when x's dims are static); Unsqueeze(Unsqueeze(x, a1), a2) with constant axes (negative ones
+/// need x's rank). Produces: Reshape(x, s) with the outer node's attributes; one Unsqueeze with the combined
+/// axes; or, for a cancelling pair, uses of the output read x. The inner node goes when nothing else reads it. Preconditions:
 /// opset ≥ 5 (Reshape takes its shape as an input); a cancelled output is not a graph output. Numerics:
 /// unchanged (no data changes). Tested by: NoOpEliminationTests.
 public struct ConsecutiveReshapeFusion: Pass {
     public let id = "fuse-reshapes"
-    public let summary = "merge Reshape/Flatten chains and cancel Unsqueeze/Squeeze pairs"
+    public let summary = "merge Reshape/Flatten/Unsqueeze chains and cancel Unsqueeze/Squeeze pairs"
 
     private static let reshaping: Set<String> = ["Reshape", "Squeeze", "Unsqueeze", "Flatten"]
 
@@ -94,6 +96,36 @@ public struct ConsecutiveReshapeFusion: Pass {
                 guard squeezed == expected else { continue }
                 patch.redirects[output] = x
                 patch.remove(n)
+            case ("Unsqueeze", "Unsqueeze"):
+                // Unsqueeze(Unsqueeze(x, a1), a2) inserts a2 in the final positions and a1 in the others, in order.
+                let xRank = shapes[x]?.rank
+                guard let a1 = axes(inner), let a2 = axes(outer),
+                      let first = Self.normalized(a1, rank: xRank.map { $0 + a1.count }),
+                      let second = Self.normalized(a2, rank: xRank.map { $0 + a1.count + a2.count }) else { continue }
+                var combined = second
+                var kept: Int64 = 0, position: Int64 = 0
+                let lastInner = (first.max() ?? -1)
+                while kept <= lastInner {
+                    if !second.contains(position) {
+                        if first.contains(kept) { combined.insert(position) }
+                        kept += 1
+                    }
+                    position += 1
+                }
+                let merged = combined.sorted()
+                var replacement = outer
+                replacement.inputs[0] = x
+                if opset < 13 {
+                    replacement = FusionSupport.setting("axes", .ints(merged), on: replacement)
+                } else {
+                    var name = output + "_axes"
+                    while taken.contains(name) { name += "_" }
+                    taken.insert(name)
+                    guard let data = try? TensorData(int64s: merged, dims: [Int64(merged.count)]) else { continue }
+                    patch.addedInitializers.append(OnnxcIR.Tensor(name: name, data: data))
+                    replacement.inputs[1] = name
+                }
+                patch.replace(n, with: [replacement])
             case (_, "Flatten"):
                 // Flatten splits its input's shape at `axis`; with that shape static the split is a constant.
                 guard opset >= 5, let dims = shapes[middle]?.fixedDims else { continue }
@@ -104,9 +136,7 @@ public struct ConsecutiveReshapeFusion: Pass {
                 var name = output + "_flatten_shape"
                 while taken.contains(name) { name += "_" }
                 taken.insert(name)
-                var bytes: [UInt8] = []
-                for v in [rows, columns] { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-                guard let data = try? TensorData(dtype: .int64, dims: [2], payload: .bytes(ByteSlice(copying: bytes))) else { continue }
+                guard let data = try? TensorData(int64s: [rows, columns], dims: [2]) else { continue }
                 patch.addedInitializers.append(OnnxcIR.Tensor(name: name, data: data))
                 patch.replace(n, with: [Node(name: outer.name, opType: "Reshape", inputs: [x, name], outputs: [output])])
             default:
