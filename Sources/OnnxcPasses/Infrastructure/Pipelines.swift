@@ -33,6 +33,7 @@ public enum Pipelines {
     /// fusions so that they see Gemm, LayerNormalization and Gelu rather than their decompositions.
     static var execution: [any Pass] {
         [
+            AttentionFusion(),        // MatMul-scale-mask-Softmax-MatMul into ai.onnxc::Attention
         ]
     }
 
