@@ -123,6 +123,29 @@ import Testing
         try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([Float](repeating: 1, count: 12), [3, 4])])
     }
 
+    @Test func foldsStaticDimsSlicedFromSymbolicShapes() throws {
+        // torch's attention scale: Slice(Shape(q), [-1], [INT64_MAX]) of q: [batch, 3, 4] is [4]; [0:1] is the batch.
+        let graph = Graph(inputs: [Build.input("x", [.symbolic("batch"), .fixed(3), .fixed(4)])],
+                          outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil), ValueInfo(name: "w", type: nil)],
+                          initializers: [try DecomposedPatterns.int64s("last", [-1]), try DecomposedPatterns.int64s("end", [Int64.max]),
+                                         try DecomposedPatterns.int64s("zero", [0]), try DecomposedPatterns.int64s("one", [1]),
+                                         try DecomposedPatterns.int64s("back", [-1])],
+                          nodes: [Build.node("Shape", ["x"], ["s"]),
+                                  Build.node("Slice", ["s", "last", "end"], ["d"]),
+                                  Build.node("Cast", ["d"], ["y"], [Attribute("to", .int(1))]),
+                                  Build.node("Slice", ["s", "zero", "one"], ["b"]),
+                                  Build.node("Cast", ["b"], ["z"], [Attribute("to", .int(1))]),
+                                  Build.node("Slice", ["s", "last", "one", "zero", "back"], ["r"]),
+                                  Build.node("Cast", ["r"], ["w"], [Attribute("to", .int(1))])])
+        let model = Build.model(graph)
+        let result = try PassTesting.apply(ConstantFolding(), to: model)
+        // [-1:] and the reversed [-1:1:-1] (= [4]) fold; [0:1] is the batch and stays.
+        #expect(result.graph.nodes.map(\.opType) == ["Shape", "Cast", "Slice", "Cast", "Cast"])
+        #expect(result.graph.initializer(named: "d")?.data.numericValue(at: 0) == 4)
+        #expect(result.graph.initializer(named: "r")?.data.elementCount == 1)
+        try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([Float](repeating: 1, count: 24), [2, 3, 4])])
+    }
+
     @Test func respectsTheSizeLimitAndOverridableInputs() throws {
         let shape = try TensorData(dtype: .int64, dims: [1], payload: .bytes(ByteSlice(copying: [0, 1, 0, 0, 0, 0, 0, 0])))
         let graph = Graph(inputs: [Build.input("w", [.fixed(1)])], outputs: [ValueInfo(name: "big", type: nil), ValueInfo(name: "v", type: nil)],

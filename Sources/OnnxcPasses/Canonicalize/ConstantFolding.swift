@@ -6,7 +6,8 @@ import OnnxcRuntime
 private typealias Tensor = OnnxcIR.Tensor
 
 /// Evaluates nodes whose inputs are all constants, with the runtime's own kernels, and replaces them by
-/// initializers; turns Constant nodes into initializers; folds Shape/Size of values whose shapes are static.
+/// initializers; turns Constant nodes into initializers; folds Shape/Size of values whose shapes are static, and
+/// Gather/Slice of a Shape whose picked dims are static.
 ///
 /// Matches: a deterministic default-domain node without subgraphs whose inputs are initializers (not
 /// overridable graph inputs); Shape and Size whose input has a fully known declared shape. Produces: the
@@ -34,6 +35,8 @@ public struct ConstantFolding: Pass {
                 folded = shape
             } else if let picked = gatherOfShapeFold(node, graph: graph, constants: constants) {
                 folded = picked
+            } else if let sliced = sliceOfShapeFold(node, graph: graph, constants: constants) {
+                folded = sliced
             } else if node.inputs.allSatisfy({ $0.isEmpty || constants[$0] != nil }) {
                 folded = evaluate(node, constants: constants, context: context)
             } else {
@@ -67,6 +70,41 @@ public struct ConstantFolding: Pass {
         var bytes: [UInt8] = []
         for v in values { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
         guard let data = try? TensorData(dtype: .int64, dims: indicesTensor.dims, payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
+        return [Tensor(name: output, data: data)]
+    }
+
+    /// Slice(Shape(x), constant starts, ends[, axes, steps]) when the sliced dims of x are static: torch's
+    /// scaled_dot_product_attention export computes its scale from `q.shape[-1:]` of a batch-dynamic q.
+    private func sliceOfShapeFold(_ node: Node, graph: Graph, constants: [String: Tensor]) -> [Tensor]? {
+        guard node.opType == "Slice", node.inputs.count >= 3, let output = node.outputs.first,
+              let shapeNode = graph.nodes.first(where: { $0.opType == "Shape" && $0.domain.isEmpty && $0.outputs.first == node.inputs[0] }),
+              shapeNode.attribute("start") == nil, shapeNode.attribute("end") == nil,
+              let source = shapeNode.inputs.first, let shape = graph.declaredType(of: source)?.tensorType?.shape else { return nil }
+        func scalar(_ slot: Int, default value: Int64) -> Int64? {
+            guard slot < node.inputs.count, !node.inputs[slot].isEmpty else { return value }
+            guard let tensor = constants[node.inputs[slot]], tensor.data.elementCount == 1,
+                  let raw = tensor.data.numericValue(at: 0), let exact = Int64(exactly: raw.rounded()) ?? (raw > 0 ? Int64.max : nil) else { return nil }
+            return exact
+        }
+        // The input is 1-D, so axes can only name axis 0 and there is one start, end and step.
+        let rank = Int64(shape.rank)
+        guard let start = scalar(1, default: 0), let end = scalar(2, default: rank), let axis = scalar(3, default: 0),
+              axis == 0 || axis == -1, let step = scalar(4, default: 1), step != 0 else { return nil }
+        func clamped(_ v: Int64, _ low: Int64, _ high: Int64) -> Int64 { max(low, min(high, v < 0 ? v &+ rank : v)) }
+        var indices: [Int] = []
+        if step > 0 {
+            var i = clamped(start, 0, rank)
+            while i < clamped(end, 0, rank) { indices.append(Int(i)); i += step }
+        } else if rank > 0 {
+            var i = clamped(start, 0, rank - 1)
+            while i > clamped(end, -1, rank - 1) { indices.append(Int(i)); i += step }
+        }
+        var bytes: [UInt8] = []
+        for i in indices {
+            guard let dim = shape.dims[i].fixedValue else { return nil }
+            withUnsafeBytes(of: dim.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        guard let data = try? TensorData(dtype: .int64, dims: [Int64(indices.count)], payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
         return [Tensor(name: output, data: data)]
     }
 
