@@ -1,6 +1,6 @@
 import OnnxcCore
 import OnnxcIR
-import OnnxcPasses
+@testable import OnnxcPasses
 import OnnxcRuntime
 import OnnxcTestSupport
 import Testing
@@ -68,6 +68,31 @@ import Testing
         #expect(result.graph.nodes.map(\.opType) == ["Cast"])
         #expect(result.graph.initializer(named: "last")?.data.integers() == [3])
         try PassTesting.expectSameOutputs(model, result, ["x": try batch(2)])
+    }
+
+    @Test func foldsStaticDimsSlicedFromSymbolicShapes() throws {
+        // torch's attention scale: Slice(Shape(q), [-1], [INT64_MAX]) of q: [batch, 3, 4] is [4]; [0:1] is the
+        // batch and stays; the reversed [-1:1:-1] is [4] too.
+        let graph = Graph(inputs: [Build.input("x", [.symbolic("batch"), .fixed(3), .fixed(4)])],
+                          outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil), ValueInfo(name: "w", type: nil)],
+                          initializers: [try Build.int64Tensor("last", [1], [-1]), try Build.int64Tensor("end", [1], [Int64.max]),
+                                         try Build.int64Tensor("zero", [1], [0]), try Build.int64Tensor("one", [1], [1]),
+                                         try Build.int64Tensor("back", [1], [-1])],
+                          nodes: [Build.node("Shape", ["x"], ["s"]),
+                                  Build.node("Slice", ["s", "last", "end"], ["d"]),
+                                  Build.node("Cast", ["d"], ["y"], [Attribute("to", .int(1))]),
+                                  Build.node("Slice", ["s", "zero", "one"], ["b"]),
+                                  Build.node("Cast", ["b"], ["z"], [Attribute("to", .int(1))]),
+                                  Build.node("Slice", ["s", "last", "one", "zero", "back"], ["r"]),
+                                  Build.node("Cast", ["r"], ["w"], [Attribute("to", .int(1))])])
+        let (model, _) = ShapeInference.infer(Build.model(graph))
+        let result = try PassManager(passes: [SymbolicShapeResolution(), DeadCodeElimination()]).run(model)
+        #expect(result.graph.nodes.map(\.opType).sorted() == ["Cast", "Cast", "Cast", "Shape", "Slice"])
+        #expect(result.graph.initializer(named: "d")?.data.integers() == [4])
+        #expect(result.graph.initializer(named: "r")?.data.integers() == [4])
+        try PassTesting.expectSameOutputs(model, result, ["x": try PassTesting.input([Float](repeating: 1, count: 24), [2, 3, 4])])
+        #expect(ShapeTracer.sliceIndices(start: -1, end: Int64.min, step: -1, count: 3) == [2, 1, 0])
+        #expect(ShapeTracer.sliceIndices(start: 0, end: Int64.max, step: 2, count: 5) == [0, 2, 4])
     }
 
     @Test func leavesTargetsItCannotPin() throws {

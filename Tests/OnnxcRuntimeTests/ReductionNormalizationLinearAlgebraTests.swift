@@ -4,12 +4,13 @@ import Testing
 
 /// Runs one node through the executor and returns its outputs.
 private func run(
-    _ op: String, _ inputs: [Tensor?], attributes: [String: AttributeValue] = [:], opset: Int = 18, outputs count: Int = 1
+    _ op: String, _ inputs: [Tensor?], attributes: [String: AttributeValue] = [:], opset: Int = 18, outputs count: Int = 1,
+    domain: String = ""
 ) throws -> [Tensor] {
     let names = inputs.indices.map { inputs[$0] == nil ? "" : "x\($0)" }
     let outputNames = (0..<count).map { "y\($0)" }
     let node = RuntimeNode(
-        name: "n", opType: op, domain: "", opset: opset, inputs: names, outputs: outputNames, attributes: Attributes(attributes))
+        name: "n", opType: op, domain: domain, opset: opset, inputs: names, outputs: outputNames, attributes: Attributes(attributes))
     let info = { (name: String) in RuntimeValueInfo(name: name, dtype: nil, shape: nil, shapeText: "?") }
     let graph = RuntimeGraph(
         name: "g", inputs: names.filter { !$0.isEmpty }.map(info), outputs: outputNames.map(info), initializers: [:], nodes: [node])
@@ -158,5 +159,86 @@ private func floats(_ shape: [Int], seed: Int) throws -> Tensor {
         #expect(result[1].array(Float.self) == [2, 6])
         let y = result[0].array(Float.self)
         #expect(abs(y[0] + y[2]) < 1e-6 && abs(y[1]) < 1e-6)
+    }
+}
+
+@Suite struct AttentionKernelTests {
+    /// The unfused graph the kernel replaces: MatMul(Softmax(MatMul(Q, Kt) · scale + mask), V).
+    private func reference(_ q: Tensor, _ kt: Tensor, _ v: Tensor, mask: Tensor?, scale: Float) throws -> Tensor {
+        var scores = try #require(try run("MatMul", [q, kt], opset: 13).first)
+        if scale != 1 {
+            scores = try #require(try run("Mul", [scores, try Tensor([scale], shape: [])], opset: 13).first)
+        }
+        if let mask { scores = try #require(try run("Add", [scores, mask], opset: 13).first) }
+        let probabilities = try #require(try run("Softmax", [scores], opset: 13).first)
+        return try #require(try run("MatMul", [probabilities, v], opset: 13).first)
+    }
+
+    private func attention(_ q: Tensor, _ kt: Tensor, _ v: Tensor, mask: Tensor?, scale: Float) throws -> Tensor {
+        let attributes: [String: AttributeValue] = scale == 1 ? [:] : ["scale": .float(scale)]
+        return try #require(try run("Attention", [q, kt, v] + (mask.map { [$0] } ?? []), attributes: attributes,
+                                    opset: 1, domain: RuntimeOps.domain).first)
+    }
+
+    private func expectMatchesUnfused(q: [Int], kt: [Int], v: [Int], mask: [Int]? = nil, scale: Float = 1,
+                                      sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let (tq, tk, tv) = (try floats(q, seed: 1), try floats(kt, seed: 2), try floats(v, seed: 3))
+        let tm = try mask.map { shape in try Tensor(try floats(shape, seed: 4).array(Float.self).map { $0 * 4 }, shape: shape) }
+        let expected = try reference(tq, tk, tv, mask: tm, scale: scale)
+        let actual = try attention(tq, tk, tv, mask: tm, scale: scale)
+        #expect(TensorComparison.difference(actual, expected, rtol: 1e-5, atol: 1e-6) == nil, sourceLocation: sourceLocation)
+    }
+
+    @Test func matchesTheUnfusedOpsWithoutMaskOrScale() throws {
+        try expectMatchesUnfused(q: [5, 8], kt: [8, 5], v: [5, 8])
+    }
+
+    @Test func matchesWithScaleAndBatchHeadDims() throws {
+        try expectMatchesUnfused(q: [2, 3, 7, 16], kt: [2, 3, 16, 7], v: [2, 3, 7, 16], scale: 0.25)
+    }
+
+    @Test func matchesWithABroadcastPaddingMaskAndSqDifferentFromSk() throws {
+        // BERT's mask [B, 1, 1, Sk]; Sq ≠ Sk and Dv ≠ D; more rows than one row block.
+        try expectMatchesUnfused(q: [2, 4, 45, 8], kt: [2, 4, 8, 13], v: [2, 4, 13, 6], mask: [2, 1, 1, 13], scale: 0.125)
+    }
+
+    @Test func matchesWithAFullMaskAndBroadcastOperands() throws {
+        // K and V shared by every head, a per-query mask, a one-row Q broadcast up by the mask's rows.
+        try expectMatchesUnfused(q: [3, 6, 4], kt: [4, 9], v: [9, 5], mask: [6, 9])
+        try expectMatchesUnfused(q: [2, 1, 4], kt: [2, 4, 9], v: [2, 9, 5], mask: [2, 6, 9], scale: 2)
+    }
+
+    @Test func takesTheParallelPathForLargeProducts() throws {
+        try expectMatchesUnfused(q: [2, 4, 130, 64], kt: [2, 4, 64, 130], v: [2, 4, 130, 64], mask: [2, 1, 1, 130], scale: 0.125)
+    }
+
+    @Test func maskedKeysGetZeroWeightAndFullyMaskedRowsAreNaNLikeSoftmax() throws {
+        let q = try floats([2, 3], seed: 1), kt = try floats([3, 4], seed: 2), v = try floats([4, 2], seed: 3)
+        let inf = -Float.infinity
+        let mask = try Tensor([0, inf, 0, -1e9, inf, inf, inf, inf], shape: [2, 4])
+        let expected = try reference(q, kt, v, mask: mask, scale: 1)
+        let actual = try attention(q, kt, v, mask: mask, scale: 1)
+        #expect(TensorComparison.difference(actual, expected, rtol: 1e-5, atol: 1e-6) == nil)
+        let values = actual.array(Float.self)
+        #expect(values[0...1].allSatisfy { $0.isFinite })
+        #expect(values[2...3].allSatisfy { $0.isNaN })
+    }
+
+    @Test func computesFloat16AndDoubleThroughTheDtypeDispatch() throws {
+        let q = try floats([2, 5, 4], seed: 1), kt = try floats([2, 4, 5], seed: 2), v = try floats([2, 5, 3], seed: 3)
+        let expected = try attention(q, kt, v, mask: nil, scale: 0.5)
+        for dtype in [DType.double, .float16] {
+            let cast = { (t: Tensor) throws -> Tensor in
+                try #require(try run("Cast", [t], attributes: ["to": .int(Int64(dtype.rawValue))], opset: 13).first)
+            }
+            let result = try attention(try cast(q), try cast(kt), try cast(v), mask: nil, scale: 0.5)
+            #expect(result.dtype == dtype)
+            #expect(TensorComparison.difference(try cast(expected), result, rtol: 2e-3, atol: 2e-3) == nil)
+        }
+    }
+
+    @Test func rejectsMismatchedShapes() throws {
+        #expect(throws: RuntimeError.self) { try attention(try floats([3, 4], seed: 1), try floats([5, 3], seed: 2), try floats([3, 2], seed: 3), mask: nil, scale: 1) }
+        #expect(throws: RuntimeError.self) { try attention(try floats([3, 4], seed: 1), try floats([4, 3], seed: 2), try floats([3, 2], seed: 3), mask: try floats([2, 3], seed: 4), scale: 1) }
     }
 }

@@ -11,5 +11,30 @@ enum RuntimeOpRules {
         "ai.onnxc::Silu": ElementwiseRules.unary,
         "ai.onnxc::Gelu": ElementwiseRules.unary,
         "ai.onnxc::LayerNormalization": NormalizationRules.layerNorm,
+        // Fused attention (AttentionKernels).
+        "ai.onnxc::Attention": attention,
     ]
+
+    /// ai.onnxc::Attention(Q [..., Sq, D], Kt [..., D, Sk], V [..., Sk, Dv][, mask]) with attribute `scale`:
+    /// Softmax(scale · Q·Kt + mask, axis -1) · V (see AttentionKernels). The shape is the unfused graph's:
+    /// MatMul(Q, Kt), broadcast with the mask, MatMul with V — [..., Sq, Dv], leading dims broadcast.
+    static let attention: InferenceRule = { ctx in
+        let dtype = ctx.dtype(0) ?? ctx.dtype(2)
+        for i in 0..<3 {
+            if let rank = ctx.rank(i), rank < 2 { throw InferenceError("Attention input \(i) must have rank 2 or more, got rank \(rank)") }
+        }
+        var scores = try LinearAlgebraRules.matmulShape(ctx.shape(0), ctx.shape(1))
+        if ctx.hasInput(3) {
+            if let shape = scores, let mask = ctx.shape(3) {
+                do {
+                    scores = try InferenceSupport.broadcast([shape, mask])
+                } catch {
+                    throw InferenceError("Attention mask \(mask) does not broadcast to the scores \(shape)")
+                }
+            } else {
+                scores = nil
+            }
+        }
+        return [InferenceSupport.tensor(dtype, try LinearAlgebraRules.matmulShape(scores, ctx.shape(2)))]
+    }
 }

@@ -168,7 +168,7 @@ struct ShapeTracer {
         }
     }
 
-    /// Slice of a traced vector with constant starts/ends (and axes 0, steps 1 when given).
+    /// Slice of a traced vector with constant starts, ends and (optional) axes 0 and steps, as Slice clamps them.
     private func slice(_ node: Node) -> [Entry]? {
         guard node.inputs.count >= 3, let source = entries(of: node.inputs[0]),
               let starts = constantInts(node.inputs[1]), let ends = constantInts(node.inputs[2]),
@@ -176,11 +176,29 @@ struct ShapeTracer {
         if node.inputs.count > 3, !node.inputs[3].isEmpty {
             guard let axes = constantInts(node.inputs[3]), axes == [0] || axes == [-1] else { return nil }
         }
+        var step: Int64 = 1
         if node.inputs.count > 4, !node.inputs[4].isEmpty {
-            guard constantInts(node.inputs[4]) == [1] else { return nil }
+            guard let steps = constantInts(node.inputs[4]), steps.count == 1, steps[0] != 0 else { return nil }
+            step = steps[0]
         }
-        let (start, end) = ShapeTracer.range(start: starts[0], end: ends[0], count: source.count)
-        return start < end ? Array(source[start..<end]) : []
+        return ShapeTracer.sliceIndices(start: starts[0], end: ends[0], step: step, count: source.count).map { source[$0] }
+    }
+
+    /// The positions Slice picks from `count` elements (ONNX's clamping: [0, count] forwards, [-1, count-1] backwards).
+    static func sliceIndices(start: Int64, end: Int64, step: Int64, count: Int) -> [Int] {
+        let n = Int64(count)
+        func clamped(_ v: Int64, _ low: Int64, _ high: Int64) -> Int64 { max(low, min(high, v < 0 ? v &+ n : v)) }
+        var indices: [Int] = []
+        if step > 0 {
+            var i = clamped(start, 0, n)
+            let stop = clamped(end, 0, n)
+            while i < stop { indices.append(Int(i)); i += step }
+        } else if n > 0 {
+            var i = clamped(start, 0, n - 1)
+            let stop = clamped(end, -1, n - 1)
+            while i > stop { indices.append(Int(i)); i += step }
+        }
+        return indices
     }
 
     /// Element-wise Mul/Add/Sub of traced vectors of equal length (or one side of length 1): constants are

@@ -35,6 +35,7 @@ public enum Pipelines {
     /// fusions so that they see Gemm, LayerNormalization and Gelu rather than their decompositions.
     static var execution: [any Pass] {
         [
+            AttentionFusion(),        // MatMul-scale-mask-Softmax-MatMul into ai.onnxc::Attention (first: it needs the plain MatMuls)
             SiluFusion(),             // x·Sigmoid(x) into ai.onnxc::Silu (before fuse-activation, which absorbs it)
             ActivationFusion(),       // Conv/Gemm/MatMul [+ bias] + activation into ai.onnxc::Fused*
         ]

@@ -155,7 +155,11 @@ private let panelColumns = 256
 private let depthBlock = 256
 private let rowBlock = 4
 
-private let processorCount: Int = {
+/// Multiply-adds below which a product stays on one thread: starting the workers costs about as much as ~2M
+/// multiply-adds on one core (shared with the attention kernel, which splits its work the same way).
+let parallelWorkThreshold: Double = 2_000_000
+
+let processorCount: Int = {
     #if canImport(Glibc) || canImport(Darwin)
     return max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     #else
@@ -163,12 +167,21 @@ private let processorCount: Int = {
     #endif
 }()
 
+/// C += A·B for one product of dense row-major operands on raw pointers (A's rows `aRow` elements apart, B's rows
+/// `bRow` apart, C dense m × n), on the calling thread only: for kernels that run many small products side by side
+/// themselves (the attention kernel's row blocks), with the same blocking and the same summation order as MatMul.
+func multiplyAccumulate<T: MatrixElement>(a: UnsafePointer<T>, aRow: Int, b: UnsafePointer<T>, bRow: Int,
+                                          c: UnsafeMutablePointer<T>, m: Int, n: Int, k: Int) {
+    multiply([GemmJob(a: a, aRow: aRow, aCol: 1, b: b, bRow: bRow, bCol: 1, c: c)], m: m, n: n, k: k, threaded: false)
+}
+
 /// Computes C += A·B for every job (C starts zeroed). B is packed once per distinct matrix (broadcast batches share
-/// one) so the inner loops run over contiguous memory; large products run on all cores, split by batch and row blocks.
-private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int) {
+/// one) so the inner loops run over contiguous memory; large products run on all cores (unless `threaded` is
+/// false), split by batch and row blocks.
+private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int, threaded: Bool = true) {
     guard m > 0, n > 0, k > 0, !jobs.isEmpty else { return }
     if m < rowBlock, jobs.allSatisfy({ $0.bCol == 1 }) {
-        multiplyFewRows(jobs, m: m, n: n, k: k)
+        multiplyFewRows(jobs, m: m, n: n, k: k, threaded: threaded)
         return
     }
     var packedIndex: [Int] = []
@@ -196,7 +209,7 @@ private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k:
             packSlivers(b, into: packed + d * packedSize, n: n, k: k)
         }
         let shared = SharedPointer(pointer: UnsafePointer(packed))
-        forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k) { jobIndex, rows in
+        forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k, threaded: threaded) { jobIndex, rows in
             multiplyRowsFloat(floatJobs[jobIndex], shared.pointer + panelOf[jobIndex] * packedSize, rows: rows, n: n, k: k)
         }
         return
@@ -224,18 +237,18 @@ private func multiply<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k:
         }
     }
     let packedB = SharedPointer(pointer: UnsafePointer(packed))
-    forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k) { jobIndex, rows in
+    forEachRowChunk(jobs: jobs.count, m: m, n: n, k: k, threaded: threaded) { jobIndex, rows in
         multiplyRows(jobs[jobIndex], packedB.pointer + panelOf[jobIndex] * panelSize, rows: rows, n: n, k: k)
     }
 }
 
 /// Products with fewer rows than a tile (vector × matrix): packing B would cost as much as the product, so each
 /// row streams B's rows directly; large ones split the columns across cores.
-private func multiplyFewRows<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int) {
+private func multiplyFewRows<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: Int, k: Int, threaded: Bool) {
     let work = Double(m) * Double(n) * Double(k) * Double(jobs.count)
     let columnChunk = 256
     let chunks = (n + columnChunk - 1) / columnChunk
-    let tasks = work < 2_000_000 || processorCount == 1 ? 1 : jobs.count * chunks
+    let tasks = !threaded || work < parallelWorkThreshold || processorCount == 1 ? 1 : jobs.count * chunks
     let run: @Sendable (Int) -> Void = { task in
         let (jobRange, columns): (Range<Int>, Range<Int>) = tasks == 1
             ? (0..<jobs.count, 0..<n)
@@ -260,10 +273,11 @@ private func multiplyFewRows<T: MatrixElement>(_ jobs: [GemmJob<T>], m: Int, n: 
 
 /// Splits `jobs` products of m rows into tasks (job, row range), enough to keep every core busy, and runs them
 /// (concurrently when the product is large enough to pay for the threads).
-private func forEachRowChunk(jobs: Int, m: Int, n: Int, k: Int, _ body: @escaping @Sendable (Int, Range<Int>) -> Void) {
+private func forEachRowChunk(jobs: Int, m: Int, n: Int, k: Int, threaded: Bool,
+                             _ body: @escaping @Sendable (Int, Range<Int>) -> Void) {
     let rowChunks = (m + rowBlock - 1) / rowBlock
     let work = Double(m) * Double(n) * Double(k) * Double(jobs)
-    let threads = work < 2_000_000 ? 1 : processorCount
+    let threads = !threaded || work < parallelWorkThreshold ? 1 : processorCount
     let chunksPerJob = threads == 1 ? 1 : max(1, min(rowChunks, (threads * 4 + jobs - 1) / jobs))
     let blocksPerChunk = (rowChunks + chunksPerJob - 1) / chunksPerJob
     let taskCount = jobs * chunksPerJob
@@ -772,7 +786,7 @@ private struct DetVisitor: MatrixVisitor {
 // MARK: - Element types
 
 /// Element types the matrix kernels run on; integer arithmetic wraps like numpy.
-private protocol MatrixElement: ArithmeticElement {
+protocol MatrixElement: ArithmeticElement {
     static func multiplyAdd(_ c: Self, _ a: Self, _ b: Self) -> Self
     static func product(_ a: Self, _ b: Self) -> Self
     static var one: Self { get }

@@ -460,7 +460,7 @@ enum ReductionKernels {
 
     private struct SoftmaxVisitor: RealVisitor {
         let x: Tensor, split: AxisSplit, kind: SoftmaxKind
-        func visit<T: RealElement>(_: T.Type) throws(RuntimeError) -> Tensor {
+        func visit<T: ExponentialElement>(_: T.Type) throws(RuntimeError) -> Tensor {
             let out = try Tensor(zeros: x.dtype, shape: x.shape)
             let (outer, n, inner) = (split.outer, split.n, split.inner)
             guard n > 0 else { return out }
@@ -478,14 +478,8 @@ enum ReductionKernels {
                             case .hardmax:
                                 dst[base + arg * inner] = 1
                             case .softmax:
-                                var sum = T.zero
-                                for j in 0..<n {
-                                    let e = (src[base + j * inner] - m).expValue
-                                    dst[base + j * inner] = e
-                                    sum += e
-                                }
-                                let scale = 1 / sum
-                                for j in 0..<n { dst[base + j * inner] *= scale }
+                                guard let from = src.baseAddress, let to = dst.baseAddress else { return }
+                                softmaxRow(from + base, to + base, count: n, stride: inner, maximum: m)
                             case .logSoftmax:
                                 var sum = T.zero
                                 for j in 0..<n { sum += (src[base + j * inner] - m).expValue }
@@ -499,6 +493,20 @@ enum ReductionKernels {
             return out
         }
     }
+}
+
+/// Softmax along one strided row of `count` elements whose largest element is `maximum`: exp(x − max), then
+/// one multiplication by the reciprocal of the sum. `source` and `destination` may be the same row. Shared by
+/// Softmax and the attention kernel, so a fused attention normalizes exactly as the Softmax it replaces.
+func softmaxRow<T: ExponentialElement>(_ source: UnsafePointer<T>, _ destination: UnsafeMutablePointer<T>, count: Int, stride: Int, maximum: T) {
+    var sum = T.zero
+    for j in 0..<count {
+        let e = (source[j * stride] - maximum).expValue
+        destination[j * stride] = e
+        sum += e
+    }
+    let scale = 1 / sum
+    for j in 0..<count { destination[j * stride] *= scale }
 }
 
 // MARK: - Shared helpers (this file)
@@ -524,7 +532,7 @@ private struct AxisSplit {
 }
 
 /// Element types the kernels here accumulate in: integers wrap like numpy, floats follow IEEE.
-private protocol ReduceElement: ArithmeticElement {
+protocol ReduceElement: ArithmeticElement {
     static var lowest: Self { get }
     static var highest: Self { get }
     static func wrappingAdd(_ a: Self, _ b: Self) -> Self
@@ -534,12 +542,14 @@ private protocol ReduceElement: ArithmeticElement {
     static func expDifference(_ x: Self, _ m: Double) -> Double
 }
 
-private protocol RealElement: ReduceElement, BinaryFloatingPoint {
+/// Float and double with exp and log: what softmax and the log-sum-exp reductions compute in (float16 and bfloat16
+/// are widened to float first).
+protocol ExponentialElement: ReduceElement, BinaryFloatingPoint {
     var expValue: Self { get }
     var logValue: Self { get }
 }
 
-extension Float: RealElement {
+extension Float: ExponentialElement {
     static var lowest: Float { -.infinity }
     static var highest: Float { .infinity }
     static func wrappingAdd(_ a: Float, _ b: Float) -> Float { a + b }
@@ -550,7 +560,7 @@ extension Float: RealElement {
     var logValue: Float { logf(self) }
 }
 
-extension Double: RealElement {
+extension Double: ExponentialElement {
     static var lowest: Double { -.infinity }
     static var highest: Double { .infinity }
     static func wrappingAdd(_ a: Double, _ b: Double) -> Double { a + b }
@@ -588,7 +598,7 @@ private protocol ReduceVisitorProtocol {
 
 private protocol RealVisitor {
     associatedtype Output
-    func visit<T: RealElement>(_ type: T.Type) throws(RuntimeError) -> Output
+    func visit<T: ExponentialElement>(_ type: T.Type) throws(RuntimeError) -> Output
 }
 
 /// Float16 and bfloat16 never reach these: `viaFloat` widens them first.
