@@ -40,8 +40,10 @@ let package = Package(
             dependencies: ["OnnxcCore", "OnnxcIR", "ONNXProto", "CProtobufC"],
             swiftSettings: strictSwift
         ),
-        // The interpreter and its kernels. Depends on Core only: no protobuf-c, no compiler.
-        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
+        // The compiled format (.oxc): program model, reader, writer, opcode table. Depends on Core only.
+        .target(name: "OnnxcFormat", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
+        // The interpreter and its kernels. Depends on Core and Format only: no protobuf-c, no compiler.
+        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore", "OnnxcFormat"], swiftSettings: strictSwift),
         // IR → runtime graph.
         .target(name: "OnnxcLowering", dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"], swiftSettings: strictSwift),
         // Graph passes: infrastructure (Pass, GraphPatch, PassManager, Pipelines) and one file per pass.
@@ -82,6 +84,11 @@ let package = Package(
         .testTarget(
             name: "OnnxcFrontendTests",
             dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcTestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "OnnxcFormatTests",
+            dependencies: ["OnnxcCore", "OnnxcFormat", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(
