@@ -52,11 +52,18 @@ let package = Package(
             dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime", "OnnxcLowering"],
             swiftSettings: strictSwift
         ),
+        // IR → compiled program: tensor numbering, opcodes, constants, the memory plan.
+        .target(
+            name: "OnnxcEmitter",
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFormat", "OnnxcRuntime", "OnnxcLowering"],
+            swiftSettings: strictSwift
+        ),
         // Subcommands, kept in a library so tests can drive them in-process.
         .target(
             name: "OnnxcCLI",
             dependencies: [
                 "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcRuntime", "OnnxcLowering", "OnnxcPasses",
+                "OnnxcFormat", "OnnxcEmitter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
@@ -89,6 +96,12 @@ let package = Package(
         .testTarget(
             name: "OnnxcFormatTests",
             dependencies: ["OnnxcCore", "OnnxcFormat", "OnnxcTestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "OnnxcEmitterTests",
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcPasses", "OnnxcFormat", "OnnxcEmitter", "OnnxcRuntime",
+                           "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

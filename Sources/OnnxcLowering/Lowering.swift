@@ -1,4 +1,4 @@
-import OnnxcCore
+public import OnnxcCore
 public import OnnxcIR
 public import OnnxcRuntime
 
@@ -95,8 +95,18 @@ public enum Lowering {
         }
     }
 
+    /// A runtime tensor as IR tensor data (a copy): what folding and compiling store as constants.
+    public static func tensorData(_ tensor: OnnxcRuntime.Tensor) -> TensorData? {
+        let dims = tensor.shape.map(Int64.init)
+        if tensor.dtype == .string {
+            return try? TensorData(dtype: .string, dims: dims, payload: .strings((tensor.strings ?? []).map { Array($0.utf8) }))
+        }
+        let bytes = tensor.withBytes { Array($0) }
+        return try? TensorData(dtype: tensor.dtype, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
+    }
+
     /// A sparse tensor (COO, linear or per-dim indices) as a dense one.
-    static func densify(_ sparse: SparseTensor) throws(RuntimeError) -> RTensor {
+    public static func densify(_ sparse: SparseTensor) throws(RuntimeError) -> OnnxcRuntime.Tensor {
         let values = try RTensor(sparse.values.data)
         let indices = try RTensor(sparse.indices.data).int64s()
         let shape = sparse.dims.map { Int($0) }

@@ -10,15 +10,27 @@ import Glibc
 public final class TensorStorage: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let byteCount: Int
+    /// Keeps borrowed memory alive (a compiled model's mapped constants); nil when this storage owns `base`.
+    private let owner: ByteStorage?
 
     /// Zero-filled, 64-byte aligned.
     public init(byteCount: Int) {
         self.byteCount = byteCount
         base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+        owner = nil
     }
 
-    deinit { base.deallocate() }
+    /// The bytes of `slice`, in place. Sound because tensors are never written after they are published
+    /// (kernels write only the outputs they allocate), so read-only mapped memory is never stored to.
+    init?(borrowing slice: ByteSlice) {
+        guard slice.count > 0, let start = slice.storage.baseAddress else { return nil }
+        base = UnsafeMutableRawPointer(mutating: start + slice.offset)
+        byteCount = slice.count
+        owner = slice.storage
+    }
+
+    deinit { if owner == nil { base.deallocate() } }
 }
 
 /// A dense runtime tensor: element type, concrete shape, and either packed little-endian bytes or strings.
@@ -88,6 +100,18 @@ public struct Tensor: Sendable {
                 base.copyMemory(from: from, byteCount: source.count)
             }
         }
+    }
+
+    /// Uses the bytes of `data` in place when they are 64-byte aligned (a compiled model's constants, read from
+    /// the mapped file), and copies them otherwise.
+    public init(borrowing data: TensorData) throws(RuntimeError) {
+        guard case .bytes(let slice) = data.payload, let start = slice.storage.baseAddress,
+              Int(bitPattern: start + slice.offset) % 64 == 0, let borrowed = TensorStorage(borrowing: slice) else {
+            try self.init(data)
+            return
+        }
+        let shape = data.dims.map { Int($0) }
+        self.init(dtype: data.dtype, shape: shape, count: data.elementCount, storage: borrowed, strings: nil)
     }
 
     /// The largest single tensor we try to allocate: the machine's physical memory. Anything larger cannot

@@ -109,21 +109,12 @@ public struct ConstantFolding: Pass {
             var folded: [Tensor] = []
             for name in node.outputs where !name.isEmpty {
                 guard case .tensor(let value)? = results[name], value.byteCount <= context.options.constantFoldingByteLimit,
-                      let data = irData(value) else { return nil }
+                      let data = Lowering.tensorData(value) else { return nil }
                 folded.append(Tensor(name: name, data: data))
             }
             return folded
         } catch {
             return nil
         }
-    }
-
-    private func irData(_ tensor: OnnxcRuntime.Tensor) -> TensorData? {
-        let dims = tensor.shape.map(Int64.init)
-        if tensor.dtype == .string {
-            return try? TensorData(dtype: .string, dims: dims, payload: .strings((tensor.strings ?? []).map { Array($0.utf8) }))
-        }
-        let bytes = tensor.withBytes { Array($0) }
-        return try? TensorData(dtype: tensor.dtype, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
     }
 }

@@ -1,0 +1,239 @@
+public import OnnxcCore
+public import OnnxcFormat
+public import OnnxcIR
+import OnnxcLowering
+import OnnxcRuntime
+
+/// Why a model cannot be compiled into a program.
+public enum EmitError: Error, Sendable, UserFacingError {
+    /// Every operator without an opcode, with its nodes (all at once, not the first one found).
+    case unsupportedOps([(op: String, nodes: [String])])
+    case invalidConstant(tensor: String, reason: String)
+
+    public var what: String {
+        switch self {
+        case .unsupportedOps(let ops):
+            "the model uses operators onnxc cannot compile: "
+                + ops.map { "\($0.op) (\($0.nodes.prefix(3).joined(separator: ", "))\($0.nodes.count > 3 ? ", …" : ""))" }.joined(separator: "; ")
+        case .invalidConstant(let tensor, let reason): "constant \(tensor) cannot be compiled: \(reason)"
+        }
+    }
+
+    public var location: String? { nil }
+
+    public var hint: String? {
+        switch self {
+        case .unsupportedOps: "report these operators, or export the model with standard ONNX ops (`onnxc info` lists them too)"
+        case .invalidConstant: "check the model with `onnxc info`; re-export it if the constant is damaged"
+        }
+    }
+}
+
+/// Lowers an optimized, shape-inferred IR model into a `Program`: numbers every value, resolves every node to
+/// an opcode, keeps initializers as constants, and plans the memory of every intermediate whose size is known
+/// at compile time into one arena (`MemoryPlanner`).
+public enum Emitter {
+    public struct Report: Sendable {
+        /// Bytes of all arena-planned intermediates if each had its own (64-byte aligned) buffer.
+        public var intermediateBytes: Int
+        public var arenaBytes: Int
+        public var constantBytes: Int
+        /// Tensors whose size is only known at run time (allocated when computed).
+        public var dynamicTensors: Int
+        public var ops: Int
+    }
+
+    public static func emit(_ model: Model, metadata: ProgramMetadata) throws(EmitError) -> (Program, Report) {
+        var builder = ProgramBuilder(model: model)
+        builder.addGraph(model.graph, isMain: true)
+        if !builder.unsupported.isEmpty {
+            throw .unsupportedOps(builder.unsupportedOrder.map { ($0, builder.unsupported[$0] ?? []) })
+        }
+        if let failure = builder.failure { throw failure }
+        let plan = MemoryPlanner.plan(builder.candidates, tensors: builder.tensors)
+        var tensors = builder.tensors
+        for (id, offset) in plan.offsets {
+            if case .arena(_, let bytes) = tensors[Int(id)].storage { tensors[Int(id)].storage = .arena(offset: offset, byteCount: bytes) }
+        }
+        let program = Program(metadata: metadata, tensors: tensors, graphs: builder.graphs, arenaBytes: plan.arenaBytes)
+        var constantBytes = 0, dynamic = 0, intermediate = 0
+        for tensor in tensors {
+            switch tensor.storage {
+            case .constant(let data, _): constantBytes += data.byteCount
+            case .dynamic: dynamic += 1
+            case .arena(_, let bytes): intermediate += CheckedSize.alignUp(max(bytes, 1), to: MemoryPlanner.alignment) ?? bytes
+            case .input: break
+            }
+        }
+        let report = Report(intermediateBytes: intermediate, arenaBytes: plan.arenaBytes, constantBytes: constantBytes,
+                            dynamicTensors: dynamic, ops: builder.graphs.reduce(0) { $0 + $1.ops.count })
+        return (program, report)
+    }
+}
+
+/// Walks the IR graphs once, assigning tensor ids in definition order.
+private struct ProgramBuilder {
+    let model: Model
+    let opsets: [String: Int64]
+    var tensors: [ProgramTensor] = []
+    var graphs: [ProgramGraph] = []
+    /// Ids by name, per graph scope (inner scopes see outer names).
+    var scopes: [[String: TensorID]] = []
+    var unsupported: [String: [String]] = [:]
+    var unsupportedOrder: [String] = []
+    var failure: EmitError?
+    /// Main-graph intermediates with a static size, and the op indices that define and last read them.
+    var candidates: [MemoryPlanner.Lifetime] = []
+
+    init(model: Model) {
+        self.model = model
+        var opsets: [String: Int64] = [:]
+        for opset in model.opsetImports { opsets[canonicalDomain(opset.domain)] = opset.version }
+        self.opsets = opsets
+    }
+
+    func lookup(_ name: String) -> TensorID? {
+        for scope in scopes.reversed() { if let id = scope[name] { return id } }
+        return nil
+    }
+
+    mutating func define(_ name: String, dtype: DType, shape: Shape?, storage: ProgramStorage) -> TensorID {
+        let id = TensorID(tensors.count)
+        tensors.append(ProgramTensor(name: name, dtype: dtype, shape: shape, storage: storage))
+        scopes[scopes.count - 1][name] = id
+        return id
+    }
+
+    /// Emits `graph` (and, depth first, its subgraphs); returns its index in `graphs`.
+    @discardableResult
+    mutating func addGraph(_ graph: Graph, isMain: Bool) -> Int {
+        let index = graphs.count
+        graphs.append(ProgramGraph(name: graph.name, inputs: [], outputs: [], ops: []))
+        scopes.append([:])
+        defer { scopes.removeLast() }
+        var types: [String: TensorType] = [:]
+        for info in graph.inputs + graph.valueInfo + graph.outputs {
+            if let t = info.type?.tensorType, types[info.name] == nil { types[info.name] = t }
+        }
+        let inputNames = Set(graph.inputs.map(\.name))
+        var inputs: [TensorID] = []
+        for (position, info) in graph.inputs.enumerated() {
+            let t = info.type?.tensorType
+            inputs.append(define(info.name, dtype: t?.elementType ?? .undefined, shape: t?.shape, storage: .input(index: position)))
+        }
+        for tensor in graph.initializers where !inputNames.contains(tensor.name) {
+            _ = define(tensor.name, dtype: tensor.dtype, shape: Shape(tensor.dims.map { .fixed($0) }), storage: .constant(tensor.data, layout: .plain))
+        }
+        for sparse in graph.sparseInitializers where !inputNames.contains(sparse.name) {
+            guard let dense = densified(sparse) else { continue }
+            _ = define(sparse.name, dtype: dense.dtype, shape: Shape(dense.dims.map { .fixed($0) }), storage: .constant(dense, layout: .plain))
+        }
+        let outputNames = Set(graph.outputs.map(\.name))
+        var ops: [ProgramOp] = []
+        var firstDefinition: [TensorID: Int] = [:]
+        var lastUse: [TensorID: Int] = [:]
+        for (position, node) in graph.nodes.enumerated() {
+            let domain = canonicalDomain(node.domain)
+            guard let opcode = Opcode(domain: domain, opType: node.opType) else {
+                let key = (domain.isEmpty ? "" : domain + "::") + node.opType
+                if unsupported[key] == nil { unsupportedOrder.append(key) }
+                unsupported[key, default: []].append(node.name.isEmpty ? node.outputs.first ?? "?" : node.name)
+                continue
+            }
+            var attributes: [ProgramAttribute] = []
+            for attribute in node.attributes {
+                attributes.append(ProgramAttribute(attribute.name, convert(attribute.value)))
+            }
+            // Values a subgraph reads from this scope are in use at this op.
+            for captured in node.subgraphs.flatMap(capturedNames) {
+                if let id = lookup(captured) { lastUse[id] = position }
+            }
+            let inputIDs: [TensorID] = node.inputs.map { name in
+                guard !name.isEmpty, let id = lookup(name) else { return Program.omitted }
+                lastUse[id] = position
+                return id
+            }
+            var outputIDs: [TensorID] = []
+            for name in node.outputs {
+                guard !name.isEmpty else { outputIDs.append(Program.omitted); continue }
+                let t = types[name]
+                let dtype = t?.elementType ?? .undefined
+                let storage: ProgramStorage
+                if isMain, !outputNames.contains(name), let bytes = Self.staticBytes(t) {
+                    storage = .arena(offset: 0, byteCount: bytes)
+                } else {
+                    storage = .dynamic
+                }
+                let id = define(name, dtype: dtype, shape: t?.shape, storage: storage)
+                firstDefinition[id] = position
+                outputIDs.append(id)
+            }
+            ops.append(ProgramOp(name: node.name, opcode: opcode, opset: Int32(clamping: opsets[domain] ?? 1),
+                                 inputs: inputIDs, outputs: outputIDs, attributes: attributes))
+        }
+        let outputs: [TensorID] = graph.outputs.map { lookup($0.name) ?? Program.omitted }
+        if isMain {
+            for (id, start) in firstDefinition {
+                guard case .arena(_, let bytes) = tensors[Int(id)].storage else { continue }
+                // A value nobody reads still needs its slot for the op that writes it.
+                candidates.append(MemoryPlanner.Lifetime(id: id, first: start, last: max(start, lastUse[id] ?? start), bytes: bytes))
+            }
+        }
+        graphs[index].inputs = inputs
+        graphs[index].outputs = outputs
+        graphs[index].ops = ops
+        return index
+    }
+
+    /// Bytes of a numeric tensor whose dims are all static, or nil.
+    static func staticBytes(_ type: TensorType?) -> Int? {
+        guard let type, type.elementType != .string, type.elementType != .undefined, let dims = type.shape?.fixedDims,
+              let count = CheckedSize.elementCount(dims) else { return nil }
+        return type.elementType.byteCount(elements: count)
+    }
+
+    /// Names a subgraph reads from enclosing scopes (transitively).
+    func capturedNames(_ graph: Graph) -> [String] {
+        Array(graph.capturedValues)
+    }
+
+    mutating func convert(_ value: OnnxcIR.AttributeValue) -> ProgramAttributeValue {
+        switch value {
+        case .float(let v): return .float(v)
+        case .int(let v): return .int(v)
+        case .string(let v): return .string(String(decoding: v, as: UTF8.self))
+        case .tensor(let t): return .tensor(t.data)
+        case .graph(let g): return .graph(addGraph(g, isMain: false))
+        case .sparseTensor(let s): return densified(s).map { .tensor($0) } ?? .tensors([])
+        case .typeProto(let t): return .type(Self.valueType(t))
+        case .floats(let v): return .floats(v)
+        case .ints(let v): return .ints(v)
+        case .strings(let v): return .strings(v.map { String(decoding: $0, as: UTF8.self) })
+        case .tensors(let v): return .tensors(v.map(\.data))
+        case .graphs(let v): return .graphs(v.map { addGraph($0, isMain: false) })
+        case .sparseTensors(let v): return .tensors(v.compactMap { densified($0) })
+        case .typeProtos(let v): return .type(v.first.flatMap(Self.valueType))
+        }
+    }
+
+    /// The element type an Optional/Sequence type names, as the runtime's empty-value marker needs it.
+    static func valueType(_ type: ValueType) -> ProgramValueType? {
+        switch type.kind {
+        case .tensor(let t), .sparseTensor(let t): return .tensor(t.elementType)
+        case .sequence(let element): return element?.tensorType.map { .sequence($0.elementType) }
+        case .optional(let element): return element.flatMap(valueType)
+        case .map, .unspecified: return nil
+        }
+    }
+
+    /// A sparse constant as the dense tensor the runtime computes with (the runtime has no sparse kernels).
+    mutating func densified(_ sparse: SparseTensor) -> TensorData? {
+        do {
+            if let dense = Lowering.tensorData(try Lowering.densify(sparse)) { return dense }
+            if failure == nil { failure = .invalidConstant(tensor: sparse.name, reason: "its dense form does not fit in memory") }
+        } catch {
+            if failure == nil { failure = .invalidConstant(tensor: sparse.name, reason: error.what) }
+        }
+        return nil
+    }
+}

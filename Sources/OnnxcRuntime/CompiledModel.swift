@@ -1,0 +1,96 @@
+import OnnxcCore
+public import OnnxcFormat
+
+/// A compiled program ready to run: loaded once, immutable, and shareable across threads; each `run` uses its
+/// own executor state, so concurrent runs do not interfere. Constants are used in place (a mapped `.oxc`
+/// file's pages), never copied.
+public final class CompiledModel: Sendable {
+    public let program: Program
+    let graph: RuntimeGraph
+
+    public init(program: Program) throws(RuntimeError) {
+        self.program = program
+        graph = try ProgramLoader(program: program).graph(0)
+        _ = try Executor(graph: graph)  // every opcode has a kernel
+    }
+
+    /// The main graph's inputs and outputs, as the caller must feed and will receive them.
+    public var inputs: [RuntimeValueInfo] { graph.inputs }
+    public var outputs: [RuntimeValueInfo] { graph.outputs }
+
+    public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {
+        try Executor(graph: graph).run(inputs)
+    }
+
+    /// A fresh executor over the program, for callers that profile or repeat runs.
+    public func makeExecutor() throws(RuntimeError) -> Executor { try Executor(graph: graph) }
+}
+
+/// Rebuilds the runtime's graph objects from a program: names from the tensor table, attributes decoded once,
+/// constants borrowed from the program's bytes.
+struct ProgramLoader {
+    let program: Program
+
+    func name(_ id: TensorID) -> String {
+        id == Program.omitted || Int(id) >= program.tensors.count ? "" : program.tensors[Int(id)].name
+    }
+
+    func info(_ id: TensorID) -> RuntimeValueInfo {
+        guard id >= 0, Int(id) < program.tensors.count else { return RuntimeValueInfo(name: "", dtype: nil, shape: nil, shapeText: "?") }
+        let tensor = program.tensors[Int(id)]
+        let dtype: DType? = tensor.dtype == .undefined ? nil : tensor.dtype
+        let shape = tensor.shape.map { $0.dims.map { $0.fixedValue.map { Int($0) } } }
+        let text = dtype.map { "\($0.onnxName)\(tensor.shape.map { "\($0)" } ?? "")" } ?? "?"
+        return RuntimeValueInfo(name: tensor.name, dtype: dtype, shape: shape, shapeText: text)
+    }
+
+    func graph(_ index: Int) throws(RuntimeError) -> RuntimeGraph {
+        guard program.graphs.indices.contains(index) else { throw .invalidArgument("the program has no graph \(index)") }
+        let source = program.graphs[index]
+        var initializers: [String: Tensor] = [:]
+        // Every constant is bound in the main graph's scope, which subgraphs see: value names are unique across
+        // a model and its subgraphs (ONNX's SSA rule), so no subgraph constant can hide an outer value.
+        if index == 0 {
+            for tensor in program.tensors {
+                if case .constant(let data, _) = tensor.storage { initializers[tensor.name] = try Tensor(borrowing: data) }
+            }
+        }
+        var nodes: [RuntimeNode] = []
+        nodes.reserveCapacity(source.ops.count)
+        for op in source.ops {
+            var attributes: [String: AttributeValue] = [:]
+            for attribute in op.attributes { attributes[attribute.name] = try convert(attribute.value) }
+            nodes.append(RuntimeNode(name: op.name, opType: op.opcode.opType, domain: op.opcode.domain, opset: Int(op.opset),
+                                     inputs: op.inputs.map(name), outputs: op.outputs.map(name), attributes: Attributes(attributes)))
+        }
+        return RuntimeGraph(name: source.name, inputs: source.inputs.map(info), outputs: source.outputs.map(info),
+                            initializers: initializers, nodes: nodes)
+    }
+
+    func convert(_ value: ProgramAttributeValue) throws(RuntimeError) -> AttributeValue {
+        switch value {
+        case .float(let v): return .float(v)
+        case .int(let v): return .int(v)
+        case .string(let v): return .string(v)
+        case .tensor(let t): return .tensor(try Tensor(borrowing: t))
+        case .graph(let g): return .graph(try graph(g))
+        case .floats(let v): return .floats(v)
+        case .ints(let v): return .ints(v)
+        case .strings(let v): return .strings(v)
+        case .tensors(let v):
+            var out: [Tensor] = []
+            for t in v { out.append(try Tensor(borrowing: t)) }
+            return .tensors(out)
+        case .graphs(let v):
+            var out: [RuntimeGraph] = []
+            for g in v { out.append(try graph(g)) }
+            return .graphs(out)
+        case .type(let t):
+            switch t {
+            case .tensor(let d)?: return .type(.tensor(d))
+            case .sequence(let d)?: return .type(.sequence(d))
+            case nil: return .type(nil)
+            }
+        }
+    }
+}

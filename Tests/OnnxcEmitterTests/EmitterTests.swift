@@ -1,0 +1,128 @@
+import Foundation
+import OnnxcCore
+import OnnxcEmitter
+import OnnxcFormat
+import OnnxcFrontend
+import OnnxcIR
+import OnnxcPasses
+import OnnxcRuntime
+import OnnxcTestSupport
+import Testing
+
+@Suite struct MemoryPlannerTests {
+    func lifetime(_ id: TensorID, _ first: Int, _ last: Int, _ bytes: Int) -> MemoryPlanner.Lifetime {
+        MemoryPlanner.Lifetime(id: id, first: first, last: last, bytes: bytes)
+    }
+
+    @Test func sharesBytesOnlyBetweenDisjointLifetimes() {
+        // a: ops 0-1, b: 1-2 (overlaps a), c: 2-3 (overlaps b, not a), d: 4-4 (alone).
+        let plan = MemoryPlanner.plan([lifetime(0, 0, 1, 100), lifetime(1, 1, 2, 200), lifetime(2, 2, 3, 100), lifetime(3, 4, 4, 1000)], tensors: [])
+        let a = plan.offsets[0] ?? -1, b = plan.offsets[1] ?? -1, c = plan.offsets[2] ?? -1, d = plan.offsets[3] ?? -1
+        #expect([a, b, c, d].allSatisfy { $0 >= 0 && $0 % MemoryPlanner.alignment == 0 })
+        // b (200 → 256 bytes) may not overlap a or c; a and c may share.
+        func disjoint(_ x: Int, _ xs: Int, _ y: Int, _ ys: Int) -> Bool { x + xs <= y || y + ys <= x }
+        #expect(disjoint(a, 128, b, 256) && disjoint(c, 128, b, 256))
+        #expect(a == c)
+        #expect(d == 0)
+        // The largest live set is d alone (1024 aligned) — nothing else is alive then.
+        #expect(plan.arenaBytes == 1024)
+    }
+
+    @Test func isDeterministicAndNeverOverlapsLiveTensors() {
+        var lifetimes: [MemoryPlanner.Lifetime] = []
+        var state: UInt64 = 42
+        func next() -> Int { state = state &* 6364136223846793005 &+ 1442695040888963407; return Int(state >> 33) }
+        for id in 0..<200 {
+            let first = next() % 100
+            lifetimes.append(lifetime(TensorID(id), first, first + next() % 20, 1 + next() % 5000))
+        }
+        let plan = MemoryPlanner.plan(lifetimes, tensors: [])
+        #expect(MemoryPlanner.plan(lifetimes, tensors: []).offsets == plan.offsets)
+        for x in lifetimes {
+            for y in lifetimes where x.id < y.id && x.first <= y.last && y.first <= x.last {
+                let xo = plan.offsets[x.id] ?? 0, yo = plan.offsets[y.id] ?? 0
+                #expect(xo + x.bytes <= yo || yo + y.bytes <= xo, "tensors \(x.id) and \(y.id) are alive together but share bytes")
+            }
+            #expect((plan.offsets[x.id] ?? 0) + x.bytes <= plan.arenaBytes)
+        }
+        // Never more than every tensor side by side.
+        #expect(plan.arenaBytes <= lifetimes.reduce(0) { $0 + ($1.bytes + 63) / 64 * 64 })
+    }
+}
+
+/// IR → Program → CompiledModel gives ONNX Runtime's outputs on every shipped reference model.
+@Suite struct CompiledModelTests {
+    struct Meta: Decodable {
+        struct Entry: Decodable { var name: String }
+        var model: String
+        var inputs: [Entry]
+        var outputs: [Entry]
+    }
+
+    static let referenceFolders: [String] = {
+        let root = Fixtures.testdata.appendingPathComponent("reference")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/meta.json").path) }.sorted()
+    }()
+
+    static func readNPY(_ path: String) throws -> OnnxcRuntime.Tensor {
+        try NPY.read(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+    }
+
+    static func compile(_ path: String, level: Int) throws -> (Program, Emitter.Report) {
+        let model = try ONNXImporter.load(path: path)
+        let (inferred, _) = ShapeInference.infer(model)
+        let optimized = try PassManager(passes: Pipelines.passes(level: level, target: .runtime), options: PassOptions(target: .runtime)).run(inferred)
+        let (typed, _) = ShapeInference.infer(optimized)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: (path as NSString).lastPathComponent,
+                                       producer: model.producerName, optimization: "-O\(level)")
+        return try Emitter.emit(typed, metadata: metadata)
+    }
+
+    @Test(arguments: referenceFolders, [0, 2])
+    func compiledProgramsMatchONNXRuntime(_ name: String, _ level: Int) throws {
+        let folder = Fixtures.testdata.appendingPathComponent("reference/\(name)")
+        let meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: folder.appendingPathComponent("meta.json")))
+        let (program, report) = try Self.compile(Fixtures.testdata.appendingPathComponent(meta.model).path, level: level)
+        #expect(report.arenaBytes <= report.intermediateBytes)
+        let compiled = try CompiledModel(program: program)
+        var inputs: [String: Value] = [:]
+        for (k, input) in meta.inputs.enumerated() { inputs[input.name] = .tensor(try Self.readNPY("\(folder.path)/input_\(k).npy")) }
+        let outputs = try compiled.run(inputs)
+        for (k, entry) in meta.outputs.enumerated() {
+            let expected = try Self.readNPY("\(folder.path)/output_\(k).npy")
+            // Through .npy and back, as `onnxc run` writes outputs: NumPy's fixed-width strings end at a NUL, and
+            // the reference went the same way.
+            let actual = try NPY.read(try NPY.write(try #require(outputs[entry.name]?.tensor, "\(name) output \(entry.name)")))
+            #expect(TensorComparison.difference(actual, expected, rtol: 1e-4, atol: 1e-5) == nil, "\(name) -O\(level) output \(entry.name)")
+        }
+    }
+
+    @Test func reportsEveryUnsupportedOpAtOnce() throws {
+        let graph = Graph(inputs: [Build.input("x", [.fixed(2)])], outputs: [ValueInfo(name: "z", type: nil)],
+                          nodes: [Build.node("Frobnicate", ["x"], ["y"], name: "f1"), Build.node("Frobnicate", ["y"], ["w"], name: "f2"),
+                                  Build.node("Wibble", ["w"], ["z"], name: "w1")])
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        #expect {
+            _ = try Emitter.emit(Build.model(graph), metadata: metadata)
+        } throws: { error in
+            guard let error = error as? EmitError, case .unsupportedOps(let ops) = error else { return false }
+            return ops.map(\.op) == ["Frobnicate", "Wibble"] && ops[0].nodes == ["f1", "f2"]
+        }
+    }
+
+    @Test func plansStaticIntermediatesIntoOneArena() throws {
+        var model = try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx"))
+        model = try InputShapes.pin(model, ["input": [1, 3, 16, 16]])
+        let (inferred, _) = ShapeInference.infer(model)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "tiny_cnn.onnx", producer: "", optimization: "-O0")
+        let (program, report) = try Emitter.emit(inferred, metadata: metadata)
+        let arena = program.tensors.filter { if case .arena = $0.storage { true } else { false } }
+        #expect(!arena.isEmpty)
+        #expect(report.arenaBytes > 0 && report.arenaBytes < report.intermediateBytes)
+        // Graph outputs outlive the run: never in the arena.
+        for id in program.graphs[0].outputs {
+            if case .arena = program.tensors[Int(id)].storage { Issue.record("output \(program.tensors[Int(id)].name) is in the arena") }
+        }
+    }
+}
