@@ -6,7 +6,8 @@ import ZIPFoundation
 
 /// `--input NAME=FILE` for `run`: `.npy`, `.npz` (keys are input names) or a TensorProto `.pb`.
 enum InputFiles {
-    static func load(_ specs: [String], graph: RuntimeGraph, model: String) throws(CommandFailure) -> [String: Value] {
+    /// `requireAll: false` (bench, verify) lets inputs be missing: they are generated.
+    static func load(_ specs: [String], graph: RuntimeGraph, model: String, requireAll: Bool = true) throws(CommandFailure) -> [String: Value] {
         var values: [String: Value] = [:]
         for spec in specs {
             let parts = spec.split(separator: "=", maxSplits: 1)
@@ -29,7 +30,7 @@ enum InputFiles {
                 values[name] = .tensor(try readTensor(path))
             }
         }
-        try check(values, graph: graph, model: model)
+        try check(values, graph: graph, model: model, requireAll: requireAll)
         return values
     }
 
@@ -77,7 +78,7 @@ enum InputFiles {
 
     /// Every declared input given, with the declared dtype and a compatible shape; otherwise one error that
     /// lists what the model expects.
-    static func check(_ values: [String: Value], graph: RuntimeGraph, model: String) throws(CommandFailure) {
+    static func check(_ values: [String: Value], graph: RuntimeGraph, model: String, requireAll: Bool = true) throws(CommandFailure) {
         let required = graph.inputs.filter { graph.initializers[$0.name] == nil }
         let expected = required.map { "\($0.name): \($0.shapeText)" }.joined(separator: ", ")
         for name in values.keys where !graph.inputs.contains(where: { $0.name == name }) {
@@ -85,6 +86,7 @@ enum InputFiles {
         }
         for input in required {
             guard let tensor = values[input.name]?.tensor else {
+                if !requireAll && values[input.name] == nil { continue }
                 throw CommandFailure(file: model, what: "input \(input.name) was not given", hint: "pass every input: \(expected)")
             }
             if let dtype = input.dtype, dtype != tensor.dtype {

@@ -34,4 +34,18 @@ public enum TensorComparison {
         }
         return nil
     }
+
+    /// The largest absolute error and the largest error relative to |expected| (over elements where expected is
+    /// not 0), ignoring positions where both are NaN; (0, 0) for strings and mismatched shapes.
+    public static func maximumErrors(_ actual: Tensor, _ expected: Tensor) -> (absolute: Double, relative: Double) {
+        guard actual.dtype == expected.dtype, actual.shape == expected.shape, actual.dtype != .string,
+              actual.dtype != .complex64, actual.dtype != .complex128 else { return (0, 0) }
+        var absolute = 0.0, relative = 0.0
+        for (x, y) in zip(actual.doubles(), expected.doubles()) where !(x.isNaN && y.isNaN) && !(x == y) {
+            let error = abs(x - y)
+            absolute = max(absolute, error.isNaN ? .infinity : error)
+            if y != 0 { relative = max(relative, error / abs(y)) }
+        }
+        return (absolute, relative)
+    }
 }

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import OnnxcCore
+import OnnxcEmitter
+import OnnxcFormat
+import OnnxcIR
+import OnnxcPasses
+
+/// `onnxc compile MODEL -o OUT.oxc`: optimizes for the runtime, plans memory, and writes the compiled model.
+struct Compile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile an ONNX model into a .oxc file that `onnxc run`/`bench` (and the C/Swift runtime) load in place.")
+
+    @Argument(help: "The ONNX model file.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the compiled model (.oxc).")
+    var output: String
+
+    @Option(name: .customShort("O", allowingJoined: true),
+            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default).", valueName: "level"))
+    var level: String = "2"
+
+    @Option(help: ArgumentHelp("Pin an input's dims so every size is known ahead of time: NAME=1x3x224x224 (repeatable).", valueName: "name=dims"))
+    var inputShape: [String] = []
+
+    @Option(help: ArgumentHelp("Threads the runtime uses by default for this model (default: the machine's physical cores).", valueName: "n"))
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("Skip a pass (repeatable); `onnxc passes` lists them.", valueName: "id"))
+    var disablePass: [String] = []
+
+    @Flag(help: "Print the compile report as JSON.")
+    var json = false
+
+    func validate() throws {
+        _ = try OptimizationLevel.parse(level)
+        try OptimizationLevel.validate(disabled: disablePass)
+        for spec in inputShape { _ = try InputShapes.parse(spec) }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        let level = try OptimizationLevel.parse(level)
+        var stages: [(String, Double)] = []
+        var clock = ContinuousClock.now
+        func lap(_ name: String) {
+            stages.append((name, Stopwatch.seconds(since: clock)))
+            clock = ContinuousClock.now
+        }
+        var shapes: [String: [Int64]] = [:]
+        for spec in inputShape {
+            let (name, dims) = try InputShapes.parse(spec)
+            shapes[name] = dims
+        }
+        let source = try ModelLoading.load(model, inlineFunctions: true)
+        let hash: [UInt8]
+        do {
+            hash = try MappedFile.map(path: model).withUnsafeBytes { SHA256.hash($0) }
+        } catch {
+            throw CommandFailure(file: nil, error)
+        }
+        lap("import")
+        var pinned = source
+        do {
+            pinned = try InputShapes.pin(source, shapes)
+        } catch {
+            throw CommandFailure(file: model, error)
+        }
+        let (optimized, manager) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
+        let (typed, _) = ShapeInference.infer(optimized)
+        lap("optimize")
+        var properties = shapes.sorted { $0.key < $1.key }.map { OnnxcFormat.StringPair("input_shape", "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))") }
+        if let threads { properties.append(OnnxcFormat.StringPair("threads", String(threads))) }
+        let metadata = ProgramMetadata(compiler: "onnxc \(Onnxc.version)", sourceSHA256: hash, sourceName: (model as NSString).lastPathComponent,
+                                       producer: [source.producerName, source.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
+                                       optimization: "-O\(level)", properties: properties)
+        let program: Program, report: Emitter.Report
+        do throws(EmitError) {
+            (program, report) = try Emitter.emit(typed, metadata: metadata)
+        } catch {
+            throw CommandFailure(file: model, error)
+        }
+        lap("emit")
+        try CompiledFile.write(program, to: output)
+        lap("write")
+
+        var kernels: [String: Int] = [:]
+        for graph in program.graphs {
+            for op in graph.ops { kernels[(op.opcode.domain.isEmpty ? "" : op.opcode.domain + "::") + op.opcode.opType, default: 0] += 1 }
+        }
+        let kernelList = kernels.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
+        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
+        if json {
+            Output.write(JSON.object([
+                ("model", .string(model)), ("output", .string(output)), ("optimization", .string("-O\(level)")),
+                ("nodes_before", .int(Int64(source.graph.nodeCountIncludingSubgraphs))), ("ops", .int(Int64(report.ops))),
+                ("kernels", .object(kernelList.map { ($0.key, .int(Int64($0.value))) })),
+                ("arena_bytes", .int(Int64(report.arenaBytes))), ("intermediate_bytes", .int(Int64(report.intermediateBytes))),
+                ("constant_bytes", .int(Int64(report.constantBytes))), ("dynamic_tensors", .int(Int64(report.dynamicTensors))),
+                ("file_bytes", fileBytes.map { .int(Int64($0)) } ?? .null),
+                ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
+                ("passes", OptimizationLevel.statisticsJSON(manager.statistics)),
+            ]).serialized() + "\n")
+            return
+        }
+        func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
+        var text = "\(model) → \(output) (-O\(level))\n"
+        text += "  nodes     \(source.graph.nodeCountIncludingSubgraphs) → \(report.ops) ops\n"
+        text += "  kernels   " + kernelList.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
+        text += "  arena     \(mb(report.arenaBytes)) for \(mb(report.intermediateBytes)) of planned intermediates"
+        if report.intermediateBytes > 0 { text += String(format: " (%.0f%%)", 100 * Double(report.arenaBytes) / Double(report.intermediateBytes)) }
+        text += "; \(report.dynamicTensors) tensors sized at run time\n"
+        text += "  constants \(mb(report.constantBytes))" + (fileBytes.map { ", file \(mb($0))" } ?? "") + "\n"
+        text += "  time      " + stages.map { String(format: "%@ %.3f s", $0.0, $0.1) }.joined(separator: ", ") + "\n"
+        if report.dynamicTensors > 0 && shapes.isEmpty {
+            text += "  note: some sizes depend on the inputs; --input-shape NAME=DIMS pins them so they are planned too\n"
+        }
+        Output.write(text)
+    }
+}

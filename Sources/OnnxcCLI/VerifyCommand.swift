@@ -1,0 +1,64 @@
+import ArgumentParser
+import OnnxcCore
+import OnnxcEmitter
+import OnnxcRuntime
+
+/// `onnxc verify MODEL.onnx MODEL.oxc`: the compiled model must give the original's answers.
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run an ONNX model (as written, -O0) and its compiled .oxc on the same inputs and compare every output.",
+        discussion: "An output passes when |oxc - onnx| <= atol + rtol * |onnx| elementwise. Exits 1 when any output does not.")
+
+    @Argument(help: "The original ONNX model.")
+    var reference: String
+
+    @Argument(help: "The compiled model (.oxc), or another .onnx to compare at -O2.")
+    var candidate: String
+
+    @Option(name: .customLong("input"), help: ArgumentHelp("An input: NAME=FILE (.npy, .npz or .pb); missing inputs are generated.", valueName: "name=file"))
+    var inputs: [String] = []
+
+    @Option(help: ArgumentHelp("Dims for generated inputs: NAME=1x3x224x224.", valueName: "name=dims"))
+    var inputShape: [String] = []
+
+    @Option(help: "Relative tolerance.")
+    var rtol: Double = 1e-4
+
+    @Option(help: "Absolute tolerance.")
+    var atol: Double = 1e-5
+
+    func validate() throws {
+        for spec in inputShape { _ = try InputShapes.parse(spec) }
+    }
+
+    func run() throws {
+        var shapes: [String: [Int64]] = [:]
+        for spec in inputShape {
+            let (name, dims) = try InputShapes.parse(spec)
+            shapes[name] = dims
+        }
+        let original = try Runnable.load(reference, level: 0)
+        let compiled = try Runnable.load(candidate, level: 2)
+        let given = try InputFiles.load(inputs, graph: original.graph, model: reference, requireAll: false)
+        let values = try GeneratedInputs.make(for: original.graph, given: given, shapes: shapes)
+        let expected = try original.run(values)
+        let actual = try compiled.run(values)
+        var failed = false
+        var lines: [String] = []
+        for output in original.graph.outputs {
+            guard let want = expected[output.name]?.tensor else { continue }
+            guard let got = actual[output.name]?.tensor else {
+                lines.append("FAIL \(output.name): missing from \(candidate)")
+                failed = true
+                continue
+            }
+            let (abs, rel) = TensorComparison.maximumErrors(got, want)
+            let problem = TensorComparison.difference(got, want, rtol: rtol, atol: atol)
+            failed = failed || problem != nil
+            lines.append((problem == nil ? "ok   " : "FAIL ") + "\(output.name): max abs err \(String(format: "%.3g", abs)), max rel err \(String(format: "%.3g", rel))"
+                         + (problem.map { " — \($0)" } ?? ""))
+        }
+        Output.write(lines.joined(separator: "\n") + "\n")
+        if failed { throw ExitCode.failure }
+    }
+}
