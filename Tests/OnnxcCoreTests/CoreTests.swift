@@ -148,3 +148,25 @@ import Testing
         #expect((parsed?["x"] as? [Any])?.count == 4)
     }
 }
+
+@Suite struct SHA256Tests {
+    func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    @Test func knownVectors() {
+        #expect(hex([UInt8]().withUnsafeBytes { SHA256.hash($0) }) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hex(Array("abc".utf8).withUnsafeBytes { SHA256.hash($0) }) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        let long = Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)
+        #expect(hex(long.withUnsafeBytes { SHA256.hash($0) }) == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // A million 'a's, fed in uneven pieces: the streaming path must agree with the one-shot hash.
+        let million = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
+        var hasher = SHA256()
+        var offset = 0, piece = 1
+        while offset < million.count {
+            let end = min(million.count, offset + piece)
+            million[offset..<end].withUnsafeBytes { hasher.update($0) }
+            offset = end
+            piece = piece * 3 % 1000 + 1
+        }
+        #expect(hex(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
