@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "OnnxcEmitterTests",
             dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcPasses", "OnnxcFormat", "OnnxcEmitter", "OnnxcRuntime",
-                           "OnnxcTestSupport"],
+                           "OnnxcLowering", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -18,12 +18,24 @@ public final class CompiledModel: Sendable {
     public var inputs: [RuntimeValueInfo] { graph.inputs }
     public var outputs: [RuntimeValueInfo] { graph.outputs }
 
+    /// Runs once with a fresh arena (concurrent calls each get their own).
     public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {
-        try Executor(graph: graph).run(inputs)
+        try makeExecutor().run(inputs)
     }
 
-    /// A fresh executor over the program, for callers that profile or repeat runs.
-    public func makeExecutor() throws(RuntimeError) -> Executor { try Executor(graph: graph) }
+    /// An executor with its own arena, for callers that repeat runs (one thread at a time per executor).
+    public func makeExecutor() throws(RuntimeError) -> Executor {
+        try Executor(graph: graph, arena: Arena(byteCount: program.arenaBytes, slots: slots))
+    }
+
+    /// Planned slots by tensor name (names are unique in a program).
+    var slots: [String: (offset: Int, byteCount: Int)] {
+        var slots: [String: (offset: Int, byteCount: Int)] = [:]
+        for tensor in program.tensors {
+            if case .arena(let offset, let bytes) = tensor.storage { slots[tensor.name] = (offset, bytes) }
+        }
+        return slots
+    }
 }
 
 /// Rebuilds the runtime's graph objects from a program: names from the tensor table, attributes decoded once,

@@ -20,6 +20,11 @@ final class Scope {
 /// operator, in every subgraph, has a kernel, and reports all missing ones at once.
 public final class Executor {
     public let graph: RuntimeGraph
+    /// The planned memory of a compiled model (main-graph intermediates); nil: every output is allocated.
+    let arena: Arena?
+    /// Outputs that ran in their planned arena slot, and outputs copied out of a slot not theirs (a view or a
+    /// kernel's temporary), over this executor's runs: what `bench` reports and tests check.
+    public private(set) var arenaStatistics = (inPlace: 0, copied: 0)
     /// Per graph (by identity): after node i, the values no later node, subgraph or output needs.
     private var releasePlans: [ObjectIdentifier: [[String]]] = [:]
 
@@ -32,8 +37,13 @@ public final class Executor {
     /// Set to an empty dictionary to collect a profile on the next runs; nil (the default) costs nothing.
     public var profile: [String: OpProfile]?
 
-    public init(graph: RuntimeGraph) throws(RuntimeError) {
+    public convenience init(graph: RuntimeGraph) throws(RuntimeError) {
+        try self.init(graph: graph, arena: nil)
+    }
+
+    init(graph: RuntimeGraph, arena: Arena?) throws(RuntimeError) {
         self.graph = graph
+        self.arena = arena
         var missing: [String: RuntimeError.UnsupportedOp] = [:]
         var order: [String] = []
         Executor.collectUnsupported(graph, into: &missing, order: &order)
@@ -98,6 +108,31 @@ public final class Executor {
         return results
     }
 
+    /// Keeps every arena-backed output in its own planned slot: a value in another slot (a kernel's temporary
+    /// that became an output, a view of an arena input, a sequence holding arena tensors) is copied out, since
+    /// that slot will be reused when its owner's lifetime ends.
+    static func settle(_ results: [Value?], outputs: [String], in arena: Arena) -> (values: [Value?], inPlace: Int, copied: Int) {
+        var inPlace = 0, copied = 0
+        func detached(_ tensor: Tensor, own: UnsafeRawPointer?) -> Tensor {
+            guard let base = tensor.baseAddress, arena.contains(base) else { return tensor }
+            if base == own {
+                inPlace += 1
+                return tensor
+            }
+            copied += 1
+            return tensor.copiedToHeap()
+        }
+        let values: [Value?] = results.enumerated().map { index, value in
+            let own = index < outputs.count ? arena.base(of: outputs[index]).map { UnsafeRawPointer($0) } : nil
+            switch value {
+            case .tensor(let tensor)?: return .tensor(detached(tensor, own: own))
+            case .sequence(let type, let tensors)?: return .sequence(elementType: type, tensors.map { detached($0, own: nil) })
+            default: return value
+            }
+        }
+        return (values, inPlace, copied)
+    }
+
     /// Frees intermediates as soon as their last reader has run, so peak memory follows the live set rather
     /// than the whole graph.
     private func releasePlan(_ graph: RuntimeGraph) -> [[String]] {
@@ -158,7 +193,16 @@ public final class Executor {
             let results: [Value?]
             let start = profile == nil ? nil : ContinuousClock.now
             do {
-                results = try kernel(inputs, context)
+                let offer = arena.map { ArenaOffer(arena: $0, outputs: node.outputs) }
+                let raw = try ArenaOffer.with(offer?.free.isEmpty == false ? offer : nil) { () throws(RuntimeError) in try kernel(inputs, context) }
+                if let arena {
+                    let settled = Executor.settle(raw, outputs: node.outputs, in: arena)
+                    arenaStatistics.inPlace += settled.inPlace
+                    arenaStatistics.copied += settled.copied
+                    results = settled.values
+                } else {
+                    results = raw
+                }
             } catch {
                 if case .atNode = error { throw error }
                 throw .atNode(node: node.displayName, op: node.opType, error)

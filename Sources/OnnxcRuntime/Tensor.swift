@@ -13,12 +13,18 @@ public final class TensorStorage: @unchecked Sendable {
     /// Keeps borrowed memory alive (a compiled model's mapped constants); nil when this storage owns `base`.
     private let owner: ByteStorage?
 
-    /// Zero-filled, 64-byte aligned.
+    /// Zero-filled, 64-byte aligned; in the running node's planned arena slot when one of this size is offered
+    /// (see `Arena`).
     public init(byteCount: Int) {
         self.byteCount = byteCount
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        if byteCount > 0, let offer = ArenaOffer.current, let slot = offer.take(byteCount) {
+            base = slot
+            owner = offer.arena.storage
+        } else {
+            base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+            owner = nil
+        }
         base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
-        owner = nil
     }
 
     /// The bytes of `slice`, in place. Sound because tensors are never written after they are published
@@ -112,6 +118,17 @@ public struct Tensor: Sendable {
         }
         let shape = data.dims.map { Int($0) }
         self.init(dtype: data.dtype, shape: shape, count: data.elementCount, storage: borrowed, strings: nil)
+    }
+
+    /// The first byte of the elements, for the executor's arena checks.
+    var baseAddress: UnsafeRawPointer? { storage.map { UnsafeRawPointer($0.base) } }
+
+    /// The same values in freshly allocated memory (outside any arena slot).
+    func copiedToHeap() -> Tensor {
+        guard let storage else { return self }
+        let copy = ArenaOffer.with(nil) { TensorStorage(byteCount: storage.byteCount) }
+        copy.base.copyMemory(from: storage.base, byteCount: storage.byteCount)
+        return Tensor(dtype: dtype, shape: shape, count: count, storage: copy, strings: strings)
     }
 
     /// The largest single tensor we try to allocate: the machine's physical memory. Anything larger cannot

@@ -4,6 +4,7 @@ import OnnxcEmitter
 import OnnxcFormat
 import OnnxcFrontend
 import OnnxcIR
+import OnnxcLowering
 import OnnxcPasses
 import OnnxcRuntime
 import OnnxcTestSupport
@@ -124,5 +125,63 @@ import Testing
         for id in program.graphs[0].outputs {
             if case .arena = program.tensors[Int(id)].storage { Issue.record("output \(program.tensors[Int(id)].name) is in the arena") }
         }
+    }
+}
+
+/// The arena is used, and sharing a slot never changes an answer: views of arena values, kernels' temporaries
+/// and sequences holding arena tensors are copied out before their slot is reused.
+@Suite struct ArenaExecutionTests {
+    func emit(_ model: Model) throws -> Program {
+        let (typed, _) = ShapeInference.infer(model)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        return try Emitter.emit(typed, metadata: metadata).0
+    }
+
+    @Test func pinnedCNNRunsInItsArenaWithTheSameOutputs() throws {
+        let model = try InputShapes.pin(try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx")), ["input": [2, 3, 16, 16]])
+        let compiled = try CompiledModel(program: try emit(model))
+        let values: [Float] = (0..<1536).map { (i: Int) -> Float in Float(i % 17) / 8 - 1 }
+        let x = try OnnxcRuntime.Tensor(values, shape: [2, 3, 16, 16])
+        let executor = try compiled.makeExecutor()
+        let first = try executor.run(["input": .tensor(x)])
+        let second = try executor.run(["input": .tensor(x)])  // the arena is reused as is, not cleared
+        let reference = try Executor(graph: try Lowering.lower(model)).run(["input": .tensor(x)])
+        for (name, value) in reference {
+            let expected = try #require(value.tensor)
+            for result in [first, second] {
+                #expect(TensorComparison.difference(try #require(result[name]?.tensor), expected, rtol: 0, atol: 0) == nil)
+            }
+        }
+        #expect(executor.arenaStatistics.inPlace > 0)
+    }
+
+    @Test func viewsAndSequencesOfArenaValuesSurviveSlotReuse() throws {
+        // r = Relu(x); v = Reshape(r) (a view of r's slot); r's slot is free after the Reshape, so n = Neg(x) may
+        // take it — v must have been copied out, or y = v + n reads n. s = SequenceConstruct(a) holds a past a's
+        // lifetime; z = SequenceAt(s, 0) + m reads it after m may have reused a's slot.
+        let nodes: [Node] = [
+            Build.node("Relu", ["x"], ["r"]), Build.node("Reshape", ["r", "shape"], ["v"]),
+            Build.node("Neg", ["x"], ["n"]), Build.node("Reshape", ["n", "shape"], ["nv"]),
+            Build.node("Add", ["v", "nv"], ["y"]),
+            Build.node("Sigmoid", ["x"], ["a"]), Build.node("SequenceConstruct", ["a"], ["s"]),
+            Build.node("Tanh", ["x"], ["m"]), Build.node("SequenceAt", ["s", "zero"], ["a0"]),
+            Build.node("Add", ["a0", "m"], ["z"]),
+        ]
+        let initializers: [OnnxcIR.Tensor] = [try Build.int64Tensor("shape", [2], [8, 4]), try Build.int64Tensor("zero", [], [0])]
+        let outputs: [ValueInfo] = [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil)]
+        let graph = Graph(inputs: [Build.input("x", [.fixed(4), .fixed(8)])], outputs: outputs, initializers: initializers, nodes: nodes)
+        let model = Build.model(graph)
+        let program = try emit(model)
+        let planned = program.tensors.filter { if case .arena = $0.storage { true } else { false } }.map(\.name)
+        #expect(planned.contains("r") && planned.contains("n") && planned.contains("a"))
+        let values: [Float] = (0..<32).map { (i: Int) -> Float in Float(i) / 8 - 2 }
+        let x = try OnnxcRuntime.Tensor(values, shape: [4, 8])
+        let executor = try CompiledModel(program: program).makeExecutor()
+        let result = try executor.run(["x": .tensor(x)])
+        let reference = try Executor(graph: try Lowering.lower(model)).run(["x": .tensor(x)])
+        for name in ["y", "z"] {
+            #expect(TensorComparison.difference(try #require(result[name]?.tensor), try #require(reference[name]?.tensor), rtol: 0, atol: 0) == nil, "output \(name)")
+        }
+        #expect(executor.arenaStatistics.copied > 0)
     }
 }
