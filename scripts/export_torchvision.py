@@ -81,6 +81,76 @@ class TinyBert(torch.nn.Module):
         return hidden, torch.tanh(self.pool(hidden[:, 0]))
 
 
+class ConvBlock(torch.nn.Sequential):
+    """Conv + BatchNorm + SiLU, the unit of YOLOv5/v8-style detectors."""
+
+    def __init__(self, cin: int, cout: int, k: int = 1, s: int = 1):
+        super().__init__(torch.nn.Conv2d(cin, cout, k, s, k // 2, bias=False), torch.nn.BatchNorm2d(cout), torch.nn.SiLU())
+
+
+class C2f(torch.nn.Module):
+    """YOLOv8's CSP block: split the channels in two, run bottlenecks on one half, concatenate every stage."""
+
+    def __init__(self, cin: int, cout: int, n: int = 1):
+        super().__init__()
+        self.hidden = cout // 2
+        self.cv1 = ConvBlock(cin, 2 * self.hidden)
+        self.cv2 = ConvBlock((2 + n) * self.hidden, cout)
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.Sequential(ConvBlock(self.hidden, self.hidden, 3), ConvBlock(self.hidden, self.hidden, 3)) for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = list(self.cv1(x).split((self.hidden, self.hidden), 1))
+        for block in self.blocks:
+            parts.append(parts[-1] + block(parts[-1]))
+        return self.cv2(torch.cat(parts, 1))
+
+
+class SPPF(torch.nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.cv1 = ConvBlock(channels, channels // 2)
+        self.cv2 = ConvBlock(channels * 2, channels)
+        self.pool = torch.nn.MaxPool2d(5, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.cv1(x)
+        y1 = self.pool(x)
+        y2 = self.pool(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.pool(y2)), 1))
+
+
+class TinyYolo(torch.nn.Module):
+    """A small YOLOv8-like detector (backbone, SPPF, FPN with nearest upsampling, three detect heads whose
+    outputs are flattened and concatenated): the Concat/Split/Resize-heavy graph detectors export."""
+
+    def __init__(self, classes: int = 80, width: int = 16):
+        super().__init__()
+        w = width
+        self.stem = torch.nn.Sequential(ConvBlock(3, w, 3, 2), ConvBlock(w, 2 * w, 3, 2), C2f(2 * w, 2 * w))
+        self.p3 = torch.nn.Sequential(ConvBlock(2 * w, 4 * w, 3, 2), C2f(4 * w, 4 * w, 2))
+        self.p4 = torch.nn.Sequential(ConvBlock(4 * w, 8 * w, 3, 2), C2f(8 * w, 8 * w, 2))
+        self.p5 = torch.nn.Sequential(ConvBlock(8 * w, 16 * w, 3, 2), C2f(16 * w, 16 * w), SPPF(16 * w))
+        self.up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+        self.top4 = C2f(24 * w, 8 * w)
+        self.top3 = C2f(12 * w, 4 * w)
+        self.heads = torch.nn.ModuleList(torch.nn.Conv2d(c, 4 + classes, 1) for c in (4 * w, 8 * w, 16 * w))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p3 = self.p3(self.stem(x))
+        p4 = self.p4(p3)
+        p5 = self.p5(p4)
+        t4 = self.top4(torch.cat((self.up(p5), p4), 1))
+        t3 = self.top3(torch.cat((self.up(t4), p3), 1))
+        outputs = [head(f).flatten(2) for head, f in zip(self.heads, (t3, t4, p5))]
+        boxes_and_scores = torch.cat(outputs, 2)
+        boxes, scores = boxes_and_scores.split((4, boxes_and_scores.shape[1] - 4), 1)
+        return torch.cat((boxes, scores.sigmoid()), 1)
+
+
+MODELS["yolo_tiny"] = (TinyYolo, (1, 3, 320, 320))
+
+
 def export_bert(path: Path, opset: int) -> None:
     torch.manual_seed(0)
     model = TinyBert().eval()
