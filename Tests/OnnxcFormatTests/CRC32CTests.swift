@@ -30,6 +30,25 @@ import Testing
         #expect(zeros.value == CRC32C.checksum([1, 2, 3] + [UInt8](repeating: 0, count: 1000)))
     }
 
+    /// The interleaved path for long inputs against a bit-at-a-time reference, at lengths around its block
+    /// size and at unaligned starts.
+    @Test func longInputsMatchTheBitwiseDefinition() {
+        func reference(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+            var crc: UInt32 = 0xFFFF_FFFF
+            for byte in bytes {
+                crc ^= UInt32(byte)
+                for _ in 0..<8 { crc = (crc & 1) != 0 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            }
+            return ~crc
+        }
+        var rng = SplitMix(seed: 11)
+        let bytes = (0..<(8 * 4096 + 64)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for (start, length) in [(0, 3 * 4096 - 1), (0, 3 * 4096), (1, 3 * 4096 + 17), (3, 6 * 4096), (7, 8 * 4096 + 5)] {
+            let slice = bytes[start..<(start + length)]
+            #expect(CRC32C.checksum(slice) == reference(slice), "start \(start) length \(length)")
+        }
+    }
+
     /// Speed, in a release build only: `ONNXC_FORMAT_BENCH=1 swift test -c release -Xswiftc -enable-testing
     /// --filter FormatBenchmark`.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["ONNXC_FORMAT_BENCH"] != nil))
