@@ -1,0 +1,101 @@
+/// The numbers of the `.oxc` format (schemas/oxc-format.md is normative; this file mirrors it).
+public enum OXCFormat {
+    /// `89 4F 58 43 0D 0A 1A 0A` — "\x89OXC\r\n\x1A\n", PNG's scheme: the high-bit first byte keeps the file
+    /// from being taken for text, "OXC" names it, and CR LF / ^Z / LF catch line-ending conversions and
+    /// truncated text transfers.
+    public static let magic: [UInt8] = [0x89, 0x4F, 0x58, 0x43, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// A reader rejects a file whose major version is newer than this.
+    public static let majorVersion: UInt16 = 1
+    /// A reader accepts any minor version of its major and ignores what it does not know.
+    public static let minorVersion: UInt16 = 0
+
+    /// Size of the v1.0 header; a newer minor may append fields (the header states its own size).
+    static let headerBytes = 48
+    /// Size of a v1.0 section table entry; a newer minor may append fields.
+    static let sectionEntryBytes = 32
+    /// Byte offset of the header's own CRC32C field (read as zero while computing it).
+    static let headerCRCOffset = 44
+    /// Constants start at a multiple of this many bytes from the start of the file (one cache line; AVX-512
+    /// loads). The arena uses the same alignment.
+    public static let constantAlignment = 64
+    /// Every section but constants starts at a multiple of this.
+    static let sectionAlignment = 8
+    /// Subgraphs nested deeper than this are rejected: the interpreter recurses into subgraphs, and no real
+    /// model nests If/Loop/Scan bodies more than a handful deep, so 64 leaves room without risking the stack.
+    public static let maxGraphNestingDepth = 64
+    /// Section table flag: a reader that does not know this section kind must reject the file.
+    static let criticalSectionFlag: UInt32 = 1
+}
+
+/// Section kinds (append-only).
+enum SectionKind: UInt32, CaseIterable {
+    case strings = 1
+    case metadata = 2
+    case tensors = 3
+    case constants = 4
+    case graphs = 5
+    case ops = 6
+    case attributes = 7
+    case memoryPlan = 8
+
+    var name: String {
+        switch self {
+        case .strings: "strings"
+        case .metadata: "metadata"
+        case .tensors: "tensors"
+        case .constants: "constants"
+        case .graphs: "graphs"
+        case .ops: "ops"
+        case .attributes: "attributes"
+        case .memoryPlan: "memory plan"
+        }
+    }
+}
+
+/// Storage class codes of the tensor table (append-only).
+enum StorageCode: UInt32 {
+    case dynamic = 0
+    case constant = 1
+    case arena = 2
+    case input = 3
+}
+
+/// Dim kind codes of a tensor's shape (append-only).
+enum DimCode: UInt32 {
+    case fixed = 0
+    case symbolic = 1
+    case unknown = 2
+}
+
+/// Attribute value tags (append-only).
+enum AttributeTag: UInt32 {
+    case float = 1
+    case int = 2
+    case string = 3
+    case tensor = 4
+    case graph = 5
+    case floats = 6
+    case ints = 7
+    case strings = 8
+    case tensors = 9
+    case graphs = 10
+    case type = 11
+}
+
+/// Value-type kind codes of a `type` attribute (append-only).
+enum ValueTypeCode: UInt32 {
+    case absent = 0
+    case tensor = 1
+    case sequence = 2
+}
+
+/// Constant layout codes (append-only). Code 0 is `ConstantLayout.plain`; every other code is a packed layout
+/// with a fixed number of integer parameters.
+public enum ConstantLayoutCode {
+    public static let plain: UInt32 = 0
+    /// Packed GEMM B panels, defined by CKernels; parameters [k, n, nr].
+    public static let packedGEMMBPanels: UInt32 = 1
+
+    /// Parameter count of each known packed code.
+    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3]
+}
