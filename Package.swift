@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "OnnxcIR", targets: ["OnnxcIR"]),
         .library(name: "OnnxcFrontend", targets: ["OnnxcFrontend"]),
         .library(name: "OnnxcRuntime", targets: ["OnnxcRuntime"]),
+        // The C interface (Sources/COnnxcRuntime/include/onnxc_runtime.h) as a shared library for C, C++ and ctypes.
+        .library(name: "OnnxcRuntimeC", type: .dynamic, targets: ["OnnxcRuntimeAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -44,6 +46,9 @@ let package = Package(
         .target(name: "OnnxcFormat", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
         // The interpreter and its kernels. Depends on Core and Format only: no protobuf-c, no compiler.
         .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore", "OnnxcFormat"], swiftSettings: strictSwift),
+        // The C interface: the header (C target) and its Swift implementation (@_cdecl entry points).
+        .target(name: "COnnxcRuntime"),
+        .target(name: "OnnxcRuntimeAPI", dependencies: ["COnnxcRuntime", "OnnxcCore", "OnnxcFormat", "OnnxcRuntime"], swiftSettings: strictSwift),
         // IR → runtime graph.
         .target(name: "OnnxcLowering", dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"], swiftSettings: strictSwift),
         // Graph passes: infrastructure (Pass, GraphPatch, PassManager, Pipelines) and one file per pass.
@@ -102,6 +107,14 @@ let package = Package(
             name: "OnnxcEmitterTests",
             dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcPasses", "OnnxcFormat", "OnnxcEmitter", "OnnxcRuntime",
                            "OnnxcLowering", "OnnxcTestSupport"],
+            swiftSettings: strictSwift
+        ),
+        // A C program's use of the C interface, called from OnnxcRuntimeAPITests.
+        .target(name: "COnnxcAPISmoke", dependencies: ["COnnxcRuntime"], path: "Tests/COnnxcAPISmoke"),
+        .testTarget(
+            name: "OnnxcRuntimeAPITests",
+            dependencies: ["COnnxcAPISmoke", "OnnxcRuntimeAPI", "OnnxcCore", "OnnxcIR", "OnnxcFrontend", "OnnxcFormat", "OnnxcEmitter",
+                           "OnnxcRuntime", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -4,11 +4,27 @@ import OnnxcRuntime
 
 /// Reading and writing `.oxc` files for the subcommands.
 enum CompiledFile {
+    /// Maps, validates and prepares a compiled model (constants stay in the mapped file).
     static func load(_ path: String) throws(CommandFailure) -> CompiledModel {
-        throw CommandFailure(file: path, what: "reading compiled models is not built yet", hint: "run the .onnx model instead")
+        let program: Program
+        do {
+            program = try OXCReader.read(path: path)
+        } catch {
+            throw CommandFailure(file: path, error)
+        }
+        do {
+            return try CompiledModel(program: program)
+        } catch {
+            throw CommandFailure(file: path, error)
+        }
     }
 
+    /// Writes atomically: a failed write leaves nothing at `path`.
     static func write(_ program: Program, to path: String) throws(CommandFailure) {
-        throw CommandFailure(file: path, what: "writing compiled models is not built yet", hint: "use onnxc optimize for now")
+        do {
+            try OXCWriter.write(program, to: path)
+        } catch {
+            throw CommandFailure(file: path, error)
+        }
     }
 }

@@ -9,7 +9,7 @@ import OnnxcRuntime
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a model on inputs from .npy, .npz or TensorProto .pb files.")
 
-    @Argument(help: "The ONNX model file.")
+    @Argument(help: "The model: an .onnx file, or a compiled .oxc.")
     var model: String
 
     @Option(name: .customLong("input"), help: ArgumentHelp("An input: NAME=FILE (.npy, .npz or .pb).", valueName: "name=file"))
@@ -22,7 +22,7 @@ struct Run: ParsableCommand {
     var profile = false
 
     @Option(name: .customShort("O", allowingJoined: true),
-            help: ArgumentHelp("Optimize before running, for the onnxc runtime: -O0 (as written), -O1, -O2 (with onnxc's fused ops).", valueName: "level"))
+            help: ArgumentHelp("For .onnx: optimize for the runtime first: -O0 (as written), -O1, -O2 (with onnxc's fused ops).", valueName: "level"))
     var level: String = "0"
 
     func validate() throws {
@@ -30,16 +30,9 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try OptimizationLevel.optimize(ModelLoading.load(model, inlineFunctions: true),
-                                                    level: OptimizationLevel.parse(level), target: .runtime, disabled: [], file: model).0
-        let graph: RuntimeGraph
-        let executor: Executor
-        do {
-            graph = try Lowering.lower(loaded)
-            executor = try Executor(graph: graph)
-        } catch {
-            throw CommandFailure(file: model, error)
-        }
+        let runnable = try Runnable.load(model, level: OptimizationLevel.parse(level))
+        let graph = runnable.graph
+        let executor = runnable.executor
         let values = try InputFiles.load(inputs, graph: graph, model: model)
         let results: [String: Value]
         if profile { executor.profile = [:] }

@@ -114,7 +114,7 @@ public final class Executor {
     static func settle(_ results: [Value?], outputs: [String], in arena: Arena) -> (values: [Value?], inPlace: Int, copied: Int) {
         var inPlace = 0, copied = 0
         func detached(_ tensor: Tensor, own: UnsafeRawPointer?) -> Tensor {
-            guard let base = tensor.baseAddress, arena.contains(base) else { return tensor }
+            guard let base = tensor.unsafeBaseAddress, arena.contains(base) else { return tensor }
             if base == own {
                 inPlace += 1
                 return tensor

@@ -120,8 +120,9 @@ public struct Tensor: Sendable {
         self.init(dtype: data.dtype, shape: shape, count: data.elementCount, storage: borrowed, strings: nil)
     }
 
-    /// The first byte of the elements, for the executor's arena checks.
-    var baseAddress: UnsafeRawPointer? { storage.map { UnsafeRawPointer($0.base) } }
+    /// The first byte of the elements (nil for strings and empty storage). Valid while this tensor or a copy
+    /// of it is alive: for the executor's arena checks and the C interface's output pointers.
+    public var unsafeBaseAddress: UnsafeRawPointer? { storage.map { UnsafeRawPointer($0.base) } }
 
     /// The same values in freshly allocated memory (outside any arena slot).
     func copiedToHeap() -> Tensor {

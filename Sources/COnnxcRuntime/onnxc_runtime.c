@@ -1,0 +1,1 @@
+/* The header-only C interface; the functions are implemented in Swift (OnnxcRuntimeAPI). */
