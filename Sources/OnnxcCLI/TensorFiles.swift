@@ -112,6 +112,13 @@ enum OutputFiles {
     }
 
     static func emit(_ results: [String: Value], graph: RuntimeGraph, outputDir: String?) throws(CommandFailure) {
+        if let outputDir {
+            do {
+                try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            } catch {
+                throw CommandFailure(file: outputDir, what: "cannot create the output folder", hint: "check the path and its permissions")
+            }
+        }
         for output in graph.outputs {
             guard let value = results[output.name] else { continue }
             guard let tensor = value.tensor else {

@@ -117,3 +117,62 @@ typealias RTensor = OnnxcRuntime.Tensor
         #expect(unexplained.stderr.contains("an excluded test needs a reason"))
     }
 }
+
+/// `compile`, then `run`, `verify` and `bench` on the compiled file; damaged files fail cleanly.
+@Suite struct CompileCommandTests {
+    @Test func compileRunVerifyAndBench() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let oxc = folder.appendingPathComponent("tiny.oxc").path
+        let reference = Fixtures.testdata.appendingPathComponent("reference/tiny_cnn")
+        let compile = try CLIRunner.run(["compile", Fixtures.model("tiny_cnn.onnx"), "--input-shape", "input=2x3x16x16", "-o", oxc, "--json"])
+        #expect(compile.status == 0, "\(compile.stderr)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(compile.stdout.utf8)) as? [String: Any])
+        #expect((report["arena_bytes"] as? Int ?? 0) > 0)
+        #expect((report["kernels"] as? [String: Any])?["ai.onnxc::FusedConv"] as? Int == 2)
+
+        let out = folder.appendingPathComponent("out").path
+        let run = try CLIRunner.run(["run", oxc, "--input", "input=\(reference.path)/input_0.npy", "--output-dir", out])
+        #expect(run.status == 0, "\(run.stderr)")
+        let expected = try RunTests.readNPY("\(reference.path)/output_0.npy")
+        let actual = try RunTests.readNPY("\(out)/output.npy")
+        #expect(TensorComparison.difference(actual, expected, rtol: 1e-4, atol: 1e-5) == nil)
+
+        let verify = try CLIRunner.run(["verify", Fixtures.model("tiny_cnn.onnx"), oxc, "--input", "input=\(reference.path)/input_0.npy"])
+        #expect(verify.status == 0 && verify.stdout.hasPrefix("ok   output:"), "\(verify.stdout)\(verify.stderr)")
+
+        let bench = try CLIRunner.run(["bench", oxc, "--runs", "3", "--warmup", "1", "--json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let last = try #require(bench.stdout.split(separator: "\n").last)
+        let stats = try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+        for key in ["median_ms", "p90_ms", "min_ms", "load_ms", "peak_rss_bytes", "arena_bytes"] { #expect(stats[key] != nil, "bench JSON lacks \(key)") }
+    }
+
+    @Test func damagedCompiledFilesFailWithOneClearLine() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let oxc = folder.appendingPathComponent("tiny.oxc").path
+        #expect(try CLIRunner.run(["compile", Fixtures.model("tiny_cnn.onnx"), "-o", oxc]).status == 0)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: oxc))
+        for (index, cut) in [bytes.count / 2, 16].enumerated() {
+            let damaged = folder.appendingPathComponent("damaged\(index).oxc").path
+            try bytes.prefix(cut).write(to: URL(fileURLWithPath: damaged))
+            let result = try CLIRunner.run(["run", damaged])
+            #expect(result.status == 1 && result.stderr.hasPrefix("error: ") && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+        bytes[bytes.count - 100] ^= 0xFF
+        let flipped = folder.appendingPathComponent("flipped.oxc").path
+        try bytes.write(to: URL(fileURLWithPath: flipped))
+        let result = try CLIRunner.run(["bench", flipped, "--runs", "1"])
+        #expect(result.status == 1 && result.stderr.hasPrefix("error: "), "\(result.stderr)")
+    }
+
+    @Test func compileReportsEveryUnsupportedOpAndWritesNothing() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let oxc = folder.appendingPathComponent("custom.oxc").path
+        let result = try CLIRunner.run(["compile", Fixtures.model("attribute_kinds_parse_only.onnx"), "-O0", "-o", oxc])
+        #expect(result.status == 1 && result.stderr.contains("com.example::Custom"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: oxc))
+    }
+}
