@@ -8,7 +8,7 @@ public import OnnxcCore
 /// with `MappedFile.map` and the weights are read in place, page by page, as kernels touch them.
 public enum OXCReader {
     public struct Options: Sendable {
-        /// Check the constants section's CRC32C too (reads every weight page once; about 10 ms per 100 MB).
+        /// Check the constants section's CRC32C too (reads every weight page once; about 35 ms per 100 MB in a release build).
         public var verifyConstantsChecksum: Bool
 
         public init(verifyConstantsChecksum: Bool = true) {
