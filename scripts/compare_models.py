@@ -10,7 +10,9 @@ other symbols 1), random inputs with a fixed seed are written as .npy (token ids
 ONNX Runtime (all optimizations off) computes the reference, `onnxc run --output-dir` computes ours, and every
 output must satisfy max|ours - ref| <= 1e-3 * max|ref| + 1e-5. Prints one line per model and size with the
 error, and a closing `N passed, M failed`; exits 1 if any failed. `--levels` runs onnxc at each optimization level
-(`onnxc run -O`: the runtime pipeline, with onnxc's fused ops), so every pass is checked against ORT too.
+(`onnxc run -O`: the runtime pipeline, with onnxc's fused ops), so every pass is checked against ORT too; the
+level `c` compiles the model (`onnxc compile -O2` with every input's shape pinned, so the memory plan covers all
+intermediates) and runs the `.oxc`.
 """
 
 from __future__ import annotations
@@ -60,15 +62,24 @@ def compare(onnxc: str, path: Path, levels: list[str]) -> list[tuple[str, bool, 
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     results = []
     for size, level in [(size, level) for size in (SIZES if is_dynamic(model) else SIZES[:1]) for level in levels]:
-        label = f"{path.name} -O{level} {size if is_dynamic(model) else 'static'}"
+        label = f"{path.name} {'compiled' if level == 'c' else '-O' + level} {size if is_dynamic(model) else 'static'}"
         feeds = inputs_for(model, size, np.random.default_rng(0))
         reference = session.run(None, feeds)
         with tempfile.TemporaryDirectory() as work:
-            arguments = [onnxc, "run", str(path), f"-O{level}", "--output-dir", work]
+            inputs, pins = [], []
             for name, array in feeds.items():
-                file = Path(work) / f"in_{len(arguments)}.npy"
+                file = Path(work) / f"in_{len(inputs)}.npy"
                 np.save(file, array)
-                arguments += ["--input", f"{name}={file}"]
+                inputs += ["--input", f"{name}={file}"]
+                pins += ["--input-shape", f"{name}={'x'.join(map(str, array.shape))}"]
+            target = str(path)
+            if level == "c":
+                target = str(Path(work) / (path.stem + ".oxc"))
+                compiled = subprocess.run([onnxc, "compile", str(path), "-o", target] + pins, capture_output=True, text=True)
+                if compiled.returncode != 0:
+                    results.append((label, False, "compile: " + (compiled.stderr.strip().splitlines() or ["?"])[0]))
+                    continue
+            arguments = [onnxc, "run", target] + ([] if level == "c" else [f"-O{level}"]) + ["--output-dir", work] + inputs
             run = subprocess.run(arguments, capture_output=True, text=True)
             if run.returncode != 0:
                 results.append((label, False, run.stderr.strip().splitlines()[0] if run.stderr else f"exit {run.returncode}"))

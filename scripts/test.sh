@@ -27,8 +27,11 @@ python3 scripts/check_roundtrip.py --onnxc .build/release/onnxc
 # change an answer the unoptimized run gets right.
 .build/release/onnxc test testdata/node --expected testdata/conformance/node.txt -O2 | tail -3
 .build/release/onnxc test testdata/light --expected testdata/conformance/light.txt -O2 | tail -1
+# And through the compiled path: emit, write .oxc bytes, read them back, run the program.
+.build/release/onnxc test testdata/node --expected testdata/conformance/node.txt -O2 --compiled | tail -3
+.build/release/onnxc test testdata/light --expected testdata/conformance/light.txt -O2 --compiled | tail -1
 # Shape inference against onnx.shape_inference, with declared shapes stripped so onnxc infers them itself.
 python3 scripts/check_shape_inference.py --onnxc .build/release/onnxc --strip -q testdata/models testdata/exported testdata/node testdata/light
-python3 scripts/compare_models.py --onnxc .build/release/onnxc --levels 0,2 testdata/exported/bert_tiny.onnx
+python3 scripts/compare_models.py --onnxc .build/release/onnxc --levels 0,2,c testdata/exported/bert_tiny.onnx
 # -O1/-O2 output is standard ONNX that ONNX Runtime runs with the original's outputs.
 python3 scripts/check_optimize.py --onnxc .build/release/onnxc testdata/models testdata/exported

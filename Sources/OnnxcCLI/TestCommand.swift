@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import OnnxcCore
 import OnnxcFrontend
+import OnnxcFormat
+import OnnxcEmitter
 import OnnxcIR
 import OnnxcLowering
 import OnnxcRuntime
@@ -39,6 +41,9 @@ struct Test: ParsableCommand {
             help: ArgumentHelp("Optimize each model for the onnxc runtime first: -O0 (as written), -O1, -O2.", valueName: "level"))
     var level: String = "0"
 
+    @Flag(help: "Compile each model (emit, write .oxc bytes, read them back) and run the compiled program.")
+    var compiled = false
+
     func validate() throws {
         _ = try OptimizationLevel.parse(level)
     }
@@ -49,7 +54,7 @@ struct Test: ParsableCommand {
         var results: [(name: String, passed: Bool, detail: String)] = []
         for folder in folders {
             let name = (folder as NSString).lastPathComponent
-            let outcome = BackendTest.run(folder: folder, level: level, rtol: rtol, atol: atol)
+            let outcome = BackendTest.run(folder: folder, level: level, compiled: compiled, rtol: rtol, atol: atol)
             results.append((name, outcome == nil, outcome ?? ""))
             if !json { Output.write(outcome.map { "FAIL \(name): \($0)\n" } ?? "PASS \(name)\n") }
         }
@@ -132,13 +137,23 @@ enum ConformanceList {
 /// One backend test: load, lower, run every data set, compare.
 enum BackendTest {
     /// nil when the test passes, else why it failed.
-    static func run(folder: String, level: Int, rtol: Double, atol: Double) -> String? {
+    static func run(folder: String, level: Int, compiled: Bool, rtol: Double, atol: Double) -> String? {
         do {
             let model = try ONNXImporter.load(path: folder + "/model.onnx")
             let optimized = level == 0 ? model
                 : try OptimizationLevel.optimize(model, level: level, target: .runtime, disabled: [], file: folder + "/model.onnx").0
-            let graph = try Lowering.lower(optimized)
-            let executor = try Executor(graph: graph)
+            let executor: Executor
+            if compiled {
+                // The whole compile path, format included: emit, serialize, read back, run the program.
+                let (typed, _) = ShapeInference.infer(optimized)
+                let metadata = ProgramMetadata(compiler: "onnxc \(Onnxc.version)", sourceSHA256: [], sourceName: "model.onnx",
+                                               producer: model.producerName, optimization: "-O\(level)")
+                let program = try Emitter.emit(typed, metadata: metadata).0
+                let bytes = try OXCWriter.serialize(program)
+                executor = try CompiledModel(program: try OXCReader.read(ByteStorage(copying: bytes))).makeExecutor()
+            } else {
+                executor = try Executor(graph: try Lowering.lower(optimized))
+            }
             let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
                 .filter { $0.hasPrefix("test_data_set_") }.sorted()
             guard !sets.isEmpty else { return "no test_data_set_* folder" }

@@ -116,10 +116,15 @@ private struct ProgramBuilder {
             if let t = info.type?.tensorType, types[info.name] == nil { types[info.name] = t }
         }
         let inputNames = Set(graph.inputs.map(\.name))
+        var defaults: [String: OnnxcIR.Tensor] = [:]
+        for tensor in graph.initializers where inputNames.contains(tensor.name) { defaults[tensor.name] = tensor }
         var inputs: [TensorID] = []
         for (position, info) in graph.inputs.enumerated() {
             let t = info.type?.tensorType
-            inputs.append(define(info.name, dtype: t?.elementType ?? .undefined, shape: t?.shape, storage: .input(index: position)))
+            // An input with an initializer of the same name (IR < 4) may be fed or left at that default: the
+            // value is stored as a constant and the executor lets a fed value take its place.
+            let storage: ProgramStorage = defaults[info.name].map { .constant($0.data, layout: .plain) } ?? .input(index: position)
+            inputs.append(define(info.name, dtype: t?.elementType ?? .undefined, shape: t?.shape, storage: storage))
         }
         for tensor in graph.initializers where !inputNames.contains(tensor.name) {
             _ = define(tensor.name, dtype: tensor.dtype, shape: Shape(tensor.dims.map { .fixed($0) }), storage: .constant(tensor.data, layout: .plain))
