@@ -141,6 +141,9 @@ typealias RTensor = OnnxcRuntime.Tensor
         let verify = try CLIRunner.run(["verify", Fixtures.model("tiny_cnn.onnx"), oxc, "--input", "input=\(reference.path)/input_0.npy"])
         #expect(verify.status == 0 && verify.stdout.hasPrefix("ok   output:"), "\(verify.stdout)\(verify.stderr)")
 
+        let info = try CLIRunner.run(["info", oxc])
+        #expect(info.status == 0 && info.stdout.contains("source sha256 ") && info.stdout.contains("input: f32[2,3,16,16]"), "\(info.stdout)\(info.stderr)")
+
         let bench = try CLIRunner.run(["bench", oxc, "--runs", "3", "--warmup", "1", "--json"])
         #expect(bench.status == 0, "\(bench.stderr)")
         let last = try #require(bench.stdout.split(separator: "\n").last)
