@@ -40,8 +40,11 @@ let package = Package(
             dependencies: ["OnnxcCore", "OnnxcIR", "ONNXProto", "CProtobufC"],
             swiftSettings: strictSwift
         ),
-        // The interpreter and its kernels. Depends on Core only: no protobuf-c, no compiler.
-        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
+        // float32 GEMM in C: AVX2/FMA microkernel picked at run time (per-function target attributes, so the binary
+        // still runs on baseline x86-64), scalar fallback, packed layouts documented in include/ckernels.h, thread pool.
+        .target(name: "CKernels"),
+        // The interpreter and its kernels. Depends on Core (and the C kernels) only: no protobuf-c, no compiler.
+        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore", "CKernels"], swiftSettings: strictSwift),
         // IR → runtime graph.
         .target(name: "OnnxcLowering", dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"], swiftSettings: strictSwift),
         // Graph passes: infrastructure (Pass, GraphPatch, PassManager, Pipelines) and one file per pass.
@@ -86,7 +89,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnnxcRuntimeTests",
-            dependencies: ["OnnxcCore", "OnnxcRuntime", "OnnxcTestSupport"],
+            dependencies: ["OnnxcCore", "OnnxcRuntime", "CKernels", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(
