@@ -470,20 +470,66 @@ void ck_sgemm_pack_b(int k, int n, const float *b, ptrdiff_t rs, ptrdiff_t cs, f
 typedef struct {
     int m, n, k;
     ck_operand a, b;
-    float *pa;                       // packing destination for A (NULL when it came packed or is read in place)
+    float *pa, *pb;                  // packing destinations (NULL when not packed up front)
     int a_direct;                    // A is row-major (cs 1): the microkernel reads its rows in place
-    int a_panels;
+    int a_panels, b_panels;
     const float *packed_a, *packed_b;
     float *c;
     ptrdiff_t ldc;
     ck_epilogue ep;
+    const ck_conv2d_input *conv;     // B is this convolution's im2col matrix (b unused)
     int mc, nc, m_blocks, n_blocks;
     ck_microkernel kernel;
 } ck_job;
 
+/// Rows p0 ..< p0 + kc, columns j0 ..< j0 + CK_NR of a convolution's im2col matrix, packed like ck_pack_b_sliver.
+static void ck_pack_conv_sliver(const ck_conv2d_input *in, int n, int j0, int p0, int kc, float *dst) {
+    int cols = ck_min(CK_NR, n - j0);
+    int oh[CK_NR], ow[CK_NR];
+    for (int t = 0; t < CK_NR; t++) {
+        int q = j0 + (t < cols ? t : cols - 1);
+        oh[t] = q / in->out_w;
+        ow[t] = q % in->out_w;
+    }
+    // The 16 columns are one run of an output row with stride 1: rows of the sliver are contiguous input runs.
+    int run = cols == CK_NR && ow[0] + CK_NR <= in->out_w && in->stride_w == 1;
+    int taps = in->kernel_h * in->kernel_w;
+    int c = p0 / taps, r = p0 % taps, i = r / in->kernel_w, j = r % in->kernel_w;
+    size_t plane = (size_t)in->in_h * in->in_w;
+    for (int p = 0; p < kc; p++) {
+        float *row = dst + p * CK_NR;
+        const float *xc = in->x + c * plane;
+        int ih_shift = i * in->dilation_h - in->pad_top, iw_shift = j * in->dilation_w - in->pad_left;
+        if (run) {
+            int ih = oh[0] * in->stride_h + ih_shift, iw = ow[0] + iw_shift;
+            if ((unsigned)ih < (unsigned)in->in_h && iw >= 0 && iw + CK_NR <= in->in_w) {
+                memcpy(row, xc + (size_t)ih * in->in_w + iw, CK_NR * sizeof(float));
+                goto next;
+            }
+        }
+        for (int t = 0; t < CK_NR; t++) {
+            int ih = oh[t] * in->stride_h + ih_shift, iw = ow[t] * in->stride_w + iw_shift;
+            int inside = t < cols && (unsigned)ih < (unsigned)in->in_h && (unsigned)iw < (unsigned)in->in_w;
+            row[t] = inside ? xc[(size_t)ih * in->in_w + iw] : 0;
+        }
+    next:
+        if (++j == in->kernel_w) {
+            j = 0;
+            if (++i == in->kernel_h) { i = 0; c++; }
+        }
+    }
+}
+
 static void ck_pack_task(void *context, int index) {
     ck_job *job = context;
-    ck_pack_a_panel(job->m, job->k, job->a.data, job->a.rs, job->a.cs, job->pa, index);
+    if (index < job->a_panels) {
+        ck_pack_a_panel(job->m, job->k, job->a.data, job->a.rs, job->a.cs, job->pa, index);
+        return;
+    }
+    int panel = index - job->a_panels;
+    float *dst = job->pb + (size_t)panel * CK_NR * job->k;
+    if (job->conv) ck_pack_conv_sliver(job->conv, job->n, panel * CK_NR, 0, job->k, dst);
+    else ck_pack_b_sliver(job->n, job->b.data, job->b.rs, job->b.cs, panel * CK_NR, 0, job->k, dst);
 }
 
 /// Per-thread buffer for one depth block of a task's B columns (CK_KC × CK_NC floats, 256 KB: it stays in L2).
@@ -495,7 +541,8 @@ static void ck_compute_task(void *context, int index) {
     int i0 = ib * job->mc, i1 = ck_min(job->m, i0 + job->mc);
     int j0 = jb * job->nc, j1 = ck_min(job->n, j0 + job->nc);
     int k = job->k;
-    if (!job->b.packed && !ck_b_block) {
+    int pack_b = !job->b.packed || job->conv;
+    if (pack_b && !ck_b_block) {
         ck_b_block = aligned_alloc(64, sizeof(float) * CK_KC * CK_NC);
         if (!ck_b_block) abort();
     }
@@ -505,13 +552,16 @@ static void ck_compute_task(void *context, int index) {
         ck_tile tile = {pc == 0, pc + kc >= k, 0, 0};
         // An unpacked B is packed here, one depth block of this task's columns at a time, so it goes from memory
         // to L2 once instead of through a packed copy of the whole matrix.
-        if (!job->b.packed) {
+        if (job->conv) {
+            for (int j = j0; j < j1; j += CK_NR)
+                ck_pack_conv_sliver(job->conv, job->n, j, pc, kc, ck_b_block + (size_t)(j - j0) * kc);
+        } else if (!job->b.packed) {
             for (int j = j0; j < j1; j += CK_NR)
                 ck_pack_b_sliver(job->n, job->b.data, job->b.rs, job->b.cs, j, pc, kc, ck_b_block + (size_t)(j - j0) * kc);
         }
         for (int j = j0; j < j1; j += CK_NR) {
-            const float *bp = job->b.packed ? job->b.data + ((size_t)(j / CK_NR) * k + pc) * CK_NR
-                                            : ck_b_block + (size_t)(j - j0) * kc;
+            const float *bp = !pack_b ? job->b.data + ((size_t)(j / CK_NR) * k + pc) * CK_NR
+                                      : ck_b_block + (size_t)(j - j0) * kc;
             tile.col0 = j;
             for (int i = i0; i < i1; i += CK_MR) {
                 tile.row0 = i;
@@ -546,13 +596,13 @@ static float *ck_scratch_buffer(size_t floats) {
     return ck_scratch;
 }
 
-static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, float *c, ptrdiff_t ldc,
-                         const ck_epilogue *epilogue, ck_isa isa, int threads) {
+static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const ck_conv2d_input *conv, float *c,
+                         ptrdiff_t ldc, const ck_epilogue *epilogue, ck_isa isa, int threads) {
     if (m <= 0 || n <= 0) return;
     if (k < 0) k = 0;
     ck_job job;
     memset(&job, 0, sizeof job);
-    job.m = m; job.n = n; job.k = k; job.a = a; job.b = b; job.c = c; job.ldc = ldc;
+    job.m = m; job.n = n; job.k = k; job.a = a; job.b = b; job.c = c; job.ldc = ldc; job.conv = conv;
     if (epilogue) job.ep = *epilogue;
     job.kernel = ck_kernel(isa);
     double work = (double)m * n * (k > 0 ? k : 1);
@@ -560,31 +610,6 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, float 
 
     // A row-major A needs no packing: the microkernel reads 6 rows in place (1 KB of each per depth block).
     job.a_direct = !a.packed && a.cs == 1;
-    size_t a_size = a.packed || job.a_direct ? 0 : ck_sgemm_packed_a_size(m, k);
-    float *scratch = NULL;
-    if (a_size > 0) {
-        scratch = ck_scratch_buffer(a_size);
-        if (!scratch) {
-            // Out of memory for packing: fall back to the plain triple loop.
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) {
-                    float acc[CK_NR] = {0};
-                    for (int p = 0; p < k; p++) acc[0] += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
-                    ck_tile tile = {1, 1, i, j};
-                    ck_store_scalar(acc, c + i * ldc + j, ldc, 1, 1, tile, &job.ep);
-                }
-            return;
-        }
-    }
-    job.pa = a_size > 0 ? scratch : NULL;
-    job.a_panels = a_size > 0 ? ck_ceil_div(m, CK_MR) : 0;
-    job.packed_a = a.packed ? a.data : job.pa;
-    int pack_tasks = job.a_panels;
-    if (pack_tasks > 0) {
-        if (threads > 1 && (double)a_size > 1 << 15) ck_parallel_run(threads, pack_tasks, ck_pack_task, &job);
-        else for (int i = 0; i < pack_tasks; i++) ck_pack_task(&job, i);
-    }
-
     // The task grid: blocks of CK_MC × CK_NC, split further (columns first) until each thread has a few tasks.
     int mc = ck_min(CK_MC, ck_ceil_div(m, CK_MR) * CK_MR), nc = ck_min(CK_NC, ck_ceil_div(n, CK_NR) * CK_NR);
     if (threads > 1) {
@@ -600,26 +625,142 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, float 
     job.mc = mc; job.nc = nc;
     job.m_blocks = ck_ceil_div(m, mc);
     job.n_blocks = ck_ceil_div(n, nc);
+
+    // B not given packed: with one block of rows, each task packs its own columns one depth block at a time (B goes
+    // from memory to L2 once); with several, every row block would repack the same columns, so B is packed whole
+    // first, in parallel.
+    int prepack_b = (conv || !b.packed) && job.m_blocks > 1;
+    size_t a_size = a.packed || job.a_direct ? 0 : ck_sgemm_packed_a_size(m, k);
+    size_t b_size = prepack_b ? ck_sgemm_packed_b_size(k, n) : 0;
+    float *scratch = NULL;
+    if (a_size + b_size > 0) {
+        scratch = ck_scratch_buffer(a_size + b_size);
+        if (!scratch) abort();  // out of memory, as Swift traps on a failed allocation
+    }
+    job.pa = a_size > 0 ? scratch : NULL;
+    job.pb = b_size > 0 ? scratch + a_size : NULL;
+    job.a_panels = a_size > 0 ? ck_ceil_div(m, CK_MR) : 0;
+    job.b_panels = b_size > 0 ? ck_ceil_div(n, CK_NR) : 0;
+    job.packed_a = a.packed ? a.data : job.pa;
+    int pack_tasks = job.a_panels + job.b_panels;
+    if (pack_tasks > 0) {
+        if (threads > 1 && (double)(a_size + b_size) > 1 << 15) ck_parallel_run(threads, pack_tasks, ck_pack_task, &job);
+        else for (int i = 0; i < pack_tasks; i++) ck_pack_task(&job, i);
+    }
+    if (prepack_b) {
+        job.b = (ck_operand){job.pb, 0, 0, 1};
+        job.conv = NULL;
+    }
     int tasks = job.m_blocks * job.n_blocks;
     if (threads > 1) ck_parallel_run(threads, tasks, ck_compute_task, &job);
     else for (int t = 0; t < tasks; t++) ck_compute_task(&job, t);
 }
 
 void ck_sgemm(int m, int n, int k, ck_operand a, ck_operand b, float *c, ptrdiff_t ldc, const ck_epilogue *epilogue) {
-    ck_sgemm_run(m, n, k, a, b, c, ldc, epilogue, CK_ISA_AUTO, ck_num_threads());
+    ck_sgemm_run(m, n, k, a, b, NULL, c, ldc, epilogue, CK_ISA_AUTO, ck_num_threads());
 }
 
 void ck_sgemm_serial(int m, int n, int k, ck_operand a, ck_operand b, float *c, ptrdiff_t ldc, const ck_epilogue *epilogue) {
-    ck_sgemm_run(m, n, k, a, b, c, ldc, epilogue, CK_ISA_AUTO, 1);
+    ck_sgemm_run(m, n, k, a, b, NULL, c, ldc, epilogue, CK_ISA_AUTO, 1);
 }
 
 void ck_sgemm_with(int m, int n, int k, ck_operand a, ck_operand b, float *c, ptrdiff_t ldc, const ck_epilogue *epilogue,
                    ck_isa isa, int threads) {
-    ck_sgemm_run(m, n, k, a, b, c, ldc, epilogue, isa, threads > 0 ? threads : ck_num_threads());
+    ck_sgemm_run(m, n, k, a, b, NULL, c, ldc, epilogue, isa, threads > 0 ? threads : ck_num_threads());
+}
+
+void ck_sconv2d(int m, ck_operand a, const ck_conv2d_input *input, float *y, ptrdiff_t ldc, const ck_epilogue *epilogue) {
+    int n = input->out_h * input->out_w, k = input->channels * input->kernel_h * input->kernel_w;
+    ck_operand unused = {NULL, 0, 0, 0};
+    ck_sgemm_run(m, n, k, a, unused, input, y, ldc, epilogue, CK_ISA_AUTO, ck_num_threads());
 }
 
 void ck_sgemm_packed(int m, int n, int k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *packed_b,
                      float *c, ptrdiff_t ldc, const ck_epilogue *epilogue) {
     ck_operand a_operand = {a, rs_a, cs_a, 0}, b_operand = {packed_b, 0, 0, 1};
     ck_sgemm(m, n, k, a_operand, b_operand, c, ldc, epilogue);
+}
+
+// MARK: - Depthwise convolution
+
+typedef struct {
+    int batch, channels, in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left;
+    int dilation_h, dilation_w;
+    const float *x, *w, *bias;
+    float *y;
+    ck_epilogue ep;
+} ck_depthwise_job;
+
+/// Adds the bias to a row and applies the activation: one loop per activation, so each vectorizes.
+__attribute__((always_inline)) static inline void ck_row_epilogue(float *row, int n, float bias, const ck_epilogue *ep) {
+    float lo = ep->param0, hi = ep->param1;
+    switch (ep->activation) {
+    case CK_ACT_NONE: for (int i = 0; i < n; i++) row[i] = row[i] + bias; break;
+    case CK_ACT_RELU: for (int i = 0; i < n; i++) { float v = row[i] + bias; row[i] = v > 0 ? v : 0; } break;
+    case CK_ACT_CLIP:
+        for (int i = 0; i < n; i++) { float v = row[i] + bias; v = v < lo ? lo : v; row[i] = v > hi ? hi : v; }
+        break;
+    default: for (int i = 0; i < n; i++) row[i] = ck_act_scalar(row[i] + bias, ep); break;
+    }
+}
+
+/// One plane: each output row accumulates its taps in place (kernel row, then kernel column), then the epilogue.
+__attribute__((always_inline)) static inline void ck_depthwise_plane(const ck_depthwise_job *job, int plane) {
+    int c = plane % job->channels;
+    const float *x = job->x + (size_t)plane * job->in_h * job->in_w;
+    const float *w = job->w + (size_t)c * job->kernel_h * job->kernel_w;
+    float *y = job->y + (size_t)plane * job->out_h * job->out_w;
+    float bias = job->bias ? job->bias[c] : 0;
+    int sw = job->stride_w, ow_count = job->out_w;
+    for (int oh = 0; oh < job->out_h; oh++) {
+        float *row = y + (size_t)oh * ow_count;
+        for (int o = 0; o < ow_count; o++) row[o] = 0;
+        for (int i = 0; i < job->kernel_h; i++) {
+            int ih = oh * job->stride_h - job->pad_top + i * job->dilation_h;
+            if (ih < 0 || ih >= job->in_h) continue;
+            const float *in_row = x + (size_t)ih * job->in_w;
+            for (int j = 0; j < job->kernel_w; j++) {
+                // Output columns whose input column iw = ow·sw − pw + j·dw lies inside the row.
+                int shift = j * job->dilation_w - job->pad_left;
+                int lo = shift >= 0 ? 0 : (-shift + sw - 1) / sw;
+                int hi = job->in_w - 1 - shift < 0 ? 0 : (job->in_w - 1 - shift) / sw + 1;
+                if (hi > ow_count) hi = ow_count;
+                float weight = w[i * job->kernel_w + j];
+                const float *src = in_row + shift;
+                if (sw == 1) {
+                    for (int o = lo; o < hi; o++) row[o] += weight * src[o];
+                } else if (sw == 2) {
+                    for (int o = lo; o < hi; o++) row[o] += weight * src[2 * o];
+                } else {
+                    for (int o = lo; o < hi; o++) row[o] += weight * src[(ptrdiff_t)o * sw];
+                }
+            }
+        }
+        ck_row_epilogue(row, ow_count, bias, &job->ep);
+    }
+}
+
+static void ck_depthwise_task_scalar(void *context, int plane) { ck_depthwise_plane(context, plane); }
+
+#ifdef CK_X86
+CK_AVX2 static void ck_depthwise_task_avx2(void *context, int plane) { ck_depthwise_plane(context, plane); }
+#endif
+
+void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h, int out_w, int kernel_h, int kernel_w,
+                         int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
+                         const float *x, const float *w, const float *bias, float *y, const ck_epilogue *epilogue) {
+    ck_depthwise_job job = {batch, channels, in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w,
+                            pad_top, pad_left, dilation_h, dilation_w, x, w, bias, y, {0}};
+    if (epilogue) job.ep = *epilogue;
+    int planes = batch * channels;
+    void (*task)(void *, int) = ck_depthwise_task_scalar;
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) task = ck_depthwise_task_avx2;
+#endif
+    double work = (double)planes * out_h * out_w * kernel_h * kernel_w;
+    if (work < CK_PARALLEL_MIN_WORK / 4) {
+        for (int p = 0; p < planes; p++) task(&job, p);
+    } else {
+        ck_parallel_for(planes, task, &job);
+    }
 }

@@ -115,6 +115,30 @@ void ck_sgemm_with(int m, int n, int k, ck_operand a, ck_operand b, float *c, pt
 void ck_sgemm_packed(int m, int n, int k, const float *a, ptrdiff_t rs_a, ptrdiff_t cs_a, const float *packed_b,
                      float *c, ptrdiff_t ldc, const ck_epilogue *epilogue);
 
+/// The im2col matrix of a 2-D convolution, read without being built: row p = (channel c, kernel row i, kernel
+/// column j) in row-major order, column q = (output row oh, output column ow); element
+/// x[c, oh·stride_h − pad_top + i·dilation_h, ow·stride_w − pad_left + j·dilation_w], 0 outside x.
+/// x is `channels` planes of in_h × in_w.
+typedef struct {
+    const float *x;
+    int channels, in_h, in_w, out_h, out_w, kernel_h, kernel_w;
+    int stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+} ck_conv2d_input;
+
+/// Y[m × out_h·out_w] (rows ldc apart) = epilogue(A · im2col(input)): a 2-D convolution (one group, one image) as
+/// a GEMM whose B is packed straight from the input, one cache block at a time, so no im2col matrix is written.
+/// A is m × (channels·kernel_h·kernel_w), strided or packed, as in ck_sgemm.
+void ck_sconv2d(int m, ck_operand a, const ck_conv2d_input *input, float *y, ptrdiff_t ldc, const ck_epilogue *epilogue);
+
+/// Depthwise 2-D convolution of NCHW planes, one 2-D filter per channel:
+///   y[b, c] = act(bias[c] + Σ_{i, j} w[c, i, j] · x[b, c, oh·sh − ph + i·dh, ow·sw − pw + j·dw])  (zero outside x),
+/// summed tap by tap in row-major kernel order. x is batch × channels planes of in_h × in_w, y batch × channels planes
+/// of out_h × out_w, w channels × kernel_h × kernel_w; bias may be NULL. The epilogue's bias fields are ignored (the
+/// bias is per channel here); its activation applies. Planes run in parallel on the pool.
+void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h, int out_w, int kernel_h, int kernel_w,
+                         int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
+                         const float *x, const float *w, const float *bias, float *y, const ck_epilogue *epilogue);
+
 /// Runs body(context, i) for i in 0..<count on the pool (the caller takes part). Nested or concurrent calls run
 /// serially on the calling thread. body must not throw or longjmp.
 void ck_parallel_for(int count, void (*body)(void *context, int index), void *context);

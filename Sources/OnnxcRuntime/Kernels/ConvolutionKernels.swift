@@ -49,46 +49,67 @@ enum ConvolutionKernels {
     }
 
     /// float32 forward convolution on the packed GEMM (`PackedGemm`): per (batch, group)
-    /// Y[mg × outVol] = W[mg × k] · col[k × outVol], col the im2col matrix (or X itself for a 1×1, stride-1,
-    /// unpadded kernel), with the bias per row and the activation (when the kernel has it) in the GEMM's epilogue.
-    /// Returns nil where the generic path runs instead (depthwise kernels, empty tensors); `activated` says whether
-    /// `activation` was applied.
+    /// Y[mg × outVol] = W[mg × k] · col[k × outVol], col the im2col matrix (X itself for a 1×1, stride-1, unpadded
+    /// kernel; for other 2-D kernels the GEMM packs it from X block by block without building it), with the bias per row and the activation (when the kernel has it) in the GEMM's epilogue;
+    /// 2-D depthwise kernels run CKernels' direct depthwise convolution with the same epilogue. Returns nil where the
+    /// generic path runs instead (other depthwise ranks, empty tensors); `activated` says whether `activation` was
+    /// applied.
     private static func convolveFloat(x: Tensor, w: Tensor, b: Tensor?, geometry g: Geometry,
                                       activation: FusedActivation?) throws(RuntimeError) -> (Tensor, activated: Bool)? {
         let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *), kVol = g.kernel.reduce(1, *)
         let cg = g.inChannels / g.groups, mg = g.outChannels / g.groups
         let k = cg * kVol
         let pointwise = kVol == 1 && g.strides.allSatisfy { $0 == 1 } && g.padsBegin.allSatisfy { $0 == 0 } && g.padsEnd.allSatisfy { $0 == 0 }
-        guard g.outCount > 0, x.count > 0, w.count > 0, k > 0, !(cg == 1 && mg == 1 && !pointwise),
+        let depthwise = cg == 1 && mg == 1 && !pointwise
+        guard g.outCount > 0, x.count > 0, w.count > 0, k > 0, !depthwise || g.inSpatial.count == 2,
               PackedGemm.fits(m: mg, n: outVol, k: k) else { return nil }
         let fused = PackedGemm.kernelActivation(activation) != nil
         let result = try Tensor(zeros: .float, shape: g.outShape)
         let bias = b?.array(Float.self)
+        if depthwise {
+            x.withValues(Float.self) { xb in
+                w.withValues(Float.self) { wb in
+                    result.withMutableValues(Float.self) { ob in
+                        bias.withOptionalBuffer { bb in
+                            PackedGemm.depthwise2D(x: xb, w: wb, bias: bb, y: ob, geometry: g, activation: fused ? activation : nil)
+                        }
+                    }
+                }
+            }
+            return (result, fused)
+        }
         x.withValues(Float.self) { xb in
             w.withValues(Float.self) { wb in
                 result.withMutableValues(Float.self) { ob in
                     bias.withOptionalBuffer { bb in
                         guard let xBase = xb.baseAddress, let wBase = wb.baseAddress, let oBase = ob.baseAddress else { return }
-                        var col = [Float](repeating: 0, count: pointwise ? 0 : k * outVol)
-                        col.withUnsafeMutableBufferPointer { colBuffer in
+                        // im2col (ranks other than 2) writes every element (zeros for padding): no initialization.
+                        let col = UnsafeMutablePointer<Float>.allocate(capacity: pointwise || g.inSpatial.count == 2 ? 1 : k * outVol)
+                        defer { col.deallocate() }
+                        do {
                             for n in 0..<g.batch {
                                 for group in 0..<g.groups {
                                     let xg = xBase + (n * g.inChannels + group * cg) * inVol
+                                    let rowBias: PackedGemm.Bias = bb?.baseAddress.map { .perRow($0 + group * mg) } ?? .none
+                                    let weights = PackedGemm.Operand(data: wBase + group * mg * k, rowStride: k, columnStride: 1)
+                                    let y = oBase + (n * g.outChannels + group * mg) * outVol
+                                    if !pointwise && g.inSpatial.count == 2 {
+                                        // 2-D: the GEMM packs its B straight from X, no im2col matrix.
+                                        PackedGemm.convolution2D(m: mg, weights: weights, x: xg, channels: cg, geometry: g, y: y,
+                                                                 bias: rowBias, activation: fused ? activation : nil)
+                                        continue
+                                    }
                                     let columns: UnsafePointer<Float>
                                     if pointwise {
                                         columns = xg
                                     } else {
-                                        guard let c = colBuffer.baseAddress else { return }
-                                        im2col(x: xg, channels: cg, g: g, col: c)
-                                        columns = UnsafePointer(c)
+                                        im2col(x: xg, channels: cg, g: g, col: col)
+                                        columns = UnsafePointer(col)
                                     }
-                                    let rowBias: PackedGemm.Bias = bb?.baseAddress.map { .perRow($0 + group * mg) } ?? .none
                                     PackedGemm.multiply(
-                                        m: mg, n: outVol, k: k,
-                                        a: .init(data: wBase + group * mg * k, rowStride: k, columnStride: 1),
+                                        m: mg, n: outVol, k: k, a: weights,
                                         b: .init(data: columns, rowStride: outVol, columnStride: 1),
-                                        c: oBase + (n * g.outChannels + group * mg) * outVol, ldc: outVol,
-                                        bias: rowBias, activation: fused ? activation : nil)
+                                        c: y, ldc: outVol, bias: rowBias, activation: fused ? activation : nil)
                                 }
                             }
                         }
