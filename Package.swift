@@ -44,8 +44,11 @@ let package = Package(
         ),
         // The compiled format (.oxc): program model, reader, writer, opcode table. Depends on Core only.
         .target(name: "OnnxcFormat", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
-        // The interpreter and its kernels. Depends on Core and Format only: no protobuf-c, no compiler.
-        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore", "OnnxcFormat"], swiftSettings: strictSwift),
+        // float32 GEMM in C: AVX2/FMA microkernel picked at run time (per-function target attributes, so the binary
+        // still runs on baseline x86-64), scalar fallback, packed layouts documented in include/ckernels.h, thread pool.
+        .target(name: "CKernels"),
+        // The interpreter and its kernels. Depends on Core, Format and the C kernels only: no protobuf-c, no compiler.
+        .target(name: "OnnxcRuntime", dependencies: ["OnnxcCore", "OnnxcFormat", "CKernels"], swiftSettings: strictSwift),
         // The C interface: the header (C target) and its Swift implementation (@_cdecl entry points).
         .target(name: "COnnxcRuntime"),
         .target(name: "OnnxcRuntimeAPI", dependencies: ["COnnxcRuntime", "OnnxcCore", "OnnxcFormat", "OnnxcRuntime"], swiftSettings: strictSwift),
@@ -119,7 +122,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnnxcRuntimeTests",
-            dependencies: ["OnnxcCore", "OnnxcRuntime", "OnnxcTestSupport"],
+            dependencies: ["OnnxcCore", "OnnxcRuntime", "CKernels", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -2,12 +2,14 @@
 """Time `onnxc run` against ONNX Runtime in the same run, and show where onnxc's time goes.
 
 Usage:
-    python3 scripts/bench_run.py --onnxc .build/release/onnxc [--threads 2] [--runs 5] [MODEL.onnx ...]
+    python3 scripts/bench_run.py --onnxc .build/release/onnxc [--threads 2] [--runs 5] [-O 2] [--baseline OTHER_ONNXC] [MODEL.onnx ...]
 
 Default models: .cache/models/{resnet18,resnet50,mobilenet_v2,squeezenet1_1}.onnx and
 testdata/exported/bert_tiny.onnx, batch 1 (seq 16). For each model: ONNX Runtime (all graph optimizations on,
 `--threads` intra-op threads) runs once to warm up, then `--runs` times; onnxc's execution time is the
-`total` line of `onnxc run --profile` (execution only, not model loading), median of `--runs` processes.
+`total` line of `onnxc run --profile` (execution only, not model loading), median of `--runs` processes, with
+`-O` passed on and ONNXC_NUM_THREADS set to `--threads` (the CKernels GEMM pool). `--baseline` times a second
+onnxc binary (say, a build of main) the same way in the same run, for before/after tables.
 Prints a markdown table (model, ORT ms, onnxc ms, ratio) and onnxc's top op types for each model.
 The interpreter is not the compiled path: these numbers are the baseline the .oxc work improves on.
 """
@@ -15,6 +17,7 @@ The interpreter is not the compiled path: these numbers are the baseline the .ox
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--onnxc", required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("-O", dest="level", type=int, default=0, help="optimization level passed to onnxc run")
+    parser.add_argument("--baseline", help="another onnxc binary to time the same way (before/after)")
     parser.add_argument("models", nargs="*", type=Path)
     args = parser.parse_args()
     models = args.models or [ROOT / f".cache/models/{n}.onnx" for n in ("resnet18", "resnet50", "mobilenet_v2", "squeezenet1_1")] \
@@ -68,21 +73,37 @@ def main() -> None:
             session.run(None, feeds)
             ort_times.append((time.perf_counter() - start) * 1e3)
         with tempfile.TemporaryDirectory() as work:
-            arguments = [args.onnxc, "run", str(path), "--profile", "--output-dir", work]
+            inputs = []
             for name, array in feeds.items():
                 file = Path(work) / f"{name}.in.npy"
                 np.save(file, array)
-                arguments += ["--input", f"{name}={file}"]
-            ours, last = [], ""
-            for _ in range(args.runs):
-                run = subprocess.run(arguments, capture_output=True, text=True, check=True)
-                ours.append(float(re.search(r"total ([0-9.]+) ms", run.stderr).group(1)))
-                last = run.stderr
-        o, x = statistics.median(ort_times), statistics.median(ours)
-        rows.append(f"| {path.stem} | {o:.1f} | {x:.1f} | {x / o:.1f}× |")
+                inputs += ["--input", f"{name}={file}"]
+            env = dict(os.environ, ONNXC_NUM_THREADS=str(args.threads))
+
+            def timed(binary: str) -> tuple[float, str]:
+                arguments = [binary, "run", str(path), "--profile", "--output-dir", work, *inputs]
+                if args.level:
+                    arguments.append(f"-O{args.level}")
+                times, last = [], ""
+                for _ in range(args.runs):
+                    run = subprocess.run(arguments, capture_output=True, text=True, check=True, env=env)
+                    times.append(float(re.search(r"total ([0-9.]+) ms", run.stderr).group(1)))
+                    last = run.stderr
+                return statistics.median(times), last
+
+            x, last = timed(args.onnxc)
+            before = timed(args.baseline)[0] if args.baseline else None
+        o = statistics.median(ort_times)
+        if before is None:
+            rows.append(f"| {path.stem} | {o:.1f} | {x:.1f} | {x / o:.1f}× |")
+        else:
+            rows.append(f"| {path.stem} | {o:.1f} | {before:.1f} | {x:.1f} | {before / o:.1f}× | {x / o:.1f}× |")
         top = [line for line in last.splitlines()[1:6]]
         profiles.append(f"{path.stem}:\n" + "\n".join("    " + line for line in top))
-    print("| model | ORT ms | onnxc run ms | onnxc / ORT |\n|---|---|---|---|")
+    if args.baseline:
+        print("| model | ORT ms | baseline ms | onnxc ms | baseline / ORT | onnxc / ORT |\n|---|---|---|---|---|---|")
+    else:
+        print("| model | ORT ms | onnxc run ms | onnxc / ORT |\n|---|---|---|---|")
     print("\n".join(rows))
     print("\nwhere onnxc's time goes (op, calls, ms, % of run):")
     print("\n".join(profiles))

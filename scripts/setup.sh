@@ -2,6 +2,8 @@
 # Installs what onnxc needs on a fresh Debian machine and builds it in release mode.
 #   bash scripts/setup.sh
 # System packages: protobuf-c (runtime library and the protoc-c generator) and graphviz (to render dumps).
+# The float32 kernels (Sources/CKernels) are self-contained C: no BLAS or oneDNN package is needed to build or run.
+# (scripts/bench_kernels.py --install adds OpenBLAS, BLIS and oneDNN for the kernel comparison only.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

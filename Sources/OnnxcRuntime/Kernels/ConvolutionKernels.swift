@@ -26,9 +26,11 @@ enum ConvolutionKernels {
         },
     ]
 
-    /// Conv (or ConvTranspose) of the node's inputs X, W and optional B; FusedConv (`FusedKernels`) reads the same
-    /// inputs and attributes.
-    static func conv(_ inputs: [Value?], _ context: KernelContext, transposed: Bool = false) throws(RuntimeError) -> Tensor {
+    /// Conv (or ConvTranspose) of the node's inputs X, W and optional B, then `activation` (FusedConv's epilogue;
+    /// FusedConv reads the same inputs and attributes). float32 forward convolutions run on the packed GEMM with the
+    /// bias and, where the kernel has it, the activation in its epilogue; everything else applies the activation
+    /// in place after.
+    static func conv(_ inputs: [Value?], _ context: KernelContext, transposed: Bool = false, activation: FusedActivation? = nil) throws(RuntimeError) -> Tensor {
         let op = context.node.opType
         let x = try context.tensor(inputs, 0)
         let w = try context.tensor(inputs, 1)
@@ -38,7 +40,84 @@ enum ConvolutionKernels {
         }
         let geometry = try Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: transposed)
         if let b, b.count != geometry.outChannels { throw .invalidShape("\(op) bias has \(b.count) elements for \(geometry.outChannels) output channels") }
-        return try dispatchFloat(x.dtype, op: op, ConvVisitor(x: x, w: w, b: b, geometry: geometry))
+        if x.dtype == .float, !transposed, let (y, activated) = try convolveFloat(x: x, w: w, b: b, geometry: geometry, activation: activation) {
+            return activated ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
+        }
+        let y = try dispatchFloat(x.dtype, op: op, ConvVisitor(x: x, w: w, b: b, geometry: geometry))
+        guard activation != nil else { return y }
+        return try FusedKernels.epilogue(y, bias: nil, activation, op: op)
+    }
+
+    /// float32 forward convolution on the packed GEMM (`PackedGemm`): per (batch, group)
+    /// Y[mg × outVol] = W[mg × k] · col[k × outVol], col the im2col matrix (X itself for a 1×1, stride-1, unpadded
+    /// kernel; for other 2-D kernels the GEMM packs it from X block by block without building it), with the bias per row and the activation (when the kernel has it) in the GEMM's epilogue;
+    /// 2-D depthwise kernels run CKernels' direct depthwise convolution with the same epilogue. Returns nil where the
+    /// generic path runs instead (other depthwise ranks, empty tensors); `activated` says whether `activation` was
+    /// applied.
+    private static func convolveFloat(x: Tensor, w: Tensor, b: Tensor?, geometry g: Geometry,
+                                      activation: FusedActivation?) throws(RuntimeError) -> (Tensor, activated: Bool)? {
+        let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *), kVol = g.kernel.reduce(1, *)
+        let cg = g.inChannels / g.groups, mg = g.outChannels / g.groups
+        let k = cg * kVol
+        let pointwise = kVol == 1 && g.strides.allSatisfy { $0 == 1 } && g.padsBegin.allSatisfy { $0 == 0 } && g.padsEnd.allSatisfy { $0 == 0 }
+        let depthwise = cg == 1 && mg == 1 && !pointwise
+        guard g.outCount > 0, x.count > 0, w.count > 0, k > 0, !depthwise || g.inSpatial.count == 2,
+              PackedGemm.fits(m: mg, n: outVol, k: k) else { return nil }
+        let fused = PackedGemm.kernelActivation(activation) != nil
+        let result = try Tensor(zeros: .float, shape: g.outShape)
+        let bias = b?.array(Float.self)
+        if depthwise {
+            x.withValues(Float.self) { xb in
+                w.withValues(Float.self) { wb in
+                    result.withMutableValues(Float.self) { ob in
+                        bias.withOptionalBuffer { bb in
+                            PackedGemm.depthwise2D(x: xb, w: wb, bias: bb, y: ob, geometry: g, activation: fused ? activation : nil)
+                        }
+                    }
+                }
+            }
+            return (result, fused)
+        }
+        x.withValues(Float.self) { xb in
+            w.withValues(Float.self) { wb in
+                result.withMutableValues(Float.self) { ob in
+                    bias.withOptionalBuffer { bb in
+                        guard let xBase = xb.baseAddress, let wBase = wb.baseAddress, let oBase = ob.baseAddress else { return }
+                        // im2col (ranks other than 2) writes every element (zeros for padding): no initialization.
+                        let col = UnsafeMutablePointer<Float>.allocate(capacity: pointwise || g.inSpatial.count == 2 ? 1 : k * outVol)
+                        defer { col.deallocate() }
+                        do {
+                            for n in 0..<g.batch {
+                                for group in 0..<g.groups {
+                                    let xg = xBase + (n * g.inChannels + group * cg) * inVol
+                                    let rowBias: PackedGemm.Bias = bb?.baseAddress.map { .perRow($0 + group * mg) } ?? .none
+                                    let weights = PackedGemm.Operand(data: wBase + group * mg * k, rowStride: k, columnStride: 1)
+                                    let y = oBase + (n * g.outChannels + group * mg) * outVol
+                                    if !pointwise && g.inSpatial.count == 2 {
+                                        // 2-D: the GEMM packs its B straight from X, no im2col matrix.
+                                        PackedGemm.convolution2D(m: mg, weights: weights, x: xg, channels: cg, geometry: g, y: y,
+                                                                 bias: rowBias, activation: fused ? activation : nil)
+                                        continue
+                                    }
+                                    let columns: UnsafePointer<Float>
+                                    if pointwise {
+                                        columns = xg
+                                    } else {
+                                        im2col(x: xg, channels: cg, g: g, col: col)
+                                        columns = UnsafePointer(col)
+                                    }
+                                    PackedGemm.multiply(
+                                        m: mg, n: outVol, k: k, a: weights,
+                                        b: .init(data: columns, rowStride: outVol, columnStride: 1),
+                                        c: y, ldc: outVol, bias: rowBias, activation: fused ? activation : nil)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (result, fused)
     }
 
     /// Integer data minus its zero point (scalar, or per output channel along axis 0 for weights), as Double so

@@ -6,22 +6,25 @@ import OnnxcCore
 ///
 /// FusedConv and FusedGemm take exactly Conv's and Gemm's inputs and attributes; FusedMatMul takes A, B and an
 /// optional `bias` of shape [N] added along the last axis. All three take `activation` (a `FusedActivationKind`
-/// name; absent means none) and `activation_params` (floats). The base op runs first, then the epilogue in
-/// place on its output, with the standalone kernels' formulas, so a fused op equals its unfused sequence.
+/// name; absent means none) and `activation_params` (floats). For float32 the packed GEMM (`PackedGemm`) applies
+/// bias and activation in its epilogue when the activation is one it has; otherwise the base op runs first, then
+/// the epilogue in place on its output. Both use the standalone kernels' formulas, so a fused op equals its
+/// unfused sequence up to the product's summation order.
 enum FusedKernels {
     static let table: [String: Kernel] = [
         KernelRegistry.key(RuntimeOps.domain, "FusedConv"): { inputs, context throws(RuntimeError) in
-            let activation = try FusedActivation(context)
-            return outputs(try epilogue(try ConvolutionKernels.conv(inputs, context), bias: nil, activation, op: context.node.opType))
+            outputs(try ConvolutionKernels.conv(inputs, context, activation: try FusedActivation(context)))
         },
         KernelRegistry.key(RuntimeOps.domain, "FusedGemm"): { inputs, context throws(RuntimeError) in
             let activation = try FusedActivation(context)
-            return outputs(try epilogue(try LinearAlgebraKernels.gemm(inputs, context), bias: nil, activation, op: context.node.opType))
+            let (product, applied) = try LinearAlgebraKernels.gemm(inputs, context, activation: activation)
+            return outputs(applied ? product : try epilogue(product, bias: nil, activation, op: context.node.opType))
         },
         KernelRegistry.key(RuntimeOps.domain, "FusedMatMul"): { inputs, context throws(RuntimeError) in
             let activation = try FusedActivation(context)
-            let product = try LinearAlgebraKernels.matMul(inputs, context)
             let bias = try context.optionalTensor(inputs, 2)
+            let (product, applied) = try LinearAlgebraKernels.matMul(inputs, context, bias: bias, activation: activation)
+            if applied { return outputs(product) }
             if let bias {
                 guard bias.dtype == product.dtype else {
                     throw .invalidArgument("FusedMatMul: bias is \(bias.dtype.onnxName) but A and B are \(product.dtype.onnxName)")

@@ -9,8 +9,8 @@ import Darwin
 /// Linear algebra operators: MatMul, Gemm, MatMulInteger, Einsum, Det.
 enum LinearAlgebraKernels {
     static let table: [String: Kernel] = [
-        "MatMul": { inputs, context throws(RuntimeError) in outputs(try matMul(inputs, context)) },
-        "Gemm": { inputs, context throws(RuntimeError) in outputs(try gemm(inputs, context)) },
+        "MatMul": { inputs, context throws(RuntimeError) in outputs(try matMul(inputs, context).product) },
+        "Gemm": { inputs, context throws(RuntimeError) in outputs(try gemm(inputs, context).product) },
         "MatMulInteger": { inputs, context throws(RuntimeError) in
             let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
             let plan = try MatMulPlan(a.shape, b.shape, op: "MatMulInteger")
@@ -43,19 +43,69 @@ enum LinearAlgebraKernels {
         },
     ]
 
-    /// MatMul of the node's inputs A and B; FusedMatMul (`FusedKernels`) starts from the same product.
-    static func matMul(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> Tensor {
+    /// MatMul of the node's inputs A and B; FusedMatMul (`FusedKernels`) starts from the same product and passes its
+    /// bias (one value per column) and activation. The float32 path applies both in the GEMM's epilogue when it can
+    /// (`epilogueApplied`); otherwise the product comes back without them and the caller applies them.
+    static func matMul(_ inputs: [Value?], _ context: KernelContext, bias: Tensor? = nil,
+                       activation: FusedActivation? = nil) throws(RuntimeError) -> (product: Tensor, epilogueApplied: Bool) {
         let op = context.node.opType
         let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
         guard a.dtype == b.dtype else { throw .invalidArgument("\(op): A is \(a.dtype.onnxName) but B is \(b.dtype.onnxName)") }
         let plan = try MatMulPlan(a.shape, b.shape, op: op)
-        return try viaFloat(a, b) { (x, y) throws(RuntimeError) in
+        if a.dtype == .float, let result = try packedMatMul(a, b, plan: plan, bias: bias, activation: activation) {
+            return result
+        }
+        let product = try viaFloat(a, b) { (x, y) throws(RuntimeError) in
             try dispatchMatrix(x.dtype, op: op, BatchedMatMul(a: x, b: y, plan: plan))
         }
+        return (product, false)
     }
 
-    /// Gemm of the node's inputs A, B and optional C; FusedGemm (`FusedKernels`) reads the same inputs and attributes.
-    static func gemm(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> Tensor {
+    /// float32 MatMul on the packed GEMM: one tall product when every batch shares B (x · W), else one product per
+    /// batch. Products with fewer than 4 rows stay on the Swift vector × matrix loop (packing B would cost as much
+    /// as the product). nil: not for this path.
+    private static func packedMatMul(_ a: Tensor, _ b: Tensor, plan: MatMulPlan, bias: Tensor?,
+                                     activation: FusedActivation?) throws(RuntimeError) -> (product: Tensor, epilogueApplied: Bool)? {
+        let (m, k, n) = (plan.m, plan.k, plan.n)
+        let sharedB = plan.bOffsets.allSatisfy { $0 == plan.bOffsets[0] }
+            && plan.aOffsets.enumerated().allSatisfy { $0.element == $0.offset * m * k }
+        let rows = sharedB ? m * plan.aOffsets.count : m
+        guard k > 0, rows >= 4, PackedGemm.fits(m: rows, n: n, k: k) else { return nil }
+        let out = try Tensor(zeros: .float, shape: plan.outShape)
+        guard out.count > 0 else { return (out, false) }
+        // The epilogue takes the bias only as one value per column, and the activation only if the kernel has it.
+        let biasFits = bias.map { $0.dtype == .float && $0.count == n && $0.rank <= plan.outShape.count && ($0.rank == 0 || $0.shape.last == n) } ?? true
+        let applied = biasFits && PackedGemm.kernelActivation(activation) != nil
+        let biasValues = applied ? bias?.array(Float.self) : nil
+        a.withValues(Float.self) { pa in
+            b.withValues(Float.self) { pb in
+                out.withMutableValues(Float.self) { po in
+                    biasValues.withOptionalBuffer { bb in
+                        guard let pa = pa.baseAddress, let pb = pb.baseAddress, let po = po.baseAddress else { return }
+                        let columnBias: PackedGemm.Bias = bb?.baseAddress.map { .perColumn($0) } ?? .none
+                        let act = applied ? activation : nil
+                        if sharedB {
+                            PackedGemm.multiply(m: rows, n: n, k: k, a: .init(data: pa, rowStride: k, columnStride: 1),
+                                                b: .init(data: pb + plan.bOffsets[0], rowStride: n, columnStride: 1),
+                                                c: po, ldc: n, bias: columnBias, activation: act)
+                            return
+                        }
+                        for i in plan.aOffsets.indices {
+                            PackedGemm.multiply(m: m, n: n, k: k, a: .init(data: pa + plan.aOffsets[i], rowStride: k, columnStride: 1),
+                                                b: .init(data: pb + plan.bOffsets[i], rowStride: n, columnStride: 1),
+                                                c: po + i * m * n, ldc: n, bias: columnBias, activation: act)
+                        }
+                    }
+                }
+            }
+        }
+        return (out, applied)
+    }
+
+    /// Gemm of the node's inputs A, B and optional C, then (FusedGemm) `activation`: the float32 path applies it in
+    /// the GEMM's epilogue when it can (`epilogueApplied`); otherwise the caller applies it.
+    static func gemm(_ inputs: [Value?], _ context: KernelContext,
+                     activation: FusedActivation? = nil) throws(RuntimeError) -> (product: Tensor, epilogueApplied: Bool) {
         let op = context.node.opType
         let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
         let c = try context.optionalTensor(inputs, 2)
@@ -67,6 +117,13 @@ enum LinearAlgebraKernels {
         let gemm = GemmOp(
             transA: attributes.int("transA", 0) != 0, transB: attributes.int("transB", 0) != 0,
             alpha: Double(attributes.float("alpha", 1)), beta: Double(attributes.float("beta", 1)))
+        if a.dtype == .float, let result = try packedGemm(a, b, c, gemm, activation: activation) {
+            return result
+        }
+        return (try plainGemm(a, b, c, gemm, op: op), false)
+    }
+
+    private static func plainGemm(_ a: Tensor, _ b: Tensor, _ c: Tensor?, _ gemm: GemmOp, op: String) throws(RuntimeError) -> Tensor {
         if let c {
             return try viaFloat(a, b, c) { (x, y, z) throws(RuntimeError) in
                 try dispatchMatrix(x.dtype, op: op, GemmVisitor(a: x, b: y, c: z, op: gemm))
@@ -74,6 +131,69 @@ enum LinearAlgebraKernels {
         }
         return try viaFloat(a, b) { (x, y) throws(RuntimeError) in
             try dispatchMatrix(x.dtype, op: op, GemmVisitor(a: x, b: y, c: nil, op: gemm))
+        }
+    }
+
+    /// float32 Gemm on the packed GEMM when alpha is 1 and C is absent or, with beta 1, a row vector (bias per
+    /// column), a column vector (bias per row) or a full [M, N] matrix (accumulated into). nil: the generic path.
+    private static func packedGemm(_ a: Tensor, _ b: Tensor, _ c: Tensor?, _ op: GemmOp,
+                                   activation: FusedActivation?) throws(RuntimeError) -> (product: Tensor, epilogueApplied: Bool)? {
+        let (m, k) = op.transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
+        let (kb, n) = op.transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
+        guard k == kb, k > 0, m > 0, n > 0, op.alpha == 1, PackedGemm.fits(m: m, n: n, k: k) else { return nil }
+        enum Addend { case none, perRow, perColumn, full }
+        var addend = Addend.none
+        if let c {
+            guard c.dtype == .float, op.beta == 1, c.rank <= 2 else { return nil }
+            let shape = Array(repeating: 1, count: 2 - c.rank) + c.shape
+            switch (shape[0], shape[1]) {
+            case (m, n): addend = .full
+            case (1, n): addend = .perColumn
+            case (m, 1): addend = .perRow
+            default: return nil
+            }
+        }
+        let out: Tensor
+        if addend == .full, let c {
+            out = try Tensor(zeros: .float, shape: [m, n])
+            c.withValues(Float.self) { source in
+                out.withMutableValues(Float.self) { target in
+                    guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                    to.update(from: from, count: m * n)
+                }
+            }
+        } else {
+            out = try Tensor(zeros: .float, shape: [m, n])
+        }
+        let fused = PackedGemm.kernelActivation(activation) != nil
+        let bias = addend == .perRow || addend == .perColumn ? c?.array(Float.self) : nil
+        a.withValues(Float.self) { pa in
+            b.withValues(Float.self) { pb in
+                out.withMutableValues(Float.self) { po in
+                    bias.withOptionalBuffer { bb in
+                        guard let pa = pa.baseAddress, let pb = pb.baseAddress, let po = po.baseAddress else { return }
+                        var epilogueBias = PackedGemm.Bias.none
+                        if let pointer = bb?.baseAddress { epilogueBias = addend == .perRow ? .perRow(pointer) : .perColumn(pointer) }
+                        PackedGemm.multiply(
+                            m: m, n: n, k: k,
+                            a: .init(data: pa, rowStride: op.transA ? 1 : k, columnStride: op.transA ? m : 1),
+                            b: .init(data: pb, rowStride: op.transB ? 1 : n, columnStride: op.transB ? k : 1),
+                            c: po, ldc: n, bias: epilogueBias, activation: fused ? activation : nil,
+                            accumulate: addend == .full)
+                    }
+                }
+            }
+        }
+        return (out, fused)
+    }
+}
+
+extension Optional {
+    /// The array's buffer, or nil, for the duration of `body`.
+    fileprivate func withOptionalBuffer<T, R>(_ body: (UnsafeBufferPointer<T>?) -> R) -> R where Wrapped == [T] {
+        switch self {
+        case .some(let array): return array.withUnsafeBufferPointer { body($0) }
+        case .none: return body(nil)
         }
     }
 }

@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Benchmark single-precision GEMM on the shapes onnxc's models produce: our CKernels kernel against OpenBLAS,
+BLIS and oneDNN (Debian packages), at 1 and 2 threads, in GFLOP/s. Not part of `swift test`.
+
+Usage:
+    python3 scripts/bench_kernels.py [--threads 1,2] [--install]
+
+Builds scripts/bench_kernels/bench_gemm.c with gcc into .build/bench_kernels/gemm (our kernel compiled in; the
+libraries are dlopen'ed at run time, and a missing one is skipped; --install first runs
+`apt-get install libopenblas-dev libblis-dev libdnnl-dev`: the product itself needs none of them), runs it once per
+thread count with every library's thread variable set, and prints markdown tables. The libraries run interleaved
+shape by shape and each cell is the best of 5 rounds, so load from other processes hits them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".build/bench_kernels"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--install", action="store_true")
+    args = parser.parse_args()
+    if args.install:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "libopenblas-dev", "libblis-dev", "libdnnl-dev"], check=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    binary = OUT / "gemm"
+    subprocess.run(["gcc", "-O2", "-I", str(ROOT / "Sources/CKernels/include"), str(ROOT / "scripts/bench_kernels/bench_gemm.c"),
+                    str(ROOT / "Sources/CKernels/ckernels.c"), "-o", str(binary), "-ldl", "-lpthread", "-lm"], check=True)
+    for threads in [int(t) for t in args.threads.split(",")]:
+        env = dict(os.environ)
+        for variable in ("ONNXC_NUM_THREADS", "OPENBLAS_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS"):
+            env[variable] = str(threads)
+        lines = subprocess.run([str(binary)], env=env, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+        header = lines[0].split("\t")
+        print(f"\n{threads} thread{'s' if threads > 1 else ''}, GFLOP/s (best of 5 interleaved rounds):\n")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for line in lines[1:]:
+            print("| " + " | ".join(line.split("\t")) + " |")
+
+
+if __name__ == "__main__":
+    main()
