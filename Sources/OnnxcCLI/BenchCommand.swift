@@ -26,6 +26,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customShort("O", allowingJoined: true), help: ArgumentHelp("For .onnx: the runtime pipeline level (default 2).", valueName: "level"))
     var level: String = "2"
 
+    @Option(help: ArgumentHelp("Kernel threads (default: the compiled model's setting, else physical cores).", valueName: "n"))
+    var threads: Int?
+
     @Option(help: "Timed runs.")
     var runs = 20
 
@@ -38,6 +41,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         _ = try OptimizationLevel.parse(level)
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more") }
         for spec in inputShape { _ = try InputShapes.parse(spec) }
     }
@@ -49,6 +53,7 @@ struct Bench: ParsableCommand {
             shapes[name] = dims
         }
         let runnable = try Runnable.load(model, level: OptimizationLevel.parse(level), inputShapes: shapes)
+        runnable.applyThreads(threads)
         let given = try InputFiles.load(inputs, graph: runnable.graph, model: model, requireAll: false)
         let values = try GeneratedInputs.make(for: runnable.graph, given: given, shapes: shapes)
         for _ in 0..<warmup { _ = try runnable.run(values) }
@@ -68,12 +73,12 @@ struct Bench: ParsableCommand {
                 ("median_ms", .double(stats.median)), ("p90_ms", .double(stats.p90)), ("p99_ms", .double(stats.p99)),
                 ("min_ms", .double(stats.min)), ("mean_ms", .double(stats.mean)), ("runs_per_s", .double(stats.median > 0 ? 1e3 / stats.median : 0)),
                 ("load_ms", .double(runnable.loadSeconds * 1e3)), ("peak_rss_bytes", .int(Int64(peakRSS))),
-                ("arena_bytes", runnable.arenaBytes.map { .int(Int64($0)) } ?? .null),
+                ("arena_bytes", runnable.arenaBytes.map { .int(Int64($0)) } ?? .null), ("threads", .int(Int64(Parallelism.threads))),
             ]).serialized(pretty: false) + "\n")
         } else {
             func ms(_ v: Double) -> String { String(format: "%.3f ms", v) }
             Output.write("""
-                \(model): \(runs) runs after \(warmup) warm-up
+                \(model): \(runs) runs after \(warmup) warm-up, \(Parallelism.threads) threads
                   median \(ms(stats.median))   p90 \(ms(stats.p90))   p99 \(ms(stats.p99))   min \(ms(stats.min))   mean \(ms(stats.mean))
                   throughput \(String(format: "%.1f", stats.median > 0 ? 1e3 / stats.median : 0)) runs/s
                   load \(ms(runnable.loadSeconds * 1e3))   peak RSS \(peakRSS / (1 << 20)) MiB\(runnable.arenaBytes.map { "   arena \($0) bytes" } ?? "")

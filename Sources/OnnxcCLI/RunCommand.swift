@@ -25,12 +25,17 @@ struct Run: ParsableCommand {
             help: ArgumentHelp("For .onnx: optimize for the runtime first: -O0 (as written), -O1, -O2 (with onnxc's fused ops).", valueName: "level"))
     var level: String = "0"
 
+    @Option(help: ArgumentHelp("Kernel threads (default: the compiled model's setting, else physical cores).", valueName: "n"))
+    var threads: Int?
+
     func validate() throws {
         _ = try OptimizationLevel.parse(level)
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
         let runnable = try Runnable.load(model, level: OptimizationLevel.parse(level))
+        runnable.applyThreads(threads)
         let graph = runnable.graph
         let executor = runnable.executor
         let values = try InputFiles.load(inputs, graph: graph, model: model)

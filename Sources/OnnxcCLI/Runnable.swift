@@ -17,6 +17,13 @@ struct Runnable {
     let loadSeconds: Double
     /// The planned arena of a compiled model; nil for ONNX files, which allocate per op.
     let arenaBytes: Int?
+    /// The thread count the model was compiled for (`compile --threads`), if any.
+    var compiledThreads: Int? = nil
+
+    /// `--threads` wins, then the compiled model's setting; otherwise the runtime's default stays.
+    func applyThreads(_ requested: Int?) {
+        if let count = requested ?? compiledThreads { Parallelism.setThreads(count) }
+    }
 
     static func isCompiled(_ path: String) -> Bool { path.hasSuffix(".oxc") }
 
@@ -26,8 +33,9 @@ struct Runnable {
             let compiled = try CompiledFile.load(path)
             do {
                 let executor = try compiled.makeExecutor()
+                let threads = compiled.program.metadata.properties.last { $0.key == "threads" }.flatMap { Int($0.value) }
                 return Runnable(path: path, graph: executor.graph, executor: executor, loadSeconds: Stopwatch.seconds(since: start),
-                                arenaBytes: compiled.program.arenaBytes)
+                                arenaBytes: compiled.program.arenaBytes, compiledThreads: threads)
             } catch {
                 throw CommandFailure(file: path, error)
             }
