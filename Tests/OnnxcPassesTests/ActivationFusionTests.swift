@@ -154,3 +154,44 @@ enum ActivationPatterns {
         #expect(ActivationPatterns.fused(result).isEmpty)
     }
 }
+
+/// Conv + Add(residual) [+ activation], as ResNet blocks end.
+@Suite struct ResidualFusionTests {
+    /// y = act(Conv(x, w, b) + r) with r = Relu(x) ([2, 3, 4, 4] → conv to [2, 3, 4, 4]), residual first or second.
+    func model(activation: Bool, residualFirst: Bool, residualShape: [Dim] = [.fixed(2), .fixed(3), .fixed(4), .fixed(4)]) throws -> Model {
+        let initializers = [try Build.floatTensor("w", [3, 3, 3, 3], DecomposedPatterns.values(81, seed: 2).map { $0 / 4 }),
+                            try Build.floatTensor("b", [3], DecomposedPatterns.values(3, seed: 3))]
+        var nodes = [Build.node("Relu", ["x"], ["r"]),
+                     Build.node("Conv", ["x", "w", "b"], ["t"], [Attribute("pads", .ints([1, 1, 1, 1]))]),
+                     Build.node("Add", residualFirst ? ["r", "t"] : ["t", "r"], [activation ? "s" : "y"])]
+        if activation { nodes.append(Build.node("Relu", ["s"], ["y"])) }
+        let graph = Graph(inputs: [Build.input("x", [.fixed(2), .fixed(3), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+                          initializers: initializers, nodes: nodes)
+        return ShapeInference.infer(Build.model(graph)).0
+    }
+
+    @Test(arguments: [(true, false), (true, true), (false, false)])
+    func fusesTheResidualSumBeforeTheActivation(_ activation: Bool, _ residualFirst: Bool) throws {
+        let original = try model(activation: activation, residualFirst: residualFirst)
+        let result = try PassTesting.apply(ActivationFusion(), to: original, target: .runtime)
+        let fused = try #require(result.graph.nodes.first { $0.opType == "FusedConv" })
+        #expect(fused.inputs == ["x", "w", "b", "r"])
+        #expect(result.graph.nodes.count == 2)
+        #expect((fused.attribute("activation") != nil) == activation)
+        try PassTesting.expectSameOutputs(original, result, ["x": try PassTesting.input(ActivationPatterns.x.map { $0 * 2 }, [2, 3, 4, 4])])
+    }
+
+    @Test func leavesBroadcastingAndConstantAddends() throws {
+        // A per-channel constant is a bias (fuse-conv-add-mul's job), not a residual.
+        var constant = try model(activation: false, residualFirst: false)
+        constant.graph.initializers.append(try Build.floatTensor("c", [3, 1, 1], [1, 2, 3]))
+        constant.graph.nodes[2].inputs = ["t", "c"]
+        #expect(try PassTesting.apply(ActivationFusion(), to: constant, target: .runtime).graph.nodes.allSatisfy { $0.opType != "FusedConv" })
+        // A residual that broadcasts ([2, 3, 1, 1]) is not per element.
+        var broadcast = try model(activation: false, residualFirst: false)
+        broadcast.graph.nodes.insert(Build.node("GlobalAveragePool", ["r"], ["g"]), at: 1)
+        broadcast.graph.nodes[3].inputs = ["t", "g"]
+        broadcast = ShapeInference.infer(broadcast).0
+        #expect(try PassTesting.apply(ActivationFusion(), to: broadcast, target: .runtime).graph.nodes.allSatisfy { $0.opType != "FusedConv" })
+    }
+}

@@ -4,12 +4,14 @@ public import OnnxcIR
 /// Fuses an activation (and, after MatMul, a bias Add) into the Conv, Gemm or MatMul before it, as the runtime
 /// ops `ai.onnxc::FusedConv`, `FusedGemm` and `FusedMatMul` (see `FusedActivationKind`).
 ///
-/// Matches: Conv → act, Gemm → act, MatMul → act, MatMul → Add(bias) → act and MatMul → Add(bias), where act
+/// Matches: Conv → act, Conv → Add(residual) [→ act], Gemm → act, MatMul → act, MatMul → Add(bias) → act and
+/// MatMul → Add(bias), where act
 /// is Relu, Clip with constant bounds (inputs from opset 11, attributes before), Sigmoid, HardSigmoid,
 /// HardSwish, LeakyRelu, Tanh, Gelu (opset ≥ 20), `ai.onnxc::Silu` or `ai.onnxc::Gelu`, and bias is a constant
 /// with one value per column of the product: N elements of shape [N] or [1, …, 1, N], no larger in rank than
-/// the product (Add operands in either order). Produces: the fused op with the base op's inputs (plus bias as
-/// FusedMatMul's third input) and attributes, plus `activation` and `activation_params`, writing the last
+/// the product (Add operands in either order), and residual is a non-constant value of exactly the Conv output's
+/// declared shape. Produces: the fused op with the base op's inputs (plus bias as FusedMatMul's third input, the
+/// residual as FusedConv's fourth) and attributes, plus `activation` and `activation_params`, writing the last
 /// matched node's output so graph outputs keep their names. Preconditions: the runtime target; every
 /// intermediate has exactly one consumer and is not a graph output; the element type is floating (known from a
 /// declared type or constant for Gemm and MatMul, which also take integers); Clip's bounds are single-element
@@ -50,6 +52,14 @@ private struct ActivationMatcher {
             last = add
             inputs = Array(inputs.prefix(2)) + [bias]
         }
+        // Conv → Add(residual): the sum joins the epilogue as FusedConv's fourth input (ONNX Runtime's `Z`).
+        if base.opType == "Conv", let add = pattern.soleConsumer(of: product)?.node,
+           let residual = pattern.operand(of: add, "Add", besides: { $0 == product }), residual != product,
+           pattern.constants[residual] == nil, sameShape(residual, product) {
+            nodes.append(add)
+            last = add
+            inputs = [inputs[0], inputs[1], inputs.count > 2 ? inputs[2] : "", residual]
+        }
         var attributes = base.attributes
         if let consumer = pattern.soleConsumer(of: pattern.output(last)), consumer.input == 0,
            let (kind, parameters) = activation(consumer.node, dtype: dtype) {
@@ -63,6 +73,22 @@ private struct ActivationMatcher {
                          outputs: [pattern.output(last)], attributes: attributes)
         return FusionMatch(nodes: nodes, last: last, fused: fused)
     }
+
+    /// True when both values have the same declared shape, every dim static or the same named symbol: a residual
+    /// that would broadcast is not a per-element sum the epilogue can add.
+    func sameShape(_ a: String, _ b: String) -> Bool {
+        guard let x = graph.declaredType(of: a)?.tensorType?.shape, let y = graph.declaredType(of: b)?.tensorType?.shape,
+              x.rank == y.rank else { return false }
+        return zip(x.dims, y.dims).allSatisfy { p, q in
+            switch (p, q) {
+            case (.fixed(let u), .fixed(let v)): u == v
+            case (.symbolic(let u), .symbolic(let v)): u == v
+            default: false
+            }
+        }
+    }
+
+    var graph: Graph { pattern.graph }
 
     /// The element type of the base op's operands: a declared type or constant of A or B (`.undefined` when none
     /// is known).

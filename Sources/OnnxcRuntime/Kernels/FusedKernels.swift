@@ -4,7 +4,8 @@ import OnnxcCore
 /// passes for the runtime target): Conv, Gemm and MatMul with an activation epilogue, MatMul with a bias, and
 /// the activations standard ONNX lacks at the model's opset (Silu; Gelu below opset 20).
 ///
-/// FusedConv and FusedGemm take exactly Conv's and Gemm's inputs and attributes; FusedMatMul takes A, B and an
+/// FusedConv and FusedGemm take exactly Conv's and Gemm's inputs and attributes (FusedConv also an optional fourth
+/// input, a residual of the output's shape added before the activation); FusedMatMul takes A, B and an
 /// optional `bias` of shape [N] added along the last axis. All three take `activation` (a `FusedActivationKind`
 /// name; absent means none) and `activation_params` (floats). For float32 the packed GEMM (`PackedGemm`) applies
 /// bias and activation in its epilogue when the activation is one it has; otherwise the base op runs first, then
@@ -13,7 +14,16 @@ import OnnxcCore
 enum FusedKernels {
     static let table: [String: Kernel] = [
         KernelRegistry.key(RuntimeOps.domain, "FusedConv"): { inputs, context throws(RuntimeError) in
-            outputs(try ConvolutionKernels.conv(inputs, context, activation: try FusedActivation(context)))
+            let activation = try FusedActivation(context)
+            guard let residual = try context.optionalTensor(inputs, 3) else {
+                return outputs(try ConvolutionKernels.conv(inputs, context, activation: activation))
+            }
+            // Conv + Add(residual) [+ activation]: the sum is added before the activation, as in the unfused graph.
+            let y = try ConvolutionKernels.conv(Array(inputs.prefix(3)), context, activation: nil)
+            guard residual.dtype == y.dtype, residual.shape == y.shape else {
+                throw .invalidShape("FusedConv: the residual input \(residual.dtype.onnxName)\(residual.shape) does not match the output \(y.dtype.onnxName)\(y.shape)")
+            }
+            return outputs(try epilogue(y, bias: residual, activation, op: context.node.opType))
         },
         KernelRegistry.key(RuntimeOps.domain, "FusedGemm"): { inputs, context throws(RuntimeError) in
             let activation = try FusedActivation(context)
