@@ -30,6 +30,9 @@ struct Compile: ParsableCommand {
     @Option(help: ArgumentHelp("Skip a pass (repeatable); `onnxc passes` lists them.", valueName: "id"))
     var disablePass: [String] = []
 
+    @Flag(help: "Keep every weight in ONNX's layout instead of the kernels' packed one (for comparisons).")
+    var noPrepack = false
+
     @Flag(help: "Print the compile report as JSON.")
     var json = false
 
@@ -77,7 +80,7 @@ struct Compile: ParsableCommand {
                                        optimization: "-O\(level)", properties: properties)
         let program: Program, report: Emitter.Report
         do throws(EmitError) {
-            (program, report) = try Emitter.emit(typed, metadata: metadata)
+            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack)
         } catch {
             throw CommandFailure(file: model, error)
         }
@@ -98,6 +101,7 @@ struct Compile: ParsableCommand {
                 ("kernels", .object(kernelList.map { ($0.key, .int(Int64($0.value))) })),
                 ("arena_bytes", .int(Int64(report.arenaBytes))), ("intermediate_bytes", .int(Int64(report.intermediateBytes))),
                 ("constant_bytes", .int(Int64(report.constantBytes))), ("dynamic_tensors", .int(Int64(report.dynamicTensors))),
+                ("prepacked_weights", .int(Int64(report.prepackedWeights))),
                 ("file_bytes", fileBytes.map { .int(Int64($0)) } ?? .null),
                 ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
                 ("passes", OptimizationLevel.statisticsJSON(manager.statistics)),
@@ -111,7 +115,8 @@ struct Compile: ParsableCommand {
         text += "  arena     \(mb(report.arenaBytes)) for \(mb(report.intermediateBytes)) of planned intermediates"
         if report.intermediateBytes > 0 { text += String(format: " (%.0f%%)", 100 * Double(report.arenaBytes) / Double(report.intermediateBytes)) }
         text += "; \(report.dynamicTensors) tensors sized at run time\n"
-        text += "  constants \(mb(report.constantBytes))" + (fileBytes.map { ", file \(mb($0))" } ?? "") + "\n"
+        text += "  constants \(mb(report.constantBytes)), \(report.prepackedWeights) weights prepacked for the GEMM kernel"
+            + (fileBytes.map { ", file \(mb($0))" } ?? "") + "\n"
         text += "  time      " + stages.map { String(format: "%@ %.3f s", $0.0, $0.1) }.joined(separator: ", ") + "\n"
         if report.dynamicTensors > 0 && shapes.isEmpty {
             text += "  note: some sizes depend on the inputs; --input-shape NAME=DIMS pins them so they are planned too\n"

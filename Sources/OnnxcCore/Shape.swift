@@ -67,6 +67,12 @@ public enum CheckedSize {
         return count
     }
 
+    /// `a · b` or nil on overflow.
+    public static func multiply(_ a: Int, _ b: Int) -> Int? {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? nil : product
+    }
+
     /// `a + b` or nil on overflow.
     public static func add(_ a: Int, _ b: Int) -> Int? {
         let (sum, overflow) = a.addingReportingOverflow(b)

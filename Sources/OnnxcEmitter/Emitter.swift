@@ -41,9 +41,12 @@ public enum Emitter {
         /// Tensors whose size is only known at run time (allocated when computed).
         public var dynamicTensors: Int
         public var ops: Int
+        /// Constants stored in a kernel's packed layout (compile-time weight packing).
+        public var prepackedWeights: Int
     }
 
-    public static func emit(_ model: Model, metadata: ProgramMetadata) throws(EmitError) -> (Program, Report) {
+    /// `prepackWeights: false` keeps every constant plain (for A/B measurements and debugging kernels).
+    public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true) throws(EmitError) -> (Program, Report) {
         var builder = ProgramBuilder(model: model)
         builder.addGraph(model.graph, isMain: true)
         if !builder.unsupported.isEmpty {
@@ -55,6 +58,7 @@ public enum Emitter {
         for (id, offset) in plan.offsets {
             if case .arena(_, let bytes) = tensors[Int(id)].storage { tensors[Int(id)].storage = .arena(offset: offset, byteCount: bytes) }
         }
+        let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: builder.graphs) : 0
         let program = Program(metadata: metadata, tensors: tensors, graphs: builder.graphs, arenaBytes: plan.arenaBytes)
         var constantBytes = 0, dynamic = 0, intermediate = 0
         for tensor in tensors {
@@ -66,7 +70,7 @@ public enum Emitter {
             }
         }
         let report = Report(intermediateBytes: intermediate, arenaBytes: plan.arenaBytes, constantBytes: constantBytes,
-                            dynamicTensors: dynamic, ops: builder.graphs.reduce(0) { $0 + $1.ops.count })
+                            dynamicTensors: dynamic, ops: builder.graphs.reduce(0) { $0 + $1.ops.count }, prepackedWeights: prepacked)
         return (program, report)
     }
 }

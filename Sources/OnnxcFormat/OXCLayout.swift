@@ -96,6 +96,10 @@ public enum ConstantLayoutCode {
     /// Packed GEMM B panels, defined by CKernels; parameters [k, n, nr].
     public static let packedGEMMBPanels: UInt32 = 1
 
+    /// 2-D convolution weights [M, C, kh, kw] packed as CKernels' GEMM A panels (m = M rows, k = C·kh·kw columns,
+    /// panels of MR rows); parameters [M, C, kh, kw, MR]. The payload is the packed buffer.
+    public static let packedConvWeights: UInt32 = 2
+
     /// Parameter count of each known packed code.
-    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3]
+    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5]
 }

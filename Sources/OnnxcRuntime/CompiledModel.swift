@@ -64,7 +64,8 @@ struct ProgramLoader {
         // a model and its subgraphs (ONNX's SSA rule), so no subgraph constant can hide an outer value.
         if index == 0 {
             for tensor in program.tensors {
-                if case .constant(let data, _) = tensor.storage { initializers[tensor.name] = try Tensor(borrowing: data) }
+                guard case .constant(let data, let layout) = tensor.storage else { continue }
+                initializers[tensor.name] = try constant(data, layout: layout, name: tensor.name)
             }
         }
         var nodes: [RuntimeNode] = []
@@ -77,6 +78,24 @@ struct ProgramLoader {
         }
         return RuntimeGraph(name: source.name, inputs: source.inputs.map(info), outputs: source.outputs.map(info),
                             initializers: initializers, nodes: nodes)
+    }
+
+    /// A constant in place; prepacked weights are checked against this runtime's kernel before use.
+    func constant(_ data: TensorData, layout: ConstantLayout, name: String) throws(RuntimeError) -> Tensor {
+        switch layout {
+        case .plain:
+            return try Tensor(borrowing: data)
+        case .packed(ConstantLayoutCode.packedConvWeights, let p) where p.count == 5:
+            let shape = p.prefix(4).map { Int(clamping: $0) }
+            guard p[4] == Int64(PrepackedWeights.panelRows), shape.allSatisfy({ $0 > 0 }),
+                  let columns = CheckedSize.elementCount(p[1...3]),
+                  PrepackedWeights.packedConvolutionBytes(rows: shape[0], columns: columns) == data.byteCount else {
+                throw .invalidArgument("constant \(name) was packed for another kernel (panel rows \(p[4]), this runtime \(PrepackedWeights.panelRows)); recompile the model with this onnxc")
+            }
+            return try Tensor(packed: data, shape: shape, packing: .gemmA(rows: shape[0], columns: columns))
+        case .packed(let code, _):
+            throw .invalidArgument("constant \(name) uses packed layout \(code), which this runtime does not read; recompile the model with this onnxc")
+        }
     }
 
     func convert(_ value: ProgramAttributeValue) throws(RuntimeError) -> AttributeValue {

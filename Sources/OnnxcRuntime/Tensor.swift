@@ -47,6 +47,14 @@ public struct Tensor: Sendable {
     public let count: Int
     let storage: TensorStorage?
     public let strings: [String]?
+    /// Set for compile-time prepacked weights: the storage holds the packed layout, not `shape` row-major, and
+    /// only kernels that ask for it (Conv through the packed GEMM) may read it.
+    public private(set) var packing: Packing?
+
+    public enum Packing: Sendable, Equatable {
+        /// GEMM A panels (CKernels' packed A) of `rows` × `columns`, the weights of a 2-D, one-group convolution.
+        case gemmA(rows: Int, columns: Int)
+    }
 
     /// A zero-filled (or empty-string) tensor.
     public init(zeros dtype: DType, shape: [Int]) throws(RuntimeError) {
@@ -183,12 +191,24 @@ public struct Tensor: Sendable {
         return Tensor(dtype: dtype, shape: newShape, count: count, storage: storage, strings: strings)
     }
 
-    private init(dtype: DType, shape: [Int], count: Int, storage: TensorStorage?, strings: [String]?) {
+    private init(dtype: DType, shape: [Int], count: Int, storage: TensorStorage?, strings: [String]?, packing: Packing? = nil) {
         self.dtype = dtype
         self.shape = shape
         self.count = count
         self.storage = storage
         self.strings = strings
+        self.packing = packing
+    }
+
+    /// Prepacked weights (a compiled model's constant with a packed layout), borrowed in place: `shape` is the
+    /// logical shape, `data` the packed bytes.
+    public init(packed data: TensorData, shape: [Int], packing: Packing) throws(RuntimeError) {
+        guard data.dtype == .float, case .bytes(let slice) = data.payload, let start = slice.storage.baseAddress,
+              Int(bitPattern: start + slice.offset) % 64 == 0, let borrowed = TensorStorage(borrowing: slice),
+              let count = CheckedSize.elementCount(shape.map(Int64.init)) else {
+            throw .invalidArgument("prepacked weights must be 64-byte aligned float32 bytes")
+        }
+        self.init(dtype: .float, shape: shape, count: count, storage: borrowed, strings: nil, packing: packing)
     }
 
     /// Values widened to Double (strings and complex types are not numeric): for shape inputs, tests, printing.

@@ -185,3 +185,41 @@ import Testing
         #expect(executor.arenaStatistics.copied > 0)
     }
 }
+
+@Suite struct WeightPackingTests {
+    @Test func convolutionWeightsArePrepackedAndGiveTheSameOutputs() throws {
+        let model = try InputShapes.pin(try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx")), ["input": [2, 3, 16, 16]])
+        let (typed, _) = ShapeInference.infer(model)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        let (packed, report) = try Emitter.emit(typed, metadata: metadata)
+        let (plain, _) = try Emitter.emit(typed, metadata: metadata, prepackWeights: false)
+        #expect(report.prepackedWeights == 2)
+        let layouts = packed.tensors.compactMap { tensor -> ConstantLayout? in
+            if case .constant(_, let layout) = tensor.storage { return layout }
+            return nil
+        }
+        #expect(layouts.filter { $0 != .plain }.count == 2)
+        // Through the file format and back, as a run would see it.
+        let reread = try OXCReader.read(ByteStorage(copying: try OXCWriter.serialize(packed)))
+        let values: [Float] = (0..<1536).map { (i: Int) -> Float in Float(i % 23) / 11 - 1 }
+        let x = try OnnxcRuntime.Tensor(values, shape: [2, 3, 16, 16])
+        let a = try CompiledModel(program: reread).run(["input": .tensor(x)])
+        let b = try CompiledModel(program: plain).run(["input": .tensor(x)])
+        for (name, value) in b {
+            #expect(TensorComparison.difference(try #require(a[name]?.tensor), try #require(value.tensor), rtol: 1e-6, atol: 1e-7) == nil)
+        }
+    }
+
+    @Test func weightsPackedForAnotherKernelAreRefused() throws {
+        let model = try InputShapes.pin(try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx")), ["input": [1, 3, 16, 16]])
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        var (program, _) = try Emitter.emit(ShapeInference.infer(model).0, metadata: metadata)
+        for (i, tensor) in program.tensors.enumerated() {
+            if case .constant(let data, .packed(let code, var parameters)) = tensor.storage {
+                parameters[4] += 2
+                program.tensors[i].storage = .constant(data, layout: .packed(code: code, parameters: parameters))
+            }
+        }
+        #expect(throws: RuntimeError.self) { _ = try CompiledModel(program: program) }
+    }
+}

@@ -95,8 +95,13 @@ import Testing
 
     @Test func specLayoutTableIsTheReadersTable() throws {
         let rows = try Self.table("layouts")
-        #expect(rows.map { $0[0] } == ["0", "1"])
+        #expect(rows.map { $0[0] } == ["0", "1", "2"])
         #expect(rows.count == ConstantLayoutCode.parameterCounts.count + 1)
         #expect(rows.first { $0[0] == "1" }?[2] == "[k, n, nr]")
+        #expect(rows.first { $0[0] == "2" }?[2] == "[M, C, kh, kw, MR]")
+        for (code, count) in ConstantLayoutCode.parameterCounts {
+            let listed = rows.first { $0[0] == String(code) }?[2].split(separator: ",").count
+            #expect(listed == count, "layout \(code): the spec lists \(listed ?? 0) parameters, the reader expects \(count)")
+        }
     }
 }

@@ -43,6 +43,9 @@ enum ConvolutionKernels {
         if x.dtype == .float, !transposed, let (y, activated) = try convolveFloat(x: x, w: w, b: b, geometry: geometry, activation: activation) {
             return activated ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
         }
+        if w.packing != nil {
+            throw .invalidArgument("\(op): weights prepacked at compile time cannot run this convolution (\(x.dtype.onnxName) \(x.shape)); recompile the model")
+        }
         let y = try dispatchFloat(x.dtype, op: op, ConvVisitor(x: x, w: w, b: b, geometry: geometry))
         guard activation != nil else { return y }
         return try FusedKernels.epilogue(y, bias: nil, activation, op: op)
@@ -63,6 +66,8 @@ enum ConvolutionKernels {
         let depthwise = cg == 1 && mg == 1 && !pointwise
         guard g.outCount > 0, x.count > 0, w.count > 0, k > 0, !depthwise || g.inSpatial.count == 2,
               PackedGemm.fits(m: mg, n: outVol, k: k) else { return nil }
+        // Prepacked weights are one group's M × K A panels (the compiler packs nothing else).
+        if case .gemmA(let rows, let columns)? = w.packing, rows != mg || columns != k || g.groups != 1 || depthwise { return nil }
         let fused = PackedGemm.kernelActivation(activation) != nil
         let result = try Tensor(zeros: .float, shape: g.outShape)
         let bias = b?.array(Float.self)
@@ -91,7 +96,8 @@ enum ConvolutionKernels {
                                 for group in 0..<g.groups {
                                     let xg = xBase + (n * g.inChannels + group * cg) * inVol
                                     let rowBias: PackedGemm.Bias = bb?.baseAddress.map { .perRow($0 + group * mg) } ?? .none
-                                    let weights = PackedGemm.Operand(data: wBase + group * mg * k, rowStride: k, columnStride: 1)
+                                    let weights = w.packing == nil ? PackedGemm.Operand(data: wBase + group * mg * k, rowStride: k, columnStride: 1)
+                                        : PackedGemm.Operand(data: wBase, rowStride: k, columnStride: 1, packed: true)
                                     let y = oBase + (n * g.outChannels + group * mg) * outVol
                                     if !pointwise && g.inSpatial.count == 2 {
                                         // 2-D: the GEMM packs its B straight from X, no im2col matrix.

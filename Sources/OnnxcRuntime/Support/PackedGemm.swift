@@ -17,6 +17,8 @@ enum PackedGemm {
     struct Operand {
         let data: UnsafePointer<Float>
         let rowStride: Int, columnStride: Int
+        /// The data is already in the kernel's packed layout for its side (compile-time prepacked weights).
+        var packed = false
     }
 
     /// The epilogue form of `activation`, or nil when the kernel cannot apply it (Sigmoid, Tanh, Silu, Gelu and
@@ -41,8 +43,8 @@ enum PackedGemm {
                          bias: Bias = .none, activation: FusedActivation? = nil, accumulate: Bool = false, threaded: Bool = true) {
         guard m > 0, n > 0 else { return }
         var epilogue = makeEpilogue(bias: bias, activation: activation, accumulate: accumulate)
-        let aOperand = ck_operand(data: a.data, rs: a.rowStride, cs: a.columnStride, packed: 0)
-        let bOperand = ck_operand(data: b.data, rs: b.rowStride, cs: b.columnStride, packed: 0)
+        let aOperand = ck_operand(data: a.data, rs: a.rowStride, cs: a.columnStride, packed: a.packed ? 1 : 0)
+        let bOperand = ck_operand(data: b.data, rs: b.rowStride, cs: b.columnStride, packed: b.packed ? 1 : 0)
         if threaded {
             ck_sgemm(Int32(m), Int32(n), Int32(k), aOperand, bOperand, c, ldc, &epilogue)
         } else {
@@ -60,7 +62,7 @@ enum PackedGemm {
             out_h: Int32(g.outSpatial[0]), out_w: Int32(g.outSpatial[1]), kernel_h: Int32(g.kernel[0]), kernel_w: Int32(g.kernel[1]),
             stride_h: Int32(g.strides[0]), stride_w: Int32(g.strides[1]), pad_top: Int32(g.padsBegin[0]), pad_left: Int32(g.padsBegin[1]),
             dilation_h: Int32(g.dilations[0]), dilation_w: Int32(g.dilations[1]))
-        let a = ck_operand(data: weights.data, rs: weights.rowStride, cs: weights.columnStride, packed: 0)
+        let a = ck_operand(data: weights.data, rs: weights.rowStride, cs: weights.columnStride, packed: weights.packed ? 1 : 0)
         ck_sconv2d(Int32(m), a, &input, y, g.outSpatial[0] * g.outSpatial[1], &epilogue)
     }
 
