@@ -7,7 +7,8 @@ Usage:
 Default models: .cache/models/{resnet18,resnet50,mobilenet_v2,squeezenet1_1}.onnx and
 testdata/exported/bert_tiny.onnx, batch 1 (seq 16). For each model: ONNX Runtime (all graph optimizations on,
 `--threads` intra-op threads) runs once to warm up, then `--runs` times; onnxc's execution time is the
-`total` line of `onnxc run --profile` (execution only, not model loading), median of `--runs` processes, with
+`total` line of `onnxc run --profile` (execution only, not model loading), median of `--runs` processes, taking turns with
+ORT's runs so load from other processes hits both alike, with
 `-O` passed on and ONNXC_NUM_THREADS set to `--threads` (the CKernels GEMM pool). `--baseline` times a second
 onnxc binary (say, a build of main) the same way in the same run, for before/after tables.
 Prints a markdown table (model, ORT ms, onnxc ms, ratio) and onnxc's top op types for each model.
@@ -67,11 +68,6 @@ def main() -> None:
         options.intra_op_num_threads = args.threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         session.run(None, feeds)
-        ort_times = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            session.run(None, feeds)
-            ort_times.append((time.perf_counter() - start) * 1e3)
         with tempfile.TemporaryDirectory() as work:
             inputs = []
             for name, array in feeds.items():
@@ -84,15 +80,21 @@ def main() -> None:
                 arguments = [binary, "run", str(path), "--profile", "--output-dir", work, *inputs]
                 if args.level:
                     arguments.append(f"-O{args.level}")
-                times, last = [], ""
-                for _ in range(args.runs):
-                    run = subprocess.run(arguments, capture_output=True, text=True, check=True, env=env)
-                    times.append(float(re.search(r"total ([0-9.]+) ms", run.stderr).group(1)))
-                    last = run.stderr
-                return statistics.median(times), last
+                run = subprocess.run(arguments, capture_output=True, text=True, check=True, env=env)
+                return float(re.search(r"total ([0-9.]+) ms", run.stderr).group(1)), run.stderr
 
-            x, last = timed(args.onnxc)
-            before = timed(args.baseline)[0] if args.baseline else None
+            # ORT, onnxc and the baseline take turns, so load from other processes hits them alike.
+            ort_times, ours, befores, last = [], [], [], ""
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                session.run(None, feeds)
+                ort_times.append((time.perf_counter() - start) * 1e3)
+                t, last = timed(args.onnxc)
+                ours.append(t)
+                if args.baseline:
+                    befores.append(timed(args.baseline)[0])
+            x = statistics.median(ours)
+            before = statistics.median(befores) if args.baseline else None
         o = statistics.median(ort_times)
         if before is None:
             rows.append(f"| {path.stem} | {o:.1f} | {x:.1f} | {x / o:.1f}× |")

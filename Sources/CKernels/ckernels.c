@@ -447,7 +447,9 @@ static void ck_pack_b_sliver(int n, const float *b, ptrdiff_t rs, ptrdiff_t cs, 
     for (int p = 0; p < kc; p++) {
         const float *src = b + (ptrdiff_t)(p0 + p) * rs + (ptrdiff_t)j0 * cs;
         float *row = dst + p * CK_NR;
-        if (cs == 1) {
+        if (cs == 1 && cols == CK_NR) {
+            memcpy(row, src, CK_NR * sizeof(float));  // constant size: inlined as a few vector moves
+        } else if (cs == 1) {
             memcpy(row, src, (size_t)cols * sizeof(float));
         } else {
             for (int j = 0; j < cols; j++) row[j] = src[j * cs];
@@ -611,7 +613,10 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     // A row-major A needs no packing: the microkernel reads 6 rows in place (1 KB of each per depth block).
     job.a_direct = !a.packed && a.cs == 1;
     // The task grid: blocks of CK_MC × CK_NC, split further (columns first) until each thread has a few tasks.
+    // When the columns alone give every thread enough tasks, a task takes all rows: B is then packed once, per
+    // task, and A (rows read in place, or packed) streams from L2/L3 past each B sliver.
     int mc = ck_min(CK_MC, ck_ceil_div(m, CK_MR) * CK_MR), nc = ck_min(CK_NC, ck_ceil_div(n, CK_NR) * CK_NR);
+    if (ck_ceil_div(n, nc) >= threads * CK_TASKS_PER_THREAD || (threads == 1 && n >= CK_NC)) mc = m;
     if (threads > 1) {
         int target = threads * CK_TASKS_PER_THREAD;
         for (;;) {

@@ -3,7 +3,8 @@
 // scripts/bench_kernels.py, which sets the thread counts through the environment (ONNXC_NUM_THREADS,
 // OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, OMP_NUM_THREADS).
 //
-// The machine may be shared, so the libraries run interleaved: for each shape, ROUNDS rounds, each timing every
+// The machine may be shared, so the libraries run interleaved (at one thread; with more, each library runs in its
+// own process, see the script, since thread pools that spin after a call steal the other libraries' cores): for each shape, ROUNDS rounds, each timing every
 // library for at least 0.1 s (after a warm-up call and a 20 ms pause that lets other libraries' spinning threads go
 // idle); a library's rate is its best round. Every shape is C[M×N] = W[M×K]·X[K×N] (a Conv as im2col:
 // M = Cout, N = H·W, K = Cin·kh·kw) or, for the transformer rows, X[M×K]·W[K×N]. "ours, W packed" packs the weight
@@ -88,11 +89,20 @@ static void run(int lib, const call *x) {
     }
 }
 
+static int selected[LIBS] = {1, 1, 1, 1, 1};
+
 static int available(int lib) {
+    if (!selected[lib]) return 0;
     return lib == OURS || lib == OURS_PACKED || (lib == OPENBLAS && openblas) || (lib == BLIS && blis) || (lib == DNNL && dnnl);
 }
 
-int main(void) {
+/// argv[1], if given: the libraries to run, comma-separated among ours, openblas, blis, dnnl ("ours" runs both
+/// of our columns); the others print "-".
+int main(int argc, char **argv) {
+    if (argc > 1) {
+        const char *keys[LIBS] = {"ours", "ours", "openblas", "blis", "dnnl"};
+        for (int lib = 0; lib < LIBS; lib++) selected[lib] = strstr(argv[1], keys[lib]) != NULL;
+    }
     openblas = (cblas_sgemm_fn)load("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0", "cblas_sgemm");
     blis = (cblas_sgemm_fn)load("/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4", "cblas_sgemm");
     dnnl = (dnnl_sgemm_fn)load("libdnnl.so.2", "dnnl_sgemm");
@@ -131,7 +141,9 @@ int main(void) {
             }
         }
         printf("%s\t%d\t%d\t%d", sh.name, sh.m, sh.n, sh.k);
-        for (int lib = 0; lib < LIBS; lib++) printf(available(lib) ? "\t%.1f" : "\t-", best[lib]);
+        for (int lib = 0; lib < LIBS; lib++) {
+            if (available(lib)) printf("\t%.1f", best[lib]); else printf("\t-");
+        }
         printf("\t%.1e\n", err);
         fflush(stdout);
         free(a); free(b); free(c); free(p);
