@@ -178,6 +178,22 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    if (nr <= 8) {
+        // A sliver with at most 8 live columns (the last one of N = 49, say): half the FMAs; the right half of
+        // the accumulators stays zero and is never stored. Same products in the same order as the full loop.
+        for (int p = 0; p < kc; p++) {
+            __m256 b0 = _mm256_loadu_ps(b);
+            c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + off), b0, c00);
+            c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + off), b0, c10);
+            c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + off), b0, c20);
+            c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + off), b0, c30);
+            c40 = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + off), b0, c40);
+            c50 = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + off), b0, c50);
+            off += csa;
+            b += CK_NR;
+        }
+        kc = 0;
+    }
     for (int p = 0; p < kc; p++) {
         __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
         __m256 x;

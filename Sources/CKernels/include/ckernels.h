@@ -17,7 +17,7 @@
 //                      floats: packed[(i·k + p)·CK_MR + r] = A[i·CK_MR + r, p], rows past m are 0.
 //                      Size: ck_sgemm_packed_a_size(m, k) floats.
 //
-// Summation order: every element of C sums over k in increasing order in blocks of CK_KC, whatever the thread
+// Summation order: every element of C sums over k in increasing order in blocks of 256, whatever the thread
 // count, so results do not depend on threading. Pointers passed in need no particular alignment.
 #ifndef CKERNELS_H
 #define CKERNELS_H
