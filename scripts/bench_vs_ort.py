@@ -109,7 +109,7 @@ def main() -> None:
                 print(f"FAIL {path.name}: compile: {compile_run.stderr.strip()}", flush=True)
                 failed = True
                 continue
-            report = json.loads(compile_run.stdout.strip().splitlines()[-1])
+            report = json.loads(compile_run.stdout)
             session = ort_session(path, args.threads)
             reference = session.run(None, feeds)
             out_dir = Path(work) / "out"

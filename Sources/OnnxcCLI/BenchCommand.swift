@@ -64,9 +64,7 @@ struct Bench: ParsableCommand {
             times.append(Stopwatch.seconds(since: start) * 1e3)
         }
         let stats = LatencyStats(times)
-        var usage = rusage()
-        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
-        let peakRSS = Int(usage.ru_maxrss) * 1024
+        let peakRSS = PeakMemory.bytes()
         if json {
             Output.write(JSON.object([
                 ("model", .string(model)), ("runs", .int(Int64(runs))),
@@ -104,5 +102,21 @@ struct LatencyStats {
         p99 = rank(0.99)
         min = sorted.first ?? 0
         mean = sorted.isEmpty ? 0 : sorted.reduce(0, +) / Double(sorted.count)
+    }
+}
+
+/// The process's peak resident set. Linux's VmHWM belongs to the address space, which `exec` replaces, whereas
+/// getrusage's ru_maxrss survives exec: a bench started by a large parent (a Python script holding ONNX Runtime)
+/// would report the parent's peak as its own.
+enum PeakMemory {
+    static func bytes() -> Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") {
+            return kilobytes * 1024
+        }
+        var usage = rusage()
+        getrusage(Int32(RUSAGE_SELF.rawValue), &usage)
+        return Int(usage.ru_maxrss) * 1024
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import OnnxcCore
 @testable import OnnxcRuntime
 import Testing
@@ -141,6 +142,18 @@ private func t<T: TensorElement>(_ values: [T], _ shape: [Int]? = nil) throws ->
         let x = try t([-1000, 1000] as [Float])
         #expect(try run("Sigmoid", [x]).array(Float.self) == [0, 1])
         #expect(try run("Softplus", [x]).array(Float.self) == [0, 1000])
+    }
+
+    @Test func vectorSigmoidIsWithinAFewUlpsOfTheDoubleFormula() throws {
+        // 1003 elements: whole 8-wide vectors and a tail; -20…20 covers both branches and saturation.
+        var values: [Float] = (0..<1000).map { Float($0) / 25 - 20 }
+        values += [.nan, .infinity, -.infinity]
+        let y = try run("Sigmoid", [try t(values)]).array(Float.self)
+        for (x, s) in zip(values, y) {
+            if x.isNaN { #expect(s.isNaN); continue }
+            let exact = 1 / (1 + Foundation.exp(-Double(x)))
+            #expect(abs(Double(s) - exact) <= 4e-7 * exact + 1e-30, "sigmoid(\(x)) = \(s), expected \(exact)")
+        }
     }
 
     @Test func reluOnIntegers() throws {

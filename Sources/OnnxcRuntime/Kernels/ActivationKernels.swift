@@ -22,7 +22,11 @@ enum ActivationKernels {
         "Softplus": unary { _ in Softplus() },
         "Softsign": unary { _ in Softsign() },
         "ThresholdedRelu": unary { ThresholdedRelu(alpha: Double($0.float("alpha", 1))) },
-        "Sigmoid": unary { _ in Sigmoid() },
+        "Sigmoid": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            if x.dtype == .float { return outputs(try logistic(x, silu: false)) }
+            return outputs(try ElementwiseKernels.mapFloat(x, op: "Sigmoid", Sigmoid()))
+        },
         "Tanh": unary { _ in ElementwiseKernels.MathFunction(op: .tanh) },
         "PRelu": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
@@ -70,6 +74,19 @@ enum ActivationKernels {
     }
 
     /// A float-only activation built from the node's attributes; generic so each loop is specialized.
+    /// float32 Sigmoid (or Silu) into a new tensor with the vector exp (`PackedGemm.logistic`).
+    static func logistic(_ x: Tensor, silu: Bool) throws(RuntimeError) -> Tensor {
+        let y = try Tensor(zeros: .float, shape: x.shape)
+        x.withValues(Float.self) { source in
+            y.withMutableValues(Float.self) { target in
+                guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                to.update(from: from, count: source.count)
+                PackedGemm.logistic(target, silu: silu)
+            }
+        }
+        return y
+    }
+
     private static func unary<F: ElementwiseKernels.FloatFunction>(_ make: @escaping @Sendable (Attributes) -> F) -> Kernel {
         { inputs, context throws(RuntimeError) in
             outputs(try ElementwiseKernels.mapFloat(try context.tensor(inputs, 0), op: context.node.opType, make(context.attributes)))

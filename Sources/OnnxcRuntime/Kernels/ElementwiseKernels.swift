@@ -171,6 +171,12 @@ enum ElementwiseKernels {
     private enum MaxOperator: FloatOperator { static func apply<T: FloatElement>(_ x: T, _ y: T) -> T { x >= y || x.isNaN ? x : y } }
 
     private static func floatBinary<T: FloatElement, O: FloatOperator>(_ a: Tensor, _ b: Tensor, _: T.Type, _: O.Type) throws(RuntimeError) -> Tensor {
+        if let rows = rowBroadcast(a.shape, b.shape) {
+            return try floatRowBinary(a, b, rows: rows, rowOperandFirst: false, T.self, O.self)
+        }
+        if let rows = rowBroadcast(b.shape, a.shape) {
+            return try floatRowBinary(b, a, rows: rows, rowOperandFirst: true, T.self, O.self)
+        }
         guard a.shape == b.shape || a.count == 1 || b.count == 1 else {
             return try Broadcast.binary(a, b, as: T.self, T.self, to: T.self) { O.apply($0, $1) }
         }
@@ -187,6 +193,37 @@ enum ElementwiseKernels {
                     } else {
                         let x = pa[0]
                         for i in 0..<n { po[i] = O.apply(x, pb[i]) }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// When `b` holds one value per row of `a` — b's shape is a's leading dims followed by 1s, as a
+    /// squeeze-excitation scale [N, C, 1, 1] against [N, C, H, W] — the row count; nil otherwise.
+    static func rowBroadcast(_ a: [Int], _ b: [Int]) -> Int? {
+        guard a.count == b.count, a.count >= 2, a != b, let split = b.lastIndex(where: { $0 != 1 }).map({ $0 + 1 }),
+              split < a.count, Array(a[..<split]) == Array(b[..<split]) else { return nil }
+        return a[..<split].reduce(1, *)
+    }
+
+    /// `full` op `perRow` (or `perRow` op `full` when `rowOperandFirst`), perRow holding one value per row of
+    /// full (see `rowBroadcast`): a tight loop per row.
+    private static func floatRowBinary<T: FloatElement, O: FloatOperator>(_ a: Tensor, _ b: Tensor, rows: Int, rowOperandFirst: Bool,
+                                                                          _: T.Type, _: O.Type) throws(RuntimeError) -> Tensor {
+        let out = try Tensor(zeros: T.dtype, shape: a.shape)
+        let width = rows > 0 ? a.count / rows : 0
+        a.withValues(T.self) { pa in
+            b.withValues(T.self) { pb in
+                out.withMutableValues(T.self) { po in
+                    for r in 0..<rows {
+                        let y = pb[r], base = r * width
+                        if rowOperandFirst {
+                            for i in base..<(base + width) { po[i] = O.apply(y, pa[i]) }
+                        } else {
+                            for i in base..<(base + width) { po[i] = O.apply(pa[i], y) }
+                        }
                     }
                 }
             }

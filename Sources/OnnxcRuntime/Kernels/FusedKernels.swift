@@ -46,7 +46,9 @@ enum FusedKernels {
             return outputs(try epilogue(product, bias: bias, activation, op: context.node.opType))
         },
         KernelRegistry.key(RuntimeOps.domain, "Silu"): { inputs, context throws(RuntimeError) in
-            outputs(try ElementwiseKernels.mapFloat(try context.tensor(inputs, 0), op: "Silu", Silu()))
+            let x = try context.tensor(inputs, 0)
+            if x.dtype == .float { return outputs(try ActivationKernels.logistic(x, silu: true)) }
+            return outputs(try ElementwiseKernels.mapFloat(x, op: "Silu", Silu()))
         },
         KernelRegistry.key(RuntimeOps.domain, "Gelu"): ActivationKernels.gelu,
         KernelRegistry.key(RuntimeOps.domain, "LayerNormalization"): NormalizationKernels.layerNormalization,
@@ -150,6 +152,11 @@ struct FusedActivation: Sendable {
     /// Applies the activation to every element of `values` (Float or Double), one specialized loop per activation:
     /// the switch is outside the loop.
     func apply<T: ElementwiseKernels.MathFloat>(to values: UnsafeMutableBufferPointer<T>) {
+        if T.self == Float.self, kind == .sigmoid || kind == .silu {
+            let floats = UnsafeMutableBufferPointer(start: UnsafeMutableRawPointer(values.baseAddress)?.assumingMemoryBound(to: Float.self), count: values.count)
+            PackedGemm.logistic(floats, silu: kind == .silu)
+            return
+        }
         let p = parameters.map(Double.init)
         switch kind {
         case .relu: map(values, ActivationKernels.Relu())

@@ -95,4 +95,11 @@ enum PackedGemm {
     static func fits(m: Int, n: Int, k: Int) -> Bool {
         m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max)
     }
+
+    /// Sigmoid or Silu over a float32 buffer in place, with CKernels' vector exp (the standalone Sigmoid kernel and
+    /// the fused epilogues both go through here, so fused and unfused graphs compute the same values).
+    static func logistic(_ values: UnsafeMutableBufferPointer<Float>, silu: Bool) {
+        guard let base = values.baseAddress, !values.isEmpty else { return }
+        if silu { ck_silu_inplace(base, values.count) } else { ck_sigmoid_inplace(base, values.count) }
+    }
 }
