@@ -82,7 +82,7 @@ let package = Package(
         // Test support: fixture paths, golden-file comparison, small model builders.
         .target(
             name: "OnnxcTestSupport",
-            dependencies: ["OnnxcCore", "OnnxcIR"],
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime"],
             path: "Tests/OnnxcTestSupport",
             swiftSettings: strictSwift
         ),

@@ -31,24 +31,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from compare_models import inputs_for
+
 ROOT = Path(__file__).resolve().parent.parent
 DIMS = {"batch": 1, "seq": 128}
-
-
-def feeds_for(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    initializers = {i.name for i in model.graph.initializer}
-    feeds = {}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        tensor = value.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else DIMS.get(d.dim_param, 1) for d in tensor.shape.dim]
-        if tensor.elem_type == onnx.TensorProto.INT64:
-            feeds[value.name] = np.ones(shape, np.int64) if "mask" in value.name else rng.integers(0, 1000, shape)
-        else:
-            feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
-    return feeds
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -94,7 +80,7 @@ def main() -> None:
             print(f"skip {path}: missing (run scripts/export_torchvision.py)", file=sys.stderr)
             continue
         model = onnx.load(str(path), load_external_data=False)
-        feeds = feeds_for(model)
+        feeds = inputs_for(model, DIMS, np.random.default_rng(0))
         with tempfile.TemporaryDirectory() as work:
             inputs, pins = [], []
             for name, array in feeds.items():

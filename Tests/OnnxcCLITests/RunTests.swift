@@ -10,22 +10,9 @@ typealias RTensor = OnnxcRuntime.Tensor
 
 /// `onnxc run` and `onnxc test` end to end, against the ONNX Runtime references in testdata/reference.
 @Suite struct RunTests {
-    struct Meta: Decodable {
-        struct Entry: Decodable { var name: String }
-        var model: String
-        var inputs: [Entry]
-        var outputs: [Entry]
-    }
+    static let referenceFolders = References.folders
 
-    static let referenceFolders: [String] = {
-        let root = Fixtures.testdata.appendingPathComponent("reference")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return names.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/meta.json").path) }.sorted()
-    }()
-
-    static func readNPY(_ path: String) throws -> RTensor {
-        try NPY.read(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-    }
+    static func readNPY(_ path: String) throws -> OnnxcRuntime.Tensor { try References.readNPY(path) }
 
     @Test func referencesArePresent() {
         #expect(Self.referenceFolders.count >= 10)
@@ -36,7 +23,7 @@ typealias RTensor = OnnxcRuntime.Tensor
     @Test(arguments: referenceFolders, ["-O0", "-O2"])
     func runMatchesONNXRuntime(_ name: String, _ level: String) throws {
         let folder = Fixtures.testdata.appendingPathComponent("reference/\(name)")
-        let meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: folder.appendingPathComponent("meta.json")))
+        let meta = try References.meta(name)
         let output = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: output) }
         var arguments = ["run", Fixtures.testdata.appendingPathComponent(meta.model).path, level, "--output-dir", output.path]

@@ -53,22 +53,9 @@ import Testing
 
 /// IR → Program → CompiledModel gives ONNX Runtime's outputs on every shipped reference model.
 @Suite struct CompiledModelTests {
-    struct Meta: Decodable {
-        struct Entry: Decodable { var name: String }
-        var model: String
-        var inputs: [Entry]
-        var outputs: [Entry]
-    }
+    static let referenceFolders = References.folders
 
-    static let referenceFolders: [String] = {
-        let root = Fixtures.testdata.appendingPathComponent("reference")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
-        return names.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/meta.json").path) }.sorted()
-    }()
-
-    static func readNPY(_ path: String) throws -> OnnxcRuntime.Tensor {
-        try NPY.read(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
-    }
+    static func readNPY(_ path: String) throws -> OnnxcRuntime.Tensor { try References.readNPY(path) }
 
     static func compile(_ path: String, level: Int) throws -> (Program, Emitter.Report) {
         let model = try ONNXImporter.load(path: path)
@@ -83,7 +70,7 @@ import Testing
     @Test(arguments: referenceFolders, [0, 2])
     func compiledProgramsMatchONNXRuntime(_ name: String, _ level: Int) throws {
         let folder = Fixtures.testdata.appendingPathComponent("reference/\(name)")
-        let meta = try JSONDecoder().decode(Meta.self, from: Data(contentsOf: folder.appendingPathComponent("meta.json")))
+        let meta = try References.meta(name)
         let (program, report) = try Self.compile(Fixtures.testdata.appendingPathComponent(meta.model).path, level: level)
         #expect(report.arenaBytes <= report.intermediateBytes)
         let compiled = try CompiledModel(program: program)

@@ -1,6 +1,7 @@
 public import Foundation
 public import OnnxcCore
 public import OnnxcIR
+public import OnnxcRuntime
 
 /// Paths into the repository, found from this file's location so tests run from any working directory.
 public enum Fixtures {
@@ -60,14 +61,14 @@ public enum Golden {
 
 /// Small IR builders for tests that need a graph without a file.
 public enum Build {
-    public static func floatTensor(_ name: String, _ dims: [Int64], _ values: [Float]) throws -> Tensor {
+    public static func floatTensor(_ name: String, _ dims: [Int64], _ values: [Float]) throws -> OnnxcIR.Tensor {
         var bytes: [UInt8] = []
         for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
         let data = try TensorData(dtype: .float, dims: dims, payload: .bytes(ByteSlice(copying: bytes)))
         return Tensor(name: name, data: data)
     }
 
-    public static func int64Tensor(_ name: String, _ dims: [Int64], _ values: [Int64]) throws -> Tensor {
+    public static func int64Tensor(_ name: String, _ dims: [Int64], _ values: [Int64]) throws -> OnnxcIR.Tensor {
         Tensor(name: name, data: try TensorData(int64s: values, dims: dims))
     }
 
@@ -82,5 +83,30 @@ public enum Build {
 
     public static func model(_ graph: Graph, opset: Int64 = 17) -> Model {
         Model(irVersion: 8, opsetImports: [OpsetImport(domain: "", version: opset)], producerName: "onnxc-tests", graph: graph)
+    }
+}
+
+/// The ONNX Runtime references in testdata/reference (made by scripts/gen_testdata.py): one folder per model with
+/// meta.json, input_N.npy and output_N.npy.
+public enum References {
+    public struct Meta: Decodable, Sendable {
+        public struct Entry: Decodable, Sendable { public var name: String }
+        public var model: String
+        public var inputs: [Entry]
+        public var outputs: [Entry]
+    }
+
+    public static let folders: [String] = {
+        let root = Fixtures.testdata.appendingPathComponent("reference")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: root.path)) ?? []
+        return names.filter { FileManager.default.fileExists(atPath: root.appendingPathComponent("\($0)/meta.json").path) }.sorted()
+    }()
+
+    public static func meta(_ folder: String) throws -> Meta {
+        try JSONDecoder().decode(Meta.self, from: Data(contentsOf: Fixtures.testdata.appendingPathComponent("reference/\(folder)/meta.json")))
+    }
+
+    public static func readNPY(_ path: String) throws -> OnnxcRuntime.Tensor {
+        try NPY.read(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
     }
 }
