@@ -114,7 +114,7 @@ struct Compile: ParsableCommand {
         text += "  kernels   " + kernelList.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
         text += "  arena     \(mb(report.arenaBytes)) for \(mb(report.intermediateBytes)) of planned intermediates"
         if report.intermediateBytes > 0 { text += String(format: " (%.0f%%)", 100 * Double(report.arenaBytes) / Double(report.intermediateBytes)) }
-        text += "; \(report.dynamicTensors) tensors sized at run time\n"
+        text += "; \(report.dynamicTensors) \(report.dynamicTensors == 1 ? "tensor" : "tensors") sized at run time\n"
         text += "  constants \(mb(report.constantBytes)), \(report.prepackedWeights) weights prepacked for the GEMM kernel"
             + (fileBytes.map { ", file \(mb($0))" } ?? "") + "\n"
         text += "  time      " + stages.map { String(format: "%@ %.3f s", $0.0, $0.1) }.joined(separator: ", ") + "\n"
