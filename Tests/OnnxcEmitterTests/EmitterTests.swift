@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import OnnxcCore
 import OnnxcEmitter
 import OnnxcFormat
@@ -208,5 +209,28 @@ import Testing
             }
         }
         #expect(throws: RuntimeError.self) { _ = try CompiledModel(program: program) }
+    }
+}
+
+/// One loaded model, many threads: each run has its own executor and arena, and the kernels' pool takes
+/// concurrent callers.
+@Suite struct ConcurrentRunTests {
+    @Test func concurrentRunsOfOneModelAgree() throws {
+        let model = try InputShapes.pin(try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx")), ["input": [4, 3, 16, 16]])
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O2")
+        let (program, _) = try Emitter.emit(ShapeInference.infer(model).0, metadata: metadata)
+        let compiled = try CompiledModel(program: program)
+        let values: [Float] = (0..<3072).map { (i: Int) -> Float in Float(i % 29) / 14 - 1 }
+        let x = try OnnxcRuntime.Tensor(values, shape: [4, 3, 16, 16])
+        let expected = try #require(try compiled.run(["input": .tensor(x)])["output"]?.tensor)
+        let mismatches = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 16) { _ in
+            for _ in 0..<5 {
+                let same = (try? compiled.run(["input": .tensor(x)])["output"]?.tensor).flatMap { $0 }
+                    .map { TensorComparison.difference($0, expected, rtol: 0, atol: 0) == nil } ?? false
+                if !same { mismatches.withLock { $0 += 1 } }
+            }
+        }
+        #expect(mismatches.withLock { $0 } == 0)
     }
 }
