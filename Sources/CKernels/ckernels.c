@@ -793,7 +793,7 @@ void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h,
 //
 // exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two for accuracy), e^r from a
 // degree-6 polynomial on |r| ≤ ln2/2 (Cephes' expf coefficients, ≤ 2 ulp); x is clamped to ±88.3 so 2^n stays a
-// normal float. NaN inputs give NaN.
+// normal float, and below −88.3 the result is 0. NaN inputs give NaN.
 
 #ifdef CK_X86
 CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
@@ -811,12 +811,15 @@ CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
     __m256 r2 = _mm256_mul_ps(r, r);
     p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    // Below the clamp e^x is under every normal float: 0, as expf underflows (and e^-inf = 0). NaN stays NaN.
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
 CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
     __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), ck_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-    // Below the clamp, e^x is under every normal float: the logistic is 0, as libm's expf underflows to it.
+    // For x below −88.38, e^−x is above every float: the logistic is 0, as libm's expf overflows to +inf.
     s = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ), s);
     __m256 y = silu ? _mm256_mul_ps(x, s) : s;
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
@@ -847,6 +850,39 @@ static void ck_logistic(float *x, size_t n, int silu) {
     if (ck_active_isa() == CK_ISA_AVX2_FMA) { ck_logistic_avx2(x, n, silu); return; }
 #endif
     ck_logistic_scalar(x, n, silu);
+}
+
+#ifdef CK_X86
+CK_AVX2 static float ck_softmax_exp_avx2(float *x, size_t n, float maximum) {
+    const __m256 m = _mm256_set1_ps(maximum);
+    __m256 total = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = ck_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        total = _mm256_add_ps(total, e);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, total);
+    float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    if (i < n) {
+        float tail[8];
+        for (size_t j = 0; j < 8; j++) tail[j] = j < n - i ? x[i + j] - maximum : -INFINITY;
+        __m256 e = ck_exp8(_mm256_loadu_ps(tail));
+        _mm256_storeu_ps(tail, e);
+        for (size_t j = 0; j < n - i; j++) { x[i + j] = tail[j]; sum += tail[j]; }
+    }
+    return sum;
+}
+#endif
+
+float ck_softmax_exp(float *x, size_t n, float maximum) {
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) return ck_softmax_exp_avx2(x, n, maximum);
+#endif
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) { x[i] = expf(x[i] - maximum); sum += x[i]; }
+    return sum;
 }
 
 void ck_sigmoid_inplace(float *x, size_t n) { ck_logistic(x, n, 0); }

@@ -147,6 +147,8 @@ void ck_parallel_for(int count, void (*body)(void *context, int index), void *co
 /// (≤ 2 ulp) on AVX2/FMA, libm's expf otherwise. NaN stays NaN.
 void ck_sigmoid_inplace(float *x, size_t n);
 void ck_silu_inplace(float *x, size_t n);
+/// x[i] = e^(x[i] − maximum) over n floats in place, returning their sum: the exponentials of a softmax row.
+float ck_softmax_exp(float *x, size_t n, float maximum);
 
 #ifdef __cplusplus
 }

@@ -143,8 +143,8 @@ private func attendBlock<T: MatrixElement & ExponentialElement>(_ operands: Atte
     scores.initialize(repeating: 0, count: rows.count * sk)
     // A one-row Q broadcast up by the mask reads its one row for every output row.
     let qRow = plan.sq == 1 ? 0 : d
-    multiplyAccumulate(a: operands.q + plan.qOffsets[batch] + rows.lowerBound * qRow, aRow: qRow,
-                       b: operands.kt + plan.ktOffsets[batch], bRow: sk, c: scores, m: rows.count, n: sk, k: d)
+    accumulateProduct(a: operands.q + plan.qOffsets[batch] + rows.lowerBound * qRow, aRow: qRow,
+                      b: operands.kt + plan.ktOffsets[batch], bRow: sk, c: scores, m: rows.count, n: sk, k: d)
     for (i, row) in rows.enumerated() {
         let s = scores + i * sk
         if scale != 1 {
@@ -159,6 +159,20 @@ private func attendBlock<T: MatrixElement & ExponentialElement>(_ operands: Atte
         for j in 1..<sk where s[j] > maximum { maximum = s[j] }
         softmaxRow(s, s, count: sk, stride: 1, maximum: maximum)
     }
-    multiplyAccumulate(a: scores, aRow: sk, b: operands.v + plan.vOffsets[batch], bRow: dv,
-                       c: operands.y + (batch * plan.rows + rows.lowerBound) * dv, m: rows.count, n: dv, k: sk)
+    accumulateProduct(a: scores, aRow: sk, b: operands.v + plan.vOffsets[batch], bRow: dv,
+                      c: operands.y + (batch * plan.rows + rows.lowerBound) * dv, m: rows.count, n: dv, k: sk)
+}
+
+/// c += a · b for one block: float32 on the packed GEMM (single-threaded: the blocks already run in parallel), as
+/// the unfused MatMuls do; other types through `multiplyAccumulate`.
+private func accumulateProduct<T: MatrixElement>(a: UnsafePointer<T>, aRow: Int, b: UnsafePointer<T>, bRow: Int,
+                                                 c: UnsafeMutablePointer<T>, m: Int, n: Int, k: Int) {
+    guard T.self == Float.self, PackedGemm.fits(m: m, n: n, k: k) else {
+        multiplyAccumulate(a: a, aRow: aRow, b: b, bRow: bRow, c: c, m: m, n: n, k: k)
+        return
+    }
+    let af = UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), bf = UnsafeRawPointer(b).assumingMemoryBound(to: Float.self)
+    let cf = UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self)
+    PackedGemm.multiply(m: m, n: n, k: k, a: .init(data: af, rowStride: aRow, columnStride: 1),
+                        b: .init(data: bf, rowStride: bRow, columnStride: 1), c: cf, ldc: n, accumulate: true, threaded: false)
 }

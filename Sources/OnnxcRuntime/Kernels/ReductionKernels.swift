@@ -499,6 +499,16 @@ enum ReductionKernels {
 /// one multiplication by the reciprocal of the sum. `source` and `destination` may be the same row. Shared by
 /// Softmax and the attention kernel, so a fused attention normalizes exactly as the Softmax it replaces.
 func softmaxRow<T: ExponentialElement>(_ source: UnsafePointer<T>, _ destination: UnsafeMutablePointer<T>, count: Int, stride: Int, maximum: T) {
+    if T.self == Float.self, stride == 1, count > 0 {
+        // Contiguous float rows (Softmax over the last axis, attention): the vector exp, then one scale.
+        let target = UnsafeMutableRawPointer(destination).assumingMemoryBound(to: Float.self)
+        if UnsafeRawPointer(source) != UnsafeRawPointer(destination) {
+            target.update(from: UnsafeRawPointer(source).assumingMemoryBound(to: Float.self), count: count)
+        }
+        let scale = 1 / PackedGemm.softmaxExponentials(target, count: count, maximum: unsafeBitCast(maximum, to: Float.self))
+        for j in 0..<count { target[j] *= scale }
+        return
+    }
     var sum = T.zero
     for j in 0..<count {
         let e = (source[j * stride] - maximum).expValue

@@ -102,4 +102,9 @@ enum PackedGemm {
         guard let base = values.baseAddress, !values.isEmpty else { return }
         if silu { ck_silu_inplace(base, values.count) } else { ck_sigmoid_inplace(base, values.count) }
     }
+
+    /// values[i] = e^(values[i] − maximum) in place, with the vector exp; returns the sum (a softmax row's).
+    static func softmaxExponentials(_ values: UnsafeMutablePointer<Float>, count: Int, maximum: Float) -> Float {
+        ck_softmax_exp(values, count, maximum)
+    }
 }
