@@ -7,10 +7,17 @@ public import OnnxcFormat
 public final class CompiledModel: Sendable {
     public let program: Program
     let graph: RuntimeGraph
+    /// Planned arena slots by tensor name (names are unique in a program), for each run's executor.
+    let slots: [String: (offset: Int, byteCount: Int)]
 
     public init(program: Program) throws(RuntimeError) {
         self.program = program
         graph = try ProgramLoader(program: program).graph(0)
+        var slots: [String: (offset: Int, byteCount: Int)] = [:]
+        for tensor in program.tensors {
+            if case .arena(let offset, let bytes) = tensor.storage { slots[tensor.name] = (offset, bytes) }
+        }
+        self.slots = slots
         _ = try Executor(graph: graph)  // every opcode has a kernel
     }
 
@@ -28,14 +35,6 @@ public final class CompiledModel: Sendable {
         try Executor(graph: graph, arena: Arena(byteCount: program.arenaBytes, slots: slots))
     }
 
-    /// Planned slots by tensor name (names are unique in a program).
-    var slots: [String: (offset: Int, byteCount: Int)] {
-        var slots: [String: (offset: Int, byteCount: Int)] = [:]
-        for tensor in program.tensors {
-            if case .arena(let offset, let bytes) = tensor.storage { slots[tensor.name] = (offset, bytes) }
-        }
-        return slots
-    }
 }
 
 /// Rebuilds the runtime's graph objects from a program: names from the tensor table, attributes decoded once,

@@ -37,12 +37,8 @@ public struct ConsecutiveReshapeFusion: Pass {
             if let shape = info.type?.tensorType?.shape { shapes[info.name] = shape }
         }
         func ints(_ name: String) -> [Int64]? {
-            guard let tensor = constants[name], let bytes = tensor.data.bytes else { return nil }
-            switch tensor.dtype {
-            case .int64: return (0..<tensor.data.elementCount).map { bytes.load($0, as: Int64.self) }
-            case .int32: return (0..<tensor.data.elementCount).map { Int64(bytes.load($0, as: Int32.self)) }
-            default: return nil
-            }
+            guard let tensor = constants[name], tensor.dtype == .int64 || tensor.dtype == .int32 else { return nil }
+            return tensor.data.integers()
         }
         /// The axes a Squeeze/Unsqueeze names, or nil when they are not constant.
         func axes(_ node: Node) -> [Int64]? {

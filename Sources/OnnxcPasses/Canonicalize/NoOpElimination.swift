@@ -204,12 +204,7 @@ private struct NoOpFacts {
 
     /// The values of a constant int64 or int32 tensor.
     func ints(_ name: String) -> [Int64]? {
-        guard let tensor = constants[name], let bytes = tensor.data.bytes else { return nil }
-        let count = tensor.data.elementCount
-        switch tensor.dtype {
-        case .int64: return (0..<count).map { bytes.load($0, as: Int64.self) }
-        case .int32: return (0..<count).map { Int64(bytes.load($0, as: Int32.self)) }
-        default: return nil
-        }
+        guard let tensor = constants[name], tensor.dtype == .int64 || tensor.dtype == .int32 else { return nil }
+        return tensor.data.integers()
     }
 }

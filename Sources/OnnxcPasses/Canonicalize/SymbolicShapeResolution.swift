@@ -52,7 +52,7 @@ public struct SymbolicShapeResolution: Pass {
     /// A traced int64 value that turned out fully static, as an initializer of the node's declared shape.
     private func staticValue(_ node: Node, tracer: ShapeTracer) -> Tensor? {
         guard ShapeTracer.tracedOps.contains(node.opType), node.outputs.count == 1, let output = node.outputs.first,
-              let type = tracer.graph.declaredType(of: output)?.tensorType, type.elementType == .int64,
+              let type = tracer.type(of: output), type.elementType == .int64,
               let dims = type.shape?.fixedDims, dims.count <= 1,
               let entries = tracer.entries(of: output), entries.count == (dims.first.map(Int.init) ?? 1) else { return nil }
         var values: [Int64] = []
@@ -103,21 +103,24 @@ struct ShapeTracer {
 
     let graph: Graph
     private let index: GraphIndex
-    private let shapes: [String: Shape]
+    /// Declared or inferred tensor types by value name (one pass over the graph's value infos, not a scan per query).
+    private let types: [String: TensorType]
 
     init(graph: Graph) {
         self.graph = graph
         index = GraphIndex(graph)
-        var shapes: [String: Shape] = [:]
+        var types: [String: TensorType] = [:]
         for info in graph.inputs + graph.valueInfo + graph.outputs {
-            if let shape = info.type?.tensorType?.shape, shapes[info.name] == nil { shapes[info.name] = shape }
+            if let type = info.type?.tensorType, types[info.name] == nil { types[info.name] = type }
         }
-        self.shapes = shapes
+        self.types = types
     }
+
+    func type(of name: String) -> TensorType? { types[name] }
 
     /// The declared or inferred shape of a value.
     func shape(of name: String) -> Shape? {
-        if let shape = shapes[name] { return shape }
+        if let shape = types[name]?.shape { return shape }
         if let tensor = graph.initializer(named: name) { return Shape(tensor.dims.map { .fixed($0) }) }
         return nil
     }

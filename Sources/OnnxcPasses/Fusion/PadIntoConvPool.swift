@@ -72,7 +72,6 @@ public struct PadIntoConvPool: Pass {
             guard let value = FusionSupport.constant(pad.inputs[2], in: graph), value.data.elementCount == 1,
                   value.data.numericValue(at: 0) == 0 else { return nil }
         }
-        guard let bytes = tensor.data.bytes else { return nil }
-        return (0..<tensor.data.elementCount).map { bytes.load($0, as: Int64.self) }
+        return tensor.data.integers()
     }
 }
