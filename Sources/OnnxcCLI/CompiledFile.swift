@@ -9,6 +9,9 @@ enum CompiledFile {
         let program: Program
         do {
             program = try OXCReader.read(path: path)
+        } catch .file(let fileError) {
+            // The file error already names the path; don't say it twice.
+            throw CommandFailure(file: nil, fileError)
         } catch {
             throw CommandFailure(file: path, error)
         }
@@ -23,6 +26,8 @@ enum CompiledFile {
     static func write(_ program: Program, to path: String) throws(CommandFailure) {
         do {
             try OXCWriter.write(program, to: path)
+        } catch .file(let fileError) {
+            throw CommandFailure(file: nil, fileError)
         } catch {
             throw CommandFailure(file: path, error)
         }

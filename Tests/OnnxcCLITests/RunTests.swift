@@ -150,6 +150,10 @@ typealias RTensor = OnnxcRuntime.Tensor
             let result = try CLIRunner.run(["run", damaged])
             #expect(result.status == 1 && result.stderr.hasPrefix("error: ") && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
         }
+        let missing = folder.appendingPathComponent("missing.oxc").path
+        let absent = try CLIRunner.run(["run", missing])
+        #expect(absent.status == 1 && absent.stderr.hasPrefix("error: \(missing): cannot open")
+                && absent.stderr.components(separatedBy: missing).count == 2, "\(absent.stderr)")
         bytes[bytes.count - 100] ^= 0xFF
         let flipped = folder.appendingPathComponent("flipped.oxc").path
         try bytes.write(to: URL(fileURLWithPath: flipped))
