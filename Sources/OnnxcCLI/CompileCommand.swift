@@ -70,7 +70,7 @@ struct Compile: ParsableCommand {
         } catch {
             throw CommandFailure(file: model, error)
         }
-        let (optimized, manager) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
+        let (optimized, passStatistics) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
         let (typed, _) = ShapeInference.infer(optimized)
         lap("optimize")
         var properties = shapes.sorted { $0.key < $1.key }.map { OnnxcFormat.StringPair("input_shape", "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))") }
@@ -104,7 +104,7 @@ struct Compile: ParsableCommand {
                 ("prepacked_weights", .int(Int64(report.prepackedWeights))),
                 ("file_bytes", fileBytes.map { .int(Int64($0)) } ?? .null),
                 ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
-                ("passes", OptimizationLevel.statisticsJSON(manager.statistics)),
+                ("passes", OptimizationLevel.statisticsJSON(passStatistics)),
             ]).serialized() + "\n")
             return
         }

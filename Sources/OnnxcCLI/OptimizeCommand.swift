@@ -47,7 +47,7 @@ struct Optimize: ParsableCommand {
         // -O0 keeps model-local functions as they are: the output is the same model, re-encoded. Higher levels
         // work on the inlined graph.
         let loaded = try ModelLoading.load(model, inlineFunctions: optimization > 0)
-        let (optimized, manager) = try OptimizationLevel.optimize(loaded, level: optimization, disabled: disablePass, file: model)
+        let (optimized, passStatistics) = try OptimizationLevel.optimize(loaded, level: optimization, disabled: disablePass, file: model)
         do {
             try ONNXExporter.write(optimized, to: output, options: ExportOptions(externalData: externalData ? .always : .automatic))
         } catch {
@@ -62,10 +62,10 @@ struct Optimize: ParsableCommand {
             })
             Output.write(JSON.object([("nodes_before", .int(Int64(before.nodeCountIncludingSubgraphs))),
                                       ("nodes_after", .int(Int64(after.nodeCountIncludingSubgraphs))),
-                                      ("ops", ops), ("passes", OptimizationLevel.statisticsJSON(manager.statistics))]).serialized() + "\n")
+                                      ("ops", ops), ("passes", OptimizationLevel.statisticsJSON(passStatistics))]).serialized() + "\n")
         } else {
             Output.write(OptimizationLevel.opTable(before: loaded, after: optimized))
-            if printPassStats { Output.write("\n" + OptimizationLevel.statisticsTable(manager.statistics)) }
+            if printPassStats { Output.write("\n" + OptimizationLevel.statisticsTable(passStatistics)) }
         }
     }
 }

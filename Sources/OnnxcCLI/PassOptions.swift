@@ -26,17 +26,23 @@ enum OptimizationLevel {
         }
     }
 
-    /// Shape inference, then the level's passes; `observer` sees the model after each changing pass.
+    /// Shape inference, then the level's passes (and, for the runtime at -O2, the layout stage: a second driver
+    /// once the first has settled); `observer` sees the model after each changing pass.
     static func optimize(_ model: Model, level: Int, target: OptimizationTarget = .onnx, disabled: [String], file: String,
-                         observer: ((String, Model) -> Void)? = nil) throws(CommandFailure) -> (Model, PassManager) {
-        let manager = PassManager(passes: Pipelines.passes(level: level, target: target, disabled: Set(disabled)),
-                                  options: PassOptions(target: target))
+                         observer: ((String, Model) -> Void)? = nil) throws(CommandFailure) -> (Model, [PassStatistics]) {
+        let options = PassOptions(target: target)
+        let manager = PassManager(passes: Pipelines.passes(level: level, target: target, disabled: Set(disabled)), options: options)
         manager.observer = observer
-        guard level > 0 else { return (model, manager) }
+        guard level > 0 else { return (model, manager.statistics) }
         // Inferred shapes let folding resolve static Shape/Size; diagnostics do not stop optimization.
         let (inferred, _) = ShapeInference.infer(model)
         do {
-            return (try manager.run(inferred), manager)
+            let optimized = try manager.run(inferred)
+            guard level >= 2, target == .runtime else { return (optimized, manager.statistics) }
+            let layout = PassManager(passes: Pipelines.layout.filter { !disabled.contains($0.id) }, options: options,
+                                     rounds: Pipelines.layoutRounds, reinfersShapes: true)
+            layout.observer = observer
+            return (try layout.run(ShapeInference.infer(optimized).0), manager.statistics + layout.statistics)
         } catch {
             throw CommandFailure(file: file, error)
         }
@@ -88,7 +94,7 @@ struct Passes: ParsableCommand {
         text += "-O2: " + Pipelines.passes(level: 2).map(\.id).joined(separator: ", ") + "\n"
         text += "-O2 for the onnxc runtime (run/test -O2, dump --target runtime) adds: "
             + Pipelines.passes(level: 2, target: .runtime).map(\.id).filter { id in !Pipelines.passes(level: 2).contains { $0.id == id } }
-                .joined(separator: ", ") + "\n"
+                .joined(separator: ", ") + ", then the layout stage: " + Pipelines.layout.map(\.id).joined(separator: ", ") + "\n"
         Output.write(text)
     }
 }

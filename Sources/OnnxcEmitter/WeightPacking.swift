@@ -2,44 +2,84 @@ import OnnxcCore
 import OnnxcFormat
 import OnnxcRuntime
 
-/// Stores convolution weights in the packed GEMM's A layout at compile time, so that a run reads them in the
+/// Stores convolution weights in their kernel's packed layout at compile time, so that a run reads them in the
 /// kernel's order straight from the mapped file instead of repacking every weight on every call (for resnet50,
 /// 100 MB of weights read and written again per inference).
 ///
-/// Packed: float32 weights [M, C, kh, kw] of 2-D Convs and FusedConvs with one group that are not a 1×1-channel
-/// depthwise case, whose every use is such a convolution's W input. Anything else stays plain: a packed constant
-/// is only readable by the kernel that asked for it.
+/// Packed: float32 weights [M, C, kh, kw] whose every use is the W input of convolutions that want one layout:
+/// 2-D Conv/FusedConv with one group (not a 1×1-channel depthwise case) → GEMM A panels (layout 2);
+/// ai.onnxc::NhwcConv → the indirect GEMM's B panels per group (layout 3), or the depthwise layout (layout 4) when
+/// every group has one input and one output channel. Anything else stays plain: a packed constant is only
+/// readable by the kernel that asked for it.
 enum WeightPacking {
+    /// The layout a use of a constant asks for.
+    private enum Want: Equatable {
+        case gemmA
+        case nhwc(groups: Int)
+        case nhwcDepthwise
+        case plain
+    }
+
     static func prepack(_ tensors: inout [ProgramTensor], graphs: [ProgramGraph]) -> Int {
-        var candidates: [TensorID: Bool] = [:]
+        var wants: [TensorID: Want] = [:]
         for graph in graphs {
             for op in graph.ops {
-                let isConv = op.opcode.opType == "Conv" && op.opcode.domain.isEmpty
-                    || op.opcode.opType == "FusedConv" && op.opcode.domain == RuntimeOps.domain
                 for (slot, id) in op.inputs.enumerated() where id >= 0 {
-                    guard case .constant = tensors[Int(id)].storage else { continue }
-                    let packable = isConv && slot == 1 && oneGroup(op)
-                    candidates[id] = (candidates[id] ?? true) && packable
+                    guard case .constant(let data, .plain) = tensors[Int(id)].storage else { continue }
+                    let want = slot == 1 ? weightLayout(op, data) : .plain
+                    wants[id] = wants[id].map { $0 == want ? want : .plain } ?? want
                 }
             }
         }
         var count = 0
-        for (id, packable) in candidates where packable {
-            guard case .constant(let data, .plain) = tensors[Int(id)].storage, data.dtype == .float, data.dims.count == 4,
-                  !(data.dims[0] == 1 && data.dims[1] == 1),
-                  let packed = PrepackedWeights.packConvolutionWeights(data) else { continue }
-            let parameters = data.dims + [Int64(PrepackedWeights.panelRows)]
-            tensors[Int(id)].storage = .constant(packed, layout: .packed(code: ConstantLayoutCode.packedConvWeights, parameters: parameters))
+        for (id, want) in wants {
+            guard case .constant(let data, .plain) = tensors[Int(id)].storage else { continue }
+            let layout: (TensorData, ConstantLayout)?
+            switch want {
+            case .plain:
+                layout = nil
+            case .gemmA:
+                layout = PrepackedWeights.packConvolutionWeights(data).map {
+                    ($0, .packed(code: ConstantLayoutCode.packedConvWeights, parameters: data.dims + [Int64(PrepackedWeights.panelRows)]))
+                }
+            case .nhwc(let groups):
+                layout = PrepackedWeights.packNHWCConvolutionWeights(data, groups: groups, depthwise: false).map {
+                    ($0, .packed(code: ConstantLayoutCode.packedNHWCConvWeights,
+                                 parameters: data.dims + [Int64(groups), Int64(PrepackedWeights.channelsLastPanelWidth)]))
+                }
+            case .nhwcDepthwise:
+                layout = PrepackedWeights.packNHWCConvolutionWeights(data, groups: Int(data.dims[0]), depthwise: true).map {
+                    ($0, .packed(code: ConstantLayoutCode.packedNHWCDepthwiseWeights,
+                                 parameters: data.dims + [Int64(PrepackedWeights.channelsLastPanelWidth)]))
+                }
+            }
+            guard let (packed, packedLayout) = layout else { continue }
+            tensors[Int(id)].storage = .constant(packed, layout: packedLayout)
             count += 1
         }
         return count
     }
 
-    private static func oneGroup(_ op: ProgramOp) -> Bool {
-        for attribute in op.attributes where attribute.name == "group" {
-            if case .int(let group) = attribute.value { return group == 1 }
-            return false
+    /// The layout a convolution wants for its float32 4-D weights, or plain.
+    private static func weightLayout(_ op: ProgramOp, _ w: TensorData) -> Want {
+        guard w.dtype == .float, w.dims.count == 4 else { return .plain }
+        let group = groups(op)
+        switch (op.opcode.domain, op.opcode.opType) {
+        case ("", "Conv"), (RuntimeOps.domain, "FusedConv"):
+            return group == 1 && !(w.dims[0] == 1 && w.dims[1] == 1) ? .gemmA : .plain
+        case (RuntimeOps.domain, "NhwcConv"):
+            guard let group, group >= 1 else { return .plain }
+            return group > 1 && w.dims[1] == 1 && w.dims[0] == Int64(group) ? .nhwcDepthwise : .nhwc(groups: group)
+        default:
+            return .plain
         }
-        return true
+    }
+
+    private static func groups(_ op: ProgramOp) -> Int? {
+        for attribute in op.attributes where attribute.name == "group" {
+            if case .int(let group) = attribute.value, group >= 1, group <= Int64(Int32.max) { return Int(group) }
+            return nil
+        }
+        return 1
     }
 }

@@ -7,7 +7,7 @@ public enum OXCFormat {
     /// A reader rejects a file whose major version is newer than this.
     public static let majorVersion: UInt16 = 1
     /// A reader accepts any minor version of its major and ignores what it does not know.
-    public static let minorVersion: UInt16 = 0
+    public static let minorVersion: UInt16 = 1
 
     /// Size of the v1.0 header; a newer minor may append fields (the header states its own size).
     static let headerBytes = 48
@@ -100,6 +100,15 @@ public enum ConstantLayoutCode {
     /// panels of MR rows); parameters [M, C, kh, kw, MR]. The payload is the packed buffer.
     public static let packedConvWeights: UInt32 = 2
 
+    /// Channels-last convolution weights [M, C/groups, kh, kw] packed as one set of GEMM B panels per group (the
+    /// B operand of CKernels' indirect GEMM, `ck_conv_nhwc_pack`); parameters [M, C/groups, kh, kw, groups, NR].
+    public static let packedNHWCConvWeights: UInt32 = 3
+
+    /// Channels-last depthwise convolution weights [C, 1, kh, kw] in blocks of NR channels (`ck_depthwise_nhwc_pack`);
+    /// parameters [C, 1, kh, kw, NR].
+    public static let packedNHWCDepthwiseWeights: UInt32 = 4
+
     /// Parameter count of each known packed code.
-    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5]
+    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5, packedNHWCConvWeights: 6,
+                                                 packedNHWCDepthwiseWeights: 5]
 }

@@ -228,6 +228,12 @@ public enum Opcodes {
         ("ai.onnxc", "Gelu"),  // 203
         ("ai.onnxc", "LayerNormalization"),  // 204
         ("ai.onnxc", "Silu"),  // 205
+        // 1.1: channels-last (NHWC) forms, created by the layout passes for the runtime.
+        ("ai.onnxc", "NhwcConv"),  // 206
+        ("ai.onnxc", "NhwcMaxPool"),  // 207
+        ("ai.onnxc", "NhwcAveragePool"),  // 208
+        ("ai.onnxc", "NhwcGlobalAveragePool"),  // 209
+        ("ai.onnxc", "NhwcGlobalMaxPool"),  // 210
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

@@ -92,6 +92,22 @@ struct ProgramLoader {
                 throw .invalidArgument("constant \(name) was packed for another kernel (panel rows \(p[4]), this runtime \(PrepackedWeights.panelRows)); recompile the model with this onnxc")
             }
             return try Tensor(packed: data, shape: shape, packing: .gemmA(rows: shape[0], columns: columns))
+        case .packed(ConstantLayoutCode.packedNHWCConvWeights, let p) where p.count == 6:
+            let dims = p.prefix(4).map { Int(clamping: $0) }, groups = Int(clamping: p[4])
+            guard p[5] == Int64(PrepackedWeights.channelsLastPanelWidth),
+                  let floats = PrepackedWeights.nhwcPackedFloats(dims: dims, groups: groups, depthwise: false),
+                  floats * 4 == data.byteCount else {
+                throw .invalidArgument("constant \(name) was packed for another kernel (panel width \(p[5]), this runtime \(PrepackedWeights.channelsLastPanelWidth)); recompile the model with this onnxc")
+            }
+            return try Tensor(packed: data, shape: dims, packing: .nhwcConvolution(groups: groups))
+        case .packed(ConstantLayoutCode.packedNHWCDepthwiseWeights, let p) where p.count == 5:
+            let dims = p.prefix(4).map { Int(clamping: $0) }
+            guard p[4] == Int64(PrepackedWeights.channelsLastPanelWidth), dims[1] == 1,
+                  let floats = PrepackedWeights.nhwcPackedFloats(dims: dims, groups: dims[0], depthwise: true),
+                  floats * 4 == data.byteCount else {
+                throw .invalidArgument("constant \(name) was packed for another kernel (channel block \(p[4]), this runtime \(PrepackedWeights.channelsLastPanelWidth)); recompile the model with this onnxc")
+            }
+            return try Tensor(packed: data, shape: dims, packing: .nhwcDepthwise)
         case .packed(let code, _):
             throw .invalidArgument("constant \(name) uses packed layout \(code), which this runtime does not read; recompile the model with this onnxc")
         }

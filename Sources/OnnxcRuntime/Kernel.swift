@@ -56,6 +56,7 @@ public enum KernelRegistry {
         DeformableConvolutionKernels.table,
         FusedKernels.table,
         AttentionKernels.table,
+        ChannelsLastKernels.table,
     ]
 
     public static func kernel(domain: String, opType: String) -> Kernel? { kernels[key(domain, opType)] }

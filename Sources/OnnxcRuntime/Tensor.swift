@@ -13,9 +13,9 @@ public final class TensorStorage: @unchecked Sendable {
     /// Keeps borrowed memory alive (a compiled model's mapped constants); nil when this storage owns `base`.
     private let owner: ByteStorage?
 
-    /// Zero-filled, 64-byte aligned; in the running node's planned arena slot when one of this size is offered
-    /// (see `Arena`).
-    public init(byteCount: Int) {
+    /// Zero-filled (unless `zeroed` is false: for kernels that write every byte), 64-byte aligned; in the running
+    /// node's planned arena slot when one of this size is offered (see `Arena`).
+    public init(byteCount: Int, zeroed: Bool = true) {
         self.byteCount = byteCount
         if byteCount > 0, let offer = ArenaOffer.current, let slot = offer.take(byteCount) {
             base = slot
@@ -24,7 +24,7 @@ public final class TensorStorage: @unchecked Sendable {
             base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
             owner = nil
         }
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+        if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1)) }
     }
 
     /// The bytes of `slice`, in place. Sound because tensors are never written after they are published
@@ -54,10 +54,28 @@ public struct Tensor: Sendable {
     public enum Packing: Sendable, Equatable {
         /// GEMM A panels (CKernels' packed A) of `rows` × `columns`, the weights of a 2-D, one-group convolution.
         case gemmA(rows: Int, columns: Int)
+        /// Channels-last convolution weights as per-group GEMM B panels (`ck_conv_nhwc_pack`) for `groups` groups.
+        case nhwcConvolution(groups: Int)
+        /// Channels-last depthwise weights in channel blocks (`ck_depthwise_nhwc_pack`).
+        case nhwcDepthwise
+    }
+
+    /// A tensor whose bytes the caller writes before publishing it (every byte: they start undefined). For
+    /// kernels that overwrite their whole output, where zero-filling first would only cost a pass over memory.
+    public init(uninitialized dtype: DType, shape: [Int]) throws(RuntimeError) {
+        guard dtype != .string else {
+            try self.init(zeros: dtype, shape: shape)
+            return
+        }
+        try self.init(zeros: dtype, shape: shape, zeroed: false)
     }
 
     /// A zero-filled (or empty-string) tensor.
     public init(zeros dtype: DType, shape: [Int]) throws(RuntimeError) {
+        try self.init(zeros: dtype, shape: shape, zeroed: true)
+    }
+
+    private init(zeros dtype: DType, shape: [Int], zeroed: Bool) throws(RuntimeError) {
         guard shape.allSatisfy({ $0 >= 0 }), let count = CheckedSize.elementCount(shape.map(Int64.init)) else {
             throw .invalidShape("shape \(shape) is negative or too large")
         }
@@ -72,7 +90,7 @@ public struct Tensor: Sendable {
             guard bytes <= Tensor.allocationLimit else {
                 throw .invalidShape("a \(dtype.onnxName) tensor of shape \(shape) needs \(bytes) bytes, more than this machine's memory")
             }
-            storage = TensorStorage(byteCount: bytes)
+            storage = TensorStorage(byteCount: bytes, zeroed: zeroed)
             strings = nil
         }
     }

@@ -74,7 +74,7 @@ import Testing
     @Test func fileStartsWithTheMagicAndVersion() throws {
         let bytes = try OXCWriter.serialize(OXCFixtures.minimal())
         #expect(Array(bytes.prefix(8)) == [0x89, 0x4F, 0x58, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
-        #expect(OXCLayoutView.u16(bytes, 8) == 1 && OXCLayoutView.u16(bytes, 10) == 0)
+        #expect(OXCLayoutView.u16(bytes, 8) == OXCFormat.majorVersion && OXCLayoutView.u16(bytes, 10) == OXCFormat.minorVersion)
         #expect(OXCLayoutView.u64(bytes, 16) == UInt64(bytes.count))
         let view = OXCLayoutView(bytes)
         #expect(view.sections.map(\.kind).sorted() == Array(1...8))

@@ -34,8 +34,10 @@ extern "C" {
 
 /// The activation an epilogue applies. The numbering is onnxc's; the formulas are the runtime's standalone kernels'
 /// (Relu: x > 0 ? x : 0; Clip: min(max(x, p0), p1) as x < p0 ? p0 : x, then > p1 ? p1; LeakyRelu: x < 0 ? p0·x : x;
-/// HardSigmoid: max(0, min(1, p0·x + p1)); HardSwish: x · max(0, min(1, x / 6 + 0.5))). Activations that need
-/// transcendental functions (Sigmoid, Tanh, Silu, Gelu) are not here: the caller applies them after the product.
+/// HardSigmoid: max(0, min(1, p0·x + p1)); HardSwish: x · max(0, min(1, x / 6 + 0.5)); Sigmoid: 1 / (1 + e^-x) and
+/// Silu: x · sigmoid(x), with the vector exp of ck_sigmoid_inplace on AVX2 and libm's expf otherwise, so an epilogue
+/// computes what ck_sigmoid_inplace / ck_silu_inplace would). Tanh and Gelu are not here: the caller applies them
+/// after the product.
 typedef enum {
     CK_ACT_NONE = 0,
     CK_ACT_RELU = 1,
@@ -43,6 +45,8 @@ typedef enum {
     CK_ACT_LEAKY_RELU = 3,
     CK_ACT_HARD_SIGMOID = 4,
     CK_ACT_HARD_SWISH = 5,
+    CK_ACT_SIGMOID = 6,
+    CK_ACT_SILU = 7,
 } ck_activation;
 
 /// Where the epilogue's bias vector goes: one value per row of C (a convolution's output channel) or per column
@@ -149,6 +153,74 @@ void ck_sigmoid_inplace(float *x, size_t n);
 void ck_silu_inplace(float *x, size_t n);
 /// x[i] = e^(x[i] − maximum) over n floats in place, returning their sum: the exponentials of a softmax row.
 float ck_softmax_exp(float *x, size_t n, float maximum);
+
+// MARK: - Channels-last (NHWC) convolution
+
+/// The geometry of a 2-D convolution of channels-last tensors: X is batch × in_h × in_w pixels, each x_stride floats
+/// apart (at least groups·group_in), Y batch × out_h × out_w pixels y_stride floats apart (at least
+/// groups·group_out). Output channel o of group g reads input channels g·group_in …< (g + 1)·group_in.
+typedef struct {
+    int batch, in_h, in_w, out_h, out_w;
+    int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+    int groups, group_in, group_out;
+    ptrdiff_t x_stride, y_stride;
+} ck_conv_nhwc;
+
+/// What follows the product, in this order, while the tile is in registers: the bias (one value per output
+/// channel, or NULL), a residual (a tensor of Y's pixels, residual_stride floats apart, added element by element,
+/// or NULL), the activation.
+typedef struct {
+    const float *bias;
+    const float *residual;
+    ptrdiff_t residual_stride;
+    ck_activation activation;
+    float param0, param1;
+} ck_conv_epilogue;
+
+/// Packed NHWC convolution weights (ours, stable: the compiler stores them in this form). For each group g and each
+/// panel j of CK_NR output channels, taps (kernel row, then kernel column) × group_in rows of CK_NR floats:
+///   packed[((g·panels + j)·taps·group_in + t·group_in + c)·CK_NR + col] = W[g·group_out + j·CK_NR + col, c, i, jw]
+/// with t = i·kernel_w + jw, panels = ceil(group_out / CK_NR), and 0 for output channels past group_out.
+/// W is ONNX's [groups·group_out, group_in, kernel_h, kernel_w].
+size_t ck_conv_nhwc_packed_size(int groups, int group_out, int group_in, int kernel_h, int kernel_w);
+void ck_conv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, int kernel_w, const float *w, float *packed);
+
+/// Y = epilogue(conv(X, W)) for channels-last X and Y and weights packed by ck_conv_nhwc_pack, on the pool. Each
+/// output sums its taps in (kernel row, kernel column, input channel) order, whatever the thread count; padding
+/// taps read zeros. epilogue may be NULL.
+void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                    float *y);
+
+/// Packed depthwise weights (ours, stable): for each block of CK_NR channels, taps × CK_NR floats:
+///   packed[(cb·taps + t)·CK_NR + col] = W[cb·CK_NR + col, 0, i, jw], 0 past the last channel. W is [channels, 1, kh, kw].
+size_t ck_depthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w);
+void ck_depthwise_nhwc_pack(int channels, int kernel_h, int kernel_w, const float *w, float *packed);
+
+/// A depthwise convolution (groups = channels, group_in = group_out = 1 in the geometry) of channels-last tensors:
+/// each output channel sums its taps in (kernel row, kernel column) order, then the epilogue. On the pool.
+void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                         float *y);
+
+// MARK: - Channels-last pooling and layout transposes
+
+/// The geometry of a 2-D pool over channels-last tensors (pixels x_stride / y_stride floats apart, at least
+/// `channels`). Windows read only taps inside the image; a window with none gives 0.
+typedef struct {
+    int batch, in_h, in_w, out_h, out_w, channels;
+    int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
+    ptrdiff_t x_stride, y_stride;
+} ck_pool_nhwc;
+
+/// Max over each window's taps (−∞ start; a NaN tap is skipped, as in `x > m ? x : m`), on the pool.
+void ck_maxpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y);
+/// Sum of each window's taps in (row, column) order divided by their count, or by the kernel size when
+/// count_include_pad is nonzero.
+void ck_avgpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y, int count_include_pad);
+/// y[n, c] = mean (or max, when max is nonzero) over the pixels of x[n, ·, c] (x: batch × pixels × channels, dense).
+void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, float *y, int max);
+/// y[n] = x[n]ᵀ for batch row-major rows × cols matrices (NCHW → NHWC with rows = C, cols = H·W; NHWC → NCHW the
+/// other way round), in cache tiles, on the pool when large.
+void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y);
 
 #ifdef __cplusplus
 }

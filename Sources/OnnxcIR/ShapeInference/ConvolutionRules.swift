@@ -27,6 +27,21 @@ enum ConvolutionRules {
         return [InferenceSupport.tensor(ctx.dtype(0), shape)]
     }
 
+    // The channels-last forms (ai.onnxc::Nhwc*, see ChannelsLastKernels): the same rules on [N, spatial…, C],
+    // computed on the channels-first view and permuted back.
+    static let nhwcConv: InferenceRule = { ctx in [InferenceSupport.tensor(ctx.dtype(0), try convShape(ctx, x: 0, w: 1, channelsLast: true))] }
+    static let nhwcPool: InferenceRule = { ctx in [InferenceSupport.tensor(ctx.dtype(0), try poolShape(ctx, channelsLast: true))] }
+    static let nhwcGlobalPool: InferenceRule = { ctx in
+        let shape = try ctx.requireRank(0, atLeast: 3).map { s in
+            Shape([s.dims[0]] + [Dim](repeating: .fixed(1), count: s.rank - 2) + [s.dims[s.rank - 1]])
+        }
+        return [InferenceSupport.tensor(ctx.dtype(0), shape)]
+    }
+
+    /// [N, C, spatial…] ↔ [N, spatial…, C].
+    static func toChannelsFirst(_ s: Shape) -> Shape { Shape([s.dims[0], s.dims[s.rank - 1]] + Array(s.dims[1..<(s.rank - 1)])) }
+    static func toChannelsLast(_ s: Shape) -> Shape { Shape([s.dims[0]] + Array(s.dims[2...]) + [s.dims[1]]) }
+
     /// One spatial output size of a sliding window. `kernel` is the effective kernel `(k-1)·dilation + 1`.
     static func slidingOutput(_ input: Dim, kernel: Int64, stride: Int64, padBegin: Int64, padEnd: Int64,
                               autoPad: String, ceilMode: Bool) throws -> Dim {
@@ -82,8 +97,13 @@ enum ConvolutionRules {
         return o1 ? Int64.max / 2 : p + 1
     }
 
-    static func convShape(_ ctx: InferenceContext, x: Int, w: Int) throws -> Shape? {
-        guard let xs = try ctx.requireRank(x, atLeast: 3) else { return nil }
+    static func convShape(_ ctx: InferenceContext, x: Int, w: Int, channelsLast: Bool = false) throws -> Shape? {
+        guard let given = try ctx.requireRank(x, atLeast: 3) else { return nil }
+        let xs = channelsLast ? toChannelsFirst(given) : given
+        return try convShape(ctx, xs: xs, w: w).map { channelsLast ? toChannelsLast($0) : $0 }
+    }
+
+    private static func convShape(_ ctx: InferenceContext, xs: Shape, w: Int) throws -> Shape? {
         let n = xs.rank - 2
         let group = ctx.int("group", default: 1)
         guard group >= 1 else { throw InferenceError("group must be positive") }
@@ -106,8 +126,13 @@ enum ConvolutionRules {
         return Shape(dims)
     }
 
-    static func poolShape(_ ctx: InferenceContext) throws -> Shape? {
-        guard let xs = try ctx.requireRank(0, atLeast: 3) else { return nil }
+    static func poolShape(_ ctx: InferenceContext, channelsLast: Bool = false) throws -> Shape? {
+        guard let given = try ctx.requireRank(0, atLeast: 3) else { return nil }
+        let xs = channelsLast ? toChannelsFirst(given) : given
+        return try poolShape(ctx, xs: xs).map { channelsLast ? toChannelsLast($0) : $0 }
+    }
+
+    private static func poolShape(_ ctx: InferenceContext, xs: Shape) throws -> Shape? {
         let n = xs.rank - 2
         guard let kernel = ctx.ints("kernel_shape") else { throw InferenceError("\(ctx.node.opType) needs kernel_shape") }
         let win = try window(ctx, spatial: n, kernel: kernel)

@@ -13,6 +13,12 @@ enum RuntimeOpRules {
         "ai.onnxc::LayerNormalization": NormalizationRules.layerNorm,
         // Fused attention (AttentionKernels).
         "ai.onnxc::Attention": attention,
+        // Channels-last convolution and pools (ChannelsLastKernels).
+        "ai.onnxc::NhwcConv": ConvolutionRules.nhwcConv,
+        "ai.onnxc::NhwcMaxPool": ConvolutionRules.nhwcPool,
+        "ai.onnxc::NhwcAveragePool": ConvolutionRules.nhwcPool,
+        "ai.onnxc::NhwcGlobalAveragePool": ConvolutionRules.nhwcGlobalPool,
+        "ai.onnxc::NhwcGlobalMaxPool": ConvolutionRules.nhwcGlobalPool,
     ]
 
     /// ai.onnxc::Attention(Q [..., Sq, D], Kt [..., D, Sk], V [..., Sk, Dv][, mask]) with attribute `scale`:

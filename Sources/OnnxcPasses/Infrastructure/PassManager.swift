@@ -25,8 +25,17 @@ public final class PassManager {
     public private(set) var statistics: [PassStatistics]
     /// Called after each pass application that changed the model (for `dump --after`).
     public var observer: ((String, Model) -> Void)?
+    /// This driver's round limit (`maximumRounds` unless a pipeline needs more, as the layout passes do:
+    /// each round moves a Transpose past one more op).
+    public let rounds: Int
+    /// Re-run shape inference after every change, for passes that read the types of values earlier passes
+    /// created (the layout passes need the shapes of the Transposes they insert).
+    public let reinfersShapes: Bool
 
-    public init(passes: [any Pass], options: PassOptions = PassOptions()) {
+    public init(passes: [any Pass], options: PassOptions = PassOptions(), rounds: Int = PassManager.maximumRounds,
+                reinfersShapes: Bool = false) {
+        self.rounds = rounds
+        self.reinfersShapes = reinfersShapes
         self.passes = passes
         self.options = options
         statistics = passes.map { PassStatistics(id: $0.id) }
@@ -39,7 +48,7 @@ public final class PassManager {
         if addsRuntimeDomain { current.opsetImports.append(OpsetImport(domain: RuntimeOps.domain, version: RuntimeOps.version)) }
         var opsets: [String: Int64] = [:]
         for opset in current.opsetImports { opsets[canonicalDomain(opset.domain)] = opset.version }
-        for _ in 0..<PassManager.maximumRounds {
+        for _ in 0..<rounds {
             var changed = false
             for (index, pass) in passes.enumerated() {
                 let start = ContinuousClock.now
@@ -57,6 +66,7 @@ public final class PassManager {
                 } catch {
                     throw .invalidResult(pass: pass.id, error)
                 }
+                if reinfersShapes { candidate = ShapeInference.infer(candidate).0 }
                 let after = candidate.graph.nodeCountIncludingSubgraphs
                 statistics[index].changes += 1
                 statistics[index].nodesRemoved += max(0, before - after)

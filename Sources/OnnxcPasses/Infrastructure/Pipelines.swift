@@ -12,6 +12,7 @@ public enum Pipelines {
             ConsecutiveTransposeFusion(),      // Transpose∘Transpose, identity results removed
             ConsecutiveReshapeFusion(),        // Reshape/Squeeze/Unsqueeze/Flatten chains
             TransposeIntoGemm(),               // Transpose([1,0]) into Gemm's transA/transB
+            TransposeToReshape(),              // a Transpose that moves only size-1 axes is a Reshape (a view)
             CommonSubexpressionElimination(),  // merge equal nodes and equal constants
             DeadCodeElimination(),             // drop what nothing reads, and unused initializers
         ]
@@ -41,8 +42,25 @@ public enum Pipelines {
         ]
     }
 
+    /// The runtime's layout stage, after the -O2 pipeline has settled (a driver of its own, with shapes
+    /// re-inferred after every change): channels-last convolutions and pools, then the Transposes between
+    /// them pushed down and cancelled, and what is left cleaned up.
+    public static var layout: [any Pass] {
+        [
+            ChannelsLastConversion(),          // float32 2-D Conv/FusedConv and pools to ai.onnxc::Nhwc* between Transposes
+            TransposePushing(),                // Transposes below element-wise ops, Concat, Split, Slice, Pad, Resize, …
+            ConsecutiveTransposeFusion(),      // inverse pairs cancel
+            TransposeToReshape(),              // [N,1,1,C] → [N,C,1,1] is a view
+            ConsecutiveReshapeFusion(),
+            DeadCodeElimination(),
+        ]
+    }
+
+    /// Rounds for the layout stage: each moves a Transpose past one more op.
+    public static let layoutRounds = 64
+
     /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
-    public static var all: [any Pass] { canonicalize + fuse + execution }
+    public static var all: [any Pass] { canonicalize + fuse + execution + [ChannelsLastConversion(), TransposePushing()] }
 
     /// -O0: nothing; -O1: canonicalize; -O2: canonicalize, then fusions (plus the runtime fusions for the
     /// runtime target), then canonicalize's clean-up again via the fixed-point loop.

@@ -159,11 +159,42 @@ enum ShapeKernels {
 
     /// `data` with its axes reordered: output axis i is input axis perm[i].
     static func permuted(_ data: Tensor, _ perm: [Int]) throws(RuntimeError) -> Tensor {
+        if data.dtype.storageBytes == 4, data.dtype != .string, let (batch, rows, columns) = batchedTranspose(data.shape, perm),
+           rows <= Int(Int32.max), columns <= Int(Int32.max), batch <= Int(Int32.max) {
+            // NCHW ↔ NHWC and every other permutation that is a batch of 2-D transposes: a cache-tiled copy.
+            let out = try Tensor(uninitialized: data.dtype, shape: perm.map { data.shape[$0] })
+            data.withBytes { source in
+                out.withMutableBytes { target in
+                    guard let x = source.baseAddress, let y = target.baseAddress else { return }
+                    ChannelsLast.transpose(batch: batch, rows: rows, columns: columns, x: x, y: y)
+                }
+            }
+            return out
+        }
         let strides = Broadcast.strides(data.shape)
         let shape = perm.map { data.shape[$0] }
         return try build(data.dtype, shape, from: [data]) { b throws(RuntimeError) in
             try b.copy(shape, from: 0, at: 0, perm.map { .stride(strides[$0]) }, to: 0, rowMajor(shape))
         }
+    }
+
+    /// (batch, rows, columns) when permuting `shape` by `perm` moves a block of rows × columns to columns × rows,
+    /// batch times, with everything else in place: after dropping size-1 axes and merging axes that stay adjacent,
+    /// the permutation is [1, 0] or [0, 2, 1]. Nil otherwise (and for empty tensors).
+    static func batchedTranspose(_ shape: [Int], _ perm: [Int]) -> (Int, Int, Int)? {
+        guard shape.allSatisfy({ $0 > 0 }) else { return nil }
+        let kept = perm.filter { shape[$0] != 1 }
+        // Runs of input axes that stay consecutive in the output merge into one axis.
+        var groups: [[Int]] = []
+        for axis in kept {
+            if let last = groups.last?.last, axis == last + 1 { groups[groups.count - 1].append(axis) } else { groups.append([axis]) }
+        }
+        let sizes = groups.map { $0.reduce(1) { $0 * shape[$1] } }
+        let order = groups.indices.sorted { groups[$0][0] < groups[$1][0] }  // merged axes in input order
+        let merged = groups.indices.map { order.firstIndex(of: $0) ?? 0 }     // output position → merged input axis
+        if merged == [1, 0] { return (1, sizes[1], sizes[0]) }
+        if merged == [0, 2, 1] { return (sizes[0], sizes[2], sizes[1]) }
+        return nil
     }
 
     static func concat(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {

@@ -30,4 +30,38 @@ public enum PrepackedWeights {
         guard let m = Int32(exactly: rows), let k = Int32(exactly: columns), m > 0, k > 0 else { return nil }
         return CheckedSize.multiply(ck_sgemm_packed_a_size(m, k), 4)
     }
+
+    /// CKernels' channels-last panel width (NR), stored with NHWC-packed weights.
+    public static var channelsLastPanelWidth: Int { ChannelsLast.panelWidth }
+
+    /// Float32 weights [M, C/groups, kh, kw] of a 2-D channels-last convolution in the indirect GEMM's layout
+    /// (`depthwise`: one input and one output channel per group, in the depthwise kernel's layout); nil when the
+    /// tensor is not such weights or a size does not fit the kernel's 32-bit arguments.
+    public static func packNHWCConvolutionWeights(_ data: TensorData, groups: Int, depthwise: Bool) -> TensorData? {
+        guard data.dtype == .float, data.dims.count == 4, case .bytes(let slice) = data.payload, groups >= 1,
+              data.dims.allSatisfy({ $0 > 0 && $0 <= Int64(Int32.max) }), data.dims[0] % Int64(groups) == 0,
+              !depthwise || (data.dims[1] == 1 && data.dims[0] == Int64(groups)) else { return nil }
+        let dims = data.dims.map { Int($0) }
+        guard let floats = nhwcPackedFloats(dims: dims, groups: groups, depthwise: depthwise),
+              let bytes = CheckedSize.multiply(floats, 4) else { return nil }
+        let packed = ByteStorage(count: bytes) { out in
+            guard let target = out.baseAddress?.assumingMemoryBound(to: Float.self) else { return }
+            slice.withUnsafeBytes { source in
+                guard let base = source.baseAddress?.assumingMemoryBound(to: Float.self) else { return }
+                ChannelsLast.pack(weights: base, outChannels: dims[0], groupIn: dims[1], kernelH: dims[2], kernelW: dims[3],
+                                  groups: groups, depthwise: depthwise, into: target)
+            }
+        }
+        return try? TensorData(dtype: .float, dims: [Int64(floats)], payload: .bytes(ByteSlice(packed)))
+    }
+
+    /// The float count of NHWC-packed weights of logical shape [M, C/groups, kh, kw]; nil when it overflows.
+    public static func nhwcPackedFloats(dims: [Int], groups: Int, depthwise: Bool) -> Int? {
+        guard dims.count == 4, groups >= 1, dims.allSatisfy({ $0 > 0 && $0 <= Int(Int32.max) }), dims[0] % groups == 0 else { return nil }
+        // Bound the product before the C size function computes it in size_t.
+        guard let logical = CheckedSize.elementCount(dims.map(Int64.init)), logical <= Int(Int32.max) else { return nil }
+        return depthwise
+            ? ChannelsLast.packedDepthwiseFloats(channels: dims[0], kernelH: dims[2], kernelW: dims[3])
+            : ChannelsLast.packedConvolutionFloats(groups: groups, groupOut: dims[0] / groups, groupIn: dims[1], kernelH: dims[2], kernelW: dims[3])
+    }
 }

@@ -1,0 +1,136 @@
+// ck_internal.h — what the CKernels source files share and the public header does not promise: instruction-set
+// macros, small integer helpers, the pool's thread-count-explicit entry point, the activations in scalar and
+// AVX2 form, and the vector exp. Not installed; include only from Sources/CKernels/*.c.
+#ifndef CK_INTERNAL_H
+#define CK_INTERNAL_H
+
+#include "ckernels.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CK_X86 1
+/// AVX2 and FMA code is compiled per function, so the library still runs on baseline x86-64.
+#define CK_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+#define CK_HIDDEN __attribute__((visibility("hidden")))
+
+static inline int ck_min(int a, int b) { return a < b ? a : b; }
+static inline int ck_max(int a, int b) { return a > b ? a : b; }
+static inline int ck_ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/// Multiply-adds below which a product runs on the calling thread (about 15 µs of one core): a sleeping worker
+/// takes tens of microseconds to wake, so smaller products do not gain from a second core.
+#define CK_PARALLEL_MIN_WORK (1 << 20)
+
+/// Whether the CPU and the OS support AVX2 and FMA (cpuid + xgetbv).
+CK_HIDDEN int ck_cpu_has_avx2_fma(void);
+
+/// ck_parallel_for on at most `threads` threads (the caller counts as one).
+CK_HIDDEN void ck_parallel_run(int threads, int count, void (*body)(void *context, int index), void *context);
+
+/// The logistic in the scalar path's form, shared by the fallback epilogues and ck_sigmoid_inplace.
+static inline float ck_logistic_scalar1(float v) { return v >= 0 ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); }
+
+static inline float ck_act_scalar(float x, const ck_epilogue *ep) {
+    switch (ep->activation) {
+    case CK_ACT_NONE: return x;
+    case CK_ACT_RELU: return x > 0 ? x : 0;
+    case CK_ACT_CLIP: {
+        float y = x < ep->param0 ? ep->param0 : x;
+        return y > ep->param1 ? ep->param1 : y;
+    }
+    case CK_ACT_LEAKY_RELU: {
+        float s = ep->param0 * x;
+        return x < 0 ? s : x;
+    }
+    case CK_ACT_HARD_SIGMOID: {
+        float t = ep->param0 * x;
+        t = t + ep->param1;
+        float u = t < 1 ? t : 1;
+        return u >= 0 ? u : 0;
+    }
+    case CK_ACT_HARD_SWISH: {
+        float t = x / 6;
+        t = t + 0.5f;
+        float u = t < 1 ? t : 1;
+        float v = u >= 0 ? u : 0;
+        return x * v;
+    }
+    case CK_ACT_SIGMOID: return ck_logistic_scalar1(x);
+    case CK_ACT_SILU: return x * ck_logistic_scalar1(x);
+    }
+    return x;
+}
+
+#ifdef CK_X86
+// exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two for accuracy), e^r from a
+// degree-6 polynomial on |r| ≤ ln2/2 (Cephes' expf coefficients, ≤ 2 ulp); x is clamped to ±88.3 so 2^n stays a
+// normal float, and below −88.3 the result is 0. NaN inputs give NaN.
+CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+    __m256 v = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(v, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    // Below the clamp e^x is under every normal float: 0, as expf underflows (and e^-inf = 0). NaN stays NaN.
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
+    __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), ck_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    // For x below −88.38, e^−x is above every float: the logistic is 0, as libm's expf overflows to +inf.
+    s = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ), s);
+    __m256 y = silu ? _mm256_mul_ps(x, s) : s;
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+CK_AVX2 static inline __m256 ck_act_avx2(__m256 x, const ck_epilogue *ep) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1);
+    switch (ep->activation) {
+    case CK_ACT_NONE: return x;
+    case CK_ACT_RELU: return _mm256_max_ps(x, zero);  // x > 0 ? x : 0 (NaN → 0, as the scalar form)
+    case CK_ACT_CLIP: {
+        __m256 lo = _mm256_set1_ps(ep->param0), hi = _mm256_set1_ps(ep->param1);
+        __m256 y = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+        return _mm256_blendv_ps(y, hi, _mm256_cmp_ps(y, hi, _CMP_GT_OQ));
+    }
+    case CK_ACT_LEAKY_RELU: {
+        __m256 s = _mm256_mul_ps(_mm256_set1_ps(ep->param0), x);
+        return _mm256_blendv_ps(x, s, _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    }
+    case CK_ACT_HARD_SIGMOID: {
+        __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(ep->param0), x), _mm256_set1_ps(ep->param1));
+        __m256 u = _mm256_blendv_ps(one, t, _mm256_cmp_ps(t, one, _CMP_LT_OQ));
+        return _mm256_blendv_ps(zero, u, _mm256_cmp_ps(u, zero, _CMP_GE_OQ));
+    }
+    case CK_ACT_HARD_SWISH: {
+        __m256 t = _mm256_add_ps(_mm256_div_ps(x, _mm256_set1_ps(6)), _mm256_set1_ps(0.5f));
+        __m256 u = _mm256_blendv_ps(one, t, _mm256_cmp_ps(t, one, _CMP_LT_OQ));
+        __m256 v = _mm256_blendv_ps(zero, u, _mm256_cmp_ps(u, zero, _CMP_GE_OQ));
+        return _mm256_mul_ps(x, v);
+    }
+    case CK_ACT_SIGMOID: return ck_logistic8(x, 0);
+    case CK_ACT_SILU: return ck_logistic8(x, 1);
+    }
+    return x;
+}
+
+#endif
+
+#endif

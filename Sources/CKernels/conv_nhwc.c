@@ -1,0 +1,434 @@
+// conv_nhwc.c — 2-D convolution of channels-last (NHWC) tensors as an indirect GEMM: output pixels are the rows,
+// output channels the columns, and the weights — packed once, at compile time — the B operand. The A operand is
+// never packed or copied: each row of a tile reads its input pixels in place through a short list of pointers, one
+// per kernel tap (a pointer to zeros where the tap falls in the padding), as XNNPACK's igemm does. Layout and
+// contract: include/ckernels.h.
+#define _GNU_SOURCE
+#include "ck_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/// Bytes of packed weights a task keeps hot while its tiles pass over them: a quarter of this machine kind's 1 MB
+/// L2 (and half of the 512 KB L2 of older cores), so the panels, the input rows and the output tile all stay in L2.
+#define CK_CONV_B_BLOCK_BYTES (256 * 1024)
+/// Tasks per thread the grid aims for: tiles differ in cost at the image borders, and on a shared machine a core
+/// can stall, so a dynamic queue of several tasks per thread evens the finish.
+#define CK_CONV_TASKS_PER_THREAD 8
+/// Zeros the padding taps point at; channel counts per group above this use a heap buffer.
+#define CK_CONV_ZEROS 4096
+
+static const float ck_conv_zeros[CK_CONV_ZEROS];
+
+size_t ck_conv_nhwc_packed_size(int groups, int group_out, int group_in, int kernel_h, int kernel_w) {
+    return (size_t)groups * (size_t)ck_ceil_div(group_out, CK_NR) * CK_NR * (size_t)group_in * (size_t)kernel_h * (size_t)kernel_w;
+}
+
+void ck_conv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, int kernel_w, const float *w, float *packed) {
+    int taps = kernel_h * kernel_w, panels = ck_ceil_div(group_out, CK_NR);
+    size_t k = (size_t)taps * group_in;
+    for (int g = 0; g < groups; g++) {
+        for (int j = 0; j < panels; j++) {
+            float *dst = packed + ((size_t)g * panels + j) * k * CK_NR;
+            for (int t = 0; t < taps; t++) {
+                for (int c = 0; c < group_in; c++) {
+                    float *row = dst + ((size_t)t * group_in + c) * CK_NR;
+                    for (int col = 0; col < CK_NR; col++) {
+                        int o = j * CK_NR + col;
+                        // ONNX weights are [groups·group_out, group_in, kernel_h, kernel_w].
+                        row[col] = o < group_out ? w[(((size_t)g * group_out + o) * group_in + c) * taps + t] : 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Tile epilogue
+
+/// What a finished tile needs besides its accumulators: the bias of its columns, the residual at its origin, the
+/// activation.
+typedef struct {
+    const float *bias;          // at the tile's first column, or NULL
+    const float *residual;      // at the tile's origin, or NULL
+    ptrdiff_t residual_stride;
+    ck_activation activation;
+    float param0, param1;
+} ck_tile_tail;
+
+static inline float ck_tail_scalar(float v, const ck_tile_tail *tail, int r, int col) {
+    if (tail->bias) v = v + tail->bias[col];
+    if (tail->residual) v = v + tail->residual[r * tail->residual_stride + col];
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, tail->activation, tail->param0, tail->param1, 0};
+    return ck_act_scalar(v, &ep);
+}
+
+/// An indirect-GEMM microkernel: C[mr × nr] = Σ_t Σ_p rows[t·CK_MR + r][p] · b[(t·kc + p)·CK_NR + col], then the tail.
+/// rows holds taps × CK_MR pointers (rows past mr repeat a live one; their results are dropped).
+typedef void (*ck_igemm_kernel)(int taps, int kc, const float *const *rows, const float *b, float *c, ptrdiff_t ldc,
+                                int mr, int nr, const ck_tile_tail *tail);
+
+static void ck_igemm_scalar(int taps, int kc, const float *const *rows, const float *b, float *c, ptrdiff_t ldc, int mr,
+                            int nr, const ck_tile_tail *tail) {
+    float acc[CK_MR][CK_NR];
+    memset(acc, 0, sizeof acc);
+    for (int t = 0; t < taps; t++, rows += CK_MR) {
+        for (int p = 0; p < kc; p++, b += CK_NR) {
+            for (int r = 0; r < mr; r++) {
+                float x = rows[r][p];
+                for (int col = 0; col < CK_NR; col++) acc[r][col] += x * b[col];
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int col = 0; col < nr; col++) c[r * ldc + col] = ck_tail_scalar(acc[r][col], tail, r, col);
+}
+
+#ifdef CK_X86
+/// Lane masks for the first n of 8 floats (n = 0 … 8).
+static const int32_t ck_lane_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+CK_AVX2 static inline __m256i ck_mask8(int n) { return _mm256_loadu_si256((const __m256i *)(ck_lane_masks + 8 - n)); }
+
+/// Stores one row of a tile (nr of its 16 columns) after bias, residual and activation.
+CK_AVX2 static inline void ck_tail_row_avx2(float *dst, __m256 v0, __m256 v1, int r, int nr, const ck_tile_tail *tail,
+                                            const ck_epilogue *ep) {
+    if (nr == CK_NR) {
+        if (tail->bias) {
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(tail->bias));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(tail->bias + 8));
+        }
+        if (tail->residual) {
+            const float *z = tail->residual + r * tail->residual_stride;
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(z));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(z + 8));
+        }
+        _mm256_storeu_ps(dst, ck_act_avx2(v0, ep));
+        _mm256_storeu_ps(dst + 8, ck_act_avx2(v1, ep));
+        return;
+    }
+    __m256i m0 = ck_mask8(nr < 8 ? nr : 8), m1 = ck_mask8(nr > 8 ? nr - 8 : 0);
+    if (tail->bias) {
+        v0 = _mm256_add_ps(v0, _mm256_maskload_ps(tail->bias, m0));
+        v1 = _mm256_add_ps(v1, _mm256_maskload_ps(tail->bias + 8, m1));
+    }
+    if (tail->residual) {
+        const float *z = tail->residual + r * tail->residual_stride;
+        v0 = _mm256_add_ps(v0, _mm256_maskload_ps(z, m0));
+        v1 = _mm256_add_ps(v1, _mm256_maskload_ps(z + 8, m1));
+    }
+    _mm256_maskstore_ps(dst, m0, ck_act_avx2(v0, ep));
+    _mm256_maskstore_ps(dst + 8, m1, ck_act_avx2(v1, ep));
+}
+
+/// The 6 × 16 tile: per k step 2 loads of B, 6 broadcasts of A (one per row pointer) and 12 FMAs. Panels with at
+/// most 8 live columns take a half loop (same products, same order).
+CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, const float *b, float *c, ptrdiff_t ldc,
+                                  int mr, int nr, const ck_tile_tail *tail) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    if (nr <= 8) {
+        for (int t = 0; t < taps; t++, rows += CK_MR) {
+            const float *a0 = rows[0], *a1 = rows[1], *a2 = rows[2], *a3 = rows[3], *a4 = rows[4], *a5 = rows[5];
+            for (int p = 0; p < kc; p++, b += CK_NR) {
+                __m256 b0 = _mm256_loadu_ps(b);
+                c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(a0 + p), b0, c00);
+                c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(a1 + p), b0, c10);
+                c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(a2 + p), b0, c20);
+                c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(a3 + p), b0, c30);
+                c40 = _mm256_fmadd_ps(_mm256_broadcast_ss(a4 + p), b0, c40);
+                c50 = _mm256_fmadd_ps(_mm256_broadcast_ss(a5 + p), b0, c50);
+            }
+        }
+    } else {
+        for (int t = 0; t < taps; t++, rows += CK_MR) {
+            const float *a0 = rows[0], *a1 = rows[1], *a2 = rows[2], *a3 = rows[3], *a4 = rows[4], *a5 = rows[5];
+            for (int p = 0; p < kc; p++, b += CK_NR) {
+                __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), x;
+                x = _mm256_broadcast_ss(a0 + p); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+                x = _mm256_broadcast_ss(a1 + p); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+                x = _mm256_broadcast_ss(a2 + p); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+                x = _mm256_broadcast_ss(a3 + p); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+                x = _mm256_broadcast_ss(a4 + p); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+                x = _mm256_broadcast_ss(a5 + p); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+            }
+        }
+    }
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, tail->activation, tail->param0, tail->param1, 0};
+    ck_tail_row_avx2(c, c00, c01, 0, nr, tail, &ep);
+    if (mr > 1) ck_tail_row_avx2(c + ldc, c10, c11, 1, nr, tail, &ep);
+    if (mr > 2) ck_tail_row_avx2(c + 2 * ldc, c20, c21, 2, nr, tail, &ep);
+    if (mr > 3) ck_tail_row_avx2(c + 3 * ldc, c30, c31, 3, nr, tail, &ep);
+    if (mr > 4) ck_tail_row_avx2(c + 4 * ldc, c40, c41, 4, nr, tail, &ep);
+    if (mr > 5) ck_tail_row_avx2(c + 5 * ldc, c50, c51, 5, nr, tail, &ep);
+}
+#endif
+
+static ck_igemm_kernel ck_igemm_select(void) {
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) return ck_igemm_avx2;
+#endif
+    return ck_igemm_scalar;
+}
+
+// MARK: - Tasks
+
+typedef struct {
+    ck_conv_nhwc g;
+    const float *x, *w;
+    float *y;
+    ck_conv_epilogue ep;
+    ck_igemm_kernel kernel;
+    const float *zeros;
+    int taps, panels, tiles_per_image, tiles;
+    int panel_block, tile_block, panel_blocks, tile_blocks;
+} ck_conv_job;
+
+/// Per-thread room for one tile's row pointers (taps × CK_MR), grown as needed.
+static _Thread_local const float **ck_conv_rows = NULL;
+static _Thread_local size_t ck_conv_rows_count = 0;
+
+static const float **ck_conv_row_buffer(size_t count) {
+    if (count > ck_conv_rows_count) {
+        free(ck_conv_rows);
+        ck_conv_rows = malloc(count * sizeof *ck_conv_rows);
+        if (!ck_conv_rows) abort();  // out of memory, as Swift traps on a failed allocation
+        ck_conv_rows_count = count;
+    }
+    return ck_conv_rows;
+}
+
+/// The input pointers of one tile: for each tap (kernel row, then column) and each of the tile's CK_MR rows (output
+/// pixels p0 …), the first channel of group g at that tap, or zeros outside the image.
+static void ck_conv_tile_rows(const ck_conv_job *job, int n, int p0, int mr, int group, const float **rows) {
+    const ck_conv_nhwc *g = &job->g;
+    int oh[CK_MR], ow[CK_MR];
+    for (int r = 0; r < CK_MR; r++) {
+        int p = p0 + (r < mr ? r : mr - 1);
+        oh[r] = p / g->out_w;
+        ow[r] = p % g->out_w;
+    }
+    const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride + (size_t)group * g->group_in;
+    for (int i = 0; i < g->kernel_h; i++) {
+        for (int j = 0; j < g->kernel_w; j++, rows += CK_MR) {
+            for (int r = 0; r < CK_MR; r++) {
+                int ih = oh[r] * g->stride_h - g->pad_top + i * g->dilation_h;
+                int iw = ow[r] * g->stride_w - g->pad_left + j * g->dilation_w;
+                rows[r] = (unsigned)ih < (unsigned)g->in_h && (unsigned)iw < (unsigned)g->in_w
+                              ? image + ((size_t)ih * g->in_w + iw) * g->x_stride
+                              : job->zeros;
+            }
+        }
+    }
+}
+
+static void ck_conv_task(void *context, int index) {
+    const ck_conv_job *job = context;
+    const ck_conv_nhwc *g = &job->g;
+    int tb = index % job->tile_blocks, rest = index / job->tile_blocks;
+    int pb = rest % job->panel_blocks, group = rest / job->panel_blocks;
+    int t0 = tb * job->tile_block, t1 = ck_min(job->tiles, t0 + job->tile_block);
+    int j0 = pb * job->panel_block, j1 = ck_min(job->panels, j0 + job->panel_block);
+    size_t k = (size_t)job->taps * g->group_in;
+    const float **rows = ck_conv_row_buffer((size_t)job->taps * CK_MR);
+    int out_pixels = g->out_h * g->out_w;
+    for (int t = t0; t < t1; t++) {
+        int n = t / job->tiles_per_image, p0 = (t % job->tiles_per_image) * CK_MR;
+        int mr = ck_min(CK_MR, out_pixels - p0);
+        ck_conv_tile_rows(job, n, p0, mr, group, rows);
+        size_t pixel = (size_t)n * out_pixels + p0;
+        for (int j = j0; j < j1; j++) {
+            int col0 = group * g->group_out + j * CK_NR;
+            ck_tile_tail tail = {
+                job->ep.bias ? job->ep.bias + col0 : NULL,
+                job->ep.residual ? job->ep.residual + pixel * job->ep.residual_stride + col0 : NULL,
+                job->ep.residual_stride, job->ep.activation, job->ep.param0, job->ep.param1};
+            const float *b = job->w + ((size_t)group * job->panels + j) * k * CK_NR;
+            job->kernel(job->taps, g->group_in, rows, b, job->y + pixel * g->y_stride + col0, g->y_stride, mr,
+                        ck_min(CK_NR, g->group_out - j * CK_NR), &tail);
+        }
+    }
+}
+
+void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                    float *y) {
+    ck_conv_job job;
+    memset(&job, 0, sizeof job);
+    job.g = *geometry;
+    job.x = x;
+    job.w = packed_w;
+    job.y = y;
+    if (epilogue) job.ep = *epilogue;
+    const ck_conv_nhwc *g = &job.g;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0 || g->group_out <= 0) return;
+    job.kernel = ck_igemm_select();
+    job.taps = g->kernel_h * g->kernel_w;
+    job.panels = ck_ceil_div(g->group_out, CK_NR);
+    job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, CK_MR);
+    job.tiles = g->batch * job.tiles_per_image;
+    float *heap_zeros = NULL;
+    if (g->group_in <= CK_CONV_ZEROS) {
+        job.zeros = ck_conv_zeros;
+    } else {
+        heap_zeros = calloc((size_t)g->group_in, sizeof(float));
+        if (!heap_zeros) abort();
+        job.zeros = heap_zeros;
+    }
+
+    // Panels per task: as many as keep CK_CONV_B_BLOCK_BYTES of packed weights hot; tiles per task: enough tasks
+    // for every thread to take several.
+    size_t panel_bytes = (size_t)job.taps * (size_t)(g->group_in > 0 ? g->group_in : 1) * CK_NR * sizeof(float);
+    job.panel_block = (int)(CK_CONV_B_BLOCK_BYTES / panel_bytes);
+    if (job.panel_block < 1) job.panel_block = 1;
+    if (job.panel_block > job.panels) job.panel_block = job.panels;
+    job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
+    double work = (double)job.tiles * CK_MR * g->groups * g->group_out * (double)job.taps * g->group_in;
+    int threads = work < CK_PARALLEL_MIN_WORK ? 1 : ck_num_threads();
+    int outer = g->groups * job.panel_blocks;
+    int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
+    int tile_blocks = ck_ceil_div(wanted, outer);
+    if (tile_blocks > job.tiles) tile_blocks = job.tiles;
+    if (tile_blocks < 1) tile_blocks = 1;
+    job.tile_block = ck_ceil_div(job.tiles, tile_blocks);
+    job.tile_blocks = ck_ceil_div(job.tiles, job.tile_block);
+    int tasks = outer * job.tile_blocks;
+    if (threads > 1) ck_parallel_run(threads, tasks, ck_conv_task, &job);
+    else for (int i = 0; i < tasks; i++) ck_conv_task(&job, i);
+    free(heap_zeros);
+}
+
+// MARK: - Depthwise
+
+size_t ck_depthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w) {
+    return (size_t)ck_ceil_div(channels, CK_NR) * CK_NR * (size_t)kernel_h * (size_t)kernel_w;
+}
+
+void ck_depthwise_nhwc_pack(int channels, int kernel_h, int kernel_w, const float *w, float *packed) {
+    int taps = kernel_h * kernel_w, blocks = ck_ceil_div(channels, CK_NR);
+    for (int cb = 0; cb < blocks; cb++)
+        for (int t = 0; t < taps; t++)
+            for (int col = 0; col < CK_NR; col++) {
+                int c = cb * CK_NR + col;
+                packed[((size_t)cb * taps + t) * CK_NR + col] = c < channels ? w[(size_t)c * taps + t] : 0;
+            }
+}
+
+typedef struct {
+    ck_conv_nhwc g;
+    const float *x, *w;
+    float *y;
+    ck_conv_epilogue ep;
+    const float *zeros;  // at least `channels` zeros, for padding taps
+    int taps, channels, rows_per_task, row_tasks;
+} ck_dw_job;
+
+/// The input pointers of one output pixel, tap by tap (zeros in the padding).
+static inline void ck_dw_pixel_rows(const ck_dw_job *job, const float *image, int oh, int ow, const float **rows) {
+    const ck_conv_nhwc *g = &job->g;
+    for (int i = 0; i < g->kernel_h; i++) {
+        int ih = oh * g->stride_h - g->pad_top + i * g->dilation_h;
+        for (int j = 0; j < g->kernel_w; j++) {
+            int iw = ow * g->stride_w - g->pad_left + j * g->dilation_w;
+            *rows++ = (unsigned)ih < (unsigned)g->in_h && (unsigned)iw < (unsigned)g->in_w
+                          ? image + ((size_t)ih * g->in_w + iw) * g->x_stride
+                          : job->zeros;
+        }
+    }
+}
+
+static void ck_dw_pixel_scalar(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    for (int c = 0; c < job->channels; c++) {
+        const float *w = job->w + ((size_t)(c / CK_NR) * job->taps) * CK_NR + c % CK_NR;
+        float acc = 0;
+        for (int t = 0; t < job->taps; t++) acc += rows[t][c] * w[t * CK_NR];
+        if (job->ep.bias) acc = acc + job->ep.bias[c];
+        if (residual) acc = acc + residual[c];
+        out[c] = ck_act_scalar(acc, &ep);
+    }
+}
+
+#ifdef CK_X86
+/// One output pixel, 16 channels at a time (a masked last block): per tap 2 loads of X, 2 of W and 2 FMAs.
+CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    int taps = job->taps, channels = job->channels;
+    const float *w = job->w;
+    for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
+        int live = ck_min(CK_NR, channels - c);
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        if (live == CK_NR) {
+            for (int t = 0; t < taps; t++) {
+                const float *x = rows[t] + c;
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(w + t * CK_NR), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_loadu_ps(w + t * CK_NR + 8), a1);
+            }
+        } else {
+            __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
+            for (int t = 0; t < taps; t++) {
+                const float *x = rows[t] + c;
+                a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x, m0), _mm256_loadu_ps(w + t * CK_NR), a0);
+                a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 8, m1), _mm256_loadu_ps(w + t * CK_NR + 8), a1);
+            }
+        }
+        ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL, residual ? residual + c : NULL, 0,
+                             job->ep.activation, job->ep.param0, job->ep.param1};
+        ck_tail_row_avx2(out + c, a0, a1, 0, live, &tail, &ep);
+    }
+}
+#endif
+
+static void ck_dw_task(void *context, int index) {
+    const ck_dw_job *job = context;
+    const ck_conv_nhwc *g = &job->g;
+    int n = index / job->row_tasks, r0 = (index % job->row_tasks) * job->rows_per_task;
+    int r1 = ck_min(g->out_h, r0 + job->rows_per_task);
+    const float **rows = ck_conv_row_buffer((size_t)job->taps);
+    const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
+    void (*pixel)(const ck_dw_job *, const float *const *, float *, const float *) = ck_dw_pixel_scalar;
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) pixel = ck_dw_pixel_avx2;
+#endif
+    for (int oh = r0; oh < r1; oh++) {
+        for (int ow = 0; ow < g->out_w; ow++) {
+            size_t p = ((size_t)n * g->out_h + oh) * g->out_w + ow;
+            ck_dw_pixel_rows(job, image, oh, ow, rows);
+            pixel(job, rows, job->y + p * g->y_stride, job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL);
+        }
+    }
+}
+
+void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                         float *y) {
+    ck_dw_job job;
+    memset(&job, 0, sizeof job);
+    job.g = *geometry;
+    job.x = x;
+    job.w = packed_w;
+    job.y = y;
+    if (epilogue) job.ep = *epilogue;
+    const ck_conv_nhwc *g = &job.g;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0) return;
+    job.taps = g->kernel_h * g->kernel_w;
+    job.channels = g->groups;
+    float *heap_zeros = NULL;
+    if (job.channels <= CK_CONV_ZEROS) {
+        job.zeros = ck_conv_zeros;
+    } else {
+        heap_zeros = calloc((size_t)job.channels, sizeof(float));
+        if (!heap_zeros) abort();
+        job.zeros = heap_zeros;
+    }
+    double work = (double)g->batch * g->out_h * g->out_w * g->groups * job.taps;
+    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
+    int per_image = ck_ceil_div(wanted, g->batch);
+    if (per_image > g->out_h) per_image = g->out_h;
+    job.rows_per_task = ck_ceil_div(g->out_h, per_image);
+    job.row_tasks = ck_ceil_div(g->out_h, job.rows_per_task);
+    int tasks = g->batch * job.row_tasks;
+    if (threads > 1) ck_parallel_run(threads, tasks, ck_dw_task, &job);
+    else for (int i = 0; i < tasks; i++) ck_dw_task(&job, i);
+    free(heap_zeros);
+}

@@ -1,0 +1,227 @@
+// pool_nhwc.c — pooling of channels-last tensors, vectorized across channels (a pixel's channels are contiguous),
+// and the two layout transposes between NCHW and NHWC. Contract: include/ckernels.h.
+#define _GNU_SOURCE
+#include "ck_internal.h"
+
+#include <float.h>
+#include <string.h>
+
+typedef struct {
+    ck_pool_nhwc g;
+    const float *x;
+    float *y;
+    int kind;  // 0 max, 1 average over valid taps, 2 average over the whole window
+    int rows_per_task, row_tasks;
+} ck_pool_job;
+
+enum { CK_POOL_MAX = 0, CK_POOL_AVERAGE = 1, CK_POOL_AVERAGE_INCLUDING_PAD = 2 };
+
+/// One output pixel from the valid taps: rows ih0 …< ih1, columns iw0 …< iw1 (already stepped by dilation).
+static inline void ck_pool_pixel_scalar(const ck_pool_job *job, const float *image, int oh, int ow, float *out) {
+    const ck_pool_nhwc *g = &job->g;
+    int count = 0;
+    for (int c = 0; c < g->channels; c++) out[c] = job->kind == CK_POOL_MAX ? -INFINITY : 0;
+    for (int i = 0; i < g->kernel_h; i++) {
+        int ih = oh * g->stride_h - g->pad_top + i * g->dilation_h;
+        if ((unsigned)ih >= (unsigned)g->in_h) continue;
+        for (int j = 0; j < g->kernel_w; j++) {
+            int iw = ow * g->stride_w - g->pad_left + j * g->dilation_w;
+            if ((unsigned)iw >= (unsigned)g->in_w) continue;
+            const float *x = image + ((size_t)ih * g->in_w + iw) * g->x_stride;
+            count++;
+            if (job->kind == CK_POOL_MAX) {
+                for (int c = 0; c < g->channels; c++) out[c] = x[c] > out[c] ? x[c] : out[c];
+            } else {
+                for (int c = 0; c < g->channels; c++) out[c] = out[c] + x[c];
+            }
+        }
+    }
+    if (job->kind == CK_POOL_MAX) {
+        // A window entirely in the padding has no value; 0, as the NCHW kernel gives.
+        if (count == 0) for (int c = 0; c < g->channels; c++) out[c] = 0;
+        return;
+    }
+    float divisor = job->kind == CK_POOL_AVERAGE_INCLUDING_PAD ? (float)(g->kernel_h * g->kernel_w) : (float)(count > 0 ? count : 1);
+    for (int c = 0; c < g->channels; c++) out[c] = out[c] / divisor;
+}
+
+#ifdef CK_X86
+static const int32_t ck_pool_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+CK_AVX2 static inline __m256i ck_pool_mask(int n) { return _mm256_loadu_si256((const __m256i *)(ck_pool_masks + 8 - n)); }
+
+/// The same pixel, 32 channels at a time in 4 accumulators, then 8 at a time, the last block masked. Maxima start
+/// at −∞ and max(x, m) keeps m when x is NaN, as the scalar `x > m ? x : m`; sums start at 0, as the scalar path.
+CK_AVX2 static void ck_pool_pixel_avx2(const ck_pool_job *job, const float *image, int oh, int ow, float *out) {
+    const ck_pool_nhwc *g = &job->g;
+    int ih0 = oh * g->stride_h - g->pad_top, iw0 = ow * g->stride_w - g->pad_left;
+    const float *taps[64];
+    int count = 0;
+    int max = job->kind == CK_POOL_MAX;
+    for (int i = 0; i < g->kernel_h; i++) {
+        int ih = ih0 + i * g->dilation_h;
+        if ((unsigned)ih >= (unsigned)g->in_h) continue;
+        for (int j = 0; j < g->kernel_w; j++) {
+            int iw = iw0 + j * g->dilation_w;
+            if ((unsigned)iw >= (unsigned)g->in_w) continue;
+            if (count == 64) {  // windows over 64 valid taps take the scalar path
+                ck_pool_pixel_scalar(job, image, oh, ow, out);
+                return;
+            }
+            taps[count++] = image + ((size_t)ih * g->in_w + iw) * g->x_stride;
+        }
+    }
+    if (count == 0) {
+        memset(out, 0, (size_t)g->channels * sizeof(float));
+        return;
+    }
+    float divisor = job->kind == CK_POOL_AVERAGE_INCLUDING_PAD ? (float)(g->kernel_h * g->kernel_w) : (float)count;
+    __m256 d = _mm256_set1_ps(divisor), seed = max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+    int c = 0;
+    for (; c + 32 <= g->channels; c += 32) {
+        __m256 a0 = seed, a1 = seed, a2 = seed, a3 = seed;
+        for (int t = 0; t < count; t++) {
+            const float *x = taps[t] + c;
+            if (max) {
+                a0 = _mm256_max_ps(_mm256_loadu_ps(x), a0); a1 = _mm256_max_ps(_mm256_loadu_ps(x + 8), a1);
+                a2 = _mm256_max_ps(_mm256_loadu_ps(x + 16), a2); a3 = _mm256_max_ps(_mm256_loadu_ps(x + 24), a3);
+            } else {
+                a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x)); a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + 8));
+                a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + 16)); a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + 24));
+            }
+        }
+        if (!max) { a0 = _mm256_div_ps(a0, d); a1 = _mm256_div_ps(a1, d); a2 = _mm256_div_ps(a2, d); a3 = _mm256_div_ps(a3, d); }
+        _mm256_storeu_ps(out + c, a0); _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2); _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c < g->channels; c += 8) {
+        int live = ck_min(8, g->channels - c);
+        __m256i m = ck_pool_mask(live);
+        __m256 a = seed;
+        for (int t = 0; t < count; t++) {
+            __m256 x = _mm256_maskload_ps(taps[t] + c, m);
+            a = max ? _mm256_max_ps(x, a) : _mm256_add_ps(a, x);
+        }
+        if (!max) a = _mm256_div_ps(a, d);
+        _mm256_maskstore_ps(out + c, m, a);
+    }
+}
+#endif
+
+static void ck_pool_task(void *context, int index) {
+    const ck_pool_job *job = context;
+    const ck_pool_nhwc *g = &job->g;
+    int n = index / job->row_tasks, r0 = (index % job->row_tasks) * job->rows_per_task;
+    int r1 = ck_min(g->out_h, r0 + job->rows_per_task);
+    const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
+    void (*pixel)(const ck_pool_job *, const float *, int, int, float *) = ck_pool_pixel_scalar;
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) pixel = ck_pool_pixel_avx2;
+#endif
+    for (int oh = r0; oh < r1; oh++)
+        for (int ow = 0; ow < g->out_w; ow++)
+            pixel(job, image, oh, ow, job->y + (((size_t)n * g->out_h + oh) * g->out_w + ow) * g->y_stride);
+}
+
+static void ck_pool_run(const ck_pool_nhwc *geometry, const float *x, float *y, int kind) {
+    ck_pool_job job;
+    memset(&job, 0, sizeof job);
+    job.g = *geometry;
+    job.x = x;
+    job.y = y;
+    job.kind = kind;
+    const ck_pool_nhwc *g = &job.g;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->channels <= 0) return;
+    double work = (double)g->batch * g->out_h * g->out_w * g->channels * g->kernel_h * g->kernel_w;
+    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    int per_image = threads > 1 ? ck_ceil_div(threads * 8, g->batch) : 1;
+    if (per_image > g->out_h) per_image = g->out_h;
+    job.rows_per_task = ck_ceil_div(g->out_h, per_image);
+    job.row_tasks = ck_ceil_div(g->out_h, job.rows_per_task);
+    int tasks = g->batch * job.row_tasks;
+    if (threads > 1) ck_parallel_run(threads, tasks, ck_pool_task, &job);
+    else for (int i = 0; i < tasks; i++) ck_pool_task(&job, i);
+}
+
+void ck_maxpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y) { ck_pool_run(geometry, x, y, CK_POOL_MAX); }
+
+void ck_avgpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y, int count_include_pad) {
+    ck_pool_run(geometry, x, y, count_include_pad ? CK_POOL_AVERAGE_INCLUDING_PAD : CK_POOL_AVERAGE);
+}
+
+// MARK: - Global pools
+
+#ifdef CK_X86
+CK_AVX2 static void ck_global_pool_avx2(int pixels, int channels, const float *x, float *y, int max) {
+    int c = 0;
+    for (; c < channels; c += 8) {
+        int live = ck_min(8, channels - c);
+        __m256i m = ck_pool_mask(live);
+        __m256 a = max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+        for (int p = 0; p < pixels; p++) {
+            __m256 v = _mm256_maskload_ps(x + (size_t)p * channels + c, m);
+            a = max ? _mm256_max_ps(v, a) : _mm256_add_ps(a, v);
+        }
+        if (!max) a = _mm256_div_ps(a, _mm256_set1_ps((float)pixels));
+        _mm256_maskstore_ps(y + c, m, a);
+    }
+}
+#endif
+
+void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, float *y, int max) {
+    for (int n = 0; n < batch; n++) {
+        const float *xn = x + (size_t)n * pixels * channels;
+        float *yn = y + (size_t)n * channels;
+#ifdef CK_X86
+        if (ck_active_isa() == CK_ISA_AVX2_FMA) {
+            ck_global_pool_avx2(pixels, channels, xn, yn, max);
+            continue;
+        }
+#endif
+        for (int c = 0; c < channels; c++) {
+            float a = max ? -INFINITY : 0;
+            for (int p = 0; p < pixels; p++) {
+                float v = xn[(size_t)p * channels + c];
+                a = max ? (v > a ? v : a) : a + v;
+            }
+            yn[c] = max ? a : a / (float)pixels;
+        }
+    }
+}
+
+// MARK: - Layout transposes
+
+typedef struct {
+    const float *x;
+    float *y;
+    int rows, cols;  // per image: x is rows × cols, y cols × rows
+    int batch, row_blocks, col_blocks;
+} ck_transpose_job;
+
+/// Tiles of this many rows and columns: two 32 × 32 float tiles (8 KB) stay in L1 while one is read by rows and the
+/// other written by rows.
+#define CK_TRANSPOSE_TILE 32
+
+static void ck_transpose_task(void *context, int index) {
+    const ck_transpose_job *job = context;
+    int per_image = job->row_blocks * job->col_blocks;
+    int n = index / per_image, rest = index % per_image;
+    int r0 = (rest / job->col_blocks) * CK_TRANSPOSE_TILE, c0 = (rest % job->col_blocks) * CK_TRANSPOSE_TILE;
+    int r1 = ck_min(job->rows, r0 + CK_TRANSPOSE_TILE), c1 = ck_min(job->cols, c0 + CK_TRANSPOSE_TILE);
+    const float *x = job->x + (size_t)n * job->rows * job->cols;
+    float *y = job->y + (size_t)n * job->rows * job->cols;
+    for (int c = c0; c < c1; c++)
+        for (int r = r0; r < r1; r++) y[(size_t)c * job->rows + r] = x[(size_t)r * job->cols + c];
+}
+
+void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y) {
+    if (batch <= 0 || rows <= 0 || cols <= 0) return;
+    ck_transpose_job job = {x, y, rows, cols, batch, ck_ceil_div(rows, CK_TRANSPOSE_TILE), ck_ceil_div(cols, CK_TRANSPOSE_TILE)};
+    int tasks = batch * job.row_blocks * job.col_blocks;
+    double work = (double)batch * rows * cols;
+    if (work < CK_PARALLEL_MIN_WORK / 8) {
+        for (int i = 0; i < tasks; i++) ck_transpose_task(&job, i);
+    } else {
+        ck_parallel_for(tasks, ck_transpose_task, &job);
+    }
+}

@@ -1,0 +1,117 @@
+internal import CKernels
+
+/// CKernels' channels-last (NHWC) convolution, depthwise convolution, pools and layout transposes, for the
+/// `ai.onnxc::Nhwc*` kernels and the Transpose fast path. ConvolutionKernels.Geometry arrives as the runtime's `ConvolutionKernels.Geometry` (computed
+/// on the NCHW view of the shapes) and is checked to fit the C API's 32-bit sizes by the caller (`fits`).
+enum ChannelsLast {
+    /// CKernels' output-channel panel width (NR) and channel block of the depthwise layout.
+    static var panelWidth: Int { Int(CK_NR) }
+
+    /// Whether every size of a geometry fits the C API's `int` arguments.
+    static func fits(_ g: ConvolutionKernels.Geometry, extra: [Int] = []) -> Bool {
+        var all: [Int] = [g.batch, g.inChannels, g.outChannels, g.groups]
+        for list in [g.inSpatial, g.outSpatial, g.kernel, g.strides, g.dilations, g.padsBegin, extra] { all += list }
+        return all.allSatisfy { $0 >= 0 && $0 <= Int(Int32.max) }
+    }
+
+    /// Whether CKernels' epilogue applies this activation (all but Tanh and Gelu).
+    static func fuses(_ activation: FusedActivation?) -> Bool { epilogueActivation(activation) != nil }
+
+    /// The C activation for a fused epilogue, or nil when CKernels' epilogue lacks it (Tanh, Gelu).
+    private static func epilogueActivation(_ activation: FusedActivation?) -> (kind: ck_activation, p0: Float, p1: Float)? {
+        guard let activation else { return (CK_ACT_NONE, 0, 0) }
+        switch activation.kind {
+        case .sigmoid: return (CK_ACT_SIGMOID, 0, 0)
+        case .silu: return (CK_ACT_SILU, 0, 0)
+        default: return PackedGemm.kernelActivation(activation)
+        }
+    }
+
+    static func packedConvolutionFloats(groups: Int, groupOut: Int, groupIn: Int, kernelH: Int, kernelW: Int) -> Int {
+        Int(ck_conv_nhwc_packed_size(Int32(groups), Int32(groupOut), Int32(groupIn), Int32(kernelH), Int32(kernelW)))
+    }
+
+    static func packedDepthwiseFloats(channels: Int, kernelH: Int, kernelW: Int) -> Int {
+        Int(ck_depthwise_nhwc_packed_size(Int32(channels), Int32(kernelH), Int32(kernelW)))
+    }
+
+    /// Packs ONNX weights [M, C/groups, kh, kw] for `convolution` (`depthwise`: for `depthwise`, one channel per group).
+    static func pack(weights: UnsafePointer<Float>, outChannels: Int, groupIn: Int, kernelH: Int, kernelW: Int, groups: Int,
+                     depthwise: Bool, into packed: UnsafeMutablePointer<Float>) {
+        if depthwise {
+            ck_depthwise_nhwc_pack(Int32(outChannels), Int32(kernelH), Int32(kernelW), weights, packed)
+        } else {
+            ck_conv_nhwc_pack(Int32(groups), Int32(outChannels / groups), Int32(groupIn), Int32(kernelH), Int32(kernelW), weights, packed)
+        }
+    }
+
+    /// Y (channels last) = activation(conv(X, packed W) + bias + residual) for a 2-D geometry; an activation the
+    /// epilogue lacks (see `fuses`) is left for the caller.
+    static func convolution(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, depthwise: Bool,
+                            bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                            activation: FusedActivation?) {
+        let activation = epilogueActivation(activation) ?? (CK_ACT_NONE, 0, 0)
+        var geometry = ck_conv_nhwc()
+        geometry.batch = Int32(g.batch)
+        geometry.in_h = Int32(g.inSpatial[0])
+        geometry.in_w = Int32(g.inSpatial[1])
+        geometry.out_h = Int32(g.outSpatial[0])
+        geometry.out_w = Int32(g.outSpatial[1])
+        geometry.kernel_h = Int32(g.kernel[0])
+        geometry.kernel_w = Int32(g.kernel[1])
+        geometry.stride_h = Int32(g.strides[0])
+        geometry.stride_w = Int32(g.strides[1])
+        geometry.pad_top = Int32(g.padsBegin[0])
+        geometry.pad_left = Int32(g.padsBegin[1])
+        geometry.dilation_h = Int32(g.dilations[0])
+        geometry.dilation_w = Int32(g.dilations[1])
+        geometry.groups = Int32(g.groups)
+        geometry.group_in = Int32(g.inChannels / g.groups)
+        geometry.group_out = Int32(g.outChannels / g.groups)
+        geometry.x_stride = g.inChannels
+        geometry.y_stride = g.outChannels
+        var epilogue = ck_conv_epilogue(bias: bias, residual: residual, residual_stride: g.outChannels, activation: activation.kind,
+                                        param0: activation.p0, param1: activation.p1)
+        if depthwise {
+            ck_depthwise2d_nhwc(&geometry, x, packedWeights, &epilogue, y)
+        } else {
+            ck_conv2d_nhwc(&geometry, x, packedWeights, &epilogue, y)
+        }
+    }
+
+    enum PoolKind { case max, average(countIncludePad: Bool) }
+
+    static func pool(_ g: ConvolutionKernels.Geometry, _ kind: PoolKind, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        var geometry = ck_pool_nhwc()
+        geometry.batch = Int32(g.batch)
+        geometry.in_h = Int32(g.inSpatial[0])
+        geometry.in_w = Int32(g.inSpatial[1])
+        geometry.out_h = Int32(g.outSpatial[0])
+        geometry.out_w = Int32(g.outSpatial[1])
+        geometry.channels = Int32(g.inChannels)
+        geometry.kernel_h = Int32(g.kernel[0])
+        geometry.kernel_w = Int32(g.kernel[1])
+        geometry.stride_h = Int32(g.strides[0])
+        geometry.stride_w = Int32(g.strides[1])
+        geometry.pad_top = Int32(g.padsBegin[0])
+        geometry.pad_left = Int32(g.padsBegin[1])
+        geometry.dilation_h = Int32(g.dilations[0])
+        geometry.dilation_w = Int32(g.dilations[1])
+        geometry.x_stride = g.inChannels
+        geometry.y_stride = g.inChannels
+        switch kind {
+        case .max: ck_maxpool2d_nhwc(&geometry, x, y)
+        case .average(let includePad): ck_avgpool2d_nhwc(&geometry, x, y, includePad ? 1 : 0)
+        }
+    }
+
+    static func globalPool(batch: Int, pixels: Int, channels: Int, max: Bool, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        ck_global_pool_nhwc(Int32(batch), Int32(pixels), Int32(channels), x, y, max ? 1 : 0)
+    }
+
+    /// y[n] = x[n]ᵀ for `batch` row-major rows × columns matrices of 4-byte elements (bit patterns are copied).
+    static func transpose(batch: Int, rows: Int, columns: Int, x: UnsafeRawPointer, y: UnsafeMutableRawPointer) {
+        ck_transpose_batched(Int32(batch), Int32(rows), Int32(columns), x.assumingMemoryBound(to: Float.self),
+                             y.assumingMemoryBound(to: Float.self))
+    }
+}

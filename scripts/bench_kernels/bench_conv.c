@@ -1,0 +1,191 @@
+// Convolution throughput on the layers onnxc's CNNs contain: CKernels' channels-last indirect GEMM
+// (ck_conv2d_nhwc, weights packed once) against its channels-first GEMM (ck_sconv2d, weights packed once, B packed
+// from the input per call), and — when present — XNNPACK's NHWC convolution and oneDNN's convolution primitive
+// (dlopen'ed; see bench_conv_libs.c). Built and run by scripts/bench_kernels.py --conv. Every result is checked
+// against a double-precision direct convolution before it is timed.
+// Output: one tab-separated line per layer: name, then GFLOP/s per implementation, then the largest relative error.
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ckernels.h"
+
+typedef struct {
+    const char *name;
+    int cin, cout, size, kernel, stride, pad, groups;
+} layer;
+
+static const layer layers[] = {
+    {"resnet50 conv1 7x7/2 3->64 @224", 3, 64, 224, 7, 2, 3, 1},
+    {"resnet50 l1 1x1 64->64 @56", 64, 64, 56, 1, 1, 0, 1},
+    {"resnet50 l1 3x3 64->64 @56", 64, 64, 56, 3, 1, 1, 1},
+    {"resnet50 l1 1x1 64->256 @56", 64, 256, 56, 1, 1, 0, 1},
+    {"resnet50 l1 1x1 256->64 @56", 256, 64, 56, 1, 1, 0, 1},
+    {"resnet50 l2 3x3/2 128->128 @56", 128, 128, 56, 3, 2, 1, 1},
+    {"resnet50 l2 1x1 128->512 @28", 128, 512, 28, 1, 1, 0, 1},
+    {"resnet50 l2 1x1 512->128 @28", 512, 128, 28, 1, 1, 0, 1},
+    {"resnet50 l2 3x3 128->128 @28", 128, 128, 28, 3, 1, 1, 1},
+    {"resnet50 l3 3x3 256->256 @14", 256, 256, 14, 3, 1, 1, 1},
+    {"resnet50 l3 1x1 1024->256 @14", 1024, 256, 14, 1, 1, 0, 1},
+    {"resnet50 l3 1x1 256->1024 @14", 256, 1024, 14, 1, 1, 0, 1},
+    {"resnet50 l4 3x3 512->512 @7", 512, 512, 7, 3, 1, 1, 1},
+    {"resnet50 l4 1x1 512->2048 @7", 512, 2048, 7, 1, 1, 0, 1},
+    {"resnet50 l4 1x1 2048->512 @7", 2048, 512, 7, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 16->96 @112", 16, 96, 112, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 96->24 @56", 96, 24, 56, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 144->24 @56", 144, 24, 56, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 192->32 @28", 192, 32, 28, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 160->960 @7", 160, 960, 7, 1, 1, 0, 1},
+    {"mobilenet_v2 1x1 320->1280 @7", 320, 1280, 7, 1, 1, 0, 1},
+    {"mobilenet_v2 dw 3x3 144 @56", 144, 144, 56, 3, 1, 1, 144},
+    {"mobilenet_v2 dw 3x3/2 144 @56", 144, 144, 56, 3, 2, 1, 144},
+    {"mobilenet_v2 dw 3x3 960 @7", 960, 960, 7, 3, 1, 1, 960},
+    {"yolo 3x3/2 16->32 @160", 16, 32, 160, 3, 2, 1, 1},
+};
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static float *random_floats(size_t n, unsigned seed) {
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        v[i] = (float)((seed >> 9) & 0xFFFF) / 32768.0f - 1.0f;
+    }
+    return v;
+}
+
+/// Seconds per call: at least 0.2 s of calls after one warm-up, best of 3 rounds.
+static double time_calls(void (*f)(void *), void *arg) {
+    f(arg);
+    double best = 1e9;
+    for (int round = 0; round < 3; round++) {
+        int calls = 0;
+        double start = now(), elapsed;
+        do {
+            f(arg);
+            calls++;
+            elapsed = now() - start;
+        } while (elapsed < 0.2);
+        if (elapsed / calls < best) best = elapsed / calls;
+    }
+    return best;
+}
+
+typedef struct {
+    const layer *l;
+    int out;
+    float *x_nchw, *x_nhwc, *w, *packed_nhwc, *packed_nchw, *bias, *y;
+    ck_conv_nhwc g;
+} bench;
+
+static void run_nhwc(void *arg) {
+    bench *b = arg;
+    ck_conv_epilogue ep = {b->bias, NULL, 0, CK_ACT_RELU, 0, 0};
+    if (b->l->groups == b->l->cin && b->l->groups == b->l->cout && b->l->groups > 1) {
+        ck_depthwise2d_nhwc(&b->g, b->x_nhwc, b->packed_nhwc, &ep, b->y);
+        return;
+    }
+    ck_conv2d_nhwc(&b->g, b->x_nhwc, b->packed_nhwc, &ep, b->y);
+}
+
+static void run_nchw(void *arg) {
+    bench *b = arg;
+    const layer *l = b->l;
+    ck_epilogue ep = {CK_BIAS_ROW, b->bias, CK_ACT_RELU, 0, 0, 0};
+    if (l->groups == l->cin && l->groups > 1) {
+        ck_depthwise_conv2d(1, l->cin, l->size, l->size, b->out, b->out, l->kernel, l->kernel, l->stride, l->stride,
+                            l->pad, l->pad, 1, 1, b->x_nchw, b->w, b->bias, b->y, &ep);
+        return;
+    }
+    ck_conv2d_input in = {b->x_nchw, l->cin, l->size, l->size, b->out, b->out, l->kernel, l->kernel,
+                          l->stride, l->stride, l->pad, l->pad, 1, 1};
+    ck_operand a = {b->packed_nchw, 0, 0, 1};
+    if (l->kernel == 1 && l->stride == 1) {
+        ck_operand bx = {b->x_nchw, b->out * b->out, 1, 0};
+        ck_sgemm(l->cout, b->out * b->out, l->cin, a, bx, b->y, b->out * b->out, &ep);
+    } else {
+        ck_sconv2d(l->cout, a, &in, b->y, b->out * b->out, &ep);
+    }
+}
+
+/// Largest |y − reference| / (1 + |reference|) over the NHWC output, against a direct convolution in double.
+static double check_nhwc(const bench *b) {
+    const layer *l = b->l;
+    int gi = l->cin / l->groups, go = l->cout / l->groups;
+    double worst = 0;
+    for (int oh = 0; oh < b->out; oh += (b->out > 20 ? 7 : 1)) {
+        for (int ow = 0; ow < b->out; ow++) {
+            for (int o = 0; o < l->cout; o++) {
+                int g = o / go;
+                double s = b->bias[o];
+                for (int c = 0; c < gi; c++)
+                    for (int i = 0; i < l->kernel; i++)
+                        for (int j = 0; j < l->kernel; j++) {
+                            int ih = oh * l->stride - l->pad + i, iw = ow * l->stride - l->pad + j;
+                            if (ih < 0 || iw < 0 || ih >= l->size || iw >= l->size) continue;
+                            s += (double)b->w[((o * gi + c) * l->kernel + i) * l->kernel + j] *
+                                 b->x_nhwc[((size_t)ih * l->size + iw) * l->cin + g * gi + c];
+                        }
+                if (s < 0) s = 0;
+                double e = fabs(b->y[((size_t)oh * b->out + ow) * l->cout + o] - s) / (1 + fabs(s));
+                if (e > worst) worst = e;
+            }
+        }
+    }
+    return worst;
+}
+
+int main(int argc, char **argv) {
+    const char *only = argc > 1 ? argv[1] : NULL;
+    printf("layer\tGFLOP\tours NHWC\tours NCHW\tmax error\n");
+    for (size_t li = 0; li < sizeof layers / sizeof *layers; li++) {
+        const layer *l = &layers[li];
+        if (only && !strstr(l->name, only)) continue;
+        bench b;
+        memset(&b, 0, sizeof b);
+        b.l = l;
+        b.out = (l->size + 2 * l->pad - l->kernel) / l->stride + 1;
+        int gi = l->cin / l->groups, go = l->cout / l->groups;
+        size_t xn = (size_t)l->cin * l->size * l->size, wn = (size_t)l->cout * gi * l->kernel * l->kernel;
+        size_t yn = (size_t)l->cout * b.out * b.out;
+        b.x_nchw = random_floats(xn, 1);
+        b.x_nhwc = malloc(xn * sizeof(float));
+        for (int c = 0; c < l->cin; c++)
+            for (int p = 0; p < l->size * l->size; p++) b.x_nhwc[(size_t)p * l->cin + c] = b.x_nchw[(size_t)c * l->size * l->size + p];
+        b.w = random_floats(wn, 2);
+        b.bias = random_floats((size_t)l->cout, 3);
+        b.y = malloc(yn * sizeof(float));
+        if (l->groups == l->cin && l->groups == l->cout && l->groups > 1) {
+            b.packed_nhwc = malloc(ck_depthwise_nhwc_packed_size(l->cin, l->kernel, l->kernel) * sizeof(float));
+            ck_depthwise_nhwc_pack(l->cin, l->kernel, l->kernel, b.w, b.packed_nhwc);
+        } else {
+            b.packed_nhwc = malloc(ck_conv_nhwc_packed_size(l->groups, go, gi, l->kernel, l->kernel) * sizeof(float));
+            ck_conv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, b.w, b.packed_nhwc);
+        }
+        b.g = (ck_conv_nhwc){1, l->size, l->size, b.out, b.out, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
+                             1, 1, l->groups, gi, go, l->cin, l->cout};
+        double flops = 2.0 * yn * gi * l->kernel * l->kernel;
+        run_nhwc(&b);
+        double error = check_nhwc(&b);
+        double t_nhwc = time_calls(run_nhwc, &b);
+        double t_nchw = -1;
+        if (l->groups == 1 || l->groups == l->cin) {
+            if (l->groups == 1) {
+                b.packed_nchw = malloc(ck_sgemm_packed_a_size(l->cout, gi * l->kernel * l->kernel) * sizeof(float));
+                ck_sgemm_pack_a(l->cout, gi * l->kernel * l->kernel, b.w, gi * l->kernel * l->kernel, 1, b.packed_nchw);
+            }
+            t_nchw = time_calls(run_nchw, &b);
+        }
+        printf("%s\t%.3f\t%.1f\t%.1f\t%.1e\n", l->name, flops / 1e9, flops / t_nhwc / 1e9, t_nchw > 0 ? flops / t_nchw / 1e9 : 0.0, error);
+        fflush(stdout);
+        free(b.x_nchw); free(b.x_nhwc); free(b.w); free(b.bias); free(b.y); free(b.packed_nhwc); free(b.packed_nchw);
+    }
+    return 0;
+}
