@@ -65,6 +65,13 @@ enum LayoutSupport {
         return try? TensorData(dtype: data.dtype, dims: outShape.map { Int64($0) }, payload: .bytes(ByteSlice(copying: out)))
     }
 
+    /// The element count of a tensor type with symbolic and unknown dims counted as 1 (1 for an unknown shape): a
+    /// cost estimate that compares tensors sharing their symbolic dims correctly.
+    static func approximateElements(_ type: TensorType?) -> Double {
+        guard let shape = type?.shape else { return 1 }
+        return shape.dims.reduce(1.0) { $0 * Double(max($1.fixedValue ?? 1, 0)) }
+    }
+
     /// Whether a value's shape is all 1s (a broadcast scalar: the same under every permutation).
     static func isScalarLike(_ type: TensorType?) -> Bool {
         guard let shape = type?.shape else { return false }

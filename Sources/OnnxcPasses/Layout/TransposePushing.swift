@@ -1,23 +1,25 @@
 import OnnxcCore
 public import OnnxcIR
 
-/// Moves Transposes below the ops that do not care about the order of axes, so that a Transpose meets its
-/// inverse and `fuse-transposes` removes both — what ONNX Runtime's transpose optimizer does after its layout
-/// transformation. After `convert-to-nhwc` every channels-last op sits between two Transposes; pushing the
-/// Transpose after one op through the element-wise ops, Concat, Split, Slice, Pad, Resize, Softmax and
-/// reductions that follow cancels it against the Transpose before the next one.
+/// Removes Transposes by moving whole regions of layout-agnostic ops into the Transposes' input order, so that a
+/// Transpose and its inverse meet and vanish — what ONNX Runtime's transpose optimizer does after its layout
+/// transformation. After `convert-to-nhwc` every channels-last op sits between two Transposes; the element-wise
+/// ops, Concat, Split, Slice, Pad, Resize, Softmax and reductions between two such ops then run channels last too.
 ///
-/// Matches: an op of the tables below whose data inputs are Transposes of one permutation P (and, for
-/// broadcasting ops, constants of no higher rank, or values of all-1 shape).
-/// Produces: the op on the Transposes' inputs — axis attributes, axes/pads/scales/sizes/roi constants and
-/// broadcast constants permuted to match — followed by Transpose(P) on each output.
-/// Preconditions: a push never adds Transposes: the Transposes it removes (those read by this op only) are at
-/// least as many as it creates, counting an output read only by Transposes of P's inverse as free (they cancel).
+/// Matches: a region grown from a Transpose of permutation P: the ops of the tables below reached from its output
+/// whose data inputs are all in the region (values that would be stored permuted), outputs of other Transposes of
+/// P, constants of no higher rank (broadcasting ops), or all-1 values. Its boundary: Transposes of P's inverse
+/// (they cancel), and every other reader or graph output of a region value (it gets a Transpose(P) back).
+/// Produces: each region op on the untransposed values — axis attributes, axes/pads/scales/sizes/roi constants and
+/// broadcast constants permuted to match —, inverse Transposes read through, Transpose(P) where the region is
+/// read from outside.
+/// Preconditions: a region is converted only when the Transposes it removes move more elements than those it
+/// adds (symbolic dims count as 1, which compares tensors sharing a batch dimension correctly).
 /// Numerics: unchanged (the same operations on the same values in another memory order).
 /// Tested by: TransposePushingTests.
 public struct TransposePushing: Pass {
     public let id = "push-transposes"
-    public let summary = "move Transposes below layout-agnostic ops so that inverse pairs meet and cancel"
+    public let summary = "run regions of layout-agnostic ops in their Transposes' input order, so inverse pairs cancel"
 
     public init() {}
 
@@ -46,95 +48,115 @@ public struct TransposePushing: Pass {
         var taken = FusionSupport.takenNames(graph)
         var patch = GraphPatch()
         var touched = Set<Int>()
-        for (n, node) in graph.nodes.enumerated() where !touched.contains(n) {
-            guard let plan = Self.plan(node, at: n, graph: graph, types: types, index: index, context: context),
-                  !plan.removable.contains(where: touched.contains) else { continue }
-            var pushed = plan.node
-            for (name, data) in plan.constants {
-                let fresh = FusionSupport.freshName(name, &taken)
-                patch.addedInitializers.append(Tensor(name: fresh, data: data))
-                pushed.inputs = pushed.inputs.map { $0 == name ? fresh : $0 }
-            }
-            var after: [Node] = []
-            for (i, output) in node.outputs.enumerated() where !output.isEmpty {
-                let inner = FusionSupport.freshName(output + "_t", &taken)
-                pushed.outputs[i] = inner
-                after.append(LayoutSupport.transpose(inner, to: output, perm: plan.perm.map(Int64.init), name: "\(node.name)_pushed_\(i)"))
-            }
-            patch.replace(n, with: [pushed] + after)
-            touched.insert(n)
-            for t in plan.removable {
-                patch.remove(t)
-                touched.insert(t)
-            }
+        for (t, seed) in graph.nodes.enumerated() where !touched.contains(t) {
+            guard let perm = LayoutSupport.perm(seed), seed.inputs.first?.isEmpty == false, !seed.outputs[0].isEmpty,
+                  let region = Region.grow(from: t, perm: perm, graph: graph, types: types, index: index, context: context),
+                  region.benefit > 0, region.nodes.isDisjoint(with: touched) else { continue }
+            region.apply(to: &patch, graph: graph, index: index, taken: &taken)
+            touched.formUnion(region.nodes)
         }
         return patch.isEmpty ? nil : patch
     }
 
-    /// A push: the op rewritten to read the Transposes' inputs (constant inputs under placeholder names, replaced by
-    /// fresh initializers), the permutation, and the Transposes that become dead.
-    struct Plan {
-        var node: Node
-        var perm: [Int]
-        var constants: [(String, TensorData)]
-        var removable: Set<Int>
-    }
-
-    static func plan(_ node: Node, at n: Int, graph: Graph, types: [String: TensorType], index: GraphIndex, context: PassContext) -> Plan? {
-        let op = node.qualifiedOpType
-        let opset = context.opset(for: node.domain)
-        let dataSlots: [Int]
-        switch op {
-        case _ where unary.contains(op): dataSlots = [0]
-        case _ where broadcasting.contains(op), "Concat": dataSlots = Array(node.inputs.indices)
-        case "Split", "Slice", "Pad", "Resize", "Softmax", "LogSoftmax", "Hardmax": dataSlots = [0]
-        case _ where reductions.contains(op): dataSlots = [0]
-        default: return nil
-        }
-        // The permutation: the first data input that a Transpose produces.
-        var perm: [Int]?
-        for slot in dataSlots where slot < node.inputs.count && !node.inputs[slot].isEmpty {
-            if let p = transposeProducer(node.inputs[slot], graph, index)?.perm { perm = p; break }
-        }
-        guard let perm else { return nil }
-        let rank = perm.count
-        let inverse = LayoutSupport.inverse(perm)
-        var rewritten = node
+    /// A connected set of ops that can run on untransposed values, with what converting it costs.
+    struct Region {
+        let perm: [Int]
+        /// Transposes of `perm` whose outputs the region reads (sources), and the region's ops, by node index.
+        var sources: Set<Int> = []
+        var ops: [Int: Node] = [:]
+        /// Values of the region: stored permuted today, untransposed after the rewrite.
+        var values: Set<String> = []
+        /// Region values read from outside (or graph outputs): they get a Transpose(perm) back.
+        var exits: Set<String> = []
+        /// Inverse Transposes reading region values: read through.
+        var cancelled: Set<Int> = []
         var constants: [(String, TensorData)] = []
-        var producers = Set<Int>()
-        for slot in node.inputs.indices where !node.inputs[slot].isEmpty {
-            let name = node.inputs[slot]
-            let isData = dataSlots.contains(slot)
-            if let producer = transposeProducer(name, graph, index), producer.perm == perm, isData {
-                rewritten.inputs[slot] = producer.input
-                producers.insert(producer.node)
-            } else if LayoutSupport.isScalarLike(types[name]) || (!isData && !broadcasting.contains(op) && op != "Concat") {
-                continue  // all-1 values broadcast the same way in any order; control inputs are handled per op below
-            } else if isData, broadcasting.contains(op), let constant = FusionSupport.constant(name, in: graph),
-                      let data = LayoutSupport.permuted(constant.data, rank: rank, perm: inverse) {
-                constants.append((name, data))
-            } else {
-                return nil
+        var benefit = 0.0
+
+        var nodes: Set<Int> { sources.union(ops.keys).union(cancelled) }
+
+        static func grow(from seed: Int, perm: [Int], graph: Graph, types: [String: TensorType], index: GraphIndex,
+                         context: PassContext) -> Region? {
+            var region = Region(perm: perm)
+            let inverse = LayoutSupport.inverse(perm)
+            var queue: [String] = []
+            func addSource(_ t: Int) {
+                guard region.sources.insert(t).inserted else { return }
+                let output = graph.nodes[t].outputs[0]
+                region.values.insert(output)
+                region.benefit += LayoutSupport.approximateElements(types[output])
+                queue.append(output)
+            }
+            addSource(seed)
+            while let value = queue.popLast() {
+                if index.isGraphOutput(value) { region.exits.insert(value) }
+                for use in index.consumers(of: value) {
+                    if region.ops[use.node] != nil || region.cancelled.contains(use.node) { continue }
+                    let consumer = graph.nodes[use.node]
+                    if use.input != nil, LayoutSupport.perm(consumer) == inverse {
+                        region.cancelled.insert(use.node)
+                        continue
+                    }
+                    guard use.input != nil, let admitted = TransposePushing.admit(consumer, at: use.node, perm: perm, graph: graph, types: types,
+                                                                                 index: index, context: context, values: region.values) else {
+                        region.exits.insert(value)
+                        continue
+                    }
+                    region.ops[use.node] = admitted.node
+                    region.constants += admitted.constants
+                    for t in admitted.sources { addSource(t) }
+                    for output in consumer.outputs where !output.isEmpty {
+                        region.values.insert(output)
+                        queue.append(output)
+                    }
+                }
+            }
+            // A source whose output leaves the region stays; its Transpose is then not saved.
+            for t in region.sources where region.exits.contains(graph.nodes[t].outputs[0]) {
+                region.benefit -= LayoutSupport.approximateElements(types[graph.nodes[t].outputs[0]])
+            }
+            for value in region.exits where !region.sources.contains(where: { graph.nodes[$0].outputs[0] == value }) {
+                region.benefit -= LayoutSupport.approximateElements(types[value])
+            }
+            return region.ops.isEmpty && region.cancelled.isEmpty ? nil : region
+        }
+
+        func apply(to patch: inout GraphPatch, graph: Graph, index: GraphIndex, taken: inout Set<String>) {
+            // Each region value's untransposed name: a source's input, or a fresh name for an op's output.
+            var untransposed: [String: String] = [:]
+            for t in sources { untransposed[graph.nodes[t].outputs[0]] = graph.nodes[t].inputs[0] }
+            for (_, node) in ops {
+                for output in node.outputs where !output.isEmpty { untransposed[output] = FusionSupport.freshName(output + "_t", &taken) }
+            }
+            var constantNames: [String: String] = [:]
+            for (placeholder, data) in constants {
+                let fresh = FusionSupport.freshName(placeholder, &taken)
+                constantNames[placeholder] = fresh
+                patch.addedInitializers.append(Tensor(name: fresh, data: data))
+            }
+            for (n, node) in ops {
+                var rewritten = node
+                rewritten.inputs = node.inputs.map { untransposed[$0] ?? constantNames[$0] ?? $0 }
+                rewritten.outputs = node.outputs.map { $0.isEmpty ? $0 : untransposed[$0] ?? $0 }
+                var replacement = [rewritten]
+                for output in node.outputs where exits.contains(output) {
+                    replacement.append(LayoutSupport.transpose(untransposed[output] ?? output, to: output, perm: perm.map(Int64.init),
+                                                               name: "\(node.name)_to_\(output)"))
+                }
+                patch.replace(n, with: replacement)
+            }
+            for t in sources where !exits.contains(graph.nodes[t].outputs[0]) { patch.remove(t) }
+            for c in cancelled {
+                let node = graph.nodes[c]
+                guard let source = untransposed[node.inputs[0]] else { continue }
+                if index.isGraphOutput(node.outputs[0]) {
+                    patch.replace(c, with: [Node(name: node.name, opType: "Identity", inputs: [source], outputs: node.outputs)])
+                } else {
+                    patch.remove(c)
+                    patch.redirects[node.outputs[0]] = source
+                }
             }
         }
-        // Every data input now has rank ≤ `rank` (transposed inputs have exactly `rank`), so outputs have `rank` too.
-        guard remap(&rewritten, op: op, opset: opset, perm: perm, graph: graph, constants: &constants) else { return nil }
-        // Cost: Transposes that die against Transposes this push creates.
-        let removable = producers.filter { t in
-            let output = graph.nodes[t].outputs[0]
-            return !index.isGraphOutput(output) && index.consumers(of: output).allSatisfy { $0.node == n && $0.input != nil }
-        }
-        var added = 0
-        for output in node.outputs where !output.isEmpty {
-            let consumers = index.consumers(of: output)
-            let cancels = !index.isGraphOutput(output) && !consumers.isEmpty && consumers.allSatisfy { use in
-                let consumer = graph.nodes[use.node]
-                return LayoutSupport.perm(consumer) == inverse
-            }
-            if !cancels && (index.isGraphOutput(output) || !consumers.isEmpty) { added += 1 }
-        }
-        guard added <= removable.count else { return nil }
-        return Plan(node: rewritten, perm: perm, constants: constants, removable: removable)
     }
 
     /// The Transpose producing `name`, its input and permutation.
@@ -145,10 +167,57 @@ public struct TransposePushing: Pass {
         return (t, input, perm)
     }
 
+    /// `node` rewritten to run on untransposed values, when it can join the region: every data input is a region
+    /// value, the output of another Transpose of `perm` (which joins as a source), a broadcast constant or all-1;
+    /// its axis-dependent attributes and inputs can be remapped. Returns it with the constants it needs (under
+    /// placeholder names) and the Transposes that join as sources; nil when it cannot join (it reads the region from
+    /// outside).
+    static func admit(_ node: Node, at n: Int, perm: [Int], graph: Graph, types: [String: TensorType], index: GraphIndex, context: PassContext,
+                      values: Set<String>) -> (node: Node, constants: [(String, TensorData)], sources: [Int])? {
+        let op = node.qualifiedOpType
+        let opset = context.opset(for: node.domain)
+        let dataSlots: [Int]
+        switch op {
+        case _ where unary.contains(op): dataSlots = [0]
+        case _ where broadcasting.contains(op), "Concat": dataSlots = Array(node.inputs.indices)
+        case "Split", "Slice", "Pad", "Resize", "Softmax", "LogSoftmax", "Hardmax": dataSlots = [0]
+        case _ where reductions.contains(op): dataSlots = [0]
+        default: return nil
+        }
+        let rank = perm.count
+        let inverse = LayoutSupport.inverse(perm)
+        var rewritten = node
+        var constants: [(String, TensorData)] = []
+        var newSources: [Int] = []
+        for slot in node.inputs.indices where !node.inputs[slot].isEmpty {
+            let name = node.inputs[slot]
+            let isData = dataSlots.contains(slot)
+            if !isData {
+                continue  // control inputs (bounds, axes, pads, scales, split sizes): remapped below where they name axes
+            }
+            if values.contains(name) {
+                continue
+            } else if let producer = transposeProducer(name, graph, index), producer.perm == perm {
+                newSources.append(producer.node)
+            } else if LayoutSupport.isScalarLike(types[name]) {
+                continue  // all-1 values broadcast the same way in any order
+            } else if broadcasting.contains(op), let constant = FusionSupport.constant(name, in: graph),
+                      let data = LayoutSupport.permuted(constant.data, rank: rank, perm: inverse) {
+                let placeholder = "\(name)_perm_n\(n)"
+                rewritten.inputs[slot] = placeholder
+                constants.append((placeholder, data))
+            } else {
+                return nil
+            }
+        }
+        guard remap(&rewritten, op: op, opset: opset, perm: perm, graph: graph, tag: "_n\(n)", constants: &constants) else { return nil }
+        return (rewritten, constants, newSources)
+    }
+
     /// Adapts axis attributes and axis-indexed constant inputs to the untransposed input: the op's axis a (of
     /// the transposed tensor) is axis perm[a] of its input. False when the op cannot be pushed (an attribute or
     /// input that is not constant, keepdims = 0, a pre-13 Softmax).
-    static func remap(_ node: inout Node, op: String, opset: Int64, perm: [Int], graph: Graph,
+    static func remap(_ node: inout Node, op: String, opset: Int64, perm: [Int], graph: Graph, tag: String,
                       constants: inout [(String, TensorData)]) -> Bool {
         let rank = perm.count
         func axis(_ a: Int64) -> Int64? {
@@ -171,8 +240,8 @@ public struct TransposePushing: Pass {
         func setInts(_ slot: Int, _ values: [Int64], placeholder: String) {
             guard let data = try? TensorData(int64s: values, dims: [Int64(values.count)]) else { return }
             while node.inputs.count <= slot { node.inputs.append("") }
-            node.inputs[slot] = placeholder
-            constants.append((placeholder, data))
+            node.inputs[slot] = placeholder + tag
+            constants.append((placeholder + tag, data))
         }
         /// Values per axis of the transposed tensor, reordered for the input (`width` values per axis, axis-major
         /// blocks: pads and roi are [begins…, ends…]).
@@ -219,7 +288,7 @@ public struct TransposePushing: Pass {
             }
             let mapped = axes.compactMap(axis)
             guard mapped.count == axes.count else { return false }
-            setInts(3, mapped, placeholder: node.name + "_slice_axes")
+            setInts(3, mapped, placeholder: node.inputs[1] + "_axes")
             return true
         case "Pad":
             guard opset >= 11, node.inputs.count >= 2 else { return false }
@@ -246,7 +315,7 @@ public struct TransposePushing: Pass {
                 guard let tensor = FusionSupport.constant(node.inputs[slot], in: graph) else { return false }
                 if tensor.data.elementCount == 0 { continue }
                 guard let reordered = permutedVector(tensor.data, blocks: blocks, rank: rank, perAxis: { perAxis($0, blocks: blocks) }) else { return false }
-                let placeholder = node.inputs[slot] + "_perm"
+                let placeholder = node.inputs[slot] + "_perm" + tag
                 node.inputs[slot] = placeholder
                 constants.append((placeholder, reordered))
             }
