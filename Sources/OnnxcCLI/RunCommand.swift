@@ -55,7 +55,7 @@ struct Run: ParsableCommand {
 
 /// The `--profile` table, on stderr so outputs stay parseable.
 enum Profile {
-    static func render(_ table: [String: Executor.OpProfile], total: Duration) -> String {
+    static func render(_ table: [String: OpProfile], total: Duration) -> String {
         let totalMilliseconds = Double(total.components.seconds) * 1e3 + Double(total.components.attoseconds) * 1e-15
         var lines = ["op                    calls        ms       %"]
         for (op, entry) in table.sorted(by: { $0.value.seconds > $1.value.seconds }) {

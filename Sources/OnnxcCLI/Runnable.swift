@@ -12,7 +12,7 @@ import OnnxcRuntime
 struct Runnable {
     let path: String
     let graph: RuntimeGraph
-    let executor: Executor
+    let executor: any ModelRunner
     /// From import (or mapping) to ready to run.
     let loadSeconds: Double
     /// The planned arena of a compiled model; nil for ONNX files, which allocate per op.

@@ -142,7 +142,7 @@ enum BackendTest {
             let model = try ONNXImporter.load(path: folder + "/model.onnx")
             let optimized = level == 0 ? model
                 : try OptimizationLevel.optimize(model, level: level, target: .runtime, disabled: [], file: folder + "/model.onnx").0
-            let executor: Executor
+            let executor: any ModelRunner
             if compiled {
                 // The whole compile path, format included: emit, serialize, read back, run the program.
                 let (typed, _) = ShapeInference.infer(optimized)

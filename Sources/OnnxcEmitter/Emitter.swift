@@ -58,6 +58,10 @@ public enum Emitter {
         for (id, offset) in plan.offsets {
             if case .arena(_, let bytes) = tensors[Int(id)].storage { tensors[Int(id)].storage = .arena(offset: offset, byteCount: bytes) }
         }
+        // A view shares its root's slot (same bytes, same offset).
+        for (view, root) in builder.aliases {
+            if case .arena(let offset, let bytes) = tensors[Int(root)].storage { tensors[Int(view)].storage = .arena(offset: offset, byteCount: bytes) }
+        }
         let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: builder.graphs) : 0
         let program = Program(metadata: metadata, tensors: tensors, graphs: builder.graphs, arenaBytes: plan.arenaBytes)
         var constantBytes = 0, dynamic = 0, intermediate = 0
@@ -88,6 +92,12 @@ private struct ProgramBuilder {
     var failure: EmitError?
     /// Main-graph intermediates with a static size, and the op indices that define and last read them.
     var candidates: [MemoryPlanner.Lifetime] = []
+    /// Views (outputs of `viewOps`) that share the slot of their root tensor, by id: the runtime reshapes in place,
+    /// so the root stays alive as long as its last view is read.
+    var aliases: [TensorID: TensorID] = [:]
+
+    /// Ops whose output is their first input's bytes under another shape (the runtime returns a view).
+    static let viewOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]
 
     init(model: Model) {
         self.model = model
@@ -177,15 +187,28 @@ private struct ProgramBuilder {
                 firstDefinition[id] = position
                 outputIDs.append(id)
             }
+            if isMain, domain.isEmpty, Self.viewOps.contains(node.opType), let input = inputIDs.first, input >= 0,
+               let output = outputIDs.first, output >= 0, case .arena(_, let outBytes) = tensors[Int(output)].storage {
+                if case .arena(_, let inBytes) = tensors[Int(input)].storage {
+                    if inBytes == outBytes { aliases[output] = aliases[input] ?? input }
+                } else {
+                    // A view of an input, a constant or a run-time-sized value needs no slot of its own.
+                    tensors[Int(output)].storage = .dynamic
+                }
+            }
             ops.append(ProgramOp(name: node.name, opcode: opcode, opset: Int32(clamping: opsets[domain] ?? 1),
                                  inputs: inputIDs, outputs: outputIDs, attributes: attributes))
         }
         let outputs: [TensorID] = graph.outputs.map { lookup($0.name) ?? Program.omitted }
         if isMain {
-            for (id, start) in firstDefinition {
+            // A root lives until its last view is read.
+            var viewEnd: [TensorID: Int] = [:]
+            for (view, root) in aliases { viewEnd[root] = max(viewEnd[root] ?? 0, lastUse[view] ?? firstDefinition[view] ?? 0) }
+            for (id, start) in firstDefinition where aliases[id] == nil {
                 guard case .arena(_, let bytes) = tensors[Int(id)].storage else { continue }
                 // A value nobody reads still needs its slot for the op that writes it.
-                candidates.append(MemoryPlanner.Lifetime(id: id, first: start, last: max(start, lastUse[id] ?? start), bytes: bytes))
+                let last = max(start, lastUse[id] ?? start, viewEnd[id] ?? start)
+                candidates.append(MemoryPlanner.Lifetime(id: id, first: start, last: last, bytes: bytes))
             }
         }
         graphs[index].inputs = inputs

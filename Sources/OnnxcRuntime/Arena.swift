@@ -15,7 +15,7 @@ final class Arena: @unchecked Sendable {
     let storage: ByteStorage
     let slots: [String: (offset: Int, byteCount: Int)]
 
-    init?(byteCount: Int, slots: [String: (offset: Int, byteCount: Int)]) {
+    init?(byteCount: Int, slots: [String: (offset: Int, byteCount: Int)] = [:]) {
         guard byteCount > 0, byteCount <= Tensor.allocationLimit else { return nil }
         let memory = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
         storage = ByteStorage(base: UnsafeRawPointer(memory), count: byteCount, owner: nil, release: { memory.deallocate() })
@@ -44,6 +44,13 @@ final class ArenaOffer {
             guard let base = arena.base(of: name), let slot = arena.slots[name] else { return nil }
             return (base, slot.byteCount)
         }
+    }
+
+    /// The offer of a compiled program's step: its outputs' slots, already resolved.
+    init(arena: Arena, slots: [ArenaSlot]) {
+        self.arena = arena
+        let start = UnsafeMutableRawPointer(mutating: arena.storage.baseAddress)
+        free = slots.compactMap { slot in start.map { ($0 + slot.offset, slot.byteCount) } }
     }
 
     /// Takes a slot of exactly `byteCount` bytes, if one is offered.

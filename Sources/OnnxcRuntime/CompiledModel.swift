@@ -1,40 +1,46 @@
 import OnnxcCore
 public import OnnxcFormat
+import Synchronization
 
-/// A compiled program ready to run: loaded once, immutable, and shareable across threads; each `run` uses its
-/// own executor state, so concurrent runs do not interfere. Constants are used in place (a mapped `.oxc`
-/// file's pages), never copied.
+/// A compiled program ready to run: loaded once, immutable, and shareable across threads. Its plan — kernels
+/// chosen, attributes decoded, tensors numbered — is built at load; each run uses an executor of its own (its arena
+/// and values), so concurrent runs do not interfere. Constants are used in place (a mapped `.oxc` file's pages),
+/// never copied.
 public final class CompiledModel: Sendable {
     public let program: Program
     let graph: RuntimeGraph
-    /// Planned arena slots by tensor name (names are unique in a program), for each run's executor.
-    let slots: [String: (offset: Int, byteCount: Int)]
+    let plan: ExecutionPlan
+    /// Executors of finished runs, reused by the next `run` so that repeated calls do not allocate and fault in a
+    /// new arena each time.
+    private let idle = Mutex<[CompiledExecutor]>([])
 
     public init(program: Program) throws(RuntimeError) {
         self.program = program
         graph = try ProgramLoader(program: program).graph(0)
-        var slots: [String: (offset: Int, byteCount: Int)] = [:]
-        for tensor in program.tensors {
-            if case .arena(let offset, let bytes) = tensor.storage { slots[tensor.name] = (offset, bytes) }
-        }
-        self.slots = slots
-        _ = try Executor(graph: graph)  // every opcode has a kernel
+        _ = try Executor(graph: graph)  // every op, in every subgraph, has a kernel: all missing ones in one error
+        plan = try ExecutionPlan(program: program, graph: graph)
     }
 
     /// The main graph's inputs and outputs, as the caller must feed and will receive them.
     public var inputs: [RuntimeValueInfo] { graph.inputs }
     public var outputs: [RuntimeValueInfo] { graph.outputs }
 
-    /// Runs once with a fresh arena (concurrent calls each get their own).
+    /// Runs once, on an idle executor of this model or a new one (concurrent calls each get their own).
     public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {
-        try makeExecutor().run(inputs)
+        let executor: CompiledExecutor
+        if let reused = idle.withLock({ $0.popLast() }) {
+            executor = reused
+        } else {
+            executor = try makeExecutor()
+        }
+        defer { idle.withLock { $0.append(executor) } }
+        return try executor.run(inputs)
     }
 
     /// An executor with its own arena, for callers that repeat runs (one thread at a time per executor).
-    public func makeExecutor() throws(RuntimeError) -> Executor {
-        try Executor(graph: graph, arena: Arena(byteCount: program.arenaBytes, slots: slots))
+    public func makeExecutor() throws(RuntimeError) -> CompiledExecutor {
+        try CompiledExecutor(plan: plan, graph: graph)
     }
-
 }
 
 /// Rebuilds the runtime's graph objects from a program: names from the tensor table, attributes decoded once,

@@ -18,7 +18,7 @@ final class Scope {
 
 /// Interprets a `RuntimeGraph` node by node with the registered kernels. Checks at construction that every
 /// operator, in every subgraph, has a kernel, and reports all missing ones at once.
-public final class Executor {
+public final class Executor: ModelRunner {
     public let graph: RuntimeGraph
     /// The planned memory of a compiled model (main-graph intermediates); nil: every output is allocated.
     let arena: Arena?
@@ -27,12 +27,6 @@ public final class Executor {
     public private(set) var arenaStatistics = (inPlace: 0, copied: 0)
     /// Per graph (by identity): after node i, the values no later node, subgraph or output needs.
     private var releasePlans: [ObjectIdentifier: [[String]]] = [:]
-
-    /// Time spent per op type (subgraph nodes included, and counted inside their parent too) when profiling.
-    public struct OpProfile: Sendable {
-        public var calls = 0
-        public var seconds = 0.0
-    }
 
     /// Set to an empty dictionary to collect a profile on the next runs; nil (the default) costs nothing.
     public var profile: [String: OpProfile]?
@@ -164,7 +158,7 @@ public final class Executor {
     }
 
     /// Every name a graph (or its subgraphs) reads; a superset of its outer-scope captures is enough here.
-    private static func capturedNames(_ graph: RuntimeGraph) -> [String] {
+    static func capturedNames(_ graph: RuntimeGraph) -> [String] {
         var names: [String] = graph.outputs.map(\.name)
         for node in graph.nodes {
             names += node.inputs.filter { !$0.isEmpty }

@@ -27,6 +27,13 @@ public final class TensorStorage: @unchecked Sendable {
         if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1)) }
     }
 
+    /// `byteCount` bytes of an arena at `base` (kept alive by `owner`), not initialized: the caller writes them.
+    init(slot base: UnsafeMutableRawPointer, byteCount: Int, owner: ByteStorage) {
+        self.base = base
+        self.byteCount = byteCount
+        self.owner = owner
+    }
+
     /// The bytes of `slice`, in place. Sound because tensors are never written after they are published
     /// (kernels write only the outputs they allocate), so read-only mapped memory is never stored to.
     init?(borrowing slice: ByteSlice) {
@@ -207,6 +214,11 @@ public struct Tensor: Sendable {
             throw .invalidShape("cannot reshape \(shape) (\(count) elements) to \(newShape)")
         }
         return Tensor(dtype: dtype, shape: newShape, count: count, storage: storage, strings: strings)
+    }
+
+    /// A numeric tensor over `storage` (whose byte count matches `shape`).
+    init(dtype: DType, shape: [Int], storage: TensorStorage) {
+        self.init(dtype: dtype, shape: shape, count: shape.reduce(1, *), storage: storage, strings: nil)
     }
 
     private init(dtype: DType, shape: [Int], count: Int, storage: TensorStorage?, strings: [String]?, packing: Packing? = nil) {

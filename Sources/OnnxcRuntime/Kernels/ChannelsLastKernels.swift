@@ -42,42 +42,65 @@ enum ChannelsLastKernels {
         let w = try context.tensor(inputs, 1)
         let b = try context.optionalTensor(inputs, 2)
         let z = try context.optionalTensor(inputs, 3)
-        guard w.dtype == .float, b?.dtype ?? .float == .float, z?.dtype ?? .float == .float else {
+        let g = try convGeometry(x: x.shape, w: w, bias: b, attributes: context.attributes, op: op)
+        let depthwise = isDepthwise(g)
+        let weights = try packedWeights(w, g, depthwise: depthwise, op: op)
+        let y = try Tensor(uninitialized: .float, shape: outputShape(g))
+        return try convolve(g, x: x, weights: weights, depthwise: depthwise, bias: b, residual: z,
+                            activation: try FusedActivation(context), into: y, op: op)
+    }
+
+    /// The geometry of NhwcConv on an [N, H, W, C] input, with the weights, bias and sizes checked.
+    static func convGeometry(x: [Int], w: Tensor, bias: Tensor?, attributes: Attributes, op: String) throws(RuntimeError) -> ConvolutionKernels.Geometry {
+        guard w.dtype == .float, bias?.dtype ?? .float == .float else {
             throw .invalidArgument("\(op) inputs must all be float32, got \(w.dtype.onnxName) weights")
         }
-        guard w.rank == 4 else { throw .invalidShape("\(op) needs 4-D weights [M, C/group, kh, kw], got \(w.shape)") }
-        let g = try ConvolutionKernels.Geometry(x: channelsFirst(x.shape), w: w.shape, attributes: context.attributes, transposed: false)
-        guard ChannelsLast.fits(g) else { throw .invalidShape("\(op): sizes \(x.shape) and \(w.shape) exceed the kernel's 32-bit limits") }
-        let outShape = [g.batch, g.outSpatial[0], g.outSpatial[1], g.outChannels]
-        if let b, b.count != g.outChannels { throw .invalidShape("\(op) bias has \(b.count) elements for \(g.outChannels) output channels") }
-        if let z, z.shape != outShape { throw .invalidShape("\(op): the residual input \(z.shape) does not match the output \(outShape)") }
-        let activation = try FusedActivation(context)
-        let fused = ChannelsLast.fuses(activation)
-        let depthwise = g.groups > 1 && g.inChannels == g.groups && g.outChannels == g.groups
-        let y = try Tensor(uninitialized: .float, shape: outShape)
+        guard x.count == 4, w.rank == 4 else { throw .invalidShape("\(op) needs an [N, H, W, C] input and 4-D weights, got \(x) and \(w.shape)") }
+        let g = try ConvolutionKernels.Geometry(x: channelsFirst(x), w: w.shape, attributes: attributes, transposed: false)
+        guard ChannelsLast.fits(g) else { throw .invalidShape("\(op): sizes \(x) and \(w.shape) exceed the kernel's 32-bit limits") }
+        if let bias, bias.count != g.outChannels { throw .invalidShape("\(op) bias has \(bias.count) elements for \(g.outChannels) output channels") }
+        return g
+    }
+
+    static func outputShape(_ g: ConvolutionKernels.Geometry) -> [Int] { [g.batch, g.outSpatial[0], g.outSpatial[1], g.outChannels] }
+
+    /// Every group has one input and one output channel: the depthwise kernel's case.
+    static func isDepthwise(_ g: ConvolutionKernels.Geometry) -> Bool {
+        g.groups > 1 && g.inChannels == g.groups && g.outChannels == g.groups
+    }
+
+    /// y = activation(conv(x, weights) + bias + residual), with weights in the kernel's layout (`packedWeights`) and
+    /// y a fresh tensor of `outputShape(g)`, written completely. Returns y.
+    static func convolve(_ g: ConvolutionKernels.Geometry, x: Tensor, weights: Tensor, depthwise: Bool, bias: Tensor?, residual: Tensor?,
+                         activation: FusedActivation?, into y: Tensor, op: String) throws(RuntimeError) -> Tensor {
+        guard x.dtype == .float else { throw .unsupportedType(op: op, dtype: x.dtype.onnxName) }
+        if let residual {
+            guard residual.dtype == .float, residual.shape == y.shape else {
+                throw .invalidShape("\(op): the residual input \(residual.dtype.onnxName)\(residual.shape) does not match the output float\(y.shape)")
+            }
+        }
         guard y.count > 0 else { return y }
-        let weights = try packedWeights(w, g, depthwise: depthwise, op: op)
         x.withValues(Float.self) { xb in
             weights.withValues(Float.self) { wb in
                 y.withMutableValues(Float.self) { yb in
                     guard let yBase = yb.baseAddress, let wBase = wb.baseAddress else { return }
                     // An input with no elements (zero channels) still has an output: bias and activation.
                     let xBase = xb.baseAddress ?? UnsafePointer(yBase)
-                    withPointer(b) { bias in
-                        withPointer(z) { residual in
-                            ChannelsLast.convolution(g, x: xBase, packedWeights: wBase, depthwise: depthwise, bias: bias,
-                                                     residual: residual, y: yBase, activation: activation)
+                    withPointer(bias) { b in
+                        withPointer(residual) { z in
+                            ChannelsLast.convolution(g, x: xBase, packedWeights: wBase, depthwise: depthwise, bias: b,
+                                                     residual: z, y: yBase, activation: activation)
                         }
                     }
                 }
             }
         }
-        return fused ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
+        return ChannelsLast.fuses(activation) ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
     }
 
     /// The weights in the kernel's layout: the compiler's packing as is (checked against the geometry), or packed
     /// here for weights that arrive plain (the interpreter's path, or weights computed at run time).
-    private static func packedWeights(_ w: Tensor, _ g: ConvolutionKernels.Geometry, depthwise: Bool, op: String) throws(RuntimeError) -> Tensor {
+    static func packedWeights(_ w: Tensor, _ g: ConvolutionKernels.Geometry, depthwise: Bool, op: String) throws(RuntimeError) -> Tensor {
         switch w.packing {
         case .nhwcDepthwise? where depthwise: return w
         case .nhwcConvolution(let groups)? where !depthwise && groups == g.groups: return w
@@ -103,11 +126,21 @@ enum ChannelsLastKernels {
 
     static func pool(_ inputs: [Value?], _ context: KernelContext, _ kind: ChannelsLast.PoolKind) throws(RuntimeError) -> Tensor {
         let x = try input(inputs, context)
-        let g = try PoolingKernels.geometry(channelsFirst(x.shape), context.attributes)
-        guard g.kernel.count == 2, ChannelsLast.fits(g) else {
-            throw .invalidShape("\(context.node.opType): sizes \(x.shape) exceed the kernel's 32-bit limits")
-        }
-        let y = try Tensor(uninitialized: .float, shape: [g.batch, g.outSpatial[0], g.outSpatial[1], g.inChannels])
+        let g = try poolGeometry(x.shape, context.attributes, op: context.node.opType)
+        return pool(g, kind, x: x, into: try Tensor(uninitialized: .float, shape: poolShape(g)))
+    }
+
+    static func poolGeometry(_ x: [Int], _ attributes: Attributes, op: String) throws(RuntimeError) -> ConvolutionKernels.Geometry {
+        guard x.count == 4 else { throw .invalidShape("\(op) needs an [N, H, W, C] input, got shape \(x)") }
+        let g = try PoolingKernels.geometry(channelsFirst(x), attributes)
+        guard g.kernel.count == 2, ChannelsLast.fits(g) else { throw .invalidShape("\(op): sizes \(x) exceed the kernel's 32-bit limits") }
+        return g
+    }
+
+    static func poolShape(_ g: ConvolutionKernels.Geometry) -> [Int] { [g.batch, g.outSpatial[0], g.outSpatial[1], g.inChannels] }
+
+    /// The pool of a float32 x into y (a fresh tensor of `poolShape(g)`); returns y.
+    static func pool(_ g: ConvolutionKernels.Geometry, _ kind: ChannelsLast.PoolKind, x: Tensor, into y: Tensor) -> Tensor {
         guard y.count > 0 else { return y }
         x.withValues(Float.self) { xb in
             y.withMutableValues(Float.self) { yb in
@@ -120,17 +153,27 @@ enum ChannelsLastKernels {
 
     static func globalPool(_ inputs: [Value?], _ context: KernelContext, max: Bool) throws(RuntimeError) -> Tensor {
         let x = try input(inputs, context)
-        let pixels = x.shape[1] * x.shape[2]
-        guard [x.shape[0], pixels, x.shape[3]].allSatisfy({ $0 <= Int(Int32.max) }) else {
-            throw .invalidShape("\(context.node.opType): sizes \(x.shape) exceed the kernel's 32-bit limits")
+        try checkGlobalPool(x.shape, op: context.node.opType)
+        return globalPool(x, max: max, into: try Tensor(uninitialized: .float, shape: globalPoolShape(x.shape)))
+    }
+
+    static func checkGlobalPool(_ x: [Int], op: String) throws(RuntimeError) {
+        guard x.count == 4 else { throw .invalidShape("\(op) needs an [N, H, W, C] input, got shape \(x)") }
+        guard [x[0], x[1] * x[2], x[3]].allSatisfy({ $0 <= Int(Int32.max) }) else {
+            throw .invalidShape("\(op): sizes \(x) exceed the kernel's 32-bit limits")
         }
-        let y = try Tensor(uninitialized: .float, shape: [x.shape[0], 1, 1, x.shape[3]])
+    }
+
+    static func globalPoolShape(_ x: [Int]) -> [Int] { [x[0], 1, 1, x[3]] }
+
+    /// The global pool of a float32 [N, H, W, C] x into y (a fresh [N, 1, 1, C] tensor); returns y. A mean over no
+    /// pixels is 0/0, as the NCHW kernel gives; a max over none is −∞.
+    static func globalPool(_ x: Tensor, max: Bool, into y: Tensor) -> Tensor {
         guard y.count > 0 else { return y }
-        // A mean over no pixels is 0/0, as the NCHW kernel gives; a max over none is −∞.
         x.withValues(Float.self) { xb in
             y.withMutableValues(Float.self) { yb in
                 guard let yBase = yb.baseAddress else { return }
-                ChannelsLast.globalPool(batch: x.shape[0], pixels: pixels, channels: x.shape[3], max: max,
+                ChannelsLast.globalPool(batch: x.shape[0], pixels: x.shape[1] * x.shape[2], channels: x.shape[3], max: max,
                                         x: xb.baseAddress ?? UnsafePointer(yBase), y: yBase)
             }
         }

@@ -129,10 +129,14 @@ struct FusedActivation: Sendable {
     /// The node's activation; nil when it has no `activation` attribute. Unknown names and wrong parameter counts
     /// are errors naming the node's op.
     init?(_ context: KernelContext) throws(RuntimeError) {
-        let attributes = context.attributes
+        try self.init(node: context.node)
+    }
+
+    init?(node: RuntimeNode) throws(RuntimeError) {
+        let attributes = node.attributes
         guard attributes.has("activation") else { return nil }
         let name = attributes.string("activation", "")
-        try self.init(name: name, parameters: attributes.floats("activation_params") ?? [], op: context.node.opType)
+        try self.init(name: name, parameters: attributes.floats("activation_params") ?? [], op: node.opType)
     }
 
     init(name: String, parameters: [Float], op: String) throws(RuntimeError) {

@@ -1,0 +1,64 @@
+import OnnxcCore
+import OnnxcFormat
+
+/// One op of a compiled program, ready to run: its kernel chosen, its attributes decoded and its tensors
+/// resolved to ids when the program was loaded, so a run does no lookups by name. Steps are immutable and shared
+/// by every executor of a model; what a run changes lives in its `Frame`.
+protocol Step: Sendable {
+    /// For errors and profiles.
+    var node: RuntimeNode { get }
+    func run(_ frame: Frame) throws(RuntimeError)
+}
+
+/// The values of one run, by tensor id, and the run's arena. One per executor; never shared between threads.
+final class Frame {
+    var values: [Value?]
+    let arena: Arena?
+    /// Runs the subgraphs of control-flow ops (If, Loop, Scan) by name, with the interpreter.
+    let subgraphs: Executor
+    /// Outputs written in their planned slot, and arena values copied out of a slot not theirs.
+    var arenaStatistics = (inPlace: 0, copied: 0)
+
+    init(values: [Value?], arena: Arena?, subgraphs: Executor) {
+        self.values = values
+        self.arena = arena
+        self.subgraphs = subgraphs
+    }
+
+    /// The tensor with id `id`, or an error naming what is missing.
+    @inline(__always)
+    func tensor(_ id: TensorID, _ step: some Step) throws(RuntimeError) -> Tensor {
+        guard id >= 0, Int(id) < values.count, case .tensor(let tensor)? = values[Int(id)] else {
+            throw .missingInput("\(step.node.opType) input \(id) has no tensor value")
+        }
+        return tensor
+    }
+
+    /// A fresh output tensor: the planned arena slot when it has one of exactly this size, else the heap. Its bytes
+    /// are undefined; the step writes them all.
+    @inline(__always)
+    func output(_ slot: ArenaSlot?, _ dtype: DType, _ shape: [Int]) throws(RuntimeError) -> Tensor {
+        if let slot, let arena, let tensor = Tensor(slot: slot, in: arena, dtype: dtype, shape: shape) {
+            arenaStatistics.inPlace += 1
+            return tensor
+        }
+        return try Tensor(uninitialized: dtype, shape: shape)
+    }
+}
+
+/// A planned arena slot: byte offset and size.
+struct ArenaSlot: Sendable, Equatable {
+    let offset: Int
+    let byteCount: Int
+}
+
+extension Tensor {
+    /// A tensor over arena memory, when `slot` holds exactly its bytes (nil otherwise: a run-time shape that differs
+    /// from the planned one, or a dtype without fixed-width elements).
+    init?(slot: ArenaSlot, in arena: Arena, dtype: DType, shape: [Int]) {
+        guard dtype != .string, dtype.storageBytes > 0, let count = CheckedSize.elementCount(shape.map(Int64.init)),
+              let bytes = dtype.byteCount(elements: count), bytes == slot.byteCount, let base = arena.storage.baseAddress else { return nil }
+        let storage = TensorStorage(slot: UnsafeMutableRawPointer(mutating: base + slot.offset), byteCount: bytes, owner: arena.storage)
+        self.init(dtype: dtype, shape: shape, storage: storage)
+    }
+}
