@@ -63,6 +63,12 @@ static inline float ck_act_scalar(float x, const ck_epilogue *ep) {
     }
     case CK_ACT_SIGMOID: return ck_logistic_scalar1(x);
     case CK_ACT_SILU: return x * ck_logistic_scalar1(x);
+    case CK_ACT_TANH: return tanhf(x);
+    case CK_ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    case CK_ACT_GELU_TANH: {
+        float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + tanhf(inner));
+    }
     }
     return x;
 }
@@ -100,6 +106,47 @@ CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+/// tanh as a rational function on [−7.905, 7.905] (clamped outside, where it is ±1 in float), x itself below
+/// |x| < 0.0004: within a few ulp. The coefficients are the minimax fit Eigen and TensorFlow use.
+CK_AVX2 static inline __m256 ck_tanh8(__m256 a) {
+    const __m256 clamp = _mm256_set1_ps(7.90531110763549805f);
+    __m256 x = _mm256_max_ps(_mm256_min_ps(a, clamp), _mm256_sub_ps(_mm256_setzero_ps(), clamp));
+    __m256 tiny = _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a), _mm256_set1_ps(0.0004f), _CMP_LT_OQ);
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.76076847742355e-16f), _mm256_set1_ps(2.00018790482477e-13f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-8.60467152213735e-11f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(5.12229709037114e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(1.48572235717979e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(6.37261928875436e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(4.89352455891786e-03f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(1.19825839466702e-06f), _mm256_set1_ps(1.18534705686654e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(2.26843463243900e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(4.89352518554385e-03f));
+    __m256 y = _mm256_blendv_ps(_mm256_div_ps(p, q), a, tiny);
+    return _mm256_blendv_ps(y, a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));  // NaN stays NaN
+}
+
+/// erf as a rational function on [−4, 4] (clamped outside, where it is ±1 in float): within a few ulp. Eigen's and
+/// TensorFlow's minimax coefficients.
+CK_AVX2 static inline __m256 ck_erf8(__m256 a) {
+    __m256 x = _mm256_max_ps(_mm256_min_ps(a, _mm256_set1_ps(4.0f)), _mm256_set1_ps(-4.0f));
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_fmadd_ps(x2, _mm256_set1_ps(-2.72614225801306e-10f), _mm256_set1_ps(2.77068142495902e-08f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.10102402082508e-06f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-5.69250639462346e-05f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-7.34990630326855e-04f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-2.95459980854025e-03f));
+    p = _mm256_fmadd_ps(x2, p, _mm256_set1_ps(-1.60960333262415e-02f));
+    p = _mm256_mul_ps(x, p);
+    __m256 q = _mm256_fmadd_ps(x2, _mm256_set1_ps(-1.45660718464996e-05f), _mm256_set1_ps(-2.13374055278905e-04f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.68282697438203e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-7.37332916720468e-03f));
+    q = _mm256_fmadd_ps(x2, q, _mm256_set1_ps(-1.42647390514189e-02f));
+    __m256 y = _mm256_div_ps(p, q);
+    return _mm256_blendv_ps(y, a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+}
+
 CK_AVX2 static inline __m256 ck_act_avx2(__m256 x, const ck_epilogue *ep) {
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1);
     switch (ep->activation) {
@@ -127,6 +174,16 @@ CK_AVX2 static inline __m256 ck_act_avx2(__m256 x, const ck_epilogue *ep) {
     }
     case CK_ACT_SIGMOID: return ck_logistic8(x, 0);
     case CK_ACT_SILU: return ck_logistic8(x, 1);
+    case CK_ACT_TANH: return ck_tanh8(x);
+    case CK_ACT_GELU: {
+        __m256 e = ck_erf8(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
+        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
+    case CK_ACT_GELU_TANH: {
+        __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        __m256 inner = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+        return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.0f), ck_tanh8(inner)));
+    }
     }
     return x;
 }

@@ -15,7 +15,7 @@
 
 // MARK: - CPU detection
 
-int ck_cpu_has_avx2_fma(void) {
+static int ck_detect_avx2_fma(void) {
 #ifdef CK_X86
     unsigned eax, ebx, ecx, edx;
     if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
@@ -29,6 +29,18 @@ int ck_cpu_has_avx2_fma(void) {
 #else
     return 0;
 #endif
+}
+
+/// cpuid traps to the hypervisor in a virtual machine (tens of microseconds), so the answer is read once.
+static _Atomic int ck_avx2_fma_detected = -1;
+
+int ck_cpu_has_avx2_fma(void) {
+    int known = atomic_load_explicit(&ck_avx2_fma_detected, memory_order_relaxed);
+    if (known < 0) {
+        known = ck_detect_avx2_fma();
+        atomic_store_explicit(&ck_avx2_fma_detected, known, memory_order_relaxed);
+    }
+    return known;
 }
 
 static _Atomic int ck_isa_state = CK_ISA_AUTO;

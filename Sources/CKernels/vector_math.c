@@ -71,3 +71,26 @@ float ck_softmax_exp(float *x, size_t n, float maximum) {
 
 void ck_sigmoid_inplace(float *x, size_t n) { ck_logistic(x, n, 0); }
 void ck_silu_inplace(float *x, size_t n) { ck_logistic(x, n, 1); }
+
+// MARK: - Activations over buffers
+
+#ifdef CK_X86
+CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, ck_act_avx2(_mm256_loadu_ps(x + i), ep));
+    if (i < n) {
+        float tail[8] = {0};
+        memcpy(tail, x + i, (n - i) * sizeof(float));
+        _mm256_storeu_ps(tail, ck_act_avx2(_mm256_loadu_ps(tail), ep));
+        memcpy(x + i, tail, (n - i) * sizeof(float));
+    }
+}
+#endif
+
+void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1) {
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, activation, param0, param1, 0};
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) { ck_activation_avx2(x, n, &ep); return; }
+#endif
+    for (size_t i = 0; i < n; i++) x[i] = ck_act_scalar(x[i], &ep);
+}

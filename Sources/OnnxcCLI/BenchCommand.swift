@@ -11,7 +11,7 @@ import Glibc
 /// timing on shared machines is noisy, so comparisons belong in a script that runs both engines together.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Time a model (.oxc, or .onnx optimized for the runtime): p50/p90/p99/min latency, load time, peak RSS.",
+        abstract: "Time a model (.oxc, or .onnx optimized for the runtime): p50/p90/p99/min latency, load time, peak RSS; --profile adds the time per op type.",
         discussion: "With --json the last line of stdout is one JSON object (median_ms, p90_ms, p99_ms, min_ms, mean_ms, runs_per_s, load_ms, peak_rss_bytes, arena_bytes).")
 
     @Argument(help: "The model: a compiled .oxc, or an .onnx file.")
@@ -38,6 +38,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object as the last line.")
     var json = false
 
+    @Flag(help: "Print, on stderr, the time per op type summed over the timed runs.")
+    var profile = false
+
     func validate() throws {
         _ = try OptimizationLevel.parse(level)
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -57,12 +60,15 @@ struct Bench: ParsableCommand {
         let given = try InputFiles.load(inputs, graph: runnable.graph, model: model, requireAll: false)
         let values = try GeneratedInputs.make(for: runnable.graph, given: given, shapes: shapes)
         for _ in 0..<warmup { _ = try runnable.run(values) }
+        if profile { runnable.executor.profile = [:] }
         var times: [Double] = []
+        let timed = ContinuousClock.now
         for _ in 0..<runs {
             let start = ContinuousClock.now
             _ = try runnable.run(values)
             times.append(Stopwatch.seconds(since: start) * 1e3)
         }
+        if let table = runnable.executor.profile { Output.note(Profile.render(table, total: ContinuousClock.now - timed)) }
         let stats = LatencyStats(times)
         let peakRSS = PeakMemory.bytes()
         if json {

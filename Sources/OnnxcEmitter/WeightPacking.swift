@@ -9,14 +9,16 @@ import OnnxcRuntime
 /// Packed: float32 weights [M, C, kh, kw] whose every use is the W input of convolutions that want one layout:
 /// 2-D Conv/FusedConv with one group (not a 1×1-channel depthwise case) → GEMM A panels (layout 2);
 /// ai.onnxc::NhwcConv → the indirect GEMM's B panels per group (layout 3), or the depthwise layout (layout 4) when
-/// every group has one input and one output channel. Anything else stays plain: a packed constant is only
-/// readable by the kernel that asked for it.
+/// every group has one input and one output channel; the 2-D weight of a Gemm, MatMul or their fused forms that
+/// the runtime's linear step runs (`LinearSteps.packable`) → GEMM B panels (layout 1). Anything else stays plain: a
+/// packed constant is only readable by the kernel that asked for it.
 enum WeightPacking {
     /// The layout a use of a constant asks for.
     private enum Want: Equatable {
         case gemmA
         case nhwc(groups: Int)
         case nhwcDepthwise
+        case gemmB(transposed: Bool)
         case plain
     }
 
@@ -26,7 +28,7 @@ enum WeightPacking {
             for op in graph.ops {
                 for (slot, id) in op.inputs.enumerated() where id >= 0 {
                     guard case .constant(let data, .plain) = tensors[Int(id)].storage else { continue }
-                    let want = slot == 1 ? weightLayout(op, data) : .plain
+                    let want = slot == 1 ? weightLayout(op, data, tensors) : .plain
                     wants[id] = wants[id].map { $0 == want ? want : .plain } ?? want
                 }
             }
@@ -47,6 +49,11 @@ enum WeightPacking {
                     ($0, .packed(code: ConstantLayoutCode.packedNHWCConvWeights,
                                  parameters: data.dims + [Int64(groups), Int64(PrepackedWeights.channelsLastPanelWidth)]))
                 }
+            case .gemmB(let transposed):
+                let (k, n) = transposed ? (data.dims[1], data.dims[0]) : (data.dims[0], data.dims[1])
+                layout = PrepackedWeights.packGemmWeights(data, transposed: transposed).map {
+                    ($0, .packed(code: ConstantLayoutCode.packedGEMMBPanels, parameters: [k, n, Int64(PrepackedWeights.panelColumns)]))
+                }
             case .nhwcDepthwise:
                 layout = PrepackedWeights.packNHWCConvolutionWeights(data, groups: Int(data.dims[0]), depthwise: true).map {
                     ($0, .packed(code: ConstantLayoutCode.packedNHWCDepthwiseWeights,
@@ -60,9 +67,37 @@ enum WeightPacking {
         return count
     }
 
-    /// The layout a convolution wants for its float32 4-D weights, or plain.
-    private static func weightLayout(_ op: ProgramOp, _ w: TensorData) -> Want {
-        guard w.dtype == .float, w.dims.count == 4 else { return .plain }
+    /// The layout a convolution or product wants for its float32 weights, or plain.
+    private static func weightLayout(_ op: ProgramOp, _ w: TensorData, _ tensors: [ProgramTensor]) -> Want {
+        guard w.dtype == .float else { return .plain }
+        if w.dims.count == 2 {
+            let ints = { (name: String) -> Int64? in
+                for a in op.attributes where a.name == name { if case .int(let v) = a.value { return v } }
+                return nil
+            }
+            let floats = { (name: String) -> Float? in
+                for a in op.attributes where a.name == name { if case .float(let v) = a.value { return v } }
+                return nil
+            }
+            let isGemm = op.opcode.opType == "Gemm" || op.opcode.opType == "FusedGemm"
+            let transposed = isGemm && ints("transB") ?? 0 != 0
+            let n = transposed ? w.dims[0] : w.dims[1]
+            var bias: Bool?
+            if op.inputs.count > 2, op.inputs[2] >= 0 {
+                if case .constant(let b, .plain) = tensors[Int(op.inputs[2])].storage, b.dtype == .float, b.elementCount == Int(n),
+                   b.dims.count == 1 || (b.dims.count == 2 && b.dims[0] == 1) {
+                    bias = true
+                } else {
+                    bias = false
+                }
+            }
+            let input = op.inputs.first.map { $0 >= 0 ? tensors[Int($0)].dtype : .undefined } ?? .undefined
+            guard input == .float, PrepackedWeights.packsGemmWeights(
+                opType: op.opcode.opType, domain: op.opcode.domain, attributes: ints,
+                alphaBeta: (floats("alpha") ?? 1, floats("beta") ?? 1), weightRank: 2, biasIsConstantVector: bias) else { return .plain }
+            return .gemmB(transposed: transposed)
+        }
+        guard w.dims.count == 4 else { return .plain }
         let group = groups(op)
         switch (op.opcode.domain, op.opcode.opType) {
         case ("", "Conv"), (RuntimeOps.domain, "FusedConv"):

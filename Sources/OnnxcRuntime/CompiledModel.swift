@@ -70,7 +70,7 @@ struct ProgramLoader {
         if index == 0 {
             for tensor in program.tensors {
                 guard case .constant(let data, let layout) = tensor.storage else { continue }
-                initializers[tensor.name] = try constant(data, layout: layout, name: tensor.name)
+                initializers[tensor.name] = try constant(data, layout: layout, name: tensor.name, declared: tensor.shape)
             }
         }
         var nodes: [RuntimeNode] = []
@@ -86,7 +86,8 @@ struct ProgramLoader {
     }
 
     /// A constant in place; prepacked weights are checked against this runtime's kernel before use.
-    func constant(_ data: TensorData, layout: ConstantLayout, name: String) throws(RuntimeError) -> Tensor {
+    func constant(_ data: TensorData, layout: ConstantLayout, name: String, declared: Shape? = nil) throws(RuntimeError) -> Tensor {
+        let declaredShape = declared?.fixedDims.map { $0.map { Int(clamping: $0) } }
         switch layout {
         case .plain:
             return try Tensor(borrowing: data)
@@ -114,6 +115,16 @@ struct ProgramLoader {
                 throw .invalidArgument("constant \(name) was packed for another kernel (channel block \(p[4]), this runtime \(PrepackedWeights.channelsLastPanelWidth)); recompile the model with this onnxc")
             }
             return try Tensor(packed: data, shape: dims, packing: .nhwcDepthwise)
+        case .packed(ConstantLayoutCode.packedGEMMBPanels, let p) where p.count == 3:
+            // Parameters [k, n, nr]; the logical shape comes from the constant's declared dims, which the reader kept.
+            let k = Int(clamping: p[0]), n = Int(clamping: p[1])
+            guard p[2] == Int64(PrepackedWeights.panelColumns), let bytes = PrepackedWeights.packedGemmBytes(k: k, n: n), bytes == data.byteCount else {
+                throw .invalidArgument("constant \(name) was packed for another kernel (panel width \(p[2]), this runtime \(PrepackedWeights.panelColumns)); recompile the model with this onnxc")
+            }
+            guard let shape = declaredShape, shape.count == 2, shape.reduce(1, *) == k * n else {
+                throw .invalidArgument("constant \(name): packed GEMM weights of \(k) × \(n) need a 2-D declared shape; recompile the model")
+            }
+            return try Tensor(packed: data, shape: shape, packing: .gemmB(k: k, n: n))
         case .packed(let code, _):
             throw .invalidArgument("constant \(name) uses packed layout \(code), which this runtime does not read; recompile the model with this onnxc")
         }

@@ -65,6 +65,9 @@ public struct Tensor: Sendable {
         case nhwcConvolution(groups: Int)
         /// Channels-last depthwise weights in channel blocks (`ck_depthwise_nhwc_pack`).
         case nhwcDepthwise
+        /// GEMM B panels (CKernels' packed B) of a product's k × n weight operand (the logical tensor is [k, n], or
+        /// [n, k] for a Gemm with transB).
+        case gemmB(k: Int, n: Int)
     }
 
     /// A tensor whose bytes the caller writes before publishing it (every byte: they start undefined). For

@@ -181,12 +181,13 @@ import Testing
         let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
         let (packed, report) = try Emitter.emit(typed, metadata: metadata)
         let (plain, _) = try Emitter.emit(typed, metadata: metadata, prepackWeights: false)
-        #expect(report.prepackedWeights == 2)
+        // Both convolutions' weights and the classifier's Gemm weight.
+        #expect(report.prepackedWeights == 3)
         let layouts = packed.tensors.compactMap { tensor -> ConstantLayout? in
             if case .constant(_, let layout) = tensor.storage { return layout }
             return nil
         }
-        #expect(layouts.filter { $0 != .plain }.count == 2)
+        #expect(layouts.filter { $0 != .plain }.count == 3)
         // Through the file format and back, as a run would see it.
         let reread = try OXCReader.read(ByteStorage(copying: try OXCWriter.serialize(packed)))
         let values: [Float] = (0..<1536).map { (i: Int) -> Float in Float(i % 23) / 11 - 1 }
@@ -204,7 +205,8 @@ import Testing
         var (program, _) = try Emitter.emit(ShapeInference.infer(model).0, metadata: metadata)
         for (i, tensor) in program.tensors.enumerated() {
             if case .constant(let data, .packed(let code, var parameters)) = tensor.storage {
-                parameters[4] += 2
+                // The last parameter of every packed layout is the kernel's panel size.
+                parameters[parameters.count - 1] += 2
                 program.tensors[i].storage = .constant(data, layout: .packed(code: code, parameters: parameters))
             }
         }

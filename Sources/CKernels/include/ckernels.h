@@ -36,8 +36,9 @@ extern "C" {
 /// (Relu: x > 0 ? x : 0; Clip: min(max(x, p0), p1) as x < p0 ? p0 : x, then > p1 ? p1; LeakyRelu: x < 0 ? p0·x : x;
 /// HardSigmoid: max(0, min(1, p0·x + p1)); HardSwish: x · max(0, min(1, x / 6 + 0.5)); Sigmoid: 1 / (1 + e^-x) and
 /// Silu: x · sigmoid(x), with the vector exp of ck_sigmoid_inplace on AVX2 and libm's expf otherwise, so an epilogue
-/// computes what ck_sigmoid_inplace / ck_silu_inplace would). Tanh and Gelu are not here: the caller applies them
-/// after the product.
+/// computes what ck_sigmoid_inplace / ck_silu_inplace would; Tanh; Gelu: 0.5·x·(1 + erf(x/√2)); GeluTanh:
+/// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) — tanh and erf as rational approximations within a few ulp on AVX2,
+/// libm's tanhf and erff otherwise).
 typedef enum {
     CK_ACT_NONE = 0,
     CK_ACT_RELU = 1,
@@ -47,6 +48,9 @@ typedef enum {
     CK_ACT_HARD_SWISH = 5,
     CK_ACT_SIGMOID = 6,
     CK_ACT_SILU = 7,
+    CK_ACT_TANH = 8,
+    CK_ACT_GELU = 9,
+    CK_ACT_GELU_TANH = 10,
 } ck_activation;
 
 /// Where the epilogue's bias vector goes: one value per row of C (a convolution's output channel) or per column
@@ -153,6 +157,9 @@ void ck_sigmoid_inplace(float *x, size_t n);
 void ck_silu_inplace(float *x, size_t n);
 /// x[i] = e^(x[i] − maximum) over n floats in place, returning their sum: the exponentials of a softmax row.
 float ck_softmax_exp(float *x, size_t n, float maximum);
+/// x[i] = activation(x[i]) in place, with exactly the formulas of the GEMM and convolution epilogues (so an
+/// activation applied on its own equals the fused one).
+void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1);
 
 // MARK: - Channels-last (NHWC) convolution
 
@@ -221,6 +228,29 @@ void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, fl
 /// y[n] = x[n]ᵀ for batch row-major rows × cols matrices (NCHW → NHWC with rows = C, cols = H·W; NHWC → NCHW the
 /// other way round), in cache tiles, on the pool when large.
 void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y);
+
+// MARK: - Transformer kernels
+
+/// Shapes of one fused attention call over `batch` (broadcast) entries: per entry, Q is sq × d (row-major), Kt
+/// d × sk, V sk × dv, Y rows × dv; rows is sq, or the mask's row count when a one-row Q is broadcast up by it. The
+/// mask (optional) is read at mask[entry offset + row·mask_row_stride + column·mask_column_stride] (strides 0
+/// broadcast).
+typedef struct {
+    int batch, sq, rows, d, sk, dv;
+    ptrdiff_t mask_row_stride, mask_column_stride;
+} ck_attention_shape;
+
+/// Y = softmax(scale · Q·Kt + mask) · V per batch entry (offsets, in floats, of each operand's entry), in blocks of
+/// 32 query rows on the pool: Kt and V are packed once, the products run on the packed GEMM, the softmax with the
+/// vector exp. A row whose scores are all −∞ gives NaN, as Softmax does.
+void ck_attention(const ck_attention_shape *shape, const float *q, const ptrdiff_t *q_offsets, const float *kt,
+                  const ptrdiff_t *kt_offsets, const float *v, const ptrdiff_t *v_offsets, const float *mask,
+                  const ptrdiff_t *mask_offsets, float scale, float *y);
+
+/// y[r] = (x[r] − mean) / sqrt(variance + epsilon) · scale + bias for `rows` contiguous rows of `length` floats
+/// (bias may be NULL); mean and inv_std (1/sqrt(variance + epsilon)), when not NULL, receive the statistics.
+void ck_layernorm(int rows, int length, const float *x, const float *scale, const float *bias, float epsilon, float *y,
+                  float *mean, float *inv_std);
 
 #ifdef __cplusplus
 }

@@ -107,7 +107,7 @@ enum StepFactories {
 
     static let table: [String: Factory] = {
         var table: [String: Factory] = [:]
-        for family in [ChannelsLastSteps.factories, LayoutSteps.factories] {
+        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories] {
             table.merge(family) { first, _ in first }
         }
         return table

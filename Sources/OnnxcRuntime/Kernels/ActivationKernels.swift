@@ -27,7 +27,11 @@ enum ActivationKernels {
             if x.dtype == .float { return outputs(try logistic(x, silu: false)) }
             return outputs(try ElementwiseKernels.mapFloat(x, op: "Sigmoid", Sigmoid()))
         },
-        "Tanh": unary { _ in ElementwiseKernels.MathFunction(op: .tanh) },
+        "Tanh": { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            if x.dtype == .float { return outputs(try vectorActivation(x, "Tanh", op: "Tanh")) }
+            return outputs(try ElementwiseKernels.mapFloat(x, op: "Tanh", ElementwiseKernels.MathFunction(op: .tanh)))
+        },
         "PRelu": { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
             var slope = try context.tensor(inputs, 1)
@@ -67,10 +71,27 @@ enum ActivationKernels {
         let x = try context.tensor(inputs, 0)
         let approximate = context.attributes.string("approximate", "none")
         switch approximate {
+        case "none" where x.dtype == .float: return outputs(try vectorActivation(x, "Gelu", op: "Gelu"))
+        case "tanh" where x.dtype == .float: return outputs(try vectorActivation(x, "GeluTanh", op: "Gelu"))
         case "none": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", Gelu()))
         case "tanh": return outputs(try ElementwiseKernels.mapFloat(x, op: "Gelu", GeluTanh()))
         default: throw .invalidArgument("Gelu: approximate must be 'none' or 'tanh', not '\(approximate)'")
         }
+    }
+
+    /// float32 Tanh and Gelu with CKernels' vector tanh and erf — the formulas the fused epilogues use, so fusing
+    /// never changes a result. `name` is the `FusedActivationKind` raw value.
+    static func vectorActivation(_ x: Tensor, _ name: String, op: String) throws(RuntimeError) -> Tensor {
+        let activation = try FusedActivation(name: name, parameters: [], op: op)
+        let y = try Tensor(uninitialized: .float, shape: x.shape)
+        x.withValues(Float.self) { source in
+            y.withMutableValues(Float.self) { target in
+                guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                to.update(from: from, count: source.count)
+                PackedGemm.activate(target, activation)
+            }
+        }
+        return y
     }
 
     /// A float-only activation built from the node's attributes; generic so each loop is specialized.

@@ -98,6 +98,7 @@ private func attend<T: MatrixElement & ExponentialElement>(_: T.Type, _ q: Tenso
                                                     plan: AttentionPlan, scale: T) throws(RuntimeError) -> Tensor {
     let out = try Tensor(zeros: q.dtype, shape: plan.outShape)
     guard out.count > 0, plan.sk > 0 else { return out }
+    // The float path writes every element; the zeros above are for the double path's accumulation.
     q.withValues(T.self) { pq in
         kt.withValues(T.self) { pk in
             v.withValues(T.self) { pv in
@@ -118,8 +119,19 @@ private func attend<T: MatrixElement & ExponentialElement>(_: T.Type, _ q: Tenso
     return out
 }
 
-/// Every (batch entry, row block) as one task, on all cores when the products are large enough to pay for it.
+/// float32 runs in CKernels (`ck_attention`: Kt and V packed once, row blocks on the pool); double here: every
+/// (batch entry, row block) as one task, on all cores when the products are large enough to pay for it.
 private func run<T: MatrixElement & ExponentialElement>(_ operands: AttentionOperands<T>, _ plan: AttentionPlan, _ scale: T) {
+    if T.self == Float.self, let scale = scale as? Float,
+       [plan.qOffsets.count, plan.sq, plan.rows, plan.d, plan.sk, plan.dv].allSatisfy({ $0 <= Int(Int32.max) }) {
+        func floats(_ p: UnsafePointer<T>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+        PackedGemm.attention(batch: plan.qOffsets.count, sq: plan.sq, rows: plan.rows, d: plan.d, sk: plan.sk, dv: plan.dv,
+                             maskRowStride: plan.maskRowStride, maskColumnStride: plan.maskColumnStride,
+                             q: floats(operands.q), qOffsets: plan.qOffsets, kt: floats(operands.kt), ktOffsets: plan.ktOffsets,
+                             v: floats(operands.v), vOffsets: plan.vOffsets, mask: operands.mask.map(floats), maskOffsets: plan.maskOffsets,
+                             scale: scale, y: UnsafeMutableRawPointer(operands.y).assumingMemoryBound(to: Float.self))
+        return
+    }
     let blocks = (plan.rows + AttentionKernels.rowBlock - 1) / AttentionKernels.rowBlock
     let tasks = plan.qOffsets.count * blocks
     let work = Double(plan.qOffsets.count) * Double(plan.rows) * Double(plan.sk) * Double(plan.d + plan.dv)

@@ -156,10 +156,10 @@ struct FusedActivation: Sendable {
     /// Applies the activation to every element of `values` (Float or Double), one specialized loop per activation:
     /// the switch is outside the loop.
     func apply<T: ElementwiseKernels.MathFloat>(to values: UnsafeMutableBufferPointer<T>) {
-        if T.self == Float.self, kind == .sigmoid || kind == .silu {
+        if T.self == Float.self {
+            // float32 with the GEMM epilogues' own formulas, so a fused op equals its unfused sequence exactly.
             let floats = UnsafeMutableBufferPointer(start: UnsafeMutableRawPointer(values.baseAddress)?.assumingMemoryBound(to: Float.self), count: values.count)
-            PackedGemm.logistic(floats, silu: kind == .silu)
-            return
+            if PackedGemm.activate(floats, self) { return }
         }
         let p = parameters.map(Double.init)
         switch kind {

@@ -51,6 +51,7 @@ enum LinearAlgebraKernels {
         let op = context.node.opType
         let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 1)
         guard a.dtype == b.dtype else { throw .invalidArgument("\(op): A is \(a.dtype.onnxName) but B is \(b.dtype.onnxName)") }
+        if b.packing != nil { throw .invalidArgument("\(op): weights packed at compile time cannot run this product (A \(a.shape)); recompile the model") }
         let plan = try MatMulPlan(a.shape, b.shape, op: op)
         if a.dtype == .float, let result = try packedMatMul(a, b, plan: plan, bias: bias, activation: activation) {
             return result
@@ -113,6 +114,7 @@ enum LinearAlgebraKernels {
         guard a.dtype == b.dtype, c.map({ $0.dtype == a.dtype }) ?? true else {
             throw .invalidArgument("\(op): A, B and C must share one element type")
         }
+        if b.packing != nil { throw .invalidArgument("\(op): weights packed at compile time cannot run this product (A \(a.shape)); recompile the model") }
         let attributes = context.attributes
         let gemm = GemmOp(
             transA: attributes.int("transA", 0) != 0, transB: attributes.int("transB", 0) != 0,

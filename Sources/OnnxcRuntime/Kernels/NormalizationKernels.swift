@@ -120,6 +120,36 @@ enum NormalizationKernels {
         let biasValues = try bias.map { (b) throws(RuntimeError) in try broadcastParameter(b, to: inner, what: "B") }
         let rows = x.shape[..<axis].reduce(1, *)
         let statsShape = Array(x.shape[..<axis]) + Array(repeating: 1, count: x.rank - axis)
+        let length = inner.reduce(1, *)
+        if x.dtype == .float, scale.dtype == .float, scale.count == length, bias.map({ $0.dtype == .float && $0.count == length }) ?? true,
+           context.attributes.int("stash_type", 1) == Int64(DType.float.rawValue), rows > 0, length > 0,
+           rows <= Int(Int32.max), length <= Int(Int32.max) {
+            // float32 rows in CKernels (vectorized, on the pool for large inputs), statistics in float as the stash type says.
+            let y = try Tensor(uninitialized: .float, shape: x.shape)
+            let mean = try Tensor(uninitialized: .float, shape: statsShape), invStd = try Tensor(uninitialized: .float, shape: statsShape)
+            x.withValues(Float.self) { xb in
+                scale.withValues(Float.self) { sb in
+                    y.withMutableValues(Float.self) { yb in
+                        mean.withMutableValues(Float.self) { mb in
+                            invStd.withMutableValues(Float.self) { ib in
+                                guard let xp = xb.baseAddress, let sp = sb.baseAddress, let yp = yb.baseAddress else { return }
+                                let epsilon = context.attributes.float("epsilon", 1e-5)
+                                if let bias {
+                                    bias.withValues(Float.self) { bb in
+                                        PackedGemm.layerNorm(rows: rows, length: length, x: xp, scale: sp, bias: bb.baseAddress, epsilon: epsilon,
+                                                             y: yp, mean: mb.baseAddress, invStd: ib.baseAddress)
+                                    }
+                                } else {
+                                    PackedGemm.layerNorm(rows: rows, length: length, x: xp, scale: sp, bias: nil, epsilon: epsilon,
+                                                         y: yp, mean: mb.baseAddress, invStd: ib.baseAddress)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return [.tensor(y), .tensor(mean), .tensor(invStd)]
+        }
         let epsilon = Double(context.attributes.float("epsilon", 1e-5))
         let (y, mean, invStd) = try viaFloat(x) { (t) throws(RuntimeError) in
             try dispatchReal(t.dtype, op: "LayerNormalization", RowNormVisitor(

@@ -14,17 +14,12 @@ enum ChannelsLast {
         return all.allSatisfy { $0 >= 0 && $0 <= Int(Int32.max) }
     }
 
-    /// Whether CKernels' epilogue applies this activation (all but Tanh and Gelu).
+    /// Whether CKernels' epilogue applies this activation.
     static func fuses(_ activation: FusedActivation?) -> Bool { epilogueActivation(activation) != nil }
 
-    /// The C activation for a fused epilogue, or nil when CKernels' epilogue lacks it (Tanh, Gelu).
+    /// The C activation for a fused epilogue, or nil when CKernels' epilogue lacks it.
     private static func epilogueActivation(_ activation: FusedActivation?) -> (kind: ck_activation, p0: Float, p1: Float)? {
-        guard let activation else { return (CK_ACT_NONE, 0, 0) }
-        switch activation.kind {
-        case .sigmoid: return (CK_ACT_SIGMOID, 0, 0)
-        case .silu: return (CK_ACT_SILU, 0, 0)
-        default: return PackedGemm.kernelActivation(activation)
-        }
+        PackedGemm.kernelActivation(activation)
     }
 
     static func packedConvolutionFloats(groups: Int, groupOut: Int, groupIn: Int, kernelH: Int, kernelW: Int) -> Int {

@@ -21,8 +21,8 @@ enum PackedGemm {
         var packed = false
     }
 
-    /// The epilogue form of `activation`, or nil when the kernel cannot apply it (Sigmoid, Tanh, Silu, Gelu and
-    /// GeluTanh need transcendental functions: their callers apply them after the product, as before).
+    /// The epilogue form of `activation` (every activation onnxc fuses: the transcendental ones with CKernels' vector
+    /// exp, tanh and erf). Optional so that callers keep a path for an activation the kernel may one day lack.
     static func kernelActivation(_ activation: FusedActivation?) -> (kind: ck_activation, p0: Float, p1: Float)? {
         guard let activation else { return (CK_ACT_NONE, 0, 0) }
         let p = activation.parameters
@@ -32,7 +32,11 @@ enum PackedGemm {
         case .leakyRelu: return (CK_ACT_LEAKY_RELU, p[0], 0)
         case .hardSigmoid: return (CK_ACT_HARD_SIGMOID, p[0], p[1])
         case .hardSwish: return (CK_ACT_HARD_SWISH, 0, 0)
-        case .sigmoid, .tanh, .silu, .gelu, .geluTanh: return nil
+        case .sigmoid: return (CK_ACT_SIGMOID, 0, 0)
+        case .silu: return (CK_ACT_SILU, 0, 0)
+        case .tanh: return (CK_ACT_TANH, 0, 0)
+        case .gelu: return (CK_ACT_GELU, 0, 0)
+        case .geluTanh: return (CK_ACT_GELU_TANH, 0, 0)
         }
     }
 
@@ -91,6 +95,35 @@ enum PackedGemm {
             x.baseAddress, w.baseAddress, bias?.baseAddress, y.baseAddress, &epilogue)
     }
 
+    /// Packs B (k × n; element (p, j) at b[p·rowStride + j·columnStride]) into CKernels' B panels.
+    static func packB(k: Int, n: Int, b: UnsafePointer<Float>, rowStride: Int, columnStride: Int, into packed: UnsafeMutablePointer<Float>) {
+        ck_sgemm_pack_b(Int32(k), Int32(n), b, rowStride, columnStride, packed)
+    }
+
+    /// Fused attention on float32 operands (see `ck_attention`); offsets in floats per broadcast batch entry.
+    static func attention(batch: Int, sq: Int, rows: Int, d: Int, sk: Int, dv: Int, maskRowStride: Int, maskColumnStride: Int,
+                          q: UnsafePointer<Float>, qOffsets: [Int], kt: UnsafePointer<Float>, ktOffsets: [Int],
+                          v: UnsafePointer<Float>, vOffsets: [Int], mask: UnsafePointer<Float>?, maskOffsets: [Int],
+                          scale: Float, y: UnsafeMutablePointer<Float>) {
+        var shape = ck_attention_shape(batch: Int32(batch), sq: Int32(sq), rows: Int32(rows), d: Int32(d), sk: Int32(sk), dv: Int32(dv),
+                                       mask_row_stride: maskRowStride, mask_column_stride: maskColumnStride)
+        qOffsets.withUnsafeBufferPointer { qo in
+            ktOffsets.withUnsafeBufferPointer { ko in
+                vOffsets.withUnsafeBufferPointer { vo in
+                    maskOffsets.withUnsafeBufferPointer { mo in
+                        ck_attention(&shape, q, qo.baseAddress, kt, ko.baseAddress, v, vo.baseAddress, mask, mo.baseAddress, scale, y)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Layer normalization of `rows` rows of `length` floats (see `ck_layernorm`).
+    static func layerNorm(rows: Int, length: Int, x: UnsafePointer<Float>, scale: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                          epsilon: Float, y: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>?, invStd: UnsafeMutablePointer<Float>?) {
+        ck_layernorm(Int32(rows), Int32(length), x, scale, bias, epsilon, y, mean, invStd)
+    }
+
     /// Whether a product of these sizes fits the C API's 32-bit dimensions.
     static func fits(m: Int, n: Int, k: Int) -> Bool {
         m <= Int(Int32.max) && n <= Int(Int32.max) && k <= Int(Int32.max)
@@ -101,6 +134,15 @@ enum PackedGemm {
     static func logistic(_ values: UnsafeMutableBufferPointer<Float>, silu: Bool) {
         guard let base = values.baseAddress, !values.isEmpty else { return }
         if silu { ck_silu_inplace(base, values.count) } else { ck_sigmoid_inplace(base, values.count) }
+    }
+
+    /// An activation over float32 values in place, with the epilogues' own formulas (nil: the kernel lacks it).
+    @discardableResult
+    static func activate(_ values: UnsafeMutableBufferPointer<Float>, _ activation: FusedActivation) -> Bool {
+        guard let (kind, p0, p1) = kernelActivation(activation) else { return false }
+        guard let base = values.baseAddress, !values.isEmpty else { return true }
+        ck_activation_inplace(base, values.count, kind, p0, p1)
+        return true
     }
 
     /// values[i] = e^(values[i] − maximum) in place, with the vector exp; returns the sum (a softmax row's).

@@ -64,4 +64,38 @@ public enum PrepackedWeights {
             ? ChannelsLast.packedDepthwiseFloats(channels: dims[0], kernelH: dims[2], kernelW: dims[3])
             : ChannelsLast.packedConvolutionFloats(groups: groups, groupOut: dims[0] / groups, groupIn: dims[1], kernelH: dims[2], kernelW: dims[3])
     }
+
+    /// CKernels' B-panel width (NR), stored with packed GEMM B weights.
+    public static var panelColumns: Int { Int(CK_NR) }
+
+    /// A float32 2-D weight used as the B operand (k × n) of a product, packed as CKernels' B panels; `transposed`:
+    /// the tensor is [n, k] (Gemm's transB). Nil when it is not such a tensor or a size does not fit 32 bits.
+    public static func packGemmWeights(_ data: TensorData, transposed: Bool) -> TensorData? {
+        guard data.dtype == .float, data.dims.count == 2, case .bytes(let slice) = data.payload,
+              let rows = Int32(exactly: data.dims[0]), let columns = Int32(exactly: data.dims[1]), rows > 0, columns > 0 else { return nil }
+        let (k, n) = transposed ? (columns, rows) : (rows, columns)
+        guard let bytes = CheckedSize.multiply(ck_sgemm_packed_b_size(k, n), 4) else { return nil }
+        let packed = ByteStorage(count: bytes) { out in
+            guard let target = out.baseAddress?.assumingMemoryBound(to: Float.self) else { return }
+            slice.withUnsafeBytes { source in
+                guard let base = source.baseAddress?.assumingMemoryBound(to: Float.self) else { return }
+                // Element (p, j) of B: row p, column j of [k, n], or row j, column p of the transposed [n, k].
+                ck_sgemm_pack_b(k, n, base, transposed ? 1 : Int(n), transposed ? Int(k) : 1, target)
+            }
+        }
+        return try? TensorData(dtype: .float, dims: [Int64(bytes / 4)], payload: .bytes(ByteSlice(packed)))
+    }
+
+    /// The byte size of packed GEMM B weights of k × n.
+    public static func packedGemmBytes(k: Int, n: Int) -> Int? {
+        guard let k32 = Int32(exactly: k), let n32 = Int32(exactly: n), k > 0, n > 0 else { return nil }
+        return CheckedSize.multiply(ck_sgemm_packed_b_size(k32, n32), 4)
+    }
+
+    /// Whether a product op takes a packed B: the linear step runs it (`LinearSteps.packable`).
+    public static func packsGemmWeights(opType: String, domain: String, attributes: (String) -> Int64?, alphaBeta: (Float, Float),
+                                        weightRank: Int, biasIsConstantVector: Bool?) -> Bool {
+        LinearSteps.packable(opType: opType, domain: domain, attributes: attributes, alphaBeta: alphaBeta, weightRank: weightRank,
+                             biasIsConstantVector: biasIsConstantVector)
+    }
 }

@@ -1,0 +1,241 @@
+// transformer.c — the non-GEMM parts of a transformer layer: fused attention (scores, scale, mask, softmax and the
+// product with V, one block of query rows at a time so the score matrix never exists whole) and layer
+// normalization over rows. Contract: include/ckernels.h.
+#define _GNU_SOURCE
+#include "ck_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// MARK: - Attention
+
+/// Query rows per task: a block's scores (rows × Sk floats) stay in L1/L2 up to Sk ≈ 8k, and 32 rows are enough
+/// for the GEMM's 6-row tiles.
+#define CK_ATTENTION_ROWS 32
+
+typedef struct {
+    ck_attention_shape s;
+    const float *q, *kt, *v, *mask;
+    const ptrdiff_t *q_offsets, *kt_offsets, *v_offsets, *mask_offsets;
+    float *y;
+    float scale;
+    int blocks;
+    /// Kt and V of every batch entry in the GEMM's packed B layout (packed once, shared by all row blocks).
+    float *packed_kt, *packed_v;
+    size_t kt_size, v_size;
+} ck_attention_job;
+
+static void ck_attention_pack(void *context, int index) {
+    ck_attention_job *job = context;
+    const ck_attention_shape *s = &job->s;
+    if (index < s->batch) {
+        ck_sgemm_pack_b(s->d, s->sk, job->kt + job->kt_offsets[index], s->sk, 1, job->packed_kt + (size_t)index * job->kt_size);
+    } else {
+        int b = index - s->batch;
+        ck_sgemm_pack_b(s->sk, s->dv, job->v + job->v_offsets[b], s->dv, 1, job->packed_v + (size_t)b * job->v_size);
+    }
+}
+
+/// Per-thread room for one block's scores.
+static _Thread_local float *ck_attention_scores = NULL;
+static _Thread_local size_t ck_attention_scores_count = 0;
+
+/// One row of scores: scale, + mask, softmax (max-subtracted vector exp, then one multiplication by 1/sum, as the
+/// Softmax kernel does).
+static void ck_attention_row_scalar(float *row, int n, float scale, const float *mask, ptrdiff_t mask_stride) {
+    float maximum = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        float v = scale != 1 ? row[j] * scale : row[j];
+        if (mask) v = v + mask[(ptrdiff_t)j * mask_stride];
+        row[j] = v;
+        maximum = v > maximum ? v : maximum;
+    }
+    float r = 1 / ck_softmax_exp(row, (size_t)n, maximum);
+    for (int j = 0; j < n; j++) row[j] *= r;
+}
+
+#ifdef CK_X86
+CK_AVX2 static void ck_attention_row_avx2(float *row, int n, float scale, const float *mask, ptrdiff_t mask_stride) {
+    if (mask && mask_stride != 0 && mask_stride != 1) {
+        ck_attention_row_scalar(row, n, scale, mask, mask_stride);
+        return;
+    }
+    __m256 s = _mm256_set1_ps(scale), vmax = _mm256_set1_ps(-INFINITY);
+    __m256 broadcast = mask && mask_stride == 0 ? _mm256_set1_ps(mask[0]) : _mm256_setzero_ps();
+    float maximum = -INFINITY;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_loadu_ps(row + j);
+        if (scale != 1) v = _mm256_mul_ps(v, s);
+        if (mask) v = _mm256_add_ps(v, mask_stride ? _mm256_loadu_ps(mask + j) : broadcast);
+        _mm256_storeu_ps(row + j, v);
+        vmax = _mm256_max_ps(v, vmax);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    for (int l = 0; l < 8; l++) maximum = lanes[l] > maximum ? lanes[l] : maximum;
+    for (; j < n; j++) {
+        float v = scale != 1 ? row[j] * scale : row[j];
+        if (mask) v = v + mask[(ptrdiff_t)j * mask_stride];
+        row[j] = v;
+        maximum = v > maximum ? v : maximum;
+    }
+    __m256 r = _mm256_set1_ps(1 / ck_softmax_exp(row, (size_t)n, maximum));
+    for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), r));
+    float tail = _mm256_cvtss_f32(r);
+    for (; j < n; j++) row[j] *= tail;
+}
+#endif
+
+static void ck_attention_task(void *context, int index) {
+    const ck_attention_job *job = context;
+    const ck_attention_shape *s = &job->s;
+    int b = index / job->blocks, r0 = (index % job->blocks) * CK_ATTENTION_ROWS;
+    int rows = ck_min(CK_ATTENTION_ROWS, s->rows - r0);
+    size_t need = (size_t)rows * s->sk;
+    if (need > ck_attention_scores_count) {
+        free(ck_attention_scores);
+        ck_attention_scores = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+        if (!ck_attention_scores) abort();  // out of memory, as Swift traps on a failed allocation
+        ck_attention_scores_count = need;
+    }
+    float *scores = ck_attention_scores;
+    // A one-row Q broadcast up by the mask reads its one row for every output row.
+    ptrdiff_t q_row = s->sq == 1 ? 0 : s->d;
+    ck_operand qa = {job->q + job->q_offsets[b] + (ptrdiff_t)r0 * q_row, q_row, 1, 0};
+    ck_operand ktb = {job->packed_kt + (size_t)b * job->kt_size, 0, 0, 1};
+    ck_sgemm_serial(rows, s->sk, s->d, qa, ktb, scores, s->sk, NULL);
+    void (*softmax)(float *, int, float, const float *, ptrdiff_t) = ck_attention_row_scalar;
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) softmax = ck_attention_row_avx2;
+#endif
+    for (int i = 0; i < rows; i++) {
+        const float *m = job->mask ? job->mask + job->mask_offsets[b] + (ptrdiff_t)(r0 + i) * s->mask_row_stride : NULL;
+        softmax(scores + (size_t)i * s->sk, s->sk, job->scale, m, s->mask_column_stride);
+    }
+    ck_operand pa = {scores, s->sk, 1, 0};
+    ck_operand vb = {job->packed_v + (size_t)b * job->v_size, 0, 0, 1};
+    ck_sgemm_serial(rows, s->dv, s->sk, pa, vb, job->y + ((size_t)b * s->rows + r0) * s->dv, s->dv, NULL);
+}
+
+void ck_attention(const ck_attention_shape *shape, const float *q, const ptrdiff_t *q_offsets, const float *kt,
+                  const ptrdiff_t *kt_offsets, const float *v, const ptrdiff_t *v_offsets, const float *mask,
+                  const ptrdiff_t *mask_offsets, float scale, float *y) {
+    ck_attention_job job;
+    memset(&job, 0, sizeof job);
+    job.s = *shape;
+    const ck_attention_shape *s = &job.s;
+    if (s->batch <= 0 || s->rows <= 0 || s->dv <= 0) return;
+    if (s->sk <= 0 || s->d < 0) {
+        memset(y, 0, (size_t)s->batch * s->rows * s->dv * sizeof(float));
+        return;
+    }
+    job.q = q; job.kt = kt; job.v = v; job.mask = mask;
+    job.q_offsets = q_offsets; job.kt_offsets = kt_offsets; job.v_offsets = v_offsets; job.mask_offsets = mask_offsets;
+    job.y = y;
+    job.scale = scale;
+    job.blocks = ck_ceil_div(s->rows, CK_ATTENTION_ROWS);
+    job.kt_size = ck_sgemm_packed_b_size(s->d, s->sk);
+    job.v_size = ck_sgemm_packed_b_size(s->sk, s->dv);
+    float *packed = aligned_alloc(64, ((job.kt_size + job.v_size) * (size_t)s->batch * sizeof(float) + 63) / 64 * 64);
+    if (!packed) abort();
+    job.packed_kt = packed;
+    job.packed_v = packed + job.kt_size * (size_t)s->batch;
+    double work = (double)s->batch * s->rows * s->sk * (double)(s->d + s->dv);
+    int threads = work < CK_PARALLEL_MIN_WORK ? 1 : ck_num_threads();
+    if (threads > 1) {
+        ck_parallel_run(threads, 2 * s->batch, ck_attention_pack, &job);
+        ck_parallel_run(threads, s->batch * job.blocks, ck_attention_task, &job);
+    } else {
+        for (int i = 0; i < 2 * s->batch; i++) ck_attention_pack(&job, i);
+        for (int i = 0; i < s->batch * job.blocks; i++) ck_attention_task(&job, i);
+    }
+    free(packed);
+}
+
+// MARK: - Layer normalization
+
+typedef struct {
+    int rows, length;
+    const float *x, *scale, *bias;
+    float epsilon;
+    float *y, *mean, *inv_std;
+    int rows_per_task;
+} ck_layernorm_job;
+
+#ifdef CK_X86
+CK_AVX2 static float ck_sum8(__m256 v) {
+    float lanes[8];
+    _mm256_storeu_ps(lanes, v);
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+CK_AVX2 static void ck_layernorm_row_avx2(const ck_layernorm_job *job, int r) {
+    int n = job->length, j = 0;
+    const float *x = job->x + (size_t)r * n;
+    float *y = job->y + (size_t)r * n;
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + j));
+    float sum = ck_sum8(acc);
+    for (; j < n; j++) sum += x[j];
+    float mean = sum / (float)n;
+    __m256 m = _mm256_set1_ps(mean);
+    acc = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), m);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    float squares = ck_sum8(acc);
+    for (; j < n; j++) squares += (x[j] - mean) * (x[j] - mean);
+    float inv = 1.0f / sqrtf(squares / (float)n + job->epsilon);
+    __m256 vi = _mm256_set1_ps(inv);
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), m), vi), _mm256_loadu_ps(job->scale + j));
+        if (job->bias) v = _mm256_add_ps(v, _mm256_loadu_ps(job->bias + j));
+        _mm256_storeu_ps(y + j, v);
+    }
+    for (; j < n; j++) y[j] = (x[j] - mean) * inv * job->scale[j] + (job->bias ? job->bias[j] : 0);
+    if (job->mean) job->mean[r] = mean;
+    if (job->inv_std) job->inv_std[r] = inv;
+}
+#endif
+
+static void ck_layernorm_row_scalar(const ck_layernorm_job *job, int r) {
+    int n = job->length;
+    const float *x = job->x + (size_t)r * n;
+    float *y = job->y + (size_t)r * n;
+    float sum = 0;
+    for (int j = 0; j < n; j++) sum += x[j];
+    float mean = sum / (float)n, squares = 0;
+    for (int j = 0; j < n; j++) squares += (x[j] - mean) * (x[j] - mean);
+    float inv = 1.0f / sqrtf(squares / (float)n + job->epsilon);
+    for (int j = 0; j < n; j++) y[j] = (x[j] - mean) * inv * job->scale[j] + (job->bias ? job->bias[j] : 0);
+    if (job->mean) job->mean[r] = mean;
+    if (job->inv_std) job->inv_std[r] = inv;
+}
+
+static void ck_layernorm_task(void *context, int index) {
+    const ck_layernorm_job *job = context;
+    int r0 = index * job->rows_per_task, r1 = ck_min(job->rows, r0 + job->rows_per_task);
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) {
+        for (int r = r0; r < r1; r++) ck_layernorm_row_avx2(job, r);
+        return;
+    }
+#endif
+    for (int r = r0; r < r1; r++) ck_layernorm_row_scalar(job, r);
+}
+
+void ck_layernorm(int rows, int length, const float *x, const float *scale, const float *bias, float epsilon, float *y,
+                  float *mean, float *inv_std) {
+    if (rows <= 0 || length <= 0) return;
+    ck_layernorm_job job = {rows, length, x, scale, bias, epsilon, y, mean, inv_std, rows};
+    double work = (double)rows * length;
+    if (work < CK_PARALLEL_MIN_WORK / 4) {
+        ck_layernorm_task(&job, 0);
+        return;
+    }
+    int tasks = ck_num_threads() * 4;
+    job.rows_per_task = ck_ceil_div(rows, tasks);
+    ck_parallel_for(ck_ceil_div(rows, job.rows_per_task), ck_layernorm_task, &job);
+}
