@@ -42,8 +42,11 @@ let package = Package(
             dependencies: ["OnnxcCore", "OnnxcIR", "ONNXProto", "CProtobufC"],
             swiftSettings: strictSwift
         ),
-        // The compiled format (.oxc): program model, reader, writer, opcode table. Depends on Core only.
-        .target(name: "OnnxcFormat", dependencies: ["OnnxcCore"], swiftSettings: strictSwift),
+        // CRC-32C in C: SSE4.2 crc32 + PCLMULQDQ picked at run time by cpuid (per-function target attributes, so the
+        // binary still runs on baseline x86-64), portable slicing-by-16 fallback, combine, multi-threaded checksum.
+        .target(name: "CChecksum"),
+        // The compiled format (.oxc): program model, reader, writer, opcode table. Depends on Core and CChecksum only.
+        .target(name: "OnnxcFormat", dependencies: ["OnnxcCore", "CChecksum"], swiftSettings: strictSwift),
         // float32 GEMM in C: AVX2/FMA microkernel picked at run time (per-function target attributes, so the binary
         // still runs on baseline x86-64), scalar fallback, packed layouts documented in include/ckernels.h, thread pool.
         .target(name: "CKernels"),
@@ -103,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OnnxcFormatTests",
-            dependencies: ["OnnxcCore", "OnnxcFormat", "OnnxcTestSupport"],
+            dependencies: ["OnnxcCore", "OnnxcFormat", "CChecksum", "OnnxcTestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -20,6 +20,7 @@ public enum OXCWriter {
         do { writer = try AtomicFileWriter(path: path) } catch { throw .file(error) }
         var sink = FileSink(writer: writer)
         try image.emit(into: &sink)
+        try sink.finish()
         do { try writer.commit() } catch { throw .file(error) }
     }
 
@@ -402,9 +403,53 @@ struct ArraySink: ByteSink {
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws(FormatError) { self.bytes.append(contentsOf: bytes) }
 }
 
+/// Writes the file in whole chunks of `chunkBytes` at multiples of `chunkBytes` (the last one shorter).
+///
+/// Linux sizes page-cache folios by the writes that create them (ext4 and XFS, which have large folios), and a
+/// mapping of a file cached in 2 MiB folios is mapped one page-table entry per 2 MiB instead of one per 4 KiB.
+/// So a just-compiled model loads without ~1,600 page faults: checking resnet50's 103 MB on one core from a
+/// fresh mapping takes ~3.3 ms instead of ~7.9 ms written 64 KiB at a time. Costs one copy of what is not
+/// already chunk-aligned.
 struct FileSink: ByteSink {
+    static let chunkBytes = 2 << 20
     let writer: AtomicFileWriter
+    /// The current chunk; its first `filled` bytes are not written yet.
+    private var chunk: [UInt8] = []
+    private var filled = 0
+
+    init(writer: AtomicFileWriter) {
+        self.writer = writer
+    }
+
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            if filled == 0 && rest.count >= Self.chunkBytes {
+                // At a chunk boundary: whole chunks go straight from the caller's bytes.
+                let whole = rest.count - rest.count % Self.chunkBytes
+                try flush(UnsafeRawBufferPointer(rebasing: rest.prefix(whole)))
+                rest = rest.dropFirst(whole)
+                continue
+            }
+            if chunk.isEmpty { chunk = [UInt8](repeating: 0, count: Self.chunkBytes) }
+            let n = min(rest.count, Self.chunkBytes - filled)
+            let at = filled
+            chunk.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[at..<(at + n)]).copyMemory(from: UnsafeRawBufferPointer(rebasing: rest.prefix(n))) }
+            filled += n
+            rest = rest.dropFirst(n)
+            if filled == Self.chunkBytes { try finish() }
+        }
+    }
+
+    /// Writes what is pending (at the end, the file's last and shorter chunk).
+    mutating func finish() throws(FormatError) {
+        let count = filled
+        try withBytes(chunk) { (raw) throws(FormatError) in try flush(UnsafeRawBufferPointer(rebasing: raw.prefix(count))) }
+        filled = 0
+    }
+
+    private func flush(_ bytes: UnsafeRawBufferPointer) throws(FormatError) {
+        guard !bytes.isEmpty else { return }
         do { try writer.write(bytes) } catch { throw .file(error) }
     }
 }

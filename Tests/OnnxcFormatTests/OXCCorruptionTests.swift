@@ -89,6 +89,35 @@ import Testing
         #expect(rejected > 1000)
     }
 
+    /// A constants section big enough to be verified on two threads (9 MiB): a flip in either half, or at the
+    /// split, is caught; without the constants check the same file reads.
+    @Test func flippedBitsInALargeConstantsSectionFailTheChecksum() throws {
+        let count = 9 << 20
+        let payload = ByteStorage(count: count) { buffer in
+            for i in 0..<buffer.count { buffer[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 7) }
+        }
+        let data = try TensorData(dtype: .float, dims: [Int64(count / 4)], payload: .bytes(try #require(ByteSlice(payload, offset: 0, count: count))))
+        let minimal = OXCFixtures.minimal()
+        let program = Program(metadata: minimal.metadata,
+                              tensors: [ProgramTensor(name: "big", dtype: .float, shape: Shape(fixed: [Int64(count / 4)]), storage: .constant(data, layout: .plain))],
+                              graphs: minimal.graphs, arenaBytes: 0)
+        let bytes = try OXCWriter.serialize(program)
+        _ = try OXCReader.read(ByteStorage(copying: bytes))
+        let constants = try #require(OXCLayoutView(bytes).sections.first { $0.kind == SectionKind.constants.rawValue })
+        #expect(constants.size >= count)
+        for p in [0, constants.size / 2 - 1, constants.size / 2, constants.size / 2 + 64, 3 * constants.size / 4, constants.size - 1] {
+            var damaged = bytes
+            damaged[constants.offset + p] ^= 0x10
+            guard let error = expectFormatError(damaged, "constants byte \(p)") else { continue }
+            guard case .checksumMismatch(let location, _, _) = error else {
+                Issue.record("constants byte \(p): \(error)")
+                continue
+            }
+            #expect(location.section == "constants")
+            _ = try OXCReader.read(ByteStorage(copying: damaged), options: OXCReader.Options(verifyConstantsChecksum: false))
+        }
+    }
+
     @Test func notAnOXCFile() throws {
         for bytes: [UInt8] in [[], [0x89], Array("ONNX model, not compiled".utf8), [UInt8](repeating: 0, count: 100)] {
             guard let error = expectFormatError(bytes, "garbage") else { continue }

@@ -71,6 +71,31 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path) == ["model.oxc"])
     }
 
+    /// The file is written in 2 MiB chunks, whole chunks straight from a payload when one starts at a chunk
+    /// boundary: constants that end short of, exactly at and past boundaries give the bytes `serialize` gives.
+    @Test func fileWrittenInChunksHasTheSerializedBytes() throws {
+        let folder = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let minimal = OXCFixtures.minimal()
+        var tensors: [ProgramTensor] = []
+        for (i, floats) in [5, (3 << 19) + 3, 1 << 20, 16, (1 << 19) - 16, 3 << 18].enumerated() {
+            let payload = ByteStorage(count: floats * 4) { buffer in
+                for j in 0..<buffer.count { buffer[j] = UInt8(truncatingIfNeeded: (j &+ i) &* 2_654_435_761 >> 9) }
+            }
+            let slice = try #require(ByteSlice(payload, offset: 0, count: floats * 4))
+            let data = try TensorData(dtype: .float, dims: [Int64(floats)], payload: .bytes(slice))
+            tensors.append(ProgramTensor(name: "c\(i)", dtype: .float, shape: Shape(fixed: [Int64(floats)]), storage: .constant(data, layout: .plain)))
+        }
+        let program = Program(metadata: minimal.metadata, tensors: tensors, graphs: minimal.graphs, arenaBytes: 0)
+        let path = folder.appendingPathComponent("chunks.oxc").path
+        try OXCWriter.write(program, to: path)
+        let onDisk = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let serialized = try OXCWriter.serialize(program)
+        #expect(onDisk.count == serialized.count && onDisk.count > 3 * (2 << 20))
+        #expect(onDisk == serialized)
+        #expect(ProgramDiff.differences(program, try OXCReader.read(path: path)) == [])
+    }
+
     @Test func fileStartsWithTheMagicAndVersion() throws {
         let bytes = try OXCWriter.serialize(OXCFixtures.minimal())
         #expect(Array(bytes.prefix(8)) == [0x89, 0x4F, 0x58, 0x43, 0x0D, 0x0A, 0x1A, 0x0A])
