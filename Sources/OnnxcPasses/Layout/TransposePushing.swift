@@ -108,7 +108,7 @@ public struct TransposePushing: Pass {
             if let producer = transposeProducer(name, graph, index), producer.perm == perm, isData {
                 rewritten.inputs[slot] = producer.input
                 producers.insert(producer.node)
-            } else if LayoutSupport.isScalarLike(types[name]) || (!isData && !broadcasting.contains(op) && op != "Concat") {
+            } else if LayoutSupport.isScalarLike(types[name], rank: rank) || (!isData && !broadcasting.contains(op) && op != "Concat") {
                 continue  // all-1 values broadcast the same way in any order; control inputs are handled per op below
             } else if isData, broadcasting.contains(op), let constant = FusionSupport.constant(name, in: graph),
                       let data = LayoutSupport.permuted(constant.data, rank: rank, perm: inverse) {
