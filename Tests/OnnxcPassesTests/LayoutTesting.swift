@@ -60,10 +60,12 @@ enum LayoutTesting {
                         reinfersShapes: true).run(inferred(model))
     }
 
-    /// The layout stage exactly as `OptimizationLevel.optimize` runs it after -O2 for the runtime.
-    static func layoutStage(_ model: Model) throws -> Model {
-        try PassManager(passes: Pipelines.layout, options: PassOptions(target: .runtime), rounds: Pipelines.layoutRounds,
-                        reinfersShapes: true).run(inferred(model))
+    /// The layout stage exactly as `OptimizationLevel.optimize` runs it after -O2 for the runtime: `Pipelines.layout`
+    /// to its fixed point, then `Pipelines.layoutCleanup`, each its own driver.
+    static func layoutStage(_ model: Model, target: OptimizationTarget = .runtime) throws -> Model {
+        var current = inferred(model)
+        for driver in Pipelines.layoutDrivers(options: PassOptions(target: target)) { current = try driver.run(current) }
+        return current
     }
 
     /// Reproducible inputs for every graph input (floats in [-1, 1], integers 1…7).

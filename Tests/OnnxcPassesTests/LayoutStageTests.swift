@@ -1,0 +1,174 @@
+import OnnxcCore
+import OnnxcIR
+import OnnxcPasses
+import OnnxcRuntime
+import OnnxcTestSupport
+import Testing
+
+/// The whole layout stage (`Pipelines.layoutDrivers`: `layout`, then `layoutCleanup`, shapes re-inferred, as
+/// `OptimizationLevel.optimize` runs it after -O2 for the runtime) on small CNN-shaped graphs: every convolution and pool ends up channels last,
+/// one Transpose converts the input, none is left between the ops of the trunk (only one back to NCHW where a 4-D
+/// result leaves the graph), and the outputs equal the original's through the interpreter.
+@Suite struct LayoutStageTests {
+    typealias L = LayoutTesting
+
+    /// Collects nodes and weights while a test graph is written.
+    struct Builder {
+        var nodes: [Node] = []
+        var initializers: [OnnxcIR.Tensor] = []
+        var seed = 1
+
+        mutating func conv(_ x: String, _ y: String, in inChannels: Int64, out: Int64, kernel: Int64 = 3, strides: Int64 = 1) throws {
+            let (node, weights) = try L.conv(x, y, name: y, in: inChannels, out: out, kernel: kernel, strides: strides, seed: seed)
+            seed += 2
+            nodes.append(node)
+            initializers += weights
+        }
+
+        mutating func add(_ op: String, _ inputs: [String], _ outputs: [String], _ attributes: [Attribute] = []) {
+            nodes.append(L.node(op, inputs, outputs, name: outputs[0], attributes))
+        }
+
+        func model(input: [Int64] = [2, 3, 12, 12], outputs: [String] = ["y"]) -> Model {
+            L.model(inputs: [L.input("x", input)], outputs: outputs, initializers: initializers, nodes: nodes)
+        }
+    }
+
+    /// Runs the stage and checks the trunk: the `converted` channels-last ops (by qualified type) and no standard
+    /// Conv or pool left, exactly one Transpose reading the input x (to NHWC), every other Transpose writing a graph
+    /// output (back to NCHW, `outputTransposes` of them), and the outputs unchanged.
+    @discardableResult
+    static func expectChannelsLast(_ model: Model, converted: [String: Int], outputTransposes: Int,
+                                   sourceLocation: SourceLocation = #_sourceLocation) throws -> Model {
+        let result = try L.layoutStage(model)
+        let ops = result.graph.nodes.map(\.qualifiedOpType)
+        for (op, count) in converted {
+            #expect(ops.filter { $0 == RuntimeOps.domain + "::" + op }.count == count, "\(op) in \(ops)", sourceLocation: sourceLocation)
+        }
+        let standard: Set<String> = ["Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "ai.onnxc::FusedConv"]
+        #expect(!ops.contains(where: standard.contains), "\(ops)", sourceLocation: sourceLocation)
+        let transposes = L.nodes(result, "Transpose")
+        let outputs = Set(result.graph.outputs.map(\.name))
+        let atInput = transposes.filter { $0.inputs == ["x"] }
+        #expect(atInput.count == 1 && atInput.first.map(L.perm) == L.nhwc, "input Transposes \(atInput.map(\.name)) in \(ops)",
+                sourceLocation: sourceLocation)
+        let atOutputs = transposes.filter { $0.inputs != ["x"] }
+        #expect(atOutputs.allSatisfy { outputs.contains($0.outputs[0]) && L.perm($0) == L.nchw },
+                "Transposes inside the trunk: \(atOutputs.map(\.name)) in \(ops)", sourceLocation: sourceLocation)
+        #expect(atOutputs.count == outputTransposes, "\(ops)", sourceLocation: sourceLocation)
+        try L.expectSameOutputs(model, result, sourceLocation: sourceLocation)
+        return result
+    }
+
+    @Test func convReluConv() throws {
+        var b = Builder()
+        try b.conv("x", "c1", in: 3, out: 8)
+        b.add("Relu", ["c1"], ["r1"])
+        try b.conv("r1", "y", in: 8, out: 17)
+        let result = try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 2], outputTransposes: 1)
+        #expect(result.graph.nodes.map(\.opType) == ["Transpose", "NhwcConv", "Relu", "NhwcConv", "Transpose"])
+    }
+
+    /// y = Relu(Conv(Relu(Conv(x))) + Relu(Conv(x))), as ResNet's basic block; and the same after the runtime's -O2
+    /// pipeline (FusedConv with the residual and the Relu), which the stage turns into NhwcConv with a residual input.
+    @Test func residualBlock() throws {
+        var b = Builder()
+        try b.conv("x", "c1", in: 3, out: 8)
+        b.add("Relu", ["c1"], ["r1"])
+        try b.conv("r1", "c2", in: 8, out: 8)
+        b.add("Add", ["c2", "r1"], ["s"])
+        b.add("Relu", ["s"], ["y"])
+        try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 2], outputTransposes: 1)
+
+        let o2 = try PassManager(passes: Pipelines.passes(level: 2, target: .runtime), options: PassOptions(target: .runtime))
+            .run(L.inferred(b.model()))
+        #expect(L.nodes(o2, "ai.onnxc::FusedConv").count == 2)
+        let result = try Self.expectChannelsLast(o2, converted: ["NhwcConv": 2], outputTransposes: 1)
+        let withResidual = L.nodes(result, "ai.onnxc::NhwcConv").filter { $0.inputs.count == 4 && !$0.inputs[3].isEmpty }
+        #expect(withResidual.count == 1)
+        #expect(result.graph.nodes.count == 4)
+    }
+
+    /// Two convolutions of x concatenated along the channels, then a third: Concat's axis becomes 3, and x is
+    /// converted once for both branches.
+    @Test func concatOfTwoConvBranches() throws {
+        var b = Builder()
+        try b.conv("x", "a", in: 3, out: 4, kernel: 1)
+        try b.conv("x", "c", in: 3, out: 6)
+        b.add("Concat", ["a", "c"], ["cat"], [Attribute("axis", .int(1))])
+        try b.conv("cat", "y", in: 10, out: 8)
+        let result = try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 3], outputTransposes: 1)
+        #expect(L.nodes(result, "Concat").first?.attribute("axis") == .int(3))
+    }
+
+    /// A conv split along the channels into two convs whose results are added.
+    @Test func splitIntoTwoConvs() throws {
+        var b = Builder()
+        try b.conv("x", "c", in: 3, out: 8)
+        b.nodes.append(L.node("Split", ["c", "sizes"], ["s0", "s1"], name: "split", [Attribute("axis", .int(1))]))
+        b.initializers.append(try Build.int64Tensor("sizes", [2], [5, 3]))
+        try b.conv("s0", "d0", in: 5, out: 4)
+        try b.conv("s1", "d1", in: 3, out: 4)
+        b.add("Add", ["d0", "d1"], ["y"])
+        let result = try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 3], outputTransposes: 1)
+        #expect(L.nodes(result, "Split").first?.attribute("axis") == .int(3))
+    }
+
+    /// Squeeze-and-excitation: GlobalAveragePool → 1×1 Conv → Relu → 1×1 Conv → Sigmoid scales the trunk (Mul), then
+    /// a conv; everything, the [N, 1, 1, C] gate included, stays channels last.
+    @Test func squeezeAndExcitationBlock() throws {
+        var b = Builder()
+        try b.conv("x", "c", in: 3, out: 8)
+        b.add("Relu", ["c"], ["r"])
+        b.add("GlobalAveragePool", ["r"], ["g"])
+        try b.conv("g", "f1", in: 8, out: 2, kernel: 1)
+        b.add("Relu", ["f1"], ["f1r"])
+        try b.conv("f1r", "f2", in: 2, out: 8, kernel: 1)
+        b.add("Sigmoid", ["f2"], ["gate"])
+        b.add("Mul", ["r", "gate"], ["m"])
+        try b.conv("m", "y", in: 8, out: 4)
+        try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 4, "NhwcGlobalAveragePool": 1], outputTransposes: 1)
+    }
+
+    /// Resize ×2 (nearest, scales as an input) between two convs: the scales become [1, 2, 2, 1].
+    @Test func resizeBetweenConvs() throws {
+        var b = Builder()
+        try b.conv("x", "c", in: 3, out: 6, strides: 2)
+        b.nodes.append(L.node("Resize", ["c", "", "scales"], ["up"], name: "resize", [Attribute("mode", .string(Array("nearest".utf8)))]))
+        b.initializers.append(try Build.floatTensor("scales", [4], [1, 1, 2, 2]))
+        try b.conv("up", "y", in: 6, out: 5)
+        let result = try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 2], outputTransposes: 1)
+        let resize = try #require(L.nodes(result, "Resize").first)
+        #expect(L.floats(result, resize.inputs[2]) == [1, 2, 2, 1])
+    }
+
+    /// A classifier: stem conv, MaxPool, conv, GlobalAveragePool → Flatten → Gemm. The [N, 1, 1, C] → [N, C, 1, 1]
+    /// Transpose at the end becomes a Reshape, so the only Transpose left is the input's.
+    @Test func classifierHead() throws {
+        var b = Builder()
+        try b.conv("x", "stem", in: 3, out: 8, kernel: 7, strides: 2)
+        b.add("Relu", ["stem"], ["r"])
+        b.add("MaxPool", ["r"], ["p"], [Attribute("kernel_shape", .ints([3, 3])), Attribute("strides", .ints([2, 2])),
+                                         Attribute("pads", .ints([1, 1, 1, 1]))])
+        try b.conv("p", "c", in: 8, out: 16)
+        b.add("GlobalAveragePool", ["c"], ["g"])
+        b.add("Flatten", ["g"], ["f"])
+        b.nodes.append(L.node("Gemm", ["f", "fc_w", "fc_b"], ["y"], name: "fc", [Attribute("transB", .int(1))]))
+        b.initializers += [try L.weights("fc_w", [10, 16], seed: 40), try L.weights("fc_b", [10], seed: 41)]
+        let result = try Self.expectChannelsLast(b.model(input: [2, 3, 16, 16]),
+                                                 converted: ["NhwcConv": 2, "NhwcMaxPool": 1, "NhwcGlobalAveragePool": 1], outputTransposes: 0)
+        #expect(L.nodes(result, "Transpose").count == 1)
+    }
+
+    /// Without convolutions the stage changes nothing, and on the ONNX target it never runs onnxc's ops.
+    @Test func leavesGraphsWithoutConvolutions() throws {
+        var b = Builder()
+        b.add("Relu", ["x"], ["r"])
+        b.add("Softmax", ["r"], ["y"], [Attribute("axis", .int(1))])
+        let model = b.model()
+        #expect(try L.layoutStage(model).graph.nodes == model.graph.nodes)
+        var c = Builder()
+        try c.conv("x", "y", in: 3, out: 4)
+        #expect(try L.layoutStage(c.model(), target: .onnx).graph.nodes == c.nodes)
+    }
+}
