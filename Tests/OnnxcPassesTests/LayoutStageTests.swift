@@ -160,6 +160,60 @@ import Testing
         #expect(L.nodes(result, "Transpose").count == 1)
     }
 
+    /// Pad (constant pads as an input) and a channel Slice between convs move into channels last with their pads and
+    /// axes reordered.
+    @Test func padAndSliceBetweenConvs() throws {
+        var b = Builder()
+        try b.conv("x", "c1", in: 3, out: 8)
+        b.add("Pad", ["c1", "pads"], ["padded"])
+        b.initializers.append(try Build.int64Tensor("pads", [8], [0, 0, 1, 2, 0, 0, 2, 1]))
+        try b.conv("padded", "c2", in: 8, out: 8)
+        b.add("Slice", ["c2", "starts", "ends", "axes"], ["sliced"])
+        b.initializers += [try Build.int64Tensor("starts", [1], [2]), try Build.int64Tensor("ends", [1], [7]),
+                           try Build.int64Tensor("axes", [1], [1])]
+        try b.conv("sliced", "y", in: 5, out: 4)
+        let result = try Self.expectChannelsLast(b.model(), converted: ["NhwcConv": 3], outputTransposes: 1)
+        let pad = try #require(L.nodes(result, "Pad").first), slice = try #require(L.nodes(result, "Slice").first)
+        #expect(L.ints(result, pad.inputs[1]) == [0, 1, 2, 0, 0, 2, 1, 0])
+        #expect(L.ints(result, slice.inputs[3]) == [3])
+    }
+
+    /// A conv result that is also a graph output keeps its NCHW value (a Transpose writes it), and the trunk still
+    /// runs channels last past it.
+    @Test func intermediateGraphOutputsStayNCHW() throws {
+        var b = Builder()
+        try b.conv("x", "c1", in: 3, out: 8)
+        b.add("Relu", ["c1"], ["r"])
+        try b.conv("r", "y", in: 8, out: 4)
+        let result = try Self.expectChannelsLast(b.model(outputs: ["r", "y"]), converted: ["NhwcConv": 2], outputTransposes: 2)
+        // Relu runs on the first conv's NHWC result; the second conv and the Transpose writing r both read it.
+        let relu = try #require(L.nodes(result, "Relu").first)
+        #expect(L.producer(result, relu.inputs[0])?.opType == "NhwcConv")
+        #expect(L.producer(result, "r")?.inputs == relu.outputs)
+        #expect(L.nodes(result, "ai.onnxc::NhwcConv").last?.inputs.first == relu.outputs[0])
+    }
+
+    /// A symbolic batch: the layout stage needs only ranks and channel counts, and the converted graph runs at any
+    /// batch size.
+    @Test func symbolicBatch() throws {
+        var b = Builder()
+        try b.conv("x", "c1", in: 3, out: 8)
+        b.add("Relu", ["c1"], ["r"])
+        b.add("MaxPool", ["r"], ["p"], [Attribute("kernel_shape", .ints([2, 2])), Attribute("strides", .ints([2, 2]))])
+        try b.conv("p", "y", in: 8, out: 4)
+        let model = L.model(inputs: [Build.input("x", [.symbolic("n"), .fixed(3), .fixed(8), .fixed(8)])], outputs: ["y"],
+                            initializers: b.initializers, nodes: b.nodes)
+        let result = try L.layoutStage(model)
+        #expect(result.graph.nodes.map(\.opType) == ["Transpose", "NhwcConv", "Relu", "NhwcMaxPool", "NhwcConv", "Transpose"])
+        for batch in [1, 3] {
+            let x = try OnnxcRuntime.Tensor(Pseudorandom.floats(batch * 3 * 64, seed: batch), shape: [batch, 3, 8, 8])
+            let expected = try #require(try PassTesting.outputs(model, ["x": x])["y"])
+            let actual = try #require(try PassTesting.outputs(result, ["x": x])["y"])
+            let scale = expected.doubles().map(abs).max() ?? 0
+            #expect(TensorComparison.difference(actual, expected, rtol: 0, atol: 2e-5 * (1 + scale)) == nil, "batch \(batch)")
+        }
+    }
+
     /// Without convolutions the stage changes nothing, and on the ONNX target it never runs onnxc's ops.
     @Test func leavesGraphsWithoutConvolutions() throws {
         var b = Builder()

@@ -195,6 +195,60 @@ import Testing
         #expect(reduce.attribute("axes") == nil && reduce.inputs == ["x"])
     }
 
+    /// Negative axes name the NCHW view's axes from the end: Slice axes [-3] → [3], ReduceMax axes [-1] → [2],
+    /// Softmax axis -3 → 3.
+    @Test func remapsNegativeAxes() throws {
+        let initializers = [try Build.int64Tensor("starts", [1], [0]), try Build.int64Tensor("ends", [1], [2]),
+                            try Build.int64Tensor("axes", [1], [-3])]
+        var (result, node) = try #require(try Self.expectPushed(
+            Self.sandwich([L.node("Slice", ["t", "starts", "ends", "axes"], ["o"], name: "slice")], initializers: initializers), "Slice"))
+        #expect(L.ints(result, node.inputs[3]) == [3])
+        (result, node) = try #require(try Self.expectPushed(
+            Self.sandwich([L.node("ReduceMax", ["t"], ["o"], name: "max", [Attribute("axes", .ints([-1]))])]), "ReduceMax"))
+        #expect(node.attribute("axes") == .ints([2]))
+        (result, node) = try #require(try Self.expectPushed(
+            Self.sandwich([L.node("LogSoftmax", ["t"], ["o"], name: "logsoftmax", [Attribute("axis", .int(-3))])]), "LogSoftmax"))
+        #expect(node.attribute("axis") == .int(3))
+    }
+
+    /// Split into equal parts by num_outputs (opset 18, no sizes input) along the channels, each part read back in
+    /// NHWC (as the next convolutions read them), then added.
+    @Test func remapsSplitWithNumOutputs() throws {
+        let nodes = [L.node("Split", ["t"], ["s0", "s1", "s2"], name: "split", [Attribute("axis", .int(1)), Attribute("num_outputs", .int(3))]),
+                     L.transpose("s0", "b0", L.nhwc, name: "back0"), L.transpose("s1", "b1", L.nhwc, name: "back1"),
+                     L.transpose("s2", "b2", L.nhwc, name: "back2"), L.node("Max", ["b0", "b1", "b2"], ["m"], name: "max"),
+                     L.transpose("m", "o", L.nchw, name: "to_nchw_again")]
+        let (_, split) = try #require(try Self.expectPushed(Self.sandwich(nodes, opset: 18), "Split"))
+        #expect(split.attribute("axis") == .int(3) && split.attribute("num_outputs") == .int(3))
+    }
+
+    /// The cost model counts one new Transpose per output that is not read only by inverse Transposes: a Split whose
+    /// three parts feed an element-wise op directly would add three for the one it removes, so it stays (and with
+    /// it the Max after it) — a documented limit of the greedy push, not a wrong result.
+    @Test func leavesSplitWhoseOutputsFeedOtherOps() throws {
+        let nodes = [L.node("Split", ["t"], ["s0", "s1", "s2"], name: "split", [Attribute("axis", .int(1)), Attribute("num_outputs", .int(3))]),
+                     L.node("Max", ["s0", "s1", "s2"], ["o"], name: "max")]
+        try Self.expectLeft(Self.sandwich(nodes, opset: 18))
+    }
+
+    /// Resize with an axes attribute (opset 18): the axes map, the per-axis scales stay in the listed order.
+    @Test func remapsResizeAxes() throws {
+        let attributes = [Attribute("mode", .string(Array("nearest".utf8))), Attribute("axes", .ints([2, 3]))]
+        let (result, resize) = try #require(try Self.expectPushed(
+            Self.sandwich([L.node("Resize", ["t", "", "scales"], ["o"], name: "resize", attributes)],
+                          initializers: [try Build.floatTensor("scales", [2], [2, 3])], opset: 18), "Resize"))
+        #expect(resize.attribute("axes") == .ints([1, 2]))
+        #expect(L.floats(result, resize.inputs[2]) == [2, 3])
+    }
+
+    /// A per-W constant [5] of the NCHW view (right-aligned, as broadcasting reads it) becomes [1, 1, 5, 1].
+    @Test func permutesLowerRankConstants() throws {
+        let row = try Build.floatTensor("w", [5], [1, 2, 3, 4, 5])
+        let (result, add) = try #require(try Self.expectPushed(Self.sandwich([L.node("Add", ["t", "w"], ["o"], name: "add")], initializers: [row]), "Add"))
+        #expect(result.graph.initializer(named: add.inputs[1])?.data.dims == [1, 1, 5, 1])
+        #expect(L.floats(result, add.inputs[1]) == [1, 2, 3, 4, 5])
+    }
+
     // MARK: - What is left
 
     /// keepdims = 0 changes the rank, so the output's axes no longer line up with a permutation of the input's.
