@@ -214,6 +214,33 @@ import Testing
         }
     }
 
+    /// A convolution inside an If branch on a value of the branch is converted there (the driver runs the passes on
+    /// subgraphs too), with the same outputs for either branch taken.
+    @Test func convolutionsInsideSubgraphs() throws {
+        let (outer, outerWeights) = try L.conv("x", "a", name: "outer", in: 3, out: 4, seed: 1)
+        let (inner, innerWeights) = try L.conv("r_in", "b", name: "inner", in: 3, out: 4, seed: 5)
+        let then = Graph(name: "then", outputs: [ValueInfo(name: "b", type: nil)], initializers: innerWeights,
+                         nodes: [L.node("Relu", ["x"], ["r_in"], name: "relu_in"), inner])
+        let otherwise = Graph(name: "else", outputs: [ValueInfo(name: "e", type: nil)], nodes: [L.node("Identity", ["a"], ["e"], name: "id")])
+        let branch = L.node("If", ["cond"], ["y"], name: "if", [Attribute("then_branch", .graph(then)), Attribute("else_branch", .graph(otherwise))])
+        let model = L.model(inputs: [L.input("x", [1, 3, 5, 5]), L.input("cond", [], .bool)], outputs: ["y", "a"],
+                            initializers: outerWeights, nodes: [outer, branch])
+        let result = try L.layoutStage(model)
+        let converted = try #require(result.graph.nodes.first { $0.opType == "If" }).attributes.flatMap(\.value.subgraphs)
+            .flatMap(\.nodes).filter { $0.opType == "NhwcConv" }
+        #expect(converted.count == 1)
+        #expect(L.nodes(result, "ai.onnxc::NhwcConv").count == 1)
+        for taken in [true, false] {
+            let feeds = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(75, seed: 3), shape: [1, 3, 5, 5]),
+                         "cond": try OnnxcRuntime.Tensor([taken], shape: [])]
+            let expected = try PassTesting.outputs(model, feeds), actual = try PassTesting.outputs(result, feeds)
+            for name in ["y", "a"] {
+                let e = try #require(expected[name]), a = try #require(actual[name])
+                #expect(TensorComparison.difference(a, e, rtol: 0, atol: 2e-5 * (1 + (e.doubles().map(abs).max() ?? 0))) == nil, "\(name) cond \(taken)")
+            }
+        }
+    }
+
     /// Without convolutions the stage changes nothing, and on the ONNX target it never runs onnxc's ops.
     @Test func leavesGraphsWithoutConvolutions() throws {
         var b = Builder()
