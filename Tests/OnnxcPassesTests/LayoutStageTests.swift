@@ -1,4 +1,5 @@
 import OnnxcCore
+import OnnxcFrontend
 import OnnxcIR
 import OnnxcPasses
 import OnnxcRuntime
@@ -251,5 +252,35 @@ import Testing
         var c = Builder()
         try c.conv("x", "y", in: 3, out: 4)
         #expect(try L.layoutStage(c.model(), target: .onnx).graph.nodes == c.nodes)
+    }
+}
+
+/// -O2 for the runtime and then the layout stage, as `onnxc compile` and `run -O2` on a compiled file see it, on every
+/// shipped model with ONNX Runtime reference outputs (tiny_cnn is the one with convolutions; the others must pass
+/// through unchanged in meaning).
+@Suite struct LayoutStageReferenceTests {
+    @Test(arguments: References.folders) func layoutStageMatchesONNXRuntime(_ name: String) throws {
+        let folder = Fixtures.testdata.appendingPathComponent("reference/\(name)")
+        let meta = try References.meta(name)
+        let model = try ONNXImporter.load(path: Fixtures.testdata.appendingPathComponent(meta.model).path)
+        let options = PassOptions(target: .runtime)
+        var current = try PassManager(passes: Pipelines.passes(level: 2, target: .runtime), options: options).run(ShapeInference.infer(model).0)
+        current = ShapeInference.infer(current).0
+        for driver in Pipelines.layoutDrivers(options: options) { current = try driver.run(current) }
+        if name == "tiny_cnn" {
+            // Its batch is symbolic, so the [batch, 1, 1, 16] → [batch, 16, 1, 1] Transpose before Flatten stays one
+            // (transpose-to-reshape needs a static shape); the other converts the input.
+            #expect(current.graph.nodes.filter { $0.opType == "NhwcConv" }.count == 2)
+            #expect(current.graph.nodes.filter { $0.opType == "Transpose" }.map(\.inputs) == [["input"], ["gap_out_nhwc"]])
+        }
+        var inputs: [String: OnnxcRuntime.Tensor] = [:]
+        for (k, input) in meta.inputs.enumerated() { inputs[input.name] = try References.readNPY("\(folder.path)/input_\(k).npy") }
+        let outputs = try PassTesting.outputs(current, inputs)
+        for (k, entry) in meta.outputs.enumerated() {
+            let expected = try References.readNPY("\(folder.path)/output_\(k).npy")
+            // Through .npy and back, as the reference went (NumPy's fixed-width strings end at a NUL).
+            let actual = try NPY.read(try NPY.write(try #require(outputs[entry.name], "\(name) output \(entry.name)")))
+            #expect(TensorComparison.difference(actual, expected, rtol: 1e-4, atol: 1e-5) == nil, "\(name) output \(entry.name)")
+        }
     }
 }
