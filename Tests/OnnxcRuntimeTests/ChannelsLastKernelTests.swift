@@ -6,7 +6,8 @@ import Testing
 /// CKernels' channels-last (NHWC) kernels against double-precision loops written here: the indirect-GEMM
 /// convolution (`ck_conv2d_nhwc`) and its weight packing, the depthwise kernel, the windowed and global pools and the
 /// batched transpose. Every case runs on the scalar and the AVX2 path and on 1 and 2 threads (bit-identical per path,
-/// as the header promises), through the `*_with` entry points: `ck_set_isa` is a process-wide switch that the header
+/// as the header promises; the global pool is single-threaded and the transpose has one path), through the `*_with`
+/// entry points: `ck_set_isa` is a process-wide switch that the header
 /// forbids while other products run, and Swift Testing runs other suites (PackedGemmTests, FusedKernelTests, which
 /// compare runs bit for bit) in parallel with this one, so flipping it here would make those flaky.
 @Suite struct ChannelsLastKernelTests {
