@@ -30,6 +30,13 @@ static inline int ck_ceil_div(int a, int b) { return (a + b - 1) / b; }
 /// Whether the CPU and the OS support AVX2 and FMA (cpuid + xgetbv).
 CK_HIDDEN int ck_cpu_has_avx2_fma(void);
 
+/// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path: resolved once per
+/// call, on the caller's thread, so one call never mixes paths and the *_with entry points need no global switch.
+static inline int ck_isa_avx2(ck_isa isa) {
+    if (isa == CK_ISA_AUTO) isa = ck_active_isa();
+    return isa == CK_ISA_AVX2_FMA && ck_cpu_has_avx2_fma();
+}
+
 /// ck_parallel_for on at most `threads` threads (the caller counts as one).
 CK_HIDDEN void ck_parallel_run(int threads, int count, void (*body)(void *context, int index), void *context);
 

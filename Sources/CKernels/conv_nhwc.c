@@ -165,10 +165,11 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
 }
 #endif
 
-static ck_igemm_kernel ck_igemm_select(void) {
+static ck_igemm_kernel ck_igemm_select(ck_isa isa) {
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) return ck_igemm_avx2;
+    if (ck_isa_avx2(isa)) return ck_igemm_avx2;
 #endif
+    (void)isa;
     return ck_igemm_scalar;
 }
 
@@ -251,8 +252,8 @@ static void ck_conv_task(void *context, int index) {
     }
 }
 
-void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
-                    float *y) {
+void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                         const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads) {
     ck_conv_job job;
     memset(&job, 0, sizeof job);
     job.g = *geometry;
@@ -262,7 +263,7 @@ void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *p
     if (epilogue) job.ep = *epilogue;
     const ck_conv_nhwc *g = &job.g;
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0 || g->group_out <= 0) return;
-    job.kernel = ck_igemm_select();
+    job.kernel = ck_igemm_select(isa);
     job.taps = g->kernel_h * g->kernel_w;
     job.panels = ck_ceil_div(g->group_out, CK_NR);
     job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, CK_MR);
@@ -284,7 +285,8 @@ void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *p
     if (job.panel_block > job.panels) job.panel_block = job.panels;
     job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
     double work = (double)job.tiles * CK_MR * g->groups * g->group_out * (double)job.taps * g->group_in;
-    int threads = work < CK_PARALLEL_MIN_WORK ? 1 : ck_num_threads();
+    if (threads <= 0) threads = ck_num_threads();
+    if (work < CK_PARALLEL_MIN_WORK) threads = 1;
     int outer = g->groups * job.panel_blocks;
     int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
     int tile_blocks = ck_ceil_div(wanted, outer);
@@ -296,6 +298,11 @@ void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *p
     if (threads > 1) ck_parallel_run(threads, tasks, ck_conv_task, &job);
     else for (int i = 0; i < tasks; i++) ck_conv_task(&job, i);
     free(heap_zeros);
+}
+
+void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                    float *y) {
+    ck_conv2d_nhwc_with(geometry, x, packed_w, epilogue, y, CK_ISA_AUTO, 0);
 }
 
 // MARK: - Depthwise
@@ -321,6 +328,7 @@ typedef struct {
     ck_conv_epilogue ep;
     const float *zeros;  // at least `channels` zeros, for padding taps
     int taps, channels, rows_per_task, row_tasks;
+    int avx2;            // the instruction set, chosen once per call
 } ck_dw_job;
 
 /// The input pointers of one output pixel, tap by tap (zeros in the padding).
@@ -388,7 +396,7 @@ static void ck_dw_task(void *context, int index) {
     const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
     void (*pixel)(const ck_dw_job *, const float *const *, float *, const float *) = ck_dw_pixel_scalar;
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) pixel = ck_dw_pixel_avx2;
+    if (job->avx2) pixel = ck_dw_pixel_avx2;
 #endif
     for (int oh = r0; oh < r1; oh++) {
         for (int ow = 0; ow < g->out_w; ow++) {
@@ -399,8 +407,8 @@ static void ck_dw_task(void *context, int index) {
     }
 }
 
-void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
-                         float *y) {
+void ck_depthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                              const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads) {
     ck_dw_job job;
     memset(&job, 0, sizeof job);
     job.g = *geometry;
@@ -412,6 +420,7 @@ void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const flo
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0) return;
     job.taps = g->kernel_h * g->kernel_w;
     job.channels = g->groups;
+    job.avx2 = ck_isa_avx2(isa);
     float *heap_zeros = NULL;
     if (job.channels <= CK_CONV_ZEROS) {
         job.zeros = ck_conv_zeros;
@@ -421,7 +430,8 @@ void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const flo
         job.zeros = heap_zeros;
     }
     double work = (double)g->batch * g->out_h * g->out_w * g->groups * job.taps;
-    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    if (threads <= 0) threads = ck_num_threads();
+    if (work < CK_PARALLEL_MIN_WORK / 4) threads = 1;
     int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
     int per_image = ck_ceil_div(wanted, g->batch);
     if (per_image > g->out_h) per_image = g->out_h;
@@ -431,4 +441,9 @@ void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const flo
     if (threads > 1) ck_parallel_run(threads, tasks, ck_dw_task, &job);
     else for (int i = 0; i < tasks; i++) ck_dw_task(&job, i);
     free(heap_zeros);
+}
+
+void ck_depthwise2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                         float *y) {
+    ck_depthwise2d_nhwc_with(geometry, x, packed_w, epilogue, y, CK_ISA_AUTO, 0);
 }

@@ -12,6 +12,7 @@ typedef struct {
     float *y;
     int kind;  // 0 max, 1 average over valid taps, 2 average over the whole window
     int rows_per_task, row_tasks;
+    int avx2;  // the instruction set, chosen once per call
 } ck_pool_job;
 
 enum { CK_POOL_MAX = 0, CK_POOL_AVERAGE = 1, CK_POOL_AVERAGE_INCLUDING_PAD = 2 };
@@ -116,24 +117,26 @@ static void ck_pool_task(void *context, int index) {
     const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
     void (*pixel)(const ck_pool_job *, const float *, int, int, float *) = ck_pool_pixel_scalar;
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) pixel = ck_pool_pixel_avx2;
+    if (job->avx2) pixel = ck_pool_pixel_avx2;
 #endif
     for (int oh = r0; oh < r1; oh++)
         for (int ow = 0; ow < g->out_w; ow++)
             pixel(job, image, oh, ow, job->y + (((size_t)n * g->out_h + oh) * g->out_w + ow) * g->y_stride);
 }
 
-static void ck_pool_run(const ck_pool_nhwc *geometry, const float *x, float *y, int kind) {
+static void ck_pool_run(const ck_pool_nhwc *geometry, const float *x, float *y, int kind, ck_isa isa, int threads) {
     ck_pool_job job;
     memset(&job, 0, sizeof job);
     job.g = *geometry;
     job.x = x;
     job.y = y;
     job.kind = kind;
+    job.avx2 = ck_isa_avx2(isa);
     const ck_pool_nhwc *g = &job.g;
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->channels <= 0) return;
     double work = (double)g->batch * g->out_h * g->out_w * g->channels * g->kernel_h * g->kernel_w;
-    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    if (threads <= 0) threads = ck_num_threads();
+    if (work < CK_PARALLEL_MIN_WORK / 4) threads = 1;
     int per_image = threads > 1 ? ck_ceil_div(threads * 8, g->batch) : 1;
     if (per_image > g->out_h) per_image = g->out_h;
     job.rows_per_task = ck_ceil_div(g->out_h, per_image);
@@ -143,10 +146,21 @@ static void ck_pool_run(const ck_pool_nhwc *geometry, const float *x, float *y, 
     else for (int i = 0; i < tasks; i++) ck_pool_task(&job, i);
 }
 
-void ck_maxpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y) { ck_pool_run(geometry, x, y, CK_POOL_MAX); }
+void ck_maxpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y) {
+    ck_pool_run(geometry, x, y, CK_POOL_MAX, CK_ISA_AUTO, 0);
+}
 
 void ck_avgpool2d_nhwc(const ck_pool_nhwc *geometry, const float *x, float *y, int count_include_pad) {
-    ck_pool_run(geometry, x, y, count_include_pad ? CK_POOL_AVERAGE_INCLUDING_PAD : CK_POOL_AVERAGE);
+    ck_pool_run(geometry, x, y, count_include_pad ? CK_POOL_AVERAGE_INCLUDING_PAD : CK_POOL_AVERAGE, CK_ISA_AUTO, 0);
+}
+
+void ck_maxpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float *y, ck_isa isa, int threads) {
+    ck_pool_run(geometry, x, y, CK_POOL_MAX, isa, threads);
+}
+
+void ck_avgpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float *y, int count_include_pad, ck_isa isa,
+                            int threads) {
+    ck_pool_run(geometry, x, y, count_include_pad ? CK_POOL_AVERAGE_INCLUDING_PAD : CK_POOL_AVERAGE, isa, threads);
 }
 
 // MARK: - Global pools
@@ -168,12 +182,14 @@ CK_AVX2 static void ck_global_pool_avx2(int pixels, int channels, const float *x
 }
 #endif
 
-void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, float *y, int max) {
+void ck_global_pool_nhwc_with(int batch, int pixels, int channels, const float *x, float *y, int max, ck_isa isa) {
+    int avx2 = ck_isa_avx2(isa);
+    (void)avx2;
     for (int n = 0; n < batch; n++) {
         const float *xn = x + (size_t)n * pixels * channels;
         float *yn = y + (size_t)n * channels;
 #ifdef CK_X86
-        if (ck_active_isa() == CK_ISA_AVX2_FMA) {
+        if (avx2) {
             ck_global_pool_avx2(pixels, channels, xn, yn, max);
             continue;
         }
@@ -187,6 +203,10 @@ void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, fl
             yn[c] = max ? a : a / (float)pixels;
         }
     }
+}
+
+void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, float *y, int max) {
+    ck_global_pool_nhwc_with(batch, pixels, channels, x, y, max, CK_ISA_AUTO);
 }
 
 // MARK: - Layout transposes
@@ -214,7 +234,7 @@ static void ck_transpose_task(void *context, int index) {
         for (int r = r0; r < r1; r++) y[(size_t)c * job->rows + r] = x[(size_t)r * job->cols + c];
 }
 
-void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y) {
+void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, float *y, int threads) {
     if (batch <= 0 || rows <= 0 || cols <= 0) return;
     ck_transpose_job job = {x, y, rows, cols, batch, ck_ceil_div(rows, CK_TRANSPOSE_TILE), ck_ceil_div(cols, CK_TRANSPOSE_TILE)};
     int tasks = batch * job.row_blocks * job.col_blocks;
@@ -222,6 +242,10 @@ void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *
     if (work < CK_PARALLEL_MIN_WORK / 8) {
         for (int i = 0; i < tasks; i++) ck_transpose_task(&job, i);
     } else {
-        ck_parallel_for(tasks, ck_transpose_task, &job);
+        ck_parallel_run(threads > 0 ? threads : ck_num_threads(), tasks, ck_transpose_task, &job);
     }
+}
+
+void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y) {
+    ck_transpose_batched_with(batch, rows, cols, x, y, 0);
 }

@@ -39,10 +39,14 @@ enum OptimizationLevel {
         do {
             let optimized = try manager.run(inferred)
             guard level >= 2, target == .runtime else { return (optimized, manager.statistics) }
-            let layout = PassManager(passes: Pipelines.layout.filter { !disabled.contains($0.id) }, options: options,
-                                     rounds: Pipelines.layoutRounds, reinfersShapes: true)
-            layout.observer = observer
-            return (try layout.run(ShapeInference.infer(optimized).0), manager.statistics + layout.statistics)
+            var current = ShapeInference.infer(optimized).0
+            var statistics = manager.statistics
+            for driver in Pipelines.layoutDrivers(options: options, disabled: Set(disabled)) {
+                driver.observer = observer
+                current = try driver.run(current)
+                statistics += driver.statistics
+            }
+            return (current, statistics)
         } catch {
             throw CommandFailure(file: file, error)
         }
@@ -94,7 +98,8 @@ struct Passes: ParsableCommand {
         text += "-O2: " + Pipelines.passes(level: 2).map(\.id).joined(separator: ", ") + "\n"
         text += "-O2 for the onnxc runtime (run/test -O2, dump --target runtime) adds: "
             + Pipelines.passes(level: 2, target: .runtime).map(\.id).filter { id in !Pipelines.passes(level: 2).contains { $0.id == id } }
-                .joined(separator: ", ") + ", then the layout stage: " + Pipelines.layout.map(\.id).joined(separator: ", ") + "\n"
+                .joined(separator: ", ") + ", then the layout stage: " + Pipelines.layout.map(\.id).joined(separator: ", ")
+                + ", then its clean-up: " + Pipelines.layoutCleanup.map(\.id).joined(separator: ", ") + "\n"
         Output.write(text)
     }
 }

@@ -229,6 +229,20 @@ void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, fl
 /// other way round), in cache tiles, on the pool when large.
 void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *y);
 
+/// The channels-last kernels above with an explicit instruction set (CK_ISA_AUTO: the active one; one the CPU lacks
+/// falls back to the best supported) and thread count (0: ck_num_threads(); small problems still run on the calling
+/// thread), without touching the global settings: for tests that compare paths while other products run, as
+/// ck_sgemm_with. The instruction set is chosen once per call.
+void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                         const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads);
+void ck_depthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                              const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads);
+void ck_maxpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float *y, ck_isa isa, int threads);
+void ck_avgpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float *y, int count_include_pad, ck_isa isa,
+                            int threads);
+void ck_global_pool_nhwc_with(int batch, int pixels, int channels, const float *x, float *y, int max, ck_isa isa);
+void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, float *y, int threads);
+
 // MARK: - Transformer kernels
 
 /// Shapes of one fused attention call over `batch` (broadcast) entries: per entry, Q is sq × d (row-major), Kt

@@ -44,12 +44,23 @@ public enum Pipelines {
 
     /// The runtime's layout stage, after the -O2 pipeline has settled (a driver of its own, with shapes
     /// re-inferred after every change): channels-last convolutions and pools, then the Transposes between
-    /// them pushed down and cancelled, and what is left cleaned up.
+    /// them pushed down and cancelled. What is left is cleaned up by `layoutCleanup` once this has settled
+    /// (see `layoutDrivers`).
     public static var layout: [any Pass] {
         [
             ChannelsLastConversion(),          // float32 2-D Conv/FusedConv and pools to ai.onnxc::Nhwc* between Transposes
+            CommonSubexpressionElimination(),  // one Transpose of a value that several convolutions read (a branching input)
             TransposePushing(),                // Transposes below element-wise ops, Concat, Split, Slice, Pad, Resize, …
             ConsecutiveTransposeFusion(),      // inverse pairs cancel
+            DeadCodeElimination(),
+        ]
+    }
+
+    /// The clean-up after the layout stage, in a driver of its own: run in the same rounds, transpose-to-reshape
+    /// turned Transposes that push-transposes had yet to cancel into Reshapes, which it cannot push past (an SE
+    /// block's [N, C, 1, 1] gate: its Mul then kept the trunk in NCHW, two full-size Transposes per block).
+    public static var layoutCleanup: [any Pass] {
+        [
             TransposeToReshape(),              // [N,1,1,C] → [N,C,1,1] is a view
             ConsecutiveReshapeFusion(),
             DeadCodeElimination(),
@@ -58,6 +69,15 @@ public enum Pipelines {
 
     /// Rounds for the layout stage: each moves a Transpose past one more op.
     public static let layoutRounds = 64
+
+    /// The drivers of the layout stage, to run in order on a model with inferred shapes: `layout` to its fixed
+    /// point, then `layoutCleanup`; both re-infer shapes after every change. Passes in `disabled` are left out.
+    public static func layoutDrivers(options: PassOptions, disabled: Set<String> = []) -> [PassManager] {
+        [
+            PassManager(passes: layout.filter { !disabled.contains($0.id) }, options: options, rounds: layoutRounds, reinfersShapes: true),
+            PassManager(passes: layoutCleanup.filter { !disabled.contains($0.id) }, options: options, reinfersShapes: true),
+        ]
+    }
 
     /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
     public static var all: [any Pass] { canonicalize + fuse + execution + [ChannelsLastConversion(), TransposePushing()] }

@@ -72,9 +72,10 @@ enum LayoutSupport {
         return shape.dims.reduce(1.0) { $0 * Double(max($1.fixedValue ?? 1, 0)) }
     }
 
-    /// Whether a value's shape is all 1s (a broadcast scalar: the same under every permutation).
-    static func isScalarLike(_ type: TensorType?) -> Bool {
-        guard let shape = type?.shape else { return false }
+    /// Whether a value's shape is all 1s (a broadcast scalar: the same under every permutation) of rank at most
+    /// `rank` (a higher-rank one would raise the rank of a broadcasting op's result past the permutation's).
+    static func isScalarLike(_ type: TensorType?, rank: Int) -> Bool {
+        guard let shape = type?.shape, shape.rank <= rank else { return false }
         return shape.dims.allSatisfy { $0.fixedValue == 1 }
     }
 }

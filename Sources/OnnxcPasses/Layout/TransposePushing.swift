@@ -13,8 +13,9 @@ public import OnnxcIR
 /// Produces: each region op on the untransposed values — axis attributes, axes/pads/scales/sizes/roi constants and
 /// broadcast constants permuted to match —, inverse Transposes read through, Transpose(P) where the region is
 /// read from outside.
-/// Preconditions: a region is converted only when the Transposes it removes move more elements than those it
-/// adds (symbolic dims count as 1, which compares tensors sharing a batch dimension correctly).
+/// Preconditions: a region is converted only when the Transposes it removes (its sources and the inverse
+/// Transposes it reads through) move more elements than those it adds at its exits (symbolic dims count as 1,
+/// which compares tensors sharing a batch dimension correctly).
 /// Numerics: unchanged (the same operations on the same values in another memory order).
 /// Tested by: TransposePushingTests.
 public struct TransposePushing: Pass {
@@ -94,7 +95,10 @@ public struct TransposePushing: Pass {
                     if region.ops[use.node] != nil || region.cancelled.contains(use.node) { continue }
                     let consumer = graph.nodes[use.node]
                     if use.input != nil, LayoutSupport.perm(consumer) == inverse {
-                        region.cancelled.insert(use.node)
+                        // The pair cancels: this Transpose goes too.
+                        if region.cancelled.insert(use.node).inserted {
+                            region.benefit += LayoutSupport.approximateElements(types[consumer.outputs[0]])
+                        }
                         continue
                     }
                     guard use.input != nil, let admitted = TransposePushing.admit(consumer, at: use.node, perm: perm, graph: graph, types: types,
@@ -199,7 +203,7 @@ public struct TransposePushing: Pass {
                 continue
             } else if let producer = transposeProducer(name, graph, index), producer.perm == perm {
                 newSources.append(producer.node)
-            } else if LayoutSupport.isScalarLike(types[name]) {
+            } else if LayoutSupport.isScalarLike(types[name], rank: rank) {
                 continue  // all-1 values broadcast the same way in any order
             } else if broadcasting.contains(op), let constant = FusionSupport.constant(name, in: graph),
                       let data = LayoutSupport.permuted(constant.data, rank: rank, perm: inverse) {

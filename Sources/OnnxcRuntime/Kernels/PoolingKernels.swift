@@ -323,8 +323,8 @@ enum PoolingKernels {
             return (y, indices)
         }
 
-        /// Without indices the window max is a branch-free running max per row, seeded with the input's minimum;
-        /// outputs no tap reaches are reset to zero.
+        /// Without indices the window max is a branch-free running max per row, seeded with −∞; outputs no tap
+        /// reaches are reset to zero.
         private func valuesOnly<T: ArithmeticElement>(_ y: Tensor, _ rows: ConvolutionKernels.RowWindows, _: T.Type) -> Tensor {
             let inVol = g.inSpatial.reduce(1, *), outVol = g.outSpatial.reduce(1, *)
             let stride = rows.lastStride, outLast = rows.outLast
@@ -333,9 +333,10 @@ enum PoolingKernels {
                 for ow in e.lo..<e.hi { covered[e.outRow * outLast + ow] = true }
             }
             let allCovered = !covered.contains(false)
+            // Every window starts at −∞ (the type's lowest value for integers), so a NaN tap is skipped (`v > m` is false)
+            // as in the channels-last kernel, rather than seeding every window with a NaN minimum.
+            let lowest = T.from(-Double.infinity)
             x.withValues(T.self) { xb in
-                guard var lowest = xb.first else { return }
-                for v in xb where v < lowest { lowest = v }
                 y.withMutableValues(T.self) { yb in
                     rows.entries.withUnsafeBufferPointer { entries in
                         covered.withUnsafeBufferPointer { cover in
@@ -479,9 +480,10 @@ enum PoolingKernels {
             x.withValues(T.self) { xb in
                 y.withMutableValues(T.self) { yb in
                     for plane in 0..<planes {
+                        // −∞ first, so NaN elements are skipped as MaxPool skips them.
                         let base = plane * size
-                        var best = xb[base]
-                        for i in 1..<size where xb[base + i] > best { best = xb[base + i] }
+                        var best = T.from(-Double.infinity)
+                        for i in 0..<size where xb[base + i] > best { best = xb[base + i] }
                         yb[plane] = best
                     }
                 }
