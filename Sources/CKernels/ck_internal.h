@@ -195,6 +195,40 @@ CK_AVX2 static inline __m256 ck_act_avx2(__m256 x, const ck_epilogue *ep) {
     return x;
 }
 
+
+/// Whether an activation needs the transcendental functions (exp, tanh, erf): epilogues apply those in a second
+/// pass over the stored tile (`ck_act_rows_avx2`), where each loop is specialized and keeps its constants in
+/// registers, instead of per vector in registers through the general switch.
+static inline int ck_act_is_transcendental(ck_activation a) {
+    return a == CK_ACT_SIGMOID || a == CK_ACT_SILU || a == CK_ACT_TANH || a == CK_ACT_GELU || a == CK_ACT_GELU_TANH;
+}
+
+/// rows × cols floats at c (rows ldc apart), in place: one specialized loop per activation (the switch is
+/// outside the loops), 8 columns at a time and the last ones masked.
+CK_AVX2 static inline void ck_act_rows_avx2(float *c, ptrdiff_t ldc, int rows, int cols, const ck_epilogue *ep) {
+    static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    __m256i tail = _mm256_loadu_si256((const __m256i *)(masks + 8 - (cols % 8)));
+#define CK_ACT_LOOP(EXPR)                                                                   \
+    for (int r = 0; r < rows; r++) {                                                        \
+        float *row = c + r * ldc;                                                           \
+        int j = 0;                                                                          \
+        for (; j + 8 <= cols; j += 8) {                                                     \
+            __m256 x = _mm256_loadu_ps(row + j);                                            \
+            _mm256_storeu_ps(row + j, (EXPR));                                              \
+        }                                                                                   \
+        if (j < cols) {                                                                     \
+            __m256 x = _mm256_maskload_ps(row + j, tail);                                   \
+            _mm256_maskstore_ps(row + j, tail, (EXPR));                                     \
+        }                                                                                   \
+    }
+    switch (ep->activation) {
+    case CK_ACT_SIGMOID: CK_ACT_LOOP(ck_logistic8(x, 0)) break;
+    case CK_ACT_SILU: CK_ACT_LOOP(ck_logistic8(x, 1)) break;
+    case CK_ACT_TANH: CK_ACT_LOOP(ck_tanh8(x)) break;
+    default: CK_ACT_LOOP(ck_act_avx2(x, ep)) break;
+    }
+#undef CK_ACT_LOOP
+}
 #endif
 
 #endif

@@ -155,13 +155,19 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
             }
         }
     }
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, tail->activation, tail->param0, tail->param1, 0};
+    // Transcendental activations run in a second, specialized pass over the stored tile (still in L1).
+    int late = ck_act_is_transcendental(tail->activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0};
     ck_tail_row_avx2(c, c00, c01, 0, nr, tail, &ep);
     if (mr > 1) ck_tail_row_avx2(c + ldc, c10, c11, 1, nr, tail, &ep);
     if (mr > 2) ck_tail_row_avx2(c + 2 * ldc, c20, c21, 2, nr, tail, &ep);
     if (mr > 3) ck_tail_row_avx2(c + 3 * ldc, c30, c31, 3, nr, tail, &ep);
     if (mr > 4) ck_tail_row_avx2(c + 4 * ldc, c40, c41, 4, nr, tail, &ep);
     if (mr > 5) ck_tail_row_avx2(c + 5 * ldc, c50, c51, 5, nr, tail, &ep);
+    if (late) {
+        ep.activation = tail->activation;
+        ck_act_rows_avx2(c, ldc, mr, nr, &ep);
+    }
 }
 #endif
 
@@ -360,7 +366,8 @@ static void ck_dw_pixel_scalar(const ck_dw_job *job, const float *const *rows, f
 #ifdef CK_X86
 /// One output pixel, 16 channels at a time (a masked last block): per tap 2 loads of X, 2 of W and 2 FMAs.
 CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    int late = ck_act_is_transcendental(job->ep.activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
     int taps = job->taps, channels = job->channels;
     const float *w = job->w;
     for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
@@ -383,6 +390,10 @@ CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *r
         ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL, residual ? residual + c : NULL, 0,
                              job->ep.activation, job->ep.param0, job->ep.param1};
         ck_tail_row_avx2(out + c, a0, a1, 0, live, &tail, &ep);
+    }
+    if (late) {
+        ep.activation = job->ep.activation;
+        ck_act_rows_avx2(out, 0, 1, channels, &ep);
     }
 }
 #endif

@@ -132,6 +132,12 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
         b += CK_NR;
     }
     int add_old = !tile.first || ep->accumulate;
+    // Transcendental activations run in a second, specialized pass over the stored tile (still in L1).
+    int late = tile.last && ck_act_is_transcendental(ep->activation);
+    ck_epilogue early = *ep;
+    if (late) early.activation = CK_ACT_NONE;
+    const ck_epilogue *const full = ep;
+    ep = &early;
     if (mr == CK_MR && nr == CK_NR) {
         const float *cb = ep->bias_kind == CK_BIAS_COLUMN ? ep->bias + tile.col0 : NULL;
         ck_store_row_avx2(c + 0 * ldc, c00, c01, add_old, tile.last, 0, cb, tile, ep);
@@ -140,6 +146,7 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
         ck_store_row_avx2(c + 3 * ldc, c30, c31, add_old, tile.last, 3, cb, tile, ep);
         ck_store_row_avx2(c + 4 * ldc, c40, c41, add_old, tile.last, 4, cb, tile, ep);
         ck_store_row_avx2(c + 5 * ldc, c50, c51, add_old, tile.last, 5, cb, tile, ep);
+        if (late) ck_act_rows_avx2(c, ldc, CK_MR, CK_NR, full);
         return;
     }
     // Edge tile: run the same vector epilogue on a full-size copy, then write back the live part.
@@ -159,6 +166,7 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
         ck_store_row_avx2(buffer + r * CK_NR, acc[r][0], acc[r][1], add_old, tile.last, r, cb, tile, ep);
     }
     for (int r = 0; r < mr; r++) memcpy(c + r * ldc, buffer + r * CK_NR, (size_t)nr * sizeof(float));
+    if (late) ck_act_rows_avx2(c, ldc, mr, nr, full);
 }
 #endif
 

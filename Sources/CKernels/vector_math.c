@@ -76,13 +76,27 @@ void ck_silu_inplace(float *x, size_t n) { ck_logistic(x, n, 1); }
 
 #ifdef CK_X86
 CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, ck_act_avx2(_mm256_loadu_ps(x + i), ep));
-    if (i < n) {
-        float tail[8] = {0};
-        memcpy(tail, x + i, (n - i) * sizeof(float));
-        _mm256_storeu_ps(tail, ck_act_avx2(_mm256_loadu_ps(tail), ep));
-        memcpy(x + i, tail, (n - i) * sizeof(float));
+    if (ep->activation == CK_ACT_SIGMOID || ep->activation == CK_ACT_SILU) {
+        ck_logistic_avx2(x, n, ep->activation == CK_ACT_SILU);
+        return;
+    }
+    if (!ck_act_is_transcendental(ep->activation)) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, ck_act_avx2(_mm256_loadu_ps(x + i), ep));
+        if (i < n) {
+            float tail[8] = {0};
+            memcpy(tail, x + i, (n - i) * sizeof(float));
+            _mm256_storeu_ps(tail, ck_act_avx2(_mm256_loadu_ps(tail), ep));
+            memcpy(x + i, tail, (n - i) * sizeof(float));
+        }
+        return;
+    }
+    // Rows of 4096 floats: the specialized loops of ck_act_rows_avx2 take int column counts.
+    while (n > 0) {
+        int cols = n > 4096 ? 4096 : (int)n;
+        ck_act_rows_avx2(x, 0, 1, cols, ep);
+        x += cols;
+        n -= (size_t)cols;
     }
 }
 #endif
@@ -93,4 +107,102 @@ void ck_activation_inplace(float *x, size_t n, ck_activation activation, float p
     if (ck_active_isa() == CK_ISA_AVX2_FMA) { ck_activation_avx2(x, n, &ep); return; }
 #endif
     for (size_t i = 0; i < n; i++) x[i] = ck_act_scalar(x[i], &ep);
+}
+
+// MARK: - Broadcasting binary arithmetic
+
+#define CK_BINARY_MAX_RANK 8
+
+typedef struct {
+    int op, rank;
+    int shape[CK_BINARY_MAX_RANK];
+    ptrdiff_t as[CK_BINARY_MAX_RANK], bs[CK_BINARY_MAX_RANK];
+    const float *a, *b;
+    float *y;
+    ptrdiff_t rows, inner;  // rows: product of all dims but the last; inner: the last dim
+    int rows_per_task;
+} ck_binary_job;
+
+static inline float ck_binary1(int op, float x, float z) {
+    switch (op) {
+    case CK_BINARY_ADD: return x + z;
+    case CK_BINARY_SUB: return x - z;
+    case CK_BINARY_MUL: return x * z;
+    default: return x / z;
+    }
+}
+
+/// One row of the innermost axis: a and b each contiguous (stride 1) or broadcast (stride 0) along it.
+static void ck_binary_row_scalar(int op, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t sb, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] = ck_binary1(op, a[i * sa], b[i * sb]);
+}
+
+#ifdef CK_X86
+CK_AVX2 static inline __m256 ck_binary8(int op, __m256 x, __m256 z) {
+    switch (op) {
+    case CK_BINARY_ADD: return _mm256_add_ps(x, z);
+    case CK_BINARY_SUB: return _mm256_sub_ps(x, z);
+    case CK_BINARY_MUL: return _mm256_mul_ps(x, z);
+    default: return _mm256_div_ps(x, z);
+    }
+}
+
+CK_AVX2 static void ck_binary_row_avx2(int op, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t sb, float *y, ptrdiff_t n) {
+    if ((sa != 0 && sa != 1) || (sb != 0 && sb != 1)) { ck_binary_row_scalar(op, a, sa, b, sb, y, n); return; }
+    ptrdiff_t i = 0;
+    __m256 ca = _mm256_set1_ps(a[0]), cb = _mm256_set1_ps(b[0]);
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = sa ? _mm256_loadu_ps(a + i) : ca, z = sb ? _mm256_loadu_ps(b + i) : cb;
+        _mm256_storeu_ps(y + i, ck_binary8(op, x, z));
+    }
+    for (; i < n; i++) y[i] = ck_binary1(op, a[i * sa], b[i * sb]);
+}
+#endif
+
+static void ck_binary_task(void *context, int index) {
+    const ck_binary_job *job = context;
+    ptrdiff_t r0 = (ptrdiff_t)index * job->rows_per_task, r1 = r0 + job->rows_per_task;
+    if (r1 > job->rows) r1 = job->rows;
+    void (*row)(int, const float *, ptrdiff_t, const float *, ptrdiff_t, float *, ptrdiff_t) = ck_binary_row_scalar;
+#ifdef CK_X86
+    if (ck_active_isa() == CK_ISA_AVX2_FMA) row = ck_binary_row_avx2;
+#endif
+    int last = job->rank - 1;
+    for (ptrdiff_t r = r0; r < r1; r++) {
+        // The row's offsets in a and b from its index over the outer axes.
+        ptrdiff_t rest = r, oa = 0, ob = 0;
+        for (int d = last - 1; d >= 0; d--) {
+            ptrdiff_t i = rest % job->shape[d];
+            rest /= job->shape[d];
+            oa += i * job->as[d];
+            ob += i * job->bs[d];
+        }
+        row(job->op, job->a + oa, job->as[last], job->b + ob, job->bs[last], job->y + r * job->inner, job->inner);
+    }
+}
+
+int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const float *a,
+                  const float *b, float *y) {
+    if (rank < 1 || rank > CK_BINARY_MAX_RANK) return 0;
+    ck_binary_job job;
+    memset(&job, 0, sizeof job);
+    job.op = op; job.rank = rank; job.a = a; job.b = b; job.y = y;
+    job.rows = 1;
+    for (int d = 0; d < rank; d++) {
+        if (shape[d] <= 0) return 1;
+        job.shape[d] = shape[d];
+        job.as[d] = a_strides[d];
+        job.bs[d] = b_strides[d];
+        if (d < rank - 1) job.rows *= shape[d];
+    }
+    job.inner = shape[rank - 1];
+    double work = (double)job.rows * job.inner;
+    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    int tasks = threads > 1 ? threads * 4 : 1;
+    if (tasks > job.rows) tasks = (int)job.rows;
+    job.rows_per_task = (int)((job.rows + tasks - 1) / tasks);
+    tasks = (int)((job.rows + job.rows_per_task - 1) / job.rows_per_task);
+    if (tasks > 1) ck_parallel_run(threads, tasks, ck_binary_task, &job);
+    else ck_binary_task(&job, 0);
+    return 1;
 }

@@ -41,6 +41,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print, on stderr, the time per op type summed over the timed runs.")
     var profile = false
 
+    @Flag(help: "With --profile: per node instead of per op type (compiled models).")
+    var profileNodes = false
+
     func validate() throws {
         _ = try OptimizationLevel.parse(level)
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -61,6 +64,7 @@ struct Bench: ParsableCommand {
         let values = try GeneratedInputs.make(for: runnable.graph, given: given, shapes: shapes)
         for _ in 0..<warmup { _ = try runnable.run(values) }
         if profile { runnable.executor.profile = [:] }
+        if profileNodes, let compiled = runnable.executor as? CompiledExecutor { compiled.profilesNodes = true }
         var times: [Double] = []
         let timed = ContinuousClock.now
         for _ in 0..<runs {

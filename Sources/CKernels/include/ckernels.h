@@ -157,6 +157,16 @@ void ck_sigmoid_inplace(float *x, size_t n);
 void ck_silu_inplace(float *x, size_t n);
 /// x[i] = e^(x[i] − maximum) over n floats in place, returning their sum: the exponentials of a softmax row.
 float ck_softmax_exp(float *x, size_t n, float maximum);
+/// The arithmetic of ck_binary_f32.
+typedef enum { CK_BINARY_ADD = 0, CK_BINARY_SUB = 1, CK_BINARY_MUL = 2, CK_BINARY_DIV = 3 } ck_binary_op;
+
+/// y = a op b over a row-major output of `rank` dims (1…8) `shape`, each operand read at the element offsets of its
+/// per-axis strides (0 along the axes it is broadcast over): y[i…] = a[Σ i·as] op b[Σ i·bs]. The last axis is
+/// vectorized when both operands are contiguous (stride 1) or broadcast (stride 0) along it. Large outputs run on
+/// the pool. IEEE arithmetic, one operation per element. Returns 0 when the rank is out of range (nothing written).
+int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const float *a,
+                  const float *b, float *y);
+
 /// x[i] = activation(x[i]) in place, with exactly the formulas of the GEMM and convolution epilogues (so an
 /// activation applied on its own equals the fused one).
 void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1);

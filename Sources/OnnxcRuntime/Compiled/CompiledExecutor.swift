@@ -11,6 +11,8 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
     let frame: Frame
     public let graph: RuntimeGraph
     public var profile: [String: OpProfile]?
+    /// Profile by node (its name and op type) instead of by op type.
+    public var profilesNodes = false
 
     /// Outputs that ran in their planned arena slot, and outputs copied out of a slot not theirs (a view or a
     /// kernel's temporary), over this executor's runs.
@@ -44,8 +46,9 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
                 try step.run(frame)
                 let elapsed = ContinuousClock.now - start
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-                profile?[step.node.opType, default: OpProfile()].calls += 1
-                profile?[step.node.opType, default: OpProfile()].seconds += seconds
+                let key = profilesNodes ? "\(step.node.opType) \(step.node.displayName)" : step.node.opType
+                profile?[key, default: OpProfile()].calls += 1
+                profile?[key, default: OpProfile()].seconds += seconds
             }
             for id in plan.release[index] { frame.values[Int(id)] = nil }
         }

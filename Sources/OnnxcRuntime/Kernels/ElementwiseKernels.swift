@@ -134,6 +134,14 @@ enum ElementwiseKernels {
             let result = try arithmetic(op, CastKernels.widenBFloat16(a), CastKernels.widenBFloat16(b), op: name)
             return try CastKernels.narrowBFloat16(result)
         case .float, .double, .float16:
+            let vector: VectorArithmetic.Operation? = switch op {
+            case .add: .add
+            case .sub: .sub
+            case .mul: .mul
+            case .div: .div
+            default: nil
+            }
+            if a.dtype == .float, let vector, let result = try VectorArithmetic.binary(vector, a, b) { return result }
             return try dispatchFloat(a.dtype, op: name, FloatBinary(a: a, b: b, op: op, name: name))
         default:
             return try dispatchInteger(a.dtype, op: name, IntegerBinary(a: a, b: b, op: op))
