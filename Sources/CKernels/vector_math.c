@@ -206,3 +206,54 @@ int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides
     else ck_binary_task(&job, 0);
     return 1;
 }
+
+// MARK: - Row copies
+
+typedef struct {
+    size_t rows, row_bytes;
+    const char *src;
+    ptrdiff_t src_stride;
+    char *dst;
+    ptrdiff_t dst_stride;
+    const int64_t *sources;  // gather: the source row of each output row (−1: zeros), or NULL
+    size_t rows_per_task;
+} ck_copy_job;
+
+static void ck_copy_task(void *context, int index) {
+    const ck_copy_job *job = context;
+    size_t r0 = (size_t)index * job->rows_per_task, r1 = r0 + job->rows_per_task;
+    if (r1 > job->rows) r1 = job->rows;
+    for (size_t r = r0; r < r1; r++) {
+        char *to = job->dst + (ptrdiff_t)r * job->dst_stride;
+        if (job->sources) {
+            int64_t s = job->sources[r];
+            if (s < 0) memset(to, 0, job->row_bytes);
+            else memcpy(to, job->src + (ptrdiff_t)s * job->src_stride, job->row_bytes);
+        } else {
+            memcpy(to, job->src + (ptrdiff_t)r * job->src_stride, job->row_bytes);
+        }
+    }
+}
+
+static void ck_copy_run(ck_copy_job *job) {
+    if (job->rows == 0 || job->row_bytes == 0) return;
+    double bytes = (double)job->rows * job->row_bytes;
+    // Below about a megabyte a copy is faster than waking a worker.
+    int threads = bytes < (1 << 20) ? 1 : ck_num_threads();
+    size_t tasks = threads > 1 ? (size_t)threads * 4 : 1;
+    if (tasks > job->rows) tasks = job->rows;
+    job->rows_per_task = (job->rows + tasks - 1) / tasks;
+    tasks = (job->rows + job->rows_per_task - 1) / job->rows_per_task;
+    if (tasks > 1) ck_parallel_run(threads, (int)tasks, ck_copy_task, job);
+    else ck_copy_task(job, 0);
+}
+
+void ck_copy_rows(size_t rows, size_t row_bytes, const void *src, ptrdiff_t src_stride, void *dst, ptrdiff_t dst_stride) {
+    ck_copy_job job = {rows, row_bytes, src, src_stride, dst, dst_stride, NULL, 0};
+    ck_copy_run(&job);
+}
+
+void ck_gather_rows(size_t rows, size_t row_bytes, const void *src, const int64_t *sources, void *dst) {
+    ck_copy_job job = {rows, row_bytes, src, (ptrdiff_t)row_bytes, dst, (ptrdiff_t)row_bytes, sources, 0};
+    ck_copy_run(&job);
+}

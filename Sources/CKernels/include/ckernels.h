@@ -23,6 +23,7 @@
 #define CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -166,6 +167,13 @@ typedef enum { CK_BINARY_ADD = 0, CK_BINARY_SUB = 1, CK_BINARY_MUL = 2, CK_BINAR
 /// the pool. IEEE arithmetic, one operation per element. Returns 0 when the rank is out of range (nothing written).
 int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const float *a,
                   const float *b, float *y);
+
+/// Copies `rows` rows of row_bytes bytes, row r from src + r·src_stride to dst + r·dst_stride (strides in bytes):
+/// the blocks of a Concat, Split or Slice along one axis. Large copies run on the pool.
+void ck_copy_rows(size_t rows, size_t row_bytes, const void *src, ptrdiff_t src_stride, void *dst, ptrdiff_t dst_stride);
+/// Output row r (row_bytes bytes) = source row sources[r] of src, or zeros where sources[r] < 0: a nearest-neighbour
+/// resize of whole pixels, say. Large gathers run on the pool.
+void ck_gather_rows(size_t rows, size_t row_bytes, const void *src, const int64_t *sources, void *dst);
 
 /// x[i] = activation(x[i]) in place, with exactly the formulas of the GEMM and convolution epilogues (so an
 /// activation applied on its own equals the fused one).

@@ -204,6 +204,7 @@ enum ResizeKernels {
     /// Numeric types resample arithmetically; bfloat16 through Float; any other type (bool, string, complex)
     /// only in nearest mode, as a gather of whole elements.
     private static func resize(_ x: Tensor, plan: Plan, mode: Mode, op: String) throws(RuntimeError) -> Tensor {
+        if mode == .nearest, x.dtype != .string, x.dtype.storageBytes > 0, let y = try nearestRows(x, plan: plan) { return y }
         switch x.dtype {
         case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64:
             return try dispatchArithmetic(x.dtype, op: op, ResizeVisitor(x: x, plan: plan))
@@ -231,6 +232,26 @@ enum ResizeKernels {
             }
             return y
         }
+    }
+
+    /// Nearest mode as a gather of whole rows: the axes after the last resized one are copied as contiguous blocks
+    /// (a channels-last image's pixels). Nil when an output extrapolates with a nonzero value (the gather writes zeros).
+    private static func nearestRows(_ x: Tensor, plan: Plan) throws(RuntimeError) -> Tensor? {
+        let resized = plan.axes.filter { taps in taps.inSize != taps.outSize || (0..<taps.outSize).contains { taps.index[$0 * taps.width] != $0 } }
+        if plan.extrapolation != 0, resized.contains(where: { $0.outside.contains(true) }) { return nil }
+        let last = resized.map(\.axis).max() ?? -1
+        let inner = x.shape[(last + 1)...].reduce(1, *)
+        var rowsPlan = plan
+        rowsPlan.axes = resized
+        let sources = nearestSources(shape: Array(x.shape.prefix(last + 1)), plan: rowsPlan)
+        let y = try Tensor(uninitialized: x.dtype, shape: plan.outShape)
+        x.withBytes { source in
+            y.withMutableBytes { target in
+                guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                BlockCopy.gather(sources.map(Int64.init), rowBytes: inner * x.dtype.storageBytes, from: from, to: to)
+            }
+        }
+        return y
     }
 
     /// For each output element in nearest mode, the flat input index it copies (-1 where it extrapolates).

@@ -214,6 +214,25 @@ enum ShapeKernels {
             }
             shape[axis] += t.shape[axis]
         }
+        let width = first.dtype.storageBytes
+        if first.dtype != .string, width > 0 {
+            // Each input is `outer` blocks of its slab along the axis: one row copy per input.
+            let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+            let out = try Tensor(uninitialized: first.dtype, shape: shape)
+            let targetRow = shape[axis] * inner * width
+            var offset = 0
+            for t in tensors {
+                let rowBytes = t.shape[axis] * inner * width
+                t.withBytes { source in
+                    out.withMutableBytes { target in
+                        guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                        BlockCopy.rows(outer, rowBytes: rowBytes, from: from, stride: rowBytes, to: to + offset, stride: targetRow)
+                    }
+                }
+                offset += rowBytes
+            }
+            return outputs(out)
+        }
         let outStrides = Broadcast.strides(shape)
         return outputs(try build(first.dtype, shape, from: tensors) { b throws(RuntimeError) in
             var offset = 0
@@ -247,6 +266,28 @@ enum ShapeKernels {
             let chunk = (dim + parts - 1) / parts
             guard context.opset >= 18 || dim % parts == 0 else { throw .invalidArgument("Split: dim \(dim) does not split evenly into \(parts)") }
             sizes = (0..<parts).map { max(0, min(chunk, dim - $0 * chunk)) }
+        }
+        let width = data.dtype.storageBytes
+        if data.dtype != .string, width > 0 {
+            let outer = data.shape[..<axis].reduce(1, *), inner = data.shape[(axis + 1)...].reduce(1, *)
+            let sourceRow = dim * inner * width
+            var results: [Value?] = []
+            var start = 0
+            for size in sizes {
+                var shape = data.shape
+                shape[axis] = size
+                let out = try Tensor(uninitialized: data.dtype, shape: shape)
+                let rowBytes = size * inner * width
+                data.withBytes { source in
+                    out.withMutableBytes { target in
+                        guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                        BlockCopy.rows(outer, rowBytes: rowBytes, from: from + start * inner * width, stride: sourceRow, to: to, stride: rowBytes)
+                    }
+                }
+                results.append(.tensor(out))
+                start += size
+            }
+            return results
         }
         let strides = Broadcast.strides(data.shape)
         var results: [Value?] = []
