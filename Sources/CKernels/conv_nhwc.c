@@ -190,7 +190,55 @@ typedef struct {
     const float *zeros;
     int taps, panels, tiles_per_image, tiles;
     int panel_block, tile_block, panel_blocks, tile_blocks;
+    /// Build each tile's rows (taps × channels, contiguous) before the product instead of pointing at the input:
+    /// for inputs with few channels per tap (a stem convolution), and for channels-first inputs.
+    int im2row;
+    ptrdiff_t channel_stride;
 } ck_conv_job;
+
+/// Channels per group below which a channels-last tile's rows would be gathered (im2row) rather than read
+/// through per-tap pointers. 0: never. Measured (scripts/bench_kernels.py --conv, stem convolutions with 3 input
+/// channels): the gather costs more than switching row pointers every 3 k-steps — resnet50's 7×7 stem runs at 166
+/// GFLOP/s through pointers and 105 gathered — so only channels-first inputs, which have no pointer form, gather.
+#ifndef CK_CONV_IM2ROW_CHANNELS
+#define CK_CONV_IM2ROW_CHANNELS 0
+#endif
+
+/// Per-thread room for one tile's gathered rows (CK_MR × taps·channels floats), grown as needed.
+static _Thread_local float *ck_conv_im2row = NULL;
+static _Thread_local size_t ck_conv_im2row_count = 0;
+
+/// Gathers the CK_MR rows of a tile into `buffer` (row r: taps × group_in floats, tap-major, as the packed weights
+/// are ordered), zeros for padding; rows past mr repeat the last live one.
+static void ck_conv_gather_tile(const ck_conv_job *job, int n, int p0, int mr, int group, float *buffer, const float **rows) {
+    const ck_conv_nhwc *g = &job->g;
+    size_t k = (size_t)job->taps * g->group_in;
+    // Channels last: images are in_h·in_w pixels x_stride apart; channels first: channel planes channel_stride apart.
+    size_t image_stride = job->channel_stride == 1 ? (size_t)g->in_h * g->in_w * g->x_stride
+                                                   : (size_t)g->groups * g->group_in * job->channel_stride;
+    const float *image = job->x + (size_t)n * image_stride + (size_t)group * g->group_in * job->channel_stride;
+    for (int r = 0; r < CK_MR; r++) {
+        float *row = buffer + (size_t)r * k;
+        rows[r] = row;
+        if (r >= mr) {
+            rows[r] = buffer + (size_t)(mr - 1) * k;
+            continue;
+        }
+        int p = p0 + r, oh = p / g->out_w, ow = p % g->out_w;
+        for (int i = 0; i < g->kernel_h; i++) {
+            int ih = oh * g->stride_h - g->pad_top + i * g->dilation_h;
+            for (int j = 0; j < g->kernel_w; j++, row += g->group_in) {
+                int iw = ow * g->stride_w - g->pad_left + j * g->dilation_w;
+                if ((unsigned)ih >= (unsigned)g->in_h || (unsigned)iw >= (unsigned)g->in_w) {
+                    for (int c = 0; c < g->group_in; c++) row[c] = 0;
+                    continue;
+                }
+                const float *x = image + ((size_t)ih * g->in_w + iw) * g->x_stride;
+                for (int c = 0; c < g->group_in; c++) row[c] = x[(ptrdiff_t)c * job->channel_stride];
+            }
+        }
+    }
+}
 
 /// Per-thread room for one tile's row pointers (taps × CK_MR), grown as needed.
 static _Thread_local const float **ck_conv_rows = NULL;
@@ -239,11 +287,22 @@ static void ck_conv_task(void *context, int index) {
     int j0 = pb * job->panel_block, j1 = ck_min(job->panels, j0 + job->panel_block);
     size_t k = (size_t)job->taps * g->group_in;
     const float **rows = ck_conv_row_buffer((size_t)job->taps * CK_MR);
+    float *gathered = NULL;
+    if (job->im2row) {
+        if (k * CK_MR > ck_conv_im2row_count) {
+            free(ck_conv_im2row);
+            ck_conv_im2row = aligned_alloc(64, (k * CK_MR * sizeof(float) + 63) / 64 * 64);
+            if (!ck_conv_im2row) abort();  // out of memory, as Swift traps on a failed allocation
+            ck_conv_im2row_count = k * CK_MR;
+        }
+        gathered = ck_conv_im2row;
+    }
     int out_pixels = g->out_h * g->out_w;
     for (int t = t0; t < t1; t++) {
         int n = t / job->tiles_per_image, p0 = (t % job->tiles_per_image) * CK_MR;
         int mr = ck_min(CK_MR, out_pixels - p0);
-        ck_conv_tile_rows(job, n, p0, mr, group, rows);
+        if (gathered) ck_conv_gather_tile(job, n, p0, mr, group, gathered, rows);
+        else ck_conv_tile_rows(job, n, p0, mr, group, rows);
         size_t pixel = (size_t)n * out_pixels + p0;
         for (int j = j0; j < j1; j++) {
             int col0 = group * g->group_out + j * CK_NR;
@@ -252,8 +311,8 @@ static void ck_conv_task(void *context, int index) {
                 job->ep.residual ? job->ep.residual + pixel * job->ep.residual_stride + col0 : NULL,
                 job->ep.residual_stride, job->ep.activation, job->ep.param0, job->ep.param1};
             const float *b = job->w + ((size_t)group * job->panels + j) * k * CK_NR;
-            job->kernel(job->taps, g->group_in, rows, b, job->y + pixel * g->y_stride + col0, g->y_stride, mr,
-                        ck_min(CK_NR, g->group_out - j * CK_NR), &tail);
+            job->kernel(gathered ? 1 : job->taps, gathered ? (int)k : g->group_in, rows, b, job->y + pixel * g->y_stride + col0,
+                        g->y_stride, mr, ck_min(CK_NR, g->group_out - j * CK_NR), &tail);
         }
     }
 }
@@ -271,6 +330,8 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0 || g->group_out <= 0) return;
     job.kernel = ck_igemm_select(isa);
     job.taps = g->kernel_h * g->kernel_w;
+    job.channel_stride = g->x_channel_stride > 0 ? g->x_channel_stride : 1;
+    job.im2row = job.channel_stride != 1 || g->group_in < CK_CONV_IM2ROW_CHANNELS;
     job.panels = ck_ceil_div(g->group_out, CK_NR);
     job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, CK_MR);
     job.tiles = g->batch * job.tiles_per_image;
@@ -398,6 +459,70 @@ CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *r
 }
 #endif
 
+#ifdef CK_X86
+/// The taps of one 16-channel block of four pixels (`masked`: the last, partial block) into acc, with the branch on
+/// `masked` resolved at compile time (always inlined with a constant) so the loop keeps its 8 accumulators and
+/// pointers in registers.
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_quad_block_avx2(
+    const ck_dw_job *job, const float *image, int i0, int i1, int ih_base, int iw_base, int c, const float *w, ptrdiff_t xs,
+    ptrdiff_t pixel_step, ptrdiff_t col_step, const int masked, __m256i m0, __m256i m1, __m256 acc[4][2]) {
+    const ck_conv_nhwc *g = &job->g;
+    int kw = g->kernel_w;
+    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
+    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
+#define CK_DW_LOAD(p, o) (masked ? _mm256_maskload_ps((p) + (o), (o) ? m1 : m0) : _mm256_loadu_ps((p) + (o)))
+    for (int i = i0; i < i1; i++) {
+        const float *x = image + ((ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w + iw_base) * xs + c;
+        const float *wr = w + (size_t)i * kw * CK_NR;
+        for (int j = 0; j < kw; j++, x += col_step, wr += CK_NR) {
+            __m256 w0 = _mm256_loadu_ps(wr), w1 = _mm256_loadu_ps(wr + 8);
+            a00 = _mm256_fmadd_ps(CK_DW_LOAD(x, 0), w0, a00);
+            a01 = _mm256_fmadd_ps(CK_DW_LOAD(x, 8), w1, a01);
+            a10 = _mm256_fmadd_ps(CK_DW_LOAD(x + pixel_step, 0), w0, a10);
+            a11 = _mm256_fmadd_ps(CK_DW_LOAD(x + pixel_step, 8), w1, a11);
+            a20 = _mm256_fmadd_ps(CK_DW_LOAD(x + 2 * pixel_step, 0), w0, a20);
+            a21 = _mm256_fmadd_ps(CK_DW_LOAD(x + 2 * pixel_step, 8), w1, a21);
+            a30 = _mm256_fmadd_ps(CK_DW_LOAD(x + 3 * pixel_step, 0), w0, a30);
+            a31 = _mm256_fmadd_ps(CK_DW_LOAD(x + 3 * pixel_step, 8), w1, a31);
+        }
+    }
+#undef CK_DW_LOAD
+    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
+    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
+}
+
+/// Four neighbouring output pixels of one row whose taps are all inside the row horizontally, 16 channels at a time:
+/// per tap 2 weight loads shared by the 4 pixels, 8 input loads, 8 FMAs (against 4 loads per 2 FMAs one pixel at a
+/// time). Kernel rows outside the image (ih0 …< ih1 are the inside ones) are skipped, as the padding adds nothing.
+/// Taps sum in (kernel row, kernel column) order, as the single-pixel path.
+CK_AVX2 static void ck_dw_quad_avx2(const ck_dw_job *job, const float *image, int i0, int i1, int ih_base, int iw_base,
+                                     float *out, const float *residual) {
+    const ck_conv_nhwc *g = &job->g;
+    int taps = job->taps, channels = job->channels;
+    ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs, col_step = (ptrdiff_t)g->dilation_w * xs;
+    int late = ck_act_is_transcendental(job->ep.activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    const float *w = job->w;
+    for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
+        int live = ck_min(CK_NR, channels - c);
+        __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
+        __m256 acc[4][2];
+        if (live == CK_NR) ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_base, c, w, xs, pixel_step, col_step, 0, m0, m1, acc);
+        else ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_base, c, w, xs, pixel_step, col_step, 1, m0, m1, acc);
+        for (int p = 0; p < 4; p++) {
+            ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL,
+                                 residual ? residual + (ptrdiff_t)p * job->ep.residual_stride + c : NULL, 0,
+                                 job->ep.activation, job->ep.param0, job->ep.param1};
+            ck_tail_row_avx2(out + (ptrdiff_t)p * g->y_stride + c, acc[p][0], acc[p][1], 0, live, &tail, &ep);
+        }
+    }
+    if (late) {
+        ep.activation = job->ep.activation;
+        ck_act_rows_avx2(out, g->y_stride, 4, channels, &ep);
+    }
+}
+#endif
+
 static void ck_dw_task(void *context, int index) {
     const ck_dw_job *job = context;
     const ck_conv_nhwc *g = &job->g;
@@ -410,10 +535,27 @@ static void ck_dw_task(void *context, int index) {
     if (job->avx2) pixel = ck_dw_pixel_avx2;
 #endif
     for (int oh = r0; oh < r1; oh++) {
-        for (int ow = 0; ow < g->out_w; ow++) {
+        int ih_base = oh * g->stride_h - g->pad_top;
+        // The kernel rows inside the image for this output row.
+        int i0 = 0, i1 = g->kernel_h;
+        while (i0 < i1 && ih_base + i0 * g->dilation_h < 0) i0++;
+        while (i1 > i0 && ih_base + (i1 - 1) * g->dilation_h >= g->in_h) i1--;
+        for (int ow = 0; ow < g->out_w;) {
             size_t p = ((size_t)n * g->out_h + oh) * g->out_w + ow;
+            float *out = job->y + p * g->y_stride;
+            const float *residual = job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL;
+#ifdef CK_X86
+            // Four pixels whose taps are all inside the row horizontally: the blocked path.
+            int iw_first = ow * g->stride_w - g->pad_left, iw_last = (ow + 3) * g->stride_w - g->pad_left + (g->kernel_w - 1) * g->dilation_w;
+            if (job->avx2 && ow + 4 <= g->out_w && iw_first >= 0 && iw_last < g->in_w) {
+                ck_dw_quad_avx2(job, image, i0, i1, ih_base, iw_first, out, residual);
+                ow += 4;
+                continue;
+            }
+#endif
             ck_dw_pixel_rows(job, image, oh, ow, rows);
-            pixel(job, rows, job->y + p * g->y_stride, job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL);
+            pixel(job, rows, out, residual);
+            ow++;
         }
     }
 }

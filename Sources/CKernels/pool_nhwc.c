@@ -216,27 +216,68 @@ typedef struct {
     float *y;
     int rows, cols;  // per image: x is rows × cols, y cols × rows
     int batch, row_blocks, col_blocks;
+    int tile_rows, tile_cols, avx2;
 } ck_transpose_job;
 
-/// Tiles of this many rows and columns: two 32 × 32 float tiles (8 KB) stay in L1 while one is read by rows and the
-/// other written by rows.
+/// Rows per transpose tile: 4 blocks of 8 for the vector network.
 #define CK_TRANSPOSE_TILE 32
+
+#ifdef CK_X86
+/// y (8 rows, ldy apart) = the transpose of x (8 rows, ldx apart): the usual unpack / shuffle / lane-permute network.
+CK_AVX2 static inline void ck_transpose8x8(const float *x, ptrdiff_t ldx, float *y, ptrdiff_t ldy) {
+    __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ldx), r2 = _mm256_loadu_ps(x + 2 * ldx), r3 = _mm256_loadu_ps(x + 3 * ldx);
+    __m256 r4 = _mm256_loadu_ps(x + 4 * ldx), r5 = _mm256_loadu_ps(x + 5 * ldx), r6 = _mm256_loadu_ps(x + 6 * ldx), r7 = _mm256_loadu_ps(x + 7 * ldx);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE), s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE), s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(y, _mm256_permute2f128_ps(s0, s4, 0x20));
+    _mm256_storeu_ps(y + ldy, _mm256_permute2f128_ps(s1, s5, 0x20));
+    _mm256_storeu_ps(y + 2 * ldy, _mm256_permute2f128_ps(s2, s6, 0x20));
+    _mm256_storeu_ps(y + 3 * ldy, _mm256_permute2f128_ps(s3, s7, 0x20));
+    _mm256_storeu_ps(y + 4 * ldy, _mm256_permute2f128_ps(s0, s4, 0x31));
+    _mm256_storeu_ps(y + 5 * ldy, _mm256_permute2f128_ps(s1, s5, 0x31));
+    _mm256_storeu_ps(y + 6 * ldy, _mm256_permute2f128_ps(s2, s6, 0x31));
+    _mm256_storeu_ps(y + 7 * ldy, _mm256_permute2f128_ps(s3, s7, 0x31));
+}
+#endif
 
 static void ck_transpose_task(void *context, int index) {
     const ck_transpose_job *job = context;
     int per_image = job->row_blocks * job->col_blocks;
     int n = index / per_image, rest = index % per_image;
-    int r0 = (rest / job->col_blocks) * CK_TRANSPOSE_TILE, c0 = (rest % job->col_blocks) * CK_TRANSPOSE_TILE;
-    int r1 = ck_min(job->rows, r0 + CK_TRANSPOSE_TILE), c1 = ck_min(job->cols, c0 + CK_TRANSPOSE_TILE);
+    int r0 = (rest / job->col_blocks) * job->tile_rows, c0 = (rest % job->col_blocks) * job->tile_cols;
+    int r1 = ck_min(job->rows, r0 + job->tile_rows), c1 = ck_min(job->cols, c0 + job->tile_cols);
     const float *x = job->x + (size_t)n * job->rows * job->cols;
     float *y = job->y + (size_t)n * job->rows * job->cols;
-    for (int c = c0; c < c1; c++)
-        for (int r = r0; r < r1; r++) y[(size_t)c * job->rows + r] = x[(size_t)r * job->cols + c];
+    int r = r0;
+#ifdef CK_X86
+    if (job->avx2) {
+        // Full 8 × 8 blocks with the vector network, what is left element by element.
+        for (; r + 8 <= r1; r += 8) {
+            int c = c0;
+            for (; c + 8 <= c1; c += 8) ck_transpose8x8(x + (size_t)r * job->cols + c, job->cols, y + (size_t)c * job->rows + r, job->rows);
+            for (; c < c1; c++)
+                for (int i = r; i < r + 8; i++) y[(size_t)c * job->rows + i] = x[(size_t)i * job->cols + c];
+        }
+    }
+#endif
+    // Few rows (an image's 3 channels) or the rows the blocks left: columns outer, so y is written in order.
+    if (r < r1)
+        for (int c = c0; c < c1; c++)
+            for (int i = r; i < r1; i++) y[(size_t)c * job->rows + i] = x[(size_t)i * job->cols + c];
 }
 
 void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, float *y, int threads) {
     if (batch <= 0 || rows <= 0 || cols <= 0) return;
-    ck_transpose_job job = {x, y, rows, cols, batch, ck_ceil_div(rows, CK_TRANSPOSE_TILE), ck_ceil_div(cols, CK_TRANSPOSE_TILE)};
+    // Tiles of up to CK_TRANSPOSE_TILE rows and about 4096 floats (16 KB read, 16 KB written: L1), so an image's 3
+    // channel rows make long, few tiles.
+    int tile_rows = ck_min(rows, CK_TRANSPOSE_TILE);
+    int tile_cols = ck_max(CK_TRANSPOSE_TILE, (4096 / tile_rows + 7) / 8 * 8);
+    ck_transpose_job job = {x, y, rows, cols, batch, ck_ceil_div(rows, tile_rows), ck_ceil_div(cols, tile_cols), tile_rows, tile_cols, 0};
+#ifdef CK_X86
+    job.avx2 = ck_active_isa() == CK_ISA_AVX2_FMA;
+#endif
     int tasks = batch * job.row_blocks * job.col_blocks;
     double work = (double)batch * rows * cols;
     if (work < CK_PARALLEL_MIN_WORK / 8) {

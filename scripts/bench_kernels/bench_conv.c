@@ -40,10 +40,14 @@ static const layer layers[] = {
     {"mobilenet_v2 1x1 192->32 @28", 192, 32, 28, 1, 1, 0, 1},
     {"mobilenet_v2 1x1 160->960 @7", 160, 960, 7, 1, 1, 0, 1},
     {"mobilenet_v2 1x1 320->1280 @7", 320, 1280, 7, 1, 1, 0, 1},
+    {"mobilenet_v2 dw 3x3 32 @112", 32, 32, 112, 3, 1, 1, 32},
+    {"mobilenet_v2 dw 3x3/2 96 @112", 96, 96, 112, 3, 2, 1, 96},
     {"mobilenet_v2 dw 3x3 144 @56", 144, 144, 56, 3, 1, 1, 144},
     {"mobilenet_v2 dw 3x3/2 144 @56", 144, 144, 56, 3, 2, 1, 144},
     {"mobilenet_v2 dw 3x3 960 @7", 960, 960, 7, 3, 1, 1, 960},
     {"yolo 3x3/2 16->32 @160", 16, 32, 160, 3, 2, 1, 1},
+    {"yolo stem 3x3/2 3->16 @320", 3, 16, 320, 3, 2, 1, 1},
+    {"mobilenet_v2 stem 3x3/2 3->32 @224", 3, 32, 224, 3, 2, 1, 1},
 };
 
 static double now(void) {
@@ -170,7 +174,7 @@ int main(int argc, char **argv) {
             ck_conv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, b.w, b.packed_nhwc);
         }
         b.g = (ck_conv_nhwc){1, l->size, l->size, b.out, b.out, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
-                             1, 1, l->groups, gi, go, l->cin, l->cout};
+                             1, 1, l->groups, gi, go, l->cin, l->cout, 0};
         double flops = 2.0 * yn * gi * l->kernel * l->kernel;
         run_nhwc(&b);
         double error = check_nhwc(&b);

@@ -184,11 +184,15 @@ void ck_activation_inplace(float *x, size_t n, ck_activation activation, float p
 /// The geometry of a 2-D convolution of channels-last tensors: X is batch × in_h × in_w pixels, each x_stride floats
 /// apart (at least groups·group_in), Y batch × out_h × out_w pixels y_stride floats apart (at least
 /// groups·group_out). Output channel o of group g reads input channels g·group_in …< (g + 1)·group_in.
+/// x_channel_stride 0 (or 1) means X's channels are contiguous (channels last); any other value reads X channels
+/// first — channel planes x_channel_stride floats apart, pixels x_stride (1) apart, images groups·group_in planes
+/// apart — so a stem convolution reads an NCHW image without a transpose first (ck_conv2d_nhwc only).
 typedef struct {
     int batch, in_h, in_w, out_h, out_w;
     int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w;
     int groups, group_in, group_out;
     ptrdiff_t x_stride, y_stride;
+    ptrdiff_t x_channel_stride;
 } ck_conv_nhwc;
 
 /// What follows the product, in this order, while the tile is in registers: the bias (one value per output
