@@ -15,6 +15,8 @@
 #define CK_X86 1
 /// AVX2 and FMA code is compiled per function, so the library still runs on baseline x86-64.
 #define CK_AVX2 __attribute__((target("avx2,fma")))
+/// AVX-512 code likewise (F, VL and DQ: float FMAs, masks, 256-bit forms).
+#define CK_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
 #endif
 
 #define CK_HIDDEN __attribute__((visibility("hidden")))
@@ -27,14 +29,23 @@ static inline int ck_ceil_div(int a, int b) { return (a + b - 1) / b; }
 /// takes tens of microseconds to wake, so smaller products do not gain from a second core.
 #define CK_PARALLEL_MIN_WORK (1 << 20)
 
-/// Whether the CPU and the OS support AVX2 and FMA (cpuid + xgetbv).
+/// Whether the CPU and the OS support AVX2 and FMA, and AVX-512 (F, VL, DQ with the OS saving the opmask and zmm
+/// state) (cpuid + xgetbv, read once).
 CK_HIDDEN int ck_cpu_has_avx2_fma(void);
+CK_HIDDEN int ck_cpu_has_avx512(void);
 
-/// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path: resolved once per
-/// call, on the caller's thread, so one call never mixes paths and the *_with entry points need no global switch.
+/// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path (also under
+/// CK_ISA_AVX512: kernels without an AVX-512 form use their AVX2 one): resolved once per call, on the caller's
+/// thread, so one call never mixes paths and the *_with entry points need no global switch.
 static inline int ck_isa_avx2(ck_isa isa) {
     if (isa == CK_ISA_AUTO) isa = ck_active_isa();
-    return isa == CK_ISA_AVX2_FMA && ck_cpu_has_avx2_fma();
+    return (isa == CK_ISA_AVX2_FMA || isa == CK_ISA_AVX512) && ck_cpu_has_avx2_fma();
+}
+
+/// Whether a call that asked for `isa` runs the AVX-512 path of the kernels that have one.
+static inline int ck_isa_avx512(ck_isa isa) {
+    if (isa == CK_ISA_AUTO) isa = ck_active_isa();
+    return isa == CK_ISA_AVX512 && ck_cpu_has_avx512();
 }
 
 /// ck_parallel_for on at most `threads` threads (the caller counts as one).

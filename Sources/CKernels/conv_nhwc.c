@@ -171,6 +171,105 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
 }
 #endif
 
+
+// MARK: - AVX-512
+
+/// Output pixels per AVX-512 tile: 12 rows × 32 columns (two 16-wide panels) = 24 zmm accumulators, 2 B loads and
+/// 12 broadcasts (folded into the FMAs) per k step. Four times the work of the AVX2 tile per call and per row
+/// pointer switch, which is what the short-K convolutions of MobileNet/EfficientNet spend their time on.
+#define CK_MR512 12
+/// Channels per tap from which the AVX-512 tile needs at least CK_CONV_AVX512_MIN_PIXELS output pixels to win.
+#define CK_CONV_AVX512_MAX_CHANNELS 512
+#define CK_CONV_AVX512_MIN_PIXELS 512
+
+#ifdef CK_X86
+/// The cheap activations on 16 lanes, with the scalar formulas' roundings (as ck_act_avx2).
+CK_AVX512 static inline __m512 ck_act512(__m512 x, const ck_epilogue *ep) {
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
+    switch (ep->activation) {
+    case CK_ACT_RELU: return _mm512_max_ps(x, zero);
+    case CK_ACT_CLIP: {
+        __m512 lo = _mm512_set1_ps(ep->param0), hi = _mm512_set1_ps(ep->param1);
+        __m512 y = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), lo);
+        return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, hi, _CMP_GT_OQ), hi);
+    }
+    case CK_ACT_LEAKY_RELU: {
+        __m512 sx = _mm512_mul_ps(_mm512_set1_ps(ep->param0), x);
+        return _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), sx);
+    }
+    case CK_ACT_HARD_SIGMOID: {
+        __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(ep->param0), x), _mm512_set1_ps(ep->param1));
+        __m512 u = _mm512_mask_mov_ps(one, _mm512_cmp_ps_mask(t, one, _CMP_LT_OQ), t);
+        return _mm512_mask_mov_ps(zero, _mm512_cmp_ps_mask(u, zero, _CMP_GE_OQ), u);
+    }
+    case CK_ACT_HARD_SWISH: {
+        __m512 t = _mm512_add_ps(_mm512_div_ps(x, _mm512_set1_ps(6)), _mm512_set1_ps(0.5f));
+        __m512 u = _mm512_mask_mov_ps(one, _mm512_cmp_ps_mask(t, one, _CMP_LT_OQ), t);
+        __m512 v = _mm512_mask_mov_ps(zero, _mm512_cmp_ps_mask(u, zero, _CMP_GE_OQ), u);
+        return _mm512_mul_ps(x, v);
+    }
+    default: return x;  // none, or a transcendental one (applied after, by ck_act_rows_avx2)
+    }
+}
+
+/// Stores one 16-column half-row (live columns `mask`) after bias, residual and the cheap activation.
+CK_AVX512 static inline void ck_tail512(float *dst, __m512 v, __mmask16 mask, const float *bias, const float *residual,
+                                        const ck_epilogue *ep) {
+    if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, bias));
+    if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, residual));
+    _mm512_mask_storeu_ps(dst, mask, ck_act512(v, ep));
+}
+
+/// The 12 × 32 tile over two packed panels (b1 NULL: one panel, 12 × 16). Rows past mr repeat a live pointer.
+CK_AVX512 static void ck_igemm_avx512(int taps, int kc, const float *const *rows, const float *b0, const float *b1, float *c,
+                                      ptrdiff_t ldc, int mr, int nr, const ck_tile_tail *tail) {
+#define CK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define CK_DECLARE(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+    CK_ROWS(CK_DECLARE)
+#undef CK_DECLARE
+    if (b1) {
+        for (int t = 0; t < taps; t++, rows += CK_MR512) {
+#define CK_POINTER(r) const float *a##r = rows[r];
+            CK_ROWS(CK_POINTER)
+            for (int p = 0; p < kc; p++, b0 += CK_NR, b1 += CK_NR) {
+                __m512 w0 = _mm512_loadu_ps(b0), w1 = _mm512_loadu_ps(b1);
+#define CK_STEP2(r) { __m512 x = _mm512_set1_ps(a##r[p]); c##r##0 = _mm512_fmadd_ps(x, w0, c##r##0); c##r##1 = _mm512_fmadd_ps(x, w1, c##r##1); }
+                CK_ROWS(CK_STEP2)
+#undef CK_STEP2
+            }
+        }
+    } else {
+        for (int t = 0; t < taps; t++, rows += CK_MR512) {
+            CK_ROWS(CK_POINTER)
+#undef CK_POINTER
+            for (int p = 0; p < kc; p++, b0 += CK_NR) {
+                __m512 w0 = _mm512_loadu_ps(b0);
+#define CK_STEP1(r) c##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(a##r[p]), w0, c##r##0);
+                CK_ROWS(CK_STEP1)
+#undef CK_STEP1
+            }
+        }
+    }
+    int late = ck_act_is_transcendental(tail->activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0};
+    __mmask16 m0 = (__mmask16)(nr >= CK_NR ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 2 * CK_NR ? 0xFFFF : nr > CK_NR ? (1u << (nr - CK_NR)) - 1 : 0);
+#define CK_STORE(r)                                                                                                 \
+    if (r < mr) {                                                                                                   \
+        const float *z = tail->residual ? tail->residual + r * tail->residual_stride : NULL;                        \
+        ck_tail512(c + r * ldc, c##r##0, m0, tail->bias, z, &ep);                                                   \
+        if (m1) ck_tail512(c + r * ldc + CK_NR, c##r##1, m1, tail->bias ? tail->bias + CK_NR : NULL, z ? z + CK_NR : NULL, &ep); \
+    }
+    CK_ROWS(CK_STORE)
+#undef CK_STORE
+#undef CK_ROWS
+    if (late) {
+        ep.activation = tail->activation;
+        ck_act_rows_avx2(c, ldc, mr, nr, &ep);
+    }
+}
+#endif
+
 static ck_igemm_kernel ck_igemm_select(ck_isa isa) {
 #ifdef CK_X86
     if (ck_isa_avx2(isa)) return ck_igemm_avx2;
@@ -194,6 +293,8 @@ typedef struct {
     /// for inputs with few channels per tap (a stem convolution), and for channels-first inputs.
     int im2row;
     ptrdiff_t channel_stride;
+    /// Rows per tile: CK_MR512 on the AVX-512 path, CK_MR otherwise.
+    int mr, avx512;
 } ck_conv_job;
 
 /// Channels per group below which a channels-last tile's rows would be gathered (im2row) rather than read
@@ -217,7 +318,7 @@ static void ck_conv_gather_tile(const ck_conv_job *job, int n, int p0, int mr, i
     size_t image_stride = job->channel_stride == 1 ? (size_t)g->in_h * g->in_w * g->x_stride
                                                    : (size_t)g->groups * g->group_in * job->channel_stride;
     const float *image = job->x + (size_t)n * image_stride + (size_t)group * g->group_in * job->channel_stride;
-    for (int r = 0; r < CK_MR; r++) {
+    for (int r = 0; r < job->mr; r++) {
         float *row = buffer + (size_t)r * k;
         rows[r] = row;
         if (r >= mr) {
@@ -258,16 +359,17 @@ static const float **ck_conv_row_buffer(size_t count) {
 /// pixels p0 …), the first channel of group g at that tap, or zeros outside the image.
 static void ck_conv_tile_rows(const ck_conv_job *job, int n, int p0, int mr, int group, const float **rows) {
     const ck_conv_nhwc *g = &job->g;
-    int oh[CK_MR], ow[CK_MR];
-    for (int r = 0; r < CK_MR; r++) {
+    int tile = job->mr;
+    int oh[CK_MR512], ow[CK_MR512];
+    for (int r = 0; r < tile; r++) {
         int p = p0 + (r < mr ? r : mr - 1);
         oh[r] = p / g->out_w;
         ow[r] = p % g->out_w;
     }
     const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride + (size_t)group * g->group_in;
     for (int i = 0; i < g->kernel_h; i++) {
-        for (int j = 0; j < g->kernel_w; j++, rows += CK_MR) {
-            for (int r = 0; r < CK_MR; r++) {
+        for (int j = 0; j < g->kernel_w; j++, rows += tile) {
+            for (int r = 0; r < tile; r++) {
                 int ih = oh[r] * g->stride_h - g->pad_top + i * g->dilation_h;
                 int iw = ow[r] * g->stride_w - g->pad_left + j * g->dilation_w;
                 rows[r] = (unsigned)ih < (unsigned)g->in_h && (unsigned)iw < (unsigned)g->in_w
@@ -286,33 +388,44 @@ static void ck_conv_task(void *context, int index) {
     int t0 = tb * job->tile_block, t1 = ck_min(job->tiles, t0 + job->tile_block);
     int j0 = pb * job->panel_block, j1 = ck_min(job->panels, j0 + job->panel_block);
     size_t k = (size_t)job->taps * g->group_in;
-    const float **rows = ck_conv_row_buffer((size_t)job->taps * CK_MR);
+    int tile = job->mr;
+    const float **rows = ck_conv_row_buffer((size_t)job->taps * tile);
     float *gathered = NULL;
     if (job->im2row) {
-        if (k * CK_MR > ck_conv_im2row_count) {
+        if (k * tile > ck_conv_im2row_count) {
             free(ck_conv_im2row);
-            ck_conv_im2row = aligned_alloc(64, (k * CK_MR * sizeof(float) + 63) / 64 * 64);
+            ck_conv_im2row = aligned_alloc(64, (k * tile * sizeof(float) + 63) / 64 * 64);
             if (!ck_conv_im2row) abort();  // out of memory, as Swift traps on a failed allocation
-            ck_conv_im2row_count = k * CK_MR;
+            ck_conv_im2row_count = k * tile;
         }
         gathered = ck_conv_im2row;
     }
     int out_pixels = g->out_h * g->out_w;
+    int taps = gathered ? 1 : job->taps, kc = gathered ? (int)k : g->group_in;
     for (int t = t0; t < t1; t++) {
-        int n = t / job->tiles_per_image, p0 = (t % job->tiles_per_image) * CK_MR;
-        int mr = ck_min(CK_MR, out_pixels - p0);
+        int n = t / job->tiles_per_image, p0 = (t % job->tiles_per_image) * tile;
+        int mr = ck_min(tile, out_pixels - p0);
         if (gathered) ck_conv_gather_tile(job, n, p0, mr, group, gathered, rows);
         else ck_conv_tile_rows(job, n, p0, mr, group, rows);
         size_t pixel = (size_t)n * out_pixels + p0;
-        for (int j = j0; j < j1; j++) {
+        // AVX-512 tiles take two panels at a time (the last one alone when their count is odd).
+        for (int j = j0; j < j1; j += job->avx512 && j + 1 < j1 ? 2 : 1) {
             int col0 = group * g->group_out + j * CK_NR;
             ck_tile_tail tail = {
                 job->ep.bias ? job->ep.bias + col0 : NULL,
                 job->ep.residual ? job->ep.residual + pixel * job->ep.residual_stride + col0 : NULL,
                 job->ep.residual_stride, job->ep.activation, job->ep.param0, job->ep.param1};
             const float *b = job->w + ((size_t)group * job->panels + j) * k * CK_NR;
-            job->kernel(gathered ? 1 : job->taps, gathered ? (int)k : g->group_in, rows, b, job->y + pixel * g->y_stride + col0,
-                        g->y_stride, mr, ck_min(CK_NR, g->group_out - j * CK_NR), &tail);
+            float *y = job->y + pixel * g->y_stride + col0;
+#ifdef CK_X86
+            if (job->avx512) {
+                int pair = j + 1 < j1;
+                ck_igemm_avx512(taps, kc, rows, b, pair ? b + k * CK_NR : NULL, y, g->y_stride, mr,
+                                ck_min(pair ? 2 * CK_NR : CK_NR, g->group_out - j * CK_NR), &tail);
+                continue;
+            }
+#endif
+            job->kernel(taps, kc, rows, b, y, g->y_stride, mr, ck_min(CK_NR, g->group_out - j * CK_NR), &tail);
         }
     }
 }
@@ -329,11 +442,16 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     const ck_conv_nhwc *g = &job.g;
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0 || g->group_out <= 0) return;
     job.kernel = ck_igemm_select(isa);
+    // Measured (scripts/bench_kernels.py --conv, resnet50's layers): the 12-row tiles win on every layer but those with
+    // long channel runs (≥ 512 per tap) and few pixels — layer 4's 7×7 convolutions, layer 3's 1024→256 — where 12
+    // rows of A no longer stay in L1 across a panel pair and the partial last tile wastes more; those keep 6 × 16.
+    job.avx512 = ck_isa_avx512(isa) && (g->group_in < CK_CONV_AVX512_MAX_CHANNELS || g->batch * g->out_h * g->out_w >= CK_CONV_AVX512_MIN_PIXELS);
+    job.mr = job.avx512 ? CK_MR512 : CK_MR;
     job.taps = g->kernel_h * g->kernel_w;
     job.channel_stride = g->x_channel_stride > 0 ? g->x_channel_stride : 1;
     job.im2row = job.channel_stride != 1 || g->group_in < CK_CONV_IM2ROW_CHANNELS;
     job.panels = ck_ceil_div(g->group_out, CK_NR);
-    job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, CK_MR);
+    job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, job.mr);
     job.tiles = g->batch * job.tiles_per_image;
     float *heap_zeros = NULL;
     if (g->group_in <= CK_CONV_ZEROS) {
@@ -349,9 +467,10 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     size_t panel_bytes = (size_t)job.taps * (size_t)(g->group_in > 0 ? g->group_in : 1) * CK_NR * sizeof(float);
     job.panel_block = (int)(CK_CONV_B_BLOCK_BYTES / panel_bytes);
     if (job.panel_block < 1) job.panel_block = 1;
+    if (job.avx512 && job.panel_block % 2) job.panel_block++;  // AVX-512 tiles take panels in pairs
     if (job.panel_block > job.panels) job.panel_block = job.panels;
     job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
-    double work = (double)job.tiles * CK_MR * g->groups * g->group_out * (double)job.taps * g->group_in;
+    double work = (double)job.tiles * job.mr * g->groups * g->group_out * (double)job.taps * g->group_in;
     if (threads <= 0) threads = ck_num_threads();
     if (work < CK_PARALLEL_MIN_WORK) threads = 1;
     int outer = g->groups * job.panel_blocks;

@@ -76,7 +76,7 @@ void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h,
     int planes = batch * channels;
     void (*task)(void *, int) = ck_depthwise_task_scalar;
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) task = ck_depthwise_task_avx2;
+    if (ck_isa_avx2(CK_ISA_AUTO)) task = ck_depthwise_task_avx2;
 #endif
     double work = (double)planes * out_h * out_w * kernel_h * kernel_w;
     if (work < CK_PARALLEL_MIN_WORK / 4) {

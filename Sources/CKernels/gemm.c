@@ -173,7 +173,7 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
 static ck_microkernel ck_kernel(ck_isa isa) {
     if (isa == CK_ISA_AUTO) isa = ck_active_isa();
 #ifdef CK_X86
-    if (isa == CK_ISA_AVX2_FMA && ck_cpu_has_avx2_fma()) return ck_microkernel_avx2;
+    if (ck_isa_avx2(isa)) return ck_microkernel_avx2;
 #endif
     return ck_microkernel_scalar;
 }

@@ -276,7 +276,7 @@ void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, fl
     int tile_cols = ck_max(CK_TRANSPOSE_TILE, (4096 / tile_rows + 7) / 8 * 8);
     ck_transpose_job job = {x, y, rows, cols, batch, ck_ceil_div(rows, tile_rows), ck_ceil_div(cols, tile_cols), tile_rows, tile_cols, 0};
 #ifdef CK_X86
-    job.avx2 = ck_active_isa() == CK_ISA_AVX2_FMA;
+    job.avx2 = ck_isa_avx2(CK_ISA_AUTO);
 #endif
     int tasks = batch * job.row_blocks * job.col_blocks;
     double work = (double)batch * rows * cols;

@@ -107,7 +107,7 @@ static void ck_attention_task(void *context, int index) {
     ck_sgemm_serial(rows, s->sk, s->d, qa, ktb, scores, s->sk, NULL);
     void (*softmax)(float *, int, float, const float *, ptrdiff_t) = ck_attention_row_scalar;
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) softmax = ck_attention_row_avx2;
+    if (ck_isa_avx2(CK_ISA_AUTO)) softmax = ck_attention_row_avx2;
 #endif
     for (int i = 0; i < rows; i++) {
         const float *m = job->mask ? job->mask + job->mask_offsets[b] + (ptrdiff_t)(r0 + i) * s->mask_row_stride : NULL;
@@ -218,7 +218,7 @@ static void ck_layernorm_task(void *context, int index) {
     const ck_layernorm_job *job = context;
     int r0 = index * job->rows_per_task, r1 = ck_min(job->rows, r0 + job->rows_per_task);
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) {
+    if (ck_isa_avx2(CK_ISA_AUTO)) {
         for (int r = r0; r < r1; r++) ck_layernorm_row_avx2(job, r);
         return;
     }

@@ -31,7 +31,7 @@ static void ck_logistic_scalar(float *x, size_t n, int silu) {
 
 static void ck_logistic(float *x, size_t n, int silu) {
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) { ck_logistic_avx2(x, n, silu); return; }
+    if (ck_isa_avx2(CK_ISA_AUTO)) { ck_logistic_avx2(x, n, silu); return; }
 #endif
     ck_logistic_scalar(x, n, silu);
 }
@@ -62,7 +62,7 @@ CK_AVX2 static float ck_softmax_exp_avx2(float *x, size_t n, float maximum) {
 
 float ck_softmax_exp(float *x, size_t n, float maximum) {
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) return ck_softmax_exp_avx2(x, n, maximum);
+    if (ck_isa_avx2(CK_ISA_AUTO)) return ck_softmax_exp_avx2(x, n, maximum);
 #endif
     float sum = 0;
     for (size_t i = 0; i < n; i++) { x[i] = expf(x[i] - maximum); sum += x[i]; }
@@ -104,7 +104,7 @@ CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep
 void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1) {
     ck_epilogue ep = {CK_BIAS_NONE, NULL, activation, param0, param1, 0};
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) { ck_activation_avx2(x, n, &ep); return; }
+    if (ck_isa_avx2(CK_ISA_AUTO)) { ck_activation_avx2(x, n, &ep); return; }
 #endif
     for (size_t i = 0; i < n; i++) x[i] = ck_act_scalar(x[i], &ep);
 }
@@ -165,7 +165,7 @@ static void ck_binary_task(void *context, int index) {
     if (r1 > job->rows) r1 = job->rows;
     void (*row)(int, const float *, ptrdiff_t, const float *, ptrdiff_t, float *, ptrdiff_t) = ck_binary_row_scalar;
 #ifdef CK_X86
-    if (ck_active_isa() == CK_ISA_AVX2_FMA) row = ck_binary_row_avx2;
+    if (ck_isa_avx2(CK_ISA_AUTO)) row = ck_binary_row_avx2;
 #endif
     int last = job->rank - 1;
     for (ptrdiff_t r = r0; r < r1; r++) {

@@ -85,6 +85,9 @@ typedef enum {
     CK_ISA_AUTO = 0,
     CK_ISA_SCALAR = 1,
     CK_ISA_AVX2_FMA = 2,
+    /// AVX-512 (F, VL, DQ): the kernels that have an AVX-512 form use it (the channels-last convolution); the others
+    /// run their AVX2 form. Sums run in the same order on either path, so results are the same.
+    CK_ISA_AVX512 = 3,
 } ck_isa;
 
 /// The instruction set products run with now (never CK_ISA_AUTO).
