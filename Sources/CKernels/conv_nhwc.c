@@ -610,34 +610,104 @@ __attribute__((always_inline)) CK_AVX2 static inline void ck_dw_quad_block_avx2(
     acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
 }
 
-/// Four neighbouring output pixels of one row whose taps are all inside the row horizontally, 16 channels at a time:
-/// per tap 2 weight loads shared by the 4 pixels, 8 input loads, 8 FMAs (against 4 loads per 2 FMAs one pixel at a
-/// time). Kernel rows outside the image (ih0 …< ih1 are the inside ones) are skipped, as the padding adds nothing.
-/// Taps sum in (kernel row, kernel column) order, as the single-pixel path.
-CK_AVX2 static void ck_dw_quad_avx2(const ck_dw_job *job, const float *image, int i0, int i1, int ih_base, int iw_base,
-                                     float *out, const float *residual) {
+/// The bias, residual and cheap activation of 4 pixels × one 16-channel block, then the stores (masked for a partial
+/// block); the activation's switch runs once per block.
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_store_avx2(const ck_dw_job *job, __m256 acc[4][2], int count,
+                                                                        float *out, const float *residual, int c, int live,
+                                                                        __m256i m0, __m256i m1, const ck_epilogue *ep) {
     const ck_conv_nhwc *g = &job->g;
+    if (job->ep.bias) {
+        __m256 b0 = _mm256_maskload_ps(job->ep.bias + c, m0), b1 = _mm256_maskload_ps(job->ep.bias + c + 8, m1);
+        for (int p = 0; p < count; p++) { acc[p][0] = _mm256_add_ps(acc[p][0], b0); acc[p][1] = _mm256_add_ps(acc[p][1], b1); }
+    }
+    if (residual) {
+        for (int p = 0; p < count; p++) {
+            const float *z = residual + (ptrdiff_t)p * job->ep.residual_stride + c;
+            acc[p][0] = _mm256_add_ps(acc[p][0], _mm256_maskload_ps(z, m0));
+            acc[p][1] = _mm256_add_ps(acc[p][1], _mm256_maskload_ps(z + 8, m1));
+        }
+    }
+    for (int p = 0; p < count; p++) {
+        float *dst = out + (ptrdiff_t)p * g->y_stride + c;
+        __m256 v0 = ck_act_avx2(acc[p][0], ep), v1 = ck_act_avx2(acc[p][1], ep);
+        if (live == CK_NR) {
+            _mm256_storeu_ps(dst, v0);
+            _mm256_storeu_ps(dst + 8, v1);
+        } else {
+            _mm256_maskstore_ps(dst, m0, v0);
+            _mm256_maskstore_ps(dst + 8, m1, v1);
+        }
+    }
+}
+
+/// One pixel of one 16-channel block whose taps may fall outside the row (the row's borders): each tap checked.
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_border_block_avx2(const ck_dw_job *job, const float *image, int i0, int i1,
+                                                                               int ih_base, int iw_first, int c, const float *w,
+                                                                               const int masked, __m256i m0, __m256i m1, __m256 acc[2]) {
+    const ck_conv_nhwc *g = &job->g;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int i = i0; i < i1; i++) {
+        const float *row = image + (ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w * g->x_stride + c;
+        for (int j = 0; j < g->kernel_w; j++) {
+            int iw = iw_first + j * g->dilation_w;
+            if ((unsigned)iw >= (unsigned)g->in_w) continue;
+            const float *x = row + (ptrdiff_t)iw * g->x_stride, *wr = w + ((size_t)i * g->kernel_w + j) * CK_NR;
+            a0 = _mm256_fmadd_ps(masked ? _mm256_maskload_ps(x, m0) : _mm256_loadu_ps(x), _mm256_loadu_ps(wr), a0);
+            a1 = _mm256_fmadd_ps(masked ? _mm256_maskload_ps(x + 8, m1) : _mm256_loadu_ps(x + 8), _mm256_loadu_ps(wr + 8), a1);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
+/// One output row, block of 16 channels outer (its 9 taps' weights stay in L1 for the whole row), pixels inner:
+/// four at a time where every tap is inside the row, one at a time at the borders. Kernel rows outside the image
+/// (i0 …< i1 are the inside ones) are skipped, as the padding adds nothing. Taps sum in (kernel row, kernel column)
+/// order on either path.
+CK_AVX2 static void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int n, int oh) {
+    const ck_conv_nhwc *g = &job->g;
+    int ih_base = oh * g->stride_h - g->pad_top;
+    int i0 = 0, i1 = g->kernel_h;
+    while (i0 < i1 && ih_base + i0 * g->dilation_h < 0) i0++;
+    while (i1 > i0 && ih_base + (i1 - 1) * g->dilation_h >= g->in_h) i1--;
     int taps = job->taps, channels = job->channels;
     ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs, col_step = (ptrdiff_t)g->dilation_w * xs;
     int late = ck_act_is_transcendental(job->ep.activation);
     ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
+    float *out_row = job->y + row_pixel * g->y_stride;
+    const float *res_row = job->ep.residual ? job->ep.residual + row_pixel * job->ep.residual_stride : NULL;
+    // The first and last output columns whose taps are all inside the row.
+    int span = (g->kernel_w - 1) * g->dilation_w;
+    int first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
+    int last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
+    if (last > g->out_w - 1) last = g->out_w - 1;
     const float *w = job->w;
     for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
         int live = ck_min(CK_NR, channels - c);
+        int masked = live != CK_NR;
         __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
-        __m256 acc[4][2];
-        if (live == CK_NR) ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_base, c, w, xs, pixel_step, col_step, 0, m0, m1, acc);
-        else ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_base, c, w, xs, pixel_step, col_step, 1, m0, m1, acc);
-        for (int p = 0; p < 4; p++) {
-            ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL,
-                                 residual ? residual + (ptrdiff_t)p * job->ep.residual_stride + c : NULL, 0,
-                                 job->ep.activation, job->ep.param0, job->ep.param1};
-            ck_tail_row_avx2(out + (ptrdiff_t)p * g->y_stride + c, acc[p][0], acc[p][1], 0, live, &tail, &ep);
+        for (int ow = 0; ow < g->out_w;) {
+            __m256 acc[4][2];
+            float *out = out_row + (ptrdiff_t)ow * g->y_stride;
+            const float *residual = res_row ? res_row + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
+            int iw_first = ow * g->stride_w - g->pad_left;
+            if (ow >= first && ow + 3 <= last) {
+                if (masked) ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 1, m0, m1, acc);
+                else ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 0, m0, m1, acc);
+                ck_dw_store_avx2(job, acc, 4, out, residual, c, live, m0, m1, &ep);
+                ow += 4;
+            } else {
+                if (masked) ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 1, m0, m1, acc[0]);
+                else ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 0, m0, m1, acc[0]);
+                ck_dw_store_avx2(job, acc, 1, out, residual, c, live, m0, m1, &ep);
+                ow++;
+            }
         }
     }
     if (late) {
         ep.activation = job->ep.activation;
-        ck_act_rows_avx2(out, g->y_stride, 4, channels, &ep);
+        ck_act_rows_avx2(out_row, g->y_stride, g->out_w, channels, &ep);
     }
 }
 #endif
@@ -654,27 +724,16 @@ static void ck_dw_task(void *context, int index) {
     if (job->avx2) pixel = ck_dw_pixel_avx2;
 #endif
     for (int oh = r0; oh < r1; oh++) {
-        int ih_base = oh * g->stride_h - g->pad_top;
-        // The kernel rows inside the image for this output row.
-        int i0 = 0, i1 = g->kernel_h;
-        while (i0 < i1 && ih_base + i0 * g->dilation_h < 0) i0++;
-        while (i1 > i0 && ih_base + (i1 - 1) * g->dilation_h >= g->in_h) i1--;
-        for (int ow = 0; ow < g->out_w;) {
-            size_t p = ((size_t)n * g->out_h + oh) * g->out_w + ow;
-            float *out = job->y + p * g->y_stride;
-            const float *residual = job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL;
 #ifdef CK_X86
-            // Four pixels whose taps are all inside the row horizontally: the blocked path.
-            int iw_first = ow * g->stride_w - g->pad_left, iw_last = (ow + 3) * g->stride_w - g->pad_left + (g->kernel_w - 1) * g->dilation_w;
-            if (job->avx2 && ow + 4 <= g->out_w && iw_first >= 0 && iw_last < g->in_w) {
-                ck_dw_quad_avx2(job, image, i0, i1, ih_base, iw_first, out, residual);
-                ow += 4;
-                continue;
-            }
+        if (job->avx2) {
+            ck_dw_row_avx2(job, image, n, oh);
+            continue;
+        }
 #endif
+        for (int ow = 0; ow < g->out_w; ow++) {
+            size_t p = ((size_t)n * g->out_h + oh) * g->out_w + ow;
             ck_dw_pixel_rows(job, image, oh, ow, rows);
-            pixel(job, rows, out, residual);
-            ow++;
+            pixel(job, rows, job->y + p * g->y_stride, job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL);
         }
     }
 }

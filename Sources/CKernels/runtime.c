@@ -257,6 +257,16 @@ void ck_parallel_run(int threads, int count, void (*body)(void *context, int ind
     atomic_store_explicit(&ck_pool.busy, 0, memory_order_release);
 }
 
+static void ck_warm_task(void *context, int index) {
+    (void)context;
+    (void)index;
+}
+
+void ck_pool_warm_up(void) {
+    int threads = ck_num_threads();
+    if (threads > 1) ck_parallel_run(threads, threads, ck_warm_task, NULL);
+}
+
 void ck_parallel_for(int count, void (*body)(void *context, int index), void *context) {
     ck_parallel_run(ck_num_threads(), count, body, context);
 }

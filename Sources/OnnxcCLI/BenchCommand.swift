@@ -11,6 +11,7 @@ import Glibc
 /// timing on shared machines is noisy, so comparisons belong in a script that runs both engines together.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "bench",
         abstract: "Time a model (.oxc, or .onnx optimized for the runtime): p50/p90/p99/min latency, load time, peak RSS; --profile adds the time per op type.",
         discussion: "With --json the last line of stdout is one JSON object (median_ms, p90_ms, p99_ms, min_ms, mean_ms, runs_per_s, load_ms, peak_rss_bytes, arena_bytes).")
 

@@ -9,6 +9,7 @@ import OnnxcPasses
 /// `onnxc compile MODEL -o OUT.oxc`: optimizes for the runtime, plans memory, and writes the compiled model.
 struct Compile: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "compile",
         abstract: "Compile an ONNX model into a .oxc file that `onnxc run`/`bench` (and the C/Swift runtime) load in place.")
 
     @Argument(help: "The ONNX model file.")

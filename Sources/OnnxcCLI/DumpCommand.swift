@@ -5,6 +5,7 @@ import OnnxcIR
 /// `onnxc dump MODEL`: the whole graph as text, JSON or Graphviz DOT.
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "dump",
         abstract: "Print a model's graph: readable text (one line per node), JSON, or Graphviz DOT.",
         discussion: "Text and JSON are deterministic, so dumps can be diffed. Render DOT with `dot -Tsvg`.")
 

@@ -8,6 +8,7 @@ import OnnxcRuntime
 /// `onnxc info MODEL`: versions, signature, parameters and op histogram.
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "info",
         abstract: "Summarize a model: IR version, opsets, producer, inputs and outputs, parameters, op histogram.")
 
     @Argument(help: "The model: an .onnx file, or a compiled .oxc.")

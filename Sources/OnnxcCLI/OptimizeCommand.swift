@@ -6,6 +6,7 @@ import OnnxcIR
 /// `onnxc optimize MODEL -o OUT.onnx -O<level>`: ONNX in, standard ONNX out.
 struct Optimize: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "optimize",
         abstract: "Optimize a model and write standard ONNX that ONNX Runtime loads.",
         discussion: """
             -O0 re-encodes the model losslessly: same nodes, names, attributes, initializer bytes, metadata and \

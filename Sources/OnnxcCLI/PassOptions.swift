@@ -88,7 +88,7 @@ enum OptimizationLevel {
 
 /// `onnxc passes`: every pass with its id and summary.
 struct Passes: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List every optimization pass with its id and summary.")
+    static let configuration = CommandConfiguration(commandName: "passes", abstract: "List every optimization pass with its id and summary.")
 
     func run() throws {
         let width = (Pipelines.all.map(\.id.count).max() ?? 0) + 2

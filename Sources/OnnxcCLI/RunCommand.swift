@@ -7,7 +7,8 @@ import OnnxcRuntime
 
 /// `onnxc run MODEL --input NAME=FILE ...`: executes a model on given inputs.
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a model on inputs from .npy, .npz or TensorProto .pb files.")
+    static let configuration = CommandConfiguration(
+        commandName: "run",abstract: "Run a model on inputs from .npy, .npz or TensorProto .pb files.")
 
     @Argument(help: "The model: an .onnx file, or a compiled .oxc.")
     var model: String

@@ -33,6 +33,8 @@ struct Runnable {
             let compiled = try CompiledFile.load(path)
             do {
                 let executor = try compiled.makeExecutor()
+                // The kernels' workers start while the inputs are read, not inside the first op.
+                Parallelism.warmUp()
                 let threads = compiled.program.metadata.properties.last { $0.key == "threads" }.flatMap { Int($0.value) }
                 return Runnable(path: path, graph: executor.graph, executor: executor, loadSeconds: Stopwatch.seconds(since: start),
                                 arenaBytes: compiled.program.arenaBytes, compiledThreads: threads)

@@ -44,11 +44,15 @@ enum InputFiles {
                 throw CommandFailure(file: path, what: "\(error)", hint: "pass a serialized onnx.TensorProto")
             }
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CommandFailure(file: path, what: "cannot read the file", hint: "check the path")
+        // Mapped, so NumPy's 64-byte-aligned float data is used in place rather than read and copied twice.
+        let storage: ByteStorage
+        do {
+            storage = try MappedFile.map(path: path)
+        } catch {
+            throw CommandFailure(file: nil, error)
         }
         do {
-            return try NPY.read(Array(data))
+            return try NPY.read(storage)
         } catch {
             throw CommandFailure(file: path, what: error.description, hint: "save inputs with numpy.save")
         }
@@ -128,9 +132,8 @@ enum OutputFiles {
             if let outputDir {
                 let path = outputDir + "/" + fileName(output.name) + ".npy"
                 do {
-                    let bytes = try NPY.write(tensor)
                     let writer = try AtomicFileWriter(path: path)
-                    try writer.write(ByteSlice(copying: bytes))
+                    try NPY.write(tensor) { (bytes) throws(FileError) in try writer.write(bytes) }.get()
                     try writer.commit()
                 } catch let error as FileError {
                     throw CommandFailure(file: nil, error)

@@ -12,6 +12,7 @@ import OnnxcRuntime
 /// like ONNX Runtime's onnx_test_runner.
 struct Test: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "test",
         abstract: "Run ONNX backend test folders and compare outputs with the expected ones.",
         discussion: """
             Each DIR is a test folder (model.onnx and test_data_set_*/) or a folder of them. A test passes when every \

@@ -6,6 +6,7 @@ import OnnxcRuntime
 /// `onnxc verify MODEL.onnx MODEL.oxc`: the compiled model must give the original's answers.
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "verify",
         abstract: "Run an ONNX model (as written, -O0) and its compiled .oxc on the same inputs and compare every output.",
         discussion: "An output passes when |oxc - onnx| <= atol + rtol * |onnx| elementwise. Exits 1 when any output does not.")
 

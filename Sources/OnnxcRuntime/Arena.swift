@@ -17,9 +17,33 @@ final class Arena: @unchecked Sendable {
 
     init?(byteCount: Int, slots: [String: (offset: Int, byteCount: Int)] = [:]) {
         guard byteCount > 0, byteCount <= Tensor.allocationLimit else { return nil }
+        self.slots = slots
+        // Arenas of a few megabytes and more are mapped on 2 MiB boundaries with transparent huge pages asked for:
+        // the first run then takes one page fault per 2 MiB instead of one per 4 KiB (yolo_tiny's 2.9 MB arena: 730
+        // faults, about a millisecond in a virtual machine, become 2).
+        let huge = Arena.hugePageBytes
+        if byteCount >= huge, let rounded = CheckedSize.alignUp(byteCount, to: huge), let mapped = Arena.mapHuge(rounded) {
+            storage = ByteStorage(base: UnsafeRawPointer(mapped), count: byteCount, owner: nil, release: { _ = munmap(mapped, rounded) })
+            return
+        }
         let memory = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 64)
         storage = ByteStorage(base: UnsafeRawPointer(memory), count: byteCount, owner: nil, release: { memory.deallocate() })
-        self.slots = slots
+    }
+
+    static let hugePageBytes = 2 << 20
+
+    /// An anonymous mapping of `bytes` (a multiple of 2 MiB) starting on a 2 MiB boundary, huge pages advised.
+    private static func mapHuge(_ bytes: Int) -> UnsafeMutableRawPointer? {
+        // Map 2 MiB more than needed and trim both ends to the aligned range.
+        let span = bytes + hugePageBytes
+        guard let raw = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else { return nil }
+        let start = Int(bitPattern: raw), aligned = (start + hugePageBytes - 1) / hugePageBytes * hugePageBytes
+        if aligned > start { _ = munmap(raw, aligned - start) }
+        let tail = start + span - (aligned + bytes)
+        if tail > 0, let end = UnsafeMutableRawPointer(bitPattern: aligned + bytes) { _ = munmap(end, tail) }
+        guard let base = UnsafeMutableRawPointer(bitPattern: aligned) else { return nil }
+        _ = madvise(base, bytes, MADV_HUGEPAGE)
+        return base
     }
 
     func base(of name: String) -> UnsafeMutableRawPointer? {

@@ -21,6 +21,14 @@ public final class CompiledModel: Sendable {
         plan = try ExecutionPlan(program: program, graph: graph)
     }
 
+    /// Prepares for the first run: an executor (arena allocated) for `run` to take, and the kernels' workers
+    /// started, so the first inference costs what later ones do. Loaders that run at once (`onnxc run`) call it.
+    public func prepare() throws(RuntimeError) {
+        let executor = try makeExecutor()
+        idle.withLock { $0.append(executor) }
+        Parallelism.warmUp()
+    }
+
     /// The main graph's inputs and outputs, as the caller must feed and will receive them.
     public var inputs: [RuntimeValueInfo] { graph.inputs }
     public var outputs: [RuntimeValueInfo] { graph.outputs }

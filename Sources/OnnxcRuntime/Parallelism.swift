@@ -6,6 +6,9 @@ internal import CKernels
 public enum Parallelism {
     public static var threads: Int { Int(ck_num_threads()) }
 
+    /// Creates and wakes the pool's workers, so the first run does not pay for it.
+    public static func warmUp() { ck_pool_warm_up() }
+
     /// Sets the count (at least 1) and returns the count in force.
     @discardableResult
     public static func setThreads(_ count: Int) -> Int { Int(ck_set_num_threads(Int32(clamping: max(1, count)))) }

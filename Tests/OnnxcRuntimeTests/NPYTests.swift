@@ -26,6 +26,26 @@ import Testing
         }
     }
 
+    /// Mapped storage (or any storage) of an aligned little-endian file is used in place; the same values as the
+    /// decoding path either way, and the streaming writer gives the same bytes as the array writer.
+    @Test func readsAlignedStorageInPlace() throws {
+        let tensor = try Tensor((0..<48).map { Float($0) / 3 }, shape: [2, 4, 6])
+        let bytes = try NPY.write(tensor)
+        // Storage whose base is 64-byte aligned, as a mapping is: the data (at offset 64·k) is borrowed.
+        let storage = ByteStorage(count: bytes.count) { out in out.copyBytes(from: bytes) }
+        let read = try NPY.read(storage)
+        #expect(read.shape == [2, 4, 6] && read.array(Float.self) == tensor.array(Float.self))
+        let base = try #require(storage.baseAddress), data = try #require(read.unsafeBaseAddress)
+        #expect(data >= base && data < base + storage.count, "aligned data is used in place")
+        // Big-endian and Fortran files decode (copied), with the same result as the array reader.
+        let big = Self.file(descr: ">i4", shape: "(2,)", payload: [0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFE])
+        let bigStorage = ByteStorage(count: big.count) { out in out.copyBytes(from: big) }
+        #expect(try NPY.read(bigStorage).array(Int32.self) == [1, -2])
+        var streamed: [UInt8] = []
+        _ = try NPY.write(tensor) { (piece: UnsafeRawBufferPointer) throws(NPY.Failure) in streamed += Array(piece) }.get()
+        #expect(streamed == bytes)
+    }
+
     static func file(descr: String, fortran: String = "False", shape: String, payload: [UInt8]) -> [UInt8] {
         let header = "{'descr': '\(descr)', 'fortran_order': \(fortran), 'shape': \(shape), }\n"
         return [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + payload

@@ -151,6 +151,10 @@ void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h,
                          int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
                          const float *x, const float *w, const float *bias, float *y, const ck_epilogue *epilogue);
 
+/// Starts the pool's workers now (a no-op job on every thread), so that a model's first product does not also pay
+/// for creating and scheduling them: for loaders to call once the model is ready.
+void ck_pool_warm_up(void);
+
 /// Runs body(context, i) for i in 0..<count on the pool (the caller takes part). Nested or concurrent calls run
 /// serially on the calling thread. body must not throw or longjmp.
 void ck_parallel_for(int count, void (*body)(void *context, int index), void *context);

@@ -1,4 +1,4 @@
-import OnnxcCore
+public import OnnxcCore
 
 /// NumPy `.npy` files (format versions 1–3): read and write every numeric, bool, complex and string dtype.
 /// Fortran-order and object arrays are rejected with a clear message; big-endian data is byte-swapped.
@@ -12,6 +12,45 @@ public enum NPY {
     }
 
     private static let magic: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]  // \x93NUMPY
+
+    /// A `.npy` file's bytes (a mapped file, say). Little-endian numeric data whose offset is 64-byte aligned —
+    /// what NumPy writes — is used in place, without a copy, for as long as the tensor lives; anything else is
+    /// decoded into a new tensor.
+    public static func read(_ storage: ByteStorage) throws(Failure) -> Tensor {
+        let count = storage.count
+        guard count >= 12, let base = storage.baseAddress else { return try read(storage.withUnsafeBytes { Array($0) }) }
+        let prefix = Array(UnsafeRawBufferPointer(start: base, count: 12))
+        let major = prefix[6]
+        guard Array(prefix[0..<6]) == magic, major >= 1, major <= 3 else { return try read(storage.withUnsafeBytes { Array($0) }) }
+        let headerStart = major == 1 ? 10 : 12
+        let headerLength = major == 1 ? Int(prefix[8]) | Int(prefix[9]) << 8
+            : Int(prefix[8]) | Int(prefix[9]) << 8 | Int(prefix[10]) << 16 | Int(prefix[11]) << 24
+        let dataStart = headerStart + headerLength
+        guard dataStart <= count else { throw .invalid("truncated .npy header") }
+        let header = String(decoding: UnsafeRawBufferPointer(start: base + headerStart, count: headerLength), as: UTF8.self)
+        if let (dtype, shape) = try? nativeLayout(header), dataStart % 64 == 0,
+           let elements = CheckedSize.elementCount(shape.map(Int64.init)), let bytes = dtype.byteCount(elements: elements),
+           bytes <= count - dataStart, let slice = ByteSlice(storage, offset: dataStart, count: bytes),
+           let data = try? TensorData(dtype: dtype, dims: shape.map(Int64.init), payload: .bytes(slice)),
+           let tensor = try? Tensor(borrowing: data) {
+            return tensor
+        }
+        return try read(storage.withUnsafeBytes { Array($0) })
+    }
+
+    /// The dtype and shape of a header whose data can be used as is: C order, little-endian (or one byte wide),
+    /// a fixed-width numeric or bool dtype.
+    private static func nativeLayout(_ header: String) throws(Failure) -> (DType, [Int])? {
+        guard try field("fortran_order", in: header) != "True" else { return nil }
+        let type = try field("descr", in: header).trimmingCharacters(in: ["'", "\""])
+        let shape = try parseShape(try field("shape", in: header))
+        let table: [String: DType] = [
+            "<f2": .float16, "<f4": .float, "<f8": .double, "|i1": .int8, "<i2": .int16, "<i4": .int32, "<i8": .int64,
+            "|u1": .uint8, "<u2": .uint16, "<u4": .uint32, "<u8": .uint64, "|b1": .bool,
+        ]
+        guard let dtype = table[type] else { return nil }
+        return (dtype, shape)
+    }
 
     public static func read(_ bytes: [UInt8]) throws(Failure) -> Tensor {
         guard bytes.count >= 10, Array(bytes[0..<6]) == magic else { throw .invalid("not a .npy file (bad magic)") }
@@ -86,7 +125,7 @@ public enum NPY {
         }
         let tensor: Tensor
         do {
-            tensor = try Tensor(zeros: dtype, shape: shape)
+            tensor = try Tensor(uninitialized: dtype, shape: shape)
         } catch {
             throw .invalid(error.description)
         }
@@ -95,7 +134,10 @@ public enum NPY {
         }
         let lane = kind == "c" ? width / 2 : width
         tensor.withMutableBytes { out in
-            for i in 0..<tensor.byteCount { out[i] = payload[i] }
+            payload.withUnsafeBytes { source in
+                guard let from = source.baseAddress, let to = out.baseAddress else { return }
+                to.copyMemory(from: from, byteCount: tensor.byteCount)
+            }
             if order == ">" && lane > 1 {
                 for start in stride(from: 0, to: tensor.byteCount, by: lane) {
                     for k in 0..<(lane / 2) { out.swapAt(start + k, start + lane - 1 - k) }
@@ -105,8 +147,31 @@ public enum NPY {
         return tensor
     }
 
+    /// Writes `tensor` as `.npy` through `sink`: the header, then the elements straight from the tensor's memory
+    /// (strings are encoded first). `sink` receives each piece once, in order.
+    public static func write<E: Error>(_ tensor: Tensor, to sink: (UnsafeRawBufferPointer) throws(E) -> Void) throws(Failure) -> Result<Void, E> {
+        if tensor.dtype == .string {
+            let bytes = try write(tensor)
+            return bytes.withUnsafeBytes { raw in Result { () throws(E) in try sink(raw) } }
+        }
+        let header = try self.header(tensor)
+        let written = header.withUnsafeBytes { raw in Result { () throws(E) in try sink(raw) } }
+        guard case .success = written else { return written }
+        return tensor.withBytes { raw in Result { () throws(E) in try sink(raw) } }
+    }
+
     /// The `.npy` bytes of `tensor` (format 1.0, little-endian, C order; strings as fixed-width unicode).
     public static func write(_ tensor: Tensor) throws(Failure) -> [UInt8] {
+        if tensor.dtype != .string { return try header(tensor) + tensor.withBytes { Array($0) } }
+        return try encode(tensor)
+    }
+
+    /// The header of a numeric tensor's `.npy` file (its elements follow as they are in memory).
+    private static func header(_ tensor: Tensor) throws(Failure) -> [UInt8] {
+        try encode(tensor, headerOnly: true)
+    }
+
+    private static func encode(_ tensor: Tensor, headerOnly: Bool = false) throws(Failure) -> [UInt8] {
         let descr: String
         var payload: [UInt8] = []
         switch tensor.dtype {
@@ -136,7 +201,7 @@ public enum NPY {
         default:
             throw .invalid("NumPy has no dtype for \(tensor.dtype.onnxName); cast the output to float32 first")
         }
-        if tensor.dtype != .string { payload = tensor.withBytes { Array($0) } }
+        if tensor.dtype != .string && !headerOnly { payload = tensor.withBytes { Array($0) } }
         let shape = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
         var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shape), }"
         // Pad so the data starts on a 64-byte boundary, as NumPy does; the header ends with a newline.
