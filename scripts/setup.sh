@@ -3,7 +3,8 @@
 #   bash scripts/setup.sh
 # System packages: protobuf-c (runtime library and the protoc-c generator) and graphviz (to render dumps).
 # The float32 kernels (Sources/CKernels) are self-contained C: no BLAS or oneDNN package is needed to build or run.
-# (scripts/bench_kernels.py --install adds OpenBLAS, BLIS and oneDNN for the kernel comparison only.)
+# (scripts/bench_kernels.py --install adds OpenBLAS, BLIS and oneDNN, and with --conv XNNPACK and oneDNN, for the
+# kernel comparisons only.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

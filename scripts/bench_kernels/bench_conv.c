@@ -1,17 +1,33 @@
 // Convolution throughput on the layers onnxc's CNNs contain: CKernels' channels-last indirect GEMM
 // (ck_conv2d_nhwc, weights packed once) against its channels-first GEMM (ck_sconv2d, weights packed once, B packed
 // from the input per call), and — when present — XNNPACK's NHWC convolution and oneDNN's convolution primitive
-// (dlopen'ed; see bench_conv_libs.c). Built and run by scripts/bench_kernels.py --conv. Every result is checked
-// against a double-precision direct convolution before it is timed.
-// Output: one tab-separated line per layer: name, then GFLOP/s per implementation, then the largest relative error.
+// (dlopen'ed; see bench_conv_libs.c), every one with the bias and ReLU fused. Built and run by
+// scripts/bench_kernels.py --conv, which sets the thread counts through the environment.
+//
+// Usage: bench_conv [--libs ours,xnnpack,dnnl] [LAYER...]: the implementations to run ("ours" is both of our
+// columns; the others print "-") and the layers whose names contain any LAYER (all by default).
+// Threads: ck_num_threads() (ONNXC_NUM_THREADS, else the physical cores) for ours and for XNNPACK's pthreadpool;
+// oneDNN's OpenMP takes OMP_NUM_THREADS, set to the same count unless already set.
+// BENCH_SECONDS: the least time of calls in one timing round (default 0.2; a tiny value only checks the results).
+//
+// Every result is checked against a double-precision direct convolution before it is timed. The machine may be
+// shared, so the implementations run interleaved: for each layer, ROUNDS rounds, each timing every implementation
+// for at least BENCH_SECONDS (after a 20 ms pause that lets other pools' spinning threads go idle, and a warm-up
+// call that brings its data back into cache); an implementation's rate is its best round.
+// Output: one tab-separated line per layer: name, GFLOP, GFLOP/s per implementation, then each one's largest
+// relative error, "-" for one that did not run.
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "bench_conv_libs.h"
 #include "ckernels.h"
+
+#define ROUNDS 3
 
 typedef struct {
     const char *name;
@@ -67,21 +83,18 @@ static float *random_floats(size_t n, unsigned seed) {
     return v;
 }
 
-/// Seconds per call: at least 0.2 s of calls after one warm-up, best of 3 rounds.
-static double time_calls(void (*f)(void *), void *arg) {
+/// Seconds per call over at least `seconds` of calls, after a pause and one warm-up call.
+static double time_round(void (*f)(void *), void *arg, double seconds) {
+    usleep(20000);
     f(arg);
-    double best = 1e9;
-    for (int round = 0; round < 3; round++) {
-        int calls = 0;
-        double start = now(), elapsed;
-        do {
-            f(arg);
-            calls++;
-            elapsed = now() - start;
-        } while (elapsed < 0.2);
-        if (elapsed / calls < best) best = elapsed / calls;
-    }
-    return best;
+    int calls = 0;
+    double start = now(), elapsed;
+    do {
+        f(arg);
+        calls++;
+        elapsed = now() - start;
+    } while (elapsed < seconds);
+    return elapsed / calls;
 }
 
 typedef struct {
@@ -121,12 +134,16 @@ static void run_nchw(void *arg) {
     }
 }
 
-/// Largest |y − reference| / (1 + |reference|) over the NHWC output, against a direct convolution in double.
-static double check_nhwc(const bench *b) {
+/// Output rows the reference covers: all of a small output, every 7th of a large one (the direct convolution in
+/// double would otherwise take longer than the timing).
+static int checked_row_step(const bench *b) { return b->out > 20 ? 7 : 1; }
+
+/// The direct convolution in double, with bias and ReLU, at the checked output rows: [row][ow][o].
+static double *reference(const bench *b) {
     const layer *l = b->l;
-    int gi = l->cin / l->groups, go = l->cout / l->groups;
-    double worst = 0;
-    for (int oh = 0; oh < b->out; oh += (b->out > 20 ? 7 : 1)) {
+    int gi = l->cin / l->groups, go = l->cout / l->groups, step = checked_row_step(b);
+    double *r = malloc(sizeof(double) * ((b->out + step - 1) / step) * b->out * l->cout), *next = r;
+    for (int oh = 0; oh < b->out; oh += step) {
         for (int ow = 0; ow < b->out; ow++) {
             for (int o = 0; o < l->cout; o++) {
                 int g = o / go;
@@ -139,59 +156,120 @@ static double check_nhwc(const bench *b) {
                             s += (double)b->w[((o * gi + c) * l->kernel + i) * l->kernel + j] *
                                  b->x_nhwc[((size_t)ih * l->size + iw) * l->cin + g * gi + c];
                         }
-                if (s < 0) s = 0;
-                double e = fabs(b->y[((size_t)oh * b->out + ow) * l->cout + o] - s) / (1 + fabs(s));
-                if (e > worst) worst = e;
+                *next++ = s < 0 ? 0 : s;
             }
         }
     }
+    return r;
+}
+
+/// Largest |y − reference| / (1 + |reference|) over the checked rows; output (pixel p, channel o) is at
+/// y[p·pixel_stride + o·channel_stride] (NHWC: cout, 1; NCHW: 1, out²).
+static double max_error(const bench *b, const double *r, ptrdiff_t pixel_stride, ptrdiff_t channel_stride) {
+    double worst = 0;
+    for (int oh = 0; oh < b->out; oh += checked_row_step(b))
+        for (int ow = 0; ow < b->out; ow++)
+            for (int o = 0; o < b->l->cout; o++) {
+                double s = *r++, y = b->y[((ptrdiff_t)oh * b->out + ow) * pixel_stride + o * channel_stride];
+                double e = fabs(y - s) / (1 + fabs(s));
+                if (!(e <= worst)) worst = e; // a NaN counts as the worst
+            }
     return worst;
 }
 
+enum { OURS_NHWC, OURS_NCHW, XNNPACK, DNNL, IMPLS };
+static const char *columns[IMPLS] = {"ours NHWC", "ours NCHW", "XNNPACK", "oneDNN"};
+static const char *keys[IMPLS] = {"ours", "ours", "xnnpack", "dnnl"};
+static const conv_library *libraries[IMPLS] = {NULL, NULL, &xnnpack_library, &dnnl_library};
+
 int main(int argc, char **argv) {
-    const char *only = argc > 1 ? argv[1] : NULL;
-    printf("layer\tGFLOP\tours NHWC\tours NCHW\tmax error\n");
+    const char *libs = "ours,xnnpack,dnnl";
+    char **filters = argv + 1;
+    int nfilters = argc - 1;
+    if (nfilters >= 2 && strcmp(filters[0], "--libs") == 0) { libs = filters[1]; filters += 2; nfilters -= 2; }
+    const char *seconds_env = getenv("BENCH_SECONDS");
+    double seconds = seconds_env ? atof(seconds_env) : 0.2;
+    int threads = ck_num_threads();
+    int selected[IMPLS];
+    for (int i = 0; i < IMPLS; i++) {
+        selected[i] = strstr(libs, keys[i]) != NULL;
+        if (selected[i] && libraries[i] && !libraries[i]->load(threads)) selected[i] = 0;
+    }
+    printf("layer\tGFLOP");
+    for (int i = 0; i < IMPLS; i++) printf("\t%s", columns[i]);
+    for (int i = 0; i < IMPLS; i++) printf("\terr %s", columns[i]);
+    printf("\n");
     for (size_t li = 0; li < sizeof layers / sizeof *layers; li++) {
         const layer *l = &layers[li];
-        if (only && !strstr(l->name, only)) continue;
+        int wanted = nfilters == 0;
+        for (int f = 0; f < nfilters; f++) wanted |= strstr(l->name, filters[f]) != NULL;
+        if (!wanted) continue;
         bench b;
         memset(&b, 0, sizeof b);
         b.l = l;
         b.out = (l->size + 2 * l->pad - l->kernel) / l->stride + 1;
         int gi = l->cin / l->groups, go = l->cout / l->groups;
+        int depthwise = l->groups == l->cin && l->groups == l->cout && l->groups > 1;
         size_t xn = (size_t)l->cin * l->size * l->size, wn = (size_t)l->cout * gi * l->kernel * l->kernel;
         size_t yn = (size_t)l->cout * b.out * b.out;
         b.x_nchw = random_floats(xn, 1);
-        b.x_nhwc = malloc(xn * sizeof(float));
+        // XNNPACK may read up to XNN_EXTRA_BYTES (16) past the end of its input.
+        b.x_nhwc = calloc(xn + 16, sizeof(float));
         for (int c = 0; c < l->cin; c++)
             for (int p = 0; p < l->size * l->size; p++) b.x_nhwc[(size_t)p * l->cin + c] = b.x_nchw[(size_t)c * l->size * l->size + p];
         b.w = random_floats(wn, 2);
         b.bias = random_floats((size_t)l->cout, 3);
         b.y = malloc(yn * sizeof(float));
-        if (l->groups == l->cin && l->groups == l->cout && l->groups > 1) {
+        if (depthwise) {
             b.packed_nhwc = malloc(ck_depthwise_nhwc_packed_size(l->cin, l->kernel, l->kernel) * sizeof(float));
             ck_depthwise_nhwc_pack(l->cin, l->kernel, l->kernel, b.w, b.packed_nhwc);
         } else {
             b.packed_nhwc = malloc(ck_conv_nhwc_packed_size(l->groups, go, gi, l->kernel, l->kernel) * sizeof(float));
             ck_conv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, b.w, b.packed_nhwc);
         }
+        if (l->groups == 1) {
+            b.packed_nchw = malloc(ck_sgemm_packed_a_size(l->cout, gi * l->kernel * l->kernel) * sizeof(float));
+            ck_sgemm_pack_a(l->cout, gi * l->kernel * l->kernel, b.w, gi * l->kernel * l->kernel, 1, b.packed_nchw);
+        }
         b.g = (ck_conv_nhwc){1, l->size, l->size, b.out, b.out, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
                              1, 1, l->groups, gi, go, l->cin, l->cout, 0};
-        double flops = 2.0 * yn * gi * l->kernel * l->kernel;
-        run_nhwc(&b);
-        double error = check_nhwc(&b);
-        double t_nhwc = time_calls(run_nhwc, &b);
-        double t_nchw = -1;
-        if (l->groups == 1 || l->groups == l->cin) {
-            if (l->groups == 1) {
-                b.packed_nchw = malloc(ck_sgemm_packed_a_size(l->cout, gi * l->kernel * l->kernel) * sizeof(float));
-                ck_sgemm_pack_a(l->cout, gi * l->kernel * l->kernel, b.w, gi * l->kernel * l->kernel, 1, b.packed_nchw);
-            }
-            t_nchw = time_calls(run_nchw, &b);
+        conv_problem problem = {l->name, l->cin, l->cout, l->size, b.out, l->kernel, l->stride, l->pad, l->groups,
+                                b.x_nhwc, b.w, b.bias, b.y};
+
+        // Every implementation's state for this layer (weights in its own form), made outside the timing.
+        void *ops[IMPLS] = {0};
+        void (*runs[IMPLS])(void *) = {run_nhwc, run_nchw, NULL, NULL};
+        if (selected[OURS_NHWC]) ops[OURS_NHWC] = &b;
+        if (selected[OURS_NCHW] && (l->groups == 1 || depthwise)) ops[OURS_NCHW] = &b;
+        for (int i = 0; i < IMPLS; i++)
+            if (selected[i] && libraries[i]) { ops[i] = libraries[i]->create(&problem); runs[i] = libraries[i]->run; }
+
+        // All write b.y, each checked right after its first call.
+        double *r = reference(&b), error[IMPLS], best[IMPLS];
+        for (int i = 0; i < IMPLS; i++) {
+            best[i] = 1e30;
+            if (!ops[i]) continue;
+            memset(b.y, 0xff, yn * sizeof(float)); // NaN: an output left unwritten fails the check
+            runs[i](ops[i]);
+            error[i] = i == OURS_NCHW ? max_error(&b, r, 1, (ptrdiff_t)b.out * b.out) : max_error(&b, r, l->cout, 1);
         }
-        printf("%s\t%.3f\t%.1f\t%.1f\t%.1e\n", l->name, flops / 1e9, flops / t_nhwc / 1e9, t_nchw > 0 ? flops / t_nchw / 1e9 : 0.0, error);
+        for (int round = 0; round < ROUNDS; round++)
+            for (int i = 0; i < IMPLS; i++)
+                if (ops[i]) best[i] = fmin(best[i], time_round(runs[i], ops[i], seconds));
+
+        double flops = 2.0 * yn * gi * l->kernel * l->kernel;
+        printf("%s\t%.3f", l->name, flops / 1e9);
+        for (int i = 0; i < IMPLS; i++) {
+            if (ops[i]) printf("\t%.1f", flops / best[i] / 1e9); else printf("\t-");
+        }
+        for (int i = 0; i < IMPLS; i++) {
+            if (ops[i]) printf("\t%.1e", error[i]); else printf("\t-");
+        }
+        printf("\n");
         fflush(stdout);
-        free(b.x_nchw); free(b.x_nhwc); free(b.w); free(b.bias); free(b.y); free(b.packed_nhwc); free(b.packed_nchw);
+        for (int i = 0; i < IMPLS; i++)
+            if (ops[i] && libraries[i]) libraries[i]->destroy(ops[i]);
+        free(r); free(b.x_nchw); free(b.x_nhwc); free(b.w); free(b.bias); free(b.y); free(b.packed_nhwc); free(b.packed_nchw);
     }
     return 0;
 }

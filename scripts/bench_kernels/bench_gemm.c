@@ -4,9 +4,10 @@
 // OPENBLAS_NUM_THREADS, BLIS_NUM_THREADS, OMP_NUM_THREADS).
 //
 // The machine may be shared, so the libraries run interleaved (at one thread; with more, each library runs in its
-// own process, see the script, since thread pools that spin after a call steal the other libraries' cores): for each shape, ROUNDS rounds, each timing every
-// library for at least 0.1 s (after a warm-up call and a 20 ms pause that lets other libraries' spinning threads go
-// idle); a library's rate is its best round. Every shape is C[M×N] = W[M×K]·X[K×N] (a Conv as im2col:
+// own process, see the script, since thread pools that spin after a call steal the other libraries' cores): for
+// each shape, ROUNDS rounds, each timing every library for at least BENCH_SECONDS (default 0.1; a tiny value only
+// checks the results), after a warm-up call and a 20 ms pause that lets other libraries' spinning threads go
+// idle; a library's rate is its best round. Every shape is C[M×N] = W[M×K]·X[K×N] (a Conv as im2col:
 // M = Cout, N = H·W, K = Cin·kh·kw) or, for the transformer rows, X[M×K]·W[K×N]. "ours, W packed" packs the weight
 // operand once outside the timed loop (the compile-time prepacked case).
 // Output: one tab-separated line per shape: name M N K, then GFLOP/s per library in the order of the header line.
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
     openblas = (cblas_sgemm_fn)load("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0", "cblas_sgemm");
     blis = (cblas_sgemm_fn)load("/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4", "cblas_sgemm");
     dnnl = (dnnl_sgemm_fn)load("libdnnl.so.2", "dnnl_sgemm");
+    const char *seconds_env = getenv("BENCH_SECONDS");
+    double seconds = seconds_env ? atof(seconds_env) : 0.1;
     printf("shape\tM\tN\tK");
     for (int lib = 0; lib < LIBS; lib++) printf("\t%s", names[lib]);
     printf("\tmax error\n");
@@ -114,8 +117,8 @@ int main(int argc, char **argv) {
         shape sh = shapes[s];
         float *a = malloc(sizeof(float) * sh.m * sh.k), *b = malloc(sizeof(float) * sh.k * sh.n);
         float *c = malloc(sizeof(float) * sh.m * sh.n);
-        for (int i = 0; i < sh.m * sh.k; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
-        for (int i = 0; i < sh.k * sh.n; i++) b[i] = (float)rand() / RAND_MAX - 0.5f;
+        for (int i = 0; i < sh.m * sh.k; i++) a[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
+        for (int i = 0; i < sh.k * sh.n; i++) b[i] = (float)((double)rand() / RAND_MAX) - 0.5f;
         float *p = malloc(sizeof(float) * (sh.weight_is_a ? ck_sgemm_packed_a_size(sh.m, sh.k) : ck_sgemm_packed_b_size(sh.k, sh.n)));
         if (sh.weight_is_a) ck_sgemm_pack_a(sh.m, sh.k, a, sh.k, 1, p); else ck_sgemm_pack_b(sh.k, sh.n, b, sh.n, 1, p);
         call x = {sh.m, sh.n, sh.k, a, b, c, p, sh.weight_is_a};
@@ -127,7 +130,7 @@ int main(int argc, char **argv) {
                 run(lib, &x);
                 int reps = 0;
                 double start = now(), elapsed;
-                do { run(lib, &x); reps++; } while ((elapsed = now() - start) < 0.1);
+                do { run(lib, &x); reps++; } while ((elapsed = now() - start) < seconds);
                 double gflops = 2.0 * sh.m * sh.n * sh.k * reps / elapsed * 1e-9;
                 if (gflops > best[lib]) best[lib] = gflops;
                 // Every library's product against a double-precision reference on a few entries.
