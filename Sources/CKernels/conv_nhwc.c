@@ -491,6 +491,354 @@ void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *p
     ck_conv2d_nhwc_with(geometry, x, packed_w, epilogue, y, CK_ISA_AUTO, 0);
 }
 
+#ifdef CK_X86
+/// The input transform 8 channels at a time (rows[i][j] NULL: a padding pixel); returns the channels done.
+CK_AVX2 static int ck_wino_input_avx2(const float *rows[4][4], int C, float *v, size_t stride) {
+    int c = 0;
+    for (; c + 8 <= C; c += 8) {
+        __m256 t[4][4];
+        for (int j = 0; j < 4; j++) {
+            __m256 d0 = rows[0][j] ? _mm256_loadu_ps(rows[0][j] + c) : _mm256_setzero_ps();
+            __m256 d1 = rows[1][j] ? _mm256_loadu_ps(rows[1][j] + c) : _mm256_setzero_ps();
+            __m256 d2 = rows[2][j] ? _mm256_loadu_ps(rows[2][j] + c) : _mm256_setzero_ps();
+            __m256 d3 = rows[3][j] ? _mm256_loadu_ps(rows[3][j] + c) : _mm256_setzero_ps();
+            t[0][j] = _mm256_sub_ps(d0, d2);
+            t[1][j] = _mm256_add_ps(d1, d2);
+            t[2][j] = _mm256_sub_ps(d2, d1);
+            t[3][j] = _mm256_sub_ps(d1, d3);
+        }
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps(v + (size_t)(i * 4 + 0) * stride + c, _mm256_sub_ps(t[i][0], t[i][2]));
+            _mm256_storeu_ps(v + (size_t)(i * 4 + 1) * stride + c, _mm256_add_ps(t[i][1], t[i][2]));
+            _mm256_storeu_ps(v + (size_t)(i * 4 + 2) * stride + c, _mm256_sub_ps(t[i][2], t[i][1]));
+            _mm256_storeu_ps(v + (size_t)(i * 4 + 3) * stride + c, _mm256_sub_ps(t[i][1], t[i][3]));
+        }
+    }
+    return c;
+}
+
+/// ck_wino_weights 8 output channels at a time, in the scalar form's order of operations (same results).
+CK_AVX2 static void ck_wino_weights_avx2(const float *panel, int C, int np, int j, float *u) {
+    __m256 half = _mm256_set1_ps(0.5f);
+    for (int c = 0; c < C; c++) {
+        for (int h = 0; h < CK_NR; h += 8) {
+            __m256 g[9], t[4][3];
+            for (int k = 0; k < 9; k++) g[k] = _mm256_loadu_ps(panel + ((size_t)k * C + c) * CK_NR + h);
+            for (int i = 0; i < 3; i++) {
+                t[0][i] = g[i];
+                t[1][i] = _mm256_mul_ps(half, _mm256_add_ps(_mm256_add_ps(g[i], g[3 + i]), g[6 + i]));
+                t[2][i] = _mm256_mul_ps(half, _mm256_add_ps(_mm256_sub_ps(g[i], g[3 + i]), g[6 + i]));
+                t[3][i] = g[6 + i];
+            }
+            for (int i = 0; i < 4; i++) {
+                __m256 v[4] = {t[i][0], _mm256_mul_ps(half, _mm256_add_ps(_mm256_add_ps(t[i][0], t[i][1]), t[i][2])),
+                               _mm256_mul_ps(half, _mm256_add_ps(_mm256_sub_ps(t[i][0], t[i][1]), t[i][2])), t[i][2]};
+                for (int k = 0; k < 4; k++) _mm256_storeu_ps(u + (((size_t)(i * 4 + k) * np + j) * C + c) * CK_NR + h, v[k]);
+            }
+        }
+    }
+}
+
+/// Y = Aᵀ M A for one tile and one panel (16 columns of m, ξ rows `xstride` apart), 8 columns at a time: out[i·2 + j]
+/// holds the two halves of output pixel (i, j).
+CK_AVX2 static inline void ck_wino_output_avx2(const float *m, size_t xstride, __m256 out[4][2]) {
+    for (int h = 0; h < 2; h++) {
+        __m256 q[16];
+        for (int xi = 0; xi < 16; xi++) q[xi] = _mm256_loadu_ps(m + (size_t)xi * xstride + 8 * h);
+        __m256 s0[4], s1[4];
+        for (int j = 0; j < 4; j++) {
+            s0[j] = _mm256_add_ps(_mm256_add_ps(q[j], q[4 + j]), q[8 + j]);
+            s1[j] = _mm256_sub_ps(_mm256_sub_ps(q[4 + j], q[8 + j]), q[12 + j]);
+        }
+        out[0][h] = _mm256_add_ps(_mm256_add_ps(s0[0], s0[1]), s0[2]);
+        out[1][h] = _mm256_sub_ps(_mm256_sub_ps(s0[1], s0[2]), s0[3]);
+        out[2][h] = _mm256_add_ps(_mm256_add_ps(s1[0], s1[1]), s1[2]);
+        out[3][h] = _mm256_sub_ps(_mm256_sub_ps(s1[1], s1[2]), s1[3]);
+    }
+}
+#endif
+
+// MARK: - Winograd F(2×2, 3×3)
+//
+// A 3×3, stride-1 convolution computes each 2×2 block of outputs from a 4×4 block of inputs with 16 products per
+// (input, output) channel pair instead of 36: V = Bᵀ d B per input tile and channel, U = G g Gᵀ per filter, 16
+// GEMMs M_ξ = V_ξ · U_ξ (ξ = the 16 positions of the 4×4 transform) and Y = Aᵀ M A (Lavin & Gray, 2015). The
+// products run on the same microkernels as the direct convolution. Weights are read from the direct
+// convolution's packed layout and transformed per task for the panels it covers, so the file stores them once.
+// F(2, 3)'s matrices hold only 0, ±1 and ±½: the results stay within a few ulp of the direct sums (F(4, 3) would
+// save more but loses about two decimal digits).
+
+/// Output channels (in CK_NR panels) a Winograd task transforms weights for and carries through its tiles: 4 panels
+// (64 channels) keep the transformed weights at 16 × C × 64 floats, 256 KB at C = 64.
+#define CK_WINOGRAD_PANELS 4
+
+typedef struct {
+    ck_conv_nhwc g;
+    const float *x, *w;
+    float *y, *u;  // u: the transformed weights, shared by the tasks
+    ck_conv_epilogue ep;
+    int tiles_h, tiles_w, tiles, mr, avx512, avx2;
+    int panel_blocks, tile_blocks, tile_block, panels;
+    ck_igemm_kernel kernel;
+} ck_wino_job;
+
+/// Per-thread buffers: transformed inputs and products of a row group of tiles.
+static _Thread_local float *ck_wino_buffer = NULL;
+static _Thread_local size_t ck_wino_count = 0;
+
+static float *ck_wino_scratch(size_t floats) {
+    if (floats > ck_wino_count) {
+        free(ck_wino_buffer);
+        ck_wino_buffer = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!ck_wino_buffer) abort();  // out of memory, as Swift traps on a failed allocation
+        ck_wino_count = floats;
+    }
+    return ck_wino_buffer;
+}
+
+/// U = G g Gᵀ for panel j of the packed 3×3 weights, into u laid out as 16 sets of B panels for all of them:
+/// u[((ξ·panels + j)·C + c)·NR + col].
+static void ck_wino_weights(void *context, int j) {
+    const ck_wino_job *job = context;
+    int C = job->g.group_in, np = job->panels;
+    const float *panel = job->w + (size_t)j * 9 * C * CK_NR;
+    float *u = job->u;
+#ifdef CK_X86
+    if (job->avx2) {
+        ck_wino_weights_avx2(panel, C, np, j, u);
+        return;
+    }
+#endif
+    for (int c = 0; c < C; c++) {
+        for (int col = 0; col < CK_NR; col++) {
+            float g[9], t[4][3];
+            for (int k = 0; k < 9; k++) g[k] = panel[((size_t)k * C + c) * CK_NR + col];
+            for (int i = 0; i < 3; i++) {
+                t[0][i] = g[i];
+                t[1][i] = 0.5f * (g[i] + g[3 + i] + g[6 + i]);
+                t[2][i] = 0.5f * (g[i] - g[3 + i] + g[6 + i]);
+                t[3][i] = g[6 + i];
+            }
+            for (int i = 0; i < 4; i++) {
+                float v[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+                for (int k = 0; k < 4; k++) u[(((size_t)(i * 4 + k) * np + j) * C + c) * CK_NR + col] = v[k];
+            }
+        }
+    }
+}
+
+/// V = Bᵀ d B of one tile (4×4 input pixels from (ih0, iw0), zeros outside the image), every channel, into
+/// v[ξ·stride + c].
+static void ck_wino_input(const ck_wino_job *job, const float *image, int ih0, int iw0, float *v, size_t stride) {
+    const ck_conv_nhwc *g = &job->g;
+    int C = g->group_in;
+    const float *rows[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            int ih = ih0 + i, iw = iw0 + j;
+            rows[i][j] = (unsigned)ih < (unsigned)g->in_h && (unsigned)iw < (unsigned)g->in_w ? image + ((size_t)ih * g->in_w + iw) * g->x_stride : NULL;
+        }
+    int c = 0;
+#ifdef CK_X86
+    if (job->avx2) c = ck_wino_input_avx2(rows, C, v, stride);
+#endif
+    for (; c < C; c++) {
+        float d[4][4], t[4][4];
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) d[i][j] = rows[i][j] ? rows[i][j][c] : 0;
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = d[0][j] - d[2][j];
+            t[1][j] = d[1][j] + d[2][j];
+            t[2][j] = d[2][j] - d[1][j];
+            t[3][j] = d[1][j] - d[3][j];
+        }
+        for (int i = 0; i < 4; i++) {
+            v[(size_t)(i * 4 + 0) * stride + c] = t[i][0] - t[i][2];
+            v[(size_t)(i * 4 + 1) * stride + c] = t[i][1] + t[i][2];
+            v[(size_t)(i * 4 + 2) * stride + c] = t[i][2] - t[i][1];
+            v[(size_t)(i * 4 + 3) * stride + c] = t[i][1] - t[i][3];
+        }
+    }
+}
+
+#ifdef CK_X86
+CK_AVX2 static void ck_wino_store_avx2(const ck_wino_job *job, const float *m, size_t xstride, int np, int j0,
+                                       const size_t pixels[4], const int live[4], const ck_epilogue *ep, int late) {
+    const ck_conv_nhwc *g = &job->g;
+    for (int p = 0; p < np; p++) {
+        int o0 = (j0 + p) * CK_NR, nr = ck_min(CK_NR, g->group_out - o0);
+        __m256 out[4][2];
+        ck_wino_output_avx2(m + p * CK_NR, xstride, out);
+        for (int k = 0; k < 4; k++) {
+            if (!live[k]) continue;
+            ck_tile_tail tail = {job->ep.bias ? job->ep.bias + o0 : NULL,
+                                 job->ep.residual ? job->ep.residual + pixels[k] * job->ep.residual_stride + o0 : NULL,
+                                 0, ep->activation, ep->param0, ep->param1};
+            float *dst = job->y + pixels[k] * g->y_stride + o0;
+            ck_tail_row_avx2(dst, out[k][0], out[k][1], 0, nr, &tail, ep);
+            if (late) {
+                ck_epilogue full = *ep;
+                full.activation = job->ep.activation;
+                ck_act_rows_avx2(dst, 0, 1, nr, &full);
+            }
+        }
+    }
+}
+#endif
+
+/// The four output pixels of one tile (pixels[k], live[k]: whether inside the output) for panels j0 ..< j0 + np
+/// from the products at m (ξ rows `xstride` apart): Y = Aᵀ M A, bias, residual, activation (`late`: a
+/// transcendental one ep leaves out, applied in a second pass).
+static void ck_wino_store(const ck_wino_job *job, const float *m, size_t xstride, int np, int j0, const size_t pixels[4],
+                          const int live[4], const ck_epilogue *ep, int late) {
+#ifdef CK_X86
+    if (job->avx2) {
+        ck_wino_store_avx2(job, m, xstride, np, j0, pixels, live, ep, late);
+        return;
+    }
+#endif
+    (void)late;  // without AVX2, ep carries every activation
+    const ck_conv_nhwc *g = &job->g;
+    for (int p = 0; p < np; p++) {
+        int o0 = (j0 + p) * CK_NR, nr = ck_min(CK_NR, g->group_out - o0);
+        const float *mp = m + p * CK_NR;
+        for (int col = 0; col < nr; col++) {
+            float q[16];
+            for (int xi = 0; xi < 16; xi++) q[xi] = mp[(size_t)xi * xstride + col];
+            float s0[4], s1[4];
+            for (int j = 0; j < 4; j++) {
+                s0[j] = q[j] + q[4 + j] + q[8 + j];
+                s1[j] = q[4 + j] - q[8 + j] - q[12 + j];
+            }
+            float out[4] = {s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], s1[0] + s1[1] + s1[2], s1[1] - s1[2] - s1[3]};
+            int o = o0 + col;
+            for (int k = 0; k < 4; k++) {
+                if (!live[k]) continue;
+                float value = out[k];
+                if (job->ep.bias) value = value + job->ep.bias[o];
+                if (job->ep.residual) value = value + job->ep.residual[pixels[k] * job->ep.residual_stride + o];
+                job->y[pixels[k] * g->y_stride + o] = ck_act_scalar(value, ep);
+            }
+        }
+    }
+}
+
+static void ck_wino_task(void *context, int index) {
+    const ck_wino_job *job = context;
+    const ck_conv_nhwc *g = &job->g;
+    int pb = index % job->panel_blocks, tb = index / job->panel_blocks;
+    int j0 = pb * CK_WINOGRAD_PANELS, j1 = ck_min(job->panels, j0 + CK_WINOGRAD_PANELS), np = j1 - j0;
+    int t0 = tb * job->tile_block, t1 = ck_min(job->tiles, t0 + job->tile_block);
+    int C = g->group_in, R = job->mr, cols = np * CK_NR;
+    size_t v_size = (size_t)16 * R * C, m_size = (size_t)16 * R * cols;
+    float *v = ck_wino_scratch(v_size + m_size), *m = v + v_size;
+    const float *rows[CK_MR512];
+    ck_tile_tail plain = {NULL, NULL, 0, CK_ACT_NONE, 0, 0};
+    int late = job->avx2 && ck_act_is_transcendental(job->ep.activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    int per_image = job->tiles_h * job->tiles_w;
+    for (int t = t0; t < t1; t += R) {
+        int count = ck_min(R, t1 - t);
+        // Inputs of up to R tiles, transformed: v[(ξ·R + r)·C + c].
+        for (int r = 0; r < count; r++) {
+            int tile = t + r, n = tile / per_image, th = (tile % per_image) / job->tiles_w, tw = tile % job->tiles_w;
+            const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
+            ck_wino_input(job, image, 2 * th - g->pad_top, 2 * tw - g->pad_left, v + (size_t)r * C, (size_t)R * C);
+        }
+        // The 16 products for every panel: m[(ξ·R + r)·cols + col].
+        for (int xi = 0; xi < 16; xi++) {
+            for (int r = 0; r < R; r++) rows[r] = v + ((size_t)xi * R + (r < count ? r : count - 1)) * C;
+            for (int p = 0; p < np;) {
+                const float *b = job->u + ((size_t)xi * job->panels + j0 + p) * C * CK_NR;
+                float *c = m + (size_t)xi * R * cols + p * CK_NR;
+#ifdef CK_X86
+                if (job->avx512) {
+                    int pair = p + 1 < np;
+                    ck_igemm_avx512(1, C, rows, b, pair ? b + (size_t)C * CK_NR : NULL, c, cols, count, pair ? 2 * CK_NR : CK_NR, &plain);
+                    p += pair ? 2 : 1;
+                    continue;
+                }
+#endif
+                job->kernel(1, C, rows, b, c, cols, count, CK_NR, &plain);
+                p++;
+            }
+        }
+        // Y = Aᵀ M A per tile and channel, then bias, residual and activation, into the tile's live pixels.
+        for (int r = 0; r < count; r++) {
+            int tile = t + r, n = tile / per_image, th = (tile % per_image) / job->tiles_w, tw = tile % job->tiles_w;
+            size_t pixels[4];
+            int live[4];
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    int oh = 2 * th + i, ow = 2 * tw + j;
+                    live[i * 2 + j] = oh < g->out_h && ow < g->out_w;
+                    pixels[i * 2 + j] = ((size_t)n * g->out_h + oh) * g->out_w + ow;
+                }
+            ck_wino_store(job, m + (size_t)r * cols, (size_t)R * cols, np, j0, pixels, live, &ep, late);
+        }
+    }
+}
+
+int ck_conv_nhwc_winograd_applies(const ck_conv_nhwc *g) {
+    return g->kernel_h == 3 && g->kernel_w == 3 && g->stride_h == 1 && g->stride_w == 1 && g->dilation_h == 1 && g->dilation_w == 1
+           && g->groups == 1 && g->group_in > 0 && g->group_out > 0 && (g->x_channel_stride == 0 || g->x_channel_stride == 1);
+}
+
+size_t ck_conv_nhwc_winograd_workspace(const ck_conv_nhwc *g) {
+    return (size_t)16 * ck_ceil_div(g->group_out, CK_NR) * CK_NR * (size_t)g->group_in;
+}
+
+void ck_conv2d_nhwc_winograd_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                                  const ck_conv_epilogue *epilogue, float *workspace, float *y, ck_isa isa, int threads) {
+    ck_wino_job job;
+    memset(&job, 0, sizeof job);
+    job.g = *geometry;
+    job.x = x;
+    job.w = packed_w;
+    job.y = y;
+    if (epilogue) job.ep = *epilogue;
+    const ck_conv_nhwc *g = &job.g;
+    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0) return;
+    float *owned = NULL;
+    if (!workspace) {
+        owned = aligned_alloc(64, (ck_conv_nhwc_winograd_workspace(g) * sizeof(float) + 63) / 64 * 64);
+        if (!owned) abort();  // out of memory, as Swift traps on a failed allocation
+        workspace = owned;
+    }
+    job.u = workspace;
+    job.kernel = ck_igemm_select(isa);
+    job.avx512 = ck_isa_avx512(isa);
+    job.avx2 = ck_isa_avx2(isa);
+    job.mr = job.avx512 ? CK_MR512 : CK_MR;
+    job.tiles_h = ck_ceil_div(g->out_h, 2);
+    job.tiles_w = ck_ceil_div(g->out_w, 2);
+    job.tiles = g->batch * job.tiles_h * job.tiles_w;
+    job.panels = ck_ceil_div(g->group_out, CK_NR);
+    job.panel_blocks = ck_ceil_div(job.panels, CK_WINOGRAD_PANELS);
+    if (threads <= 0) threads = ck_num_threads();
+    double work = (double)job.tiles * 16 * job.panels * CK_NR * g->group_in;
+    if (work < CK_PARALLEL_MIN_WORK) threads = 1;
+    if (threads > 1) ck_parallel_run(threads, job.panels, ck_wino_weights, &job);
+    else for (int j = 0; j < job.panels; j++) ck_wino_weights(&job, j);
+    int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
+    int groups = ck_ceil_div(job.tiles, job.mr);
+    int tile_blocks = ck_ceil_div(wanted, job.panel_blocks);
+    if (tile_blocks > groups) tile_blocks = groups;
+    if (tile_blocks < 1) tile_blocks = 1;
+    // Tile blocks hold whole groups of mr tiles.
+    job.tile_block = ck_ceil_div(groups, tile_blocks) * job.mr;
+    job.tile_blocks = ck_ceil_div(job.tiles, job.tile_block);
+    int tasks = job.panel_blocks * job.tile_blocks;
+    if (threads > 1 && tasks > 1) ck_parallel_run(threads, tasks, ck_wino_task, &job);
+    else for (int i = 0; i < tasks; i++) ck_wino_task(&job, i);
+    free(owned);
+}
+
+void ck_conv2d_nhwc_winograd(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                             float *workspace, float *y) {
+    ck_conv2d_nhwc_winograd_with(geometry, x, packed_w, epilogue, workspace, y, CK_ISA_AUTO, 0);
+}
+
 // MARK: - Depthwise
 
 size_t ck_depthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w) {

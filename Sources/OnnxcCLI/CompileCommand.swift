@@ -34,6 +34,9 @@ struct Compile: ParsableCommand {
     @Flag(help: "Keep every weight in ONNX's layout instead of the kernels' packed one (for comparisons).")
     var noPrepack = false
 
+    @Flag(help: "Compute every convolution directly, without the Winograd kernel where it was measured faster (for comparisons).")
+    var noWinograd = false
+
     @Flag(help: "Print the compile report as JSON.")
     var json = false
 
@@ -81,7 +84,7 @@ struct Compile: ParsableCommand {
                                        optimization: "-O\(level)", properties: properties)
         let program: Program, report: Emitter.Report
         do throws(EmitError) {
-            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack)
+            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd)
         } catch {
             throw CommandFailure(file: model, error)
         }
@@ -91,7 +94,10 @@ struct Compile: ParsableCommand {
 
         var kernels: [String: Int] = [:]
         for graph in program.graphs {
-            for op in graph.ops { kernels[(op.opcode.domain.isEmpty ? "" : op.opcode.domain + "::") + op.opcode.opType, default: 0] += 1 }
+            for op in graph.ops {
+                let name = (op.opcode.domain.isEmpty ? "" : op.opcode.domain + "::") + op.opcode.opType
+                kernels[name + (KernelSelection.variant(op).map { "/" + $0 } ?? ""), default: 0] += 1
+            }
         }
         let kernelList = kernels.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil

@@ -45,8 +45,10 @@ public enum Emitter {
         public var prepackedWeights: Int
     }
 
-    /// `prepackWeights: false` keeps every constant plain (for A/B measurements and debugging kernels).
-    public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true) throws(EmitError) -> (Program, Report) {
+    /// `prepackWeights: false` keeps every constant plain, `winograd: false` every convolution direct (for A/B
+    /// measurements and debugging kernels).
+    public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true,
+                            winograd: Bool = true) throws(EmitError) -> (Program, Report) {
         var builder = ProgramBuilder(model: model)
         builder.addGraph(model.graph, isMain: true)
         if !builder.unsupported.isEmpty {
@@ -62,8 +64,10 @@ public enum Emitter {
         for (view, root) in builder.aliases {
             if case .arena(let offset, let bytes) = tensors[Int(root)].storage { tensors[Int(view)].storage = .arena(offset: offset, byteCount: bytes) }
         }
-        let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: builder.graphs) : 0
-        let program = Program(metadata: metadata, tensors: tensors, graphs: builder.graphs, arenaBytes: plan.arenaBytes)
+        var graphs = builder.graphs
+        KernelSelection.select(&graphs, tensors: tensors, winograd: winograd)
+        let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: graphs) : 0
+        let program = Program(metadata: metadata, tensors: tensors, graphs: graphs, arenaBytes: plan.arenaBytes)
         var constantBytes = 0, dynamic = 0, intermediate = 0
         for tensor in tensors {
             switch tensor.storage {
@@ -74,7 +78,7 @@ public enum Emitter {
             }
         }
         let report = Report(intermediateBytes: intermediate, arenaBytes: plan.arenaBytes, constantBytes: constantBytes,
-                            dynamicTensors: dynamic, ops: builder.graphs.reduce(0) { $0 + $1.ops.count }, prepackedWeights: prepacked)
+                            dynamicTensors: dynamic, ops: graphs.reduce(0) { $0 + $1.ops.count }, prepackedWeights: prepacked)
         return (program, report)
     }
 }

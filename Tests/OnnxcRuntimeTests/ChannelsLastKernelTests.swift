@@ -162,9 +162,12 @@ import Testing
         return packed
     }
 
-    /// Y (yStride floats per pixel, the gap filled with `sentinel`) from the general or the depthwise kernel.
+    /// The kernel a check runs.
+    enum ConvKernel { case direct, depthwise, winograd }
+
+    /// Y (yStride floats per pixel, the gap filled with `sentinel`) from the general, depthwise or Winograd kernel.
     static func runConv(_ s: Conv, _ d: ConvData, packed: [Float], _ act: Activation, isa: ck_isa, threads: Int32,
-                        depthwise: Bool = false) -> [Float] {
+                        kernel: ConvKernel = .direct) -> [Float] {
         var y = [Float](repeating: sentinel, count: s.outPixels * s.yStride)
         var geometry = s.geometry
         withOptional(d.bias) { bias in
@@ -172,10 +175,19 @@ import Testing
                 var epilogue = ck_conv_epilogue(bias: bias, residual: residual, residual_stride: s.yStride, activation: act.kind,
                                                 param0: act.p0, param1: act.p1)
                 y.withUnsafeMutableBufferPointer { py in
-                    if depthwise {
-                        ck_depthwise2d_nhwc_with(&geometry, d.x, packed, &epilogue, py.baseAddress, isa, threads)
-                    } else {
-                        ck_conv2d_nhwc_with(&geometry, d.x, packed, &epilogue, py.baseAddress, isa, threads)
+                    switch kernel {
+                    case .depthwise: ck_depthwise2d_nhwc_with(&geometry, d.x, packed, &epilogue, py.baseAddress, isa, threads)
+                    case .direct: ck_conv2d_nhwc_with(&geometry, d.x, packed, &epilogue, py.baseAddress, isa, threads)
+                    case .winograd:
+                        // One thread allocates its own workspace, two use the caller's (both paths of the API).
+                        if threads == 1 {
+                            ck_conv2d_nhwc_winograd_with(&geometry, d.x, packed, &epilogue, nil, py.baseAddress, isa, threads)
+                        } else {
+                            var workspace = [Float](repeating: .nan, count: ck_conv_nhwc_winograd_workspace(&geometry))
+                            workspace.withUnsafeMutableBufferPointer { pw in
+                                ck_conv2d_nhwc_winograd_with(&geometry, d.x, packed, &epilogue, pw.baseAddress, py.baseAddress, isa, threads)
+                            }
+                        }
                     }
                 }
             }
@@ -185,14 +197,15 @@ import Testing
 
     /// Runs a convolution on both paths and 1 and 2 threads, expecting each within 2e-5·(1 + Σ|terms|) of the
     /// reference (float rounding of the sum, times at most 1.5 for the steepest activation, hard swish), the gap
-    /// between pixels untouched, and the thread counts bit-identical.
-    static func checkConv(_ s: Conv, _ d: ConvData, _ act: Activation, depthwise: Bool = false,
+    /// between pixels untouched, and the thread counts bit-identical. Winograd is held to the same bound: F(2×2, 3×3)'s
+    /// transforms only add, subtract and halve.
+    static func checkConv(_ s: Conv, _ d: ConvData, _ act: Activation, kernel: ConvKernel = .direct,
                           sourceLocation: SourceLocation = #_sourceLocation) {
         let (expected, scale) = reference(s, d, act)
-        let packed = depthwise ? packDepthwise(s, d.w) : packConv(s, d.w)
+        let packed = kernel == .depthwise ? packDepthwise(s, d.w) : packConv(s, d.w)
         for isa in paths {
-            let one = runConv(s, d, packed: packed, act, isa: isa, threads: 1, depthwise: depthwise)
-            let two = runConv(s, d, packed: packed, act, isa: isa, threads: 2, depthwise: depthwise)
+            let one = runConv(s, d, packed: packed, act, isa: isa, threads: 1, kernel: kernel)
+            let two = runConv(s, d, packed: packed, act, isa: isa, threads: 2, kernel: kernel)
             #expect(one == two, "\(s) \(act) isa \(isa.rawValue): 1 and 2 threads differ", sourceLocation: sourceLocation)
             var failures = 0
             for p in 0..<s.outPixels {
@@ -323,6 +336,62 @@ import Testing
         #expect(mismatches == 0)
     }
 
+    // MARK: - Winograd
+
+    /// 3×3 stride-1 single-group convolutions: odd and even output sizes (partial 2×2 tiles on the last row and
+    /// column), 1×1 and one-row images, no, asymmetric and larger-than-kernel padding, input channels 1 … 70 (the
+    /// AVX2 input transform's 8-wide steps and its tail), output channels around the 16-wide panels and the
+    /// 4-panel task blocks (1, 8, 17, 40, 70), batches, strided pixels, and sizes that take two threads and more
+    /// than one row of 12 tiles.
+    static let winogradConvolutions: [Conv] = [
+        Conv(inH: 1, inW: 1, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 4, inW: 4, groupIn: 3, groupOut: 8, kh: 3, kw: 3),
+        Conv(inH: 5, inW: 7, groupIn: 8, groupOut: 17, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 1, inW: 9, groupIn: 9, groupOut: 16, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 6, inW: 5, groupIn: 16, groupOut: 40, kh: 3, kw: 3, top: 0, left: 2, bottom: 1, right: 0),
+        Conv(inH: 3, inW: 3, groupIn: 5, groupOut: 3, kh: 3, kw: 3, top: 3, left: 3, bottom: 3, right: 3),
+        Conv(batch: 3, inH: 7, inW: 6, groupIn: 17, groupOut: 70, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(batch: 2, inH: 9, inW: 9, groupIn: 7, groupOut: 20, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, xExtra: 3, yExtra: 5),
+        Conv(batch: 2, inH: 20, inW: 18, groupIn: 70, groupOut: 33, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 28, inW: 28, groupIn: 32, groupOut: 64, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+    ]
+
+    @Test(arguments: 0..<winogradConvolutions.count) func winogradMatchesReference(_ i: Int) {
+        let s = Self.winogradConvolutions[i]
+        var geometry = s.geometry
+        #expect(ck_conv_nhwc_winograd_applies(&geometry) != 0)
+        Self.checkConv(s, ConvData(s, bias: true, residual: false), Self.activations[0], kernel: .winograd)
+    }
+
+    /// Every activation after bias and residual, on 17 output channels (a full and a masked panel).
+    @Test(arguments: 0..<activations.count) func winogradEpilogue(_ a: Int) {
+        let s = Conv(batch: 2, inH: 5, inW: 6, groupIn: 4, groupOut: 17, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, yExtra: 2)
+        for (bias, residual) in [(true, true), (false, true), (false, false)] {
+            Self.checkConv(s, ConvData(s, bias: bias, residual: residual), Self.activations[a], kernel: .winograd)
+        }
+        Self.checkConv(s, ConvData(s, bias: true, residual: true, weightScale: 40), Self.activations[a], kernel: .winograd)
+    }
+
+    /// Only 3×3, stride 1, dilation 1, one group and channels-last input qualify.
+    @Test func winogradAppliesOnlyToItsGeometry() {
+        let base = Conv(inH: 8, inW: 8, groupIn: 4, groupOut: 4, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1)
+        var variants = [base]
+        variants[0].kh = 5
+        variants.append(base); variants[1].sh = 2
+        variants.append(base); variants[2].dw = 2
+        variants.append(base); variants[3].groups = 2
+        variants.append(base); variants[4].groupIn = 0
+        for v in variants {
+            var geometry = v.geometry
+            #expect(ck_conv_nhwc_winograd_applies(&geometry) == 0, "\(v)")
+        }
+        var channelsFirst = base.geometry
+        channelsFirst.x_channel_stride = 64
+        #expect(ck_conv_nhwc_winograd_applies(&channelsFirst) == 0)
+        var geometry = base.geometry
+        #expect(ck_conv_nhwc_winograd_applies(&geometry) != 0)
+    }
+
     // MARK: - Depthwise
 
     /// Channel counts around the 16-wide block (1, 3, 8, 16, 17, 40), kernels 1×1 … 7×7, strides 1–3, asymmetric
@@ -341,22 +410,22 @@ import Testing
 
     @Test(arguments: 0..<depthwise.count) func depthwiseMatchesReference(_ i: Int) {
         let s = Self.depthwise[i]
-        Self.checkConv(s, ConvData(s, bias: true, residual: false), Self.activations[0], depthwise: true)
+        Self.checkConv(s, ConvData(s, bias: true, residual: false), Self.activations[0], kernel: .depthwise)
     }
 
     /// Every activation after bias and residual, on 17 channels (a full block and a masked one).
     @Test(arguments: 0..<activations.count) func depthwiseEpilogue(_ a: Int) {
         let s = Conv(batch: 2, inH: 5, inW: 6, groups: 17, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1)
         for (bias, residual) in [(true, true), (false, true), (true, false)] {
-            Self.checkConv(s, ConvData(s, bias: bias, residual: residual), Self.activations[a], depthwise: true)
+            Self.checkConv(s, ConvData(s, bias: bias, residual: residual), Self.activations[a], kernel: .depthwise)
         }
-        Self.checkConv(s, ConvData(s, bias: true, residual: true, weightScale: 40), Self.activations[a], depthwise: true)
+        Self.checkConv(s, ConvData(s, bias: true, residual: true, weightScale: 40), Self.activations[a], kernel: .depthwise)
     }
 
     /// More channels than the static zero row: padding taps read a heap buffer.
     @Test func depthwiseWithManyChannels() {
         let s = Conv(inH: 1, inW: 2, groups: 4100, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1)
-        Self.checkConv(s, ConvData(s, bias: true, residual: true), Self.activations[2], depthwise: true)
+        Self.checkConv(s, ConvData(s, bias: true, residual: true), Self.activations[2], kernel: .depthwise)
     }
 
     /// `ck_depthwise_nhwc_pack` writes the documented layout, zeros past the last channel.

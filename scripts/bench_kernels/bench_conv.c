@@ -64,6 +64,10 @@ static const layer layers[] = {
     {"dw 3x3 64 @16 (in L1/L2)", 64, 64, 16, 3, 1, 1, 64},
     {"dw 3x3 16 @64 (in L2)", 16, 16, 64, 3, 1, 1, 16},
     {"yolo 3x3/2 16->32 @160", 16, 32, 160, 3, 2, 1, 1},
+    {"yolo 3x3 16->16 @80", 16, 16, 80, 3, 1, 1, 1},
+    {"yolo 3x3 32->32 @40", 32, 32, 40, 3, 1, 1, 1},
+    {"yolo 3x3 64->64 @20", 64, 64, 20, 3, 1, 1, 1},
+    {"yolo 3x3 128->128 @10", 128, 128, 10, 3, 1, 1, 1},
     {"yolo stem 3x3/2 3->16 @320", 3, 16, 320, 3, 2, 1, 1},
     {"mobilenet_v2 stem 3x3/2 3->32 @224", 3, 32, 224, 3, 2, 1, 1},
 };
@@ -100,7 +104,7 @@ static double time_round(void (*f)(void *), void *arg, double seconds) {
 typedef struct {
     const layer *l;
     int out;
-    float *x_nchw, *x_nhwc, *w, *packed_nhwc, *packed_nchw, *bias, *y;
+    float *x_nchw, *x_nhwc, *w, *packed_nhwc, *packed_nchw, *bias, *y, *workspace;
     ck_conv_nhwc g;
 } bench;
 
@@ -112,6 +116,13 @@ static void run_nhwc(void *arg) {
         return;
     }
     ck_conv2d_nhwc(&b->g, b->x_nhwc, b->packed_nhwc, &ep, b->y);
+}
+
+/// The Winograd F(2×2, 3×3) form of the channels-last convolution, workspace given (as the runtime's frame does).
+static void run_winograd(void *arg) {
+    bench *b = arg;
+    ck_conv_epilogue ep = {b->bias, NULL, 0, CK_ACT_RELU, 0, 0};
+    ck_conv2d_nhwc_winograd(&b->g, b->x_nhwc, b->packed_nhwc, &ep, b->workspace, b->y);
 }
 
 static void run_nchw(void *arg) {
@@ -177,10 +188,10 @@ static double max_error(const bench *b, const double *r, ptrdiff_t pixel_stride,
     return worst;
 }
 
-enum { OURS_NHWC, OURS_NCHW, XNNPACK, DNNL, IMPLS };
-static const char *columns[IMPLS] = {"ours NHWC", "ours NCHW", "XNNPACK", "oneDNN"};
-static const char *keys[IMPLS] = {"ours", "ours", "xnnpack", "dnnl"};
-static const conv_library *libraries[IMPLS] = {NULL, NULL, &xnnpack_library, &dnnl_library};
+enum { OURS_NHWC, OURS_WINOGRAD, OURS_NCHW, XNNPACK, DNNL, IMPLS };
+static const char *columns[IMPLS] = {"ours NHWC", "ours Winograd", "ours NCHW", "XNNPACK", "oneDNN"};
+static const char *keys[IMPLS] = {"ours", "ours", "ours", "xnnpack", "dnnl"};
+static const conv_library *libraries[IMPLS] = {NULL, NULL, NULL, &xnnpack_library, &dnnl_library};
 
 int main(int argc, char **argv) {
     const char *libs = "ours,xnnpack,dnnl";
@@ -238,8 +249,12 @@ int main(int argc, char **argv) {
 
         // Every implementation's state for this layer (weights in its own form), made outside the timing.
         void *ops[IMPLS] = {0};
-        void (*runs[IMPLS])(void *) = {run_nhwc, run_nchw, NULL, NULL};
+        void (*runs[IMPLS])(void *) = {run_nhwc, run_winograd, run_nchw, NULL, NULL};
         if (selected[OURS_NHWC]) ops[OURS_NHWC] = &b;
+        if (selected[OURS_WINOGRAD] && ck_conv_nhwc_winograd_applies(&b.g)) {
+            b.workspace = aligned_alloc(64, (ck_conv_nhwc_winograd_workspace(&b.g) * sizeof(float) + 63) / 64 * 64);
+            ops[OURS_WINOGRAD] = &b;
+        }
         if (selected[OURS_NCHW] && (l->groups == 1 || depthwise)) ops[OURS_NCHW] = &b;
         for (int i = 0; i < IMPLS; i++)
             if (selected[i] && libraries[i]) { ops[i] = libraries[i]->create(&problem); runs[i] = libraries[i]->run; }
@@ -270,6 +285,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < IMPLS; i++)
             if (ops[i] && libraries[i]) libraries[i]->destroy(ops[i]);
         free(r); free(b.x_nchw); free(b.x_nhwc); free(b.w); free(b.bias); free(b.y); free(b.packed_nhwc); free(b.packed_nchw);
+        free(b.workspace);
     }
     return 0;
 }

@@ -227,6 +227,18 @@ void ck_conv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, in
 void ck_conv2d_nhwc(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
                     float *y);
 
+/// Whether ck_conv2d_nhwc_winograd computes this convolution: 3×3, stride 1, dilation 1, one group, channels-last
+/// input (any padding: taps outside the image read zeros, as in the direct form).
+int ck_conv_nhwc_winograd_applies(const ck_conv_nhwc *geometry);
+/// Floats of workspace ck_conv2d_nhwc_winograd needs (the transformed weights: 16/9 of the packed ones).
+size_t ck_conv_nhwc_winograd_workspace(const ck_conv_nhwc *geometry);
+/// ck_conv2d_nhwc by Winograd F(2×2, 3×3): 2.25× fewer multiply-adds, from the same packed weights, which it
+/// transforms into `workspace` (64-byte aligned, ck_conv_nhwc_winograd_workspace floats; NULL: allocated and freed
+/// per call). Rounding differs from the direct sums but its error against exact sums is of the same size. Only for
+/// geometries ck_conv_nhwc_winograd_applies accepts.
+void ck_conv2d_nhwc_winograd(const ck_conv_nhwc *geometry, const float *x, const float *packed_w, const ck_conv_epilogue *epilogue,
+                             float *workspace, float *y);
+
 /// Packed depthwise weights (ours, stable): for each block of CK_NR channels, taps × CK_NR floats:
 ///   packed[(cb·taps + t)·CK_NR + col] = W[cb·CK_NR + col, 0, i, jw], 0 past the last channel. W is [channels, 1, kh, kw].
 size_t ck_depthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w);
@@ -264,6 +276,8 @@ void ck_transpose_batched(int batch, int rows, int cols, const float *x, float *
 /// ck_sgemm_with. The instruction set is chosen once per call.
 void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
                          const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads);
+void ck_conv2d_nhwc_winograd_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
+                                  const ck_conv_epilogue *epilogue, float *workspace, float *y, ck_isa isa, int threads);
 void ck_depthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const float *packed_w,
                               const ck_conv_epilogue *epilogue, float *y, ck_isa isa, int threads);
 void ck_maxpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float *y, ck_isa isa, int threads);

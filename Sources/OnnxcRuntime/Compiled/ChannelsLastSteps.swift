@@ -34,6 +34,9 @@ enum ChannelsLastSteps {
         let slot: ArenaSlot?
         /// The geometry for the compiled input shape.
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
+        let algorithm: ChannelsLast.Algorithm
+        /// The Winograd form's workspace for the planned geometry, in the frame's scratch buffer.
+        let scratchBytes: Int
 
         /// Nil when the weights or bias are not constants (the generic step handles those).
         init?(_ setup: StepSetup) throws(RuntimeError) {
@@ -56,21 +59,27 @@ enum ChannelsLastSteps {
             depthwise = ChannelsLastKernels.isDepthwise(g)
             weights = try ChannelsLastKernels.packedWeights(w, g, depthwise: depthwise, op: node.opType)
             planned = shape.map { ($0, g) }
+            algorithm = depthwise ? .direct : ChannelsLast.Algorithm(attributes: node.attributes)
+            scratchBytes = algorithm == .winograd && shape != nil ? ChannelsLast.winogradWorkspaceBytes(g) ?? 0 : 0
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
             let input = try ChannelsLastSteps.input(frame, x, self)
             do {
                 let g: ConvolutionKernels.Geometry
+                // The scratch buffer fits the planned geometry's workspace; another shape's is allocated per call.
+                var workspace: UnsafeMutableRawPointer?
                 if let planned, planned.shape == input.shape {
                     g = planned.geometry
+                    if scratchBytes > 0, let base = frame.scratch?.storage.baseAddress { workspace = UnsafeMutableRawPointer(mutating: base) }
                 } else {
                     g = try ChannelsLastKernels.convGeometry(x: input.shape, w: weights, bias: bias, attributes: node.attributes, op: node.opType)
                 }
                 let z = residual >= 0 ? try frame.tensor(residual, self) : nil
                 let out = try frame.output(slot, .float, ChannelsLastKernels.outputShape(g))
                 frame.values[Int(y)] = .tensor(try ChannelsLastKernels.convolve(
-                    g, x: input, weights: weights, depthwise: depthwise, bias: bias, residual: z, activation: activation, into: out, op: node.opType))
+                    g, x: input, weights: weights, depthwise: depthwise, bias: bias, residual: z, activation: activation, into: out,
+                    op: node.opType, algorithm: algorithm, workspace: workspace))
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)
             }

@@ -25,7 +25,11 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
         if plan.arenaBytes > 0 && arena == nil {
             throw .invalidShape("the model's arena of \(plan.arenaBytes) bytes is more than this machine's memory")
         }
-        frame = Frame(values: plan.initialValues, arena: arena, subgraphs: try Executor(graph: graph))
+        let scratch = plan.scratchBytes > 0 ? Arena(byteCount: plan.scratchBytes) : nil
+        if plan.scratchBytes > 0 && scratch == nil {
+            throw .invalidShape("the model's kernel workspace of \(plan.scratchBytes) bytes is more than this machine's memory")
+        }
+        frame = Frame(values: plan.initialValues, arena: arena, scratch: scratch, subgraphs: try Executor(graph: graph))
     }
 
     public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {

@@ -14,6 +14,8 @@ struct ExecutionPlan: Sendable {
     /// The value array a run starts from: constants bound, everything else empty.
     let initialValues: [Value?]
     let arenaBytes: Int
+    /// The largest workspace a step needs (each executor allocates one, shared by its steps in turn).
+    let scratchBytes: Int
 
     init(program: Program, graph: RuntimeGraph) throws(RuntimeError) {
         let main = program.graphs[0]
@@ -61,6 +63,7 @@ struct ExecutionPlan: Sendable {
         outputs = main.outputs.map { (loader.info($0), $0) }
         initialValues = initial
         arenaBytes = program.arenaBytes
+        scratchBytes = steps.reduce(0) { max($0, $1.scratchBytes) }
     }
 
     /// Every name a subgraph attribute (and its nested subgraphs) reads; a superset of its outer-scope captures.

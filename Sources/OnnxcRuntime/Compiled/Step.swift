@@ -7,21 +7,30 @@ import OnnxcFormat
 protocol Step: Sendable {
     /// For errors and profiles.
     var node: RuntimeNode { get }
+    /// Bytes of the frame's scratch buffer the step uses while it runs (a kernel's workspace), 64-byte aligned.
+    var scratchBytes: Int { get }
     func run(_ frame: Frame) throws(RuntimeError)
+}
+
+extension Step {
+    var scratchBytes: Int { 0 }
 }
 
 /// The values of one run, by tensor id, and the run's arena. One per executor; never shared between threads.
 final class Frame {
     var values: [Value?]
     let arena: Arena?
+    /// Workspace for the step that runs (the largest any step needs; see `Step.scratchBytes`).
+    let scratch: Arena?
     /// Runs the subgraphs of control-flow ops (If, Loop, Scan) by name, with the interpreter.
     let subgraphs: Executor
     /// Outputs written in their planned slot, and arena values copied out of a slot not theirs.
     var arenaStatistics = (inPlace: 0, copied: 0)
 
-    init(values: [Value?], arena: Arena?, subgraphs: Executor) {
+    init(values: [Value?], arena: Arena?, scratch: Arena?, subgraphs: Executor) {
         self.values = values
         self.arena = arena
+        self.scratch = scratch
         self.subgraphs = subgraphs
     }
 

@@ -6,7 +6,9 @@ import OnnxcCore
 /// channels. Each takes the standard op's attributes; tensors are [N, H, W, C] instead of [N, C, H, W].
 ///
 /// - NhwcConv(X, W, B?, Z?) — FusedConv's inputs and attributes (W stays ONNX's [M, C/group, kh, kw], or the
-///   compiler's packing of it; Z is a residual of the output's shape added before the activation).
+///   compiler's packing of it; Z is a residual of the output's shape added before the activation). Attribute
+///   `algorithm` ("direct" by default, or "winograd") is the compiler's choice of kernel; either gives the
+///   convolution's result.
 /// - NhwcMaxPool (one output: no Indices), NhwcAveragePool, NhwcGlobalAveragePool, NhwcGlobalMaxPool.
 enum ChannelsLastKernels {
     static let table: [String: Kernel] = [
@@ -47,7 +49,8 @@ enum ChannelsLastKernels {
         let weights = try packedWeights(w, g, depthwise: depthwise, op: op)
         let y = try Tensor(uninitialized: .float, shape: outputShape(g))
         return try convolve(g, x: x, weights: weights, depthwise: depthwise, bias: b, residual: z,
-                            activation: try FusedActivation(context), into: y, op: op)
+                            activation: try FusedActivation(context), into: y, op: op,
+                            algorithm: ChannelsLast.Algorithm(attributes: context.attributes))
     }
 
     /// The geometry of NhwcConv on an [N, H, W, C] input, with the weights, bias and sizes checked.
@@ -72,7 +75,8 @@ enum ChannelsLastKernels {
     /// y = activation(conv(x, weights) + bias + residual), with weights in the kernel's layout (`packedWeights`) and
     /// y a fresh tensor of `outputShape(g)`, written completely. Returns y.
     static func convolve(_ g: ConvolutionKernels.Geometry, x: Tensor, weights: Tensor, depthwise: Bool, bias: Tensor?, residual: Tensor?,
-                         activation: FusedActivation?, into y: Tensor, op: String) throws(RuntimeError) -> Tensor {
+                         activation: FusedActivation?, into y: Tensor, op: String, algorithm: ChannelsLast.Algorithm = .direct,
+                         workspace: UnsafeMutableRawPointer? = nil) throws(RuntimeError) -> Tensor {
         guard x.dtype == .float else { throw .unsupportedType(op: op, dtype: x.dtype.onnxName) }
         if let residual {
             guard residual.dtype == .float, residual.shape == y.shape else {
@@ -89,7 +93,8 @@ enum ChannelsLastKernels {
                     withPointer(bias) { b in
                         withPointer(residual) { z in
                             ChannelsLast.convolution(g, x: xBase, packedWeights: wBase, depthwise: depthwise, bias: b,
-                                                     residual: z, y: yBase, activation: activation)
+                                                     residual: z, y: yBase, activation: activation, algorithm: algorithm,
+                                                     workspace: workspace)
                         }
                     }
                 }

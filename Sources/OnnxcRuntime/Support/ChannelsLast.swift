@@ -40,12 +40,17 @@ enum ChannelsLast {
         }
     }
 
-    /// Y (channels last) = activation(conv(X, packed W) + bias + residual) for a 2-D geometry; an activation the
-    /// epilogue lacks (see `fuses`) is left for the caller.
-    static func convolution(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, depthwise: Bool,
-                            bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                            activation: FusedActivation?) {
-        let activation = epilogueActivation(activation) ?? (CK_ACT_NONE, 0, 0)
+    /// How a convolution is computed: the compiler's choice, in NhwcConv's `algorithm` attribute.
+    enum Algorithm: Sendable, Equatable {
+        case direct
+        /// F(2×2, 3×3) Winograd (`ck_conv2d_nhwc_winograd`): 2.25× fewer multiply-adds, for 3×3 stride-1 layers with
+        /// many pixels and few channels, where the compiler measured it faster.
+        case winograd
+
+        init(attributes: Attributes) { self = attributes.string("algorithm", "direct") == "winograd" ? .winograd : .direct }
+    }
+
+    private static func kernelGeometry(_ g: ConvolutionKernels.Geometry) -> ck_conv_nhwc {
         var geometry = ck_conv_nhwc()
         geometry.batch = Int32(g.batch)
         geometry.in_h = Int32(g.inSpatial[0])
@@ -65,10 +70,30 @@ enum ChannelsLast {
         geometry.group_out = Int32(g.outChannels / g.groups)
         geometry.x_stride = g.inChannels
         geometry.y_stride = g.outChannels
+        return geometry
+    }
+
+    /// Bytes of workspace the Winograd form needs for g, or nil where it does not apply.
+    static func winogradWorkspaceBytes(_ g: ConvolutionKernels.Geometry) -> Int? {
+        var geometry = kernelGeometry(g)
+        guard ck_conv_nhwc_winograd_applies(&geometry) != 0 else { return nil }
+        return Int(ck_conv_nhwc_winograd_workspace(&geometry)).multipliedReportingOverflow(by: MemoryLayout<Float>.size).partialValue
+    }
+
+    /// Y (channels last) = activation(conv(X, packed W) + bias + residual) for a 2-D geometry; an activation the
+    /// epilogue lacks (see `fuses`) is left for the caller. `.winograd` where it does not apply computes directly;
+    /// `workspace` (64-byte aligned, `winogradWorkspaceBytes`) may be nil: the kernel then allocates its own.
+    static func convolution(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, depthwise: Bool,
+                            bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
+                            activation: FusedActivation?, algorithm: Algorithm = .direct, workspace: UnsafeMutableRawPointer? = nil) {
+        let activation = epilogueActivation(activation) ?? (CK_ACT_NONE, 0, 0)
+        var geometry = kernelGeometry(g)
         var epilogue = ck_conv_epilogue(bias: bias, residual: residual, residual_stride: g.outChannels, activation: activation.kind,
                                         param0: activation.p0, param1: activation.p1)
         if depthwise {
             ck_depthwise2d_nhwc(&geometry, x, packedWeights, &epilogue, y)
+        } else if algorithm == .winograd, ck_conv_nhwc_winograd_applies(&geometry) != 0 {
+            ck_conv2d_nhwc_winograd(&geometry, x, packedWeights, &epilogue, workspace?.assumingMemoryBound(to: Float.self), y)
         } else {
             ck_conv2d_nhwc(&geometry, x, packedWeights, &epilogue, y)
         }
