@@ -116,10 +116,30 @@ CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+/// The logistic (x·logistic for Silu) from e = e^−|x| ∈ (0, 1], which never overflows: logistic(x) = 1/(1 + e) for
+/// x ≥ 0 and e/(1 + e) below (no cancellation for large |x|). e^−|x| is ck_exp8's method with n rounded by the
+/// 1.5·2^23 shift and 2^n added to the exponent bits (≤ 3·10⁻⁷ relative against double, and exactly 1 where the
+/// logistic rounds to 1). Below −87 the logistic is 0 (its true value is under every normal float), and NaN stays
+/// NaN.
 CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
-    __m256 s = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), ck_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-    // For x below −88.38, e^−x is above every float: the logistic is 0, as libm's expf overflows to +inf.
-    s = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-88.3762626647949f), _CMP_LT_OQ), s);
+    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
+    __m256 v = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_min_ps(ax, _mm256_set1_ps(87.0f)));
+    const __m256 shift = _mm256_set1_ps(12582912.0f);
+    __m256 t = _mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), shift);
+    __m256 n = _mm256_sub_ps(t, shift);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), v);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(t), 23)));
+    // x's sign bit picks e/(1 + e).
+    __m256 s = _mm256_div_ps(_mm256_blendv_ps(_mm256_set1_ps(1.0f), e, x), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    s = _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ), s);
     __m256 y = silu ? _mm256_mul_ps(x, s) : s;
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }

@@ -360,13 +360,24 @@ static const float **ck_conv_row_buffer(size_t count) {
 static void ck_conv_tile_rows(const ck_conv_job *job, int n, int p0, int mr, int group, const float **rows) {
     const ck_conv_nhwc *g = &job->g;
     int tile = job->mr;
-    int oh[CK_MR512], ow[CK_MR512];
-    for (int r = 0; r < tile; r++) {
-        int p = p0 + (r < mr ? r : mr - 1);
-        oh[r] = p / g->out_w;
-        ow[r] = p % g->out_w;
-    }
     const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride + (size_t)group * g->group_in;
+    // A 1×1 stride-1 convolution without padding reads its own pixel: consecutive rows, no bounds to check.
+    if (job->taps == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 && g->pad_left == 0 &&
+        g->in_w == g->out_w && g->in_h == g->out_h) {
+        for (int r = 0; r < tile; r++) rows[r] = image + (size_t)(p0 + (r < mr ? r : mr - 1)) * g->x_stride;
+        return;
+    }
+    // The rows' output coordinates, stepped from p0's (one division per tile instead of one per row).
+    int oh[CK_MR512], ow[CK_MR512];
+    int h = p0 / g->out_w, w = p0 % g->out_w;
+    for (int r = 0; r < tile; r++) {
+        oh[r] = h;
+        ow[r] = w;
+        if (r + 1 < mr && ++w == g->out_w) {
+            w = 0;
+            h++;
+        }
+    }
     for (int i = 0; i < g->kernel_h; i++) {
         for (int j = 0; j < g->kernel_w; j++, rows += tile) {
             for (int r = 0; r < tile; r++) {

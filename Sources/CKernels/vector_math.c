@@ -138,46 +138,63 @@ static void ck_binary_row_scalar(int op, const float *a, ptrdiff_t sa, const flo
 }
 
 #ifdef CK_X86
-CK_AVX2 static inline __m256 ck_binary8(int op, __m256 x, __m256 z) {
-    switch (op) {
-    case CK_BINARY_ADD: return _mm256_add_ps(x, z);
-    case CK_BINARY_SUB: return _mm256_sub_ps(x, z);
-    case CK_BINARY_MUL: return _mm256_mul_ps(x, z);
-    default: return _mm256_div_ps(x, z);
+/// One loop per operation and operand form (the switches outside the loops): a row is often only a pixel's few
+/// dozen channels (a squeeze-excitation gate), so per-row work must stay a handful of instructions.
+#define CK_BINARY_LOOPS(VOP, SOP)                                                                      \
+    if (sa && sb) {                                                                                     \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, VOP(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))); \
+        for (; i < n; i++) y[i] = a[i] SOP b[i];                                                        \
+    } else if (sa) {                                                                                    \
+        __m256 z = _mm256_set1_ps(b[0]);                                                                \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, VOP(_mm256_loadu_ps(a + i), z));             \
+        for (; i < n; i++) y[i] = a[i] SOP b[0];                                                        \
+    } else {                                                                                            \
+        __m256 x = _mm256_set1_ps(a[0]);                                                                \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, VOP(x, sb ? _mm256_loadu_ps(b + i) : _mm256_set1_ps(b[0]))); \
+        for (; i < n; i++) y[i] = a[0] SOP b[i * sb];                                                   \
     }
-}
 
 CK_AVX2 static void ck_binary_row_avx2(int op, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t sb, float *y, ptrdiff_t n) {
     if ((sa != 0 && sa != 1) || (sb != 0 && sb != 1)) { ck_binary_row_scalar(op, a, sa, b, sb, y, n); return; }
     ptrdiff_t i = 0;
-    __m256 ca = _mm256_set1_ps(a[0]), cb = _mm256_set1_ps(b[0]);
-    for (; i + 8 <= n; i += 8) {
-        __m256 x = sa ? _mm256_loadu_ps(a + i) : ca, z = sb ? _mm256_loadu_ps(b + i) : cb;
-        _mm256_storeu_ps(y + i, ck_binary8(op, x, z));
+    switch (op) {
+    case CK_BINARY_ADD: CK_BINARY_LOOPS(_mm256_add_ps, +) break;
+    case CK_BINARY_SUB: CK_BINARY_LOOPS(_mm256_sub_ps, -) break;
+    case CK_BINARY_MUL: CK_BINARY_LOOPS(_mm256_mul_ps, *) break;
+    default: CK_BINARY_LOOPS(_mm256_div_ps, /) break;
     }
-    for (; i < n; i++) y[i] = ck_binary1(op, a[i * sa], b[i * sb]);
 }
+#undef CK_BINARY_LOOPS
 #endif
 
 static void ck_binary_task(void *context, int index) {
     const ck_binary_job *job = context;
     ptrdiff_t r0 = (ptrdiff_t)index * job->rows_per_task, r1 = r0 + job->rows_per_task;
     if (r1 > job->rows) r1 = job->rows;
+    if (r0 >= r1) return;
     void (*row)(int, const float *, ptrdiff_t, const float *, ptrdiff_t, float *, ptrdiff_t) = ck_binary_row_scalar;
 #ifdef CK_X86
     if (ck_isa_avx2(CK_ISA_AUTO)) row = ck_binary_row_avx2;
 #endif
     int last = job->rank - 1;
+    // The first row's index over the outer axes and its offsets in a and b; later rows step it like an odometer.
+    ptrdiff_t index_of[CK_BINARY_MAX_RANK] = {0}, oa = 0, ob = 0, rest = r0;
+    for (int d = last - 1; d >= 0; d--) {
+        index_of[d] = rest % job->shape[d];
+        rest /= job->shape[d];
+        oa += index_of[d] * job->as[d];
+        ob += index_of[d] * job->bs[d];
+    }
     for (ptrdiff_t r = r0; r < r1; r++) {
-        // The row's offsets in a and b from its index over the outer axes.
-        ptrdiff_t rest = r, oa = 0, ob = 0;
-        for (int d = last - 1; d >= 0; d--) {
-            ptrdiff_t i = rest % job->shape[d];
-            rest /= job->shape[d];
-            oa += i * job->as[d];
-            ob += i * job->bs[d];
-        }
         row(job->op, job->a + oa, job->as[last], job->b + ob, job->bs[last], job->y + r * job->inner, job->inner);
+        for (int d = last - 1; d >= 0; d--) {
+            oa += job->as[d];
+            ob += job->bs[d];
+            if (++index_of[d] < job->shape[d]) break;
+            oa -= job->shape[d] * job->as[d];
+            ob -= job->shape[d] * job->bs[d];
+            index_of[d] = 0;
+        }
     }
 }
 
