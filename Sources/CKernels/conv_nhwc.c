@@ -280,6 +280,9 @@ static ck_igemm_kernel ck_igemm_select(ck_isa isa) {
 
 // MARK: - Tasks
 
+/// Kernel sizes up to 11×11 precompute their taps' offsets.
+#define CK_CONV_MAX_TAP_OFFSETS 121
+
 typedef struct {
     ck_conv_nhwc g;
     const float *x, *w;
@@ -295,6 +298,9 @@ typedef struct {
     ptrdiff_t channel_stride;
     /// Rows per tile: CK_MR512 on the AVX-512 path, CK_MR otherwise.
     int mr, avx512;
+    /// Each tap's offset from its window's origin pixel, in floats (NULL: more taps than CK_CONV_MAX_TAP_OFFSETS).
+    const ptrdiff_t *tap_offsets;
+    ptrdiff_t tap_offset_storage[CK_CONV_MAX_TAP_OFFSETS];
 } ck_conv_job;
 
 /// Channels per group below which a channels-last tile's rows would be gathered (im2row) rather than read
@@ -378,6 +384,21 @@ static void ck_conv_tile_rows(const ck_conv_job *job, int n, int p0, int mr, int
             h++;
         }
     }
+    // Rows whose every tap is inside the image (most of them) are their window's origin plus each tap's fixed
+    // offset: no bounds to check. Short-K layers (stems: 3 channels per tap) spend as long here as in the product.
+    int inside = job->tap_offsets != NULL;
+    const float *origin[CK_MR512];
+    int span_h = (g->kernel_h - 1) * g->dilation_h, span_w = (g->kernel_w - 1) * g->dilation_w;
+    for (int r = 0; r < tile && inside; r++) {
+        int ih = oh[r] * g->stride_h - g->pad_top, iw = ow[r] * g->stride_w - g->pad_left;
+        inside = ih >= 0 && iw >= 0 && ih + span_h < g->in_h && iw + span_w < g->in_w;
+        origin[r] = image + ((ptrdiff_t)ih * g->in_w + iw) * g->x_stride;
+    }
+    if (inside) {
+        for (int t = 0; t < job->taps; t++, rows += tile)
+            for (int r = 0; r < tile; r++) rows[r] = origin[r] + job->tap_offsets[t];
+        return;
+    }
     for (int i = 0; i < g->kernel_h; i++) {
         for (int j = 0; j < g->kernel_w; j++, rows += tile) {
             for (int r = 0; r < tile; r++) {
@@ -459,6 +480,12 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     job.avx512 = ck_isa_avx512(isa) && (g->group_in < CK_CONV_AVX512_MAX_CHANNELS || g->batch * g->out_h * g->out_w >= CK_CONV_AVX512_MIN_PIXELS);
     job.mr = job.avx512 ? CK_MR512 : CK_MR;
     job.taps = g->kernel_h * g->kernel_w;
+    if (job.taps <= CK_CONV_MAX_TAP_OFFSETS) {
+        for (int i = 0; i < g->kernel_h; i++)
+            for (int j = 0; j < g->kernel_w; j++)
+                job.tap_offset_storage[i * g->kernel_w + j] = ((ptrdiff_t)i * g->dilation_h * g->in_w + (ptrdiff_t)j * g->dilation_w) * g->x_stride;
+        job.tap_offsets = job.tap_offset_storage;
+    }
     job.channel_stride = g->x_channel_stride > 0 ? g->x_channel_stride : 1;
     job.im2row = job.channel_stride != 1 || g->group_in < CK_CONV_IM2ROW_CHANNELS;
     job.panels = ck_ceil_div(g->group_out, CK_NR);
@@ -473,24 +500,41 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
         job.zeros = heap_zeros;
     }
 
-    // Panels per task: as many as keep CK_CONV_B_BLOCK_BYTES of packed weights hot; tiles per task: enough tasks
-    // for every thread to take several.
-    size_t panel_bytes = (size_t)job.taps * (size_t)(g->group_in > 0 ? g->group_in : 1) * CK_NR * sizeof(float);
-    job.panel_block = (int)(CK_CONV_B_BLOCK_BYTES / panel_bytes);
-    if (job.panel_block < 1) job.panel_block = 1;
-    if (job.avx512 && job.panel_block % 2) job.panel_block++;  // AVX-512 tiles take panels in pairs
-    if (job.panel_block > job.panels) job.panel_block = job.panels;
-    job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
+    // Tasks are (panel block, tile block) pairs, enough for every thread to take several. Each task reads its panels'
+    // weights once per tile block and its tiles' input once per panel block, so the split is the one that reads
+    // the least in all: layers with many pixels split the tiles (weights read once, from L2), layers with few
+    // pixels and many weights (the last stages' 7×7 maps) split the panels (each weight read once). A panel block
+    // holds at most CK_CONV_B_BLOCK_BYTES, so its panels stay in L2 while the tiles pass over them.
     double work = (double)job.tiles * job.mr * g->groups * g->group_out * (double)job.taps * g->group_in;
     if (threads <= 0) threads = ck_num_threads();
     if (work < CK_PARALLEL_MIN_WORK) threads = 1;
-    int outer = g->groups * job.panel_blocks;
     int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
-    int tile_blocks = ck_ceil_div(wanted, outer);
-    if (tile_blocks > job.tiles) tile_blocks = job.tiles;
-    if (tile_blocks < 1) tile_blocks = 1;
-    job.tile_block = ck_ceil_div(job.tiles, tile_blocks);
+    size_t panel_bytes = (size_t)job.taps * (size_t)(g->group_in > 0 ? g->group_in : 1) * CK_NR * sizeof(float);
+    int step = job.avx512 ? 2 : 1;  // AVX-512 tiles take panels in pairs
+    int most = (int)(CK_CONV_B_BLOCK_BYTES / panel_bytes);
+    if (most < step) most = step;
+    most -= most % step;
+    double weight_bytes = (double)panel_bytes * job.panels, input_bytes = (double)job.tiles * job.mr * panel_bytes / CK_NR;
+    double best = -1;
+    for (int block = ck_min(most, job.panels + job.panels % step); block >= step; block -= step) {
+        int panel_blocks = ck_ceil_div(job.panels, block);
+        int tile_blocks = ck_ceil_div(wanted, g->groups * panel_blocks);
+        if (tile_blocks > job.tiles) tile_blocks = job.tiles;
+        if (tile_blocks < 1) tile_blocks = 1;
+        int tile_block = ck_ceil_div(job.tiles, tile_blocks);
+        tile_blocks = ck_ceil_div(job.tiles, tile_block);
+        double cost = weight_bytes * tile_blocks + input_bytes * panel_blocks;
+        if (best < 0 || cost < best) {
+            best = cost;
+            job.panel_block = block;
+            job.tile_block = tile_block;
+        }
+        if (g->groups * panel_blocks >= wanted) break;  // smaller blocks only read the input more often
+    }
+    if (job.panel_block > job.panels) job.panel_block = job.panels;
+    job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
     job.tile_blocks = ck_ceil_div(job.tiles, job.tile_block);
+    int outer = g->groups * job.panel_blocks;
     int tasks = outer * job.tile_blocks;
     if (threads > 1) ck_parallel_run(threads, tasks, ck_conv_task, &job);
     else for (int i = 0; i < tasks; i++) ck_conv_task(&job, i);
@@ -1019,8 +1063,8 @@ __attribute__((always_inline)) CK_AVX2 static inline void ck_dw_border_block_avx
     acc[1] = a1;
 }
 
-/// One output row, block of 16 channels outer (its 9 taps' weights stay in L1 for the whole row), pixels inner:
-/// four at a time where every tap is inside the row, one at a time at the borders. Kernel rows outside the image
+/// One output row, four pixels at a time where every tap is inside the row, one at a time at the borders, each
+/// through every block of 16 channels. Kernel rows outside the image
 /// (i0 …< i1 are the inside ones) are skipped, as the padding adds nothing. Taps sum in (kernel row, kernel column)
 /// order on either path.
 CK_AVX2 static void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int n, int oh) {
@@ -1041,28 +1085,30 @@ CK_AVX2 static void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int
     int first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
     int last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
     if (last > g->out_w - 1) last = g->out_w - 1;
-    const float *w = job->w;
-    for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
-        int live = ck_min(CK_NR, channels - c);
-        int masked = live != CK_NR;
-        __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
-        for (int ow = 0; ow < g->out_w;) {
+    // Pixels outer, channel blocks inner: the input pixels four outputs read stay in L1 while every block uses
+    // them (block-outer order streamed each input row from L2 once per 16 channels).
+    for (int ow = 0; ow < g->out_w;) {
+        int quad = ow >= first && ow + 3 <= last;
+        float *out = out_row + (ptrdiff_t)ow * g->y_stride;
+        const float *residual = res_row ? res_row + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
+        int iw_first = ow * g->stride_w - g->pad_left;
+        const float *w = job->w;
+        for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
+            int live = ck_min(CK_NR, channels - c);
+            int masked = live != CK_NR;
+            __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
             __m256 acc[4][2];
-            float *out = out_row + (ptrdiff_t)ow * g->y_stride;
-            const float *residual = res_row ? res_row + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
-            int iw_first = ow * g->stride_w - g->pad_left;
-            if (ow >= first && ow + 3 <= last) {
+            if (quad) {
                 if (masked) ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 1, m0, m1, acc);
                 else ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 0, m0, m1, acc);
                 ck_dw_store_avx2(job, acc, 4, out, residual, c, live, m0, m1, &ep);
-                ow += 4;
             } else {
                 if (masked) ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 1, m0, m1, acc[0]);
                 else ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 0, m0, m1, acc[0]);
                 ck_dw_store_avx2(job, acc, 1, out, residual, c, live, m0, m1, &ep);
-                ow++;
             }
         }
+        ow += quad ? 4 : 1;
     }
     if (late) {
         ep.activation = job->ep.activation;
