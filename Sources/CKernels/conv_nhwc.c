@@ -54,12 +54,13 @@ typedef struct {
     ptrdiff_t residual_stride;
     ck_activation activation;
     float param0, param1;
+    int wide;  // ck_epilogue.wide: from the call's instruction set
 } ck_tile_tail;
 
 static inline float ck_tail_scalar(float v, const ck_tile_tail *tail, int r, int col) {
     if (tail->bias) v = v + tail->bias[col];
     if (tail->residual) v = v + tail->residual[r * tail->residual_stride + col];
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, tail->activation, tail->param0, tail->param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, tail->activation, tail->param0, tail->param1, 0, tail->wide};
     return ck_act_scalar(v, &ep);
 }
 
@@ -157,7 +158,7 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
     }
     // Transcendental activations run in a second, specialized pass over the stored tile (still in L1).
     int late = ck_act_is_transcendental(tail->activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0, tail->wide};
     ck_tail_row_avx2(c, c00, c01, 0, nr, tail, &ep);
     if (mr > 1) ck_tail_row_avx2(c + ldc, c10, c11, 1, nr, tail, &ep);
     if (mr > 2) ck_tail_row_avx2(c + 2 * ldc, c20, c21, 2, nr, tail, &ep);
@@ -251,7 +252,7 @@ CK_AVX512 static void ck_igemm_avx512(int taps, int kc, const float *const *rows
         }
     }
     int late = ck_act_is_transcendental(tail->activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0, tail->wide};
     __mmask16 m0 = (__mmask16)(nr >= CK_NR ? 0xFFFF : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 2 * CK_NR ? 0xFFFF : nr > CK_NR ? (1u << (nr - CK_NR)) - 1 : 0);
 #define CK_STORE(r)                                                                                                 \
@@ -298,6 +299,8 @@ typedef struct {
     ptrdiff_t channel_stride;
     /// Rows per tile: CK_MR512 on the AVX-512 path, CK_MR otherwise.
     int mr, avx512;
+    /// The call runs at the AVX-512 level (its kernel may still be the AVX2 one): ck_epilogue.wide.
+    int avx512_level;
     /// Each tap's offset from its window's origin pixel, in floats (NULL: more taps than CK_CONV_MAX_TAP_OFFSETS).
     const ptrdiff_t *tap_offsets;
     ptrdiff_t tap_offset_storage[CK_CONV_MAX_TAP_OFFSETS];
@@ -446,7 +449,7 @@ static void ck_conv_task(void *context, int index) {
             ck_tile_tail tail = {
                 job->ep.bias ? job->ep.bias + col0 : NULL,
                 job->ep.residual ? job->ep.residual + pixel * job->ep.residual_stride + col0 : NULL,
-                job->ep.residual_stride, job->ep.activation, job->ep.param0, job->ep.param1};
+                job->ep.residual_stride, job->ep.activation, job->ep.param0, job->ep.param1, job->avx512_level};
             const float *b = job->w + ((size_t)group * job->panels + j) * k * CK_NR;
             float *y = job->y + pixel * g->y_stride + col0;
 #ifdef CK_X86
@@ -477,6 +480,7 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     // Measured (scripts/bench_kernels.py --conv, resnet50's layers): the 12-row tiles win on every layer but those with
     // long channel runs (≥ 512 per tap) and few pixels — layer 4's 7×7 convolutions, layer 3's 1024→256 — where 12
     // rows of A no longer stay in L1 across a panel pair and the partial last tile wastes more; those keep 6 × 16.
+    job.avx512_level = ck_isa_avx512(isa);
     job.avx512 = ck_isa_avx512(isa) && (g->group_in < CK_CONV_AVX512_MAX_CHANNELS || g->batch * g->out_h * g->out_w >= CK_CONV_AVX512_MIN_PIXELS);
     job.mr = job.avx512 ? CK_MR512 : CK_MR;
     job.taps = g->kernel_h * g->kernel_w;
@@ -633,6 +637,7 @@ typedef struct {
     float *y, *u;  // u: the transformed weights, shared by the tasks
     ck_conv_epilogue ep;
     int tiles_h, tiles_w, tiles, mr, avx512, avx2;
+    int wide;  // ck_epilogue.wide
     int panel_blocks, tile_blocks, tile_block, panels;
     ck_igemm_kernel kernel;
 } ck_wino_job;
@@ -728,7 +733,7 @@ CK_AVX2 static void ck_wino_store_avx2(const ck_wino_job *job, const float *m, s
             if (!live[k]) continue;
             ck_tile_tail tail = {job->ep.bias ? job->ep.bias + o0 : NULL,
                                  job->ep.residual ? job->ep.residual + pixels[k] * job->ep.residual_stride + o0 : NULL,
-                                 0, ep->activation, ep->param0, ep->param1};
+                                 0, ep->activation, ep->param0, ep->param1, ep->wide};
             float *dst = job->y + pixels[k] * g->y_stride + o0;
             ck_tail_row_avx2(dst, out[k][0], out[k][1], 0, nr, &tail, ep);
             if (late) {
@@ -788,9 +793,9 @@ static void ck_wino_task(void *context, int index) {
     size_t v_size = (size_t)16 * R * C, m_size = (size_t)16 * R * cols;
     float *v = ck_wino_scratch(v_size + m_size), *m = v + v_size;
     const float *rows[CK_MR512];
-    ck_tile_tail plain = {NULL, NULL, 0, CK_ACT_NONE, 0, 0};
+    ck_tile_tail plain = {NULL, NULL, 0, CK_ACT_NONE, 0, 0, 0};
     int late = job->avx2 && ck_act_is_transcendental(job->ep.activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
     int per_image = job->tiles_h * job->tiles_w;
     for (int t = t0; t < t1; t += R) {
         int count = ck_min(R, t1 - t);
@@ -864,6 +869,7 @@ void ck_conv2d_nhwc_winograd_with(const ck_conv_nhwc *geometry, const float *x, 
     job.kernel = ck_igemm_select(isa);
     job.avx512 = ck_isa_avx512(isa);
     job.avx2 = ck_isa_avx2(isa);
+    job.wide = job.avx512;
     job.mr = job.avx512 ? CK_MR512 : CK_MR;
     job.tiles_h = ck_ceil_div(g->out_h, 2);
     job.tiles_w = ck_ceil_div(g->out_w, 2);
@@ -918,6 +924,7 @@ typedef struct {
     const float *zeros;  // at least `channels` zeros, for padding taps
     int taps, channels, rows_per_task, row_tasks;
     int avx2;            // the instruction set, chosen once per call
+    int wide;            // ck_epilogue.wide
 } ck_dw_job;
 
 /// The input pointers of one output pixel, tap by tap (zeros in the padding).
@@ -935,7 +942,7 @@ static inline void ck_dw_pixel_rows(const ck_dw_job *job, const float *image, in
 }
 
 static void ck_dw_pixel_scalar(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
     for (int c = 0; c < job->channels; c++) {
         const float *w = job->w + ((size_t)(c / CK_NR) * job->taps) * CK_NR + c % CK_NR;
         float acc = 0;
@@ -950,7 +957,7 @@ static void ck_dw_pixel_scalar(const ck_dw_job *job, const float *const *rows, f
 /// One output pixel, 16 channels at a time (a masked last block): per tap 2 loads of X, 2 of W and 2 FMAs.
 CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
     int late = ck_act_is_transcendental(job->ep.activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
     int taps = job->taps, channels = job->channels;
     const float *w = job->w;
     for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
@@ -971,7 +978,7 @@ CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *r
             }
         }
         ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL, residual ? residual + c : NULL, 0,
-                             job->ep.activation, job->ep.param0, job->ep.param1};
+                             job->ep.activation, job->ep.param0, job->ep.param1, job->wide};
         ck_tail_row_avx2(out + c, a0, a1, 0, live, &tail, &ep);
     }
     if (late) {
@@ -1076,7 +1083,7 @@ CK_AVX2 static void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int
     int taps = job->taps, channels = job->channels;
     ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs, col_step = (ptrdiff_t)g->dilation_w * xs;
     int late = ck_act_is_transcendental(job->ep.activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
     float *out_row = job->y + row_pixel * g->y_stride;
     const float *res_row = job->ep.residual ? job->ep.residual + row_pixel * job->ep.residual_stride : NULL;
@@ -1157,6 +1164,7 @@ void ck_depthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, cons
     job.taps = g->kernel_h * g->kernel_w;
     job.channels = g->groups;
     job.avx2 = ck_isa_avx2(isa);
+    job.wide = ck_isa_avx512(isa);
     float *heap_zeros = NULL;
     if (job.channels <= CK_CONV_ZEROS) {
         job.zeros = ck_conv_zeros;

@@ -73,6 +73,7 @@ void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h,
     ck_depthwise_job job = {batch, channels, in_h, in_w, out_h, out_w, kernel_h, kernel_w, stride_h, stride_w,
                             pad_top, pad_left, dilation_h, dilation_w, x, w, bias, y, {0}};
     if (epilogue) job.ep = *epilogue;
+    job.ep.wide = ck_isa_avx512(CK_ISA_AUTO);
     int planes = batch * channels;
     void (*task)(void *, int) = ck_depthwise_task_scalar;
 #ifdef CK_X86

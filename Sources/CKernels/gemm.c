@@ -357,6 +357,7 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     memset(&job, 0, sizeof job);
     job.m = m; job.n = n; job.k = k; job.a = a; job.b = b; job.c = c; job.ldc = ldc; job.conv = conv;
     if (epilogue) job.ep = *epilogue;
+    job.ep.wide = ck_isa_avx512(isa);
     job.kernel = ck_kernel(isa);
     double work = (double)m * n * (k > 0 ? k : 1);
     if (work < CK_PARALLEL_MIN_WORK) threads = 1;

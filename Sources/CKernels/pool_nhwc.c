@@ -4,6 +4,7 @@
 #include "ck_internal.h"
 
 #include <float.h>
+#include <limits.h>
 #include <string.h>
 
 typedef struct {
@@ -164,45 +165,91 @@ void ck_avgpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float 
 }
 
 // MARK: - Global pools
+//
+// Pixels outer, channels inner (each pixel's channels are contiguous: one pass over the input, reading whole cache
+// lines), into a per-chunk accumulator row in L1. The pixels split into fixed chunks whose partial results combine
+// in chunk order, so the sums are the same on any number of threads, and the chunks run on the pool.
+
+/// Pixels per chunk of a global pool.
+#define CK_GLOBAL_POOL_CHUNK 256
+
+typedef struct {
+    const float *x;
+    float *partial;  // chunks × channels per image, then the images
+    int pixels, channels, chunks, max, avx2;
+} ck_global_pool_job;
 
 #ifdef CK_X86
-CK_AVX2 static void ck_global_pool_avx2(int pixels, int channels, const float *x, float *y, int max) {
-    int c = 0;
-    for (; c < channels; c += 8) {
-        int live = ck_min(8, channels - c);
-        __m256i m = ck_pool_mask(live);
-        __m256 a = max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
-        for (int p = 0; p < pixels; p++) {
-            __m256 v = _mm256_maskload_ps(x + (size_t)p * channels + c, m);
-            a = max ? _mm256_max_ps(v, a) : _mm256_add_ps(a, v);
+/// Four accumulators per 8 channels (pixels p ≡ 0, 1, 2, 3 mod 4, combined as (a0 + a1) + (a2 + a3)): one chain
+/// of dependent adds would wait on each add's latency.
+CK_AVX2 static void ck_global_chunk_avx2(const float *x, int count, int channels, int max, float *acc) {
+    const __m256 identity = max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
+    for (int c = 0; c < channels; c += 8) {
+        __m256i m = ck_pool_mask(ck_min(8, channels - c));
+        __m256 a0 = identity, a1 = identity, a2 = identity, a3 = identity;
+        const float *px = x + c;
+        int p = 0;
+#define CK_GP_STEP(A, P) { __m256 v = _mm256_maskload_ps(px + (size_t)(P) * channels, m); A = max ? _mm256_max_ps(v, A) : _mm256_add_ps(A, v); }
+        for (; p + 4 <= count; p += 4) {
+            CK_GP_STEP(a0, p) CK_GP_STEP(a1, p + 1) CK_GP_STEP(a2, p + 2) CK_GP_STEP(a3, p + 3)
         }
-        if (!max) a = _mm256_div_ps(a, _mm256_set1_ps((float)pixels));
-        _mm256_maskstore_ps(y + c, m, a);
+        for (; p < count; p++) CK_GP_STEP(a0, p)
+#undef CK_GP_STEP
+        __m256 a = max ? _mm256_max_ps(_mm256_max_ps(a0, a1), _mm256_max_ps(a2, a3)) : _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        _mm256_maskstore_ps(acc + c, m, a);
     }
 }
 #endif
 
-void ck_global_pool_nhwc_with(int batch, int pixels, int channels, const float *x, float *y, int max, ck_isa isa) {
-    int avx2 = ck_isa_avx2(isa);
-    (void)avx2;
-    for (int n = 0; n < batch; n++) {
-        const float *xn = x + (size_t)n * pixels * channels;
-        float *yn = y + (size_t)n * channels;
+/// One chunk's sum (or maximum, NaNs skipped: max(v, a) keeps a when v is NaN) per channel.
+static void ck_global_chunk(void *context, int index) {
+    const ck_global_pool_job *job = context;
+    int n = index / job->chunks, k = index % job->chunks;
+    int p0 = k * CK_GLOBAL_POOL_CHUNK, count = ck_min(CK_GLOBAL_POOL_CHUNK, job->pixels - p0);
+    const float *x = job->x + ((size_t)n * job->pixels + p0) * job->channels;
+    float *acc = job->partial + (size_t)index * job->channels;
 #ifdef CK_X86
-        if (avx2) {
-            ck_global_pool_avx2(pixels, channels, xn, yn, max);
-            continue;
-        }
+    if (job->avx2) {
+        ck_global_chunk_avx2(x, count, job->channels, job->max, acc);
+        return;
+    }
 #endif
+    for (int c = 0; c < job->channels; c++) {
+        float a = job->max ? -INFINITY : 0;
+        for (int p = 0; p < count; p++) {
+            float v = x[(size_t)p * job->channels + c];
+            a = job->max ? (v > a ? v : a) : a + v;
+        }
+        acc[c] = a;
+    }
+}
+
+void ck_global_pool_nhwc_with(int batch, int pixels, int channels, const float *x, float *y, int max, ck_isa isa) {
+    if (batch <= 0 || channels <= 0) return;
+    if (pixels <= 0) {
+        for (size_t i = 0; i < (size_t)batch * channels; i++) y[i] = max ? -INFINITY : NAN;  // max of nothing; 0 / 0
+        return;
+    }
+    ck_global_pool_job job = {x, NULL, pixels, channels, ck_ceil_div(pixels, CK_GLOBAL_POOL_CHUNK), max, ck_isa_avx2(isa)};
+    size_t tasks = (size_t)batch * job.chunks;
+    job.partial = malloc(tasks * (size_t)channels * sizeof(float));
+    if (!job.partial) abort();  // out of memory, as Swift traps on a failed allocation
+    int threads = (double)pixels * channels * batch < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    if (threads > 1 && tasks > 1 && tasks <= INT_MAX) ck_parallel_run(threads, (int)tasks, ck_global_chunk, &job);
+    else for (size_t i = 0; i < tasks; i++) ck_global_chunk(&job, (int)i);
+    for (int n = 0; n < batch; n++) {
+        const float *partial = job.partial + (size_t)n * job.chunks * channels;
+        float *yn = y + (size_t)n * channels;
         for (int c = 0; c < channels; c++) {
-            float a = max ? -INFINITY : 0;
-            for (int p = 0; p < pixels; p++) {
-                float v = xn[(size_t)p * channels + c];
+            float a = partial[c];
+            for (int k = 1; k < job.chunks; k++) {
+                float v = partial[(size_t)k * channels + c];
                 a = max ? (v > a ? v : a) : a + v;
             }
             yn[c] = max ? a : a / (float)pixels;
         }
     }
+    free(job.partial);
 }
 
 void ck_global_pool_nhwc(int batch, int pixels, int channels, const float *x, float *y, int max) {

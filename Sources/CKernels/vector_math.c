@@ -10,6 +10,52 @@
 // The vector exp (ck_exp8) is in ck_internal.h.
 
 #ifdef CK_X86
+/// ck_logistic8 on 16 lanes (see ck_logistic_rows_avx512).
+CK_AVX512 static inline __m512 ck_logistic16(__m512 x) {
+    __m512 v = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(87.0f)));
+    const __m512 shift = _mm512_set1_ps(12582912.0f);
+    __m512 t = _mm512_fmadd_ps(v, _mm512_set1_ps(1.44269504088896341f), shift);
+    __m512 n = _mm512_sub_ps(t, shift);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512 e = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_castps_si512(t), 23)));
+    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
+    __m512 q = _mm512_rcp14_ps(d);
+    q = _mm512_mul_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(2.0f)));
+    __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    __m512 s = _mm512_mul_ps(_mm512_mask_blend_ps(negative, _mm512_set1_ps(1.0f), e), q);
+    s = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ), s);  // 0 below −87
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), s, x);              // NaN stays NaN
+}
+
+CK_AVX512 void ck_logistic_rows_avx512(float *c, ptrdiff_t ldc, int rows, int cols, int silu) {
+    __mmask16 tail = (__mmask16)((1u << (cols % 16)) - 1);
+    for (int r = 0; r < rows; r++) {
+        float *row = c + r * ldc;
+        int j = 0;
+        if (silu) {
+            for (; j + 16 <= cols; j += 16) {
+                __m512 x = _mm512_loadu_ps(row + j);
+                _mm512_storeu_ps(row + j, _mm512_mul_ps(x, ck_logistic16(x)));
+            }
+            if (j < cols) {
+                __m512 x = _mm512_maskz_loadu_ps(tail, row + j);
+                _mm512_mask_storeu_ps(row + j, tail, _mm512_mul_ps(x, ck_logistic16(x)));
+            }
+        } else {
+            for (; j + 16 <= cols; j += 16) _mm512_storeu_ps(row + j, ck_logistic16(_mm512_loadu_ps(row + j)));
+            if (j < cols) _mm512_mask_storeu_ps(row + j, tail, ck_logistic16(_mm512_maskz_loadu_ps(tail, row + j)));
+        }
+    }
+}
+
 CK_AVX2 static void ck_logistic_avx2(float *x, size_t n, int silu) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, ck_logistic8(_mm256_loadu_ps(x + i), silu));
@@ -31,6 +77,16 @@ static void ck_logistic_scalar(float *x, size_t n, int silu) {
 
 static void ck_logistic(float *x, size_t n, int silu) {
 #ifdef CK_X86
+    if (ck_isa_avx512(CK_ISA_AUTO)) {
+        // Rows of 4096 floats: the rows form takes int column counts.
+        while (n > 0) {
+            int cols = n > 4096 ? 4096 : (int)n;
+            ck_logistic_rows_avx512(x, 0, 1, cols, silu);
+            x += cols;
+            n -= (size_t)cols;
+        }
+        return;
+    }
     if (ck_isa_avx2(CK_ISA_AUTO)) { ck_logistic_avx2(x, n, silu); return; }
 #endif
     ck_logistic_scalar(x, n, silu);
@@ -76,7 +132,7 @@ void ck_silu_inplace(float *x, size_t n) { ck_logistic(x, n, 1); }
 
 #ifdef CK_X86
 CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep) {
-    if (ep->activation == CK_ACT_SIGMOID || ep->activation == CK_ACT_SILU) {
+    if ((ep->activation == CK_ACT_SIGMOID || ep->activation == CK_ACT_SILU) && !ep->wide) {
         ck_logistic_avx2(x, n, ep->activation == CK_ACT_SILU);
         return;
     }
@@ -102,7 +158,7 @@ CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep
 #endif
 
 void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1) {
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, activation, param0, param1, 0};
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, activation, param0, param1, 0, ck_isa_avx512(CK_ISA_AUTO)};
 #ifdef CK_X86
     if (ck_isa_avx2(CK_ISA_AUTO)) { ck_activation_avx2(x, n, &ep); return; }
 #endif

@@ -102,6 +102,10 @@ private struct ProgramBuilder {
 
     /// Ops whose output is their first input's bytes under another shape (the runtime returns a view).
     static let viewOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]
+    /// Element-wise float32 ops whose kernel (`ck_binary_f32`) reads each element of an operand of the output's
+    /// shape before it writes that element, so the output may take that operand's slot when this op is its last
+    /// reader (ORT's planner does the same): the result stays in the cache lines the operand already holds.
+    static let inPlaceOps: Set<String> = ["Add", "Sub", "Mul", "Div"]
 
     init(model: Model) {
         self.model = model
@@ -155,6 +159,17 @@ private struct ProgramBuilder {
         var ops: [ProgramOp] = []
         var firstDefinition: [TensorID: Int] = [:]
         var lastUse: [TensorID: Int] = [:]
+        // The last op reading each name (subgraph captures included), for in-place outputs: known before the walk,
+        // since an operand may be overwritten only where nothing reads it later.
+        var finalUse: [String: Int] = [:]
+        if isMain {
+            for (position, node) in graph.nodes.enumerated() {
+                for name in node.inputs where !name.isEmpty { finalUse[name] = position }
+                for name in node.subgraphs.flatMap(capturedNames) { finalUse[name] = position }
+            }
+        }
+        /// Every tensor sharing a root's slot (its views and in-place results), by root.
+        var sharers: [TensorID: [TensorID]] = [:]
         for (position, node) in graph.nodes.enumerated() {
             let domain = canonicalDomain(node.domain)
             guard let opcode = Opcode(domain: domain, opType: node.opType) else {
@@ -194,11 +209,21 @@ private struct ProgramBuilder {
             if isMain, domain.isEmpty, Self.viewOps.contains(node.opType), let input = inputIDs.first, input >= 0,
                let output = outputIDs.first, output >= 0, case .arena(_, let outBytes) = tensors[Int(output)].storage {
                 if case .arena(_, let inBytes) = tensors[Int(input)].storage {
-                    if inBytes == outBytes { aliases[output] = aliases[input] ?? input }
+                    if inBytes == outBytes {
+                        let root = aliases[input] ?? input
+                        aliases[output] = root
+                        sharers[root, default: []].append(output)
+                    }
                 } else {
                     // A view of an input, a constant or a run-time-sized value needs no slot of its own.
                     tensors[Int(output)].storage = .dynamic
                 }
+            }
+            if isMain, domain.isEmpty, Self.inPlaceOps.contains(node.opType), let output = outputIDs.first, output >= 0,
+               let root = inPlaceRoot(output: output, inputs: inputIDs, position: position, finalUse: finalUse, sharers: sharers,
+                                      graphOutputs: outputNames) {
+                aliases[output] = root
+                sharers[root, default: []].append(output)
             }
             ops.append(ProgramOp(name: node.name, opcode: opcode, opset: Int32(clamping: opsets[domain] ?? 1),
                                  inputs: inputIDs, outputs: outputIDs, attributes: attributes))
@@ -219,6 +244,30 @@ private struct ProgramBuilder {
         graphs[index].outputs = outputs
         graphs[index].ops = ops
         return index
+    }
+
+    /// The root slot an element-wise op's output can take over: an operand's (through its views) of the output's
+    /// dtype and size whose every sharer is last read by this op, and which no other operand of the op shares (a
+    /// broadcast view of it would be read at other elements than the one being written).
+    func inPlaceRoot(output: TensorID, inputs: [TensorID], position: Int, finalUse: [String: Int], sharers: [TensorID: [TensorID]],
+                     graphOutputs: Set<String>) -> TensorID? {
+        let out = tensors[Int(output)]
+        guard out.dtype == .float, case .arena(_, let bytes) = out.storage, let outDims = out.shape?.fixedDims else { return nil }
+        let roots = inputs.map { $0 >= 0 ? aliases[$0] ?? $0 : Program.omitted }
+        for (slot, input) in inputs.enumerated() where input >= 0 {
+            let root = roots[slot]
+            let operand = tensors[Int(input)]
+            guard operand.dtype == .float, operand.shape?.fixedDims == outDims, case .arena(_, let rootBytes) = tensors[Int(root)].storage,
+                  rootBytes == bytes, roots.enumerated().allSatisfy({ $0.offset == slot || $0.element != root }) else { continue }
+            let group = [root] + (sharers[root] ?? [])
+            if group.allSatisfy({ id in
+                let name = tensors[Int(id)].name
+                return !graphOutputs.contains(name) && (finalUse[name] ?? -1) <= position
+            }) {
+                return root
+            }
+        }
+        return nil
     }
 
     /// Bytes of a numeric tensor whose dims are all static, or nil.

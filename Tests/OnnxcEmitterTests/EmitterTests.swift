@@ -174,6 +174,53 @@ import Testing
     }
 }
 
+/// Element-wise float32 Add/Sub/Mul/Div write over an operand of the output's shape that they read last (its slot,
+/// through its views), and nowhere else: not over an operand read later, a smaller broadcast operand, a graph input,
+/// or one a second operand shares.
+@Suite struct InPlaceTests {
+    static func offset(_ program: Program, _ name: String) -> Int? {
+        guard let tensor = program.tensors.first(where: { $0.name == name }), case .arena(let offset, _) = tensor.storage else { return nil }
+        return offset
+    }
+
+    @Test func elementwiseOutputsTakeTheSlotOfAnOperandTheyReadLast() throws {
+        let nodes: [Node] = [
+            Build.node("Relu", ["x"], ["r"]), Build.node("Sigmoid", ["x"], ["s"]),
+            Build.node("Mul", ["r", "s"], ["m"]),            // r's last reader: m over r (s is read again below)
+            Build.node("Tanh", ["m"], ["t"]),
+            Build.node("Add", ["t", "s"], ["u"]),            // both last read here: u over t, the first operand
+            Build.node("Neg", ["u"], ["q"]),
+            Build.node("Sub", ["q", "column"], ["d"]),       // the [4, 1] constant broadcasts; q is read again
+            Build.node("Mul", ["x", "d"], ["e"]),            // x is a graph input: e over d
+            Build.node("Reshape", ["e", "shape"], ["ev"]),   // a view of e
+            Build.node("Div", ["ev", "ev"], ["f"]),          // both operands share e's slot: f gets its own
+            Build.node("Add", ["f", "q"], ["y"]),
+        ]
+        let initializers: [OnnxcIR.Tensor] = [try Build.floatTensor("column", [4, 1], [1, 2, 3, 4]),
+                                              try Build.int64Tensor("shape", [2], [4, 8])]
+        let graph = Graph(inputs: [Build.input("x", [.fixed(4), .fixed(8)])], outputs: [ValueInfo(name: "y", type: nil)],
+                          initializers: initializers, nodes: nodes)
+        let model = Build.model(graph)
+        let (typed, _) = ShapeInference.infer(model)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        let program = try Emitter.emit(typed, metadata: metadata).0
+        func slot(_ name: String) -> Int? { Self.offset(program, name) }
+        #expect(slot("m") != nil && slot("m") == slot("r"))
+        #expect(slot("u") != nil && slot("u") == slot("t"))
+        #expect(slot("d") != slot("q"))
+        #expect(slot("e") != nil && slot("e") == slot("d"))
+        #expect(slot("f") != slot("e"))
+
+        let x = try OnnxcRuntime.Tensor((0..<32).map { Float($0) / 8 - 2 }, shape: [4, 8])
+        let executor = try CompiledModel(program: program).makeExecutor()
+        for _ in 0..<2 {  // the arena is reused as is
+            let result = try #require(try executor.run(["x": .tensor(x)])["y"]?.tensor)
+            let reference = try #require(try Executor(graph: try Lowering.lower(model)).run(["x": .tensor(x)])["y"]?.tensor)
+            #expect(TensorComparison.difference(result, reference, rtol: 0, atol: 0) == nil)
+        }
+    }
+}
+
 @Suite struct WeightPackingTests {
     @Test func convolutionWeightsArePrepackedAndGiveTheSameOutputs() throws {
         let model = try InputShapes.pin(try ONNXImporter.load(path: Fixtures.model("tiny_cnn.onnx")), ["input": [2, 3, 16, 16]])

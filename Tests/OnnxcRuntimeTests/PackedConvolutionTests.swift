@@ -66,7 +66,7 @@ import Testing
                     bias.withUnsafeBufferPointer { pb in
                         var conv = input(s, channels: s.channels)
                         conv.x = px.baseAddress
-                        var epilogue = ck_epilogue(bias_kind: CK_BIAS_ROW, bias: pb.baseAddress, activation: CK_ACT_RELU, param0: 0, param1: 0, accumulate: 0)
+                        var epilogue = ck_epilogue(bias_kind: CK_BIAS_ROW, bias: pb.baseAddress, activation: CK_ACT_RELU, param0: 0, param1: 0, accumulate: 0, wide: 0)
                         let a = ck_operand(data: pw.baseAddress, rs: k, cs: 1, packed: 0)
                         y.withUnsafeMutableBufferPointer { py in
                             ck_sconv2d(Int32(s.m), a, &conv, py.baseAddress, s.outH * s.outW, &epilogue)
@@ -88,7 +88,7 @@ import Testing
             let expected = reference(Shape(m: channels, channels: channels, inH: s.inH, inW: s.inW, kh: s.kh, kw: s.kw, sh: s.sh, sw: s.sw, pad: s.pad, dh: s.dh, dw: s.dw),
                                      x: x, w: w, bias: bias, perChannelWeights: true)
             var y = [Float](repeating: .nan, count: channels * s.outH * s.outW)
-            var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: CK_ACT_RELU, param0: 0, param1: 0, accumulate: 0)
+            var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: CK_ACT_RELU, param0: 0, param1: 0, accumulate: 0, wide: 0)
             y.withUnsafeMutableBufferPointer { py in
                 ck_depthwise_conv2d(1, Int32(channels), Int32(s.inH), Int32(s.inW), Int32(s.outH), Int32(s.outW), Int32(s.kh), Int32(s.kw),
                                     Int32(s.sh), Int32(s.sw), Int32(s.pad), Int32(s.pad), Int32(s.dh), Int32(s.dw),

@@ -64,7 +64,7 @@ import Testing
             b.withUnsafeBufferPointer { pb in
                 bias.withUnsafeBufferPointer { pbias in
                     var epilogue = ck_epilogue(bias_kind: x.bias, bias: pbias.baseAddress, activation: x.activation,
-                                               param0: x.p0, param1: x.p1, accumulate: x.accumulate ? 1 : 0)
+                                               param0: x.p0, param1: x.p1, accumulate: x.accumulate ? 1 : 0, wide: 0)
                     var aOperand = ck_operand(data: pa.baseAddress, rs: x.transA ? 1 : k, cs: x.transA ? m : 1, packed: 0)
                     var bOperand = ck_operand(data: pb.baseAddress, rs: x.transB ? 1 : n, cs: x.transB ? k : 1, packed: 0)
                     packedA.withUnsafeMutableBufferPointer { qa in

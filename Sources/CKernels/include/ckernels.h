@@ -70,6 +70,9 @@ typedef struct {
     ck_activation activation;
     float param0, param1;
     int accumulate;
+    /// Set by the kernels, not the caller: 16-lane (AVX-512) Sigmoid and Silu, from the call's instruction set, so a
+    /// fused activation computes exactly what the standalone one does on the same level.
+    int wide;
 } ck_epilogue;
 
 /// A GEMM operand: a strided matrix (element (i, j) at data[i·rs + j·cs]) or, when packed is nonzero, data in the

@@ -72,7 +72,7 @@ enum PackedGemm {
 
     private static func makeEpilogue(bias: Bias, activation: FusedActivation?, accumulate: Bool) -> ck_epilogue {
         let act = kernelActivation(activation) ?? (CK_ACT_NONE, 0, 0)
-        var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: act.kind, param0: act.p0, param1: act.p1, accumulate: accumulate ? 1 : 0)
+        var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: act.kind, param0: act.p0, param1: act.p1, accumulate: accumulate ? 1 : 0, wide: 0)
         switch bias {
         case .none: break
         case .perRow(let pointer): epilogue.bias_kind = CK_BIAS_ROW; epilogue.bias = pointer
@@ -86,7 +86,7 @@ enum PackedGemm {
     static func depthwise2D(x: UnsafeBufferPointer<Float>, w: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>?,
                             y: UnsafeMutableBufferPointer<Float>, geometry g: ConvolutionKernels.Geometry, activation: FusedActivation?) {
         let act = kernelActivation(activation) ?? (CK_ACT_NONE, 0, 0)
-        var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: act.kind, param0: act.p0, param1: act.p1, accumulate: 0)
+        var epilogue = ck_epilogue(bias_kind: CK_BIAS_NONE, bias: nil, activation: act.kind, param0: act.p0, param1: act.p1, accumulate: 0, wide: 0)
         ck_depthwise_conv2d(
             Int32(g.batch), Int32(g.outChannels), Int32(g.inSpatial[0]), Int32(g.inSpatial[1]),
             Int32(g.outSpatial[0]), Int32(g.outSpatial[1]), Int32(g.kernel[0]), Int32(g.kernel[1]),
