@@ -76,13 +76,15 @@ struct Bench: ParsableCommand {
         if let table = runnable.executor.profile { Output.note(Profile.render(table, total: ContinuousClock.now - timed)) }
         let stats = LatencyStats(times)
         let peakRSS = PeakMemory.bytes()
+        // The arena the runs used: the compiled plan's, plus the slots planned for sizes known only at run time.
+        let arenaBytes = (runnable.executor as? CompiledExecutor)?.arenaBytes ?? runnable.arenaBytes
         if json {
             Output.write(JSON.object([
                 ("model", .string(model)), ("runs", .int(Int64(runs))),
                 ("median_ms", .double(stats.median)), ("p90_ms", .double(stats.p90)), ("p99_ms", .double(stats.p99)),
                 ("min_ms", .double(stats.min)), ("mean_ms", .double(stats.mean)), ("runs_per_s", .double(stats.median > 0 ? 1e3 / stats.median : 0)),
                 ("load_ms", .double(runnable.loadSeconds * 1e3)), ("peak_rss_bytes", .int(Int64(peakRSS))),
-                ("arena_bytes", runnable.arenaBytes.map { .int(Int64($0)) } ?? .null), ("threads", .int(Int64(Parallelism.threads))),
+                ("arena_bytes", arenaBytes.map { .int(Int64($0)) } ?? .null), ("threads", .int(Int64(Parallelism.threads))),
             ]).serialized(pretty: false) + "\n")
         } else {
             func ms(_ v: Double) -> String { String(format: "%.3f ms", v) }
@@ -90,7 +92,7 @@ struct Bench: ParsableCommand {
                 \(model): \(runs) runs after \(warmup) warm-up, \(Parallelism.threads) threads
                   median \(ms(stats.median))   p90 \(ms(stats.p90))   p99 \(ms(stats.p99))   min \(ms(stats.min))   mean \(ms(stats.mean))
                   throughput \(String(format: "%.1f", stats.median > 0 ? 1e3 / stats.median : 0)) runs/s
-                  load \(ms(runnable.loadSeconds * 1e3))   peak RSS \(peakRSS / (1 << 20)) MiB\(runnable.arenaBytes.map { "   arena \($0) bytes" } ?? "")
+                  load \(ms(runnable.loadSeconds * 1e3))   peak RSS \(peakRSS / (1 << 20)) MiB\(arenaBytes.map { "   arena \($0) bytes" } ?? "")
 
                 """)
         }

@@ -55,7 +55,7 @@ public enum Emitter {
             throw .unsupportedOps(builder.unsupportedOrder.map { ($0, builder.unsupported[$0] ?? []) })
         }
         if let failure = builder.failure { throw failure }
-        let plan = MemoryPlanner.plan(builder.candidates, tensors: builder.tensors)
+        let plan = MemoryPlanner.plan(builder.candidates)
         var tensors = builder.tensors
         for (id, offset) in plan.offsets {
             if case .arena(_, let bytes) = tensors[Int(id)].storage { tensors[Int(id)].storage = .arena(offset: offset, byteCount: bytes) }

@@ -18,7 +18,7 @@ import Testing
 
     @Test func sharesBytesOnlyBetweenDisjointLifetimes() {
         // a: ops 0-1, b: 1-2 (overlaps a), c: 2-3 (overlaps b, not a), d: 4-4 (alone).
-        let plan = MemoryPlanner.plan([lifetime(0, 0, 1, 100), lifetime(1, 1, 2, 200), lifetime(2, 2, 3, 100), lifetime(3, 4, 4, 1000)], tensors: [])
+        let plan = MemoryPlanner.plan([lifetime(0, 0, 1, 100), lifetime(1, 1, 2, 200), lifetime(2, 2, 3, 100), lifetime(3, 4, 4, 1000)])
         let a = plan.offsets[0] ?? -1, b = plan.offsets[1] ?? -1, c = plan.offsets[2] ?? -1, d = plan.offsets[3] ?? -1
         #expect([a, b, c, d].allSatisfy { $0 >= 0 && $0 % MemoryPlanner.alignment == 0 })
         // b (200 → 256 bytes) may not overlap a or c; a and c may share.
@@ -38,8 +38,8 @@ import Testing
             let first = next() % 100
             lifetimes.append(lifetime(TensorID(id), first, first + next() % 20, 1 + next() % 5000))
         }
-        let plan = MemoryPlanner.plan(lifetimes, tensors: [])
-        #expect(MemoryPlanner.plan(lifetimes, tensors: []).offsets == plan.offsets)
+        let plan = MemoryPlanner.plan(lifetimes)
+        #expect(MemoryPlanner.plan(lifetimes).offsets == plan.offsets)
         for x in lifetimes {
             for y in lifetimes where x.id < y.id && x.first <= y.last && y.first <= x.last {
                 let xo = plan.offsets[x.id] ?? 0, yo = plan.offsets[y.id] ?? 0
@@ -171,6 +171,55 @@ import Testing
             #expect(TensorComparison.difference(try #require(result[name]?.tensor), try #require(reference[name]?.tensor), rtol: 0, atol: 0) == nil, "output \(name)")
         }
         #expect(executor.arenaStatistics.copied > 0)
+    }
+}
+
+/// Tensors whose size depends on a symbolic dim get arena slots after the first run of each input shape: the
+/// following runs of that shape place them in the arena, other shapes are recorded and planned in turn, and a
+/// data-dependent size simply falls back to the heap — with the same answers throughout.
+@Suite struct ShapePlanTests {
+    @Test func runTimeSizesArePlannedPerInputShape() throws {
+        // x [batch, 8] → r = Relu(x) → v = Reshape(r, [-1, 4]) (a view) → s = Sigmoid(v) → m = Mul(s, s) →
+        // w = Reshape(m, shape of x) → y = Add(w, x); n = NonZero(r) (a data-dependent size) → z = Cast(n) output.
+        let nodes: [Node] = [
+            Build.node("Relu", ["x"], ["r"]), Build.node("Reshape", ["r", "quarters"], ["v"]),
+            Build.node("Sigmoid", ["v"], ["s"]), Build.node("Mul", ["s", "s"], ["m"]),
+            Build.node("Shape", ["x"], ["xs"]), Build.node("Reshape", ["m", "xs"], ["w"]),
+            Build.node("Add", ["w", "x"], ["y"]),
+            Build.node("NonZero", ["r"], ["n"]), Build.node("Cast", ["n"], ["z"], [Attribute("to", .int(1))]),
+        ]
+        let graph = Graph(inputs: [Build.input("x", [.symbolic("batch"), .fixed(8)])],
+                          outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil)],
+                          initializers: [try Build.int64Tensor("quarters", [2], [-1, 4])], nodes: nodes)
+        let model = Build.model(graph)
+        let (typed, _) = ShapeInference.infer(model)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O0")
+        let program = try Emitter.emit(typed, metadata: metadata).0
+        // Only the Shape output ([2] int64) has a size known at compile time.
+        #expect(program.arenaBytes == MemoryPlanner.alignment)
+        let executor = try CompiledModel(program: program).makeExecutor()
+        let reference = try Executor(graph: try Lowering.lower(model))
+        var placed = executor.arenaStatistics.inPlace, recorded: Int?
+        for (run, batch) in [2, 2, 3, 2, 3, 3].enumerated() {
+            let values = (0..<(batch * 8)).map { Float(($0 * 7 + run) % 11) - 5 }
+            let x = try OnnxcRuntime.Tensor(values, shape: [batch, 8])
+            let result = try executor.run(["x": .tensor(x)])
+            let expected = try reference.run(["x": .tensor(x)])
+            for name in ["y", "z"] {
+                #expect(TensorComparison.difference(try #require(result[name]?.tensor), try #require(expected[name]?.tensor), rtol: 0, atol: 0) == nil,
+                        "run \(run) (batch \(batch)): output \(name)")
+            }
+            // The first run of each batch size records (only the compiled slot is used); every later one also
+            // places the run-time-sized tensors in the arena.
+            let delta = executor.arenaStatistics.inPlace - placed
+            placed += delta
+            if run == 0 || run == 2 {
+                #expect(delta == recorded ?? delta, "run \(run) should only record")
+                recorded = delta
+            } else {
+                #expect(delta >= (recorded ?? 0) + 3, "run \(run): \(delta) values in the arena")
+            }
+        }
     }
 }
 

@@ -76,7 +76,7 @@ enum ChannelsLastSteps {
                     g = try ChannelsLastKernels.convGeometry(x: input.shape, w: weights, bias: bias, attributes: node.attributes, op: node.opType)
                 }
                 let z = residual >= 0 ? try frame.tensor(residual, self) : nil
-                let out = try frame.output(slot, .float, ChannelsLastKernels.outputShape(g))
+                let out = try frame.output(slot, y, .float, ChannelsLastKernels.outputShape(g))
                 frame.values[Int(y)] = .tensor(try ChannelsLastKernels.convolve(
                     g, x: input, weights: weights, depthwise: depthwise, bias: bias, residual: z, activation: activation, into: out,
                     op: node.opType, algorithm: algorithm, workspace: workspace))
@@ -113,7 +113,7 @@ enum ChannelsLastSteps {
                 } else {
                     g = try ChannelsLastKernels.poolGeometry(input.shape, node.attributes, op: node.opType)
                 }
-                let out = try frame.output(slot, .float, ChannelsLastKernels.poolShape(g))
+                let out = try frame.output(slot, y, .float, ChannelsLastKernels.poolShape(g))
                 frame.values[Int(y)] = .tensor(ChannelsLastKernels.pool(g, kind, x: input, into: out))
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)
@@ -139,7 +139,7 @@ enum ChannelsLastSteps {
             let input = try ChannelsLastSteps.input(frame, x, self)
             do {
                 try ChannelsLastKernels.checkGlobalPool(input.shape, op: node.opType)
-                let out = try frame.output(slot, .float, ChannelsLastKernels.globalPoolShape(input.shape))
+                let out = try frame.output(slot, y, .float, ChannelsLastKernels.globalPoolShape(input.shape))
                 frame.values[Int(y)] = .tensor(ChannelsLastKernels.globalPool(input, max: max, into: out))
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)

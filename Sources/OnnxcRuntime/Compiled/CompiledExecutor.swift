@@ -9,6 +9,8 @@ import OnnxcFormat
 public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
     let plan: ExecutionPlan
     let frame: Frame
+    /// Slots for the tensors sized at run time, per set of input shapes seen.
+    var shapePlans: ShapePlans
     public let graph: RuntimeGraph
     public var profile: [String: OpProfile]?
     /// Profile by node (its name and op type) instead of by op type.
@@ -18,9 +20,13 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
     /// kernel's temporary), over this executor's runs.
     public var arenaStatistics: (inPlace: Int, copied: Int) { frame.arenaStatistics }
 
+    /// The bytes of this executor's arena: the compiled plan's, grown for run-time sizes planned since.
+    public var arenaBytes: Int { frame.arena?.storage.count ?? 0 }
+
     init(plan: ExecutionPlan, graph: RuntimeGraph) throws(RuntimeError) {
         self.plan = plan
         self.graph = graph
+        shapePlans = plan.shapePlans
         let arena = plan.arenaBytes > 0 ? Arena(byteCount: plan.arenaBytes) : nil
         if plan.arenaBytes > 0 && arena == nil {
             throw .invalidShape("the model's arena of \(plan.arenaBytes) bytes is more than this machine's memory")
@@ -42,6 +48,21 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
                 throw .missingInput("model input \(info.name) was not given")
             }
         }
+        // Tensors sized at run time: slots planned for these input shapes, or a run that records their sizes.
+        var recording: ShapePlans.Recording?
+        var shapes: [[Int]] = []
+        if shapePlans.isNeeded {
+            shapes = plan.inputs.map { input in
+                if case .tensor(let t)? = frame.values[Int(input.id)] { return t.shape }
+                return []
+            }
+            if let planned = shapePlans.plan(for: shapes) {
+                try install(planned)
+            } else {
+                frame.dynamicSlots = []
+                recording = ShapePlans.Recording()
+            }
+        }
         for (index, step) in plan.steps.enumerated() {
             if profile == nil {
                 try step.run(frame)
@@ -54,7 +75,15 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
                 profile?[key, default: OpProfile()].calls += 1
                 profile?[key, default: OpProfile()].seconds += seconds
             }
+            if recording != nil {
+                recording?.wrote(plan.stepOutputs[index], reading: plan.stepInputs[index], at: index, frame.values,
+                                 planned: shapePlans.planned)
+                recording?.released(plan.release[index], at: index)
+            }
             for id in plan.release[index] { frame.values[Int(id)] = nil }
+        }
+        if let recording {
+            shapePlans.insert(recording.plan(tensors: plan.initialValues.count, staticBytes: shapePlans.staticBytes), for: shapes)
         }
         var results: [String: Value] = [:]
         for (info, id) in plan.outputs {
@@ -62,6 +91,17 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
             results[info.name] = detached(value)
         }
         return results
+    }
+
+    /// Uses `planned`'s slots from now on, the arena grown to hold them.
+    private func install(_ planned: ShapePlans.Plan) throws(RuntimeError) {
+        if planned.arenaBytes > (frame.arena?.storage.count ?? 0) {
+            guard let grown = Arena(byteCount: planned.arenaBytes) else {
+                throw .invalidShape("an arena of \(planned.arenaBytes) bytes for these input shapes is more than this machine's memory")
+            }
+            frame.arena = grown
+        }
+        frame.dynamicSlots = planned.slots
     }
 
     /// Outputs outlive the run, and the next run reuses the arena: an output in it is copied out.

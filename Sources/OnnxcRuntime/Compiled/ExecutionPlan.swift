@@ -16,6 +16,11 @@ struct ExecutionPlan: Sendable {
     let arenaBytes: Int
     /// The largest workspace a step needs (each executor allocates one, shared by its steps in turn).
     let scratchBytes: Int
+    /// Each step's input and output ids (for planning the tensors sized at run time).
+    let stepInputs: [[TensorID]]
+    let stepOutputs: [[TensorID]]
+    /// The tensors sized at run time, empty of plans; each executor keeps its own copy.
+    let shapePlans: ShapePlans
 
     init(program: Program, graph: RuntimeGraph) throws(RuntimeError) {
         let main = program.graphs[0]
@@ -64,6 +69,9 @@ struct ExecutionPlan: Sendable {
         initialValues = initial
         arenaBytes = program.arenaBytes
         scratchBytes = steps.reduce(0) { max($0, $1.scratchBytes) }
+        stepInputs = main.ops.map(\.inputs)
+        stepOutputs = main.ops.map(\.outputs)
+        shapePlans = ShapePlans(program: program, outputs: main.outputs)
     }
 
     /// Every name a subgraph attribute (and its nested subgraphs) reads; a superset of its outer-scope captures.

@@ -30,7 +30,8 @@ struct GenericStep: Step {
         var captured: [String: Value] = [:]
         for capture in captures { if let value = frame.values[Int(capture.id)] { captured[capture.name] = value } }
         let context = KernelContext(node: node, scope: Scope(values: captured, parent: nil), executor: frame.subgraphs)
-        let planned = slots.compactMap { $0 }
+        let resolved = zip(slots, outputs).map { frame.slot($0, $1) }
+        let planned = resolved.compactMap { $0 }
         let offer = frame.arena.flatMap { planned.isEmpty ? nil : ArenaOffer(arena: $0, slots: planned) }
         let results: [Value?]
         do {
@@ -41,7 +42,7 @@ struct GenericStep: Step {
         }
         for (index, id) in outputs.enumerated() where id >= 0 && index < results.count {
             guard let value = results[index] else { continue }
-            frame.values[Int(id)] = settled(value, slot: slots[index], frame)
+            frame.values[Int(id)] = settled(value, slot: resolved[index], frame)
         }
     }
 

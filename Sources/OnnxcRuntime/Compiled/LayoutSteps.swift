@@ -38,7 +38,7 @@ enum LayoutSteps {
             let shape = perm.map { input.shape[$0] }
             if input.dtype != .string, input.dtype.storageBytes == 4, let (batch, rows, columns) = ShapeKernels.batchedTranspose(input.shape, perm),
                [batch, rows, columns].allSatisfy({ $0 <= Int(Int32.max) }) {
-                let out = try frame.output(slot, input.dtype, shape)
+                let out = try frame.output(slot, y, input.dtype, shape)
                 input.withBytes { source in
                     out.withMutableBytes { target in
                         guard let from = source.baseAddress, let to = target.baseAddress else { return }
@@ -84,12 +84,13 @@ enum LayoutSteps {
                     return
                 }
                 let inArena = input.unsafeBaseAddress.map { frame.arena?.contains($0) ?? false } ?? false
-                if !inArena || (slot != nil && slot == inputSlot) {
+                let own = frame.slot(slot, y)
+                if !inArena || (own != nil && own == frame.slot(inputSlot, x)) {
                     if inArena { frame.arenaStatistics.inPlace += 1 }
                     frame.values[Int(y)] = .tensor(try input.reshaped(shape))
                     return
                 }
-                let out = try frame.output(slot, input.dtype, shape)
+                let out = try frame.output(slot, y, input.dtype, shape)
                 guard out.count == input.count else { throw .invalidShape("cannot view \(input.shape) as \(shape)") }
                 input.withBytes { source in
                     out.withMutableBytes { target in

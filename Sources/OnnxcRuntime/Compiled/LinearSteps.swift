@@ -84,7 +84,7 @@ enum LinearSteps {
                 let rows = x.shape.dropLast().reduce(1, *)
                 let shape = Array(x.shape.dropLast()) + [n]
                 guard PackedGemm.fits(m: rows, n: n, k: k) else { throw .invalidShape("\(node.opType): \(x.shape) exceeds the kernel's 32-bit limits") }
-                let out = try frame.output(slot, .float, shape)
+                let out = try frame.output(slot, y, .float, shape)
                 let fused = PackedGemm.kernelActivation(activation) != nil
                 if out.count > 0 {
                     x.withValues(Float.self) { xb in

@@ -19,7 +19,10 @@ extension Step {
 /// The values of one run, by tensor id, and the run's arena. One per executor; never shared between threads.
 final class Frame {
     var values: [Value?]
-    let arena: Arena?
+    /// The compiled plan's slots, then (for a model with run-time sizes) the current input shapes' (`ShapePlans`).
+    var arena: Arena?
+    /// The current input shapes' slots of the tensors sized at run time, by id (empty: none planned).
+    var dynamicSlots: [ArenaSlot?] = []
     /// Workspace for the step that runs (the largest any step needs; see `Step.scratchBytes`).
     let scratch: Arena?
     /// Runs the subgraphs of control-flow ops (If, Loop, Scan) by name, with the interpreter.
@@ -43,11 +46,18 @@ final class Frame {
         return tensor
     }
 
-    /// A fresh output tensor: the planned arena slot when it has one of exactly this size, else the heap. Its bytes
-    /// are undefined; the step writes them all.
+    /// Tensor `id`'s slot: the compiled one, else the one planned for the current input shapes.
     @inline(__always)
-    func output(_ slot: ArenaSlot?, _ dtype: DType, _ shape: [Int]) throws(RuntimeError) -> Tensor {
-        if let slot, let arena, let tensor = Tensor(slot: slot, in: arena, dtype: dtype, shape: shape) {
+    func slot(_ compiled: ArenaSlot?, _ id: TensorID) -> ArenaSlot? {
+        if let compiled { return compiled }
+        return id >= 0 && Int(id) < dynamicSlots.count ? dynamicSlots[Int(id)] : nil
+    }
+
+    /// A fresh output tensor for tensor `id`: its arena slot (`slot(_:_:)`) when it has one of exactly this size, else
+    /// the heap. Its bytes are undefined; the step writes them all.
+    @inline(__always)
+    func output(_ compiled: ArenaSlot?, _ id: TensorID, _ dtype: DType, _ shape: [Int]) throws(RuntimeError) -> Tensor {
+        if let slot = slot(compiled, id), let arena, let tensor = Tensor(slot: slot, in: arena, dtype: dtype, shape: shape) {
             arenaStatistics.inPlace += 1
             return tensor
         }

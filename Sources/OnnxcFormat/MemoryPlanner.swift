@@ -1,11 +1,11 @@
 import OnnxcCore
-public import OnnxcFormat
 
-/// Assigns arena offsets to intermediates from their lifetimes, at compile time: two tensors share bytes when
-/// no op needs both. TFLite's ArenaPlanner does the same at load ("greedy by size"): place the largest tensors
-/// first, each at the lowest 64-byte-aligned offset that does not overlap a placed tensor whose lifetime
-/// intersects its own. The bound it achieves is the peak live set plus fragmentation, usually within a few
-/// percent of it; the run allocates exactly `arenaBytes` once.
+/// Assigns arena offsets to intermediates from their lifetimes: two tensors share bytes when no op needs both. The
+/// compiler plans every intermediate of known size (the file's memory plan); the runtime plans the rest at the
+/// first run of each new input shape (`ShapePlans`). TFLite's ArenaPlanner does the same at load ("greedy by
+/// size"): place the largest tensors first, each at the lowest 64-byte-aligned offset that does not overlap a
+/// placed tensor whose lifetime intersects its own. The bound it achieves is the peak live set plus fragmentation,
+/// usually within a few percent of it; the run allocates exactly `arenaBytes` once.
 public enum MemoryPlanner {
     /// Offsets are multiples of this: a cache line, and the widest vector load (AVX-512) the kernels may use.
     public static let alignment = 64
@@ -32,7 +32,7 @@ public enum MemoryPlanner {
         public var arenaBytes: Int
     }
 
-    public static func plan(_ lifetimes: [Lifetime], tensors: [ProgramTensor]) -> Plan {
+    public static func plan(_ lifetimes: [Lifetime]) -> Plan {
         // Largest first; ties by definition order so the plan is deterministic.
         let order = lifetimes.sorted { $0.bytes != $1.bytes ? $0.bytes > $1.bytes : ($0.first, $0.id) < ($1.first, $1.id) }
         var placed: [(lifetime: Lifetime, offset: Int, end: Int)] = []
