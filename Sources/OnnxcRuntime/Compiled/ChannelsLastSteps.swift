@@ -35,7 +35,8 @@ enum ChannelsLastSteps {
         /// The geometry for the compiled input shape.
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
         let algorithm: ChannelsLast.Algorithm
-        /// The Winograd form's workspace for the planned geometry, in the frame's scratch buffer.
+        /// The Winograd form's workspace (its transformed weights: the channel counts fix its size, whatever the
+        /// input's), in the frame's scratch buffer.
         let scratchBytes: Int
 
         /// Nil when the weights or bias are not constants (the generic step handles those).
@@ -60,21 +61,20 @@ enum ChannelsLastSteps {
             weights = try ChannelsLastKernels.packedWeights(w, g, depthwise: depthwise, op: node.opType)
             planned = shape.map { ($0, g) }
             algorithm = depthwise ? .direct : ChannelsLast.Algorithm(attributes: node.attributes)
-            scratchBytes = algorithm == .winograd && shape != nil ? ChannelsLast.winogradWorkspaceBytes(g) ?? 0 : 0
+            scratchBytes = algorithm == .winograd ? ChannelsLast.winogradWorkspaceBytes(g) ?? 0 : 0
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
             let input = try ChannelsLastSteps.input(frame, x, self)
             do {
                 let g: ConvolutionKernels.Geometry
-                // The scratch buffer fits the planned geometry's workspace; another shape's is allocated per call.
-                var workspace: UnsafeMutableRawPointer?
                 if let planned, planned.shape == input.shape {
                     g = planned.geometry
-                    if scratchBytes > 0, let base = frame.scratch?.storage.baseAddress { workspace = UnsafeMutableRawPointer(mutating: base) }
                 } else {
                     g = try ChannelsLastKernels.convGeometry(x: input.shape, w: weights, bias: bias, attributes: node.attributes, op: node.opType)
                 }
+                var workspace: UnsafeMutableRawPointer?
+                if scratchBytes > 0, let base = frame.scratch?.storage.baseAddress { workspace = UnsafeMutableRawPointer(mutating: base) }
                 let z = residual >= 0 ? try frame.tensor(residual, self) : nil
                 let out = try frame.output(slot, y, .float, ChannelsLastKernels.outputShape(g))
                 frame.values[Int(y)] = .tensor(try ChannelsLastKernels.convolve(
