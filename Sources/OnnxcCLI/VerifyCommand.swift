@@ -8,7 +8,11 @@ struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Run an ONNX model (as written, -O0) and its compiled .oxc on the same inputs and compare every output.",
-        discussion: "An output passes when |oxc - onnx| <= atol + rtol * |onnx| elementwise. Exits 1 when any output does not.")
+        discussion: """
+            An output passes when every |oxc - onnx| <= atol + rtol * max|onnx| (rtol relative to the output's largest \
+            magnitude: near-zero elements of a deep network's output carry the rounding of its large ones), or \
+            atol + rtol * |onnx| per element with --elementwise. Exits 1 when any output does not.
+            """)
 
     @Argument(help: "The original ONNX model.")
     var reference: String
@@ -27,6 +31,9 @@ struct Verify: ParsableCommand {
 
     @Option(help: "Absolute tolerance.")
     var atol: Double = 1e-5
+
+    @Flag(help: "Compare each element against its own magnitude (numpy.allclose) instead of the output's largest.")
+    var elementwise = false
 
     func validate() throws {
         for spec in inputShape { _ = try InputShapes.parse(spec) }
@@ -53,10 +60,12 @@ struct Verify: ParsableCommand {
                 failed = true
                 continue
             }
-            let (abs, rel) = TensorComparison.maximumErrors(got, want)
-            let problem = TensorComparison.difference(got, want, rtol: rtol, atol: atol)
+            let errors = TensorComparison.maximumErrors(got, want)
+            let problem = TensorComparison.difference(got, want, rtol: rtol, atol: atol, scale: elementwise ? .element : .output)
             failed = failed || problem != nil
-            lines.append((problem == nil ? "ok   " : "FAIL ") + "\(output.name): max abs err \(String(format: "%.3g", abs)), max rel err \(String(format: "%.3g", rel))"
+            func g(_ v: Double) -> String { String(format: "%.3g", v) }
+            lines.append((problem == nil ? "ok   " : "FAIL ") + "\(output.name): max abs err \(g(errors.absolute)), "
+                         + "rel to the output's largest \(g(errors.ofOutput)), elementwise rel \(g(errors.relative))"
                          + (problem.map { " — \($0)" } ?? ""))
         }
         Output.write(lines.joined(separator: "\n") + "\n")

@@ -63,3 +63,21 @@ import Testing
         #expect(Tensor.allocationLimit > 1 << 30)
     }
 }
+
+/// `onnxc verify`'s comparison: rtol against each element, or against the output's largest magnitude.
+@Suite struct TensorComparisonTests {
+    @Test func outputScaleForgivesRoundingOfSmallElementsOnly() throws {
+        let expected = try Tensor([1000, 0.001, -3] as [Float], shape: [3])
+        let rounded = try Tensor([1000.0001, 0.0010002, -3] as [Float], shape: [3])
+        #expect(TensorComparison.difference(rounded, expected, rtol: 1e-4, atol: 0) != nil)
+        #expect(TensorComparison.difference(rounded, expected, rtol: 1e-4, atol: 0, scale: .output) == nil)
+        let wrong = try Tensor([1000, 0.2, -3] as [Float], shape: [3])
+        #expect(TensorComparison.difference(wrong, expected, rtol: 1e-4, atol: 0, scale: .output) != nil)
+        let errors = TensorComparison.maximumErrors(rounded, expected)
+        #expect(errors.relative > 1e-4 && errors.ofOutput < 1e-6)
+        // NaN matches NaN, and an infinite expected value does not set the scale.
+        let special = try Tensor([.nan, .infinity, 1] as [Float], shape: [3])
+        #expect(TensorComparison.difference(special, special, rtol: 1e-4, atol: 0, scale: .output) == nil)
+        #expect(TensorComparison.maximumErrors(special, special).ofOutput == 0)
+    }
+}
