@@ -5,7 +5,8 @@ Usage:
     python3 scripts/gen_testdata.py
 
 Needs Python 3 with numpy, onnx==1.16.2 and onnxruntime (CPU). Writes, after deleting what an earlier
-run wrote (testdata/node and testdata/light, filled by fetch-onnx-tests.sh, are left alone):
+run wrote (testdata/node and testdata/light, filled by fetch-onnx-tests.sh, and the models of FOREIGN_MODELS,
+made by other scripts, are left alone):
 
     testdata/models/NAME.onnx            small models built with onnx.helper, checked with
                                          onnx.checker.check_model(full_check=True) unless noted
@@ -51,6 +52,8 @@ DEFAULT_DIM = 2
 INPUT_SEED = 0
 SIZE_BUDGET = 3 * 1024 * 1024
 BAD_FILE_LIMIT = 20 * 1024
+# Models in testdata/models that other scripts make (and the manifest does not list): regenerating leaves them.
+FOREIGN_MODELS = {"digits_cnn.onnx": "scripts/train_digits.py"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -853,8 +856,12 @@ def generate_bad(curated_errors: dict[str, str]) -> None:
 def main() -> None:
     expected_errors = BAD / "expected_errors.json"
     curated_errors = json.loads(expected_errors.read_text()) if expected_errors.is_file() else {}
+    kept = {name: (MODELS / name).read_bytes() for name in FOREIGN_MODELS if (MODELS / name).is_file()}
     for stale in (MODELS, REFERENCE, BAD):
         shutil.rmtree(stale, ignore_errors=True)
+    MODELS.mkdir(parents=True)
+    for name, data in kept.items():
+        (MODELS / name).write_bytes(data)
     manifest = generate_models()
     (TESTDATA / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     generate_bad(curated_errors)
