@@ -122,6 +122,11 @@ enum FusionSupport {
         return nil
     }
 
+    static func float(_ node: Node, _ name: String) -> Float? {
+        if case .float(let value)? = node.attribute(name) { return value }
+        return nil
+    }
+
     static func string(_ node: Node, _ name: String) -> String? {
         if case .string(let bytes)? = node.attribute(name) { return String(decoding: bytes, as: UTF8.self) }
         return nil

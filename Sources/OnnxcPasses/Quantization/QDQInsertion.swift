@@ -1,0 +1,331 @@
+public import OnnxcCore
+public import OnnxcIR
+
+/// What to quantize and how.
+public struct QuantizationOptions: Sendable {
+    /// Per output channel weight scales (the default, as ORT's and TFLite's); false: one scale per weight.
+    public var perChannel = true
+    /// Nodes (by name) and op types left in float.
+    public var excludedNodes: Set<String> = []
+    public var excludedOpTypes: Set<String> = []
+
+    public init(perChannel: Bool = true, excludedNodes: Set<String> = [], excludedOpTypes: Set<String> = []) {
+        self.perChannel = perChannel
+        self.excludedNodes = excludedNodes
+        self.excludedOpTypes = excludedOpTypes
+    }
+}
+
+/// Why quantization cannot proceed (nothing is written).
+public enum QuantizationError: Error, Sendable, UserFacingError {
+    case opsetTooOld(Int64)
+    case invalidGraph(IRError)
+    case tensor(String, TensorDataError)
+
+    public var what: String {
+        switch self {
+        case .opsetTooOld(let v): "the model imports ONNX opset \(v); per-channel QuantizeLinear/DequantizeLinear need opset 13 or later"
+        case .invalidGraph(let e): "quantization produced an invalid graph: \(e.what)"
+        case .tensor(let name, let e): "cannot make quantized tensor \(name): \(e)"
+        }
+    }
+
+    public var location: String? {
+        if case .invalidGraph(let e) = self { return e.location }
+        return nil
+    }
+
+    public var hint: String? {
+        switch self {
+        case .opsetTooOld: "pass --per-tensor, or re-export the model at opset 13 or later"
+        case .invalidGraph, .tensor: "this is an onnxc bug; rerun with --exclude-nodes for the node named and report the model"
+        }
+    }
+}
+
+/// What insertion did, for the compile report and `--json`.
+public struct QuantizationSummary: Sendable {
+    /// Nodes that now read quantized inputs, by op type.
+    public var quantizedNodes: [String: Int] = [:]
+    /// Nodes of quantizable types left in float, with the reason.
+    public var skipped: [(node: String, reason: String)] = []
+    public var quantizedTensors = 0
+    public var quantizedWeights = 0
+    /// Biases too large for int32 at scale s_x·s_w (clamped).
+    public var clampedBiases = 0
+}
+
+/// Inserts QuantizeLinear → DequantizeLinear pairs (QDQ, the format ONNX Runtime recommends) into a float model:
+/// the result is standard ONNX that ORT runs, and the input of onnxc's integer lowering.
+///
+/// Quantized: Conv, Gemm and MatMul with constant float weights (int8 symmetric per output channel, bias int32 at
+/// s_x·s_w), MatMul of two activations, the element-wise and data-movement ops in `activationOps`. Each float
+/// tensor such an op reads gets one Q/DQ pair (uint8, the calibrated range widened to include 0), and every
+/// reader reads the dequantized value, so ORT and onnxc's integer kernels see the same numbers. Not quantized:
+/// outputs only float ops read, graph outputs (a classifier's logits lose nothing to a last rounding), and the
+/// output of a Conv/Gemm/MatMul/Add read only by a Relu or Clip — the activation is fused into the producer's
+/// requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
+/// output their input's grid, and a Concat gives all its inputs and its output one grid, so those ops run on the
+/// integers unchanged.
+public enum QDQInsertion {
+    /// Ops with weights: their input 1 (and Conv/Gemm's bias) are constants quantized here.
+    static let weightOps: Set<String> = ["Conv", "Gemm", "MatMul"]
+    /// Ops whose data inputs and output are quantized; the value is which inputs are data ("all" = every
+    /// non-constant input, "first" = input 0).
+    static let activationOps: [String: Bool] = [
+        "Add": true, "Mul": true, "Concat": true,
+        "MaxPool": false, "AveragePool": false, "GlobalAveragePool": false, "Relu": false, "Clip": false,
+        "LeakyRelu": false, "Sigmoid": false, "HardSigmoid": false, "HardSwish": false, "Tanh": false,
+        "Reshape": false, "Transpose": false, "Squeeze": false, "Unsqueeze": false, "Flatten": false,
+        "Slice": false, "Split": false, "Pad": false, "Resize": false,
+    ]
+    /// Ops whose output holds only values of their input: the output takes the input's grid.
+    static let sameGridOps: Set<String> = [
+        "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Relu",
+    ]
+    /// Activations a preceding quantized op absorbs into its requantization.
+    static let fusedActivations: Set<String> = ["Relu", "Clip"]
+
+    /// The float tensors calibration must observe for `model`: every non-constant input and output of the
+    /// nodes `insert` would quantize.
+    public static func calibrationTensors(_ model: Model, options: QuantizationOptions) -> [String] {
+        let graph = model.graph
+        let constants = Set(graph.initializers.map(\.name))
+        var names: [String] = []
+        var seen = Set<String>()
+        for node in graph.nodes where quantizable(node, options) != nil {
+            for name in node.inputs + node.outputs where !name.isEmpty && !constants.contains(name) && seen.insert(name).inserted {
+                names.append(name)
+            }
+        }
+        return names
+    }
+
+    /// Why `node` is not quantized, or nil when it is (`.some(nil)`: quantizable; `nil`: not a candidate).
+    static func quantizable(_ node: Node, _ options: QuantizationOptions) -> String?? {
+        guard node.domain.isEmpty, weightOps.contains(node.opType) || activationOps[node.opType] != nil else { return nil }
+        if options.excludedNodes.contains(node.name) { return .some("excluded by --exclude-nodes") }
+        if options.excludedOpTypes.contains(node.opType) { return .some("excluded by --exclude-op-types") }
+        return .some(nil)
+    }
+
+    public static func insert(_ model: Model, ranges calibrated: [String: TensorRange], options: QuantizationOptions) throws(QuantizationError) -> (Model, QuantizationSummary) {
+        let opset = model.opsetImports.first { canonicalDomain($0.domain) == defaultDomain }?.version ?? 1
+        if options.perChannel && opset < 13 { throw .opsetTooOld(opset) }
+        var graph = model.graph
+        let index = GraphIndex(graph)
+        var summary = QuantizationSummary()
+        var taken = FusionSupport.takenNames(graph)
+        let constants = Dictionary(graph.initializers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let graphInputs = Set(graph.inputs.map(\.name))
+        func isConstant(_ name: String) -> Bool { constants[name] != nil && !graphInputs.contains(name) }
+
+        // 1. Which nodes read quantized inputs, and which of their inputs.
+        var dataInputs: [Int: [Int]] = [:]
+        for (n, node) in graph.nodes.enumerated() {
+            guard let verdict = quantizable(node, options) else { continue }
+            if let reason = verdict {
+                summary.skipped.append((node.displayName, reason))
+                continue
+            }
+            var slots: [Int] = []
+            switch node.opType {
+            case "Conv", "Gemm":
+                guard node.inputs.count >= 2, let w = constants[node.inputs[1]], isConstant(w.name), w.dtype == .float else {
+                    summary.skipped.append((node.displayName, "its weight is not a float constant"))
+                    continue
+                }
+                if node.opType == "Gemm", FusionSupport.int(node, "transA") ?? 0 != 0 {
+                    summary.skipped.append((node.displayName, "transA = 1"))
+                    continue
+                }
+                slots = [0]
+            case "MatMul":
+                slots = node.inputs.count == 2 && isConstant(node.inputs[1]) ? [0] : [0, 1]
+            default:
+                let all = activationOps[node.opType] ?? false
+                slots = all ? node.inputs.indices.filter { !node.inputs[$0].isEmpty && !isConstant(node.inputs[$0]) } : [0]
+            }
+            if slots.allSatisfy({ node.inputs.indices.contains($0) && calibrated[node.inputs[$0]] != nil }) {
+                dataInputs[n] = slots
+            } else {
+                summary.skipped.append((node.displayName, "an input was not observed as a float tensor during calibration"))
+            }
+        }
+
+        // 2. Which tensors get a Q/DQ pair.
+        var quantized = Set<String>()
+        // A quantized op's output is quantized where a quantized op reads it; read only by float ops, it stays
+        // float (a Conv or Gemm then writes float straight from its int32 sums: logits lose no last rounding).
+        for (n, slots) in dataInputs {
+            for s in slots { quantized.insert(graph.nodes[n].inputs[s]) }
+        }
+        for name in quantized {
+            // The output of a producer read only by a fused activation is never materialized as integers.
+            guard let (p, _) = index.producer(of: name), dataInputs[p] != nil,
+                  ["Conv", "Gemm", "MatMul", "Add"].contains(graph.nodes[p].opType) else { continue }
+            let uses = index.consumers(of: name)
+            if uses.count == 1, !index.isGraphOutput(name), let use = uses.first, use.input == 0,
+               fusedActivations.contains(graph.nodes[use.node].opType), dataInputs[use.node] != nil {
+                quantized.remove(name)
+            }
+        }
+        quantized = quantized.filter { !isConstant($0) }
+
+        // 3. Grids: calibrated, then shared along data movement and Concat until nothing changes.
+        var ranges = calibrated
+        for _ in 0..<8 {
+            var changed = false
+            for (n, node) in graph.nodes.enumerated() where dataInputs[n] != nil {
+                if sameGridOps.contains(node.opType), let x = node.inputs.first, let r = ranges[x] {
+                    for y in node.outputs where !y.isEmpty && quantized.contains(y) && ranges[y] != r {
+                        ranges[y] = r
+                        changed = true
+                    }
+                } else if node.opType == "Concat" {
+                    let members = (node.inputs + node.outputs).filter { quantized.contains($0) }
+                    guard let first = members.first, var union = ranges[first] else { continue }
+                    for m in members {
+                        if let r = ranges[m] { union = TensorRange(low: min(union.low, r.low), high: max(union.high, r.high)) }
+                    }
+                    for m in members where ranges[m] != union {
+                        ranges[m] = union
+                        changed = true
+                    }
+                }
+            }
+            if !changed { break }
+        }
+        var grids: [String: QuantizationParameters.Activation] = [:]
+        for name in quantized {
+            guard let r = ranges[name] else { continue }
+            grids[name] = QuantizationParameters.activation(low: r.low, high: r.high)
+        }
+
+        // 4. The rewrite.
+        var added: [Tensor] = []
+        var newNodes: [Node] = []
+        var pairs: [String: String] = [:]
+        func pair(_ name: String) throws(QuantizationError) -> String? {
+            if let dq = pairs[name] { return dq }
+            guard let grid = grids[name] else { return nil }
+            let base = sanitized(name)
+            let scale = FusionSupport.freshName(base + "_scale", &taken), zero = FusionSupport.freshName(base + "_zero_point", &taken)
+            let q = FusionSupport.freshName(base + "_quantized", &taken), dq = FusionSupport.freshName(base + "_dequantized", &taken)
+            added.append(try tensor(scale, .float, [], floats: [grid.scale]))
+            added.append(try tensor(zero, .uint8, [], bytes: [grid.zeroPoint]))
+            newNodes.append(Node(name: base + "_QuantizeLinear", opType: "QuantizeLinear", inputs: [name, scale, zero], outputs: [q]))
+            newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [q, scale, zero], outputs: [dq]))
+            pairs[name] = dq
+            summary.quantizedTensors += 1
+            return dq
+        }
+        var weightCache: [String: (dq: String, scales: [Float])] = [:]
+        var rewritten: [Node] = []
+        for (n, original) in graph.nodes.enumerated() {
+            var node = original
+            for (i, input) in node.inputs.enumerated() where quantized.contains(input) {
+                if let dq = try pair(input) { node.inputs[i] = dq }
+            }
+            if dataInputs[n] != nil, weightOps.contains(node.opType), node.inputs.count >= 2, let w = constants[node.inputs[1]], isConstant(w.name),
+               let x = grids[original.inputs[0]] {
+                // Output channel axis of the weight: Conv [M, C/g, k…] axis 0; Gemm B [K, N] axis 1 or, transposed, [N, K] axis 0; MatMul [K, N] axis 1.
+                let transB = node.opType == "Gemm" && (FusionSupport.int(node, "transB") ?? 0) != 0
+                let axis = node.opType == "Conv" || transB ? 0 : w.dims.count - 1
+                let alpha: Double = node.opType == "Gemm" ? FusionSupport.float(node, "alpha").map(Double.init) ?? 1 : 1
+                let key = w.name + (alpha == 1 ? "" : "@\(alpha)")
+                if weightCache[key] == nil, let values = FusionSupport.doubles(w), w.dims.count >= 2 || node.opType == "MatMul" {
+                    let dims = w.dims.map { Int($0) }
+                    let channels = dims.isEmpty ? 1 : dims[axis]
+                    let inner = dims[(axis + 1)...].reduce(1, *)
+                    let perChannel = options.perChannel && channels > 1
+                    let scaled = alpha == 1 ? values : values.map { $0 * alpha }
+                    let (q, scales) = QuantizationParameters.weights(scaled, channels: perChannel ? channels : 1,
+                                                                     channel: { perChannel ? ($0 / inner) % channels : 0 })
+                    let base = sanitized(w.name)
+                    let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
+                    let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
+                    added.append(try tensor(qName, .int8, w.dims, bytes: q.map { UInt8(bitPattern: $0) }))
+                    let parameterDims: [Int64] = perChannel ? [Int64(channels)] : []
+                    added.append(try tensor(sName, .float, parameterDims, floats: scales))
+                    added.append(try tensor(zName, .int8, parameterDims, bytes: [UInt8](repeating: 0, count: scales.count)))
+                    var dq = Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName])
+                    if perChannel { dq.attributes = [Attribute("axis", .int(Int64(axis)))] }
+                    newNodes.append(dq)
+                    weightCache[key] = (dqName, scales)
+                    summary.quantizedWeights += 1
+                }
+                if let (dqName, scales) = weightCache[key] {
+                    node.inputs[1] = dqName
+                    if alpha != 1 { node = FusionSupport.setting("alpha", .float(1), on: node) }
+                    // Bias: Conv input 2, Gemm C when it is one value per output column.
+                    let beta: Double = node.opType == "Gemm" ? FusionSupport.float(node, "beta").map(Double.init) ?? 1 : 1
+                    if node.opType != "MatMul", node.inputs.count > 2, let b = constants[node.inputs[2]], isConstant(b.name), b.dtype == .float,
+                       b.data.elementCount == (scales.count == 1 ? b.data.elementCount : scales.count), b.dims.count == 1,
+                       let values = FusionSupport.doubles(b) {
+                        let scaledBias = beta == 1 ? values : values.map { $0 * beta }
+                        let weightScales = scales.count == 1 ? [Float](repeating: scales[0], count: values.count) : scales
+                        let (q, biasScales, clamped) = QuantizationParameters.bias(scaledBias, inputScale: x.scale, weightScales: weightScales)
+                        summary.clampedBiases += clamped
+                        let base = sanitized(b.name) + "_" + sanitized(node.name.isEmpty ? "node\(n)" : node.name)
+                        let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
+                        let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
+                        added.append(try tensor(qName, .int32, b.dims, int32s: q))
+                        added.append(try tensor(sName, .float, b.dims, floats: biasScales))
+                        added.append(try tensor(zName, .int32, b.dims, int32s: [Int32](repeating: 0, count: q.count)))
+                        newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName],
+                                             attributes: [Attribute("axis", .int(0))]))
+                        node.inputs[2] = dqName
+                        if beta != 1 { node = FusionSupport.setting("beta", .float(1), on: node) }
+                    }
+                }
+            }
+            if dataInputs[n] != nil { summary.quantizedNodes[node.opType, default: 0] += 1 }
+            rewritten.append(node)
+        }
+        // Q/DQ of graph inputs and node outputs; nodes first so the sort below has the producers in place.
+        graph.nodes = rewritten + newNodes
+        graph.initializers += added
+        // The float weights now quantized are read by nothing.
+        var read = Set(graph.outputs.map(\.name)).union(graph.inputs.map(\.name))
+        for node in graph.nodes { read.formUnion(node.inputs) }
+        for node in graph.nodes where !node.subgraphs.isEmpty { for g in node.subgraphs { read.formUnion(g.capturedValues) } }
+        graph.initializers.removeAll { !read.contains($0.name) }
+        do throws(IRError) {
+            graph = try TopologicalSort.sorted(graph)
+            var result = model
+            result.graph = graph
+            try Verifier.verify(result)
+            return (result, summary)
+        } catch {
+            throw .invalidGraph(error)
+        }
+    }
+
+    /// A value name usable as a prefix of new names (ONNX names are arbitrary strings; these stay readable).
+    static func sanitized(_ name: String) -> String {
+        String(name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "." || $0 == "/" || $0 == ":" ? $0 : "_" })
+    }
+
+    static func tensor(_ name: String, _ dtype: DType, _ dims: [Int64], bytes: [UInt8]) throws(QuantizationError) -> Tensor {
+        do throws(TensorDataError) {
+            return Tensor(name: name, data: try TensorData(dtype: dtype, dims: dims, payload: .bytes(ByteSlice(copying: bytes))))
+        } catch {
+            throw .tensor(name, error)
+        }
+    }
+
+    static func tensor(_ name: String, _ dtype: DType, _ dims: [Int64], floats: [Float]) throws(QuantizationError) -> Tensor {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(floats.count * 4)
+        for v in floats { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+        return try tensor(name, dtype, dims, bytes: bytes)
+    }
+
+    static func tensor(_ name: String, _ dtype: DType, _ dims: [Int64], int32s: [Int32]) throws(QuantizationError) -> Tensor {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(int32s.count * 4)
+        for v in int32s { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        return try tensor(name, dtype, dims, bytes: bytes)
+    }
+}

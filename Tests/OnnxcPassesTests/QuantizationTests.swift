@@ -1,0 +1,181 @@
+import OnnxcCore
+import OnnxcIR
+import OnnxcLowering
+import OnnxcPasses
+import OnnxcRuntime
+import OnnxcTestSupport
+import Testing
+
+@Suite struct QuantizationParametersTests {
+    @Test func activationGridsMatchHandComputedCases() {
+        // [0, 2.55]: scale 0.01, zero point 0 (ReLU outputs).
+        let relu = QuantizationParameters.activation(low: 0, high: 2.55)
+        #expect(abs(relu.scale - 0.01) < 1e-9 && relu.zeroPoint == 0)
+        // [-1, 1]: scale 2/255, zero point 1/scale ≈ 127.5, which the float scale rounds to one side.
+        let symmetric = QuantizationParameters.activation(low: -1, high: 1)
+        #expect(abs(symmetric.scale - 2 / 255) < 1e-9 && symmetric.zeroPoint == UInt8((1 / Double(symmetric.scale)).rounded(.toNearestOrEven)))
+        // [-1, 3]: scale 4/255, zero point 63.75 → 64.
+        #expect(QuantizationParameters.activation(low: -1, high: 3).zeroPoint == 64)
+        // A range that excludes 0 is widened to include it: [1, 3] → [0, 3].
+        let positive = QuantizationParameters.activation(low: 1, high: 3)
+        #expect(abs(positive.scale - 3 / 255) < 1e-9 && positive.zeroPoint == 0)
+        // [-3, -1] → [-3, 0]: zero point 255.
+        #expect(QuantizationParameters.activation(low: -3, high: -1).zeroPoint == 255)
+        // Degenerate and non-finite ranges do not divide by zero.
+        #expect(QuantizationParameters.activation(low: 0, high: 0) == .init(scale: 1, zeroPoint: 0))
+        #expect(QuantizationParameters.activation(low: -.infinity, high: .nan).scale == 1)
+        // 0 is exactly representable on every grid.
+        for (lo, hi) in [(-0.37, 5.1), (-10.0, 0.01), (-1e-3, 1e3)] {
+            let grid = QuantizationParameters.activation(low: lo, high: hi)
+            #expect(grid.dequantize(grid.quantize(0)) == 0)
+            #expect(grid.quantize(Float(hi) * 2) == 255 && grid.quantize(Float(lo) * 2) == 0)
+        }
+    }
+
+    @Test func weightsArePerChannelSymmetricAndHandleZeroChannels() {
+        // Two channels of three: [1, -0.5, 0.25] and all zero; a third constant channel.
+        let w: [Double] = [1, -0.5, 0.25, 0, 0, 0, 0.3, 0.3, 0.3]
+        let (q, scales) = QuantizationParameters.weights(w, channels: 3) { $0 / 3 }
+        #expect(scales[0] == Float(1.0 / 127) && scales[1] == 1 && scales[2] == Float(0.3 / 127))
+        #expect(Array(q[0..<3]) == [127, -64, 32])  // −63.5 and 31.75 round to even/nearest
+        #expect(Array(q[3..<6]) == [0, 0, 0] && Array(q[6..<9]) == [127, 127, 127])
+        #expect(!q.contains(-128))
+        let (qt, st) = QuantizationParameters.weights([2, -4, 1], channels: 1) { _ in 0 }
+        #expect(st == [Float(4.0 / 127)] && qt == [64, -127, 32])
+    }
+
+    @Test func biasesUseTheProductOfScalesAndClamp() {
+        let (q, scales, clamped) = QuantizationParameters.bias([0.5, -1, 1e30], inputScale: 0.1, weightScales: [0.01, 0.02, 0.01])
+        #expect(scales == [Float(0.1 * 0.01), Float(0.1 * 0.02), Float(0.1 * 0.01)])
+        #expect(q[0] == 500 && q[1] == -500 && q[2] == Int32.max)
+        #expect(clamped == 1)
+    }
+}
+
+@Suite struct CalibrationTests {
+    /// y = x · 2 as a graph, observed on two batches.
+    private func doubling() throws -> Model {
+        let graph = Graph(name: "g", inputs: [Build.input("x", [.symbolic("n"), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+                          initializers: [try Build.floatTensor("two", [], [2])], nodes: [Build.node("Mul", ["x", "two"], ["y"])])
+        return Build.model(graph)
+    }
+
+    private func batch(_ values: [Float]) throws -> [String: Value] {
+        ["x": .tensor(try OnnxcRuntime.Tensor(values, shape: [values.count / 4, 4]))]
+    }
+
+    @Test func minMaxSpansEverySample() throws {
+        let batches = [try batch([0, 1, 2, 3]), try batch([-1, 0.5, 4, 0, 0, 0, 0, 0])]
+        var calls = 0
+        let ranges = try Calibration.ranges(model: try doubling(), tensors: ["x", "y"], batches: batches, method: .minMax) { _, _ in calls += 1 }
+        #expect(ranges["x"] == TensorRange(low: -1, high: 4))
+        #expect(ranges["y"] == TensorRange(low: -2, high: 8))
+        #expect(calls == 2)
+    }
+
+    @Test func percentileClipsOutliersAndEntropyKeepsTheBulk() throws {
+        // 10,000 values uniform in [0, 1] plus one outlier at 100.
+        var values = (0..<10_000).map { Float($0) / 10_000 }
+        values += [100, 0, 0, 0]
+        let batches = [try batch(values)]
+        let model = try doubling()
+        let minMax = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .minMax)
+        #expect(minMax["x"]?.high == 100)
+        let percentile = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .percentile(99.9))
+        #expect((percentile["x"]?.high ?? 100) < 1.1 && (percentile["x"]?.high ?? 0) > 0.9)
+        let entropy = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .entropy)
+        #expect((entropy["x"]?.high ?? 100) < 10 && (entropy["x"]?.high ?? 0) >= 0.9)
+    }
+}
+
+@Suite struct QDQInsertionTests {
+    /// x → Conv(W, B) → Relu → Conv(W2) → Add(residual from the first Relu) → GlobalAveragePool → Flatten → Gemm → y.
+    private func network() throws -> Model {
+        let w1 = Pseudorandom.floats(4 * 3 * 9, seed: 1), w2 = Pseudorandom.floats(4 * 4 * 9, seed: 2)
+        let fc = Pseudorandom.floats(5 * 4, seed: 3)
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.symbolic("n"), .fixed(3), .fixed(6), .fixed(6)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [4, 3, 3, 3], w1), try Build.floatTensor("B", [4], [0.1, -0.2, 0.3, 0]),
+                           try Build.floatTensor("W2", [4, 4, 3, 3], w2), try Build.floatTensor("F", [5, 4], fc),
+                           try Build.floatTensor("C", [5], [0.5, 0, -0.5, 1, 0])],
+            nodes: [Build.node("Conv", ["x", "W", "B"], ["c1"], name: "conv1", [Attribute("pads", .ints([1, 1, 1, 1]))]),
+                    Build.node("Relu", ["c1"], ["r1"], name: "relu1"),
+                    Build.node("Conv", ["r1", "W2"], ["c2"], name: "conv2", [Attribute("pads", .ints([1, 1, 1, 1]))]),
+                    Build.node("Add", ["c2", "r1"], ["a"], name: "add"),
+                    Build.node("GlobalAveragePool", ["a"], ["p"], name: "gap"),
+                    Build.node("Flatten", ["p"], ["f"], name: "flatten"),
+                    Build.node("Gemm", ["f", "F", "C"], ["y"], name: "fc", [Attribute("transB", .int(1))])])
+        return Build.model(graph)
+    }
+
+    private func samples(_ count: Int, seed: Int) throws -> [String: Value] {
+        ["x": .tensor(try OnnxcRuntime.Tensor(Pseudorandom.floats(count * 108, seed: seed), shape: [count, 3, 6, 6]))]
+    }
+
+    private func quantized(_ options: QuantizationOptions = QuantizationOptions()) throws -> (Model, QuantizationSummary) {
+        let model = try network()
+        let tensors = QDQInsertion.calibrationTensors(model, options: options)
+        let ranges = try Calibration.ranges(model: model, tensors: tensors, batches: [try samples(8, seed: 5)], method: .minMax)
+        return try QDQInsertion.insert(model, ranges: ranges, options: options)
+    }
+
+    @Test func insertsPairsWhereQuantizedOpsReadAndStaysCloseToFloat() throws {
+        let (model, summary) = try quantized()
+        let ops = model.graph.nodes.map(\.opType)
+        // x, r1 (read by conv2 and add), c2 (read by add), a, p, f: six activations; W, W2, F: three weights.
+        #expect(summary.quantizedTensors == 6 && summary.quantizedWeights == 3)
+        #expect(ops.filter { $0 == "QuantizeLinear" }.count == 6)
+        // Weights and biases dequantize int8 / int32 constants; no float weight is left.
+        for name in ["W", "W2", "F", "B", "C"] { #expect(model.graph.initializer(named: name) == nil) }
+        let weightDQ = model.graph.nodes.filter { $0.opType == "DequantizeLinear" && $0.inputs[0].hasPrefix("W") }
+        #expect(weightDQ.count == 2 && weightDQ.allSatisfy { model.graph.initializer(named: $0.inputs[0])?.dtype == .int8 })
+        #expect(model.graph.initializers.contains { $0.dtype == .int32 })
+        // conv1's output is read only by Relu: fused, no pair; the logits stay float.
+        #expect(!model.graph.nodes.contains { $0.opType == "QuantizeLinear" && ($0.inputs[0] == "c1" || $0.inputs[0] == "y") })
+        // Numerically within a few quantization steps of the float model.
+        let inputs = try samples(2, seed: 9).compactMapValues(\.tensor)
+        let reference = try PassTesting.outputs(try network(), inputs)["y"]
+        let result = try PassTesting.outputs(model, inputs)["y"]
+        let r = try #require(reference).array(Float.self), q = try #require(result).array(Float.self)
+        let scale = r.map(abs).max() ?? 1
+        #expect(zip(r, q).map { abs($0 - $1) }.max() ?? 1 < 0.05 * scale)
+    }
+
+    @Test func concatAndMaxPoolShareTheirInputsGrid() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("a", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)]), Build.input("b", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])],
+            outputs: [ValueInfo(name: "y", type: nil)], initializers: [try Build.floatTensor("W", [1, 4, 1, 1], [1, 1, 1, 1])],
+            nodes: [Build.node("MaxPool", ["a"], ["m"], [Attribute("kernel_shape", .ints([2, 2]))]),
+                    Build.node("MaxPool", ["b"], ["n"], [Attribute("kernel_shape", .ints([2, 2]))]),
+                    Build.node("Concat", ["m", "n"], ["c"], [Attribute("axis", .int(1))]),
+                    Build.node("Conv", ["c", "W"], ["y"])])
+        let model = Build.model(graph)
+        let ranges: [String: TensorRange] = ["a": .init(low: -1, high: 1), "b": .init(low: 0, high: 4), "m": .init(low: -0.5, high: 1),
+                                             "n": .init(low: 0, high: 3), "c": .init(low: -0.5, high: 3)]
+        let (q, _) = try QDQInsertion.insert(model, ranges: ranges, options: QuantizationOptions())
+        func scale(of value: String) -> Float? {
+            guard let node = q.graph.nodes.first(where: { $0.opType == "QuantizeLinear" && $0.inputs[0] == value }),
+                  let t = q.graph.initializer(named: node.inputs[1]) else { return nil }
+            return t.data.numericValue(at: 0).map { Float($0) }
+        }
+        // The Concat's members get the union grid [-1, 4]; MaxPool outputs take their input's grid, which the
+        // Concat widened.
+        let union = QuantizationParameters.activation(low: -1, high: 4).scale
+        #expect(scale(of: "m") == union && scale(of: "n") == union && scale(of: "c") == union)
+    }
+
+    @Test func exclusionsAndPerTensorAreHonoured() throws {
+        let (model, summary) = try quantized(QuantizationOptions(perChannel: false, excludedNodes: ["conv2"], excludedOpTypes: ["Gemm"]))
+        #expect(summary.skipped.contains { $0.node.contains("conv2") } && summary.skipped.contains { $0.node.contains("fc") })
+        #expect(model.graph.initializer(named: "W2") != nil && model.graph.initializer(named: "F") != nil)
+        let dq = model.graph.nodes.filter { $0.opType == "DequantizeLinear" && $0.inputs[0].hasPrefix("W_") }
+        #expect(dq.count == 1 && dq[0].attribute("axis") == nil)
+        #expect(model.graph.initializer(named: dq[0].inputs[1])?.dims == [])
+    }
+
+    @Test func oldOpsetsAreRefusedForPerChannel() throws {
+        var model = try network()
+        model.opsetImports = [OpsetImport(domain: "", version: 11)]
+        #expect(throws: QuantizationError.self) { try QDQInsertion.insert(model, ranges: [:], options: QuantizationOptions()) }
+    }
+}
