@@ -19,8 +19,10 @@ struct Compile: ParsableCommand {
     var output: String
 
     @Option(name: .customShort("O", allowingJoined: true),
-            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default).", valueName: "level"))
+            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default), int8 (-O2 plus int8 quantization: needs --calibration-data).", valueName: "level"))
     var level: String = "2"
+
+    @OptionGroup(title: "int8 quantization (-O int8)") var quantization: QuantizationArguments
 
     @Option(help: ArgumentHelp("Pin an input's dims so every size is known ahead of time: NAME=1x3x224x224 (repeatable).", valueName: "name=dims"))
     var inputShape: [String] = []
@@ -40,15 +42,25 @@ struct Compile: ParsableCommand {
     @Flag(help: "Print the compile report as JSON.")
     var json = false
 
+    /// -O int8: quantized on top of -O2.
+    var int8: Bool { level == "int8" }
+
     func validate() throws {
-        _ = try OptimizationLevel.parse(level)
+        if int8 {
+            guard quantization.calibrationData != nil else {
+                throw ValidationError("-O int8 needs --calibration-data CALIB.npz (one array per model input, samples along axis 0)")
+            }
+        } else {
+            _ = try OptimizationLevel.parse(level)
+        }
         try OptimizationLevel.validate(disabled: disablePass)
         for spec in inputShape { _ = try InputShapes.parse(spec) }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     func run() throws {
-        let level = try OptimizationLevel.parse(level)
+        let levelName = int8 ? "-O int8" : "-O\(level)"
+        let level = int8 ? 2 : try OptimizationLevel.parse(level)
         var stages: [(String, Double)] = []
         var clock = ContinuousClock.now
         func lap(_ name: String) {
@@ -74,6 +86,17 @@ struct Compile: ParsableCommand {
         } catch {
             throw CommandFailure(file: model, error)
         }
+        var quantized: QuantizationDriver.Result?
+        if int8 {
+            let result = try QuantizationDriver.quantize(pinned, file: model, arguments: quantization, quiet: json)
+            lap("calibrate")
+            do {
+                pinned = try Pipelines.quantizedLowering(disabled: Set(disablePass)).run(ShapeInference.infer(result.model).0)
+            } catch {
+                throw CommandFailure(file: model, error)
+            }
+            quantized = result
+        }
         let (optimized, passStatistics) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
         let (typed, _) = ShapeInference.infer(optimized)
         lap("optimize")
@@ -81,7 +104,7 @@ struct Compile: ParsableCommand {
         if let threads { properties.append(OnnxcFormat.StringPair("threads", String(threads))) }
         let metadata = ProgramMetadata(compiler: "onnxc \(Onnxc.version)", sourceSHA256: hash, sourceName: (model as NSString).lastPathComponent,
                                        producer: [source.producerName, source.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
-                                       optimization: "-O\(level)", properties: properties)
+                                       optimization: levelName, properties: properties)
         let program: Program, report: Emitter.Report
         do throws(EmitError) {
             (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd)
@@ -103,7 +126,7 @@ struct Compile: ParsableCommand {
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
         if json {
             Output.write(JSON.object([
-                ("model", .string(model)), ("output", .string(output)), ("optimization", .string("-O\(level)")),
+                ("model", .string(model)), ("output", .string(output)), ("optimization", .string(levelName)),
                 ("nodes_before", .int(Int64(source.graph.nodeCountIncludingSubgraphs))), ("ops", .int(Int64(report.ops))),
                 ("kernels", .object(kernelList.map { ($0.key, .int(Int64($0.value))) })),
                 ("arena_bytes", .int(Int64(report.arenaBytes))), ("intermediate_bytes", .int(Int64(report.intermediateBytes))),
@@ -112,11 +135,13 @@ struct Compile: ParsableCommand {
                 ("file_bytes", fileBytes.map { .int(Int64($0)) } ?? .null),
                 ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
                 ("passes", OptimizationLevel.statisticsJSON(passStatistics)),
+                ("quantization", quantized.map(QuantizationDriver.summaryJSON) ?? .null),
             ]).serialized() + "\n")
             return
         }
         func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
-        var text = "\(model) → \(output) (-O\(level))\n"
+        var text = "\(model) → \(output) (\(levelName))\n"
+        if let quantized { text += QuantizationDriver.describe(quantized) }
         text += "  nodes     \(source.graph.nodeCountIncludingSubgraphs) → \(report.ops) ops\n"
         text += "  kernels   " + kernelList.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
         text += "  arena     \(mb(report.arenaBytes)) for \(mb(report.intermediateBytes)) of planned intermediates"

@@ -234,6 +234,11 @@ public enum Opcodes {
         ("ai.onnxc", "NhwcAveragePool"),  // 208
         ("ai.onnxc", "NhwcGlobalAveragePool"),  // 209
         ("ai.onnxc", "NhwcGlobalMaxPool"),  // 210
+        // 1.2: integer ops, created by lower-qdq for -O int8.
+        ("ai.onnxc", "QLinearConv"),  // 211
+        ("ai.onnxc", "QGemm"),  // 212
+        ("ai.onnxc", "QLinearAdd"),  // 213
+        ("ai.onnxc", "NhwcQLinearConv"),  // 214
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

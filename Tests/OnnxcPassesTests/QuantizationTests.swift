@@ -179,3 +179,60 @@ import Testing
         #expect(throws: QuantizationError.self) { try QDQInsertion.insert(model, ranges: [:], options: QuantizationOptions()) }
     }
 }
+
+@Suite struct QuantizedLoweringTests {
+    /// The QDQInsertionTests network with its first Add fed by a Relu'd residual, quantized on 8 samples.
+    private func qdq() throws -> Model {
+        let w1 = Pseudorandom.floats(4 * 3 * 9, seed: 1), w2 = Pseudorandom.floats(4 * 4 * 9, seed: 2)
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.symbolic("n"), .fixed(3), .fixed(6), .fixed(6)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [4, 3, 3, 3], w1), try Build.floatTensor("B", [4], [0.1, -0.2, 0.3, 0]),
+                           try Build.floatTensor("W2", [4, 4, 3, 3], w2), try Build.floatTensor("F", [4, 5], Pseudorandom.floats(20, seed: 3))],
+            nodes: [Build.node("Conv", ["x", "W", "B"], ["c1"], name: "conv1", [Attribute("pads", .ints([1, 1, 1, 1]))]),
+                    Build.node("Relu", ["c1"], ["r1"]),
+                    Build.node("MaxPool", ["r1"], ["m"], [Attribute("kernel_shape", .ints([2, 2])), Attribute("strides", .ints([2, 2]))]),
+                    Build.node("Conv", ["m", "W2"], ["c2"], name: "conv2", [Attribute("pads", .ints([1, 1, 1, 1]))]),
+                    Build.node("Add", ["c2", "m"], ["a"]),
+                    Build.node("Relu", ["a"], ["ra"]),
+                    Build.node("GlobalAveragePool", ["ra"], ["p"]),
+                    Build.node("Flatten", ["p"], ["f"]),
+                    Build.node("MatMul", ["f", "F"], ["y"], name: "fc")])
+        let model = Build.model(graph)
+        let options = QuantizationOptions()
+        let batches: [[String: Value]] = [["x": .tensor(try OnnxcRuntime.Tensor(Pseudorandom.floats(8 * 108, seed: 5), shape: [8, 3, 6, 6]))]]
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options), batches: batches, method: .minMax)
+        return try QDQInsertion.insert(model, ranges: ranges, options: options).0
+    }
+
+    @Test func lowersEveryGroupAndAgreesWithQDQToAStep() throws {
+        let quantized = try qdq()
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(ops.filter { $0 == "QLinearConv" }.count == 2, "\(ops)")
+        #expect(ops.contains("ai.onnxc::QLinearAdd") && ops.contains("ai.onnxc::QGemm"), "\(ops)")
+        // Relu, MaxPool and Flatten run on the integers: no float Relu, MaxPool reads uint8.
+        #expect(!ops.contains("Relu") && !ops.contains("Conv") && !ops.contains("Add") && !ops.contains("MatMul"), "\(ops)")
+        // The only float islands left: the input's Q, GlobalAveragePool's DQ → Q.
+        #expect(ops.filter { $0 == "QuantizeLinear" }.count == 2 && ops.filter { $0 == "DequantizeLinear" }.count == 1, "\(ops)")
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(2 * 108, seed: 11), shape: [2, 3, 6, 6])]
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+    }
+
+    @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
+        // Clip(-1, 0.5) after a Conv whose quantized output spans past 0.5 is kept in float.
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(1), .fixed(3), .fixed(3)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [1, 1, 1, 1], [1]), try Build.floatTensor("lo", [], [-1]), try Build.floatTensor("hi", [], [0.5]),
+                           try Build.floatTensor("W2", [1, 1, 1, 1], [2])],
+            nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node("Clip", ["c", "lo", "hi"], ["k"]), Build.node("Conv", ["k", "W2"], ["y"])])
+        let model = Build.model(graph)
+        let ranges: [String: TensorRange] = ["x": .init(low: -2, high: 2), "c": .init(low: -2, high: 2), "k": .init(low: -2, high: 2)]
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: QuantizationOptions())
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(ops.contains("Clip") && ops.contains("ai.onnxc::QLinearConv"), "\(ops)")
+    }
+}

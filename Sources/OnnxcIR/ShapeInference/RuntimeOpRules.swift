@@ -19,6 +19,18 @@ enum RuntimeOpRules {
         "ai.onnxc::NhwcAveragePool": ConvolutionRules.nhwcPool,
         "ai.onnxc::NhwcGlobalAveragePool": ConvolutionRules.nhwcGlobalPool,
         "ai.onnxc::NhwcGlobalMaxPool": ConvolutionRules.nhwcGlobalPool,
+        // Integer ops from lower-qdq (QuantizationKernels): uint8 out with an output grid, float32 without.
+        "ai.onnxc::QLinearConv": { ctx in
+            [InferenceSupport.tensor(ctx.hasInput(7) ? ctx.dtype(7) : .float, try ConvolutionRules.convShape(ctx, x: 0, w: 3))]
+        },
+        "ai.onnxc::QGemm": { ctx in
+            var shape: Shape?
+            if let x = ctx.shape(0), let w = ctx.shape(3), w.dims.count == 2, !x.dims.isEmpty {
+                shape = Shape(Array(x.dims.dropLast()) + [w.dims[0]])
+            }
+            return [InferenceSupport.tensor(ctx.hasInput(6) ? .uint8 : .float, shape)]
+        },
+        "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
     ]
 
     /// ai.onnxc::Attention(Q [..., Sq, D], Kt [..., D, Sk], V [..., Sk, Dv][, mask]) with attribute `scale`:

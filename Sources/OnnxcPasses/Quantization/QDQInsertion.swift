@@ -79,9 +79,10 @@ public enum QDQInsertion {
         "Reshape": false, "Transpose": false, "Squeeze": false, "Unsqueeze": false, "Flatten": false,
         "Slice": false, "Split": false, "Pad": false, "Resize": false,
     ]
-    /// Ops whose output holds only values of their input: the output takes the input's grid.
+    /// Ops whose output holds only values of their input: the output takes the input's grid. (Not Relu: its
+    /// own range starts at 0, which gives it zero point 0 and lets the producer's requantization compute it.)
     static let sameGridOps: Set<String> = [
-        "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Relu",
+        "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split",
     ]
     /// Activations a preceding quantized op absorbs into its requantization.
     static let fusedActivations: Set<String> = ["Relu", "Clip"]

@@ -57,7 +57,79 @@ enum QuantizationKernels {
         "QLinearConv": { inputs, context throws(RuntimeError) in
             try qlinearConv(inputs, context)
         },
+        // onnxc's form writes float32 (acc · s_x · s_w) when y_scale is absent: a quantized layer read by float ops.
+        KernelRegistry.key(RuntimeOps.domain, "QLinearConv"): { inputs, context throws(RuntimeError) in
+            try qlinearConv(inputs, context)
+        },
+        KernelRegistry.key(RuntimeOps.domain, "QGemm"): { inputs, context throws(RuntimeError) in
+            try qgemm(inputs, context)
+        },
+        KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { inputs, context throws(RuntimeError) in
+            try qlinearAdd(inputs, context)
+        },
     ]
+
+    /// ai.onnxc::QGemm(x u8 [..., K], x_scale, x_zero_point, w int8 [N, K], w_scale [N] or scalar, bias int32 [N]?,
+    /// y_scale?, y_zero_point?): Y[..., n] = requantize(bias[n] + Σ_k (x − x_zp)·w[n, k]), or float32 without y_scale.
+    /// The reference the compiled kernel is tested against.
+    private static func qgemm(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
+        let x = try context.tensor(inputs, 0), xScale = try context.tensor(inputs, 1), xZero = try context.tensor(inputs, 2)
+        let w = try context.tensor(inputs, 3), wScale = try context.tensor(inputs, 4)
+        let bias = try context.optionalTensor(inputs, 5), yScale = try context.optionalTensor(inputs, 6), yZero = try context.optionalTensor(inputs, 7)
+        guard x.dtype == .uint8, w.dtype == .int8, w.rank == 2, x.rank >= 1 else {
+            throw .invalidArgument("QGemm takes uint8 x and int8 [N, K] weights, got \(x.dtype.onnxName) \(x.shape) and \(w.dtype.onnxName) \(w.shape)")
+        }
+        let n = w.shape[0], k = w.shape[1]
+        guard x.shape.last == k else { throw .invalidShape("QGemm x \(x.shape) does not end in K = \(k)") }
+        let m = x.count / max(k, 1)
+        let sx = try scalar(xScale, "x_scale", op: "QGemm"), xz = Int32(xZero.int64s().first ?? 0)
+        let sw = try floats(wScale, op: "QGemm")
+        guard sw.count == 1 || sw.count == n else { throw .invalidShape("QGemm w_scale must have 1 or \(n) elements") }
+        var b = [Int32](repeating: 0, count: n)
+        if let bias {
+            guard bias.dtype == .int32, bias.count == n else { throw .invalidShape("QGemm bias must be int32 with \(n) elements") }
+            b = bias.array(Int32.self)
+        }
+        let xv = x.array(UInt8.self), wv = w.array(Int8.self)
+        var acc = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var sum = Int64(b[j])
+                for kk in 0..<k { sum += Int64(Int32(xv[i * k + kk]) - xz) * Int64(wv[j * k + kk]) }
+                acc[i * n + j] = Double(sum)
+            }
+        }
+        let shape = Array(x.shape.dropLast()) + [n]
+        guard let yScale else {
+            let y = try Tensor((0..<m * n).map { Float(acc[$0] * Double(sx * sw[sw.count == 1 ? 0 : $0 % n])) }, shape: shape)
+            return outputs(y)
+        }
+        let sy = try scalar(yScale, "y_scale", op: "QGemm")
+        let y = try Tensor(zeros: .uint8, shape: shape)
+        requantize(acc, multiplier: { i in Double(sx * sw[sw.count == 1 ? 0 : i % n] / sy) }, zeroPoint: yZero?.doubles().first ?? 0, into: y)
+        return outputs(y)
+    }
+
+    /// ai.onnxc::QLinearAdd(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point) on uint8
+    /// tensors of one shape: Q(DQ(a) + DQ(b)).
+    private static func qlinearAdd(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
+        let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 3)
+        guard a.dtype == .uint8, b.dtype == .uint8, a.shape == b.shape else {
+            throw .invalidArgument("QLinearAdd takes two uint8 tensors of one shape, got \(a.shape) and \(b.shape)")
+        }
+        let sa = Double(try scalar(try context.tensor(inputs, 1), "a_scale", op: "QLinearAdd")), za = Double(try context.tensor(inputs, 2).int64s().first ?? 0)
+        let sb = Double(try scalar(try context.tensor(inputs, 4), "b_scale", op: "QLinearAdd")), zb = Double(try context.tensor(inputs, 5).int64s().first ?? 0)
+        let sy = Double(try scalar(try context.tensor(inputs, 6), "y_scale", op: "QLinearAdd")), zy = Double(try context.tensor(inputs, 7).int64s().first ?? 0)
+        let av = a.array(UInt8.self), bv = b.array(UInt8.self)
+        let y = try Tensor(zeros: .uint8, shape: a.shape)
+        y.withMutableValues(UInt8.self) { out in
+            for i in av.indices {
+                let v = (((Double(av[i]) - za) * sa + (Double(bv[i]) - zb) * sb) / sy).rounded(.toNearestOrEven) + zy
+                out[i] = UInt8(v.isNaN ? 0 : min(255, max(0, v)))
+            }
+        }
+        return outputs(y)
+    }
 
     /// Which scale / zero-point element applies to each element of x: per tensor, per axis, or per block.
     struct ParameterLayout {
@@ -453,9 +525,9 @@ enum QuantizationKernels {
     private static func qlinearConv(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
         let x = try context.tensor(inputs, 0), xScale = try context.tensor(inputs, 1), xZero = try context.tensor(inputs, 2)
         let w = try context.tensor(inputs, 3), wScale = try context.tensor(inputs, 4), wZero = try context.tensor(inputs, 5)
-        let yScale = try context.tensor(inputs, 6), yZero = try context.tensor(inputs, 7)
+        let yScale = try context.optionalTensor(inputs, 6), yZero = try context.optionalTensor(inputs, 7)
         let bias = try context.optionalTensor(inputs, 8)
-        guard yZero.dtype == .int8 || yZero.dtype == .uint8 else { throw .unsupportedType(op: "QLinearConv", dtype: yZero.dtype.onnxName) }
+        if let yZero, yZero.dtype != .int8 && yZero.dtype != .uint8 { throw .unsupportedType(op: "QLinearConv", dtype: yZero.dtype.onnxName) }
         let g = try ConvolutionKernels.Geometry(x: x.shape, w: w.shape, attributes: context.attributes, transposed: false)
         let xs = try ConvolutionKernels.integerOperand(x, zeroPoint: xZero, channels: 0, op: "QLinearConv")
         let ws = try ConvolutionKernels.integerOperand(w, zeroPoint: wZero, channels: g.outChannels, op: "QLinearConv")
@@ -469,10 +541,15 @@ enum QuantizationKernels {
                 biasValues.withOptional { bb in ConvolutionKernels.convolve(x: xb, w: wb, bias: bb, geometry: g) }
             }
         }
-        let sx = try scalar(xScale, "x_scale", op: "QLinearConv"), sy = try scalar(yScale, "y_scale", op: "QLinearConv")
+        let sx = try scalar(xScale, "x_scale", op: "QLinearConv")
         let sw = try floats(wScale, op: "QLinearConv")
         guard sw.count == 1 || sw.count == g.outChannels else { throw .invalidShape("QLinearConv w_scale must have 1 or \(g.outChannels) elements") }
         let outVol = g.outSpatial.reduce(1, *), channels = g.outChannels
+        guard let yScale, let yZero else {
+            let y = try Tensor(acc.indices.map { i in Float(acc[i] * Double(sx * sw[sw.count == 1 ? 0 : (i / max(outVol, 1)) % max(channels, 1)])) }, shape: g.outShape)
+            return outputs(y)
+        }
+        let sy = try scalar(yScale, "y_scale", op: "QLinearConv")
         let y = try Tensor(zeros: yZero.dtype, shape: g.outShape)
         requantize(acc, multiplier: { i in
             let m = (i / max(outVol, 1)) % max(channels, 1)

@@ -1,0 +1,198 @@
+import OnnxcCore
+public import OnnxcIR
+
+/// Lowers QDQ groups to integer ops, for the compile path (what ORT's QDQ selector/action transformers do).
+///
+/// Matches, where every DequantizeLinear reads a uint8 (activations: per-tensor) or int8/int32 constant (weights,
+/// biases) and every QuantizeLinear writes uint8 per tensor:
+/// - DQ(x) → Conv(DQ(W), DQ(B)?) [→ Relu/Clip] → Q: `QLinearConv`; without a Q after it (only float ops read
+///   it), `ai.onnxc::QLinearConv` with no output grid, which writes float32 from the int32 sums.
+/// - DQ(x) → Gemm(DQ(W), DQ(C)?) / MatMul(DQ(W)) [→ Relu/Clip] [→ Q]: `ai.onnxc::QGemm` (W as [N, K]).
+/// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
+/// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze → Q on the same grid: the op on x.
+/// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
+/// - Q(DQ(x)) on the same grid: x.
+/// A Relu or Clip is absorbed only where the output grid's clamping computes it exactly (Relu: zero point 0;
+/// Clip: bounds outside the grid's range). Preconditions: runtime target; QDQ as `QDQInsertion` writes it
+/// (bias scale s_x·s_w). Numerics: integer sums are exact; requantization rounds once, where QDQ in float
+/// rounds the float sum once: results agree to one quantization step. Tested by: QuantizedLoweringTests.
+public struct QuantizedLowering: Pass {
+    public let id = "lower-qdq"
+    public let summary = "lower QuantizeLinear/DequantizeLinear groups to integer ops (runtime target)"
+
+    public init() {}
+
+    /// A per-tensor DequantizeLinear of a uint8 value: its node and inputs.
+    struct Grid {
+        var node: Int
+        var q: String
+        var scale: String
+        var zero: String
+        var scaleValue: Float
+        var zeroValue: Int
+    }
+
+    public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
+        guard context.allowsRuntimeOps else { return nil }
+        let index = GraphIndex(graph)
+        let types = LayoutSupport.tensorTypes(graph)
+        var taken = FusionSupport.takenNames(graph)
+        var patch = GraphPatch()
+        func free(_ nodes: [Int]) -> Bool { nodes.allSatisfy { patch.replacements[$0] == nil } }
+        func constantValues(_ name: String) -> [Double]? {
+            guard let t = FusionSupport.constant(name, in: graph) else { return nil }
+            return (0..<t.data.elementCount).compactMap { t.data.numericValue(at: $0) }
+        }
+        /// The DequantizeLinear producing `value`, when it is per-tensor over uint8.
+        func activation(_ value: String) -> Grid? {
+            guard let (p, _) = index.producer(of: value) else { return nil }
+            let node = graph.nodes[p]
+            guard node.opType == "DequantizeLinear", node.domain.isEmpty, node.inputs.count == 3,
+                  let s = constantValues(node.inputs[1]), s.count == 1, let z = FusionSupport.constant(node.inputs[2], in: graph),
+                  z.dtype == .uint8, z.data.elementCount == 1, let zv = z.data.numericValue(at: 0),
+                  types[node.inputs[0]]?.elementType == .uint8 || FusionSupport.constant(node.inputs[0], in: graph) == nil else { return nil }
+            return Grid(node: p, q: node.inputs[0], scale: node.inputs[1], zero: node.inputs[2], scaleValue: Float(s[0]), zeroValue: Int(zv))
+        }
+        /// The DequantizeLinear producing `value` from a constant of `dtype` (weights, biases).
+        func constantDQ(_ value: String, _ dtype: DType) -> (node: Node, tensor: Tensor)? {
+            guard let (p, _) = index.producer(of: value) else { return nil }
+            let node = graph.nodes[p]
+            guard node.opType == "DequantizeLinear", node.domain.isEmpty, node.inputs.count >= 2,
+                  let t = FusionSupport.constant(node.inputs[0], in: graph), t.dtype == dtype else { return nil }
+            if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                guard let z = constantValues(node.inputs[2]), z.allSatisfy({ $0 == 0 }) else { return nil }
+            }
+            return (node, t)
+        }
+        /// The sole per-tensor uint8 QuantizeLinear reading `value`.
+        func requantizer(_ value: String) -> (node: Int, grid: Grid)? {
+            guard let (c, slot) = FusionSupport.soleConsumer(of: value, index), slot == 0 else { return nil }
+            let node = graph.nodes[c]
+            guard node.opType == "QuantizeLinear", node.domain.isEmpty, node.inputs.count == 3,
+                  let s = constantValues(node.inputs[1]), s.count == 1, let z = FusionSupport.constant(node.inputs[2], in: graph),
+                  z.dtype == .uint8, z.data.elementCount == 1, let zv = z.data.numericValue(at: 0), let out = node.outputs.first else { return nil }
+            return (c, Grid(node: c, q: out, scale: node.inputs[1], zero: node.inputs[2], scaleValue: Float(s[0]), zeroValue: Int(zv)))
+        }
+        /// Whether clamping to `grid` computes activation `node` exactly.
+        func absorbs(_ node: Node, _ grid: Grid) -> Bool {
+            let low = Double(grid.scaleValue) * Double(0 - grid.zeroValue), high = Double(grid.scaleValue) * Double(255 - grid.zeroValue)
+            switch node.opType {
+            case "Relu": return grid.zeroValue == 0
+            case "Clip":
+                var lo = -Double.infinity, hi = Double.infinity
+                if node.inputs.count > 1, !node.inputs[1].isEmpty { guard let v = constantValues(node.inputs[1])?.first else { return false }; lo = v }
+                if node.inputs.count > 2, !node.inputs[2].isEmpty { guard let v = constantValues(node.inputs[2])?.first else { return false }; hi = v }
+                if case .float(let v)? = node.attribute("min") { lo = Double(v) }
+                if case .float(let v)? = node.attribute("max") { hi = Double(v) }
+                return lo <= low && hi >= high
+            default: return false
+            }
+        }
+        /// The end of a quantized op: its Q (through an absorbed Relu/Clip), or nil for float output.
+        func tail(of value: String) -> (removed: [Int], grid: Grid?, output: String)? {
+            if let (q, grid) = requantizer(value) { return ([q], grid, grid.q) }
+            if let (a, slot) = FusionSupport.soleConsumer(of: value, index), slot == 0, ["Relu", "Clip"].contains(graph.nodes[a].opType),
+               graph.nodes[a].domain.isEmpty, let out = graph.nodes[a].outputs.first, let (q, grid) = requantizer(out), absorbs(graph.nodes[a], grid) {
+                return ([a, q], grid, grid.q)
+            }
+            return ([], nil, value)
+        }
+        func sameGrid(_ a: Grid, _ b: Grid) -> Bool { a.scaleValue == b.scaleValue && a.zeroValue == b.zeroValue }
+
+        for (n, node) in graph.nodes.enumerated() where node.domain.isEmpty && patch.replacements[n] == nil {
+            switch node.opType {
+            case "Conv":
+                guard node.inputs.count >= 2, let x = activation(node.inputs[0]), let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count >= 3,
+                      let out = node.outputs.first, let end = tail(of: out), free([n] + end.removed) else { continue }
+                var bias = ""
+                if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                    guard let (_, b) = constantDQ(node.inputs[2], .int32) else { continue }
+                    bias = b.name
+                }
+                // Standard QLinearConv needs w_zero_point; the float-output form is onnxc's.
+                let y = end.grid
+                let wZero = wdq.inputs.count > 2 ? wdq.inputs[2] : ""
+                if y != nil && wZero.isEmpty { continue }
+                let lowered = Node(name: node.name, opType: "QLinearConv", domain: y == nil ? RuntimeOps.domain : defaultDomain,
+                                   inputs: [x.q, x.scale, x.zero, w.name, wdq.inputs[1], wZero, y?.scale ?? "", y?.zero ?? "", bias],
+                                   outputs: [end.output], attributes: node.attributes)
+                patch.replace(n, with: [lowered])
+                for r in end.removed { patch.remove(r) }
+            case "Gemm", "MatMul":
+                guard node.inputs.count >= 2, let x = activation(node.inputs[0]), let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count == 2,
+                      let out = node.outputs.first, let end = tail(of: out), free([n] + end.removed) else { continue }
+                if node.opType == "Gemm" {
+                    guard FusionSupport.int(node, "transA") ?? 0 == 0, FusionSupport.float(node, "alpha") ?? 1 == 1,
+                          FusionSupport.float(node, "beta") ?? 1 == 1 else { continue }
+                }
+                let transB = node.opType == "Gemm" && (FusionSupport.int(node, "transB") ?? 0) != 0
+                let axis = FusionSupport.int(wdq, "axis") ?? 1
+                // Per-channel scales must run along N.
+                if let s = constantValues(wdq.inputs[1]), s.count > 1, axis != (transB ? 0 : 1) { continue }
+                var weight = w.name
+                if !transB {
+                    guard let transposed = Self.transposed(w, name: FusionSupport.freshName(w.name + "_nk", &taken)) else { continue }
+                    patch.addedInitializers.append(transposed)
+                    weight = transposed.name
+                }
+                var bias = ""
+                if node.opType == "Gemm", node.inputs.count > 2, !node.inputs[2].isEmpty {
+                    guard let (_, b) = constantDQ(node.inputs[2], .int32), b.dims.count == 1 else { continue }
+                    bias = b.name
+                }
+                let y = end.grid
+                let lowered = Node(name: node.name, opType: "QGemm", domain: RuntimeOps.domain,
+                                   inputs: [x.q, x.scale, x.zero, weight, wdq.inputs[1], bias, y?.scale ?? "", y?.zero ?? ""], outputs: [end.output])
+                patch.replace(n, with: [lowered])
+                for r in end.removed { patch.remove(r) }
+            case "Add":
+                guard node.inputs.count == 2, let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
+                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb,
+                      let out = node.outputs.first, let end = tail(of: out), let y = end.grid, free([n] + end.removed) else { continue }
+                patch.replace(n, with: [Node(name: node.name, opType: "QLinearAdd", domain: RuntimeOps.domain,
+                                             inputs: [a.q, a.scale, a.zero, b.q, b.scale, b.zero, y.scale, y.zero], outputs: [end.output])])
+                for r in end.removed { patch.remove(r) }
+            case "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze":
+                guard let x = activation(node.inputs[0]), node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy({ $0.isEmpty || index.isUnused($0) }),
+                      let out = node.outputs.first, let (q, y) = requantizer(out), sameGrid(x, y), free([n, q]) else { continue }
+                if node.opType == "MaxPool", node.outputs.count > 1 { continue }
+                var moved = node
+                moved.inputs[0] = x.q
+                moved.outputs = [y.q]
+                patch.replace(n, with: [moved])
+                patch.remove(q)
+            case "Concat":
+                let grids = node.inputs.map { activation($0) }
+                guard let first = grids.first ?? nil, grids.allSatisfy({ $0.map { sameGrid($0, first) } ?? false }),
+                      let out = node.outputs.first, let (q, y) = requantizer(out), sameGrid(first, y), free([n, q]) else { continue }
+                var moved = node
+                moved.inputs = grids.compactMap { $0?.q }
+                moved.outputs = [y.q]
+                patch.replace(n, with: [moved])
+                patch.remove(q)
+            case "QuantizeLinear":
+                guard let x = activation(node.inputs[0]), let out = node.outputs.first, !index.isGraphOutput(out),
+                      node.inputs.count == 3, let s = constantValues(node.inputs[1]), s.count == 1,
+                      let z = constantValues(node.inputs[2]), z.count == 1, Float(s[0]) == x.scaleValue, Int(z[0]) == x.zeroValue,
+                      FusionSupport.constant(node.inputs[2], in: graph)?.dtype == .uint8, free([n]) else { continue }
+                patch.remove(n)
+                patch.redirects[out] = x.q
+            default:
+                continue
+            }
+        }
+        return patch.isEmpty ? nil : patch
+    }
+
+    /// An int8 [K, N] weight as [N, K].
+    static func transposed(_ w: Tensor, name: String) -> Tensor? {
+        guard w.dims.count == 2, let bytes = w.data.bytes else { return nil }
+        let k = Int(w.dims[0]), n = Int(w.dims[1])
+        var out = [UInt8](repeating: 0, count: k * n)
+        bytes.withUnsafeBytes { raw in
+            for i in 0..<k { for j in 0..<n { out[j * k + i] = raw[i * n + j] } }
+        }
+        guard let data = try? TensorData(dtype: .int8, dims: [Int64(n), Int64(k)], payload: .bytes(ByteSlice(copying: out))) else { return nil }
+        return Tensor(name: name, data: data)
+    }
+}
