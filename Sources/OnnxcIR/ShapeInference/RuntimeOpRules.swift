@@ -30,6 +30,9 @@ enum RuntimeOpRules {
             }
             return [InferenceSupport.tensor(ctx.hasInput(6) ? .uint8 : .float, shape)]
         },
+        "ai.onnxc::NhwcQLinearConv": { ctx in
+            [InferenceSupport.tensor(ctx.hasInput(7) ? ctx.dtype(7) : .float, try ConvolutionRules.convShape(ctx, x: 0, w: 3, channelsLast: true))]
+        },
         "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
     ]
 

@@ -6,7 +6,8 @@ public import OnnxcIR
 /// neighbours and leave the whole convolutional trunk channels last.
 ///
 /// Matches: Conv and ai.onnxc::FusedConv with a 4-D float32 input X and 4-D weights; MaxPool with one used
-/// output, AveragePool, GlobalAveragePool and GlobalMaxPool on 4-D float32 inputs.
+/// output, AveragePool, GlobalAveragePool and GlobalMaxPool on 4-D float32 inputs; QLinearConv (standard or
+/// onnxc's float-output form) with a 4-D uint8 X and int8 weights, and MaxPool on uint8.
 /// Produces: Transpose(X, [0,2,3,1]) → ai.onnxc::Nhwc<Op>(same attributes) → Transpose([0,3,1,2]) writing
 /// the original output; FusedConv's residual input gets its own Transpose to channels last.
 /// Preconditions: the runtime target (the ops are onnxc's); input types known (shape inference ran).
@@ -27,6 +28,7 @@ public struct ChannelsLastConversion: Pass {
         "Conv": "NhwcConv", RuntimeOps.domain + "::FusedConv": "NhwcConv",
         "MaxPool": "NhwcMaxPool", "AveragePool": "NhwcAveragePool",
         "GlobalAveragePool": "NhwcGlobalAveragePool", "GlobalMaxPool": "NhwcGlobalMaxPool",
+        "QLinearConv": "NhwcQLinearConv", RuntimeOps.domain + "::QLinearConv": "NhwcQLinearConv",
     ]
 
     public func run(on graph: Graph, context: PassContext) -> GraphPatch? {
@@ -64,9 +66,15 @@ public struct ChannelsLastConversion: Pass {
     }
 
     static func convertible(_ node: Node, _ types: [String: TensorType], _ index: GraphIndex) -> Bool {
-        guard let x = node.inputs.first, !x.isEmpty, let xt = types[x], xt.elementType == .float, xt.shape?.rank == 4,
+        guard let x = node.inputs.first, !x.isEmpty, let xt = types[x], xt.shape?.rank == 4,
               let output = node.outputs.first, !output.isEmpty else { return false }
+        // uint8: the integer convolution, and MaxPool of a quantized tensor (max commutes with the grid).
+        let integer = node.opType == "QLinearConv" || (node.opType == "MaxPool" && node.domain.isEmpty)
+        guard xt.elementType == .float || (integer && xt.elementType == .uint8) else { return false }
         switch node.opType {
+        case "QLinearConv":
+            guard xt.elementType == .uint8, node.inputs.count >= 6, let w = types[node.inputs[3]], w.shape?.rank == 4, w.elementType == .int8 else { return false }
+            return node.outputs.count == 1
         case "Conv", "FusedConv":
             guard node.inputs.count >= 2, let w = types[node.inputs[1]], w.shape?.rank == 4, w.elementType == .float else { return false }
             for slot in 2..<node.inputs.count where !node.inputs[slot].isEmpty {

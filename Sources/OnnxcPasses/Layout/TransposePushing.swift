@@ -30,12 +30,15 @@ public struct TransposePushing: Pass {
         "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Erf", "Sin", "Cos", "Not",
         "IsNaN", "Cast", "Identity", "Clip", "Mish", "ThresholdedRelu", "Shrink", "Gelu",
         RuntimeOps.domain + "::Silu", RuntimeOps.domain + "::Gelu",
+        // Per-tensor (de)quantization: scalar scale and zero point (per-axis forms have non-1 extra inputs).
+        "QuantizeLinear", "DequantizeLinear",
     ]
 
     /// Ops that broadcast all their inputs against each other.
     static let broadcasting: Set<String> = [
         "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Greater", "Less", "GreaterOrEqual",
         "LessOrEqual", "And", "Or", "Xor", "Where", "PRelu", "Mod", "BitShift",
+        RuntimeOps.domain + "::QLinearAdd",  // its scales and zero points are scalars
     ]
 
     static let reductions: Set<String> = [

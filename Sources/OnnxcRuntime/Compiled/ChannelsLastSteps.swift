@@ -105,7 +105,9 @@ enum ChannelsLastSteps {
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
-            let input = try ChannelsLastSteps.input(frame, x, self)
+            let raw = try frame.tensor(x, self)
+            // MaxPool of a quantized tensor runs on its uint8 values.
+            let input = kind == .max && raw.dtype == .uint8 && raw.rank == 4 ? raw : try ChannelsLastSteps.input(frame, x, self)
             do {
                 let g: ConvolutionKernels.Geometry
                 if let planned, planned.shape == input.shape {
@@ -113,7 +115,7 @@ enum ChannelsLastSteps {
                 } else {
                     g = try ChannelsLastKernels.poolGeometry(input.shape, node.attributes, op: node.opType)
                 }
-                let out = try frame.output(slot, y, .float, ChannelsLastKernels.poolShape(g))
+                let out = try frame.output(slot, y, input.dtype, ChannelsLastKernels.poolShape(g))
                 frame.values[Int(y)] = .tensor(ChannelsLastKernels.pool(g, kind, x: input, into: out))
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)

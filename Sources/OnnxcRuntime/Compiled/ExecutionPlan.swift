@@ -118,7 +118,7 @@ enum StepFactories {
 
     static let table: [String: Factory] = {
         var table: [String: Factory] = [:]
-        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories] {
+        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories] {
             table.merge(family) { first, _ in first }
         }
         return table

@@ -130,9 +130,11 @@ enum ChannelsLastKernels {
     }
 
     static func pool(_ inputs: [Value?], _ context: KernelContext, _ kind: ChannelsLast.PoolKind) throws(RuntimeError) -> Tensor {
-        let x = try input(inputs, context)
+        let raw = try context.tensor(inputs, 0)
+        // A quantized tensor's MaxPool runs on its uint8 values (max commutes with the grid).
+        let x = kind == .max && raw.dtype == .uint8 && raw.rank == 4 ? raw : try input(inputs, context)
         let g = try poolGeometry(x.shape, context.attributes, op: context.node.opType)
-        return pool(g, kind, x: x, into: try Tensor(uninitialized: .float, shape: poolShape(g)))
+        return pool(g, kind, x: x, into: try Tensor(uninitialized: x.dtype, shape: poolShape(g)))
     }
 
     static func poolGeometry(_ x: [Int], _ attributes: Attributes, op: String) throws(RuntimeError) -> ConvolutionKernels.Geometry {
@@ -147,6 +149,15 @@ enum ChannelsLastKernels {
     /// The pool of a float32 x into y (a fresh tensor of `poolShape(g)`); returns y.
     static func pool(_ g: ConvolutionKernels.Geometry, _ kind: ChannelsLast.PoolKind, x: Tensor, into y: Tensor) -> Tensor {
         guard y.count > 0 else { return y }
+        if x.dtype == .uint8 {
+            x.withValues(UInt8.self) { xb in
+                y.withMutableValues(UInt8.self) { yb in
+                    guard let xBase = xb.baseAddress, let yBase = yb.baseAddress else { return }
+                    ChannelsLast.maxPool(g, x: xBase, y: yBase)
+                }
+            }
+            return y
+        }
         x.withValues(Float.self) { xb in
             y.withMutableValues(Float.self) { yb in
                 guard let xBase = xb.baseAddress, let yBase = yb.baseAddress else { return }

@@ -61,6 +61,15 @@ enum QuantizationKernels {
         KernelRegistry.key(RuntimeOps.domain, "QLinearConv"): { inputs, context throws(RuntimeError) in
             try qlinearConv(inputs, context)
         },
+        // The reference form: QLinearConv between layout permutations (the compiled path has the integer kernel).
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            guard x.rank == 4 else { throw .invalidShape("NhwcQLinearConv needs an [N, H, W, C] input, got shape \(x.shape)") }
+            var planar = inputs
+            planar[0] = .tensor(try ShapeKernels.permuted(x, [0, 3, 1, 2]))
+            guard let y = try qlinearConv(planar, context).first??.tensor else { throw .invalidArgument("NhwcQLinearConv produced no output") }
+            return outputs(try ShapeKernels.permuted(y, [0, 2, 3, 1]))
+        },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { inputs, context throws(RuntimeError) in
             try qgemm(inputs, context)
         },

@@ -99,9 +99,23 @@ enum ChannelsLast {
         }
     }
 
-    enum PoolKind { case max, average(countIncludePad: Bool) }
+    enum PoolKind: Equatable { case max, average(countIncludePad: Bool) }
 
     static func pool(_ g: ConvolutionKernels.Geometry, _ kind: PoolKind, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        var geometry = poolGeometry(g)
+        switch kind {
+        case .max: ck_maxpool2d_nhwc(&geometry, x, y)
+        case .average(let includePad): ck_avgpool2d_nhwc(&geometry, x, y, includePad ? 1 : 0)
+        }
+    }
+
+    /// MaxPool of a uint8 (quantized) tensor.
+    static func maxPool(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<UInt8>, y: UnsafeMutablePointer<UInt8>) {
+        var geometry = poolGeometry(g)
+        ck_maxpool2d_nhwc_u8(&geometry, x, y)
+    }
+
+    private static func poolGeometry(_ g: ConvolutionKernels.Geometry) -> ck_pool_nhwc {
         var geometry = ck_pool_nhwc()
         geometry.batch = Int32(g.batch)
         geometry.in_h = Int32(g.inSpatial[0])
@@ -119,10 +133,7 @@ enum ChannelsLast {
         geometry.dilation_w = Int32(g.dilations[1])
         geometry.x_stride = g.inChannels
         geometry.y_stride = g.inChannels
-        switch kind {
-        case .max: ck_maxpool2d_nhwc(&geometry, x, y)
-        case .average(let includePad): ck_avgpool2d_nhwc(&geometry, x, y, includePad ? 1 : 0)
-        }
+        return geometry
     }
 
     static func globalPool(batch: Int, pixels: Int, channels: Int, max: Bool, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {

@@ -1,0 +1,15 @@
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "ckernels.h"
+
+// MARK: - Per-tensor (de)quantization and uint8 pooling, for int8 models' float islands and data movement
+
+/// y = saturate(round_half_even(x / scale) + zero_point) to 0…255: ONNX QuantizeLinear per tensor (uint8). The
+/// AVX2 and scalar paths give the same bytes (IEEE division, then the same rounding). NaN gives zero_point.
+void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y);
+/// y = (x − zero_point) · scale: ONNX DequantizeLinear per tensor (uint8), exact in float.
+void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y);
+/// MaxPool of channels-last uint8 tensors (strides in bytes): the float pool's geometry and windows; a window
+/// with no tap inside the image gives 0. On the pool, by output rows.
+void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y);

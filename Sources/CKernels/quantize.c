@@ -1,0 +1,101 @@
+// Per-tensor QuantizeLinear/DequantizeLinear and the uint8 channels-last MaxPool: what an int8 model runs between
+// its integer convolutions (the graph input, global pools and softmax stay float). Memory-bound loops; AVX2 where
+// the CPU has it, with scalar forms that give the same bytes.
+#include "ck_internal.h"
+#include "include/ck_quantize.h"
+
+#include <math.h>
+
+static inline uint8_t ck_quantize_one(float x, float scale, int zero_point) {
+    float v = x / scale;
+    if (!(v == v)) return (uint8_t)(zero_point < 0 ? 0 : zero_point > 255 ? 255 : zero_point);
+    // Clamped first so the rounding below never overflows an int; ±512 is past every saturated result.
+    v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+    int q = (int)nearbyintf(v) + zero_point;
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+#ifdef CK_X86
+CK_AVX2 static size_t ck_quantize_u8_avx2(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
+    const __m256 s = _mm256_set1_ps(scale), lo = _mm256_set1_ps(-512.0f), hi = _mm256_set1_ps(512.0f);
+    const __m256i zp = _mm256_set1_epi32(zero_point);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), s);
+        // NaN lanes become 0 (so the zero point, as in the scalar form) before the clamp.
+        v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));
+        v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), zp);
+        __m128i lo16 = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        __m128i bytes = _mm_packus_epi16(lo16, lo16);
+        _mm_storel_epi64((__m128i *)(y + i), bytes);
+    }
+    return i;
+}
+
+CK_AVX2 static size_t ck_dequantize_u8_avx2(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
+    const __m256 s = _mm256_set1_ps(scale);
+    const __m256i zp = _mm256_set1_epi32(zero_point);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + i)));
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zp)), s));
+    }
+    return i;
+}
+#endif
+
+void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
+    size_t i = 0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_quantize_u8_avx2(n, x, scale, zero_point, y);
+#endif
+    for (; i < n; i++) y[i] = ck_quantize_one(x[i], scale, zero_point);
+}
+
+void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
+    size_t i = 0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_u8_avx2(n, x, scale, zero_point, y);
+#endif
+    for (; i < n; i++) y[i] = (float)((int)x[i] - zero_point) * scale;
+}
+
+typedef struct {
+    const ck_pool_nhwc *g;
+    const uint8_t *x;
+    uint8_t *y;
+} ck_pool_u8_job;
+
+/// One output row (image b, row oy): the channel loop is innermost and contiguous, so the compiler's vector max
+/// (pmaxub, in SSE2 already) does the work.
+static void ck_maxpool_u8_row(void *context, int task) {
+    const ck_pool_u8_job *job = context;
+    const ck_pool_nhwc *g = job->g;
+    int b = task / g->out_h, oy = task % g->out_h;
+    for (int ox = 0; ox < g->out_w; ox++) {
+        uint8_t *out = job->y + ((ptrdiff_t)(b * g->out_h + oy) * g->out_w + ox) * g->y_stride;
+        int any = 0;
+        for (int ky = 0; ky < g->kernel_h; ky++) {
+            int iy = oy * g->stride_h - g->pad_top + ky * g->dilation_h;
+            if (iy < 0 || iy >= g->in_h) continue;
+            for (int kx = 0; kx < g->kernel_w; kx++) {
+                int ix = ox * g->stride_w - g->pad_left + kx * g->dilation_w;
+                if (ix < 0 || ix >= g->in_w) continue;
+                const uint8_t *in = job->x + ((ptrdiff_t)(b * g->in_h + iy) * g->in_w + ix) * g->x_stride;
+                if (!any) {
+                    for (int c = 0; c < g->channels; c++) out[c] = in[c];
+                    any = 1;
+                } else {
+                    for (int c = 0; c < g->channels; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+                }
+            }
+        }
+        if (!any) for (int c = 0; c < g->channels; c++) out[c] = 0;
+    }
+}
+
+void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y) {
+    ck_pool_u8_job job = {geometry, x, y};
+    ck_parallel_for(geometry->batch * geometry->out_h, ck_maxpool_u8_row, &job);
+}

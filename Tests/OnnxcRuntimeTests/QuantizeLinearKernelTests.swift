@@ -1,0 +1,54 @@
+import CKernels
+import Foundation
+import OnnxcTestSupport
+import Testing
+
+/// The per-tensor (de)quantization and uint8 pooling kernels of int8 models: every ISA path gives ONNX's bytes.
+@Suite(.serialized) struct QuantizeLinearKernelTests {
+    private func isas() -> [ck_isa] {
+        var result: [ck_isa] = [CK_ISA_SCALAR]
+        let best = ck_set_isa(CK_ISA_AUTO)
+        if best.rawValue >= CK_ISA_AVX2_FMA.rawValue { result.append(CK_ISA_AVX2_FMA) }
+        return result
+    }
+
+    @Test func quantizeMatchesOnnxRoundingOnEveryPath() {
+        // Ties (0.5 steps), saturation both ways, NaN and infinities, and a tail past the vector width.
+        var x: [Float] = [0, 0.5, 1.5, 2.5, -0.5, -1.5, 127.5, 128.5, -300, 300, .nan, .infinity, -.infinity, 1e30, -1e30]
+        x += Pseudorandom.floats(203, seed: 4).map { $0 * 40 }
+        for (scale, zp) in [(Float(1), Int32(0)), (0.25, 128), (0.1, 255), (3, 17)] {
+            let expected: [UInt8] = x.map { v in
+                let q = Double(v / scale)
+                guard !q.isNaN else { return UInt8(zp) }
+                return UInt8(min(255, max(0, q.rounded(.toNearestOrEven) + Double(zp))))
+            }
+            for isa in isas() {
+                _ = ck_set_isa(isa)
+                var y = [UInt8](repeating: 7, count: x.count)
+                ck_quantize_u8(x.count, x, scale, zp, &y)
+                #expect(y == expected, "isa \(isa.rawValue) scale \(scale) zp \(zp)")
+                var back = [Float](repeating: 0, count: x.count)
+                ck_dequantize_u8(x.count, y, scale, zp, &back)
+                #expect(back == y.map { Float(Int32($0) - zp) * scale })
+            }
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+    }
+
+    @Test func uint8MaxPoolEqualsTheFloatPool() {
+        // 2 images, 7×6 pixels, 5 channels; 3×3 windows, stride 2, pad 1.
+        var g = ck_pool_nhwc()
+        (g.batch, g.in_h, g.in_w, g.channels) = (2, 7, 6, 5)
+        (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (3, 3, 2, 2)
+        (g.pad_top, g.pad_left, g.dilation_h, g.dilation_w) = (1, 1, 1, 1)
+        (g.out_h, g.out_w) = (4, 3)
+        (g.x_stride, g.y_stride) = (5, 5)
+        let q: [UInt8] = (0..<420).map { (i: Int) -> UInt8 in UInt8((i * 73 + 11) % 256) }
+        var y = [UInt8](repeating: 0, count: 120)
+        ck_maxpool2d_nhwc_u8(&g, q, &y)
+        let f = q.map(Float.init)
+        var yf = [Float](repeating: 0, count: y.count)
+        ck_maxpool2d_nhwc(&g, f, &yf)
+        #expect(y.map(Float.init) == yf)
+    }
+}
