@@ -17,6 +17,8 @@
 #define CK_AVX2 __attribute__((target("avx2,fma")))
 /// AVX-512 code likewise (F, VL and DQ: float FMAs, masks, 256-bit forms).
 #define CK_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma")))
+/// The quantized kernels' AVX-512 code: BW (byte and word lanes) and VNNI (vpdpbusd) besides.
+#define CK_AVX512_VNNI __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx512vnni,avx2,fma")))
 #endif
 
 #define CK_HIDDEN __attribute__((visibility("hidden")))
@@ -33,19 +35,27 @@ static inline int ck_ceil_div(int a, int b) { return (a + b - 1) / b; }
 /// state) (cpuid + xgetbv, read once).
 CK_HIDDEN int ck_cpu_has_avx2_fma(void);
 CK_HIDDEN int ck_cpu_has_avx512(void);
+/// AVX-512 as above plus BW and VNNI.
+CK_HIDDEN int ck_cpu_has_avx512_vnni(void);
 
-/// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path (also under
-/// CK_ISA_AVX512: kernels without an AVX-512 form use their AVX2 one): resolved once per call, on the caller's
+/// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path (also under the
+/// AVX-512 levels: kernels without an AVX-512 form use their AVX2 one): resolved once per call, on the caller's
 /// thread, so one call never mixes paths and the *_with entry points need no global switch.
 static inline int ck_isa_avx2(ck_isa isa) {
     if (isa == CK_ISA_AUTO) isa = ck_active_isa();
-    return (isa == CK_ISA_AVX2_FMA || isa == CK_ISA_AVX512) && ck_cpu_has_avx2_fma();
+    return isa >= CK_ISA_AVX2_FMA && isa <= CK_ISA_AVX512_VNNI && ck_cpu_has_avx2_fma();
 }
 
 /// Whether a call that asked for `isa` runs the AVX-512 path of the kernels that have one.
 static inline int ck_isa_avx512(ck_isa isa) {
     if (isa == CK_ISA_AUTO) isa = ck_active_isa();
-    return isa == CK_ISA_AVX512 && ck_cpu_has_avx512();
+    return (isa == CK_ISA_AVX512 || isa == CK_ISA_AVX512_VNNI) && ck_cpu_has_avx512();
+}
+
+/// Whether a call that asked for `isa` runs the quantized kernels' AVX-512 VNNI path.
+static inline int ck_isa_avx512_vnni(ck_isa isa) {
+    if (isa == CK_ISA_AUTO) isa = ck_active_isa();
+    return isa == CK_ISA_AVX512_VNNI && ck_cpu_has_avx512_vnni();
 }
 
 /// ck_parallel_for on at most `threads` threads (the caller counts as one).

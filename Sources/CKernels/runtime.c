@@ -70,16 +70,54 @@ int ck_cpu_has_avx512(void) {
     return known;
 }
 
+static int ck_detect_avx512_vnni(void) {
+#ifdef CK_X86
+    if (!ck_cpu_has_avx512()) return 0;
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
+    int bw = (ebx >> 30) & 1, vnni = (ecx >> 11) & 1;
+    return bw && vnni;
+#else
+    return 0;
+#endif
+}
+
+static _Atomic int ck_avx512_vnni_detected = -1;
+
+int ck_cpu_has_avx512_vnni(void) {
+    int known = atomic_load_explicit(&ck_avx512_vnni_detected, memory_order_relaxed);
+    if (known < 0) {
+        known = ck_detect_avx512_vnni();
+        atomic_store_explicit(&ck_avx512_vnni_detected, known, memory_order_relaxed);
+    }
+    return known;
+}
+
 static _Atomic int ck_isa_state = CK_ISA_AUTO;
 
-/// The best instruction set the CPU offers, unless ONNXC_ISA (scalar, avx2, avx512) asks for a lower one: for
-/// comparisons, and for machines where AVX-512 lowers the clock more than it gains.
+/// Whether the CPU and OS run the instruction-set level `isa` (scalar always).
+static int ck_cpu_has(ck_isa isa) {
+    switch (isa) {
+    case CK_ISA_AVX2_FMA: return ck_cpu_has_avx2_fma();
+    case CK_ISA_AVX512: return ck_cpu_has_avx512();
+    case CK_ISA_AVX512_VNNI: return ck_cpu_has_avx512_vnni();
+    default: return 1;
+    }
+}
+
+/// The best instruction set the CPU offers, unless ONNXC_ISA (scalar, avx2, avx512, avx512vnni) asks for a lower
+/// one: for comparisons, and for machines where AVX-512 lowers the clock more than it gains.
 static ck_isa ck_best_isa(void) {
-    ck_isa best = ck_cpu_has_avx512() ? CK_ISA_AVX512 : ck_cpu_has_avx2_fma() ? CK_ISA_AVX2_FMA : CK_ISA_SCALAR;
+    ck_isa best = ck_cpu_has_avx512_vnni() ? CK_ISA_AVX512_VNNI
+                  : ck_cpu_has_avx512()    ? CK_ISA_AVX512
+                  : ck_cpu_has_avx2_fma()  ? CK_ISA_AVX2_FMA
+                                           : CK_ISA_SCALAR;
     const char *requested = getenv("ONNXC_ISA");
     if (requested) {
-        if (strcmp(requested, "scalar") == 0) return CK_ISA_SCALAR;
-        if (strcmp(requested, "avx2") == 0 && best == CK_ISA_AVX512) return CK_ISA_AVX2_FMA;
+        static const struct { const char *name; ck_isa isa; } names[] = {
+            {"scalar", CK_ISA_SCALAR}, {"avx2", CK_ISA_AVX2_FMA}, {"avx512", CK_ISA_AVX512}, {"avx512vnni", CK_ISA_AVX512_VNNI}};
+        for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+            if (strcmp(requested, names[i].name) == 0 && names[i].isa < best) return names[i].isa;
     }
     return best;
 }
@@ -94,8 +132,7 @@ ck_isa ck_active_isa(void) {
 }
 
 ck_isa ck_set_isa(ck_isa isa) {
-    if (isa == CK_ISA_AVX2_FMA && !ck_cpu_has_avx2_fma()) isa = CK_ISA_AUTO;
-    if (isa == CK_ISA_AVX512 && !ck_cpu_has_avx512()) isa = CK_ISA_AUTO;
+    if (isa < CK_ISA_AUTO || isa > CK_ISA_AVX512_VNNI || !ck_cpu_has(isa)) isa = CK_ISA_AUTO;
     if (isa == CK_ISA_AUTO) isa = ck_best_isa();
     atomic_store(&ck_isa_state, isa);
     return isa;

@@ -91,12 +91,16 @@ typedef enum {
     /// AVX-512 (F, VL, DQ): the kernels that have an AVX-512 form use it (the channels-last convolution); the others
     /// run their AVX2 form. Sums run in the same order on either path, so results are the same.
     CK_ISA_AVX512 = 3,
+    /// AVX-512 as above plus BW and VNNI (vpdpbusd): the quantized kernels' fast path; every float kernel runs as
+    /// under CK_ISA_AVX512. Each level includes the ones below it, so asking for a lower one runs that path.
+    CK_ISA_AVX512_VNNI = 4,
 } ck_isa;
 
 /// The instruction set products run with now (never CK_ISA_AUTO).
 ck_isa ck_active_isa(void);
 /// Forces an instruction set (for tests and benchmarks); asking for one the CPU lacks, or CK_ISA_AUTO, selects the
-/// best supported. Returns the one now active. Not for use while products run.
+/// best supported. Returns the one now active. Not for use while products run. The default is the best level the
+/// CPU has, or a lower one named by the ONNXC_ISA environment variable (scalar, avx2, avx512, avx512vnni).
 ck_isa ck_set_isa(ck_isa isa);
 
 /// Threads a product may use (the caller counts as one). Default: the ONNXC_NUM_THREADS environment variable if
@@ -288,6 +292,118 @@ void ck_avgpool2d_nhwc_with(const ck_pool_nhwc *geometry, const float *x, float 
                             int threads);
 void ck_global_pool_nhwc_with(int batch, int pixels, int channels, const float *x, float *y, int max, ck_isa isa);
 void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, float *y, int threads);
+
+// MARK: - Quantized (u8 × s8) channels-last convolution
+//
+// Scheme (ONNX Runtime's QDQ default and the TFLite spec agree): activations uint8, asymmetric per tensor (scale s,
+// zero point z); weights int8, symmetric per output channel (zero point 0, values in [−127, 127]; −128 is outside
+// the contract: the AVX2 path's sign transfer cannot negate it); bias int32 with scale s_x·s_w[c]; int32 accumulation; output uint8 requantized with
+// TFLite's fixed-point multipliers, or float32.
+//
+// Instruction sets (chosen once per call, like the float kernels'; see qconv_nhwc.c for the measurements):
+//   CK_ISA_AVX512_VNNI  vpdpbusd (u8 × s8, four products summed into an s32 lane, no saturation): exact as is.
+//   CK_ISA_AVX2_FMA,    VPMADDUBSW (u8 × s8 → pair sums in s16) saturates on full-range operands (2·255·127 > 32767).
+//   CK_ISA_AVX512       So the activations are offset to x' = x − 128 (x ^ 0x80, an s8) and the sign moves to the
+//                       weights: VPMADDUBSW(|x'|, VPSIGNB(w, x')) computes x'·w with |x'| ≤ 128 and |w| ≤ 127, pair sums
+//                       ≤ 32512: never saturating, full 8-bit weights, exact. VPMADDWD with ones widens the pairs to s32;
+//                       the offset comes back through the bias: Σ x·w = Σ x'·w + 128·Σw. (Moving the sign the other
+//                       way, VPSIGNB(x', w), is wrong for x = 0 against a negative weight: −(−128) does not fit an s8.)
+//   CK_ISA_SCALAR       portable C, the reference: plain loops over the geometry, padding taps skipped.
+// Integer sums are exact, and every path requantizes with the same integer operations, so all paths and thread
+// counts give bit-identical outputs.
+//
+// Accumulation: acc = bias[c] + Σ (x − x_zero_point)·w over the taps inside the image, in int32 arithmetic modulo
+// 2^32 (exact whenever the true sum fits an int32: always for K = taps·group_in ≤ 32,000 and |bias| < 2^30). The
+// vector paths fold x_zero_point (and the AVX2 path's +128) into the bias with the packed Σw, and read padding taps
+// as pixels of x_zero_point, which add exactly 0.
+//
+// Requantization (TFLite's MultiplyByQuantizedMultiplier, the two-rounding form), per output channel c:
+//   round_fixed(acc, M, shift) = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << left, M), right)
+//   left = min(max(shift, 0), 31), right = min(max(−shift, 0), 31);
+//   acc << left wraps modulo 2^32; SaturatingRoundingDoublingHighMul(a, M) = (a·M + 2^30) >> 31 with a·M exact in
+//   int64 — the same as TFLite's nudge-and-truncate; RoundingDivideByPOT rounds half away from zero.
+//   M must be in [0, 2^31) (ck_quantize_multiplier gives [2^30, 2^31), or 0); TFLite's saturation of M = a = −2^31
+//   then never arises.
+//   u8 output:  y = clamp(y_zero_point + round_fixed(acc, multiplier[c], shift[c]), clamp_min, clamp_max)  (the
+//               addition wraps modulo 2^32, as the vector form does)
+//   f32 output: y = (float)acc · scale[c]  (round to nearest, then one float multiply)
+
+/// TFLite's QuantizeMultiplier: real = multiplier · 2^(shift − 31), multiplier in [2^30, 2^31), from frexp and
+/// round-half-away-from-zero of the significand times 2^31 (0.5 → (2^30, 0), 0.25 → (2^30, −1), 1.0 → (2^30, 1),
+/// 0.75 → (3·2^29, 0)). real = 0 (and |real| below about 2^−32, where shift < −31) gives (0, 0); real ≥ 2^30 is
+/// capped at (2^31 − 1, 30), as TFLite's single-rounding build does, since larger left shifts are meaningless.
+/// Negative reals are outside the scheme.
+void ck_quantize_multiplier(double real, int32_t *multiplier, int *shift);
+/// round_fixed above, for one value: what every quantized kernel computes before the output zero point and clamp.
+int32_t ck_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int shift);
+
+/// Packed convolution weights (ours, stable: the compiler stores them in this form). With K = taps·group_in
+/// (taps = kernel_h·kernel_w, k = t·group_in + c for tap t = i·kernel_w + j and input channel c), Kq = ceil(K / 4)
+/// quads and panels = ceil(group_out / 16):
+///   bytes [0, W), W = groups·panels·Kq·64, int8:
+///     packed[((g·panels + p)·Kq + q)·64 + col·4 + i] = W[g·group_out + p·16 + col, c, kh, kw] for k = 4q + i,
+///     0 for k ≥ K and for output channels past group_out (each 4-byte group is one vpdpbusd lane);
+///   then groups·group_out int32 (native byte order, offset W, so 4-byte aligned): sum[o] = Σ_k W[o, k].
+/// W is ONNX's [groups·group_out, group_in, kernel_h, kernel_w]. Size in bytes: ck_qconv_nhwc_packed_size.
+size_t ck_qconv_nhwc_packed_size(int groups, int group_out, int group_in, int kernel_h, int kernel_w);
+void ck_qconv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, int kernel_w, const int8_t *w, void *packed);
+
+/// Packed depthwise weights (ours, stable): blocks = ceil(channels / 16), for each block of 16 channels taps × 16
+/// int8, packed[(cb·taps + t)·16 + col] = W[cb·16 + col, 0, i, j] (0 past the last channel), then `channels` int32
+/// at offset blocks·taps·16: sum[c] = Σ_t W[c, 0, t] (kept for kernels that fold the zero point; the current ones
+/// subtract it from x instead). W is [channels, 1, kernel_h, kernel_w].
+size_t ck_qdepthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w);
+void ck_qdepthwise_nhwc_pack(int channels, int kernel_h, int kernel_w, const int8_t *w, void *packed);
+
+/// The epilogue of one quantized convolution (formulas above), per output channel c of all groups·group_out.
+typedef struct {
+    const int32_t *bias;        ///< per output channel, or NULL (0)
+    int32_t x_zero_point;       ///< 0…255
+    // u8 output (scale == NULL):
+    const int32_t *multiplier;  ///< per output channel, in [0, 2^31)
+    const int32_t *shift;       ///< per output channel: the left shift (negative: right)
+    int32_t y_zero_point;
+    int32_t clamp_min, clamp_max;  ///< in output quantized units, 0 ≤ clamp_min ≤ clamp_max ≤ 255 (fused Relu: clamp_min = y_zero_point)
+    // f32 output instead (y is float *): scale[c] = s_x·s_w[c]; NULL for u8 output.
+    const float *scale;
+} ck_qepilogue;
+
+/// Y = epilogue(conv(X, W)) for channels-last u8 X and weights packed by ck_qconv_nhwc_pack, on the pool. The
+/// geometry is the float kernels' ck_conv_nhwc with strides in elements: x_stride in bytes, y_stride in bytes (u8
+/// output) or floats (f32 output); x_channel_stride must be 0 or 1 (channels last). A Gemm/MatMul X[M×K]·Wᵀ is the
+/// 1×1 convolution over in_h = M, in_w = 1. y is uint8_t * or float * per the epilogue. Pointers need no alignment.
+void ck_qconv2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue, void *y);
+/// A depthwise convolution (groups = channels, group_in = group_out = 1) of channels-last u8 tensors, weights packed
+/// by ck_qdepthwise_nhwc_pack, on the pool.
+void ck_qdepthwise2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue,
+                          void *y);
+/// The two above with an explicit instruction set and thread count, as ck_conv2d_nhwc_with (CK_ISA_AUTO: the active
+/// one; one the CPU lacks falls back to the best supported; threads 0: ck_num_threads()).
+void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue,
+                          void *y, ck_isa isa, int threads);
+void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w,
+                               const ck_qepilogue *epilogue, void *y, ck_isa isa, int threads);
+
+/// Element-wise quantized Add of two u8 tensors of the same shape into u8, TFLite's reference quantized Add:
+///   a' = round_fixed((a − a_zero_point) << left_shift, a_multiplier, a_shift), b' likewise,
+///   y = clamp(y_zero_point + round_fixed(a' + b', y_multiplier, y_shift), clamp_min, clamp_max)
+/// (round_fixed and the wrapping additions as above; left_shift 0…31).
+typedef struct {
+    int32_t a_zero_point, b_zero_point, y_zero_point;
+    int32_t a_multiplier, a_shift, b_multiplier, b_shift, y_multiplier, y_shift;
+    int32_t left_shift;
+    int32_t clamp_min, clamp_max;
+} ck_qadd_params;
+
+/// y[i] = a[i] ⊕ b[i] for i < n (formula above); large n runs on the pool. y may be a or b.
+void ck_qadd_u8(size_t n, const uint8_t *a, const uint8_t *b, const ck_qadd_params *params, uint8_t *y);
+/// ck_qadd_u8 with an explicit instruction set and thread count (tests, benchmarks).
+void ck_qadd_u8_with(size_t n, const uint8_t *a, const uint8_t *b, const ck_qadd_params *params, uint8_t *y, ck_isa isa,
+                     int threads);
+/// TFLite's parameters for scales and zero points: left_shift 20, twice the larger input scale as the common scale
+/// (a_multiplier = a_scale / (2·max), b likewise, y_multiplier = 2·max / (2^20 · y_scale), each in double from the
+/// float scales and through ck_quantize_multiplier), clamps 0…255 (set clamp_min = y_zp for a fused Relu).
+void ck_qadd_params_make(float a_scale, int a_zp, float b_scale, int b_zp, float y_scale, int y_zp, ck_qadd_params *out);
 
 // MARK: - Transformer kernels
 

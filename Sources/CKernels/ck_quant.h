@@ -1,0 +1,242 @@
+// ck_quant.h — what the quantized kernels (qconv_nhwc.c, qdepthwise.c) share: TFLite's fixed-point requantization
+// in scalar, AVX2 and AVX-512 form (bit-identical by construction: the same integer operations lane by lane), and
+// the tile epilogues that turn int32 accumulators into u8 or f32 outputs. Formulas: include/ckernels.h,
+// "Quantized (u8 × s8) channels-last convolution". Not installed; include only from Sources/CKernels/*.c.
+#ifndef CK_QUANT_H
+#define CK_QUANT_H
+
+#include "ck_internal.h"
+
+#include <string.h>
+
+/// 4 bytes at p as one native int32 (any alignment; compiles to a plain load).
+static inline int32_t ck_q_load32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/// The per-call output description every quantized tile epilogue reads; the per-channel arrays are indexed by
+/// output channel (of all groups).
+typedef struct {
+    const int32_t *bias;        // the kernel's bias: the caller's, or with the zero point folded in (never NULL)
+    const int32_t *multiplier;  // u8 output
+    const int32_t *shift;
+    const float *scale;         // f32 output (then multiplier and shift are unused), or NULL
+    int32_t y_zero_point, clamp_min, clamp_max;
+    void *y;                    // the output tensor
+    ptrdiff_t y_stride;         // elements between pixels
+} ck_qout;
+
+static inline int ck_q_clamp_shift(int s) { return s < 0 ? 0 : s > 31 ? 31 : s; }
+
+/// round_fixed(x, multiplier, shift) of the header, in portable C without signed overflow: TFLite's
+/// SaturatingRoundingDoublingHighMul and RoundingDivideByPOT written out.
+static inline int32_t ck_q_round_fixed(int32_t x, int32_t multiplier, int shift) {
+    int left = ck_q_clamp_shift(shift), right = ck_q_clamp_shift(-shift);
+    int32_t a = (int32_t)((uint32_t)x << left);
+    int32_t high;
+    if (a == INT32_MIN && multiplier == INT32_MIN) {
+        high = INT32_MAX;
+    } else {
+        int64_t ab = (int64_t)a * multiplier;
+        int64_t nudge = ab >= 0 ? (1 << 30) : 1 - (1 << 30);
+        high = (int32_t)((ab + nudge) / ((int64_t)1 << 31));  // truncating division, as TFLite's
+    }
+    uint32_t mask = (uint32_t)(((uint64_t)1 << right) - 1);
+    int32_t remainder = (int32_t)((uint32_t)high & mask);
+    int32_t threshold = (int32_t)(mask >> 1) + (high < 0 ? 1 : 0);
+    int32_t floor = (int32_t)(((int64_t)high - remainder) / ((int64_t)1 << right));  // exact: high − remainder is a multiple
+    return floor + (remainder > threshold ? 1 : 0);
+}
+
+/// One u8 output from its accumulator (bias included).
+static inline uint8_t ck_q_u8_scalar(int32_t acc, int32_t multiplier, int32_t shift, const ck_qout *out) {
+    int32_t v = (int32_t)((uint32_t)out->y_zero_point + (uint32_t)ck_q_round_fixed(acc, multiplier, shift));
+    v = v < out->clamp_min ? out->clamp_min : v;
+    v = v > out->clamp_max ? out->clamp_max : v;
+    return (uint8_t)v;
+}
+
+/// Stores a tile's outputs: rows × cols accumulators (acc[r·acc_stride + col], the bias not yet added) for output
+/// pixels pixel0 … and channels col0 …
+static inline void ck_q_store_scalar(const int32_t *acc, int acc_stride, int rows, int cols, size_t pixel0, int col0,
+                                     const ck_qout *out) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + (size_t)r * acc_stride;
+        if (out->scale) {
+            float *y = (float *)out->y + (pixel0 + r) * out->y_stride + col0;
+            for (int col = 0; col < cols; col++)
+                y[col] = (float)(int32_t)((uint32_t)a[col] + (uint32_t)out->bias[col0 + col]) * out->scale[col0 + col];
+        } else {
+            uint8_t *y = (uint8_t *)out->y + (pixel0 + r) * out->y_stride + col0;
+            for (int col = 0; col < cols; col++)
+                y[col] = ck_q_u8_scalar((int32_t)((uint32_t)a[col] + (uint32_t)out->bias[col0 + col]), out->multiplier[col0 + col],
+                                        out->shift[col0 + col], out);
+        }
+    }
+}
+
+#ifdef CK_X86
+// MARK: - AVX2
+
+/// The per-column constants of 8 output channels, computed once per tile and reused for every row.
+typedef struct {
+    __m256i bias, multiplier, multiplier_odd, left, right, mask, half;
+} ck_q8_cols;
+
+/// Lane masks for the first n of 8 int32 (n = 0 … 8).
+static const int32_t ck_q_lane_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+CK_AVX2 static inline __m256i ck_q_mask8(int n) {
+    return _mm256_loadu_si256((const __m256i *)(ck_q_lane_masks + 8 - (n < 0 ? 0 : n > 8 ? 8 : n)));
+}
+
+/// Columns col0 … col0 + 7 (the first `live` of them; the others read as 0).
+CK_AVX2 static inline ck_q8_cols ck_q8_columns(const ck_qout *out, int col0, int live) {
+    __m256i m = ck_q_mask8(live);
+    ck_q8_cols c;
+    c.bias = _mm256_maskload_epi32(out->bias + col0, m);
+    if (out->scale) return c;
+    c.multiplier = _mm256_maskload_epi32(out->multiplier + col0, m);
+    c.multiplier_odd = _mm256_srli_epi64(c.multiplier, 32);
+    __m256i shift = _mm256_maskload_epi32(out->shift + col0, m), zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(31);
+    c.left = _mm256_min_epi32(_mm256_max_epi32(shift, zero), top);
+    c.right = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero), top);
+    c.mask = _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), c.right), _mm256_set1_epi32(1));
+    c.half = _mm256_srli_epi32(c.mask, 1);
+    return c;
+}
+
+/// round_fixed of 8 lanes (acc with the bias added): vpmuldq on the even and the odd lanes, the rounding high half
+/// (a·M + 2^30) >> 31 taken from bits 31…62 of each 64-bit product, then the rounding right shift.
+CK_AVX2 static inline __m256i ck_q8_round_fixed(__m256i v, const ck_q8_cols *c) {
+    v = _mm256_sllv_epi32(v, c->left);
+    const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
+    __m256i even = _mm256_add_epi64(_mm256_mul_epi32(v, c->multiplier), nudge);
+    __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), c->multiplier_odd), nudge);
+    __m256i high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(odd, 1), 0xAA);
+    __m256i remainder = _mm256_and_si256(high, c->mask);
+    __m256i threshold = _mm256_sub_epi32(c->half, _mm256_srai_epi32(high, 31));  // half + 1 for negative lanes
+    return _mm256_sub_epi32(_mm256_srav_epi32(high, c->right), _mm256_cmpgt_epi32(remainder, threshold));
+}
+
+CK_AVX2 static inline __m256i ck_q8_u8_lanes(__m256i acc, const ck_q8_cols *c, __m256i zp, __m256i lo, __m256i hi) {
+    __m256i v = _mm256_add_epi32(ck_q8_round_fixed(_mm256_add_epi32(acc, c->bias), c), zp);
+    return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+}
+
+/// Stores one tile (rows × cols accumulators, acc[r·acc_stride + col], cols ≤ acc_stride, acc_stride a multiple of
+/// 16) at output pixels pixel0 … and channels col0 …: the AVX2 form of ck_q_store_scalar, 16 columns at a time.
+CK_AVX2 static inline void ck_q_store_avx2(const int32_t *acc, int acc_stride, int rows, int cols, size_t pixel0, int col0,
+                                           const ck_qout *out) {
+    if (out->scale) {
+        for (int c0 = 0; c0 < cols; c0 += 8) {
+            int live = ck_min(8, cols - c0);
+            __m256i m = ck_q_mask8(live);
+            __m256i bias = _mm256_maskload_epi32(out->bias + col0 + c0, m);
+            __m256 scale = _mm256_maskload_ps(out->scale + col0 + c0, m);
+            for (int r = 0; r < rows; r++) {
+                __m256i a = _mm256_loadu_si256((const __m256i *)(acc + (size_t)r * acc_stride + c0));
+                __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(a, bias)), scale);
+                float *dst = (float *)out->y + (pixel0 + r) * out->y_stride + col0 + c0;
+                if (live == 8) _mm256_storeu_ps(dst, y);
+                else _mm256_maskstore_ps(dst, m, y);
+            }
+        }
+        return;
+    }
+    __m256i zp = _mm256_set1_epi32(out->y_zero_point), lo = _mm256_set1_epi32(out->clamp_min), hi = _mm256_set1_epi32(out->clamp_max);
+    for (int c0 = 0; c0 < cols; c0 += 16) {
+        int live = ck_min(16, cols - c0);
+        ck_q8_cols first = ck_q8_columns(out, col0 + c0, live), second = ck_q8_columns(out, col0 + c0 + 8, live - 8);
+        for (int r = 0; r < rows; r++) {
+            const int32_t *a = acc + (size_t)r * acc_stride + c0;
+            __m256i v0 = ck_q8_u8_lanes(_mm256_loadu_si256((const __m256i *)a), &first, zp, lo, hi);
+            __m256i v1 = ck_q8_u8_lanes(_mm256_loadu_si256((const __m256i *)(a + 8)), &second, zp, lo, hi);
+            // 16 lanes in [0, 255] to 16 bytes in order: packs interleave 128-bit halves, the permute restores them.
+            __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8);
+            __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+            uint8_t *dst = (uint8_t *)out->y + (pixel0 + r) * out->y_stride + col0 + c0;
+            if (live == 16) {
+                _mm_storeu_si128((__m128i *)dst, bytes);
+            } else {
+                uint8_t tmp[16];
+                _mm_storeu_si128((__m128i *)tmp, bytes);
+                memcpy(dst, tmp, (size_t)live);
+            }
+        }
+    }
+}
+
+// MARK: - AVX-512
+
+typedef struct {
+    __m512i bias, multiplier, multiplier_odd, left, right, mask, half;
+} ck_q16_cols;
+
+CK_AVX512_VNNI static inline __mmask16 ck_q_mask16(int n) {
+    return (__mmask16)(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
+}
+
+CK_AVX512_VNNI static inline ck_q16_cols ck_q16_columns(const ck_qout *out, int col0, int live) {
+    __mmask16 m = ck_q_mask16(live);
+    ck_q16_cols c;
+    c.bias = _mm512_maskz_loadu_epi32(m, out->bias + col0);
+    if (out->scale) return c;
+    c.multiplier = _mm512_maskz_loadu_epi32(m, out->multiplier + col0);
+    c.multiplier_odd = _mm512_srli_epi64(c.multiplier, 32);
+    __m512i shift = _mm512_maskz_loadu_epi32(m, out->shift + col0), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(31);
+    c.left = _mm512_min_epi32(_mm512_max_epi32(shift, zero), top);
+    c.right = _mm512_min_epi32(_mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero), top);
+    c.mask = _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), c.right), _mm512_set1_epi32(1));
+    c.half = _mm512_srli_epi32(c.mask, 1);
+    return c;
+}
+
+/// ck_q8_round_fixed on 16 lanes.
+CK_AVX512_VNNI static inline __m512i ck_q16_round_fixed(__m512i v, const ck_q16_cols *c) {
+    v = _mm512_sllv_epi32(v, c->left);
+    const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
+    __m512i even = _mm512_add_epi64(_mm512_mul_epi32(v, c->multiplier), nudge);
+    __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), c->multiplier_odd), nudge);
+    __m512i high = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(even, 31), _mm512_slli_epi64(odd, 1));
+    __m512i remainder = _mm512_and_si512(high, c->mask);
+    __m512i threshold = _mm512_sub_epi32(c->half, _mm512_srai_epi32(high, 31));
+    __mmask16 up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    __m512i shifted = _mm512_srav_epi32(high, c->right);
+    return _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
+}
+
+/// ck_q_store_avx2 on 16 lanes (masked stores for the last columns).
+CK_AVX512_VNNI static inline void ck_q_store_avx512(const int32_t *acc, int acc_stride, int rows, int cols, size_t pixel0,
+                                                    int col0, const ck_qout *out) {
+    __m512i zp = _mm512_set1_epi32(out->y_zero_point), lo = _mm512_set1_epi32(out->clamp_min), hi = _mm512_set1_epi32(out->clamp_max);
+    for (int c0 = 0; c0 < cols; c0 += 16) {
+        int live = ck_min(16, cols - c0);
+        __mmask16 m = ck_q_mask16(live);
+        ck_q16_cols c = ck_q16_columns(out, col0 + c0, live);
+        if (out->scale) {
+            __m512 scale = _mm512_maskz_loadu_ps(m, out->scale + col0 + c0);
+            for (int r = 0; r < rows; r++) {
+                __m512i a = _mm512_loadu_si512(acc + (size_t)r * acc_stride + c0);
+                __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, c.bias)), scale);
+                _mm512_mask_storeu_ps((float *)out->y + (pixel0 + r) * out->y_stride + col0 + c0, m, y);
+            }
+            continue;
+        }
+        for (int r = 0; r < rows; r++) {
+            __m512i a = _mm512_loadu_si512(acc + (size_t)r * acc_stride + c0);
+            __m512i v = _mm512_add_epi32(ck_q16_round_fixed(_mm512_add_epi32(a, c.bias), &c), zp);
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            _mm_mask_storeu_epi8((uint8_t *)out->y + (pixel0 + r) * out->y_stride + col0 + c0, m, _mm512_cvtepi32_epi8(v));
+        }
+    }
+}
+#endif
+
+/// Work below which a quantized kernel runs on the calling thread: as CK_PARALLEL_MIN_WORK, in multiply-adds
+/// (the integer ones are about twice as fast, so this is about 8 µs of one core).
+#define CK_Q_PARALLEL_MIN_WORK (1 << 20)
+
+#endif
