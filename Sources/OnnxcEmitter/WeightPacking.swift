@@ -19,7 +19,14 @@ enum WeightPacking {
         case nhwc(groups: Int)
         case nhwcDepthwise
         case gemmB(transposed: Bool)
+        case quantized(groups: Int, dims: [Int64])
+        case quantizedDepthwise
         case plain
+    }
+
+    /// The weight input of an op: 1, or 3 for the integer ops (after X and its grid).
+    private static func weightSlot(_ op: ProgramOp) -> Int {
+        op.opcode.domain == RuntimeOps.domain && (op.opcode.opType == "NhwcQLinearConv" || op.opcode.opType == "QGemm") ? 3 : 1
     }
 
     static func prepack(_ tensors: inout [ProgramTensor], graphs: [ProgramGraph]) -> Int {
@@ -28,7 +35,7 @@ enum WeightPacking {
             for op in graph.ops {
                 for (slot, id) in op.inputs.enumerated() where id >= 0 {
                     guard case .constant(let data, .plain) = tensors[Int(id)].storage else { continue }
-                    let want = slot == 1 ? weightLayout(op, data, tensors) : .plain
+                    let want = slot == weightSlot(op) ? weightLayout(op, data, tensors) : .plain
                     wants[id] = wants[id].map { $0 == want ? want : .plain } ?? want
                 }
             }
@@ -54,6 +61,15 @@ enum WeightPacking {
                 layout = PrepackedWeights.packGemmWeights(data, transposed: transposed).map {
                     ($0, .packed(code: ConstantLayoutCode.packedGEMMBPanels, parameters: [k, n, Int64(PrepackedWeights.panelColumns)]))
                 }
+            case .quantized(let groups, let dims):
+                let shaped = try? TensorData(dtype: .int8, dims: dims, payload: data.payload)
+                layout = shaped.flatMap { PrepackedWeights.packQuantizedWeights($0, groups: groups, depthwise: false) }.map {
+                    ($0, .packed(code: ConstantLayoutCode.packedQuantizedNHWCWeights, parameters: dims + [Int64(groups)]))
+                }
+            case .quantizedDepthwise:
+                layout = PrepackedWeights.packQuantizedWeights(data, groups: Int(data.dims[0]), depthwise: true).map {
+                    ($0, .packed(code: ConstantLayoutCode.packedQuantizedDepthwiseWeights, parameters: data.dims))
+                }
             case .nhwcDepthwise:
                 layout = PrepackedWeights.packNHWCConvolutionWeights(data, groups: Int(data.dims[0]), depthwise: true).map {
                     ($0, .packed(code: ConstantLayoutCode.packedNHWCDepthwiseWeights,
@@ -69,6 +85,11 @@ enum WeightPacking {
 
     /// The layout a convolution or product wants for its float32 weights, or plain.
     private static func weightLayout(_ op: ProgramOp, _ w: TensorData, _ tensors: [ProgramTensor]) -> Want {
+        if w.dtype == .int8, op.opcode.domain == RuntimeOps.domain {
+            if op.opcode.opType == "QGemm", w.dims.count == 2 { return .quantized(groups: 1, dims: w.dims + [1, 1]) }
+            guard op.opcode.opType == "NhwcQLinearConv", w.dims.count == 4, let group = groups(op) else { return .plain }
+            return group > 1 && w.dims[1] == 1 && w.dims[0] == Int64(group) ? .quantizedDepthwise : .quantized(groups: group, dims: w.dims)
+        }
         guard w.dtype == .float else { return .plain }
         if w.dims.count == 2 {
             let ints = { (name: String) -> Int64? in

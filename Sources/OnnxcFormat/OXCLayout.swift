@@ -108,7 +108,16 @@ public enum ConstantLayoutCode {
     /// parameters [C, 1, kh, kw, NR].
     public static let packedNHWCDepthwiseWeights: UInt32 = 4
 
+    /// int8 channels-last convolution weights [M, C/groups, kh, kw] in `ck_qconv_nhwc_pack`'s layout (quads of
+    /// input taps × panels of 16 output channels, then Σw per output channel as int32); parameters
+    /// [M, C/groups, kh, kw, groups]. A QGemm's [N, K] weight is stored as [N, K, 1, 1].
+    public static let packedQuantizedNHWCWeights: UInt32 = 5
+
+    /// int8 channels-last depthwise weights [C, 1, kh, kw] in `ck_qdepthwise_nhwc_pack`'s layout; parameters
+    /// [C, 1, kh, kw].
+    public static let packedQuantizedDepthwiseWeights: UInt32 = 6
+
     /// Parameter count of each known packed code.
     static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5, packedNHWCConvWeights: 6,
-                                                 packedNHWCDepthwiseWeights: 5]
+                                                 packedNHWCDepthwiseWeights: 5, packedQuantizedNHWCWeights: 5, packedQuantizedDepthwiseWeights: 4]
 }

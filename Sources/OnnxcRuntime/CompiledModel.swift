@@ -133,6 +133,15 @@ struct ProgramLoader {
                 throw .invalidArgument("constant \(name): packed GEMM weights of \(k) × \(n) need a 2-D declared shape; recompile the model")
             }
             return try Tensor(packed: data, shape: shape, packing: .gemmB(k: k, n: n))
+        case .packed(ConstantLayoutCode.packedQuantizedNHWCWeights, let p) where p.count == 5,
+             .packed(ConstantLayoutCode.packedQuantizedDepthwiseWeights, let p) where p.count == 4:
+            let dims = p.prefix(4).map { Int(clamping: $0) }
+            let depthwise = p.count == 4
+            let groups = depthwise ? dims[0] : Int(clamping: p[4])
+            guard let bytes = QuantizedConvolution.packedBytes(dims: dims, groups: groups, depthwise: depthwise), bytes == data.byteCount else {
+                throw .invalidArgument("constant \(name) was packed for another integer kernel (\(data.byteCount) bytes for \(dims)); recompile the model with this onnxc")
+            }
+            return try Tensor(packed: data, shape: dims, packing: depthwise ? .quantizedDepthwise : .quantizedNHWC(groups: groups))
         case .packed(let code, _):
             throw .invalidArgument("constant \(name) uses packed layout \(code), which this runtime does not read; recompile the model with this onnxc")
         }

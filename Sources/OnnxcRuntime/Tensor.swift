@@ -68,6 +68,11 @@ public struct Tensor: Sendable {
         /// GEMM B panels (CKernels' packed B) of a product's k × n weight operand (the logical tensor is [k, n], or
         /// [n, k] for a Gemm with transB).
         case gemmB(k: Int, n: Int)
+        /// int8 channels-last convolution weights (`ck_qconv_nhwc_pack`) for `groups` groups; also a QGemm's [N, K]
+        /// weight as [N, K, 1, 1].
+        case quantizedNHWC(groups: Int)
+        /// int8 channels-last depthwise weights (`ck_qdepthwise_nhwc_pack`).
+        case quantizedDepthwise
     }
 
     /// A tensor whose bytes the caller writes before publishing it (every byte: they start undefined). For
@@ -236,12 +241,14 @@ public struct Tensor: Sendable {
     /// Prepacked weights (a compiled model's constant with a packed layout), borrowed in place: `shape` is the
     /// logical shape, `data` the packed bytes.
     public init(packed data: TensorData, shape: [Int], packing: Packing) throws(RuntimeError) {
-        guard data.dtype == .float, case .bytes(let slice) = data.payload, let start = slice.storage.baseAddress,
+        let quantized = packing == .quantizedDepthwise || { if case .quantizedNHWC = packing { true } else { false } }()
+        guard quantized ? (data.dtype == .int8 || data.dtype == .uint8) : data.dtype == .float, case .bytes(let slice) = data.payload, let start = slice.storage.baseAddress,
               Int(bitPattern: start + slice.offset) % 64 == 0, let borrowed = TensorStorage(borrowing: slice),
               let count = CheckedSize.elementCount(shape.map(Int64.init)) else {
-            throw .invalidArgument("prepacked weights must be 64-byte aligned float32 bytes")
+            throw .invalidArgument("prepacked weights must be 64-byte aligned \(quantized ? "bytes" : "float32 values")")
         }
-        self.init(dtype: .float, shape: shape, count: count, storage: borrowed, strings: nil, packing: packing)
+        // The logical element type: float32 weights, or the int8 weights an integer kernel packed.
+        self.init(dtype: quantized ? .int8 : .float, shape: shape, count: count, storage: borrowed, strings: nil, packing: packing)
     }
 
     /// Values widened to Double (strings and complex types are not numeric): for shape inputs, tests, printing.

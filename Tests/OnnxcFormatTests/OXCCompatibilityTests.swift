@@ -95,7 +95,7 @@ import Testing
 
     @Test func specLayoutTableIsTheReadersTable() throws {
         let rows = try Self.table("layouts")
-        #expect(rows.map { $0[0] } == ["0", "1", "2", "3", "4"])
+        #expect(rows.map { $0[0] } == ["0", "1", "2", "3", "4", "5", "6"])
         #expect(rows.count == ConstantLayoutCode.parameterCounts.count + 1)
         #expect(rows.first { $0[0] == "1" }?[2] == "[k, n, nr]")
         #expect(rows.first { $0[0] == "2" }?[2] == "[M, C, kh, kw, MR]")

@@ -8,7 +8,138 @@ enum QuantizedSteps {
     static let factories: [String: StepFactories.Factory] = [
         "QuantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: false).map { QuantizeStep(setup, $0) } },
         "DequantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: true).map { DequantizeStep(setup, $0) } },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
+        KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
+        KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
     ]
+
+    /// A constant scalar float (a scale) or integer (a zero point), if input `i` is one.
+    static func scalar(_ setup: StepSetup, _ i: Int) -> Double? {
+        guard let t = setup.constant(i), t.count == 1 else { return nil }
+        return t.doubles().first
+    }
+
+    /// ai.onnxc::NhwcQLinearConv (X [N, H, W, C] uint8) and ai.onnxc::QGemm (X [..., K] uint8 as a 1×1 convolution
+    /// over M pixels) on the integer kernels, with the weights, grids and multipliers resolved at load. Nil (the
+    /// generic step) when a weight, scale or zero point is not a constant.
+    struct ConvStep: Step {
+        let node: RuntimeNode
+        let x: TensorID, y: TensorID
+        let gemm: Bool
+        let convolution: QuantizedConvolution
+        let slot: ArenaSlot?
+        let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
+
+        init?(_ setup: StepSetup, gemm: Bool) throws(RuntimeError) {
+            let op = setup.node.opType
+            // Inputs: X, x_scale, x_zp, W, w_scale, then QLinearConv's w_zp, y_scale, y_zp, B or QGemm's B, y_scale, y_zp.
+            let (biasSlot, yScaleSlot, yZeroSlot) = gemm ? (5, 6, 7) : (8, 6, 7)
+            guard let xs = scalar(setup, 1), let xz = scalar(setup, 2), let w = setup.constant(3), let ws = setup.constant(4), ws.dtype == .float else { return nil }
+            if !gemm, let wz = setup.constant(5), wz.doubles().contains(where: { $0 != 0 }) { return nil }
+            let hasY = setup.input(yScaleSlot) >= 0
+            var ys: Double?, yz = 0.0
+            if hasY {
+                guard let s = scalar(setup, yScaleSlot), let z = scalar(setup, yZeroSlot) else { return nil }
+                ys = s
+                yz = z
+            }
+            let bias: Tensor? = setup.input(biasSlot) >= 0 ? setup.constant(biasSlot) : nil
+            if setup.input(biasSlot) >= 0 && bias == nil { return nil }
+            node = setup.node
+            x = setup.input(0)
+            y = setup.output(0)
+            self.gemm = gemm
+            slot = setup.slot(y)
+            var weights = w
+            if gemm && w.packing == nil {
+                guard w.rank == 2 else { throw .invalidShape("QGemm needs an int8 [N, K] weight, got \(w.shape)") }
+                weights = try w.reshaped([w.shape[0], w.shape[1], 1, 1])
+            }
+            let groups = gemm ? 1 : max(1, Int(clamping: node.attributes.int("group", 1)))
+            convolution = try QuantizedConvolution(weights: weights, groups: groups, xScale: Float(xs), xZeroPoint: Int32(clamping: Int(xz)),
+                                                   wScales: ws.array(Float.self), yScale: ys.map(Float.init), yZeroPoint: Int32(clamping: Int(yz)),
+                                                   bias: bias, op: op)
+            if let shape = setup.staticShape(x) {
+                planned = (shape, try ConvStep.geometry(shape, convolution, gemm: gemm, node: setup.node))
+            } else {
+                planned = nil
+            }
+        }
+
+        static func geometry(_ x: [Int], _ c: QuantizedConvolution, gemm: Bool, node: RuntimeNode) throws(RuntimeError) -> ConvolutionKernels.Geometry {
+            let w = c.weights.shape
+            let g: ConvolutionKernels.Geometry
+            if gemm {
+                guard let k = x.last, k == w[1] else { throw .invalidShape("QGemm x \(x) does not end in K = \(w[1])") }
+                let m = x.dropLast().reduce(1, *)
+                g = try ConvolutionKernels.Geometry(x: [1, k, m, 1], w: w, attributes: Attributes(), transposed: false)
+            } else {
+                guard x.count == 4 else { throw .invalidShape("\(node.opType) needs an [N, H, W, C] input, got \(x)") }
+                g = try ConvolutionKernels.Geometry(x: [x[0], x[3], x[1], x[2]], w: w, attributes: node.attributes, transposed: false)
+            }
+            guard ChannelsLast.fits(g) else { throw .invalidShape("\(node.opType): sizes \(x) and \(w) exceed the kernel's 32-bit limits") }
+            return g
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let input = try frame.tensor(x, self)
+            do throws(RuntimeError) {
+                guard input.dtype == .uint8 else { throw .unsupportedType(op: node.opType, dtype: input.dtype.onnxName) }
+                let g: ConvolutionKernels.Geometry
+                if let planned, planned.shape == input.shape {
+                    g = planned.geometry
+                } else {
+                    g = try ConvStep.geometry(input.shape, convolution, gemm: gemm, node: node)
+                }
+                let shape = gemm ? Array(input.shape.dropLast()) + [convolution.outChannels] : ChannelsLastKernels.outputShape(g)
+                let out = try frame.output(slot, y, convolution.outputType, shape)
+                if out.count > 0 { convolution.run(g, x: input, into: out) }
+                frame.values[Int(y)] = .tensor(out)
+            } catch {
+                throw .atNode(node: node.displayName, op: node.opType, error)
+            }
+        }
+    }
+
+    /// ai.onnxc::QLinearAdd of two uint8 tensors of one shape (TFLite's fixed-point Add).
+    struct AddStep: Step {
+        let node: RuntimeNode
+        let a: TensorID, b: TensorID, y: TensorID
+        let parameters: ck_qadd_params
+        let slot: ArenaSlot?
+
+        init?(_ setup: StepSetup) throws(RuntimeError) {
+            guard let sa = scalar(setup, 1), let za = scalar(setup, 2), let sb = scalar(setup, 4), let zb = scalar(setup, 5),
+                  let sy = scalar(setup, 6), let zy = scalar(setup, 7) else { return nil }
+            node = setup.node
+            a = setup.input(0)
+            b = setup.input(3)
+            y = setup.output(0)
+            slot = setup.slot(y)
+            var p = ck_qadd_params()
+            ck_qadd_params_make(Float(sa), Int32(clamping: Int(za)), Float(sb), Int32(clamping: Int(zb)), Float(sy), Int32(clamping: Int(zy)), &p)
+            parameters = p
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let left = try frame.tensor(a, self), right = try frame.tensor(b, self)
+            guard left.dtype == .uint8, right.dtype == .uint8, left.shape == right.shape else {
+                throw .atNode(node: node.displayName, op: node.opType,
+                              .invalidArgument("QLinearAdd takes two uint8 tensors of one shape, got \(left.shape) and \(right.shape)"))
+            }
+            let out = try frame.output(slot, y, .uint8, left.shape)
+            var p = parameters
+            left.withValues(UInt8.self) { ab in
+                right.withValues(UInt8.self) { bb in
+                    out.withMutableValues(UInt8.self) { yb in
+                        guard let ap = ab.baseAddress, let bp = bb.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qadd_u8(ab.count, ap, bp, &p, yp)
+                    }
+                }
+            }
+            frame.values[Int(y)] = .tensor(out)
+        }
+    }
 
     /// A per-tensor uint8 grid from constant scale and zero point inputs.
     struct Grid {

@@ -50,7 +50,7 @@ enum ChannelsLast {
         init(attributes: Attributes) { self = attributes.string("algorithm", "direct") == "winograd" ? .winograd : .direct }
     }
 
-    private static func kernelGeometry(_ g: ConvolutionKernels.Geometry) -> ck_conv_nhwc {
+    static func kernelGeometry(_ g: ConvolutionKernels.Geometry) -> ck_conv_nhwc {
         var geometry = ck_conv_nhwc()
         geometry.batch = Int32(g.batch)
         geometry.in_h = Int32(g.inSpatial[0])

@@ -55,6 +55,12 @@ public enum PrepackedWeights {
         return try? TensorData(dtype: .float, dims: [Int64(floats)], payload: .bytes(ByteSlice(packed)))
     }
 
+    /// int8 weights [M, C/groups, kh, kw] in the integer convolution's layout (`ck_qconv_nhwc_pack`, or the depthwise
+    /// kernel's); nil when the tensor is not such weights or a size does not fit the kernel's 32-bit arguments.
+    public static func packQuantizedWeights(_ data: TensorData, groups: Int, depthwise: Bool) -> TensorData? {
+        QuantizedConvolution.packWeights(data, groups: groups, depthwise: depthwise)
+    }
+
     /// The float count of NHWC-packed weights of logical shape [M, C/groups, kh, kw]; nil when it overflows.
     public static func nhwcPackedFloats(dims: [Int], groups: Int, depthwise: Bool) -> Int? {
         guard dims.count == 4, groups >= 1, dims.allSatisfy({ $0 > 0 && $0 <= Int(Int32.max) }), dims[0] % groups == 0 else { return nil }

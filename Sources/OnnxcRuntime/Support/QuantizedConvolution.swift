@@ -1,0 +1,155 @@
+internal import CKernels
+import OnnxcCore
+
+/// One integer convolution (or a product, as a 1×1 convolution over M pixels), ready to run: weights in the
+/// kernel's packed layout, the bias with its zero-point-free int32 values, and the per-channel fixed-point
+/// multipliers computed once from the scales (TFLite's requantization; see `ck_qepilogue`).
+struct QuantizedConvolution: Sendable {
+    let weights: Tensor
+    let depthwise: Bool
+    let groups: Int
+    let outChannels: Int
+    let bias: [Int32]?
+    let xZeroPoint: Int32
+    /// uint8 output: multipliers, shifts and the output zero point; float output: the scales.
+    let multipliers: [Int32], shifts: [Int32]
+    let yZeroPoint: Int32
+    let floatScales: [Float]?
+
+    /// `w` int8 [M, C/groups, kh, kw] plain or packed (`Tensor.Packing.quantizedNHWC`), scales s_x, s_w (1 or M),
+    /// s_y (nil: float output), bias int32 [M].
+    init(weights w: Tensor, groups: Int, xScale: Float, xZeroPoint: Int32, wScales: [Float], yScale: Float?, yZeroPoint: Int32,
+         bias: Tensor?, op: String) throws(RuntimeError) {
+        guard w.dtype == .int8 || w.packing != nil, w.rank == 4, groups >= 1, w.shape[0] % groups == 0 else {
+            throw .invalidArgument("\(op) needs int8 weights [M, C/group, kh, kw], got \(w.dtype.onnxName) \(w.shape)")
+        }
+        let m = w.shape[0]
+        guard wScales.count == 1 || wScales.count == m else { throw .invalidShape("\(op) w_scale has \(wScales.count) values for \(m) output channels") }
+        depthwise = groups > 1 && w.shape[1] == 1 && m == groups
+        self.groups = groups
+        outChannels = m
+        weights = try QuantizedConvolution.packed(w, groups: groups, depthwise: depthwise, op: op)
+        if let bias {
+            guard bias.dtype == .int32, bias.count == m else { throw .invalidShape("\(op) bias must be int32 with \(m) values") }
+            self.bias = bias.array(Int32.self)
+        } else {
+            self.bias = nil
+        }
+        self.xZeroPoint = xZeroPoint
+        self.yZeroPoint = yZeroPoint
+        let scales = (0..<m).map { wScales[wScales.count == 1 ? 0 : $0] }
+        if let yScale {
+            var mult = [Int32](repeating: 0, count: m), shift = [Int32](repeating: 0, count: m)
+            for c in 0..<m {
+                var q: Int32 = 0, s: Int32 = 0
+                ck_quantize_multiplier(Double(xScale) * Double(scales[c]) / Double(yScale), &q, &s)
+                mult[c] = q
+                shift[c] = s
+            }
+            multipliers = mult
+            shifts = shift
+            floatScales = nil
+        } else {
+            multipliers = []
+            shifts = []
+            floatScales = scales.map { Float(Double(xScale) * Double($0)) }
+        }
+    }
+
+    /// The weights in the kernel's layout: the compiler's packing as is, else packed now.
+    static func packed(_ w: Tensor, groups: Int, depthwise: Bool, op: String) throws(RuntimeError) -> Tensor {
+        if let packing = w.packing {
+            guard packing == (depthwise ? .quantizedDepthwise : .quantizedNHWC(groups: groups)) else {
+                throw .invalidArgument("\(op) weights were packed for another convolution (\(packing)); recompile the model")
+            }
+            return w
+        }
+        guard let data = w.withBytes({ raw -> TensorData? in
+            guard let bytes = try? TensorData(dtype: .int8, dims: w.shape.map(Int64.init), payload: .bytes(ByteSlice(copying: Array(raw)))) else { return nil }
+            return packWeights(bytes, groups: groups, depthwise: depthwise)
+        }) else { throw .invalidShape("\(op) weights \(w.shape) do not fit the integer kernel") }
+        return try Tensor(packed: data, shape: w.shape, packing: depthwise ? .quantizedDepthwise : .quantizedNHWC(groups: groups))
+    }
+
+    /// int8 weights [M, C/groups, kh, kw] in `ck_qconv_nhwc_pack`'s (or the depthwise kernel's) layout; nil when the
+    /// tensor is not such weights or a size does not fit 32 bits.
+    static func packWeights(_ data: TensorData, groups: Int, depthwise: Bool) -> TensorData? {
+        guard data.dtype == .int8, data.dims.count == 4, case .bytes(let slice) = data.payload, groups >= 1,
+              data.dims.allSatisfy({ $0 > 0 && $0 <= Int64(Int32.max) }), data.dims[0] % Int64(groups) == 0,
+              !depthwise || (data.dims[1] == 1 && data.dims[0] == Int64(groups)),
+              let logical = CheckedSize.elementCount(data.dims), logical <= Int(Int32.max) else { return nil }
+        let d = data.dims.map { Int32($0) }
+        let bytes = depthwise ? ck_qdepthwise_nhwc_packed_size(d[0], d[2], d[3])
+                              : ck_qconv_nhwc_packed_size(Int32(groups), d[0] / Int32(groups), d[1], d[2], d[3])
+        let packed = ByteStorage(count: bytes) { out in
+            guard let target = out.baseAddress else { return }
+            slice.withUnsafeBytes { source in
+                guard let w = source.baseAddress?.assumingMemoryBound(to: Int8.self) else { return }
+                if depthwise {
+                    ck_qdepthwise_nhwc_pack(d[0], d[2], d[3], w, target)
+                } else {
+                    ck_qconv_nhwc_pack(Int32(groups), d[0] / Int32(groups), d[1], d[2], d[3], w, target)
+                }
+            }
+        }
+        return try? TensorData(dtype: .int8, dims: [Int64(bytes)], payload: .bytes(ByteSlice(packed)))
+    }
+
+    /// The packed size `packWeights` produces for logical dims [M, C/groups, kh, kw], nil when it overflows.
+    static func packedBytes(dims: [Int], groups: Int, depthwise: Bool) -> Int? {
+        guard dims.count == 4, groups >= 1, dims.allSatisfy({ $0 > 0 && $0 <= Int(Int32.max) }), dims[0] % groups == 0,
+              let logical = CheckedSize.elementCount(dims.map(Int64.init)), logical <= Int(Int32.max) else { return nil }
+        let d = dims.map { Int32($0) }
+        return depthwise ? ck_qdepthwise_nhwc_packed_size(d[0], d[2], d[3])
+                         : ck_qconv_nhwc_packed_size(Int32(groups), d[0] / Int32(groups), d[1], d[2], d[3])
+    }
+
+    /// y (channels last, uint8 or float32 per the output grid) = the convolution of uint8 x for geometry g.
+    func run(_ g: ConvolutionKernels.Geometry, x: Tensor, into y: Tensor) {
+        var geometry = ChannelsLast.kernelGeometry(g)
+        var epilogue = ck_qepilogue()
+        epilogue.x_zero_point = xZeroPoint
+        epilogue.y_zero_point = yZeroPoint
+        epilogue.clamp_min = 0
+        epilogue.clamp_max = 255
+        x.withValues(UInt8.self) { xb in
+            y.withMutableBytes { yb in
+                weights.withBytes { wb in
+                    guard let xp = xb.baseAddress, let yp = yb.baseAddress, let wp = wb.baseAddress else { return }
+                    func call(_ e: inout ck_qepilogue) {
+                        if depthwise { ck_qdepthwise2d_nhwc(&geometry, xp, wp, &e, yp) } else { ck_qconv2d_nhwc(&geometry, xp, wp, &e, yp) }
+                    }
+                    bias.withOptionalPointer { bp in
+                        epilogue.bias = bp
+                        if let floatScales {
+                            floatScales.withUnsafeBufferPointer { sp in
+                                epilogue.scale = sp.baseAddress
+                                call(&epilogue)
+                            }
+                        } else {
+                            multipliers.withUnsafeBufferPointer { mp in
+                                shifts.withUnsafeBufferPointer { shp in
+                                    epilogue.multiplier = mp.baseAddress
+                                    epilogue.shift = shp.baseAddress
+                                    call(&epilogue)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output element type.
+    var outputType: DType { floatScales == nil ? .uint8 : .float }
+}
+
+extension Optional where Wrapped == [Int32] {
+    fileprivate func withOptionalPointer<R>(_ body: (UnsafePointer<Int32>?) -> R) -> R {
+        switch self {
+        case .some(let values): return values.withUnsafeBufferPointer { body($0.baseAddress) }
+        case .none: return body(nil)
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import OnnxcRuntime
+import OnnxcTestSupport
+import Testing
+
+/// `onnxc quantize` and `compile -O int8` end to end on the committed digits CNN (scripts/train_digits.py): the int8
+/// model keeps the float model's predictions, and its QDQ ONNX form agrees with the compiled integer kernels.
+@Suite struct QuantizeTests {
+    let model = Fixtures.model("digits_cnn.onnx")
+    let calibration = Fixtures.testdata.appendingPathComponent("quant/digits_calib.npz").path
+    let evaluation = Fixtures.testdata.appendingPathComponent("quant/digits_eval.npz").path
+
+    private func predictions(_ file: String, level: [String] = []) throws -> [Int] {
+        let out = try Fixtures.temporaryDirectory()
+        let result = try CLIRunner.run(["run", file] + level + ["--input", "input=\(evaluation)", "--output-dir", out.path])
+        try #require(result.status == 0, "\(result.stderr)")
+        let logits = try References.readNPY(out.appendingPathComponent("logits.npy").path)
+        let values = logits.array(Float.self), classes = logits.shape[1]
+        return (0..<logits.shape[0]).map { row in
+            let slice = values[(row * classes)..<((row + 1) * classes)]
+            return slice.indices.max { slice[$0] < slice[$1] }.map { $0 - row * classes } ?? 0
+        }
+    }
+
+    @Test func int8KeepsTheFloatPredictionsAndBothFormsAgree() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let oxc = dir.appendingPathComponent("digits_int8.oxc").path, qdq = dir.appendingPathComponent("digits_qdq.onnx").path
+        let compile = try CLIRunner.run(["compile", model, "-O", "int8", "--calibration-data", calibration, "-o", oxc])
+        try #require(compile.status == 0, "\(compile.stderr)")
+        #expect(compile.stdout.contains("ai.onnxc::NhwcQLinearConv 3") && compile.stdout.contains("ai.onnxc::QGemm 1"), "\(compile.stdout)")
+        let quantize = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "-o", qdq])
+        try #require(quantize.status == 0, "\(quantize.stderr)")
+        let float = try predictions(model), int8 = try predictions(oxc), fakeQuantized = try predictions(qdq, level: ["-O0"])
+        let same = zip(float, int8).filter { $0 == $1 }.count
+        // 450 test images: the int8 model may change at most two predictions (0.44 points).
+        #expect(same >= float.count - 2, "int8 agrees with float on \(same) of \(float.count)")
+        #expect(zip(int8, fakeQuantized).filter { $0 != $1 }.count <= 1)
+        // The int8 file is smaller than the float one (digits_cnn is tiny, so its per-tensor scales weigh in).
+        let sizes = try [model, oxc].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int ?? 0 }
+        #expect(sizes[1] < sizes[0] / 2)
+    }
+
+    @Test func calibrationErrorsNameTheProblem() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let out = dir.appendingPathComponent("x.onnx").path
+        let missing = try CLIRunner.run(["quantize", model, "-o", out])
+        #expect(missing.status != 0 && missing.stderr.contains("--calibration-data"))
+        // An archive without the model's input.
+        let wrong = try CLIRunner.run(["quantize", Fixtures.model("mlp.onnx"), "--calibration-data", calibration, "-o", out])
+        #expect(wrong.status != 0 && wrong.stderr.contains("no array for model input x"), "\(wrong.stderr)")
+        let method = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "--calibration-method", "kl", "-o", out])
+        #expect(method.status != 0 && method.stderr.contains("not a method"))
+        let node = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "--exclude-nodes", "nope", "-o", out])
+        #expect(node.status != 0 && node.stderr.contains("names no node: nope"))
+        let level = try CLIRunner.run(["compile", model, "-O", "int8", "-o", dir.appendingPathComponent("x.oxc").path])
+        #expect(level.status != 0 && level.stderr.contains("--calibration-data"))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}
