@@ -73,9 +73,10 @@ public struct QuantizedLowering: Pass {
                   z.dtype == .uint8, z.data.elementCount == 1, let zv = z.data.numericValue(at: 0), let out = node.outputs.first else { return nil }
             return (c, Grid(node: c, q: out, scale: node.inputs[1], zero: node.inputs[2], scaleValue: Float(s[0]), zeroValue: Int(zv)))
         }
-        /// Whether clamping to `grid` computes activation `node` exactly.
+        /// Whether clamping to `grid` computes activation `node` exactly: the bounds quantize to the grid's ends
+        /// (0 and 255), so everything a bound cuts off saturates to the same integer anyway.
         func absorbs(_ node: Node, _ grid: Grid) -> Bool {
-            let low = Double(grid.scaleValue) * Double(0 - grid.zeroValue), high = Double(grid.scaleValue) * Double(255 - grid.zeroValue)
+            func q(_ v: Double) -> Double { (Double(Float(v) / grid.scaleValue)).rounded(.toNearestOrEven) + Double(grid.zeroValue) }
             switch node.opType {
             case "Relu": return grid.zeroValue == 0
             case "Clip":
@@ -84,7 +85,7 @@ public struct QuantizedLowering: Pass {
                 if node.inputs.count > 2, !node.inputs[2].isEmpty { guard let v = constantValues(node.inputs[2])?.first else { return false }; hi = v }
                 if case .float(let v)? = node.attribute("min") { lo = Double(v) }
                 if case .float(let v)? = node.attribute("max") { hi = Double(v) }
-                return lo <= low && hi >= high
+                return (lo == -.infinity || q(lo) <= 0) && (hi == .infinity || q(hi) >= 255)
             default: return false
             }
         }
