@@ -87,6 +87,7 @@ struct Compile: ParsableCommand {
             throw CommandFailure(file: model, error)
         }
         var quantized: QuantizationDriver.Result?
+        let floatModel = pinned
         if int8 {
             let result = try QuantizationDriver.quantize(pinned, file: model, arguments: quantization, quiet: json)
             lap("calibrate")
@@ -124,6 +125,11 @@ struct Compile: ParsableCommand {
         }
         let kernelList = kernels.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
         let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
+        var variants: [DeploymentSummary.Variant] = []
+        if let quantized {
+            variants = try DeploymentSummary.measure(float: floatModel, floatFile: model, compiled: output, quantized: quantized,
+                                                     shapes: shapes, disabled: disablePass, metadata: metadata)
+        }
         if json {
             Output.write(JSON.object([
                 ("model", .string(model)), ("output", .string(output)), ("optimization", .string(levelName)),
@@ -136,6 +142,7 @@ struct Compile: ParsableCommand {
                 ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
                 ("passes", OptimizationLevel.statisticsJSON(passStatistics)),
                 ("quantization", quantized.map(QuantizationDriver.summaryJSON) ?? .null),
+                ("variants", variants.isEmpty ? .null : DeploymentSummary.json(variants)),
             ]).serialized() + "\n")
             return
         }
@@ -153,6 +160,7 @@ struct Compile: ParsableCommand {
         if report.dynamicTensors > 0 && shapes.isEmpty {
             text += "  note: some sizes depend on the inputs; --input-shape NAME=DIMS pins them so they are planned too\n"
         }
+        if !variants.isEmpty { text += "\n" + DeploymentSummary.table(variants) }
         Output.write(text)
     }
 }

@@ -26,10 +26,30 @@ struct QuantizationArguments: ParsableArguments {
     @Option(help: ArgumentHelp("Op types to keep in float, comma-separated (repeatable).", valueName: "types"))
     var excludeOpTypes: [String] = []
 
+    @Option(help: ArgumentHelp("Write the per-layer sensitivity report (SQNR and cosine of each layer's output against the float model on the calibration data, worst first) as JSON.", valueName: "file"))
+    var report: String?
+
+    @Option(help: ArgumentHelp("Keep the N layers that lose the most accuracy (by the sensitivity report) in float.", valueName: "n"))
+    var autoFallback: Int?
+
+    @Option(help: ArgumentHelp("Keep the worst layers in float until the top-1 accuracy on --eval-data is at most this many points below the float model's.", valueName: "points"))
+    var maxAccuracyDrop: Double?
+
+    @Option(help: ArgumentHelp("Evaluation data: a .npz with the model's inputs and `labels` (one class per sample); reports accuracy before and after.", valueName: "file"))
+    var evalData: String?
+
     func validate() throws {
         _ = try method()
         guard percentile > 50, percentile <= 100 else { throw ValidationError("--percentile must be in (50, 100], e.g. 99.99") }
+        if let autoFallback, autoFallback < 0 { throw ValidationError("--auto-fallback must be 0 or more") }
+        if let maxAccuracyDrop {
+            guard maxAccuracyDrop >= 0 else { throw ValidationError("--max-accuracy-drop must be 0 or more points") }
+            guard evalData != nil else { throw ValidationError("--max-accuracy-drop needs --eval-data EVAL.npz (inputs and labels)") }
+        }
     }
+
+    /// Whether the sensitivity of each layer must be measured.
+    var needsSensitivity: Bool { report != nil || autoFallback != nil || maxAccuracyDrop != nil }
 
     func method() throws -> CalibrationMethod {
         switch calibrationMethod {
@@ -56,6 +76,12 @@ enum QuantizationDriver {
         var summary: QuantizationSummary
         var samples: Int
         var seconds: Double
+        var sensitivity: [LayerSensitivity] = []
+        /// Top-1 accuracy (0…1) of the float and the quantized model on --eval-data.
+        var floatAccuracy: Double?
+        var quantizedAccuracy: Double?
+        /// Layers kept in float by --auto-fallback / --max-accuracy-drop.
+        var fallback: [String] = []
     }
 
     static func quantize(_ model: Model, file: String, arguments: QuantizationArguments, quiet: Bool) throws -> Result {
@@ -85,11 +111,94 @@ enum QuantizationDriver {
             throw CommandFailure(file: calibrationPath, error)
         }
         progress.finish()
-        do throws(QuantizationError) {
-            let (quantized, summary) = try QDQInsertion.insert(optimized, ranges: ranges, options: options)
-            return Result(model: quantized, summary: summary, samples: samples, seconds: Stopwatch.seconds(since: start))
+        func insert(_ options: QuantizationOptions) throws(CommandFailure) -> (Model, QuantizationSummary) {
+            do throws(QuantizationError) {
+                return try QDQInsertion.insert(optimized, ranges: ranges, options: options)
+            } catch {
+                throw CommandFailure(file: file, error)
+            }
+        }
+        var (quantized, summary) = try insert(options)
+        var result = Result(model: quantized, summary: summary, samples: samples, seconds: 0)
+        var evaluation: (batches: [[String: Value]], labels: [Int64])?
+        if let path = arguments.evalData { evaluation = try evaluationSet(path, model: optimized) }
+        func accuracy(_ model: Model) throws(CommandFailure) -> Double? {
+            guard let evaluation else { return nil }
+            do throws(RuntimeError) {
+                return try Sensitivity.accuracy(model, batches: evaluation.batches, labels: evaluation.labels)
+            } catch {
+                throw CommandFailure(file: arguments.evalData, error)
+            }
+        }
+        result.floatAccuracy = try accuracy(optimized)
+        if arguments.needsSensitivity {
+            do throws(RuntimeError) {
+                result.sensitivity = try Sensitivity.analyze(float: optimized, quantized: quantized, layers: summary.layers, batches: batches)
+            } catch {
+                throw CommandFailure(file: calibrationPath, error)
+            }
+        }
+        // Fallback: the layers that introduce the most error leave the quantized set, worst first.
+        let ranking = result.sensitivity.map(\.node)
+        var excluded = options
+        if let n = arguments.autoFallback, n > 0 {
+            result.fallback = Array(ranking.prefix(n))
+            excluded.excludedNodes.formUnion(result.fallback)
+            (quantized, summary) = try insert(excluded)
+        }
+        result.quantizedAccuracy = try accuracy(quantized)
+        if let budget = arguments.maxAccuracyDrop, let base = result.floatAccuracy {
+            for node in ranking where !excluded.excludedNodes.contains(node) {
+                guard let current = result.quantizedAccuracy, (base - current) * 100 > budget else { break }
+                excluded.excludedNodes.insert(node)
+                result.fallback.append(node)
+                (quantized, summary) = try insert(excluded)
+                result.quantizedAccuracy = try accuracy(quantized)
+            }
+        }
+        result.model = quantized
+        result.summary = summary
+        result.seconds = Stopwatch.seconds(since: start)
+        if let path = arguments.report { try writeReport(result, to: path) }
+        return result
+    }
+
+    /// --eval-data: the model's inputs (cut into runs as calibration data is) and `labels`.
+    static func evaluationSet(_ path: String, model: Model) throws(CommandFailure) -> ([[String: Value]], [Int64]) {
+        let arrays = try InputFiles.readNPZ(path)
+        guard let labels = arrays["labels"], labels.dtype == .int64 || labels.dtype == .int32, labels.rank == 1 else {
+            throw CommandFailure(file: path, what: "has no 1-D integer array `labels`",
+                                 hint: "save the class of every sample as numpy.savez(path, labels=numpy.array(classes, dtype=numpy.int64), <inputs>...)")
+        }
+        let (batches, samples) = try calibrationBatches(path, model: model)
+        let values = labels.int64s()
+        guard values.count >= samples else {
+            throw CommandFailure(file: path, what: "has \(values.count) labels for \(samples) samples", hint: "give one label per sample")
+        }
+        return (batches, Array(values.prefix(samples)))
+    }
+
+    /// The sensitivity report as JSON, written to a temporary file and renamed.
+    static func writeReport(_ result: Result, to path: String) throws(CommandFailure) {
+        func number(_ v: Double) -> JSON { v.isFinite ? .double(v) : .null }
+        let json = JSON.object([
+            ("layers", .array(result.sensitivity.map { layer in
+                .object([("node", .string(layer.node)), ("op_type", .string(layer.opType)), ("sqnr_db", number(layer.sqnr)),
+                         ("cosine", number(layer.cosine)), ("introduced_db", number(layer.introduced)),
+                         ("float", .bool(result.fallback.contains(layer.node)))])
+            })),
+            ("float_accuracy", result.floatAccuracy.map { .double($0) } ?? .null),
+            ("int8_accuracy", result.quantizedAccuracy.map { .double($0) } ?? .null),
+            ("kept_in_float", .array(result.fallback.map { .string($0) })),
+        ])
+        let temporary = path + ".tmp"
+        do {
+            try Data((json.serialized() + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
+            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+            try FileManager.default.moveItem(atPath: temporary, toPath: path)
         } catch {
-            throw CommandFailure(file: file, error)
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CommandFailure(file: path, what: "cannot write the report: \(error.localizedDescription)", hint: "check the folder exists and is writable")
         }
     }
 
@@ -166,6 +275,16 @@ enum QuantizationDriver {
             let shown = result.summary.skipped.prefix(8).map { "\($0.node) (\($0.reason))" }.joined(separator: ", ")
             text += "  float     \(result.summary.skipped.count) nodes: \(shown)\(result.summary.skipped.count > 8 ? ", …" : "")\n"
         }
+        if let a = result.floatAccuracy, let b = result.quantizedAccuracy {
+            text += String(format: "  accuracy  %.2f %% float → %.2f %% int8 (%+.2f points) on the evaluation data\n", a * 100, b * 100, (b - a) * 100)
+        }
+        if !result.fallback.isEmpty {
+            text += "  fallback  \(result.fallback.count) layers kept in float: \(result.fallback.prefix(8).joined(separator: ", "))\(result.fallback.count > 8 ? ", …" : "")\n"
+        }
+        if !result.sensitivity.isEmpty {
+            let worst = result.sensitivity.prefix(3).map { String(format: "%@ (%@, %.1f dB, −%.1f dB here)", $0.node, $0.opType, $0.sqnr, $0.introduced) }
+            text += "  worst     " + worst.joined(separator: "; ") + "\n"
+        }
         if result.summary.clampedBiases > 0 {
             text += "  warning: \(result.summary.clampedBiases) biases did not fit int32 at scale s_x·s_w and were clamped\n"
         }
@@ -181,6 +300,9 @@ enum QuantizationDriver {
             ("clamped_biases", .int(Int64(result.summary.clampedBiases))),
             ("calibration_samples", .int(Int64(result.samples))),
             ("calibration_seconds", .double(result.seconds)),
+            ("float_accuracy", result.floatAccuracy.map { .double($0) } ?? .null),
+            ("int8_accuracy", result.quantizedAccuracy.map { .double($0) } ?? .null),
+            ("kept_in_float", .array(result.fallback.map { .string($0) })),
         ])
     }
 }

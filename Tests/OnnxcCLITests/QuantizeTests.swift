@@ -40,6 +40,34 @@ import Testing
         #expect(sizes[1] < sizes[0] / 2)
     }
 
+    @Test func sensitivityReportAccuracyAndFallback() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let report = dir.appendingPathComponent("report.json").path, oxc = dir.appendingPathComponent("d.oxc").path
+        let run = try CLIRunner.run(["compile", model, "-O", "int8", "--calibration-data", calibration, "--eval-data", evaluation,
+                                     "--report", report, "--auto-fallback", "1", "--json", "-o", oxc])
+        try #require(run.status == 0, "\(run.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
+        let layers = try #require(json["layers"] as? [[String: Any]])
+        // Every quantized layer scored, worst first, the worst one kept in float.
+        #expect(layers.count >= 7)
+        let introduced = layers.compactMap { $0["introduced_db"] as? Double }
+        #expect(introduced == introduced.sorted(by: >))
+        #expect((layers.first?["float"] as? Bool) == true && layers.dropFirst().allSatisfy { ($0["float"] as? Bool) == false })
+        #expect(layers.allSatisfy { (($0["cosine"] as? Double) ?? 0) > 0.99 })
+        let floatAccuracy = try #require(json["float_accuracy"] as? Double), int8Accuracy = try #require(json["int8_accuracy"] as? Double)
+        #expect(floatAccuracy > 0.97 && int8Accuracy >= floatAccuracy - 0.005)
+        // The JSON compile report carries the deployment summary.
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let variants = try #require(summary["variants"] as? [[String: Any]])
+        #expect(variants.count == 2 && ((variants[1]["size_reduction"] as? Double) ?? 0) > 2)
+        // A budget of 0 points keeps layers in float until the int8 accuracy is the float one's.
+        let strict = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "--eval-data", evaluation,
+                                        "--max-accuracy-drop", "0", "-o", dir.appendingPathComponent("q.onnx").path])
+        #expect(strict.status == 0 && strict.stdout.contains("(+0.00 points)"), "\(strict.stdout)")
+        let noEval = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "--max-accuracy-drop", "1", "-o", dir.appendingPathComponent("r.onnx").path])
+        #expect(noEval.status != 0 && noEval.stderr.contains("--eval-data"))
+    }
+
     @Test func calibrationErrorsNameTheProblem() throws {
         let dir = try Fixtures.temporaryDirectory()
         let out = dir.appendingPathComponent("x.onnx").path

@@ -53,6 +53,18 @@ public struct QuantizationSummary: Sendable {
     public var quantizedWeights = 0
     /// Biases too large for int32 at scale s_x·s_w (clamped).
     public var clampedBiases = 0
+    /// Every quantized node that writes a value, in graph order: what the sensitivity report compares.
+    public var layers: [QuantizedLayer] = []
+}
+
+/// A quantized node, named as in both the float and the quantized model: its output keeps its name, and
+/// `quantizedInputs[i]` is what it reads where the float model reads `floatInputs[i]`.
+public struct QuantizedLayer: Sendable {
+    public var node: String
+    public var opType: String
+    public var output: String
+    public var floatInputs: [String]
+    public var quantizedInputs: [String]
 }
 
 /// Inserts QuantizeLinear → DequantizeLinear pairs (QDQ, the format ONNX Runtime recommends) into a float model:
@@ -281,7 +293,13 @@ public enum QDQInsertion {
                     }
                 }
             }
-            if dataInputs[n] != nil { summary.quantizedNodes[node.opType, default: 0] += 1 }
+            if let slots = dataInputs[n] {
+                summary.quantizedNodes[node.opType, default: 0] += 1
+                if let output = node.outputs.first, !output.isEmpty {
+                    summary.layers.append(QuantizedLayer(node: node.name.isEmpty ? output : node.name, opType: node.opType, output: output,
+                                                         floatInputs: slots.map { original.inputs[$0] }, quantizedInputs: slots.map { node.inputs[$0] }))
+                }
+            }
             rewritten.append(node)
         }
         // Q/DQ of graph inputs and node outputs; nodes first so the sort below has the producers in place.

@@ -1,0 +1,68 @@
+import Foundation
+import OnnxcCore
+import OnnxcEmitter
+import OnnxcFormat
+import OnnxcIR
+import OnnxcRuntime
+
+/// The table `compile -O int8` ends with — variant, size, accuracy, size reduction, latency — so the trade-off
+/// is on screen without a separate benchmark: the fp32 model is compiled in memory and both run on the same
+/// generated inputs (a median of 10 runs after 2 warm-ups: indicative on a shared machine; `onnxc bench` and
+/// scripts/bench_int8.py measure properly).
+enum DeploymentSummary {
+    struct Variant {
+        var name: String
+        var bytes: Int
+        var accuracy: Double?
+        var reduction: Double
+        var latencyMs: Double?
+    }
+
+    static func measure(float: Model, floatFile: String, compiled: String, quantized: QuantizationDriver.Result, shapes: [String: [Int64]],
+                        disabled: [String], metadata: ProgramMetadata) throws(CommandFailure) -> [Variant] {
+        let floatBytes = ((try? FileManager.default.attributesOfItem(atPath: floatFile)[.size] as? Int) ?? nil) ?? 0
+        let int8Bytes = ((try? FileManager.default.attributesOfItem(atPath: compiled)[.size] as? Int) ?? nil) ?? 0
+        let int8Model = try CompiledFile.load(compiled)
+        let int8Latency = latency(int8Model, shapes: shapes)
+        var floatLatency: Double?
+        let (optimized, _) = try OptimizationLevel.optimize(float, level: 2, target: .runtime, disabled: disabled, file: floatFile)
+        if let (program, _) = try? Emitter.emit(ShapeInference.infer(optimized).0, metadata: metadata, prepackWeights: true, winograd: true),
+           let model = try? CompiledModel(program: program) {
+            floatLatency = latency(model, shapes: shapes)
+        }
+        return [
+            Variant(name: "fp32 (\((floatFile as NSString).lastPathComponent))", bytes: floatBytes, accuracy: quantized.floatAccuracy, reduction: 1, latencyMs: floatLatency),
+            Variant(name: "int8 (\((compiled as NSString).lastPathComponent))", bytes: int8Bytes, accuracy: quantized.quantizedAccuracy,
+                    reduction: int8Bytes > 0 ? Double(floatBytes) / Double(int8Bytes) : 0, latencyMs: int8Latency),
+        ]
+    }
+
+    private static func latency(_ model: CompiledModel, shapes: [String: [Int64]]) -> Double? {
+        guard let executor = try? model.makeExecutor(),
+              let inputs = try? GeneratedInputs.make(for: executor.graph, given: [:], shapes: shapes) else { return nil }
+        var times: [Double] = []
+        for i in 0..<12 {
+            let start = ContinuousClock.now
+            guard (try? executor.run(inputs)) != nil else { return nil }
+            if i >= 2 { times.append(Stopwatch.seconds(since: start) * 1e3) }
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    static func table(_ variants: [Variant]) -> String {
+        var text = "| variant | size MB | accuracy | size reduction | latency ms |\n| --- | --- | --- | --- | --- |\n"
+        for v in variants {
+            let accuracy = v.accuracy.map { String(format: "%.2f %%", $0 * 100) } ?? "—"
+            let latency = v.latencyMs.map { String(format: "%.2f", $0) } ?? "—"
+            text += String(format: "| %@ | %.2f | %@ | %.2f× | %@ |\n", v.name, Double(v.bytes) / 1e6, accuracy, v.reduction, latency)
+        }
+        return text
+    }
+
+    static func json(_ variants: [Variant]) -> JSON {
+        .array(variants.map { v in
+            .object([("variant", .string(v.name)), ("bytes", .int(Int64(v.bytes))), ("accuracy", v.accuracy.map { .double($0) } ?? .null),
+                     ("size_reduction", .double(v.reduction)), ("latency_ms", v.latencyMs.map { .double($0) } ?? .null)])
+        })
+    }
+}
