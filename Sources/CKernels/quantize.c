@@ -5,6 +5,7 @@
 #include "include/ck_quantize.h"
 
 #include <math.h>
+#include <string.h>
 
 static inline uint8_t ck_quantize_one(float x, float scale, int zero_point) {
     float v = x / scale;
@@ -98,4 +99,42 @@ static void ck_maxpool_u8_row(void *context, int task) {
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y) {
     ck_pool_u8_job job = {geometry, x, y};
     ck_parallel_for(geometry->batch * geometry->out_h, ck_maxpool_u8_row, &job);
+}
+
+// MARK: - float16 storage (-O fp16): widened once at load.
+
+static inline float ck_half_to_float1(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: normalize
+            int e = -1;
+            do { e++; mantissa <<= 1; } while (!(mantissa & 0x400));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mantissa & 0x3ff) << 13);
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+#ifdef CK_X86
+__attribute__((target("avx2,f16c"))) static size_t ck_half_to_float_f16c(size_t n, const uint16_t *x, float *y) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    return i;
+}
+#endif
+
+void ck_half_to_float(size_t n, const uint16_t *x, float *y) {
+    size_t i = 0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA && __builtin_cpu_supports("f16c")) i = ck_half_to_float_f16c(n, x, y);
+#endif
+    for (; i < n; i++) y[i] = ck_half_to_float1(x[i]);
 }

@@ -19,7 +19,7 @@ struct Compile: ParsableCommand {
     var output: String
 
     @Option(name: .customShort("O", allowingJoined: true),
-            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default), int8 (-O2 plus int8 quantization: needs --calibration-data).", valueName: "level"))
+            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default), int8 (-O2 plus int8 quantization: needs --calibration-data), fp16 (-O2 with float16 weight storage: half the size, float32 compute).", valueName: "level"))
     var level: String = "2"
 
     @OptionGroup(title: "int8 quantization (-O int8)") var quantization: QuantizationArguments
@@ -44,13 +44,15 @@ struct Compile: ParsableCommand {
 
     /// -O int8: quantized on top of -O2.
     var int8: Bool { level == "int8" }
+    /// -O fp16: -O2 with float16 weight storage.
+    var fp16: Bool { level == "fp16" }
 
     func validate() throws {
         if int8 {
             guard quantization.calibrationData != nil else {
                 throw ValidationError("-O int8 needs --calibration-data CALIB.npz (one array per model input, samples along axis 0)")
             }
-        } else {
+        } else if !fp16 {
             _ = try OptimizationLevel.parse(level)
         }
         try OptimizationLevel.validate(disabled: disablePass)
@@ -59,8 +61,8 @@ struct Compile: ParsableCommand {
     }
 
     func run() throws {
-        let levelName = int8 ? "-O int8" : "-O\(level)"
-        let level = int8 ? 2 : try OptimizationLevel.parse(level)
+        let levelName = int8 || fp16 ? "-O \(level)" : "-O\(level)"
+        let level = int8 || fp16 ? 2 : try OptimizationLevel.parse(level)
         var stages: [(String, Double)] = []
         var clock = ContinuousClock.now
         func lap(_ name: String) {
@@ -108,7 +110,7 @@ struct Compile: ParsableCommand {
                                        optimization: levelName, properties: properties)
         let program: Program, report: Emitter.Report
         do throws(EmitError) {
-            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd)
+            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd, halfPrecisionWeights: fp16)
         } catch {
             throw CommandFailure(file: model, error)
         }

@@ -47,8 +47,9 @@ public enum Emitter {
 
     /// `prepackWeights: false` keeps every constant plain, `winograd: false` every convolution direct (for A/B
     /// measurements and debugging kernels).
+    /// `halfPrecisionWeights` stores float32 weights of 1024 elements or more as float16 (`-O fp16`).
     public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true,
-                            winograd: Bool = true) throws(EmitError) -> (Program, Report) {
+                            winograd: Bool = true, halfPrecisionWeights: Bool = false) throws(EmitError) -> (Program, Report) {
         var builder = ProgramBuilder(model: model)
         builder.addGraph(model.graph, isMain: true)
         if !builder.unsupported.isEmpty {
@@ -67,6 +68,7 @@ public enum Emitter {
         var graphs = builder.graphs
         KernelSelection.select(&graphs, tensors: tensors, winograd: winograd)
         let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: graphs) : 0
+        if halfPrecisionWeights { HalfPrecision.narrow(&tensors) }
         let program = Program(metadata: metadata, tensors: tensors, graphs: graphs, arenaBytes: plan.arenaBytes)
         var constantBytes = 0, dynamic = 0, intermediate = 0
         for tensor in tensors {

@@ -117,7 +117,12 @@ public enum ConstantLayoutCode {
     /// [C, 1, kh, kw].
     public static let packedQuantizedDepthwiseWeights: UInt32 = 6
 
-    /// Parameter count of each known packed code.
+    /// A float32 constant stored as float16 (`compile -O fp16`: half the size, fp32 compute): the payload is the
+    /// float16 form of the constant's float32 payload in its inner layout; parameters [inner code, inner
+    /// parameters…]. The reader widens it at load (exactly: every float16 is a float32), then reads the inner layout.
+    public static let halfPrecision: UInt32 = 7
+
+    /// Parameter count of each known packed code (halfPrecision: 1 + its inner code's).
     static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5, packedNHWCConvWeights: 6,
                                                  packedNHWCDepthwiseWeights: 5, packedQuantizedNHWCWeights: 5, packedQuantizedDepthwiseWeights: 4]
 }

@@ -460,6 +460,13 @@ struct Decoder {
                     throw r.malformed("plain layout of constant '\(name)' has \(parameters.count) parameters", at: layoutAt)
                 }
                 layout = .plain
+            } else if layoutCode == ConstantLayoutCode.halfPrecision {
+                guard let inner = parameters.first, inner >= 0, inner <= Int64(UInt32.max), UInt32(inner) != ConstantLayoutCode.halfPrecision,
+                      parameters.count - 1 == (UInt32(inner) == ConstantLayoutCode.plain ? 0 : ConstantLayoutCode.parameterCounts[UInt32(inner)] ?? -1),
+                      dataDType == .float16 else {
+                    throw r.malformed("float16 layout of constant '\(name)' has an unknown inner layout or \(parameters.count) parameters", at: layoutAt)
+                }
+                layout = .packed(code: layoutCode, parameters: parameters)
             } else if let expected = ConstantLayoutCode.parameterCounts[layoutCode] {
                 guard parameters.count == expected else {
                     throw r.malformed("layout \(layoutCode) of constant '\(name)' has \(parameters.count) parameters, not \(expected)", at: layoutAt)

@@ -1,4 +1,5 @@
 import OnnxcCore
+internal import CKernels
 public import OnnxcFormat
 import Synchronization
 
@@ -142,6 +143,26 @@ struct ProgramLoader {
                 throw .invalidArgument("constant \(name) was packed for another integer kernel (\(data.byteCount) bytes for \(dims)); recompile the model with this onnxc")
             }
             return try Tensor(packed: data, shape: dims, packing: depthwise ? .quantizedDepthwise : .quantizedNHWC(groups: groups))
+        case .packed(ConstantLayoutCode.halfPrecision, let p) where !p.isEmpty:
+            // Widened once at load into memory the model owns; the inner layout then applies as stored.
+            guard data.dtype == .float16, case .bytes(let slice) = data.payload, let bytes = CheckedSize.multiply(data.elementCount, 4) else {
+                throw .invalidArgument("constant \(name): float16 storage must hold float16 values")
+            }
+            let wide = ByteStorage(count: bytes) { out in
+                guard let target = out.baseAddress?.assumingMemoryBound(to: Float.self) else { return }
+                slice.withUnsafeBytes { raw in
+                    guard let source = raw.baseAddress?.assumingMemoryBound(to: UInt16.self) else { return }
+                    ck_half_to_float(data.elementCount, source, target)
+                }
+            }
+            let widened: TensorData
+            do {
+                widened = try TensorData(dtype: .float, dims: data.dims, payload: .bytes(ByteSlice(wide)))
+            } catch {
+                throw .invalidArgument("constant \(name): \(error)")
+            }
+            let inner: ConstantLayout = p[0] == Int64(ConstantLayoutCode.plain) ? .plain : .packed(code: UInt32(clamping: p[0]), parameters: Array(p.dropFirst()))
+            return try constant(widened, layout: inner, name: name, declared: declared)
         case .packed(let code, _):
             throw .invalidArgument("constant \(name) uses packed layout \(code), which this runtime does not read; recompile the model with this onnxc")
         }

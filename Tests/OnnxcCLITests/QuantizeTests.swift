@@ -68,6 +68,20 @@ import Testing
         #expect(noEval.status != 0 && noEval.stderr.contains("--eval-data"))
     }
 
+    @Test func fp16HalvesTheWeightsAndKeepsThePredictions() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let half = dir.appendingPathComponent("h.oxc").path, full = dir.appendingPathComponent("f.oxc").path
+        for (level, path) in [("fp16", half), ("2", full)] {
+            let run = try CLIRunner.run(["compile", model, "-O", level, "-o", path])
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        #expect(try predictions(half) == predictions(full))
+        let verify = try CLIRunner.run(["verify", model, half, "--rtol", "1e-2"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let sizes = try [half, full].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int ?? 0 }
+        #expect(Double(sizes[0]) < 0.7 * Double(sizes[1]), "\(sizes)")
+    }
+
     @Test func calibrationErrorsNameTheProblem() throws {
         let dir = try Fixtures.temporaryDirectory()
         let out = dir.appendingPathComponent("x.onnx").path

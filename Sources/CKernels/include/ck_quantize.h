@@ -13,3 +13,6 @@ void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, f
 /// MaxPool of channels-last uint8 tensors (strides in bytes): the float pool's geometry and windows; a window
 /// with no tap inside the image gives 0. On the pool, by output rows.
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y);
+
+/// y = x widened from IEEE float16 (little-endian bit patterns) to float32, exactly (F16C where the CPU has it).
+void ck_half_to_float(size_t n, const uint16_t *x, float *y);
