@@ -138,3 +138,20 @@ void ck_half_to_float(size_t n, const uint16_t *x, float *y) {
 #endif
     for (; i < n; i++) y[i] = ck_half_to_float1(x[i]);
 }
+
+// MARK: - DynamicQuantizeLinear (-O int8-dynamic)
+
+void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point) {
+    // ONNX DynamicQuantizeLinear: the range always includes 0; NaNs are ignored by the comparisons.
+    float lo = 0, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    float s = (hi == lo ? 1.0f : hi - lo) / 255.0f;
+    float initial = 0.0f - lo / s;
+    float z = initial != initial ? 0.0f : nearbyintf(initial < 0 ? 0 : initial > 255 ? 255 : initial);
+    *scale = s;
+    *zero_point = (uint8_t)z;
+    ck_quantize_u8(n, x, s, (int)z, y);
+}

@@ -19,7 +19,7 @@ struct Compile: ParsableCommand {
     var output: String
 
     @Option(name: .customShort("O", allowingJoined: true),
-            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default), int8 (-O2 plus int8 quantization: needs --calibration-data), fp16 (-O2 with float16 weight storage: half the size, float32 compute).", valueName: "level"))
+            help: ArgumentHelp("Optimization level: 0 (as written), 1 (canonicalize), 2 (plus fusions and onnxc's fused ops; default), int8 (-O2 plus int8 quantization: needs --calibration-data), int8-dynamic (int8 weights, activation grids per run), fp16 (-O2 with float16 weight storage: half the size, float32 compute).", valueName: "level"))
     var level: String = "2"
 
     @OptionGroup(title: "int8 quantization (-O int8)") var quantization: QuantizationArguments
@@ -43,16 +43,18 @@ struct Compile: ParsableCommand {
     var json = false
 
     /// -O int8: quantized on top of -O2.
-    var int8: Bool { level == "int8" }
+    var int8: Bool { level == "int8" || int8Dynamic }
+    /// -O int8-dynamic: int8 weights, activation grids per run.
+    var int8Dynamic: Bool { level == "int8-dynamic" }
     /// -O fp16: -O2 with float16 weight storage.
     var fp16: Bool { level == "fp16" }
 
     func validate() throws {
-        if int8 {
+        if int8 && !int8Dynamic {
             guard quantization.calibrationData != nil else {
                 throw ValidationError("-O int8 needs --calibration-data CALIB.npz (one array per model input, samples along axis 0)")
             }
-        } else if !fp16 {
+        } else if !fp16 && !int8 {
             _ = try OptimizationLevel.parse(level)
         }
         try OptimizationLevel.validate(disabled: disablePass)
@@ -91,7 +93,8 @@ struct Compile: ParsableCommand {
         var quantized: QuantizationDriver.Result?
         let floatModel = pinned
         if int8 {
-            let result = try QuantizationDriver.quantize(pinned, file: model, arguments: quantization, quiet: json)
+            let result = int8Dynamic ? try QuantizationDriver.quantizeDynamic(pinned, file: model, arguments: quantization)
+                                     : try QuantizationDriver.quantize(pinned, file: model, arguments: quantization, quiet: json)
             lap("calibrate")
             do {
                 pinned = try Pipelines.quantizedLowering(disabled: Set(disablePass)).run(ShapeInference.infer(result.model).0)

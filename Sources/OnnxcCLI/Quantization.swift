@@ -84,6 +84,20 @@ enum QuantizationDriver {
         var fallback: [String] = []
     }
 
+    /// `-O int8-dynamic` / `quantize --dynamic`: int8 weights, activation grids computed per run; no calibration.
+    static func quantizeDynamic(_ model: Model, file: String, arguments: QuantizationArguments) throws -> Result {
+        let start = ContinuousClock.now
+        let (optimized, _) = try OptimizationLevel.optimize(model, level: 2, target: .onnx, disabled: [], file: file)
+        var options = arguments.options
+        options.dynamic = true
+        do throws(QuantizationError) {
+            let (quantized, summary) = try QDQInsertion.insert(optimized, ranges: [:], options: options)
+            return Result(model: quantized, summary: summary, samples: 0, seconds: Stopwatch.seconds(since: start))
+        } catch {
+            throw CommandFailure(file: file, error)
+        }
+    }
+
     static func quantize(_ model: Model, file: String, arguments: QuantizationArguments, quiet: Bool) throws -> Result {
         guard let calibrationPath = arguments.calibrationData else {
             throw CommandFailure(file: file, what: "int8 quantization needs calibration data",
@@ -270,7 +284,11 @@ enum QuantizationDriver {
         let nodes = result.summary.quantizedNodes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         var text = "  quantized \(nodes.isEmpty ? "nothing" : nodes); \(result.summary.quantizedTensors) activations, \(result.summary.quantizedWeights) weights\n"
-        text += String(format: "  calibrated on %d samples in %.2f s\n", result.samples, result.seconds)
+        if result.samples > 0 {
+            text += String(format: "  calibrated on %d samples in %.2f s\n", result.samples, result.seconds)
+        } else {
+            text += "  dynamic   activation grids computed per run (DynamicQuantizeLinear); no calibration\n"
+        }
         if !result.summary.skipped.isEmpty {
             let shown = result.summary.skipped.prefix(8).map { "\($0.node) (\($0.reason))" }.joined(separator: ", ")
             text += "  float     \(result.summary.skipped.count) nodes: \(shown)\(result.summary.skipped.count > 8 ? ", …" : "")\n"
@@ -357,6 +375,9 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var quantization: QuantizationArguments
 
+    @Flag(help: "Dynamic quantization: int8 weights, activation grids computed per run by DynamicQuantizeLinear (no calibration data; Conv, Gemm and MatMul only).")
+    var dynamic = false
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -366,7 +387,8 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         let loaded = try ModelLoading.load(model, inlineFunctions: true)
-        let result = try QuantizationDriver.quantize(loaded, file: model, arguments: quantization, quiet: json)
+        let result = dynamic ? try QuantizationDriver.quantizeDynamic(loaded, file: model, arguments: quantization)
+                             : try QuantizationDriver.quantize(loaded, file: model, arguments: quantization, quiet: json)
         do {
             try ONNXExporter.write(result.model, to: output, options: ExportOptions(externalData: .automatic))
         } catch {
@@ -380,7 +402,7 @@ struct Quantize: ParsableCommand {
                                       ("quantization", QuantizationDriver.summaryJSON(result))]).serialized() + "\n")
             return
         }
-        var text = "\(model) → \(output) (int8 QDQ)\n" + QuantizationDriver.describe(result)
+        var text = "\(model) → \(output) (int8 \(dynamic ? "dynamic" : "QDQ"))\n" + QuantizationDriver.describe(result)
         if let a = sizes[0], let b = sizes[1] { text += String(format: "  size      %.2f MB → %.2f MB (%.2f×)\n", Double(a) / 1e6, Double(b) / 1e6, Double(b) / Double(a)) }
         Output.write(text)
     }

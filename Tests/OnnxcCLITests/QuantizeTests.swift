@@ -68,6 +68,19 @@ import Testing
         #expect(noEval.status != 0 && noEval.stderr.contains("--eval-data"))
     }
 
+    @Test func dynamicQuantizationNeedsNoCalibration() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let oxc = dir.appendingPathComponent("dyn.oxc").path, onnx = dir.appendingPathComponent("dyn.onnx").path
+        let compile = try CLIRunner.run(["compile", model, "-O", "int8-dynamic", "-o", oxc])
+        try #require(compile.status == 0, "\(compile.stderr)")
+        #expect(compile.stdout.contains("DynamicQuantizeLinear 4") && compile.stdout.contains("ai.onnxc::QGemm 1"), "\(compile.stdout)")
+        let quantize = try CLIRunner.run(["quantize", model, "--dynamic", "-o", onnx])
+        try #require(quantize.status == 0, "\(quantize.stderr)")
+        let float = try predictions(model), int8 = try predictions(oxc), qdq = try predictions(onnx, level: ["-O0"])
+        #expect(zip(float, int8).filter { $0 != $1 }.count <= 2)
+        #expect(zip(int8, qdq).filter { $0 != $1 }.count <= 1)
+    }
+
     @Test func fp16HalvesTheWeightsAndKeepsThePredictions() throws {
         let dir = try Fixtures.temporaryDirectory()
         let half = dir.appendingPathComponent("h.oxc").path, full = dir.appendingPathComponent("f.oxc").path

@@ -16,3 +16,6 @@ void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_
 
 /// y = x widened from IEEE float16 (little-endian bit patterns) to float32, exactly (F16C where the CPU has it).
 void ck_half_to_float(size_t n, const uint16_t *x, float *y);
+/// ONNX DynamicQuantizeLinear: the grid of x's range (widened to include 0) into *scale and *zero_point, then y as
+/// ck_quantize_u8 with it (the interpreter's formula: scale = (max − min) / 255, zero point saturate(round(−min/scale))).
+void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point);

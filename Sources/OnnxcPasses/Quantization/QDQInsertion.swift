@@ -8,11 +8,15 @@ public struct QuantizationOptions: Sendable {
     /// Nodes (by name) and op types left in float.
     public var excludedNodes: Set<String> = []
     public var excludedOpTypes: Set<String> = []
+    /// `-O int8-dynamic`: only Conv/Gemm/MatMul inputs are quantized, by DynamicQuantizeLinear (a grid computed
+    /// per run from the tensor's own range: no calibration), and biases stay float.
+    public var dynamic = false
 
-    public init(perChannel: Bool = true, excludedNodes: Set<String> = [], excludedOpTypes: Set<String> = []) {
+    public init(perChannel: Bool = true, excludedNodes: Set<String> = [], excludedOpTypes: Set<String> = [], dynamic: Bool = false) {
         self.perChannel = perChannel
         self.excludedNodes = excludedNodes
         self.excludedOpTypes = excludedOpTypes
+        self.dynamic = dynamic
     }
 }
 
@@ -116,7 +120,7 @@ public enum QDQInsertion {
 
     /// Why `node` is not quantized, or nil when it is (`.some(nil)`: quantizable; `nil`: not a candidate).
     static func quantizable(_ node: Node, _ options: QuantizationOptions) -> String?? {
-        guard node.domain.isEmpty, weightOps.contains(node.opType) || activationOps[node.opType] != nil else { return nil }
+        guard node.domain.isEmpty, weightOps.contains(node.opType) || (!options.dynamic && activationOps[node.opType] != nil) else { return nil }
         if options.excludedNodes.contains(node.name) { return .some("excluded by --exclude-nodes") }
         if options.excludedOpTypes.contains(node.opType) { return .some("excluded by --exclude-op-types") }
         return .some(nil)
@@ -159,7 +163,7 @@ public enum QDQInsertion {
                 let all = activationOps[node.opType] ?? false
                 slots = all ? node.inputs.indices.filter { !node.inputs[$0].isEmpty && !isConstant(node.inputs[$0]) } : [0]
             }
-            if slots.allSatisfy({ node.inputs.indices.contains($0) && calibrated[node.inputs[$0]] != nil }) {
+            if slots.allSatisfy({ node.inputs.indices.contains($0) && (options.dynamic || calibrated[node.inputs[$0]] != nil) }) {
                 dataInputs[n] = slots
             } else {
                 summary.skipped.append((node.displayName, "an input was not observed as a float tensor during calibration"))
@@ -221,8 +225,17 @@ public enum QDQInsertion {
         var pairs: [String: String] = [:]
         func pair(_ name: String) throws(QuantizationError) -> String? {
             if let dq = pairs[name] { return dq }
-            guard let grid = grids[name] else { return nil }
             let base = sanitized(name)
+            if options.dynamic {
+                let q = FusionSupport.freshName(base + "_quantized", &taken), scale = FusionSupport.freshName(base + "_scale", &taken)
+                let zero = FusionSupport.freshName(base + "_zero_point", &taken), dq = FusionSupport.freshName(base + "_dequantized", &taken)
+                newNodes.append(Node(name: base + "_DynamicQuantizeLinear", opType: "DynamicQuantizeLinear", inputs: [name], outputs: [q, scale, zero]))
+                newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [q, scale, zero], outputs: [dq]))
+                pairs[name] = dq
+                summary.quantizedTensors += 1
+                return dq
+            }
+            guard let grid = grids[name] else { return nil }
             let scale = FusionSupport.freshName(base + "_scale", &taken), zero = FusionSupport.freshName(base + "_zero_point", &taken)
             let q = FusionSupport.freshName(base + "_quantized", &taken), dq = FusionSupport.freshName(base + "_dequantized", &taken)
             added.append(try tensor(scale, .float, [], floats: [grid.scale]))
@@ -241,7 +254,8 @@ public enum QDQInsertion {
                 if let dq = try pair(input) { node.inputs[i] = dq }
             }
             if dataInputs[n] != nil, weightOps.contains(node.opType), node.inputs.count >= 2, let w = constants[node.inputs[1]], isConstant(w.name),
-               let x = grids[original.inputs[0]] {
+               options.dynamic || grids[original.inputs[0]] != nil {
+                let inputScale = grids[original.inputs[0]]?.scale
                 // Output channel axis of the weight: Conv [M, C/g, k…] axis 0; Gemm B [K, N] axis 1 or, transposed, [N, K] axis 0; MatMul [K, N] axis 1.
                 let transB = node.opType == "Gemm" && (FusionSupport.int(node, "transB") ?? 0) != 0
                 let axis = node.opType == "Conv" || transB ? 0 : w.dims.count - 1
@@ -273,12 +287,12 @@ public enum QDQInsertion {
                     if alpha != 1 { node = FusionSupport.setting("alpha", .float(1), on: node) }
                     // Bias: Conv input 2, Gemm C when it is one value per output column.
                     let beta: Double = node.opType == "Gemm" ? FusionSupport.float(node, "beta").map(Double.init) ?? 1 : 1
-                    if node.opType != "MatMul", node.inputs.count > 2, let b = constants[node.inputs[2]], isConstant(b.name), b.dtype == .float,
+                    if node.opType != "MatMul", let inputScale, node.inputs.count > 2, let b = constants[node.inputs[2]], isConstant(b.name), b.dtype == .float,
                        b.data.elementCount == (scales.count == 1 ? b.data.elementCount : scales.count), b.dims.count == 1,
                        let values = FusionSupport.doubles(b) {
                         let scaledBias = beta == 1 ? values : values.map { $0 * beta }
                         let weightScales = scales.count == 1 ? [Float](repeating: scales[0], count: values.count) : scales
-                        let (q, biasScales, clamped) = QuantizationParameters.bias(scaledBias, inputScale: x.scale, weightScales: weightScales)
+                        let (q, biasScales, clamped) = QuantizationParameters.bias(scaledBias, inputScale: inputScale, weightScales: weightScales)
                         summary.clampedBiases += clamped
                         let base = sanitized(b.name) + "_" + sanitized(node.name.isEmpty ? "node\(n)" : node.name)
                         let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)

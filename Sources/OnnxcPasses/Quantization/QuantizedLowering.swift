@@ -8,6 +8,8 @@ public import OnnxcIR
 /// - DQ(x) → Conv(DQ(W), DQ(B)?) [→ Relu/Clip] → Q: `QLinearConv`; without a Q after it (only float ops read
 ///   it), `ai.onnxc::QLinearConv` with no output grid, which writes float32 from the int32 sums.
 /// - DQ(x) → Gemm(DQ(W), DQ(C)?) / MatMul(DQ(W)) [→ Relu/Clip] [→ Q]: `ai.onnxc::QGemm` (W as [N, K]).
+/// - The same with x from DynamicQuantizeLinear (`-O int8-dynamic`): the float-output forms, reading the grid
+///   and a float bias at run time.
 /// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
 /// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze → Q on the same grid: the op on x.
 /// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
@@ -52,6 +54,16 @@ public struct QuantizedLowering: Pass {
                   z.dtype == .uint8, z.data.elementCount == 1, let zv = z.data.numericValue(at: 0),
                   types[node.inputs[0]]?.elementType == .uint8 || FusionSupport.constant(node.inputs[0], in: graph) == nil else { return nil }
             return Grid(node: p, q: node.inputs[0], scale: node.inputs[1], zero: node.inputs[2], scaleValue: Float(s[0]), zeroValue: Int(zv))
+        }
+        /// A DequantizeLinear of DynamicQuantizeLinear's three outputs (`-O int8-dynamic`): its grid is known only
+        /// at run time, so the consumer writes float (scale and zero point read per run).
+        func dynamicActivation(_ value: String) -> Grid? {
+            guard let (p, _) = index.producer(of: value) else { return nil }
+            let node = graph.nodes[p]
+            guard node.opType == "DequantizeLinear", node.domain.isEmpty, node.inputs.count == 3, let (d, o) = index.producer(of: node.inputs[0]), o == 0,
+                  graph.nodes[d].opType == "DynamicQuantizeLinear", graph.nodes[d].outputs.count == 3,
+                  Array(node.inputs) == graph.nodes[d].outputs else { return nil }
+            return Grid(node: p, q: node.inputs[0], scale: node.inputs[1], zero: node.inputs[2], scaleValue: 0, zeroValue: -1)
         }
         /// The DequantizeLinear producing `value` from a constant of `dtype` (weights, biases).
         func constantDQ(_ value: String, _ dtype: DType) -> (node: Node, tensor: Tensor)? {
@@ -103,12 +115,20 @@ public struct QuantizedLowering: Pass {
         for (n, node) in graph.nodes.enumerated() where node.domain.isEmpty && patch.replacements[n] == nil {
             switch node.opType {
             case "Conv":
-                guard node.inputs.count >= 2, let x = activation(node.inputs[0]), let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count >= 3,
-                      let out = node.outputs.first, let end = tail(of: out), free([n] + end.removed) else { continue }
+                let dynamic = activation(node.inputs[0]) == nil
+                guard node.inputs.count >= 2, let x = activation(node.inputs[0]) ?? dynamicActivation(node.inputs[0]),
+                      let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count >= 3,
+                      let out = node.outputs.first, let end = dynamic ? ([], nil, out) : tail(of: out), free([n] + end.removed) else { continue }
                 var bias = ""
                 if node.inputs.count > 2, !node.inputs[2].isEmpty {
-                    guard let (_, b) = constantDQ(node.inputs[2], .int32) else { continue }
-                    bias = b.name
+                    // int32 at s_x·s_w; a dynamic grid's bias stays float (converted per run).
+                    if dynamic {
+                        guard let b = FusionSupport.constant(node.inputs[2], in: graph), b.dtype == .float else { continue }
+                        bias = b.name
+                    } else {
+                        guard let (_, b) = constantDQ(node.inputs[2], .int32) else { continue }
+                        bias = b.name
+                    }
                 }
                 // Standard QLinearConv needs w_zero_point; the float-output form is onnxc's.
                 let y = end.grid
@@ -120,8 +140,10 @@ public struct QuantizedLowering: Pass {
                 patch.replace(n, with: [lowered])
                 for r in end.removed { patch.remove(r) }
             case "Gemm", "MatMul":
-                guard node.inputs.count >= 2, let x = activation(node.inputs[0]), let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count == 2,
-                      let out = node.outputs.first, let end = tail(of: out), free([n] + end.removed) else { continue }
+                let dynamic = activation(node.inputs[0]) == nil
+                guard node.inputs.count >= 2, let x = activation(node.inputs[0]) ?? dynamicActivation(node.inputs[0]),
+                      let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count == 2,
+                      let out = node.outputs.first, let end = dynamic ? ([], nil, out) : tail(of: out), free([n] + end.removed) else { continue }
                 if node.opType == "Gemm" {
                     guard FusionSupport.int(node, "transA") ?? 0 == 0, FusionSupport.float(node, "alpha") ?? 1 == 1,
                           FusionSupport.float(node, "beta") ?? 1 == 1 else { continue }
@@ -138,8 +160,13 @@ public struct QuantizedLowering: Pass {
                 }
                 var bias = ""
                 if node.opType == "Gemm", node.inputs.count > 2, !node.inputs[2].isEmpty {
-                    guard let (_, b) = constantDQ(node.inputs[2], .int32), b.dims.count == 1 else { continue }
-                    bias = b.name
+                    if dynamic {
+                        guard let b = FusionSupport.constant(node.inputs[2], in: graph), b.dtype == .float, b.dims.count == 1 else { continue }
+                        bias = b.name
+                    } else {
+                        guard let (_, b) = constantDQ(node.inputs[2], .int32), b.dims.count == 1 else { continue }
+                        bias = b.name
+                    }
                 }
                 let y = end.grid
                 let lowered = Node(name: node.name, opType: "QGemm", domain: RuntimeOps.domain,

@@ -11,7 +11,40 @@ enum QuantizedSteps {
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
+        "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
     ]
+
+    /// DynamicQuantizeLinear on float32: range, grid and quantization in one C pass each.
+    struct DynamicQuantizeStep: Step {
+        let node: RuntimeNode
+        let x: TensorID, y: TensorID, scale: TensorID, zero: TensorID
+        let slot: ArenaSlot?
+
+        init(_ setup: StepSetup) {
+            node = setup.node
+            x = setup.input(0)
+            y = setup.output(0)
+            scale = setup.output(1)
+            zero = setup.output(2)
+            slot = setup.slot(y)
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let input = try frame.tensor(x, self)
+            guard input.dtype == .float else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
+            let out = try frame.output(slot, y, .uint8, input.shape)
+            var s: Float = 1, z: UInt8 = 0
+            input.withValues(Float.self) { xb in
+                out.withMutableValues(UInt8.self) { yb in
+                    guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
+                    ck_dynamic_quantize_u8(xb.count, xp, yp, &s, &z)
+                }
+            }
+            frame.values[Int(y)] = .tensor(out)
+            if scale >= 0 { frame.values[Int(scale)] = .tensor(.scalar(s)) }
+            if zero >= 0 { frame.values[Int(zero)] = .tensor(.scalar(z)) }
+        }
+    }
 
     /// A constant scalar float (a scale) or integer (a zero point), if input `i` is one.
     static func scalar(_ setup: StepSetup, _ i: Int) -> Double? {
@@ -27,6 +60,9 @@ enum QuantizedSteps {
         let x: TensorID, y: TensorID
         let gemm: Bool
         let convolution: QuantizedConvolution
+        let dynamicGrid: Bool
+        let xScaleID: TensorID, xZeroID: TensorID
+        let floatBias: [Float]?
         let slot: ArenaSlot?
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
 
@@ -34,7 +70,10 @@ enum QuantizedSteps {
             let op = setup.node.opType
             // Inputs: X, x_scale, x_zp, W, w_scale, then QLinearConv's w_zp, y_scale, y_zp, B or QGemm's B, y_scale, y_zp.
             let (biasSlot, yScaleSlot, yZeroSlot) = gemm ? (5, 6, 7) : (8, 6, 7)
-            guard let xs = scalar(setup, 1), let xz = scalar(setup, 2), let w = setup.constant(3), let ws = setup.constant(4), ws.dtype == .float else { return nil }
+            guard let w = setup.constant(3), let ws = setup.constant(4), ws.dtype == .float else { return nil }
+            // A grid from DynamicQuantizeLinear is read per run (float output only).
+            let dynamicGrid = scalar(setup, 1) == nil || scalar(setup, 2) == nil
+            let xs = scalar(setup, 1) ?? 1, xz = scalar(setup, 2) ?? 0
             if !gemm, let wz = setup.constant(5), wz.doubles().contains(where: { $0 != 0 }) { return nil }
             let hasY = setup.input(yScaleSlot) >= 0
             var ys: Double?, yz = 0.0
@@ -43,8 +82,15 @@ enum QuantizedSteps {
                 ys = s
                 yz = z
             }
-            let bias: Tensor? = setup.input(biasSlot) >= 0 ? setup.constant(biasSlot) : nil
+            if dynamicGrid && hasY { return nil }
+            var bias: Tensor? = setup.input(biasSlot) >= 0 ? setup.constant(biasSlot) : nil
             if setup.input(biasSlot) >= 0 && bias == nil { return nil }
+            // A float bias (the dynamic form's) is added after the float output; the kernel sums without one.
+            floatBias = bias?.dtype == .float ? bias?.array(Float.self) : nil
+            if floatBias != nil { bias = nil }
+            self.dynamicGrid = dynamicGrid
+            xScaleID = setup.input(1)
+            xZeroID = setup.input(2)
             node = setup.node
             x = setup.input(0)
             y = setup.output(0)
@@ -93,7 +139,16 @@ enum QuantizedSteps {
                 }
                 let shape = gemm ? Array(input.shape.dropLast()) + [convolution.outChannels] : ChannelsLastKernels.outputShape(g)
                 let out = try frame.output(slot, y, convolution.outputType, shape)
-                if out.count > 0 { convolution.run(g, x: input, into: out) }
+                var c = convolution
+                if dynamicGrid {
+                    let s = try frame.tensor(xScaleID, self), z = try frame.tensor(xZeroID, self)
+                    guard s.dtype == .float, s.count == 1, z.count == 1 else { throw .invalidArgument("\(node.opType) needs a scalar x grid") }
+                    c = c.withInputGrid(scale: s.array(Float.self)[0], zeroPoint: Int32(z.int64s()[0]))
+                }
+                if out.count > 0 {
+                    c.run(g, x: input, into: out)
+                    if let floatBias { QuantizedConvolution.addBias(floatBias, to: out) }
+                }
                 frame.values[Int(y)] = .tensor(out)
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)

@@ -95,10 +95,12 @@ enum QuantizationKernels {
         let sw = try floats(wScale, op: "QGemm")
         guard sw.count == 1 || sw.count == n else { throw .invalidShape("QGemm w_scale must have 1 or \(n) elements") }
         var b = [Int32](repeating: 0, count: n)
-        if let bias {
+        let floatBias = bias?.dtype == .float && yScale == nil ? bias?.array(Float.self) : nil
+        if let bias, floatBias == nil {
             guard bias.dtype == .int32, bias.count == n else { throw .invalidShape("QGemm bias must be int32 with \(n) elements") }
             b = bias.array(Int32.self)
         }
+        if let floatBias, floatBias.count != n { throw .invalidShape("QGemm bias must have \(n) elements") }
         let xv = x.array(UInt8.self), wv = w.array(Int8.self)
         var acc = [Double](repeating: 0, count: m * n)
         for i in 0..<m {
@@ -110,7 +112,7 @@ enum QuantizationKernels {
         }
         let shape = Array(x.shape.dropLast()) + [n]
         guard let yScale else {
-            let y = try Tensor((0..<m * n).map { Float(acc[$0] * Double(sx * sw[sw.count == 1 ? 0 : $0 % n])) }, shape: shape)
+            let y = try Tensor((0..<m * n).map { Float(acc[$0] * Double(sx * sw[sw.count == 1 ? 0 : $0 % n])) + (floatBias?[$0 % n] ?? 0) }, shape: shape)
             return outputs(y)
         }
         let sy = try scalar(yScale, "y_scale", op: "QGemm")
@@ -541,10 +543,13 @@ enum QuantizationKernels {
         let xs = try ConvolutionKernels.integerOperand(x, zeroPoint: xZero, channels: 0, op: "QLinearConv")
         let ws = try ConvolutionKernels.integerOperand(w, zeroPoint: wZero, channels: g.outChannels, op: "QLinearConv")
         var biasValues: [Double]?
-        if let bias {
+        // onnxc's float-output form may take a float bias (the dynamic grid's), added after the scaling.
+        let floatBias = bias?.dtype == .float && yScale == nil ? bias?.array(Float.self) : nil
+        if let bias, floatBias == nil {
             guard bias.dtype == .int32, bias.count == g.outChannels else { throw .invalidShape("QLinearConv bias must be int32 with \(g.outChannels) elements") }
             biasValues = bias.doubles()
         }
+        if let floatBias, floatBias.count != g.outChannels { throw .invalidShape("QLinearConv bias must have \(g.outChannels) elements") }
         let acc = xs.withUnsafeBufferPointer { xb in
             ws.withUnsafeBufferPointer { wb in
                 biasValues.withOptional { bb in ConvolutionKernels.convolve(x: xb, w: wb, bias: bb, geometry: g) }
@@ -555,7 +560,10 @@ enum QuantizationKernels {
         guard sw.count == 1 || sw.count == g.outChannels else { throw .invalidShape("QLinearConv w_scale must have 1 or \(g.outChannels) elements") }
         let outVol = g.outSpatial.reduce(1, *), channels = g.outChannels
         guard let yScale, let yZero else {
-            let y = try Tensor(acc.indices.map { i in Float(acc[i] * Double(sx * sw[sw.count == 1 ? 0 : (i / max(outVol, 1)) % max(channels, 1)])) }, shape: g.outShape)
+            let y = try Tensor(acc.indices.map { i in
+                let c = (i / max(outVol, 1)) % max(channels, 1)
+                return Float(acc[i] * Double(sx * sw[sw.count == 1 ? 0 : c])) + (floatBias?[c] ?? 0)
+            }, shape: g.outShape)
             return outputs(y)
         }
         let sy = try scalar(yScale, "y_scale", op: "QLinearConv")

@@ -10,11 +10,14 @@ struct QuantizedConvolution: Sendable {
     let groups: Int
     let outChannels: Int
     let bias: [Int32]?
-    let xZeroPoint: Int32
+    var xZeroPoint: Int32 { xZeroPointValue }
+    private var xZeroPointValue: Int32
     /// uint8 output: multipliers, shifts and the output zero point; float output: the scales.
     let multipliers: [Int32], shifts: [Int32]
     let yZeroPoint: Int32
-    let floatScales: [Float]?
+    private(set) var floatScales: [Float]?
+    /// s_w per output channel: what a per-run grid (`withInputGrid`) multiplies.
+    let weightScales: [Float]
 
     /// `w` int8 [M, C/groups, kh, kw] plain or packed (`Tensor.Packing.quantizedNHWC`), scales s_x, s_w (1 or M),
     /// s_y (nil: float output), bias int32 [M].
@@ -35,9 +38,10 @@ struct QuantizedConvolution: Sendable {
         } else {
             self.bias = nil
         }
-        self.xZeroPoint = xZeroPoint
+        xZeroPointValue = xZeroPoint
         self.yZeroPoint = yZeroPoint
         let scales = (0..<m).map { wScales[wScales.count == 1 ? 0 : $0] }
+        weightScales = scales
         if let yScale {
             var mult = [Int32](repeating: 0, count: m), shift = [Int32](repeating: 0, count: m)
             for c in 0..<m {
@@ -136,6 +140,29 @@ struct QuantizedConvolution: Sendable {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The float-output form for an input grid known only now (DynamicQuantizeLinear's).
+    func withInputGrid(scale: Float, zeroPoint: Int32) -> QuantizedConvolution {
+        var copy = self
+        copy.xZeroPointValue = zeroPoint
+        copy.floatScales = weightScales.map { Float(Double(scale) * Double($0)) }
+        return copy
+    }
+
+    /// y[..., c] += bias[c] over a float output's last axis.
+    static func addBias(_ bias: [Float], to y: Tensor) {
+        let channels = bias.count
+        guard channels > 0 else { return }
+        y.withMutableValues(Float.self) { out in
+            bias.withUnsafeBufferPointer { b in
+                var i = 0
+                while i + channels <= out.count {
+                    for c in 0..<channels { out[i + c] += b[c] }
+                    i += channels
                 }
             }
         }
