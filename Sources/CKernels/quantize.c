@@ -155,3 +155,9 @@ void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, 
     *zero_point = (uint8_t)z;
     ck_quantize_u8(n, x, s, (int)z, y);
 }
+
+// MARK: - Table lookup (an element-wise function between two uint8 grids)
+
+void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    for (size_t i = 0; i < n; i++) y[i] = table[x[i]];
+}

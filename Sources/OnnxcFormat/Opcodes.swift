@@ -239,6 +239,7 @@ public enum Opcodes {
         ("ai.onnxc", "QGemm"),  // 212
         ("ai.onnxc", "QLinearAdd"),  // 213
         ("ai.onnxc", "NhwcQLinearConv"),  // 214
+        ("ai.onnxc", "QLookup"),  // 215
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

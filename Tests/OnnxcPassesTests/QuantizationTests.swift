@@ -221,6 +221,27 @@ import Testing
         #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
     }
 
+    @Test(arguments: ["Sigmoid", "Tanh", "HardSwish", "Gelu", "LeakyRelu"])
+    func tabulatesElementwiseActivations(_ op: String) throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(2), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [3, 2, 1, 1], Pseudorandom.floats(6, seed: 3)), try Build.floatTensor("W2", [2, 3, 1, 1], Pseudorandom.floats(6, seed: 4))],
+            nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node(op, ["c"], ["a"]), Build.node("Conv", ["a", "W2"], ["y"])])
+        let model = Build.model(graph, opset: 20)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(64, seed: 8).map { $0 * 4 }, shape: [2, 2, 4, 4])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(ops.contains("ai.onnxc::QLookup") && !ops.contains(op), "\(ops)")
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+    }
+
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
         // Clip(-1, 0.5) after a Conv whose quantized output spans past 0.5 is kept in float.
         let graph = Graph(

@@ -19,3 +19,5 @@ void ck_half_to_float(size_t n, const uint16_t *x, float *y);
 /// ONNX DynamicQuantizeLinear: the grid of x's range (widened to include 0) into *scale and *zero_point, then y as
 /// ck_quantize_u8 with it (the interpreter's formula: scale = (max − min) / 255, zero point saturate(round(−min/scale))).
 void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point);
+/// y[i] = table[x[i]]: an element-wise function of a quantized tensor, tabulated over its 256 values.
+void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y);

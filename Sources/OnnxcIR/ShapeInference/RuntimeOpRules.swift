@@ -34,6 +34,7 @@ enum RuntimeOpRules {
             [InferenceSupport.tensor(ctx.hasInput(7) ? ctx.dtype(7) : .float, try ConvolutionRules.convShape(ctx, x: 0, w: 3, channelsLast: true))]
         },
         "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::QLookup": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
     ]
 
     /// ai.onnxc::Attention(Q [..., Sq, D], Kt [..., D, Sk], V [..., Sk, Dv][, mask]) with attribute `scale`:

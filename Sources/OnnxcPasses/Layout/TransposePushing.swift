@@ -31,7 +31,7 @@ public struct TransposePushing: Pass {
         "IsNaN", "Cast", "Identity", "Clip", "Mish", "ThresholdedRelu", "Shrink", "Gelu",
         RuntimeOps.domain + "::Silu", RuntimeOps.domain + "::Gelu",
         // Per-tensor (de)quantization: scalar scale and zero point (per-axis forms have non-1 extra inputs).
-        "QuantizeLinear", "DequantizeLinear",
+        "QuantizeLinear", "DequantizeLinear", RuntimeOps.domain + "::QLookup",  // QLookup's table is [256]: see admit
     ]
 
     /// Ops that broadcast all their inputs against each other.
@@ -192,6 +192,10 @@ public struct TransposePushing: Pass {
         default: return nil
         }
         let rank = perm.count
+        // Per-axis (de)quantization names an axis through its scale's shape: only the per-tensor form moves.
+        if op == "QuantizeLinear" || op == "DequantizeLinear" {
+            guard node.inputs.count > 1, LayoutSupport.isScalarLike(types[node.inputs[1]], rank: rank) else { return nil }
+        }
         let inverse = LayoutSupport.inverse(perm)
         var rewritten = node
         var constants: [(String, TensorData)] = []

@@ -91,7 +91,7 @@ public enum QDQInsertion {
     static let activationOps: [String: Bool] = [
         "Add": true, "Mul": true, "Concat": true,
         "MaxPool": false, "AveragePool": false, "GlobalAveragePool": false, "Relu": false, "Clip": false,
-        "LeakyRelu": false, "Sigmoid": false, "HardSigmoid": false, "HardSwish": false, "Tanh": false,
+        "LeakyRelu": false, "Sigmoid": false, "HardSigmoid": false, "HardSwish": false, "Tanh": false, "Gelu": false,
         "Reshape": false, "Transpose": false, "Squeeze": false, "Unsqueeze": false, "Flatten": false,
         "Slice": false, "Split": false, "Pad": false, "Resize": false,
     ]

@@ -13,6 +13,8 @@ public import OnnxcIR
 /// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
 /// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze → Q on the same grid: the op on x.
 /// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
+/// - DQ(x) → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu / Gelu / Relu / Elu / Softplus → Q:
+///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))).
 /// - Q(DQ(x)) on the same grid: x.
 /// A Relu or Clip is absorbed only where the output grid's clamping computes it exactly (Relu: zero point 0;
 /// Clip: bounds outside the grid's range). Preconditions: runtime target; QDQ as `QDQInsertion` writes it
@@ -198,6 +200,20 @@ public struct QuantizedLowering: Pass {
                 moved.outputs = [y.q]
                 patch.replace(n, with: [moved])
                 patch.remove(q)
+            case "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Gelu", "Relu", "Elu", "Softplus":
+                // A 256-entry table: y_q = Q(f(DQ(x_q))) for every x_q, computed here once.
+                guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]),
+                      let f = Self.function(node) else { continue }
+                let table = (0...255).map { v -> UInt8 in
+                    let real = Double(x.scaleValue) * Double(v - x.zeroValue)
+                    let r = (Double(Float(f(real)) / y.scaleValue)).rounded(.toNearestOrEven) + Double(y.zeroValue)
+                    return UInt8(r.isNaN ? Double(y.zeroValue) : min(255, max(0, r)))
+                }
+                let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_table", &taken)
+                guard let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) else { continue }
+                patch.addedInitializers.append(Tensor(name: name, data: data))
+                patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [y.q])])
+                patch.remove(q)
             case "QuantizeLinear":
                 guard let x = activation(node.inputs[0]), let out = node.outputs.first, !index.isGraphOutput(out),
                       node.inputs.count == 3, let s = constantValues(node.inputs[1]), s.count == 1,
@@ -212,6 +228,34 @@ public struct QuantizedLowering: Pass {
         return patch.isEmpty ? nil : patch
     }
 
+    /// The real function of an element-wise activation, for its lookup table (the ops' ONNX definitions, in
+    /// double precision; attributes as the node has them).
+    static func function(_ node: Node) -> ((Double) -> Double)? {
+        let alpha = FusionSupport.float(node, "alpha").map(Double.init), beta = FusionSupport.float(node, "beta").map(Double.init)
+        switch node.opType {
+        case "Sigmoid": return { 1 / (1 + exp(-$0)) }
+        case "Tanh": return { tanh($0) }
+        case "Relu": return { max(0, $0) }
+        case "HardSigmoid":
+            let a = alpha ?? 0.2, b = beta ?? 0.5
+            return { max(0, min(1, a * $0 + b)) }
+        case "HardSwish": return { $0 * max(0, min(1, $0 / 6 + 0.5)) }
+        case "LeakyRelu":
+            let a = alpha ?? 0.01
+            return { $0 >= 0 ? $0 : a * $0 }
+        case "Elu":
+            let a = alpha ?? 1
+            return { $0 >= 0 ? $0 : a * (exp($0) - 1) }
+        case "Softplus": return { log1p(exp(-abs($0))) + max($0, 0) }
+        case "Gelu":
+            if FusionSupport.string(node, "approximate") == "tanh" {
+                return { 0.5 * $0 * (1 + tanh((2 / Double.pi).squareRoot() * ($0 + 0.044715 * $0 * $0 * $0))) }
+            }
+            return { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+        default: return nil
+        }
+    }
+
     /// An int8 [K, N] weight as [N, K].
     static func transposed(_ w: Tensor, name: String) -> Tensor? {
         guard w.dims.count == 2, let bytes = w.data.bytes else { return nil }
@@ -224,3 +268,9 @@ public struct QuantizedLowering: Pass {
         return Tensor(name: name, data: data)
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

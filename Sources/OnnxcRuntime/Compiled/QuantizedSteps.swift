@@ -12,7 +12,42 @@ enum QuantizedSteps {
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
+        KernelRegistry.key(RuntimeOps.domain, "QLookup"): { setup in
+            guard let table = setup.constant(1), table.dtype == .uint8, table.count == 256 else { return nil }
+            return LookupStep(setup, table: table.array(UInt8.self))
+        },
     ]
+
+    /// ai.onnxc::QLookup: y = table[x] over uint8 values.
+    struct LookupStep: Step {
+        let node: RuntimeNode
+        let x: TensorID, y: TensorID
+        let table: [UInt8]
+        let slot: ArenaSlot?
+
+        init(_ setup: StepSetup, table: [UInt8]) {
+            node = setup.node
+            x = setup.input(0)
+            y = setup.output(0)
+            self.table = table
+            slot = setup.slot(y)
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let input = try frame.tensor(x, self)
+            guard input.dtype == .uint8 else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
+            let out = try frame.output(slot, y, .uint8, input.shape)
+            input.withValues(UInt8.self) { xb in
+                out.withMutableValues(UInt8.self) { yb in
+                    table.withUnsafeBufferPointer { tb in
+                        guard let xp = xb.baseAddress, let yp = yb.baseAddress, let tp = tb.baseAddress else { return }
+                        ck_lookup_u8(xb.count, xp, tp, yp)
+                    }
+                }
+            }
+            frame.values[Int(y)] = .tensor(out)
+        }
+    }
 
     /// DynamicQuantizeLinear on float32: range, grid and quantization in one C pass each.
     struct DynamicQuantizeStep: Step {

@@ -73,6 +73,14 @@ enum QuantizationKernels {
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { inputs, context throws(RuntimeError) in
             try qgemm(inputs, context)
         },
+        KernelRegistry.key(RuntimeOps.domain, "QLookup"): { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0), table = try context.tensor(inputs, 1)
+            guard x.dtype == .uint8, table.dtype == .uint8, table.count == 256 else {
+                throw .invalidArgument("QLookup takes uint8 x and a uint8 [256] table, got \(x.dtype.onnxName) and \(table.dtype.onnxName)\(table.shape)")
+            }
+            let t = table.array(UInt8.self)
+            return outputs(try Tensor(x.array(UInt8.self).map { t[Int($0)] }, shape: x.shape))
+        },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { inputs, context throws(RuntimeError) in
             try qlinearAdd(inputs, context)
         },
