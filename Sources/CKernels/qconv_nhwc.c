@@ -7,26 +7,31 @@
 // Instruction choice
 // ------------------
 // The product of a u8 and an s8 needs 16 bits and four of them summed 18, so the question on x86 is which
-// instruction sums them without losing bits.
+// instruction sums them without losing bits. Measured with scripts/bench_kernels.py --int8-dot (the register tile
+// alone, K = 512, operands in L1, one Zen 4 core; table in docs/benchmarks.md, "Quantized kernels"):
 //
-// - AVX-512 VNNI: vpdpbusd multiplies 4 u8 × 4 s8 per 32-bit lane and adds them to the lane, without saturation:
-//   one instruction per 64 multiply-adds, exact. The tile is 12 output pixels × 32 output channels (24 zmm
-//   accumulators; per 4 input channels 2 weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape.
-// - AVX2 (no VNNI: our nominal target machines): VPMADDUBSW multiplies u8 × s8 and adds adjacent pairs into a
-//   *saturating* s16, and 255·127·2 = 64770 does not fit. Three ways out were measured (scripts/bench_kernels.py
-//   --int8-dot: the register tile alone, operands in L1; numbers in docs/benchmarks.md, "Quantized kernels"):
-//     (a) 7-bit weights (ONNX Runtime's reduce_range): VPMADDUBSW + VPMADDWD(ones) + VPADDD, 3 µops per 32
-//         multiply-adds; exact, but the weights lose a bit of precision (a quarter of the levels... half of them).
-//     (b) widening to s16 and VPMADDWD: 2 µops per 16 multiply-adds, full precision, but half the work per
-//         instruction and twice the weight bytes.
-//     (c) the sign transfer (ours): x' = x ^ 0x80 = x − 128 as an s8 (one XOR per broadcast activation) and
-//         VPMADDUBSW(|x'|, VPSIGNB(w, x')): |x'| ≤ 128 is a valid u8, w·sign(x') never overflows since |w| ≤ 127,
-//         and pair sums are at most 2·128·127 = 32512 — no saturation, full 8-bit weights, exact results. Σ x·w =
-//         Σ x'·w + 128·Σw, so the packed per-channel Σw moves the offset into the bias. 4 µops per 32
-//         multiply-adds plus an XOR and an ABS per broadcast. (Transferring the sign the other way — VPSIGNB(x',
-//         w) against |w| — fails for x = 0 and w < 0, where −(−128) wraps.)
-//   (c) keeps ONNX semantics exactly at (b)'s cost or better; the tile is 4 pixels × 16 channels (8 ymm
-//   accumulators: the sign transfer needs 6 registers of its own).
+//   fp32 FMA 6×16 (the float kernel's tile, for scale)                         116 GFLOP/s
+//   (a) VPMADDUBSW(x, w) + VPMADDWD(ones) + VPADDD, 7-bit weights (ORT's
+//       reduce_range): exact only because |w| ≤ 63, half the weight levels    234 GOP/s
+//   (b) s16 widening: VPMADDWD(x − x_zp, w) + VPADDD on pairs of channels       195 GOP/s   ← the AVX2 path
+//   (c) sign transfer: VPMADDUBSW(|x'|, VPSIGNB(w, x')), x' = x ^ 0x80 = x − 128,
+//       XOR and ABS per broadcast; exact with 8-bit weights (pair sums ≤
+//       2·128·127 = 32512), 128·Σw back through the bias                       133 GOP/s
+//       (c) with x' and |x'| precomputed (two broadcasts, no XOR/ABS)          152 GOP/s
+//   AVX-512 VNNI vpdpbusd, 12×32 zmm tile                                       460 GOP/s   ← the VNNI path
+//
+// (c) needs 4 µops per 32 multiply-adds, 3 of them on the vector multiply ports on Intel (VPSIGNB, VPMADDUBSW,
+// VPMADDWD) and 2 on Zen 4 plus the per-row XOR/ABS; (b) needs 2 per 16 with one multiply — the same work per
+// multiply-port µop on Zen 4 and a third more on Intel, without the per-row overhead. (Transferring the sign the other
+// way, VPSIGNB(x', w) against |w|, is wrong for x = 0 with w < 0: −(−128) does not fit an s8.) So:
+//
+// - AVX-512 VNNI: the tile is 12 output pixels × 32 output channels (24 zmm accumulators; per 4 input channels 2
+//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape; −x_zp·Σw folds into the bias.
+//   Channel counts that are not a multiple of 4 (stems: 3) pad each pixel's channels with x_zp in a per-call copy
+//   of the input and re-lay each task's panels per tap, so every tile still reads its pixels through pointers.
+// - AVX2: x − x_zp widened to s16 once per call (padding taps read zeros), each task's panels widened to s16 once
+//   (from the stored int8 layout; a task's block of panels stays in L2), a 4 × 16 register tile run twice per
+//   8-row tile so the requantization's per-column constants serve 8 rows.
 // - Scalar: portable C over the geometry, the reference the tests hold the others to.
 //
 // Every path computes acc exactly (modulo 2^32) and requantizes with the same integer operations (ck_quant.h), so
