@@ -110,8 +110,9 @@ CK_AVX2 static inline ck_q8_cols ck_q8_columns(const ck_qout *out, int col0, int
 
 /// round_fixed of 8 lanes (acc with the bias added): vpmuldq on the even and the odd lanes, the rounding high half
 /// (a·M + 2^30) >> 31 taken from bits 31…62 of each 64-bit product, then the rounding right shift.
-CK_AVX2 static inline __m256i ck_q8_round_fixed(__m256i v, const ck_q8_cols *c) {
-    v = _mm256_sllv_epi32(v, c->left);
+__attribute__((always_inline)) CK_AVX2 static inline __m256i ck_q8_round_fixed_with(__m256i v, const ck_q8_cols *c,
+                                                                                  const int left) {
+    if (left) v = _mm256_sllv_epi32(v, c->left);
     const __m256i nudge = _mm256_set1_epi64x((int64_t)1 << 30);
     __m256i even = _mm256_add_epi64(_mm256_mul_epi32(v, c->multiplier), nudge);
     __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), c->multiplier_odd), nudge);
@@ -121,9 +122,42 @@ CK_AVX2 static inline __m256i ck_q8_round_fixed(__m256i v, const ck_q8_cols *c) 
     return _mm256_sub_epi32(_mm256_srav_epi32(high, c->right), _mm256_cmpgt_epi32(remainder, threshold));
 }
 
-CK_AVX2 static inline __m256i ck_q8_u8_lanes(__m256i acc, const ck_q8_cols *c, __m256i zp, __m256i lo, __m256i hi) {
-    __m256i v = _mm256_add_epi32(ck_q8_round_fixed(_mm256_add_epi32(acc, c->bias), c), zp);
-    return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+CK_AVX2 static inline __m256i ck_q8_round_fixed(__m256i v, const ck_q8_cols *c) { return ck_q8_round_fixed_with(v, c, 1); }
+
+/// The rows of ck_q_store_avx2's u8 form for one 16-column group, specialized on whether any channel shifts left and
+/// whether the clamps differ from [0, 255] (which the saturating packs apply by themselves).
+__attribute__((always_inline)) CK_AVX2 static inline void ck_q_store_u8_rows_avx2(const int32_t *acc, int acc_stride, int rows,
+                                                                               int live, uint8_t *y, ptrdiff_t y_stride,
+                                                                               const ck_q8_cols *first, const ck_q8_cols *second,
+                                                                               const ck_qout *out, const int left, const int clamp) {
+    __m256i zp = _mm256_set1_epi32(out->y_zero_point), lo = _mm256_set1_epi32(out->clamp_min), hi = _mm256_set1_epi32(out->clamp_max);
+    for (int r = 0; r < rows; r++, acc += acc_stride, y += y_stride) {
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)acc), v1 = _mm256_loadu_si256((const __m256i *)(acc + 8));
+        v0 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v0, first->bias), first, left), zp);
+        v1 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v1, second->bias), second, left), zp);
+        if (clamp) {
+            v0 = _mm256_min_epi32(_mm256_max_epi32(v0, lo), hi);
+            v1 = _mm256_min_epi32(_mm256_max_epi32(v1, lo), hi);
+        }
+        // 16 lanes to 16 bytes in order, saturating to [0, 255]: packs interleave 128-bit halves, the permute
+        // restores them.
+        __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8);
+        __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
+        if (live == 16) {
+            _mm_storeu_si128((__m128i *)y, bytes);
+        } else {
+            uint8_t tmp[16];
+            _mm_storeu_si128((__m128i *)tmp, bytes);
+            memcpy(y, tmp, (size_t)live);
+        }
+    }
+}
+
+/// Whether any of channels col0 …< col0 + n shifts left.
+static inline int ck_q_any_left(const ck_qout *out, int col0, int n) {
+    for (int c = 0; c < n; c++)
+        if (out->shift[col0 + c] > 0) return 1;
+    return 0;
 }
 
 /// Stores one tile (rows × cols accumulators, acc[r·acc_stride + col], cols ≤ acc_stride, acc_stride a multiple of
@@ -146,29 +180,21 @@ CK_AVX2 static inline void ck_q_store_avx2(const int32_t *acc, int acc_stride, i
         }
         return;
     }
-    __m256i zp = _mm256_set1_epi32(out->y_zero_point), lo = _mm256_set1_epi32(out->clamp_min), hi = _mm256_set1_epi32(out->clamp_max);
+    int clamp = out->clamp_min != 0 || out->clamp_max != 255;
     for (int c0 = 0; c0 < cols; c0 += 16) {
         int live = ck_min(16, cols - c0);
         ck_q8_cols first = ck_q8_columns(out, col0 + c0, live), second = ck_q8_columns(out, col0 + c0 + 8, live - 8);
-        for (int r = 0; r < rows; r++) {
-            const int32_t *a = acc + (size_t)r * acc_stride + c0;
-            __m256i v0 = ck_q8_u8_lanes(_mm256_loadu_si256((const __m256i *)a), &first, zp, lo, hi);
-            __m256i v1 = ck_q8_u8_lanes(_mm256_loadu_si256((const __m256i *)(a + 8)), &second, zp, lo, hi);
-            // 16 lanes in [0, 255] to 16 bytes in order: packs interleave 128-bit halves, the permute restores them.
-            __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xD8);
-            __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256(words, 1));
-            uint8_t *dst = (uint8_t *)out->y + (pixel0 + r) * out->y_stride + col0 + c0;
-            if (live == 16) {
-                _mm_storeu_si128((__m128i *)dst, bytes);
-            } else {
-                uint8_t tmp[16];
-                _mm_storeu_si128((__m128i *)tmp, bytes);
-                memcpy(dst, tmp, (size_t)live);
-            }
-        }
+        uint8_t *y = (uint8_t *)out->y + pixel0 * out->y_stride + col0 + c0;
+        const int32_t *a = acc + c0;
+        int left = ck_q_any_left(out, col0 + c0, live);
+        if (left) ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 1, 1);
+        else if (clamp) ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 1);
+        else ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 0);
     }
 }
+#endif
 
+#ifdef CK_X86
 // MARK: - AVX-512
 
 typedef struct {
@@ -195,8 +221,9 @@ CK_AVX512_VNNI static inline ck_q16_cols ck_q16_columns(const ck_qout *out, int 
 }
 
 /// ck_q8_round_fixed on 16 lanes.
-CK_AVX512_VNNI static inline __m512i ck_q16_round_fixed(__m512i v, const ck_q16_cols *c) {
-    v = _mm512_sllv_epi32(v, c->left);
+__attribute__((always_inline)) CK_AVX512_VNNI static inline __m512i ck_q16_round_fixed(__m512i v, const ck_q16_cols *c,
+                                                                                    const int left) {
+    if (left) v = _mm512_sllv_epi32(v, c->left);
     const __m512i nudge = _mm512_set1_epi64((int64_t)1 << 30);
     __m512i even = _mm512_add_epi64(_mm512_mul_epi32(v, c->multiplier), nudge);
     __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), c->multiplier_odd), nudge);
@@ -206,6 +233,19 @@ CK_AVX512_VNNI static inline __m512i ck_q16_round_fixed(__m512i v, const ck_q16_
     __mmask16 up = _mm512_cmpgt_epi32_mask(remainder, threshold);
     __m512i shifted = _mm512_srav_epi32(high, c->right);
     return _mm512_mask_add_epi32(shifted, up, shifted, _mm512_set1_epi32(1));
+}
+
+/// The rows of one 16-column group, specialized as ck_q_store_u8_rows_avx2 (the unsigned saturating narrowing applies
+/// an upper clamp of 255; the lower one stays, as negative lanes would saturate to 255).
+__attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_q_store_u8_rows_avx512(
+    const int32_t *acc, int acc_stride, int rows, __mmask16 m, uint8_t *y, ptrdiff_t y_stride, const ck_q16_cols *c, __m512i zp,
+    __m512i lo, __m512i hi, const int left, const int clamp_high) {
+    for (int r = 0; r < rows; r++, acc += acc_stride, y += y_stride) {
+        __m512i v = _mm512_add_epi32(ck_q16_round_fixed(_mm512_add_epi32(_mm512_loadu_si512(acc), c->bias), c, left), zp);
+        v = _mm512_max_epi32(v, lo);
+        if (clamp_high) v = _mm512_min_epi32(v, hi);
+        _mm_mask_storeu_epi8(y, m, _mm512_cvtusepi32_epi8(v));
+    }
 }
 
 /// ck_q_store_avx2 on 16 lanes (masked stores for the last columns).
@@ -225,12 +265,11 @@ CK_AVX512_VNNI static inline void ck_q_store_avx512(const int32_t *acc, int acc_
             }
             continue;
         }
-        for (int r = 0; r < rows; r++) {
-            __m512i a = _mm512_loadu_si512(acc + (size_t)r * acc_stride + c0);
-            __m512i v = _mm512_add_epi32(ck_q16_round_fixed(_mm512_add_epi32(a, c.bias), &c), zp);
-            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            _mm_mask_storeu_epi8((uint8_t *)out->y + (pixel0 + r) * out->y_stride + col0 + c0, m, _mm512_cvtepi32_epi8(v));
-        }
+        uint8_t *y = (uint8_t *)out->y + pixel0 * out->y_stride + col0 + c0;
+        const int32_t *a = acc + c0;
+        if (ck_q_any_left(out, col0 + c0, live)) ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 1, 1);
+        else if (out->clamp_max != 255) ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 1);
+        else ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 0);
     }
 }
 #endif

@@ -7,26 +7,31 @@
 // Instruction choice
 // ------------------
 // The product of a u8 and an s8 needs 16 bits and four of them summed 18, so the question on x86 is which
-// instruction sums them without losing bits.
+// instruction sums them without losing bits. Measured with scripts/bench_kernels.py --int8-dot (the register tile
+// alone, K = 512, operands in L1, one Zen 4 core; table in docs/benchmarks.md, "Quantized kernels"):
 //
-// - AVX-512 VNNI: vpdpbusd multiplies 4 u8 × 4 s8 per 32-bit lane and adds them to the lane, without saturation:
-//   one instruction per 64 multiply-adds, exact. The tile is 12 output pixels × 32 output channels (24 zmm
-//   accumulators; per 4 input channels 2 weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape.
-// - AVX2 (no VNNI: our nominal target machines): VPMADDUBSW multiplies u8 × s8 and adds adjacent pairs into a
-//   *saturating* s16, and 255·127·2 = 64770 does not fit. Three ways out were measured (scripts/bench_kernels.py
-//   --int8-dot: the register tile alone, operands in L1; numbers in docs/benchmarks.md, "Quantized kernels"):
-//     (a) 7-bit weights (ONNX Runtime's reduce_range): VPMADDUBSW + VPMADDWD(ones) + VPADDD, 3 µops per 32
-//         multiply-adds; exact, but the weights lose a bit of precision (a quarter of the levels... half of them).
-//     (b) widening to s16 and VPMADDWD: 2 µops per 16 multiply-adds, full precision, but half the work per
-//         instruction and twice the weight bytes.
-//     (c) the sign transfer (ours): x' = x ^ 0x80 = x − 128 as an s8 (one XOR per broadcast activation) and
-//         VPMADDUBSW(|x'|, VPSIGNB(w, x')): |x'| ≤ 128 is a valid u8, w·sign(x') never overflows since |w| ≤ 127,
-//         and pair sums are at most 2·128·127 = 32512 — no saturation, full 8-bit weights, exact results. Σ x·w =
-//         Σ x'·w + 128·Σw, so the packed per-channel Σw moves the offset into the bias. 4 µops per 32
-//         multiply-adds plus an XOR and an ABS per broadcast. (Transferring the sign the other way — VPSIGNB(x',
-//         w) against |w| — fails for x = 0 and w < 0, where −(−128) wraps.)
-//   (c) keeps ONNX semantics exactly at (b)'s cost or better; the tile is 4 pixels × 16 channels (8 ymm
-//   accumulators: the sign transfer needs 6 registers of its own).
+//   fp32 FMA 6×16 (the float kernel's tile, for scale)                         116 GFLOP/s
+//   (a) VPMADDUBSW(x, w) + VPMADDWD(ones) + VPADDD, 7-bit weights (ORT's
+//       reduce_range): exact only because |w| ≤ 63, half the weight levels    234 GOP/s
+//   (b) s16 widening: VPMADDWD(x − x_zp, w) + VPADDD on pairs of channels       195 GOP/s   ← the AVX2 path
+//   (c) sign transfer: VPMADDUBSW(|x'|, VPSIGNB(w, x')), x' = x ^ 0x80 = x − 128,
+//       XOR and ABS per broadcast; exact with 8-bit weights (pair sums ≤
+//       2·128·127 = 32512), 128·Σw back through the bias                       133 GOP/s
+//       (c) with x' and |x'| precomputed (two broadcasts, no XOR/ABS)          152 GOP/s
+//   AVX-512 VNNI vpdpbusd, 12×32 zmm tile                                       460 GOP/s   ← the VNNI path
+//
+// (c) needs 4 µops per 32 multiply-adds, 3 of them on the vector multiply ports on Intel (VPSIGNB, VPMADDUBSW,
+// VPMADDWD) and 2 on Zen 4 plus the per-row XOR/ABS; (b) needs 2 per 16 with one multiply — the same work per
+// multiply-port µop on Zen 4 and a third more on Intel, without the per-row overhead. (Transferring the sign the other
+// way, VPSIGNB(x', w) against |w|, is wrong for x = 0 with w < 0: −(−128) does not fit an s8.) So:
+//
+// - AVX-512 VNNI: the tile is 12 output pixels × 32 output channels (24 zmm accumulators; per 4 input channels 2
+//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape; −x_zp·Σw folds into the bias.
+//   Channel counts that are not a multiple of 4 (stems: 3) pad each pixel's channels with x_zp in a per-call copy
+//   of the input and re-lay each task's panels per tap, so every tile still reads its pixels through pointers.
+// - AVX2: x − x_zp widened to s16 once per call (padding taps read zeros), each task's panels widened to s16 once
+//   (from the stored int8 layout; a task's block of panels stays in L2), a 4 × 16 register tile run twice per
+//   8-row tile so the requantization's per-column constants serve 8 rows.
 // - Scalar: portable C over the geometry, the reference the tests hold the others to.
 //
 // Every path computes acc exactly (modulo 2^32) and requantizes with the same integer operations (ck_quant.h), so
@@ -129,6 +134,14 @@ void ck_qconv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, i
 
 typedef enum { CK_QPATH_SCALAR, CK_QPATH_AVX2, CK_QPATH_VNNI } ck_qpath;
 
+/// Input channels per group below which the vector paths run a convolution with kernel_w > 1 (one group, no
+/// horizontal dilation) in row mode: the input copied with its padding made explicit, so that the kernel_w taps of
+/// one kernel row are kernel_w·group_in consecutive channels and become a single tap. A 7×7 stem on 3 channels then
+/// reads 7 runs of 24 channels (21 rounded to quads) instead of 49 of 4 (3 padded), between pointer switches.
+#ifndef CK_QCONV_ROW_MODE_CHANNELS
+#define CK_QCONV_ROW_MODE_CHANNELS 16
+#endif
+
 typedef struct {
     ck_conv_nhwc g;
     const uint8_t *x;
@@ -137,17 +150,20 @@ typedef struct {
     int32_t x_zero_point;
     ck_qpath path;
     int taps, panels, mr, tiles_per_image, tiles;
-    size_t quads;          // Kq: quads of the whole K = taps·group_in
-    int padded;            // VNNI with group_in % 4 != 0: quads would straddle taps, so the input's groups are
-                           // copied padded to group_in4 channels (x_zero_point) and each task re-lays its panels
+    size_t quads;          // Kq: quads of the whole K = taps·group_in (the stored layout)
     int panel_block, tile_block, panel_blocks, tile_blocks;
-    // What the tile rows point into: the u8 input (VNNI) or its s16 form (AVX2), as bytes.
+    // What the vector paths' tile rows read. The view is the geometry over `src`: the input itself (VNNI, group_in a
+    // multiple of 4), or a copy (AVX2: x − x_zp as s16; VNNI: channels padded with x_zp to quads); in row mode the
+    // copy holds the padding explicitly and the view has kernel_w = 1, no padding. Each view tap reads kv elements
+    // (group_in, or kernel_w·group_in in row mode) from the tap's pointer, rounded up to k_round (quads for VNNI,
+    // pairs for AVX2) against zero weights.
+    ck_conv_nhwc view;
+    int row_mode, copied, relaid;  // relaid: VNNI tasks re-lay their panels per view tap (kv not a multiple of 4)
+    int view_taps, kv, k_round;
     const uint8_t *src;
-    ptrdiff_t src_pixel, src_group;  // bytes between pixels and between groups' first channels
-    const uint8_t *pad;    // what padding taps read: group_in bytes of x_zero_point (VNNI) or group_in2 zeros (AVX2)
-    int group_in2;         // AVX2: input channels per group rounded up to even (pairs of s16)
-    int group_in4;         // VNNI: rounded up to a multiple of 4 (whole quads per tap)
-    const ptrdiff_t *tap_offsets;  // each tap's byte offset from its window's origin pixel, or NULL
+    ptrdiff_t src_pixel, src_group;  // bytes between pixels and between groups' first elements
+    const uint8_t *pad;    // what padding taps read: k_round elements of x_zero_point (VNNI) or zeros (AVX2)
+    const ptrdiff_t *tap_offsets;  // each view tap's byte offset from its window's origin pixel, or NULL
     ptrdiff_t tap_offset_storage[CK_QCONV_MAX_TAP_OFFSETS];
 } ck_qconv_job;
 
@@ -165,14 +181,32 @@ static const uint8_t **ck_qconv_row_buffer(size_t count) {
     return ck_qconv_rows;
 }
 
-/// The input pointers of one tile (tile = job->mr rows): for each tap and row, group g's first channel at that tap,
-/// or the padding row. Rows past mr repeat the last live one.
+/// Per-thread room for a task's widened or re-laid panels, and the calling thread's copy of the input, grown as
+/// needed (never freed: at most twice the largest input and 512 KB of panels per thread).
+static _Thread_local void *ck_qconv_panels = NULL;
+static _Thread_local size_t ck_qconv_panels_bytes = 0;
+static _Thread_local void *ck_qconv_input = NULL;
+static _Thread_local size_t ck_qconv_input_bytes = 0;
+
+static void *ck_qconv_scratch(void **buffer, size_t *bytes, size_t needed) {
+    needed += 64;  // never empty, and room for a last unaligned vector
+    if (needed > *bytes) {
+        free(*buffer);
+        *buffer = malloc(needed);
+        if (!*buffer) abort();  // out of memory, as Swift traps on a failed allocation
+        *bytes = needed;
+    }
+    return *buffer;
+}
+
+/// The input pointers of one tile (tile = job->mr rows) over the view: for each view tap and row, the group's
+/// first element at that tap, or the padding row. Rows past mr repeat the last live one.
 static void ck_qconv_tile_rows(const ck_qconv_job *job, int n, int p0, int mr, int group, const uint8_t **rows) {
-    const ck_conv_nhwc *g = &job->g;
+    const ck_conv_nhwc *g = &job->view;
     int tile = job->mr;
     ptrdiff_t xs = job->src_pixel;
     const uint8_t *image = job->src + (size_t)n * g->in_h * g->in_w * xs + (size_t)group * job->src_group;
-    if (job->taps == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 && g->pad_left == 0 &&
+    if (job->view_taps == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 && g->pad_left == 0 &&
         g->in_w == g->out_w && g->in_h == g->out_h) {
         // A 1×1 stride-1 convolution without padding (and the GEMM form) reads its own pixel.
         for (int r = 0; r < tile; r++) rows[r] = image + (size_t)(p0 + (r < mr ? r : mr - 1)) * xs;
@@ -197,7 +231,7 @@ static void ck_qconv_tile_rows(const ck_qconv_job *job, int n, int p0, int mr, i
         origin[r] = inside ? image + ((ptrdiff_t)ih * g->in_w + iw) * xs : NULL;
     }
     if (inside) {
-        for (int t = 0; t < job->taps; t++, rows += tile)
+        for (int t = 0; t < job->view_taps; t++, rows += tile)
             for (int r = 0; r < tile; r++) rows[r] = origin[r] + job->tap_offsets[t];
         return;
     }
@@ -212,6 +246,76 @@ static void ck_qconv_tile_rows(const ck_qconv_job *job, int n, int p0, int mr, i
             }
         }
     }
+}
+
+/// Element k of output column col in a stored panel.
+static inline int8_t ck_qconv_panel_at(const int8_t *panel, size_t k, int col) {
+    return panel[(k / 4) * CK_QPANEL_QUAD + (size_t)col * 4 + k % 4];
+}
+
+#ifdef CK_X86
+/// x − zp as s16, 16 channels at a time; returns the channels done.
+CK_AVX2 static size_t ck_qconv_widen16_avx2(const uint8_t *x, int16_t *d, size_t n, int zp) {
+    __m256i z = _mm256_set1_epi16((short)zp);
+    size_t c = 0;
+    for (; c + 16 <= n; c += 16)
+        _mm256_storeu_si256((__m256i *)(d + c), _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x + c))), z));
+    return c;
+}
+#define ck_qconv_widen16 ck_qconv_widen16_avx2
+#endif
+
+/// The copy of the input the view reads: per view pixel and group, the group's channels (x − x_zp as s16 on AVX2,
+/// u8 on VNNI), or the fill (0 / x_zp) where the pixel is padding (row mode), then fill up to the group's stride.
+/// One task per view row; a dense run of pixels (one group of exactly its channels, pixels back to back) converts
+/// as one span.
+typedef struct {
+    const ck_qconv_job *job;
+    void *dst;
+    int group_elements;  // elements per group in the copy
+} ck_qconv_copy_job;
+
+/// n elements of x into the copy at d (element `wide`: s16 x − zp, else u8), then `fill` elements of the fill.
+static inline void ck_qconv_copy_span(const uint8_t *x, void *d, size_t n, size_t fill, int wide, int zp) {
+    if (wide) {
+        int16_t *w = d;
+        size_t c = 0;
+#ifdef CK_X86
+        c = ck_qconv_widen16(x, w, n, zp);
+#endif
+        for (; c < n; c++) w[c] = (int16_t)(x[c] - zp);
+        memset(w + n, 0, fill * sizeof(int16_t));
+    } else {
+        uint8_t *u = d;
+        if (n) memcpy(u, x, n);
+        memset(u + n, zp, fill);
+    }
+}
+
+static void ck_qconv_copy_input(void *context, int index) {
+    const ck_qconv_copy_job *c = context;
+    const ck_qconv_job *job = c->job;
+    const ck_conv_nhwc *g = &job->g, *v = &job->view;
+    int gi = g->group_in, ge = c->group_elements, wide = job->path == CK_QPATH_AVX2, zp = job->x_zero_point;
+    size_t element = wide ? 2 : 1, pixel_elements = (size_t)g->groups * ge;
+    int n = index / v->in_h, vh = index % v->in_h;
+    int ih = job->row_mode ? vh - g->pad_top : vh;
+    uint8_t *d = (uint8_t *)c->dst + (size_t)index * v->in_w * pixel_elements * element;
+    int left = job->row_mode ? ck_min(g->pad_left, v->in_w) : 0;
+    int count = (unsigned)ih < (unsigned)g->in_h ? ck_max(0, ck_min(g->in_w, v->in_w - left)) : 0;
+    ck_qconv_copy_span(NULL, d, 0, (size_t)left * pixel_elements, wide, zp);
+    d += (size_t)left * pixel_elements * element;
+    const uint8_t *x = job->x + ((size_t)n * g->in_h + (size_t)(count ? ih : 0)) * g->in_w * g->x_stride;
+    if (count && ge == gi && g->x_stride == (ptrdiff_t)pixel_elements) {
+        ck_qconv_copy_span(x, d, (size_t)count * pixel_elements, 0, wide, zp);
+    } else {
+        for (int p = 0; p < count; p++)
+            for (int grp = 0; grp < g->groups; grp++)
+                ck_qconv_copy_span(x + (size_t)p * g->x_stride + (size_t)grp * gi, d + ((size_t)p * pixel_elements + (size_t)grp * ge) * element,
+                                   (size_t)gi, (size_t)(ge - gi), wide, zp);
+    }
+    d += (size_t)count * pixel_elements * element;
+    ck_qconv_copy_span(NULL, d, 0, (size_t)(v->in_w - left - count) * pixel_elements, wide, zp);
 }
 
 // MARK: - Scalar
@@ -277,12 +381,12 @@ CK_AVX2 static void ck_qigemm_avx2(int taps, int pairs, const uint8_t *const *ro
     _mm256_storeu_si256((__m256i *)(acc + 3 * 32), c30); _mm256_storeu_si256((__m256i *)(acc + 3 * 32 + 8), c31);
 }
 
-/// Widens one packed panel (quads × 64 int8) to the AVX2 kernel's s16 form: per tap, group_in2 / 2 pairs of input
-/// channels × 16 columns × 2, dst[((t·pairs + c/2)·16 + col)·2 + c%2] = W[col, t·group_in + c], 0 for c ≥ group_in.
+/// A task's panel in the AVX2 kernel's s16 form over the view: per view tap i, k_round / 2 pairs × 16 columns × 2,
+/// dst[((i·pairs + k/2)·16 + col)·2 + k%2] = element i·kv + k of the stored panel, 0 for k ≥ kv.
 CK_AVX2 static void ck_qconv_widen_panel(const ck_qconv_job *job, const int8_t *panel, int16_t *dst) {
-    int gi = job->g.group_in, pairs = job->group_in2 / 2;
-    if (gi % 4 == 0) {
-        // Quad q holds input channels 4q … 4q + 3 of one tap, which are pairs 2q and 2q + 1 in both layouts.
+    int kv = job->kv, pairs = job->k_round / 2;
+    if (kv % 4 == 0) {
+        // Then stored quad q is pairs 2q and 2q + 1 in both layouts (view taps start at multiples of 4).
         const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
         for (size_t q = 0; q < job->quads; q++) {
             for (int m = 0; m < 4; m++) {
@@ -294,62 +398,26 @@ CK_AVX2 static void ck_qconv_widen_panel(const ck_qconv_job *job, const int8_t *
         }
         return;
     }
-    for (int t = 0; t < job->taps; t++)
-        for (int c = 0; c < 2 * pairs; c++)
-            for (int col = 0; col < CK_QNR; col++) {
-                size_t k = (size_t)t * gi + (size_t)c;
-                int16_t v = c < gi ? panel[(k / 4) * CK_QPANEL_QUAD + (size_t)col * 4 + k % 4] : 0;
-                dst[(((size_t)t * pairs + c / 2) * CK_QNR + col) * 2 + c % 2] = v;
-            }
+    for (int i = 0; i < job->view_taps; i++)
+        for (int k = 0; k < 2 * pairs; k++)
+            for (int col = 0; col < CK_QNR; col++)
+                dst[(((size_t)i * pairs + k / 2) * CK_QNR + col) * 2 + k % 2] =
+                    k < kv ? ck_qconv_panel_at(panel, (size_t)i * kv + (size_t)k, col) : 0;
+}
+#endif
+
+/// A task's panel re-laid for VNNI over the view when kv is not a multiple of 4: per view tap i, k_round / 4 quads,
+/// dst[((i·q4 + k/4)·16 + col)·4 + k%4] = element i·kv + k of the stored panel, 0 for k ≥ kv.
+static void ck_qconv_relay_panel(const ck_qconv_job *job, const int8_t *panel, int8_t *dst) {
+    int kv = job->kv, q4 = job->k_round / 4;
+    for (int i = 0; i < job->view_taps; i++)
+        for (int k = 0; k < 4 * q4; k++)
+            for (int col = 0; col < CK_QNR; col++)
+                dst[(((size_t)i * q4 + k / 4) * CK_QNR + col) * 4 + k % 4] =
+                    k < kv ? ck_qconv_panel_at(panel, (size_t)i * kv + (size_t)k, col) : 0;
 }
 
-/// The AVX2 path's activations: x − x_zero_point as s16, each group's channels padded to group_in2 with zeros,
-/// pixels groups·group_in2 apart.
-typedef struct {
-    const ck_qconv_job *job;
-    void *dst;            // int16_t (AVX2) or uint8_t (VNNI, padded)
-    size_t pixels, chunk;
-} ck_qconv_widen_input_job;
-
-CK_AVX2 static void ck_qconv_widen_input(void *context, int index) {
-    const ck_qconv_widen_input_job *w = context;
-    const ck_qconv_job *job = w->job;
-    const ck_conv_nhwc *g = &job->g;
-    size_t p0 = (size_t)index * w->chunk, p1 = p0 + w->chunk < w->pixels ? p0 + w->chunk : w->pixels;
-    int gi = g->group_in, gi2 = job->group_in2;
-    __m256i zp = _mm256_set1_epi16((short)job->x_zero_point);
-    for (size_t p = p0; p < p1; p++) {
-        const uint8_t *x = job->x + p * g->x_stride;
-        int16_t *d = (int16_t *)w->dst + p * (size_t)g->groups * gi2;
-        for (int grp = 0; grp < g->groups; grp++, x += gi, d += gi2) {
-            int c = 0;
-            for (; c + 16 <= gi; c += 16)
-                _mm256_storeu_si256((__m256i *)(d + c),
-                                    _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(x + c))), zp));
-            for (; c < gi; c++) d[c] = (int16_t)(x[c] - job->x_zero_point);
-            if (gi2 > gi) d[gi] = 0;
-        }
-    }
-}
-
-/// Per-thread room for a task's widened or re-laid panels, and the calling thread's widened or padded input, grown
-/// as needed (never freed: at most twice the largest input and 512 KB of panels per thread).
-static _Thread_local void *ck_qconv_panels = NULL;
-static _Thread_local size_t ck_qconv_panels_bytes = 0;
-static _Thread_local void *ck_qconv_input = NULL;
-static _Thread_local size_t ck_qconv_input_bytes = 0;
-
-static void *ck_qconv_scratch(void **buffer, size_t *bytes, size_t needed) {
-    needed += 64;  // never empty, and room for a last unaligned vector
-    if (needed > *bytes) {
-        free(*buffer);
-        *buffer = malloc(needed);
-        if (!*buffer) abort();  // out of memory, as Swift traps on a failed allocation
-        *bytes = needed;
-    }
-    return *buffer;
-}
-
+#ifdef CK_X86
 // MARK: - AVX-512 VNNI
 
 /// The 12 × 32 tile over two packed panels (b1 NULL: one panel, 12 × 16): acc[r·32 + col] = Σ x·w.
@@ -387,36 +455,6 @@ CK_AVX512_VNNI static void ck_qigemm_vnni(int taps, size_t kq, const uint8_t *co
 #undef CK_QSTORE
 #undef CK_QROWS
 }
-
-/// VNNI with group_in % 4 != 0: one packed panel re-laid with whole quads per tap, dst[((t·q4 + c/4)·16 + col)·4 +
-/// c%4] = W[col, t·group_in + c] (q4 = group_in4 / 4), 0 for c ≥ group_in.
-static void ck_qconv_pad_panel(const ck_qconv_job *job, const int8_t *panel, int8_t *dst) {
-    int gi = job->g.group_in, q4 = job->group_in4 / 4;
-    for (int t = 0; t < job->taps; t++)
-        for (int c = 0; c < 4 * q4; c++)
-            for (int col = 0; col < CK_QNR; col++) {
-                size_t k = (size_t)t * gi + (size_t)c;
-                dst[(((size_t)t * q4 + c / 4) * CK_QNR + col) * 4 + c % 4] =
-                    c < gi ? panel[(k / 4) * CK_QPANEL_QUAD + (size_t)col * 4 + k % 4] : 0;
-            }
-}
-
-/// The padded input of that case: each group's channels, then x_zero_point up to group_in4.
-static void ck_qconv_pad_input(void *context, int index) {
-    const ck_qconv_widen_input_job *w = context;
-    const ck_qconv_job *job = w->job;
-    const ck_conv_nhwc *g = &job->g;
-    size_t p0 = (size_t)index * w->chunk, p1 = p0 + w->chunk < w->pixels ? p0 + w->chunk : w->pixels;
-    int gi = g->group_in, gi4 = job->group_in4;
-    for (size_t p = p0; p < p1; p++) {
-        const uint8_t *x = job->x + p * g->x_stride;
-        uint8_t *d = (uint8_t *)w->dst + p * (size_t)g->groups * gi4;
-        for (int grp = 0; grp < g->groups; grp++, x += gi, d += gi4) {
-            memcpy(d, x, (size_t)gi);
-            memset(d + gi, (int)job->x_zero_point, (size_t)(gi4 - gi));
-        }
-    }
-}
 #endif
 
 // MARK: - Tasks
@@ -442,27 +480,27 @@ static void ck_qconv_task(void *context, int index) {
         return;
     }
 #ifdef CK_X86
-    const uint8_t **rows = ck_qconv_row_buffer((size_t)job->taps * tile);
+    const uint8_t **rows = ck_qconv_row_buffer((size_t)job->view_taps * tile);
     size_t panel_bytes = job->quads * CK_QPANEL_QUAD;
-    // AVX2: this task's panels widened to s16 once, then every tile of the task reads them (from L2); VNNI with a
-    // channel count that is not a multiple of 4: re-laid per tap. Otherwise the packed panels as they are.
+    // AVX2: this task's panels widened to s16 once, then every tile of the task reads them (from L2); VNNI with kv
+    // not a multiple of 4: re-laid per view tap. Otherwise the stored panels as they are.
     const int8_t *own = job->w + ((size_t)group * job->panels + j0) * panel_bytes;
     size_t own_panel = panel_bytes;
-    int16_t *wide = NULL;
+    const int16_t *wide = NULL;
     if (job->path == CK_QPATH_AVX2) {
-        own_panel = 2 * (size_t)job->taps * job->group_in2 * CK_QNR;
-        wide = ck_qconv_scratch(&ck_qconv_panels, &ck_qconv_panels_bytes, (size_t)(j1 - j0) * own_panel);
+        own_panel = 2 * (size_t)job->view_taps * job->k_round * CK_QNR;
+        uint8_t *buffer = ck_qconv_scratch(&ck_qconv_panels, &ck_qconv_panels_bytes, (size_t)(j1 - j0) * own_panel);
         for (int j = j0; j < j1; j++)
             ck_qconv_widen_panel(job, job->w + ((size_t)group * job->panels + j) * panel_bytes,
-                                 (int16_t *)(void *)((uint8_t *)wide + (size_t)(j - j0) * own_panel));
-    } else if (job->padded) {
-        own_panel = (size_t)job->taps * job->group_in4 * CK_QNR;
+                                 (int16_t *)(void *)(buffer + (size_t)(j - j0) * own_panel));
+        wide = (const int16_t *)(const void *)buffer;
+    } else if (job->relaid) {
+        own_panel = (size_t)job->view_taps * job->k_round * CK_QNR;
         int8_t *relaid = ck_qconv_scratch(&ck_qconv_panels, &ck_qconv_panels_bytes, (size_t)(j1 - j0) * own_panel);
         for (int j = j0; j < j1; j++)
-            ck_qconv_pad_panel(job, job->w + ((size_t)group * job->panels + j) * panel_bytes, relaid + (size_t)(j - j0) * own_panel);
+            ck_qconv_relay_panel(job, job->w + ((size_t)group * job->panels + j) * panel_bytes, relaid + (size_t)(j - j0) * own_panel);
         own = relaid;
     }
-    size_t kq = (size_t)(job->padded ? job->group_in4 : g->group_in) / 4;
     for (int t = t0; t < t1; t++) {
         int n = t / job->tiles_per_image, p0 = (t % job->tiles_per_image) * tile;
         int mr = ck_min(tile, out_pixels - p0);
@@ -473,12 +511,12 @@ static void ck_qconv_task(void *context, int index) {
             if (job->path == CK_QPATH_VNNI) {
                 const int8_t *b = own + (size_t)(j - j0) * own_panel;
                 int pair = j + 1 < j1;
-                ck_qigemm_vnni(job->taps, kq, rows, b, pair ? b + own_panel : NULL, acc);
+                ck_qigemm_vnni(job->view_taps, (size_t)job->k_round / 4, rows, b, pair ? b + own_panel : NULL, acc);
                 ck_q_store_avx512(acc, 32, mr, ck_min(pair ? 2 * CK_QNR : CK_QNR, g->group_out - j * CK_QNR), pixel0, col0, &job->out);
                 j += pair ? 2 : 1;
             } else {
                 const int16_t *b = (const int16_t *)(const void *)((const uint8_t *)wide + (size_t)(j - j0) * own_panel);
-                for (int r0 = 0; r0 < mr; r0 += 4) ck_qigemm_avx2(job->taps, job->group_in2 / 2, rows, tile, r0, b, acc);
+                for (int r0 = 0; r0 < mr; r0 += 4) ck_qigemm_avx2(job->view_taps, job->k_round / 2, rows, tile, r0, b, acc);
                 ck_q_store_avx2(acc, 32, mr, ck_min(CK_QNR, g->group_out - j * CK_QNR), pixel0, col0, &job->out);
                 j++;
             }
@@ -502,9 +540,6 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     job.taps = g->kernel_h * g->kernel_w;
     job.panels = ck_ceil_div(g->group_out, CK_QNR);
     job.quads = ((size_t)job.taps * (size_t)gi + 3) / 4;
-    job.padded = job.path == CK_QPATH_VNNI && gi % 4 != 0;
-    job.group_in2 = gi + gi % 2;
-    job.group_in4 = (gi + 3) / 4 * 4;
     job.mr = job.path == CK_QPATH_VNNI ? CK_QMR_VNNI : CK_QMR_AVX2;
     job.tiles_per_image = ck_ceil_div(g->out_h * g->out_w, job.mr);
     job.tiles = g->batch * job.tiles_per_image;
@@ -513,13 +548,32 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     double work = (double)job.tiles * job.mr * channels * (double)job.taps * gi;
     if (work < CK_Q_PARALLEL_MIN_WORK) threads = 1;
 
-    // What the tile rows read: the input itself (VNNI), or (AVX2) x − x_zp widened to s16 on the calling thread's
-    // buffer, whose padding taps then read zeros.
-    size_t pixels = (size_t)g->batch * g->in_h * g->in_w;
+    // The view the vector paths read (see ck_qconv_job).
+    int vnni = job.path == CK_QPATH_VNNI;
+    job.view = *g;
+    job.row_mode = job.path != CK_QPATH_SCALAR && g->groups == 1 && g->kernel_w > 1 && g->dilation_w == 1 &&
+                   gi > 0 && gi < CK_QCONV_ROW_MODE_CHANNELS;
+    job.kv = gi;
+    if (job.row_mode) {
+        ck_conv_nhwc *v = &job.view;
+        v->in_h = (g->out_h - 1) * g->stride_h + (g->kernel_h - 1) * g->dilation_h + 1;
+        v->in_w = (g->out_w - 1) * g->stride_w + g->kernel_w;
+        v->kernel_w = 1;
+        v->pad_top = v->pad_left = 0;
+        job.kv = g->kernel_w * gi;
+    }
+    job.view_taps = job.view.kernel_h * job.view.kernel_w;
+    job.k_round = vnni ? (job.kv + 3) / 4 * 4 : job.kv + job.kv % 2;
+    job.relaid = vnni && (job.kv % 4 != 0 || job.row_mode);
+    job.copied = job.path == CK_QPATH_AVX2 || job.relaid;
+    size_t element = job.path == CK_QPATH_AVX2 ? 2 : 1;
+    // Elements per group in the copy: the rounded run of a tap, or (row mode) the channels alone, the run reading
+    // on into the next pixels against zero weights.
+    int group_elements = job.row_mode ? gi : job.k_round;
+
     uint8_t stack_pad[CK_QCONV_STACK_PAD];
     uint8_t *heap_pad = NULL;
-    size_t pad_bytes = job.path == CK_QPATH_AVX2 ? 2 * (size_t)job.group_in2 : (size_t)job.group_in4;
-    if (pad_bytes == 0) pad_bytes = 4;
+    size_t pad_bytes = element * (size_t)job.k_round + 4;
     if (pad_bytes <= sizeof stack_pad) {
         job.pad = stack_pad;
     } else {
@@ -531,49 +585,49 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     job.src = x;
     job.src_pixel = g->x_stride;
     job.src_group = gi;
-#ifdef CK_X86
-    if (job.path == CK_QPATH_AVX2 || job.padded) {
-        int avx2 = job.path == CK_QPATH_AVX2;
-        size_t pixel_bytes = avx2 ? 2 * (size_t)g->groups * job.group_in2 : (size_t)g->groups * job.group_in4;
-        ck_qconv_widen_input_job widen = {&job, ck_qconv_scratch(&ck_qconv_input, &ck_qconv_input_bytes, pixels * pixel_bytes), pixels, 0};
-        // Chunks of about 64 KB of output; on the pool only when the convolution itself is.
-        widen.chunk = (64 * 1024) / (pixel_bytes + 1) + 1;
-        int chunks = (int)((pixels + widen.chunk - 1) / widen.chunk);
-        void (*body)(void *, int) = avx2 ? ck_qconv_widen_input : ck_qconv_pad_input;
-        if (threads > 1 && chunks > 1) ck_parallel_run(threads, chunks, body, &widen);
-        else for (int i = 0; i < chunks; i++) body(&widen, i);
-        job.src = widen.dst;
+    if (job.copied) {
+        size_t view_pixels = (size_t)g->batch * job.view.in_h * job.view.in_w;
+        size_t pixel_bytes = element * (size_t)g->groups * group_elements;
+        // Slack after the last pixel: a row-mode run reads up to k_round − kv elements on.
+        size_t slack = element * (size_t)(job.k_round - job.kv + 4);
+        ck_qconv_copy_job copy = {&job, ck_qconv_scratch(&ck_qconv_input, &ck_qconv_input_bytes, view_pixels * pixel_bytes + slack),
+                                  group_elements};
+        memset((uint8_t *)copy.dst + view_pixels * pixel_bytes, 0, slack);
+        int rows = g->batch * job.view.in_h;
+        if (threads > 1 && rows > 1) ck_parallel_run(threads, rows, ck_qconv_copy_input, &copy);
+        else for (int i = 0; i < rows; i++) ck_qconv_copy_input(&copy, i);
+        job.src = copy.dst;
         job.src_pixel = (ptrdiff_t)pixel_bytes;
-        job.src_group = avx2 ? 2 * (ptrdiff_t)job.group_in2 : job.group_in4;
+        job.src_group = (ptrdiff_t)(element * (size_t)group_elements);
     }
-#endif
-    if (job.taps <= CK_QCONV_MAX_TAP_OFFSETS) {
-        for (int i = 0; i < g->kernel_h; i++)
-            for (int j = 0; j < g->kernel_w; j++)
-                job.tap_offset_storage[i * g->kernel_w + j] =
-                    ((ptrdiff_t)i * g->dilation_h * g->in_w + (ptrdiff_t)j * g->dilation_w) * job.src_pixel;
+    const ck_conv_nhwc *v = &job.view;
+    if (job.view_taps <= CK_QCONV_MAX_TAP_OFFSETS) {
+        for (int i = 0; i < v->kernel_h; i++)
+            for (int j = 0; j < v->kernel_w; j++)
+                job.tap_offset_storage[i * v->kernel_w + j] =
+                    ((ptrdiff_t)i * v->dilation_h * v->in_w + (ptrdiff_t)j * v->dilation_w) * job.src_pixel;
         job.tap_offsets = job.tap_offset_storage;
     }
 
     // The path's bias: the caller's for the scalar reference and for AVX2 (whose inputs have x_zp subtracted); with
-    // −x_zp·Σw folded in for VNNI (Σ (x − x_zp)·w = Σ x·w − x_zp·Σw). Wrapping arithmetic, as the sums.
+    // −x_zp·Σw folded in for VNNI (Σ (x − x_zp)·w = Σ x·w − x_zp·Σw; padding reads x_zp). Wrapping arithmetic.
     const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)g->groups * job.panels * job.quads * CK_QPANEL_QUAD);
     int32_t *bias = malloc((size_t)channels * sizeof(int32_t));
     if (!bias) abort();
-    uint32_t fold = job.path == CK_QPATH_VNNI ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
+    uint32_t fold = vnni ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
     for (int c = 0; c < channels; c++)
         bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
                         epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride};
 
     // Tasks are (panel block, tile block) pairs chosen as conv_nhwc.c does: the split that reads the least weights
-    // and input in all, panel blocks within CK_QCONV_B_BLOCK_BYTES (of the s16 panels on the AVX2 path).
+    // and input in all, panel blocks within CK_QCONV_B_BLOCK_BYTES (of the panels the kernel reads).
     int wanted = threads > 1 ? threads * CK_QCONV_TASKS_PER_THREAD : 1;
-    size_t panel_bytes = job.path == CK_QPATH_AVX2 ? 2 * (size_t)job.taps * job.group_in2 * CK_QNR
-                         : job.padded             ? (size_t)job.taps * job.group_in4 * CK_QNR
+    size_t panel_bytes = job.path == CK_QPATH_AVX2 ? 2 * (size_t)job.view_taps * job.k_round * CK_QNR
+                         : job.relaid             ? (size_t)job.view_taps * job.k_round * CK_QNR
                                                   : job.quads * CK_QPANEL_QUAD;
     if (panel_bytes == 0) panel_bytes = CK_QPANEL_QUAD;
-    int step = job.path == CK_QPATH_VNNI ? 2 : 1;
+    int step = vnni ? 2 : 1;
     int most = (int)(CK_QCONV_B_BLOCK_BYTES / panel_bytes);
     if (most < step) most = step;
     most -= most % step;

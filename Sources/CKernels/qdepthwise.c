@@ -1,12 +1,11 @@
 // qdepthwise.c — quantized depthwise 2-D convolution of channels-last u8 tensors (one 2-D int8 filter per channel),
 // with the requantizing epilogue of the quantized convolution. Contract: include/ckernels.h.
 //
-// Each output sums (x − x_zero_point)·w over the taps inside the image: the zero point is subtracted from x rather
-// than folded into the bias, so padding taps are skipped as in the float kernel, not read. The AVX2 form widens 8
-// channels of x to 32-bit lanes (x − x_zp fits the low 16 bits) and multiplies them by weights stored as (w, 0)
-// 16-bit pairs with VPMADDWD, which gives the exact product in each lane; four pixels share each weight load. A
-// depthwise layer reads as many inputs as it multiplies (9 per output for 3×3), so it is bound by loads and
-// widening, not by the multiplies VNNI would speed up; the VNNI level runs this form as well.
+// Each output is bias + Σ (x − x_zero_point)·w over the taps inside the image. The scalar reference computes exactly
+// that. The vector forms widen x to s16 and interleave two taps' channels, so that VPMADDWD against (w_t, w_t+1)
+// pairs sums two taps per 32-bit lane exactly; the zero point moves into the bias as −x_zp·Σw (the packed sums), and
+// taps outside the image read x_zp, adding 0. Four pixels share each weight load. A 3×3 depthwise layer has 9
+// multiply-adds per output, so TFLite's requantization (about 19 µops per 8 outputs) costs as much as the sums.
 #define _GNU_SOURCE
 #include "ck_quant.h"
 
@@ -16,6 +15,11 @@
 #define CK_QDW_BLOCK 16
 /// Tasks per thread the grid aims for (as CK_CONV_TASKS_PER_THREAD).
 #define CK_QDW_TASKS_PER_THREAD 8
+/// Kernel taps the vector path takes (11×11); larger kernels run the scalar loops.
+#define CK_QDW_MAX_TAPS 121
+/// Output pixels of a row the vector path computes per pass over the channel blocks: their input (kernel_h rows of
+/// about 16·stride pixels, 7 KB at 144 channels) stays in L1 while every block reads it.
+#define CK_QDW_CHUNK 16
 
 size_t ck_qdepthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w) {
     size_t blocks = (size_t)ck_ceil_div(channels, CK_QDW_BLOCK);
@@ -43,10 +47,11 @@ typedef struct {
     ck_conv_nhwc g;
     const uint8_t *x;
     const int8_t *w;           // packed
-    const int32_t *wide;       // AVX2: the packed weights as int32 lanes (w, 0) = (uint16_t)w, same order
+    const int16_t *wide;       // AVX2: tap pairs of s16 weights (ck_qdw_widen_weights)
+    const uint8_t *pad_row;    // AVX2: a row of the input's size filled with x_zero_point (kernel rows outside the image)
     ck_qout out;
     int32_t x_zero_point;
-    int taps, channels, blocks, rows_per_task, row_tasks, avx2;
+    int taps, channels, blocks, rows_per_task, row_tasks, avx2, avx512;
 } ck_qdw_job;
 
 /// Per-thread accumulators of one output row (out_w × 16 int32, or the scalar path's `channels`).
@@ -89,86 +94,220 @@ static void ck_qdw_row_scalar(const ck_qdw_job *job, const uint8_t *image, int n
 }
 
 #ifdef CK_X86
-/// 16 channels of x at p widened to int32 lanes minus the zero point (two vectors of 8); `live` < 16 reads only the
-/// live bytes (the last block of the last pixel may end the buffer).
-__attribute__((always_inline)) CK_AVX2 static inline void ck_qdw_load16(const uint8_t *p, int live, __m256i zp, __m256i *lo,
-                                                                     __m256i *hi) {
-    __m128i bytes;
-    if (live == CK_QDW_BLOCK) {
-        bytes = _mm_loadu_si128((const __m128i *)p);
-    } else {
-        uint8_t tmp[16] = {0};
-        memcpy(tmp, p, (size_t)live);
-        bytes = _mm_loadu_si128((const __m128i *)tmp);
-    }
-    *lo = _mm256_sub_epi32(_mm256_cvtepu8_epi32(bytes), zp);
-    *hi = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(bytes, bytes)), zp);
+/// Channel order of the AVX2 accumulators: VPUNPCKLWD/VPUNPCKHWD interleave two taps' s16 channels within each 128-bit
+/// half, so the low product holds channels 0–3 and 8–11, the high one 4–7 and 12–15.
+static const int ck_qdw_lanes[2][8] = {{0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15}};
+
+/// The AVX2 weights of one call: per block of 16 channels and pair of taps (2t, 2t + 1; the last alone with a zero
+/// partner when taps are odd), two vectors of 8 (w_2t, w_2t+1) s16 pairs in ck_qdw_lanes order.
+static void ck_qdw_widen_weights(const ck_qdw_job *job, int16_t *wide) {
+    int taps = job->taps, pairs = (taps + 1) / 2;
+    for (int cb = 0; cb < job->blocks; cb++)
+        for (int pp = 0; pp < pairs; pp++)
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 8; l++)
+                    for (int k = 0; k < 2; k++) {
+                        int t = 2 * pp + k, col = ck_qdw_lanes[h][l];
+                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 8 + l) * 2 + k] =
+                            t < taps ? job->w[((size_t)cb * taps + t) * CK_QDW_BLOCK + col] : 0;
+                    }
 }
 
-/// One output row, one block of 16 channels at a time: four pixels per step where every tap is inside the row,
-/// one at the borders (taps outside skipped), into the row's accumulators, then one store of the row.
+/// 16 channels at p as s16; `live` < 16 reads only the live bytes (the last block of the last pixel may end the
+/// buffer).
+__attribute__((always_inline)) CK_AVX2 static inline __m256i ck_qdw_load16(const uint8_t *p, int live) {
+    if (live == CK_QDW_BLOCK) return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    uint8_t tmp[16] = {0};
+    memcpy(tmp, p, (size_t)live);
+    return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)tmp));
+}
+
+/// The two permuted accumulators of 16 channels back in channel order, to acc[0 … 15].
+CK_AVX2 static inline void ck_qdw_store_acc(int32_t *acc, __m256i lo, __m256i hi) {
+    _mm256_storeu_si256((__m256i *)acc, _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256((__m256i *)(acc + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+/// One output row in chunks of CK_QDW_CHUNK pixels; per chunk, each block of 16 channels: four pixels per step where
+/// every tap is inside the row, one at the borders, then one store of the chunk's block (the requantization's
+/// per-column constants serve the whole chunk, and the chunk's input stays in L1 while the blocks pass over it).
+/// Taps go in pairs of x (u8 widened to s16) against w (VPMADDWD sums each pair exactly into s32); the bias carries
+/// −x_zp·Σw, and taps outside the image read x_zp, adding exactly 0 — kernel rows outside the image through a row of
+/// x_zp (job->pad_row), columns outside it (borders only) as a vector of x_zp.
 CK_AVX2 static void ck_qdw_row_avx2(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
     const ck_conv_nhwc *g = &job->g;
+    int taps = job->taps, pairs = (taps + 1) / 2, kw = g->kernel_w;
+    ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs;
     int ih_base = oh * g->stride_h - g->pad_top;
-    int i0 = 0, i1 = g->kernel_h;
-    while (i0 < i1 && ih_base + i0 * g->dilation_h < 0) i0++;
-    while (i1 > i0 && ih_base + (i1 - 1) * g->dilation_h >= g->in_h) i1--;
-    int kw = g->kernel_w;
-    ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs, col_step = (ptrdiff_t)g->dilation_w * xs;
+    // Per tap: the start of its input row (the x_zp row outside the image), its column offset; the odd tap's
+    // partner is the last tap again (against zero weights).
+    const uint8_t *row[CK_QDW_MAX_TAPS + 1];
+    int column[CK_QDW_MAX_TAPS + 1], row_ok[CK_QDW_MAX_TAPS + 1];
+    for (int t = 0; t <= taps; t++) {
+        int tt = t < taps ? t : taps - 1, i = tt / kw, j = tt % kw, ih = ih_base + i * g->dilation_h;
+        row_ok[t] = (unsigned)ih < (unsigned)g->in_h;
+        row[t] = row_ok[t] ? image + (ptrdiff_t)ih * g->in_w * xs : job->pad_row;
+        column[t] = j * g->dilation_w;
+    }
     int span = (kw - 1) * g->dilation_w;
     int first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
     int last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
     if (last > g->out_w - 1) last = g->out_w - 1;
-    int32_t *acc = ck_qdw_acc_buffer((size_t)g->out_w * CK_QDW_BLOCK);
+    int32_t acc[CK_QDW_CHUNK * CK_QDW_BLOCK];
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
-    __m256i zp = _mm256_set1_epi32(job->x_zero_point);
-    for (int cb = 0; cb < job->blocks; cb++) {
-        int c = cb * CK_QDW_BLOCK, live = ck_min(CK_QDW_BLOCK, job->channels - c);
-        const int32_t *w = job->wide + (size_t)cb * job->taps * CK_QDW_BLOCK;
-        for (int ow = 0; ow < g->out_w;) {
-            int iw_first = ow * g->stride_w - g->pad_left;
-            int32_t *a = acc + (size_t)ow * CK_QDW_BLOCK;
-            if (live == CK_QDW_BLOCK && ow >= first && ow + 3 <= last) {
-                __m256i a00 = _mm256_setzero_si256(), a01 = _mm256_setzero_si256(), a10 = _mm256_setzero_si256(), a11 = _mm256_setzero_si256();
-                __m256i a20 = _mm256_setzero_si256(), a21 = _mm256_setzero_si256(), a30 = _mm256_setzero_si256(), a31 = _mm256_setzero_si256();
-                for (int i = i0; i < i1; i++) {
-                    const uint8_t *x = image + ((ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w + iw_first) * xs + c;
-                    const int32_t *wr = w + (size_t)i * kw * CK_QDW_BLOCK;
-                    for (int j = 0; j < kw; j++, x += col_step, wr += CK_QDW_BLOCK) {
-                        __m256i w0 = _mm256_loadu_si256((const __m256i *)wr), w1 = _mm256_loadu_si256((const __m256i *)(wr + 8)), lo, hi;
-#define CK_QDW_PIXEL(p)                                                         \
-    ck_qdw_load16(x + (p) * pixel_step, CK_QDW_BLOCK, zp, &lo, &hi);            \
-    a##p##0 = _mm256_add_epi32(a##p##0, _mm256_madd_epi16(lo, w0));            \
-    a##p##1 = _mm256_add_epi32(a##p##1, _mm256_madd_epi16(hi, w1));
+    const __m256i zp = _mm256_set1_epi16((short)job->x_zero_point), zero = _mm256_setzero_si256();
+    // The left border's pixels, then chunks from `first`, so that the 4-pixel steps never straddle a chunk.
+    for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
+        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        for (int cb = 0; cb < job->blocks; cb++) {
+            int c = cb * CK_QDW_BLOCK, live = ck_min(CK_QDW_BLOCK, job->channels - c);
+            const int16_t *w = job->wide + (size_t)cb * pairs * 32;
+            for (int ow = ow0; ow < ow1;) {
+                int iw_first = ow * g->stride_w - g->pad_left;
+                int32_t *a = acc + (size_t)(ow - ow0) * CK_QDW_BLOCK;
+                if (live == CK_QDW_BLOCK && ow >= first && ow + 3 <= last && ow + 3 < ow1) {
+                    __m256i l0 = zero, h0 = zero, l1 = zero, h1 = zero, l2 = zero, h2 = zero, l3 = zero, h3 = zero;
+                    ptrdiff_t base = (ptrdiff_t)iw_first * xs + c;
+                    for (int pp = 0; pp < pairs; pp++) {
+                        const uint8_t *x0 = row[2 * pp] + base + (ptrdiff_t)column[2 * pp] * xs;
+                        const uint8_t *x1 = row[2 * pp + 1] + base + (ptrdiff_t)column[2 * pp + 1] * xs;
+                        __m256i wl = _mm256_loadu_si256((const __m256i *)(w + pp * 32)), wh = _mm256_loadu_si256((const __m256i *)(w + pp * 32 + 16));
+#define CK_QDW_PIXEL(p)                                                                                     \
+    {                                                                                                       \
+        __m256i u = ck_qdw_load16(x0 + (p) * pixel_step, CK_QDW_BLOCK);                                     \
+        __m256i v = ck_qdw_load16(x1 + (p) * pixel_step, CK_QDW_BLOCK);                                     \
+        l##p = _mm256_add_epi32(l##p, _mm256_madd_epi16(_mm256_unpacklo_epi16(u, v), wl));                  \
+        h##p = _mm256_add_epi32(h##p, _mm256_madd_epi16(_mm256_unpackhi_epi16(u, v), wh));                  \
+    }
                         CK_QDW_PIXEL(0) CK_QDW_PIXEL(1) CK_QDW_PIXEL(2) CK_QDW_PIXEL(3)
 #undef CK_QDW_PIXEL
                     }
+                    ck_qdw_store_acc(a, l0, h0);
+                    ck_qdw_store_acc(a + 16, l1, h1);
+                    ck_qdw_store_acc(a + 32, l2, h2);
+                    ck_qdw_store_acc(a + 48, l3, h3);
+                    ow += 4;
+                    continue;
                 }
-                _mm256_storeu_si256((__m256i *)(a + 0), a00); _mm256_storeu_si256((__m256i *)(a + 8), a01);
-                _mm256_storeu_si256((__m256i *)(a + 16), a10); _mm256_storeu_si256((__m256i *)(a + 24), a11);
-                _mm256_storeu_si256((__m256i *)(a + 32), a20); _mm256_storeu_si256((__m256i *)(a + 40), a21);
-                _mm256_storeu_si256((__m256i *)(a + 48), a30); _mm256_storeu_si256((__m256i *)(a + 56), a31);
-                ow += 4;
-                continue;
-            }
-            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-            for (int i = i0; i < i1; i++) {
-                const uint8_t *row = image + (ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w * xs + c;
-                for (int j = 0; j < kw; j++) {
-                    int iw = iw_first + j * g->dilation_w;
-                    if ((unsigned)iw >= (unsigned)g->in_w) continue;
-                    const int32_t *wr = w + ((size_t)i * kw + j) * CK_QDW_BLOCK;
-                    __m256i lo, hi;
-                    ck_qdw_load16(row + (ptrdiff_t)iw * xs, live, zp, &lo, &hi);
-                    s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(lo, _mm256_loadu_si256((const __m256i *)wr)));
-                    s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(hi, _mm256_loadu_si256((const __m256i *)(wr + 8))));
+                __m256i lo = zero, hi = zero;
+                for (int pp = 0; pp < pairs; pp++) {
+                    int t0 = 2 * pp, t1 = 2 * pp + 1;
+                    int iw0 = iw_first + column[t0], iw1 = iw_first + column[t1];
+                    __m256i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load16(row[t0] + (ptrdiff_t)iw0 * xs + c, live) : zp;
+                    __m256i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load16(row[t1] + (ptrdiff_t)iw1 * xs + c, live) : zp;
+                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(u, v), _mm256_loadu_si256((const __m256i *)(w + pp * 32))));
+                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(u, v), _mm256_loadu_si256((const __m256i *)(w + pp * 32 + 16))));
                 }
+                ck_qdw_store_acc(a, lo, hi);
+                ow++;
             }
-            _mm256_storeu_si256((__m256i *)a, s0);
-            _mm256_storeu_si256((__m256i *)(a + 8), s1);
-            ow++;
+            ck_q_store_avx2(acc, CK_QDW_BLOCK, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
         }
-        ck_q_store_avx2(acc, CK_QDW_BLOCK, g->out_w, live, row_pixel, c, &job->out);
+    }
+}
+
+// MARK: - AVX-512
+
+/// Channels per AVX-512 block, and the accumulator order: VPUNPCK?WD on zmm interleaves within each 128-bit lane, so
+/// the low product holds channels 8k + 0…3 of each lane k, the high one 8k + 4…7.
+#define CK_QDW_BLOCK512 32
+
+static inline int ck_qdw_lane512(int h, int l) { return (l / 4) * 8 + h * 4 + l % 4; }
+
+/// ck_qdw_widen_weights for 32-channel blocks: per block and tap pair, two vectors of 16 (w_2t, w_2t+1) pairs.
+static void ck_qdw_widen_weights512(const ck_qdw_job *job, int16_t *wide) {
+    int taps = job->taps, pairs = (taps + 1) / 2, blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
+    for (int cb = 0; cb < blocks; cb++)
+        for (int pp = 0; pp < pairs; pp++)
+            for (int h = 0; h < 2; h++)
+                for (int l = 0; l < 16; l++)
+                    for (int k = 0; k < 2; k++) {
+                        int t = 2 * pp + k, c = cb * CK_QDW_BLOCK512 + ck_qdw_lane512(h, l);
+                        int16_t v = 0;
+                        if (t < taps && c < job->channels)
+                            v = job->w[((size_t)(c / CK_QDW_BLOCK) * taps + t) * CK_QDW_BLOCK + c % CK_QDW_BLOCK];
+                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 16 + l) * 2 + k] = v;
+                    }
+}
+
+CK_AVX512_VNNI static inline __m512i ck_qdw_load32(const uint8_t *p, __mmask32 live) {
+    return _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(live, p));
+}
+
+CK_AVX512_VNNI static inline void ck_qdw_store_acc512(int32_t *acc, __m512i lo, __m512i hi) {
+    const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    _mm512_storeu_si512(acc, _mm512_permutex2var_epi64(lo, first, hi));
+    _mm512_storeu_si512(acc + 16, _mm512_permutex2var_epi64(lo, second, hi));
+}
+
+/// ck_qdw_row_avx2 on 32 channels per vector.
+CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
+    const ck_conv_nhwc *g = &job->g;
+    int taps = job->taps, pairs = (taps + 1) / 2, kw = g->kernel_w;
+    ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs;
+    int ih_base = oh * g->stride_h - g->pad_top;
+    const uint8_t *row[CK_QDW_MAX_TAPS + 1];
+    int column[CK_QDW_MAX_TAPS + 1], row_ok[CK_QDW_MAX_TAPS + 1];
+    for (int t = 0; t <= taps; t++) {
+        int tt = t < taps ? t : taps - 1, i = tt / kw, j = tt % kw, ih = ih_base + i * g->dilation_h;
+        row_ok[t] = (unsigned)ih < (unsigned)g->in_h;
+        row[t] = row_ok[t] ? image + (ptrdiff_t)ih * g->in_w * xs : job->pad_row;
+        column[t] = j * g->dilation_w;
+    }
+    int span = (kw - 1) * g->dilation_w;
+    int first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
+    int last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
+    if (last > g->out_w - 1) last = g->out_w - 1;
+    int32_t acc[CK_QDW_CHUNK * CK_QDW_BLOCK512];
+    size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
+    const __m512i zp = _mm512_set1_epi16((short)job->x_zero_point), zero = _mm512_setzero_si512();
+    int blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
+    for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
+        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        for (int cb = 0; cb < blocks; cb++) {
+            int c = cb * CK_QDW_BLOCK512, live = ck_min(CK_QDW_BLOCK512, job->channels - c);
+            __mmask32 mask = live >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << live) - 1);
+            const int16_t *w = job->wide + (size_t)cb * pairs * 64;
+            for (int ow = ow0; ow < ow1;) {
+                int iw_first = ow * g->stride_w - g->pad_left;
+                int32_t *a = acc + (size_t)(ow - ow0) * CK_QDW_BLOCK512;
+                if (ow >= first && ow + 3 <= last && ow + 3 < ow1) {
+                    __m512i l0 = zero, h0 = zero, l1 = zero, h1 = zero, l2 = zero, h2 = zero, l3 = zero, h3 = zero;
+                    ptrdiff_t base = (ptrdiff_t)iw_first * xs + c;
+                    for (int pp = 0; pp < pairs; pp++) {
+                        const uint8_t *x0 = row[2 * pp] + base + (ptrdiff_t)column[2 * pp] * xs;
+                        const uint8_t *x1 = row[2 * pp + 1] + base + (ptrdiff_t)column[2 * pp + 1] * xs;
+                        __m512i wl = _mm512_loadu_si512(w + pp * 64), wh = _mm512_loadu_si512(w + pp * 64 + 32);
+#define CK_QDW_PIXEL(p)                                                                                     \
+    {                                                                                                       \
+        __m512i u = ck_qdw_load32(x0 + (p) * pixel_step, mask), v = ck_qdw_load32(x1 + (p) * pixel_step, mask); \
+        l##p = _mm512_add_epi32(l##p, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), wl));                  \
+        h##p = _mm512_add_epi32(h##p, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), wh));                  \
+    }
+                        CK_QDW_PIXEL(0) CK_QDW_PIXEL(1) CK_QDW_PIXEL(2) CK_QDW_PIXEL(3)
+#undef CK_QDW_PIXEL
+                    }
+                    ck_qdw_store_acc512(a, l0, h0);
+                    ck_qdw_store_acc512(a + 32, l1, h1);
+                    ck_qdw_store_acc512(a + 64, l2, h2);
+                    ck_qdw_store_acc512(a + 96, l3, h3);
+                    ow += 4;
+                    continue;
+                }
+                __m512i lo = zero, hi = zero;
+                for (int pp = 0; pp < pairs; pp++) {
+                    int t0 = 2 * pp, t1 = 2 * pp + 1;
+                    int iw0 = iw_first + column[t0], iw1 = iw_first + column[t1];
+                    __m512i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load32(row[t0] + (ptrdiff_t)iw0 * xs + c, mask) : zp;
+                    __m512i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load32(row[t1] + (ptrdiff_t)iw1 * xs + c, mask) : zp;
+                    lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), _mm512_loadu_si512(w + pp * 64)));
+                    hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), _mm512_loadu_si512(w + pp * 64 + 32)));
+                }
+                ck_qdw_store_acc512(a, lo, hi);
+                ow++;
+            }
+            ck_q_store_avx512(acc, CK_QDW_BLOCK512, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
+        }
     }
 }
 #endif
@@ -181,6 +320,10 @@ static void ck_qdw_task(void *context, int index) {
     const uint8_t *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
     for (int oh = r0; oh < r1; oh++) {
 #ifdef CK_X86
+        if (job->avx512) {
+            ck_qdw_row_avx512(job, image, n, oh);
+            continue;
+        }
         if (job->avx2) {
             ck_qdw_row_avx2(job, image, n, oh);
             continue;
@@ -203,20 +346,33 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     job.taps = g->kernel_h * g->kernel_w;
     job.channels = g->groups;
     job.blocks = ck_ceil_div(job.channels, CK_QDW_BLOCK);
-    job.avx2 = ck_isa_avx2(isa);
-    int32_t *bias = calloc((size_t)job.channels, sizeof(int32_t));
+    job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
+    job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
+    // The vector path's bias carries −x_zp·Σw (wrapping, as the sums); the scalar reference subtracts x_zp from x.
+    int32_t *bias = malloc((size_t)job.channels * sizeof(int32_t));
     if (!bias) abort();
-    if (epilogue->bias) memcpy(bias, epilogue->bias, (size_t)job.channels * sizeof(int32_t));
+    const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)job.blocks * job.taps * CK_QDW_BLOCK);
+    uint32_t fold = job.avx2 ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
+    for (int c = 0; c < job.channels; c++)
+        bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
                         epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride};
-    int32_t *wide = NULL;
+    int16_t *wide = NULL;
+    uint8_t *pad_row = NULL;
+#ifdef CK_X86
     if (job.avx2) {
-        size_t count = (size_t)job.blocks * job.taps * CK_QDW_BLOCK;
-        wide = malloc(count * sizeof(int32_t));
+        int blocks512 = ck_ceil_div(job.channels, CK_QDW_BLOCK512);
+        wide = malloc((job.avx512 ? (size_t)blocks512 * 64 : (size_t)job.blocks * 32) * ((job.taps + 1) / 2) * sizeof(int16_t));
         if (!wide) abort();
-        for (size_t i = 0; i < count; i++) wide[i] = (int32_t)(uint16_t)(int16_t)job.w[i];
+        if (job.avx512) ck_qdw_widen_weights512(&job, wide);
+        else ck_qdw_widen_weights(&job, wide);
         job.wide = wide;
+        pad_row = malloc((size_t)g->in_w * g->x_stride + 16);
+        if (!pad_row) abort();
+        memset(pad_row, (int)job.x_zero_point, (size_t)g->in_w * g->x_stride + 16);
+        job.pad_row = pad_row;
     }
+#endif
     double work = (double)g->batch * g->out_h * g->out_w * g->groups * job.taps;
     if (threads <= 0) threads = ck_num_threads();
     if (work < CK_Q_PARALLEL_MIN_WORK / 4) threads = 1;
@@ -229,6 +385,7 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     if (threads > 1) ck_parallel_run(threads, tasks, ck_qdw_task, &job);
     else for (int i = 0; i < tasks; i++) ck_qdw_task(&job, i);
     free(wide);
+    free(pad_row);
     free(bias);
 }
 

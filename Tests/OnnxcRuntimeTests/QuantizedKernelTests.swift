@@ -86,7 +86,8 @@ import Testing
     }
 
     /// X (u8, xStride bytes per pixel) and ONNX weights [M, C/g, kh, kw] in [−127, 127], with the extremes: the first
-    /// output channel's weights all +127, the second's all −127, the third's all 0 (when there are that many).
+    /// output channel's weights all +127, the second's all −127, the third's all 0, and one −128 in the fourth (which
+    /// the header also promises to compute exactly), when there are that many.
     struct Data {
         var x: [UInt8], w: [Int8]
 
@@ -99,6 +100,7 @@ import Testing
                 case 0 where s.outChannels > 3: return 127
                 case 1 where s.outChannels > 3: return -127
                 case 2 where s.outChannels > 3: return 0
+                case 3 where s.outChannels > 4 && i % perChannel == 0: return -128
                 default: return Int8(r.next(-127...127))
                 }
             }

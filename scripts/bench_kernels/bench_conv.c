@@ -16,6 +16,13 @@
 // call that brings its data back into cache); an implementation's rate is its best round.
 // Output: one tab-separated line per layer: name, GFLOP, GFLOP/s per implementation, then each one's largest
 // relative error, "-" for one that did not run.
+//
+// bench_conv --int8 [--libs ours,xnnpack,dnnl,dnnl-avx2] [LAYER...]: the same layers quantized (u8 activations with
+// a zero point, int8 weights per output channel, int32 bias, u8 output with TFLite's requantization and a fused
+// Relu): ck_qconv2d_nhwc / ck_qdepthwise2d_nhwc on the AVX-512 VNNI and AVX2 paths, our float NHWC kernel on the
+// same layer for scale, XNNPACK's qc8 convolution and oneDNN's int8 primitive (dnnl-avx2: capped at AVX2, in a
+// process of its own). Rates in GOP/s (2 ops per multiply-add); err is the largest |y − ours| in output units against
+// our scalar path (the libraries round with float scales, so ±1 is expected from them; ours must be 0).
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <stdint.h>
 
 #include "bench_conv_libs.h"
 #include "ckernels.h"
@@ -193,13 +202,182 @@ static const char *columns[IMPLS] = {"ours NHWC", "ours Winograd", "ours NCHW", 
 static const char *keys[IMPLS] = {"ours", "ours", "ours", "xnnpack", "dnnl"};
 static const conv_library *libraries[IMPLS] = {NULL, NULL, NULL, &xnnpack_library, &dnnl_library};
 
+// MARK: - int8
+
+enum { Q_VNNI, Q_AVX2, Q_FP32, Q_XNNPACK, Q_DNNL, Q_DNNL_AVX2, QIMPLS };
+static const char *qcolumns[QIMPLS] = {"ours VNNI", "ours AVX2", "ours fp32", "XNNPACK qc8", "oneDNN", "oneDNN AVX2"};
+static const char *qkeys[QIMPLS] = {"ours", "ours", "ours", "xnnpack", "dnnl", "dnnl-avx2"};
+static const qconv_library *qlibraries[QIMPLS] = {NULL, NULL, NULL, &xnnpack_qc8_library, &dnnl_int8_library, &dnnl_int8_avx2_library};
+
+typedef struct {
+    const layer *l;
+    int out, depthwise;
+    ck_conv_nhwc g;
+    uint8_t *x, *y;
+    int8_t *w;
+    void *packed;
+    int32_t *bias, *multiplier, *shift;
+    float *real;
+    ck_qepilogue ep;
+    ck_isa isa;
+    bench *f;  // the float form of the layer
+} qbench;
+
+static void run_q(void *arg) {
+    qbench *q = arg;
+    if (q->depthwise) ck_qdepthwise2d_nhwc_with(&q->g, q->x, q->packed, &q->ep, q->y, q->isa, 0);
+    else ck_qconv2d_nhwc_with(&q->g, q->x, q->packed, &q->ep, q->y, q->isa, 0);
+}
+
+static void run_q_fp32(void *arg) { run_nhwc(((qbench *)arg)->f); }
+
+/// Whether `key` is one of the comma-separated names in `list`.
+static int listed(const char *list, const char *key) {
+    size_t n = strlen(key);
+    for (const char *p = list; (p = strstr(p, key)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return 1;
+    return 0;
+}
+
+static int main_int8(const char *libs, char **filters, int nfilters, double seconds) {
+    int threads = ck_num_threads();
+    int has_vnni = ck_active_isa() == CK_ISA_AVX512_VNNI;
+    int selected[QIMPLS];
+    for (int i = 0; i < QIMPLS; i++) {
+        selected[i] = listed(libs, qkeys[i]);
+        if (i == Q_VNNI && !has_vnni) selected[i] = 0;
+        if (selected[i] && qlibraries[i] && !qlibraries[i]->load(threads)) selected[i] = 0;
+    }
+    printf("layer\tGOP");
+    for (int i = 0; i < QIMPLS; i++) printf("\t%s", qcolumns[i]);
+    for (int i = 0; i < QIMPLS; i++) if (i != Q_FP32) printf("\terr %s", qcolumns[i]);
+    printf("\n");
+    for (size_t li = 0; li < sizeof layers / sizeof *layers; li++) {
+        const layer *l = &layers[li];
+        int wanted = nfilters == 0;
+        for (int f = 0; f < nfilters; f++) wanted |= strstr(l->name, filters[f]) != NULL;
+        if (!wanted) continue;
+        qbench q;
+        memset(&q, 0, sizeof q);
+        q.l = l;
+        q.out = (l->size + 2 * l->pad - l->kernel) / l->stride + 1;
+        int gi = l->cin / l->groups, go = l->cout / l->groups, taps = l->kernel * l->kernel;
+        q.depthwise = l->groups == l->cin && l->groups == l->cout && l->groups > 1;
+        size_t xn = (size_t)l->cin * l->size * l->size, wn = (size_t)l->cout * gi * taps, yn = (size_t)l->cout * q.out * q.out;
+        unsigned seed = 11;
+        q.x = malloc(xn + 64);
+        for (size_t i = 0; i < xn + 64; i++) { seed = seed * 1103515245u + 12345u; q.x[i] = (uint8_t)(seed >> 16); }
+        q.w = malloc(wn);
+        for (size_t i = 0; i < wn; i++) { seed = seed * 1103515245u + 12345u; q.w[i] = (int8_t)((int)((seed >> 16) % 255) - 127); }
+        q.bias = malloc(sizeof(int32_t) * l->cout);
+        q.multiplier = malloc(sizeof(int32_t) * l->cout);
+        q.shift = malloc(sizeof(int32_t) * l->cout);
+        q.real = malloc(sizeof(float) * l->cout);
+        // Outputs spread over the u8 range: |acc| ≈ 74·73·sqrt(K) for uniform x − x_zp and w.
+        double spread = 60.0 / (74.0 * 73.0 * sqrt((double)gi * taps));
+        for (int c = 0; c < l->cout; c++) {
+            seed = seed * 1103515245u + 12345u;
+            q.bias[c] = (int32_t)((seed >> 16) % 20001) - 10000;
+            q.real[c] = (float)(spread * (0.5 + (double)((seed >> 8) % 1000) / 1000.0));
+            int shift;
+            ck_quantize_multiplier(q.real[c], &q.multiplier[c], &shift);
+            q.shift[c] = shift;
+        }
+        q.ep = (ck_qepilogue){q.bias, 114, q.multiplier, q.shift, 0, 0, 255, NULL};
+        q.y = malloc(yn);
+        if (q.depthwise) {
+            q.packed = malloc(ck_qdepthwise_nhwc_packed_size(l->cin, l->kernel, l->kernel));
+            ck_qdepthwise_nhwc_pack(l->cin, l->kernel, l->kernel, q.w, q.packed);
+        } else {
+            q.packed = malloc(ck_qconv_nhwc_packed_size(l->groups, go, gi, l->kernel, l->kernel));
+            ck_qconv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, q.w, q.packed);
+        }
+        q.g = (ck_conv_nhwc){1, l->size, l->size, q.out, q.out, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
+                             1, 1, l->groups, gi, go, l->cin, l->cout, 0};
+        // The reference: our scalar path.
+        uint8_t *reference = malloc(yn);
+        q.isa = CK_ISA_SCALAR;
+        run_q(&q);
+        memcpy(reference, q.y, yn);
+
+        // The float layer, for the fp32 column.
+        bench f;
+        memset(&f, 0, sizeof f);
+        f.l = l;
+        f.out = q.out;
+        f.x_nhwc = random_floats(xn + 16, 1);
+        f.w = random_floats(wn, 2);
+        f.bias = random_floats((size_t)l->cout, 3);
+        f.y = malloc(yn * sizeof(float));
+        if (q.depthwise) {
+            f.packed_nhwc = malloc(ck_depthwise_nhwc_packed_size(l->cin, l->kernel, l->kernel) * sizeof(float));
+            ck_depthwise_nhwc_pack(l->cin, l->kernel, l->kernel, f.w, f.packed_nhwc);
+        } else {
+            f.packed_nhwc = malloc(ck_conv_nhwc_packed_size(l->groups, go, gi, l->kernel, l->kernel) * sizeof(float));
+            ck_conv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, f.w, f.packed_nhwc);
+        }
+        f.g = q.g;
+        q.f = &f;
+
+        qconv_problem problem = {l->name, l->cin, l->cout, l->size, q.out, l->kernel, l->stride, l->pad, l->groups,
+                                 q.x, q.ep.x_zero_point, q.w, q.bias, q.real, q.ep.y_zero_point, q.y};
+        qbench vnni = q, avx2 = q;
+        vnni.isa = CK_ISA_AVX512_VNNI;
+        avx2.isa = CK_ISA_AVX2_FMA;
+        void *ops[QIMPLS] = {0};
+        void (*runs[QIMPLS])(void *) = {run_q, run_q, run_q_fp32, NULL, NULL, NULL};
+        if (selected[Q_VNNI]) ops[Q_VNNI] = &vnni;
+        if (selected[Q_AVX2]) ops[Q_AVX2] = &avx2;
+        if (selected[Q_FP32]) ops[Q_FP32] = &q;
+        for (int i = 0; i < QIMPLS; i++)
+            if (selected[i] && qlibraries[i]) { ops[i] = qlibraries[i]->create(&problem); runs[i] = qlibraries[i]->run; }
+
+        double error[QIMPLS], best[QIMPLS];
+        for (int i = 0; i < QIMPLS; i++) {
+            best[i] = 1e30;
+            error[i] = 0;
+            if (!ops[i] || i == Q_FP32) continue;
+            memset(q.y, 0xA5, yn);
+            runs[i](ops[i]);
+            if (qlibraries[i]) qlibraries[i]->fetch(ops[i], q.y);
+            for (size_t k = 0; k < yn; k++) {
+                double e = fabs((double)q.y[k] - reference[k]);
+                if (e > error[i]) error[i] = e;
+            }
+        }
+        for (int round = 0; round < ROUNDS; round++)
+            for (int i = 0; i < QIMPLS; i++)
+                if (ops[i]) best[i] = fmin(best[i], time_round(runs[i], ops[i], seconds));
+
+        double ops_count = 2.0 * yn * gi * taps;
+        printf("%s\t%.3f", l->name, ops_count / 1e9);
+        for (int i = 0; i < QIMPLS; i++) {
+            if (ops[i]) printf("\t%.1f", ops_count / best[i] / 1e9); else printf("\t-");
+        }
+        for (int i = 0; i < QIMPLS; i++) {
+            if (i == Q_FP32) continue;
+            if (ops[i]) printf("\t%.0f", error[i]); else printf("\t-");
+        }
+        printf("\n");
+        fflush(stdout);
+        for (int i = 0; i < QIMPLS; i++)
+            if (ops[i] && qlibraries[i]) qlibraries[i]->destroy(ops[i]);
+        free(q.x); free(q.w); free(q.bias); free(q.multiplier); free(q.shift); free(q.real); free(q.y); free(q.packed);
+        free(reference); free(f.x_nhwc); free(f.w); free(f.bias); free(f.y); free(f.packed_nhwc);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *libs = "ours,xnnpack,dnnl";
+    const char *libs = NULL;
     char **filters = argv + 1;
-    int nfilters = argc - 1;
+    int nfilters = argc - 1, int8 = 0;
+    if (nfilters >= 1 && strcmp(filters[0], "--int8") == 0) { int8 = 1; filters++; nfilters--; }
     if (nfilters >= 2 && strcmp(filters[0], "--libs") == 0) { libs = filters[1]; filters += 2; nfilters -= 2; }
     const char *seconds_env = getenv("BENCH_SECONDS");
     double seconds = seconds_env ? atof(seconds_env) : 0.2;
+    if (int8) return main_int8(libs ? libs : "ours,xnnpack,dnnl", filters, nfilters, seconds);
+    if (!libs) libs = "ours,xnnpack,dnnl";
     int threads = ck_num_threads();
     int selected[IMPLS];
     for (int i = 0; i < IMPLS; i++) {

@@ -97,6 +97,78 @@ static void xnn_destroy(void *op) { xnn.delete_operator(op); }
 
 const conv_library xnnpack_library = {"XNNPACK", "xnnpack", xnn_load, xnn_create, xnn_run, xnn_destroy};
 
+// XNNPACK's qc8 convolution (this version's int8 operator with per-channel weight scales). Its activations are s8,
+// so the input is ours XOR 0x80 with the zero point moved by −128, and its s8 output XOR 0x80 is ours.
+static struct {
+    int (*create)(uint32_t pad_top, uint32_t pad_right, uint32_t pad_bottom, uint32_t pad_left, uint32_t kernel_h,
+                  uint32_t kernel_w, uint32_t stride_h, uint32_t stride_w, uint32_t dilation_h, uint32_t dilation_w,
+                  uint32_t groups, size_t group_in, size_t group_out, size_t x_stride, size_t y_stride, int8_t x_zero_point,
+                  float x_scale, const float *kernel_scale, const int8_t *kernel, const int32_t *bias, int8_t y_zero_point,
+                  float y_scale, int8_t y_min, int8_t y_max, uint32_t flags, xnn_operator_t *op);
+    int (*setup)(xnn_operator_t op, size_t batch, size_t in_h, size_t in_w, const int8_t *x, int8_t *y, pthreadpool_t pool);
+} xnn_qc8;
+
+static int xnn_qc8_load(int threads) {
+    if (!xnn_load(threads)) return 0;
+    void *library = dlopen("libXNNPACK.so.0", RTLD_NOW | RTLD_LOCAL);  // loaded already: the same handle
+    *(void **)&xnn_qc8.create = library ? dlsym(library, "xnn_create_convolution2d_nhwc_qc8") : NULL;
+    *(void **)&xnn_qc8.setup = library ? dlsym(library, "xnn_setup_convolution2d_nhwc_qc8") : NULL;
+    if (!xnn_qc8.create || !xnn_qc8.setup) { fprintf(stderr, "XNNPACK qc8 skipped: no qc8 convolution\n"); return 0; }
+    return 1;
+}
+
+typedef struct {
+    xnn_operator_t op;
+    int8_t *x, *y;
+    size_t y_count;
+} xnn_qc8_op;
+
+static void *xnn_qc8_create(const qconv_problem *p) {
+    int gi = p->cin / p->groups, go = p->cout / p->groups, taps = p->kernel * p->kernel;
+    size_t x_count = (size_t)p->in_size * p->in_size * p->cin;
+    xnn_qc8_op *op = calloc(1, sizeof *op);
+    op->x = malloc(x_count + 16);  // XNN_EXTRA_BYTES of slack
+    for (size_t i = 0; i < x_count; i++) op->x[i] = (int8_t)(p->x[i] ^ 0x80);
+    op->y_count = (size_t)p->out_size * p->out_size * p->cout;
+    op->y = malloc(op->y_count);
+    int8_t *ohwi = malloc((size_t)p->cout * gi * taps);
+    for (int o = 0; o < p->cout; o++)
+        for (int c = 0; c < gi; c++)
+            for (int t = 0; t < taps; t++) ohwi[((size_t)o * taps + t) * gi + c] = p->w[((size_t)o * gi + c) * taps + t];
+    int status = xnn_qc8.create(p->pad, p->pad, p->pad, p->pad, p->kernel, p->kernel, p->stride, p->stride, 1, 1, p->groups,
+                                gi, go, p->cin, p->cout, (int8_t)(p->x_zero_point - 128), 1.0f, p->real, ohwi, p->bias,
+                                (int8_t)(p->y_zero_point - 128), 1.0f, (int8_t)(p->y_zero_point - 128), 127, 0, &op->op);
+    free(ohwi);
+    if (status != XNN_STATUS_SUCCESS) {
+        fprintf(stderr, "XNNPACK %s: xnn_create_convolution2d_nhwc_qc8 returned %d\n", p->name, status);
+        return NULL;
+    }
+    status = xnn_qc8.setup(op->op, 1, p->in_size, p->in_size, op->x, op->y, xnn.pool);
+    if (status != XNN_STATUS_SUCCESS) {
+        fprintf(stderr, "XNNPACK %s: xnn_setup_convolution2d_nhwc_qc8 returned %d\n", p->name, status);
+        return NULL;
+    }
+    return op;
+}
+
+static void xnn_qc8_run(void *opaque) { xnn_run(((xnn_qc8_op *)opaque)->op); }
+
+static void xnn_qc8_fetch(void *opaque, uint8_t *y) {
+    xnn_qc8_op *op = opaque;
+    for (size_t i = 0; i < op->y_count; i++) y[i] = (uint8_t)op->y[i] ^ 0x80;
+}
+
+static void xnn_qc8_destroy(void *opaque) {
+    xnn_qc8_op *op = opaque;
+    xnn.delete_operator(op->op);
+    free(op->x);
+    free(op->y);
+    free(op);
+}
+
+const qconv_library xnnpack_qc8_library = {"XNNPACK qc8", "xnnpack", xnn_qc8_load, xnn_qc8_create, xnn_qc8_run, xnn_qc8_fetch,
+                                           xnn_qc8_destroy};
+
 // MARK: - oneDNN
 
 // The 2.x C API passes memory and operation descriptors by value, so its header supplies the types (only the
@@ -114,7 +186,8 @@ const conv_library xnnpack_library = {"XNNPACK", "xnnpack", xnn_load, xnn_create
     X(memory_destroy) X(convolution_forward_desc_init) X(post_ops_create) X(post_ops_append_eltwise) X(post_ops_destroy) \
     X(primitive_attr_create) X(primitive_attr_set_post_ops) X(primitive_attr_destroy) X(primitive_desc_create)       \
     X(primitive_desc_query) X(primitive_desc_query_md) X(primitive_desc_destroy) X(reorder_primitive_desc_create)     \
-    X(primitive_create) X(primitive_execute) X(primitive_destroy) X(status2str) X(fmt_kind2str)
+    X(primitive_create) X(primitive_execute) X(primitive_destroy) X(status2str) X(fmt_kind2str)                      \
+    X(primitive_attr_set_output_scales) X(primitive_attr_set_zero_points)
 
 static struct {
 #define DNNL_FIELD(name) __typeof__(dnnl_##name) *name;
@@ -265,6 +338,89 @@ static void dnnl_destroy(void *opaque) {
     free(op);
 }
 
+
+// MARK: - oneDNN int8
+
+static int dnnl_native_loaded = 0, dnnl_avx2_loaded = 0;
+
+static int dnnl_int8_load(int threads) {
+    if (dnnl_avx2_loaded) { fprintf(stderr, "oneDNN int8 skipped: this process runs oneDNN capped at AVX2\n"); return 0; }
+    dnnl_native_loaded = 1;
+    return dnnl.engine || dnnl_load(threads);
+}
+
+/// The cap is read once, when oneDNN first asks for the CPU's instruction set, so it must be set before any use.
+static int dnnl_int8_avx2_load(int threads) {
+    if (dnnl_native_loaded) { fprintf(stderr, "oneDNN AVX2 skipped: run it in a process of its own (--libs dnnl-avx2)\n"); return 0; }
+    dnnl_avx2_loaded = 1;
+    setenv("DNNL_MAX_CPU_ISA", "AVX2", 1);
+    return dnnl.engine || dnnl_load(threads);
+}
+
+static void *dnnl_int8_create(const qconv_problem *p) {
+    int grouped = p->groups > 1, gi = p->cin / p->groups, go = p->cout / p->groups;
+    dnnl_dims_t src_dims = {1, p->cin, p->in_size, p->in_size}, dst_dims = {1, p->cout, p->out_size, p->out_size};
+    dnnl_dims_t bias_dims = {p->cout}, strides = {p->stride, p->stride}, padding = {p->pad, p->pad};
+    dnnl_dims_t plain = {p->cout, gi, p->kernel, p->kernel}, per_group = {p->groups, go, gi, p->kernel, p->kernel};
+    const dnnl_dim_t *weight_dims = grouped ? per_group : plain;
+    dnnl_memory_desc_t src_md, dst_md, bias_md, weights_any, weights_onnx;
+    DNNL_TRY(dnnl.memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_u8, dnnl_nhwc));
+    DNNL_TRY(dnnl.memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_u8, dnnl_nhwc));
+    DNNL_TRY(dnnl.memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_s32, dnnl_x));
+    DNNL_TRY(dnnl.memory_desc_init_by_tag(&weights_any, grouped ? 5 : 4, weight_dims, dnnl_s8, dnnl_format_tag_any));
+    DNNL_TRY(dnnl.memory_desc_init_by_tag(&weights_onnx, grouped ? 5 : 4, weight_dims, dnnl_s8, grouped ? dnnl_goihw : dnnl_oihw));
+    dnnl_convolution_desc_t desc;
+    DNNL_TRY(dnnl.convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src_md,
+                                                &weights_any, &bias_md, &dst_md, strides, padding, padding));
+    dnnl_primitive_attr_t attr;
+    DNNL_TRY(dnnl.primitive_attr_create(&attr));
+    // dst = saturate(round(real[c] · (Σ (x − x_zp)·w + bias))) + y_zp: per output channel (mask bit 1) scales.
+    DNNL_TRY(dnnl.primitive_attr_set_output_scales(attr, p->cout, 1 << 1, p->real));
+    int32_t x_zp = p->x_zero_point, y_zp = p->y_zero_point;
+    if (x_zp) DNNL_TRY(dnnl.primitive_attr_set_zero_points(attr, DNNL_ARG_SRC, 1, 0, &x_zp));
+    if (y_zp) DNNL_TRY(dnnl.primitive_attr_set_zero_points(attr, DNNL_ARG_DST, 1, 0, &y_zp));
+    dnnl_post_ops_t post_ops;
+    DNNL_TRY(dnnl.post_ops_create(&post_ops));
+    if (!y_zp) {  // the fused Relu; with a zero point the u8 clamp at y_zp is not expressible this way, and not run
+        DNNL_TRY(dnnl.post_ops_append_eltwise(post_ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+        DNNL_TRY(dnnl.primitive_attr_set_post_ops(attr, post_ops));
+    }
+    dnnl_primitive_desc_t pd;
+    DNNL_TRY(dnnl.primitive_desc_create(&pd, &desc, attr, dnnl.engine, NULL));
+    const dnnl_memory_desc_t *weights_md = dnnl.primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    dnnl_op *op = calloc(1, sizeof *op);
+    DNNL_TRY(dnnl.memory_create(&op->src, &src_md, dnnl.engine, (void *)p->x));
+    DNNL_TRY(dnnl.memory_create(&op->dst, &dst_md, dnnl.engine, p->y));
+    DNNL_TRY(dnnl.memory_create(&op->bias, &bias_md, dnnl.engine, (void *)p->bias));
+    dnnl_memory_t onnx;
+    DNNL_TRY(dnnl.memory_create(&onnx, &weights_onnx, dnnl.engine, (void *)p->w));
+    dnnl_primitive_desc_t reorder_pd;
+    dnnl_primitive_t reorder;
+    // The reorder also writes the compensations the kernel keeps beside its weights (for the zero point, and on
+    // non-VNNI machines for its own s8 shift of the activations).
+    DNNL_TRY(dnnl.memory_create(&op->weights, weights_md, dnnl.engine, DNNL_MEMORY_ALLOCATE));
+    DNNL_TRY(dnnl.reorder_primitive_desc_create(&reorder_pd, &weights_onnx, dnnl.engine, weights_md, dnnl.engine, NULL));
+    DNNL_TRY(dnnl.primitive_create(&reorder, reorder_pd));
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, onnx}, {DNNL_ARG_TO, op->weights}};
+    DNNL_TRY(dnnl.primitive_execute(reorder, dnnl.stream, 2, args));
+    DNNL_TRY(dnnl.stream_wait(dnnl.stream));
+    dnnl.primitive_destroy(reorder);
+    dnnl.primitive_desc_destroy(reorder_pd);
+    dnnl.memory_destroy(onnx);
+    const char *implementation = "?";
+    dnnl.primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &implementation);
+    char layout[64];
+    describe_layout(weights_md, layout, sizeof layout);
+    fprintf(stderr, "oneDNN%s int8 %s: %s, weights %s\n", dnnl_avx2_loaded ? " (AVX2)" : "", p->name, implementation, layout);
+    DNNL_TRY(dnnl.primitive_create(&op->conv, pd));
+    dnnl.primitive_desc_destroy(pd);
+    dnnl.primitive_attr_destroy(attr);
+    dnnl.post_ops_destroy(post_ops);
+    return op;
+}
+
+static void dnnl_int8_fetch(void *op, uint8_t *y) { (void)op; (void)y; }  // writes the problem's y itself
+
 #else
 
 static int dnnl_load(int threads) {
@@ -276,6 +432,15 @@ static void *dnnl_create(const conv_problem *p) { (void)p; return NULL; }
 static void dnnl_run(void *op) { (void)op; }
 static void dnnl_destroy(void *op) { (void)op; }
 
+
+static int dnnl_int8_load(int threads) { return dnnl_load(threads); }
+static int dnnl_int8_avx2_load(int threads) { return dnnl_load(threads); }
+static void *dnnl_int8_create(const qconv_problem *p) { (void)p; return NULL; }
+static void dnnl_int8_fetch(void *op, uint8_t *y) { (void)op; (void)y; }
 #endif
 
 const conv_library dnnl_library = {"oneDNN", "dnnl", dnnl_load, dnnl_create, dnnl_run, dnnl_destroy};
+const qconv_library dnnl_int8_library = {"oneDNN", "dnnl", dnnl_int8_load, dnnl_int8_create, dnnl_run, dnnl_int8_fetch,
+                                         dnnl_destroy};
+const qconv_library dnnl_int8_avx2_library = {"oneDNN AVX2", "dnnl-avx2", dnnl_int8_avx2_load, dnnl_int8_create, dnnl_run,
+                                              dnnl_int8_fetch, dnnl_destroy};

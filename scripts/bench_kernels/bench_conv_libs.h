@@ -3,6 +3,8 @@
 #ifndef BENCH_CONV_LIBS_H
 #define BENCH_CONV_LIBS_H
 
+#include <stdint.h>
+
 /// One layer, one image, with the fused bias and ReLU of onnxc's Conv + Relu.
 typedef struct {
     const char *name;
@@ -27,5 +29,37 @@ typedef struct {
 } conv_library;
 
 extern const conv_library xnnpack_library, dnnl_library;
+
+/// One quantized layer (bench_conv --int8): u8 activations with a zero point, int8 weights symmetric per output
+/// channel, int32 bias, u8 output with a fused Relu (clamped below at y_zero_point). Real multipliers per output
+/// channel (s_x·s_w[c] / s_y with s_x = s_y = 1, so s_w[c] = real[c]).
+typedef struct {
+    const char *name;
+    int cin, cout, in_size, out_size, kernel, stride, pad, groups;
+    const uint8_t *x;  ///< NHWC, in_size² pixels of cin bytes (with slack after the end)
+    int x_zero_point;
+    const int8_t *w;   ///< ONNX weights [cout, cin / groups, kernel, kernel]
+    const int32_t *bias;
+    const float *real;
+    int y_zero_point;
+    uint8_t *y;        ///< NHWC output, out_size² pixels of cout bytes
+} qconv_problem;
+
+typedef struct {
+    const char *column;
+    const char *key;
+    int (*load)(int threads);
+    void *(*create)(const qconv_problem *problem);
+    void (*run)(void *op);
+    /// Writes the last run's output as u8 (zero point y_zero_point) to y, for the check.
+    void (*fetch)(void *op, uint8_t *y);
+    void (*destroy)(void *op);
+} qconv_library;
+
+/// XNNPACK's qc8 convolution (s8 activations: ours XOR 0x80, per-channel s8 weights, fp32 requantization) and
+/// oneDNN's int8 convolution primitive (u8 source with a zero point, s8 weights, s32 bias, per-channel output
+/// scales, u8 destination); dnnl_avx2 is the same primitive with DNNL_MAX_CPU_ISA=AVX2 (its non-VNNI kernels), which
+/// must run in a process of its own.
+extern const qconv_library xnnpack_qc8_library, dnnl_int8_library, dnnl_int8_avx2_library;
 
 #endif

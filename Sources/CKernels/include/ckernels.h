@@ -296,26 +296,29 @@ void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, fl
 // MARK: - Quantized (u8 × s8) channels-last convolution
 //
 // Scheme (ONNX Runtime's QDQ default and the TFLite spec agree): activations uint8, asymmetric per tensor (scale s,
-// zero point z); weights int8, symmetric per output channel (zero point 0, values in [−127, 127]; −128 is outside
-// the contract: the AVX2 path's sign transfer cannot negate it); bias int32 with scale s_x·s_w[c]; int32 accumulation; output uint8 requantized with
+// zero point z); weights int8, symmetric per output channel (zero point 0, values in [−127, 127]; −128 is computed
+// exactly too); bias int32 with scale s_x·s_w[c]; int32 accumulation; output uint8 requantized with
 // TFLite's fixed-point multipliers, or float32.
 //
-// Instruction sets (chosen once per call, like the float kernels'; see qconv_nhwc.c for the measurements):
-//   CK_ISA_AVX512_VNNI  vpdpbusd (u8 × s8, four products summed into an s32 lane, no saturation): exact as is.
-//   CK_ISA_AVX2_FMA,    VPMADDUBSW (u8 × s8 → pair sums in s16) saturates on full-range operands (2·255·127 > 32767).
-//   CK_ISA_AVX512       So the activations are offset to x' = x − 128 (x ^ 0x80, an s8) and the sign moves to the
-//                       weights: VPMADDUBSW(|x'|, VPSIGNB(w, x')) computes x'·w with |x'| ≤ 128 and |w| ≤ 127, pair sums
-//                       ≤ 32512: never saturating, full 8-bit weights, exact. VPMADDWD with ones widens the pairs to s32;
-//                       the offset comes back through the bias: Σ x·w = Σ x'·w + 128·Σw. (Moving the sign the other
-//                       way, VPSIGNB(x', w), is wrong for x = 0 against a negative weight: −(−128) does not fit an s8.)
+// Instruction sets (chosen once per call, like the float kernels'; measurements at the top of qconv_nhwc.c and in
+// docs/benchmarks.md, "Quantized kernels"):
+//   CK_ISA_AVX512_VNNI  vpdpbusd (u8 × s8, four products summed into an s32 lane, no saturation): exact as is; a
+//                       12-pixel × 32-channel tile. The depthwise kernel and ck_qadd_u8 run their AVX2 form.
+//   CK_ISA_AVX2_FMA,    VPMADDUBSW (u8 × s8 → saturating s16 pair sums) cannot take full-range operands (2·255·127 >
+//   CK_ISA_AVX512       32767). The AVX2 path widens instead: x − x_zero_point as s16 (once per call, into a
+//                       per-thread buffer: 2 bytes per input channel), weights to s16 per task (from the stored int8
+//                       panels, kept in L2), and VPMADDWD sums pairs exactly into s32. Measured faster than the exact
+//                       alternative, VPMADDUBSW(|x'|, VPSIGNB(w, x')) with x' = x − 128 (195 vs 133 GOP/s per core in
+//                       the register tile here, and fewer multiply-port µops on Intel cores), with full 8-bit weights
+//                       (no 7-bit reduce_range).
 //   CK_ISA_SCALAR       portable C, the reference: plain loops over the geometry, padding taps skipped.
 // Integer sums are exact, and every path requantizes with the same integer operations, so all paths and thread
 // counts give bit-identical outputs.
 //
 // Accumulation: acc = bias[c] + Σ (x − x_zero_point)·w over the taps inside the image, in int32 arithmetic modulo
 // 2^32 (exact whenever the true sum fits an int32: always for K = taps·group_in ≤ 32,000 and |bias| < 2^30). The
-// vector paths fold x_zero_point (and the AVX2 path's +128) into the bias with the packed Σw, and read padding taps
-// as pixels of x_zero_point, which add exactly 0.
+// VNNI path folds −x_zero_point·Σw into the bias with the packed Σw and reads padding taps as pixels of
+// x_zero_point, which add exactly 0; the AVX2 path subtracts x_zero_point while widening and reads zeros there.
 //
 // Requantization (TFLite's MultiplyByQuantizedMultiplier, the two-rounding form), per output channel c:
 //   round_fixed(acc, M, shift) = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << left, M), right)
