@@ -35,6 +35,37 @@ import Testing
         _ = ck_set_isa(CK_ISA_AUTO)
     }
 
+    @Test func floatQuantizedAddIsTheSameOnEveryPathAndCloseToExact() {
+        let n = 70_000  // two pool chunks and a tail
+        let a: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let b: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 40_503 >> 3) }
+        var outputs: [[UInt8]] = []
+        for isa in isas() {
+            _ = ck_set_isa(isa)
+            var y = [UInt8](repeating: 0, count: n)
+            ck_qadd_u8_float(n, a, 0.05, 128, b, 0.02, 3, 0.06, 100, &y)
+            outputs.append(y)
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+        #expect(outputs.dropFirst().allSatisfy { $0 == outputs[0] })
+        // Within one step of exact rounding in double precision.
+        let exact = (0..<n).map { i -> Int in
+            let v = ((Double(a[i]) - 128) * Double(Float(0.05)) + (Double(b[i]) - 3) * Double(Float(0.02))) / Double(Float(0.06))
+            return Int(min(255, max(0, v.rounded(.toNearestOrEven) + 100)))
+        }
+        #expect(zip(outputs[0], exact).allSatisfy { abs(Int($0) - $1) <= 1 })
+    }
+
+    @Test func byteTransposeMovesEveryByte() {
+        let (batch, rows, cols) = (3, 130, 70)
+        let x: [UInt8] = (0..<(batch * rows * cols)).map { UInt8(truncatingIfNeeded: $0 * 31) }
+        var y = [UInt8](repeating: 0, count: x.count)
+        ck_transpose_batched_u8(Int32(batch), Int32(rows), Int32(cols), x, &y)
+        var expected = [UInt8](repeating: 0, count: x.count)
+        for b in 0..<batch { for r in 0..<rows { for c in 0..<cols { expected[b * rows * cols + c * rows + r] = x[b * rows * cols + r * cols + c] } } }
+        #expect(y == expected)
+    }
+
     @Test func uint8MaxPoolEqualsTheFloatPool() {
         // 2 images, 7×6 pixels, 5 channels; 3×3 windows, stride 2, pad 1.
         var g = ck_pool_nhwc()

@@ -21,3 +21,10 @@ void ck_half_to_float(size_t n, const uint16_t *x, float *y);
 void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point);
 /// y[i] = table[x[i]]: an element-wise function of a quantized tensor, tabulated over its 256 values.
 void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y);
+/// y = saturate(round_half_even((a − a_zp)·(a_scale/y_scale) + (b − b_zp)·(b_scale/y_scale)) + y_zp) for two uint8
+/// tensors of n elements (ONNX Runtime's float QLinearAdd; the scalar and AVX2 paths give the same bytes). y may
+/// be a or b. On the pool in 64 K-element chunks.
+void ck_qadd_u8_float(size_t n, const uint8_t *a, float a_scale, int a_zero_point, const uint8_t *b, float b_scale, int b_zero_point,
+                      float y_scale, int y_zero_point, uint8_t *y);
+/// y[b] = x[b]ᵀ for `batch` row-major rows × cols byte matrices, on the pool (tiled).
+void ck_transpose_batched_u8(int batch, int rows, int cols, const uint8_t *x, uint8_t *y);

@@ -1,3 +1,4 @@
+import CKernels
 import OnnxcCore
 import OnnxcFormat
 
@@ -43,6 +44,19 @@ enum LayoutSteps {
                     out.withMutableBytes { target in
                         guard let from = source.baseAddress, let to = target.baseAddress else { return }
                         ChannelsLast.transpose(batch: batch, rows: rows, columns: columns, x: from, y: to)
+                    }
+                }
+                frame.values[Int(y)] = .tensor(out)
+                return
+            }
+            if input.dtype == .uint8 || input.dtype == .int8, let (batch, rows, columns) = ShapeKernels.batchedTranspose(input.shape, perm),
+               [batch, rows, columns].allSatisfy({ $0 <= Int(Int32.max) }) {
+                let out = try frame.output(slot, y, input.dtype, shape)
+                input.withBytes { source in
+                    out.withMutableBytes { target in
+                        guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                        ck_transpose_batched_u8(Int32(batch), Int32(rows), Int32(columns), from.assumingMemoryBound(to: UInt8.self),
+                                                to.assumingMemoryBound(to: UInt8.self))
                     }
                 }
                 frame.values[Int(y)] = .tensor(out)

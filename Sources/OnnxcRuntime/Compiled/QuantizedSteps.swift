@@ -191,11 +191,12 @@ enum QuantizedSteps {
         }
     }
 
-    /// ai.onnxc::QLinearAdd of two uint8 tensors of one shape (TFLite's fixed-point Add).
+    /// ai.onnxc::QLinearAdd of two uint8 tensors of one shape (float arithmetic, as ORT's: `ck_qadd_u8_float`).
     struct AddStep: Step {
         let node: RuntimeNode
         let a: TensorID, b: TensorID, y: TensorID
-        let parameters: ck_qadd_params
+        let scales: (a: Float, b: Float, y: Float)
+        let zeroPoints: (a: Int32, b: Int32, y: Int32)
         let slot: ArenaSlot?
 
         init?(_ setup: StepSetup) throws(RuntimeError) {
@@ -206,9 +207,8 @@ enum QuantizedSteps {
             b = setup.input(3)
             y = setup.output(0)
             slot = setup.slot(y)
-            var p = ck_qadd_params()
-            ck_qadd_params_make(Float(sa), Int32(clamping: Int(za)), Float(sb), Int32(clamping: Int(zb)), Float(sy), Int32(clamping: Int(zy)), &p)
-            parameters = p
+            scales = (Float(sa), Float(sb), Float(sy))
+            zeroPoints = (Int32(clamping: Int(za)), Int32(clamping: Int(zb)), Int32(clamping: Int(zy)))
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
@@ -218,12 +218,11 @@ enum QuantizedSteps {
                               .invalidArgument("QLinearAdd takes two uint8 tensors of one shape, got \(left.shape) and \(right.shape)"))
             }
             let out = try frame.output(slot, y, .uint8, left.shape)
-            var p = parameters
             left.withValues(UInt8.self) { ab in
                 right.withValues(UInt8.self) { bb in
                     out.withMutableValues(UInt8.self) { yb in
                         guard let ap = ab.baseAddress, let bp = bb.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qadd_u8(ab.count, ap, bp, &p, yp)
+                        ck_qadd_u8_float(ab.count, ap, scales.a, zeroPoints.a, bp, scales.b, zeroPoints.b, scales.y, zeroPoints.y, yp)
                     }
                 }
             }

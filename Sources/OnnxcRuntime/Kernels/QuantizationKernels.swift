@@ -130,7 +130,7 @@ enum QuantizationKernels {
     }
 
     /// ai.onnxc::QLinearAdd(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point) on uint8
-    /// tensors of one shape: Q(DQ(a) + DQ(b)).
+    /// tensors of one shape: Q(DQ(a) + DQ(b)), as (a − a_zp)·(a_scale/y_scale) + (b − b_zp)·(b_scale/y_scale) in float32.
     private static func qlinearAdd(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
         let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 3)
         guard a.dtype == .uint8, b.dtype == .uint8, a.shape == b.shape else {
@@ -139,12 +139,15 @@ enum QuantizationKernels {
         let sa = Double(try scalar(try context.tensor(inputs, 1), "a_scale", op: "QLinearAdd")), za = Double(try context.tensor(inputs, 2).int64s().first ?? 0)
         let sb = Double(try scalar(try context.tensor(inputs, 4), "b_scale", op: "QLinearAdd")), zb = Double(try context.tensor(inputs, 5).int64s().first ?? 0)
         let sy = Double(try scalar(try context.tensor(inputs, 6), "y_scale", op: "QLinearAdd")), zy = Double(try context.tensor(inputs, 7).int64s().first ?? 0)
+        // The compiled kernel's arithmetic (ck_qadd_u8_float): float32, one fused multiply-add.
+        let ka = Float(sa) / Float(sy), kb = Float(sb) / Float(sy)
         let av = a.array(UInt8.self), bv = b.array(UInt8.self)
         let y = try Tensor(zeros: .uint8, shape: a.shape)
         y.withMutableValues(UInt8.self) { out in
             for i in av.indices {
-                let v = (((Double(av[i]) - za) * sa + (Double(bv[i]) - zb) * sb) / sy).rounded(.toNearestOrEven) + zy
-                out[i] = UInt8(v.isNaN ? 0 : min(255, max(0, v)))
+                let v = ((Float(av[i]) - Float(za)) * ka).addingProduct(Float(bv[i]) - Float(zb), kb)
+                let q = Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + zy
+                out[i] = UInt8(q.isNaN ? 0 : min(255, max(0, q)))
             }
         }
         return outputs(y)
