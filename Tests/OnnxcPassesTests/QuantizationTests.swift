@@ -79,12 +79,14 @@ import Testing
         values += [100, 0, 0, 0]
         let batches = [try batch(values)]
         let model = try doubling()
-        let minMax = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .minMax)
-        #expect(minMax["x"]?.high == 100)
-        let percentile = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .percentile(99.9))
-        #expect((percentile["x"]?.high ?? 100) < 1.1 && (percentile["x"]?.high ?? 0) > 0.9)
-        let entropy = try Calibration.ranges(model: model, tensors: ["x"], batches: batches, method: .entropy)
-        #expect((entropy["x"]?.high ?? 100) < 10 && (entropy["x"]?.high ?? 0) >= 0.9)
+        // y = 2x is an intermediate (a graph input keeps its full range under every method).
+        let minMax = try Calibration.ranges(model: model, tensors: ["x", "y"], batches: batches, method: .minMax)
+        #expect(minMax["y"]?.high == 200)
+        let percentile = try Calibration.ranges(model: model, tensors: ["x", "y"], batches: batches, method: .percentile(99.9))
+        #expect((percentile["y"]?.high ?? 200) < 2.2 && (percentile["y"]?.high ?? 0) > 1.8)
+        #expect(percentile["x"]?.high == 100)
+        let entropy = try Calibration.ranges(model: model, tensors: ["y"], batches: batches, method: .entropy)
+        #expect((entropy["y"]?.high ?? 200) < 20 && (entropy["y"]?.high ?? 0) >= 1.8)
     }
 }
 
