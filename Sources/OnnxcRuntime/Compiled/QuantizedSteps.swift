@@ -6,48 +6,17 @@ import OnnxcFormat
 /// grid read once at load. Other forms (per-axis, blocked, int8/int4/float8 targets) run on the generic step.
 enum QuantizedSteps {
     static let factories: [String: StepFactories.Factory] = [
-        "QuantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: false).map { QuantizeStep(setup, $0) } },
-        "DequantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: true).map { DequantizeStep(setup, $0) } },
+        "QuantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: false).map { MapStep(setup, .quantize($0)) } },
+        "DequantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: true).map { MapStep(setup, .dequantize($0)) } },
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { setup in
             guard let table = setup.constant(1), table.dtype == .uint8, table.count == 256 else { return nil }
-            return LookupStep(setup, table: table.array(UInt8.self))
+            return MapStep(setup, .lookup(table.array(UInt8.self)))
         },
     ]
-
-    /// ai.onnxc::QLookup: y = table[x] over uint8 values.
-    struct LookupStep: Step {
-        let node: RuntimeNode
-        let x: TensorID, y: TensorID
-        let table: [UInt8]
-        let slot: ArenaSlot?
-
-        init(_ setup: StepSetup, table: [UInt8]) {
-            node = setup.node
-            x = setup.input(0)
-            y = setup.output(0)
-            self.table = table
-            slot = setup.slot(y)
-        }
-
-        func run(_ frame: Frame) throws(RuntimeError) {
-            let input = try frame.tensor(x, self)
-            guard input.dtype == .uint8 else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
-            let out = try frame.output(slot, y, .uint8, input.shape)
-            input.withValues(UInt8.self) { xb in
-                out.withMutableValues(UInt8.self) { yb in
-                    table.withUnsafeBufferPointer { tb in
-                        guard let xp = xb.baseAddress, let yp = yb.baseAddress, let tp = tb.baseAddress else { return }
-                        ck_lookup_u8(xb.count, xp, tp, yp)
-                    }
-                }
-            }
-            frame.values[Int(y)] = .tensor(out)
-        }
-    }
 
     /// DynamicQuantizeLinear on float32: range, grid and quantization in one C pass each.
     struct DynamicQuantizeStep: Step {
@@ -245,56 +214,51 @@ enum QuantizedSteps {
         }
     }
 
-    struct QuantizeStep: Step {
+
+    /// An element-wise map between float32 and uint8 (or uint8 and uint8): per-tensor Quantize/Dequantize with the
+    /// grid read once at load, and QLookup's table.
+    struct MapStep: Step {
+        enum Kind {
+            case quantize(Grid), dequantize(Grid), lookup([UInt8])
+        }
+
         let node: RuntimeNode
         let x: TensorID, y: TensorID
-        let grid: Grid
+        let kind: Kind
         let slot: ArenaSlot?
 
-        init(_ setup: StepSetup, _ grid: Grid) {
+        init(_ setup: StepSetup, _ kind: Kind) {
             node = setup.node
             x = setup.input(0)
             y = setup.output(0)
-            self.grid = grid
+            self.kind = kind
             slot = setup.slot(y)
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
             let input = try frame.tensor(x, self)
-            guard input.dtype == .float else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
-            let out = try frame.output(slot, y, .uint8, input.shape)
-            input.withValues(Float.self) { xb in
-                out.withMutableValues(UInt8.self) { yb in
-                    guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
-                    ck_quantize_u8(xb.count, xp, grid.scale, grid.zeroPoint, yp)
-                }
+            let (from, to): (DType, DType) = switch kind {
+            case .quantize: (.float, .uint8)
+            case .dequantize: (.uint8, .float)
+            case .lookup: (.uint8, .uint8)
             }
-            frame.values[Int(y)] = .tensor(out)
-        }
-    }
-
-    struct DequantizeStep: Step {
-        let node: RuntimeNode
-        let x: TensorID, y: TensorID
-        let grid: Grid
-        let slot: ArenaSlot?
-
-        init(_ setup: StepSetup, _ grid: Grid) {
-            node = setup.node
-            x = setup.input(0)
-            y = setup.output(0)
-            self.grid = grid
-            slot = setup.slot(y)
-        }
-
-        func run(_ frame: Frame) throws(RuntimeError) {
-            let input = try frame.tensor(x, self)
-            guard input.dtype == .uint8 else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
-            let out = try frame.output(slot, y, .float, input.shape)
-            input.withValues(UInt8.self) { xb in
-                out.withMutableValues(Float.self) { yb in
+            guard input.dtype == from else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
+            let out = try frame.output(slot, y, to, input.shape)
+            input.withBytes { xb in
+                out.withMutableBytes { yb in
                     guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
-                    ck_dequantize_u8(xb.count, xp, grid.scale, grid.zeroPoint, yp)
+                    let n = input.count
+                    switch kind {
+                    case .quantize(let g):
+                        ck_quantize_u8(n, xp.assumingMemoryBound(to: Float.self), g.scale, g.zeroPoint, yp.assumingMemoryBound(to: UInt8.self))
+                    case .dequantize(let g):
+                        ck_dequantize_u8(n, xp.assumingMemoryBound(to: UInt8.self), g.scale, g.zeroPoint, yp.assumingMemoryBound(to: Float.self))
+                    case .lookup(let table):
+                        table.withUnsafeBufferPointer { tb in
+                            guard let tp = tb.baseAddress else { return }
+                            ck_lookup_u8(n, xp.assumingMemoryBound(to: UInt8.self), tp, yp.assumingMemoryBound(to: UInt8.self))
+                        }
+                    }
                 }
             }
             frame.values[Int(y)] = .tensor(out)
