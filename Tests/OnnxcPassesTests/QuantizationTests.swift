@@ -244,6 +244,32 @@ import Testing
         #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
     }
 
+    /// x → Conv → c; SiLU(c) = c · Sigmoid(c); Split(SiLU) → Concat(s1, s0, c) → Conv → y.
+    @Test func siluIsOneTableAndSplitConcatShareAGrid() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [4, 2, 1, 1], Pseudorandom.floats(8, seed: 3)), try Build.floatTensor("W2", [2, 8, 1, 1], Pseudorandom.floats(16, seed: 4)),
+                           try Build.int64Tensor("parts", [2], [2, 2])],
+            nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node("Sigmoid", ["c"], ["g"]), Build.node("Mul", ["c", "g"], ["silu"]),
+                    Build.node("Split", ["silu", "parts"], ["s0", "s1"], [Attribute("axis", .int(1))]),
+                    Build.node("Concat", ["s1", "s0", "c"], ["k"], [Attribute("axis", .int(1))]), Build.node("Conv", ["k", "W2"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        // One table for SiLU, the Split and Concat on uint8: only the input's Q is left of the float boundary.
+        #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 1 && !ops.contains("Mul") && !ops.contains("Sigmoid"), "\(ops)")
+        #expect(!ops.contains("DequantizeLinear") && ops.filter { $0 == "QuantizeLinear" }.count == 1, "\(ops)")
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.03 * scale)
+    }
+
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
         // Clip(-1, 0.5) after a Conv whose quantized output spans past 0.5 is kept in float.
         let graph = Graph(

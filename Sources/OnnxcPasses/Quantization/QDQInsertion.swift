@@ -81,8 +81,8 @@ public struct QuantizedLayer: Sendable {
 /// outputs only float ops read, graph outputs (a classifier's logits lose nothing to a last rounding), and the
 /// output of a Conv/Gemm/MatMul/Add read only by a Relu or Clip — the activation is fused into the producer's
 /// requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
-/// output their input's grid, and a Concat gives all its inputs and its output one grid, so those ops run on the
-/// integers unchanged.
+/// output their input's grid and a Concat gives its inputs and output one grid (the union of the ranges of all
+/// the tensors so connected), so those ops run on the integers unchanged.
 public enum QDQInsertion {
     /// Ops with weights: their input 1 (and Conv/Gemm's bias) are constants quantized here.
     static let weightOps: Set<String> = ["Conv", "Gemm", "MatMul"]
@@ -189,30 +189,42 @@ public enum QDQInsertion {
         }
         quantized = quantized.filter { !isConstant($0) }
 
-        // 3. Grids: calibrated, then shared along data movement and Concat until nothing changes.
-        var ranges = calibrated
-        for _ in 0..<8 {
-            var changed = false
-            for (n, node) in graph.nodes.enumerated() where dataInputs[n] != nil {
-                if sameGridOps.contains(node.opType), let x = node.inputs.first, let r = ranges[x] {
-                    for y in node.outputs where !y.isEmpty && quantized.contains(y) && ranges[y] != r {
-                        ranges[y] = r
-                        changed = true
-                    }
-                } else if node.opType == "Concat" {
-                    let members = (node.inputs + node.outputs).filter { quantized.contains($0) }
-                    guard let first = members.first, var union = ranges[first] else { continue }
-                    for m in members {
-                        if let r = ranges[m] { union = TensorRange(low: min(union.low, r.low), high: max(union.high, r.high)) }
-                    }
-                    for m in members where ranges[m] != union {
-                        ranges[m] = union
-                        changed = true
-                    }
-                }
-            }
-            if !changed { break }
+        // 3. Grids: tensors that data movement or a Concat connects form one class (union-find), and the class
+        // takes the union of its members' calibrated ranges, so those ops run on the integers unchanged. (Copying
+        // a range along each op instead makes a Split feeding a Concat, YOLO's C2f block, never settle.)
+        var parent: [String: String] = [:]
+        func root(_ v: String) -> String {
+            var r = v
+            while let p = parent[r], p != r { r = p }
+            var c = v
+            while let p = parent[c], p != r { parent[c] = r; c = p }
+            return r
         }
+        func join(_ a: String, _ b: String) {
+            let (ra, rb) = (root(a), root(b))
+            if ra != rb { parent[ra] = rb }
+        }
+        for (n, node) in graph.nodes.enumerated() where dataInputs[n] != nil {
+            let nearest = node.opType == "Resize" && ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? "")
+            if sameGridOps.contains(node.opType) || nearest, let x = node.inputs.first, quantized.contains(x) {
+                for y in node.outputs where !y.isEmpty && quantized.contains(y) { join(x, y) }
+            } else if node.opType == "Concat" {
+                let members = (node.inputs + node.outputs).filter { quantized.contains($0) }
+                for m in members.dropFirst() { join(members[0], m) }
+            }
+        }
+        var classRanges: [String: TensorRange] = [:]
+        for name in quantized {
+            guard let r = calibrated[name] else { continue }
+            let key = root(name)
+            if let u = classRanges[key] {
+                classRanges[key] = TensorRange(low: min(u.low, r.low), high: max(u.high, r.high))
+            } else {
+                classRanges[key] = r
+            }
+        }
+        var ranges = calibrated
+        for name in quantized { if let r = classRanges[root(name)] { ranges[name] = r } }
         var grids: [String: QuantizationParameters.Activation] = [:]
         for name in quantized {
             guard let r = ranges[name] else { continue }

@@ -11,10 +11,12 @@ public import OnnxcIR
 /// - The same with x from DynamicQuantizeLinear (`-O int8-dynamic`): the float-output forms, reading the grid
 ///   and a float bias at run time.
 /// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
-/// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze → Q on the same grid: the op on x.
+/// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze / Slice / Split / Resize (nearest) → Q
+///   on the same grid: the op on x.
 /// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
 /// - DQ(x) → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu / Gelu / Relu / Elu / Softplus → Q:
-///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))).
+///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
+///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
 /// - Q(DQ(x)) on the same grid: x.
 /// A Relu or Clip is absorbed only where the output grid's clamping computes it exactly (Relu: zero point 0;
 /// Clip: bounds outside the grid's range). Preconditions: runtime target; QDQ as `QDQInsertion` writes it
@@ -182,7 +184,19 @@ public struct QuantizedLowering: Pass {
                 patch.replace(n, with: [Node(name: node.name, opType: "QLinearAdd", domain: RuntimeOps.domain,
                                              inputs: [a.q, a.scale, a.zero, b.q, b.scale, b.zero, y.scale, y.zero], outputs: [end.output])])
                 for r in end.removed { patch.remove(r) }
-            case "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze":
+            case "Split":
+                // Every output requantized on the input's grid: the split runs on the integers.
+                guard let x = activation(node.inputs[0]), !node.outputs.contains(where: \.isEmpty) else { continue }
+                let ends = node.outputs.map { requantizer($0) }
+                guard ends.allSatisfy({ $0.map { sameGrid(x, $0.grid) } ?? false }), free([n] + ends.compactMap { $0?.node }) else { continue }
+                var moved = node
+                moved.inputs[0] = x.q
+                moved.outputs = ends.compactMap { $0?.grid.q }
+                patch.replace(n, with: [moved])
+                for end in ends { if let end { patch.remove(end.node) } }
+            case "Resize" where ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? ""):
+                fallthrough
+            case "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice":
                 guard let x = activation(node.inputs[0]), node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy({ $0.isEmpty || index.isUnused($0) }),
                       let out = node.outputs.first, let (q, y) = requantizer(out), sameGrid(x, y), free([n, q]) else { continue }
                 if node.opType == "MaxPool", node.outputs.count > 1 { continue }
@@ -213,6 +227,29 @@ public struct QuantizedLowering: Pass {
                 guard let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) else { continue }
                 patch.addedInitializers.append(Tensor(name: name, data: data))
                 patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [y.q])])
+                patch.remove(q)
+            case "Mul":
+                // x · Sigmoid(x) (SiLU, as exporters write it) on one quantized x is a function of x alone: one table.
+                guard node.inputs.count == 2, let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
+                var table: [UInt8]?
+                var input: String?
+                for (first, second) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] where table == nil {
+                    guard let x = activation(first), let s = activation(second), let (qs, _) = index.producer(of: s.q),
+                          graph.nodes[qs].opType == "QuantizeLinear", let (sg, _) = index.producer(of: graph.nodes[qs].inputs[0]),
+                          graph.nodes[sg].opType == "Sigmoid", graph.nodes[sg].domain.isEmpty,
+                          let inner = activation(graph.nodes[sg].inputs[0]), inner.q == x.q else { continue }
+                    table = (0...255).map { v -> UInt8 in
+                        let real = Double(x.scaleValue) * Double(v - x.zeroValue)
+                        let r = (Double(Float(real / (1 + exp(-real))) / y.scaleValue)).rounded(.toNearestOrEven) + Double(y.zeroValue)
+                        return UInt8(r.isNaN ? Double(y.zeroValue) : min(255, max(0, r)))
+                    }
+                    input = x.q
+                }
+                guard let table, let input,
+                      let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) else { continue }
+                let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_silu_table", &taken)
+                patch.addedInitializers.append(Tensor(name: name, data: data))
+                patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [input, name], outputs: [y.q])])
                 patch.remove(q)
             case "QuantizeLinear":
                 guard let x = activation(node.inputs[0]), let out = node.outputs.first, !index.isGraphOutput(out),
