@@ -5,7 +5,11 @@
 #include "include/ck_quantize.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/// Elements per pool task of the element-wise kernels (64 K: a few microseconds each).
+#define CK_QADD_CHUNK ((size_t)1 << 16)
 
 static inline uint8_t ck_quantize_one(float x, float scale, int zero_point) {
     float v = x / scale;
@@ -153,8 +157,26 @@ void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, 
 
 // MARK: - Table lookup (an element-wise function between two uint8 grids)
 
+typedef struct {
+    size_t n;
+    const uint8_t *x, *table;
+    uint8_t *y;
+} ck_lookup_job;
+
+static void ck_lookup_task(void *context, int task) {
+    const ck_lookup_job *j = context;
+    size_t i0 = (size_t)task * CK_QADD_CHUNK, i1 = i0 + CK_QADD_CHUNK < j->n ? i0 + CK_QADD_CHUNK : j->n;
+    for (size_t i = i0; i < i1; i++) j->y[i] = j->table[j->x[i]];
+}
+
 void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
-    for (size_t i = 0; i < n; i++) y[i] = table[x[i]];
+    ck_lookup_job job = {n, x, table, y};
+    size_t tasks = (n + CK_QADD_CHUNK - 1) / CK_QADD_CHUNK;
+    if (tasks <= 1) {
+        for (size_t i = 0; i < n; i++) y[i] = table[x[i]];
+        return;
+    }
+    ck_parallel_for((int)tasks, ck_lookup_task, &job);
 }
 
 // MARK: - Quantized Add in float arithmetic (ONNX Runtime's QLinearAdd form)
@@ -197,7 +219,6 @@ typedef struct {
     int avx2;
 } ck_qadd_float_job;
 
-#define CK_QADD_CHUNK ((size_t)1 << 16)
 
 static void ck_qadd_float_task(void *context, int task) {
     const ck_qadd_float_job *j = context;
@@ -249,4 +270,100 @@ void ck_transpose_batched_u8(int batch, int rows, int cols, const uint8_t *x, ui
     if (batch <= 0 || rows <= 0 || cols <= 0) return;
     ck_transpose_u8_job job = {rows, cols, x, y, (rows + CK_TU8_BLOCK - 1) / CK_TU8_BLOCK};
     ck_parallel_for(batch * job.row_blocks, ck_transpose_u8_task, &job);
+}
+
+// MARK: - Squeeze-excitation on uint8: channel means and a per-channel gate
+
+void ck_qglobal_avgpool_nhwc_u8(int batch, int pixels, int channels, const uint8_t *x, float x_scale, int x_zero_point, float y_scale,
+                                int y_zero_point, uint8_t *y) {
+    // Exact int32 sums (pixels·255 < 2^31 for any image below 8 M pixels), then one float rounding per mean.
+    float k = pixels > 0 ? x_scale / (y_scale * (float)pixels) : 0.0f;
+    for (int b = 0; b < batch; b++) {
+        const uint8_t *img = x + (size_t)b * pixels * channels;
+        for (int c0 = 0; c0 < channels; c0 += 256) {
+            int32_t sums[256] = {0};
+            int c1 = c0 + 256 < channels ? c0 + 256 : channels;
+            for (int p = 0; p < pixels; p++) {
+                const uint8_t *row = img + (size_t)p * channels;
+                for (int c = c0; c < c1; c++) sums[c - c0] += row[c];
+            }
+            for (int c = c0; c < c1; c++) {
+                float v = (float)(sums[c - c0] - (int32_t)pixels * x_zero_point) * k;
+                v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+                int q = (int)nearbyintf(v) + y_zero_point;
+                y[(size_t)b * channels + c] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+            }
+        }
+    }
+}
+
+static inline uint8_t ck_requant_float1(float v, int zy) {
+    v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+    int q = (int)nearbyintf(v) + zy;
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+#ifdef CK_X86
+/// out[c] = requant((in[c] − za) · g[c]) for c < count, 8 at a time; returns how many it did.
+CK_AVX2 static int ck_qmul_row_avx2(int count, const uint8_t *in, const float *g, int za, int zy, uint8_t *out) {
+    const __m256 lo = _mm256_set1_ps(-512.0f), hi = _mm256_set1_ps(512.0f);
+    const __m256i vza = _mm256_set1_epi32(za), vzy = _mm256_set1_epi32(zy);
+    int c = 0;
+    for (; c + 8 <= count; c += 8) {
+        __m256 fa = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(in + c))), vza));
+        __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(fa, _mm256_loadu_ps(g + c)), lo), hi);
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), vzy);
+        __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+        _mm_storel_epi64((__m128i *)(out + c), _mm_packus_epi16(h, h));
+    }
+    return c;
+}
+#endif
+
+typedef struct {
+    int pixels, channels, za, zy, avx2;
+    const uint8_t *a;
+    const float *g;  // batch × channels gate values, premultiplied
+    uint8_t *y;
+    int chunks_per_image;
+} ck_qmul_job;
+
+#define CK_QMUL_PIXELS 64
+
+static void ck_qmul_task(void *context, int task) {
+    const ck_qmul_job *j = context;
+    int b = task / j->chunks_per_image, p0 = (task % j->chunks_per_image) * CK_QMUL_PIXELS;
+    int p1 = p0 + CK_QMUL_PIXELS < j->pixels ? p0 + CK_QMUL_PIXELS : j->pixels;
+    const float *g = j->g + (size_t)b * j->channels;
+    for (int p = p0; p < p1; p++) {
+        const uint8_t *in = j->a + ((size_t)b * j->pixels + p) * j->channels;
+        uint8_t *out = j->y + ((size_t)b * j->pixels + p) * j->channels;
+        int c = 0;
+#ifdef CK_X86
+        if (j->avx2) c = ck_qmul_row_avx2(j->channels, in, g, j->za, j->zy, out);
+#endif
+        for (; c < j->channels; c++) out[c] = ck_requant_float1((float)((int)in[c] - j->za) * g[c], j->zy);
+    }
+}
+
+void ck_qmul_channel_u8(int batch, int pixels, int channels, const uint8_t *a, float a_scale, int a_zero_point, const uint8_t *gate,
+                        float gate_scale, int gate_zero_point, float y_scale, int y_zero_point, uint8_t *y) {
+    if (batch <= 0 || pixels <= 0 || channels <= 0) return;
+    float k = a_scale * gate_scale / y_scale;
+    float *g = malloc(sizeof(float) * (size_t)batch * channels);
+    if (!g) {
+        // Without memory for the gate row: the same arithmetic, gate by gate.
+        for (int b = 0; b < batch; b++)
+            for (int p = 0; p < pixels; p++)
+                for (int c = 0; c < channels; c++) {
+                    size_t i = ((size_t)b * pixels + p) * channels + c;
+                    y[i] = ck_requant_float1((float)((int)a[i] - a_zero_point) * ((float)((int)gate[(size_t)b * channels + c] - gate_zero_point) * k), y_zero_point);
+                }
+        return;
+    }
+    for (size_t i = 0; i < (size_t)batch * channels; i++) g[i] = (float)((int)gate[i] - gate_zero_point) * k;
+    ck_qmul_job job = {pixels, channels, a_zero_point, y_zero_point, ck_active_isa() >= CK_ISA_AVX2_FMA, a, g, y,
+                       (pixels + CK_QMUL_PIXELS - 1) / CK_QMUL_PIXELS};
+    ck_parallel_for(batch * job.chunks_per_image, ck_qmul_task, &job);
+    free(g);
 }

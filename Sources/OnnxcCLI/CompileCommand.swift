@@ -103,7 +103,15 @@ struct Compile: ParsableCommand {
             }
             quantized = result
         }
-        let (optimized, passStatistics) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
+        var (optimized, passStatistics) = try OptimizationLevel.optimize(pinned, level: level, target: .runtime, disabled: disablePass, file: model)
+        if int8 {
+            // Once more after the layout stage: the squeeze-excitation patterns exist only channels last.
+            do {
+                optimized = try Pipelines.quantizedLowering(disabled: Set(disablePass)).run(ShapeInference.infer(optimized).0)
+            } catch {
+                throw CommandFailure(file: model, error)
+            }
+        }
         let (typed, _) = ShapeInference.infer(optimized)
         lap("optimize")
         var properties = shapes.sorted { $0.key < $1.key }.map { OnnxcFormat.StringPair("input_shape", "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))") }

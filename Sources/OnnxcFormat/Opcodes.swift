@@ -240,6 +240,8 @@ public enum Opcodes {
         ("ai.onnxc", "QLinearAdd"),  // 213
         ("ai.onnxc", "NhwcQLinearConv"),  // 214
         ("ai.onnxc", "QLookup"),  // 215
+        ("ai.onnxc", "QLinearMul"),  // 216
+        ("ai.onnxc", "NhwcQGlobalAveragePool"),  // 217
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

@@ -56,6 +56,37 @@ import Testing
         #expect(zip(outputs[0], exact).allSatisfy { abs(Int($0) - $1) <= 1 })
     }
 
+    @Test func squeezeExcitationKernelsMatchTheirFormulas() {
+        let (batch, pixels, channels) = (2, 37, 21)
+        let x: [UInt8] = (0..<(batch * pixels * channels)).map { UInt8(truncatingIfNeeded: $0 &* 97 &+ 13) }
+        let gate: [UInt8] = (0..<(batch * channels)).map { UInt8(truncatingIfNeeded: $0 &* 53) }
+        var results: [[UInt8]] = []
+        for isa in isas() {
+            _ = ck_set_isa(isa)
+            var y = [UInt8](repeating: 0, count: x.count)
+            ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), x, 0.03, 120, gate, 0.004, 0, 0.05, 10, &y)
+            results.append(y)
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+        #expect(results.dropFirst().allSatisfy { $0 == results[0] })
+        let k = Float(0.03) * Float(0.004) / Float(0.05)
+        let expected = x.indices.map { i -> UInt8 in
+            let b = i / (pixels * channels), c = i % channels
+            let v = (Float(x[i]) - 120) * ((Float(gate[b * channels + c]) - 0) * k)
+            return UInt8(min(255, max(0, Double(v).rounded(.toNearestOrEven) + 10)))
+        }
+        #expect(results[0] == expected)
+        var pooled = [UInt8](repeating: 0, count: batch * channels)
+        ck_qglobal_avgpool_nhwc_u8(Int32(batch), Int32(pixels), Int32(channels), x, 0.03, 120, 0.02, 128, &pooled)
+        for b in 0..<batch {
+            for c in 0..<channels {
+                let mean = (0..<pixels).map { Double(x[(b * pixels + $0) * channels + c]) }.reduce(0, +) / Double(pixels)
+                let exact = ((mean - 120) * 0.03 / 0.02).rounded() + 128
+                #expect(abs(Double(pooled[b * channels + c]) - min(255, max(0, exact))) <= 1)
+            }
+        }
+    }
+
     @Test func byteTransposeMovesEveryByte() {
         let (batch, rows, cols) = (3, 130, 70)
         let x: [UInt8] = (0..<(batch * rows * cols)).map { UInt8(truncatingIfNeeded: $0 * 31) }

@@ -28,3 +28,11 @@ void ck_qadd_u8_float(size_t n, const uint8_t *a, float a_scale, int a_zero_poin
                       float y_scale, int y_zero_point, uint8_t *y);
 /// y[b] = x[b]ᵀ for `batch` row-major rows × cols byte matrices, on the pool (tiled).
 void ck_transpose_batched_u8(int batch, int rows, int cols, const uint8_t *x, uint8_t *y);
+/// GlobalAveragePool of a channels-last uint8 tensor [batch, pixels, channels] between two grids:
+/// y[b, c] = saturate(round((Σ_p x − pixels·x_zp) · x_scale / (pixels · y_scale)) + y_zp).
+void ck_qglobal_avgpool_nhwc_u8(int batch, int pixels, int channels, const uint8_t *x, float x_scale, int x_zero_point, float y_scale,
+                                int y_zero_point, uint8_t *y);
+/// y[b, p, c] = saturate(round((a[b, p, c] − a_zp) · (gate[b, c] − g_zp) · a_scale · g_scale / y_scale) + y_zp): a
+/// squeeze-excitation gate (one value per image and channel) applied to a channels-last uint8 tensor.
+void ck_qmul_channel_u8(int batch, int pixels, int channels, const uint8_t *a, float a_scale, int a_zero_point, const uint8_t *gate,
+                        float gate_scale, int gate_zero_point, float y_scale, int y_zero_point, uint8_t *y);

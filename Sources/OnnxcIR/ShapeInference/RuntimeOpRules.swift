@@ -35,6 +35,12 @@ enum RuntimeOpRules {
         },
         "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
         "ai.onnxc::QLookup": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::QLinearMul": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::NhwcQGlobalAveragePool": { ctx in
+            var shape: Shape?
+            if let x = ctx.shape(0), x.dims.count == 4 { shape = Shape([x.dims[0], .fixed(1), .fixed(1), x.dims[3]]) }
+            return [InferenceSupport.tensor(.uint8, shape)]
+        },
     ]
 
     /// ai.onnxc::Attention(Q [..., Sq, D], Kt [..., D, Sk], V [..., Sk, Dv][, mask]) with attribute `scale`:

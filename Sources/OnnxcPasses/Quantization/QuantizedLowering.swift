@@ -17,6 +17,9 @@ public import OnnxcIR
 /// - DQ(x) → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu / Gelu / Relu / Elu / Softplus → Q:
 ///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
 ///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
+/// - DQ(a) · DQ(g) → Q with g one value per image and channel ([N, 1, …, 1, C], channels last): `ai.onnxc::QLinearMul`;
+///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` (both after the layout stage,
+///   which is why `compile -O int8` runs this pass again then).
 /// - Q(DQ(x)) on the same grid: x.
 /// A Relu or Clip is absorbed only where the output grid's clamping computes it exactly (Relu: zero point 0;
 /// Clip: bounds outside the grid's range). Preconditions: runtime target; QDQ as `QDQInsertion` writes it
@@ -116,6 +119,13 @@ public struct QuantizedLowering: Pass {
         }
         func sameGrid(_ a: Grid, _ b: Grid) -> Bool { a.scaleValue == b.scaleValue && a.zeroValue == b.zeroValue }
 
+        for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcGlobalAveragePool" {
+            // After the layout stage: the channel means of a quantized tensor, on the integers.
+            guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
+            patch.replace(n, with: [Node(name: node.name, opType: "NhwcQGlobalAveragePool", domain: RuntimeOps.domain,
+                                         inputs: [x.q, x.scale, x.zero, y.scale, y.zero], outputs: [y.q])])
+            patch.remove(q)
+        }
         for (n, node) in graph.nodes.enumerated() where node.domain.isEmpty && patch.replacements[n] == nil {
             switch node.opType {
             case "Conv":
@@ -231,6 +241,19 @@ public struct QuantizedLowering: Pass {
             case "Mul":
                 // x · Sigmoid(x) (SiLU, as exporters write it) on one quantized x is a function of x alone: one table.
                 guard node.inputs.count == 2, let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
+                // A gate of one value per image and channel (squeeze-excitation, channels last): [N, …, C] · [N, 1, …, 1, C].
+                if let a = activation(node.inputs[0]), let b = activation(node.inputs[1]) {
+                    let shapes = [types[node.inputs[0]]?.shape?.fixedDims, types[node.inputs[1]]?.shape?.fixedDims]
+                    for (x, g, sx, sg) in [(a, b, shapes[0], shapes[1]), (b, a, shapes[1], shapes[0])] {
+                        guard let sx, let sg, sx.count >= 3, sx.count == sg.count, sx.first == sg.first, sx.last == sg.last,
+                              sg.dropFirst().dropLast().allSatisfy({ $0 == 1 }) else { continue }
+                        patch.replace(n, with: [Node(name: node.name, opType: "QLinearMul", domain: RuntimeOps.domain,
+                                                     inputs: [x.q, x.scale, x.zero, g.q, g.scale, g.zero, y.scale, y.zero], outputs: [y.q])])
+                        patch.remove(q)
+                        break
+                    }
+                    if patch.replacements[n] != nil { continue }
+                }
                 var table: [UInt8]?
                 var input: String?
                 for (first, second) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] where table == nil {

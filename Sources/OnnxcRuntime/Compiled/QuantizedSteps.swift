@@ -12,6 +12,8 @@ enum QuantizedSteps {
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
+        KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { setup in ChannelGridStep(setup, pool: false) },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { setup in ChannelGridStep(setup, pool: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { setup in
             guard let table = setup.constant(1), table.dtype == .uint8, table.count == 256 else { return nil }
             return MapStep(setup, .lookup(table.array(UInt8.self)))
@@ -258,6 +260,68 @@ enum QuantizedSteps {
                             guard let tp = tb.baseAddress else { return }
                             ck_lookup_u8(n, xp.assumingMemoryBound(to: UInt8.self), tp, yp.assumingMemoryBound(to: UInt8.self))
                         }
+                    }
+                }
+            }
+            frame.values[Int(y)] = .tensor(out)
+        }
+    }
+
+    /// ai.onnxc::QLinearMul with a per-image, per-channel gate and ai.onnxc::NhwcQGlobalAveragePool: the two halves
+    /// of a squeeze-excitation block on uint8, grids constant.
+    struct ChannelGridStep: Step {
+        let node: RuntimeNode
+        let pool: Bool
+        let a: TensorID, g: TensorID, y: TensorID
+        let grid: (aScale: Float, aZero: Int32, gScale: Float, gZero: Int32, yScale: Float, yZero: Int32)
+        let slot: ArenaSlot?
+
+        init?(_ setup: StepSetup, pool: Bool) {
+            let slots = pool ? [1, 2, 3, 4] : [1, 2, 4, 5, 6, 7]
+            let values = slots.map { scalar(setup, $0) }
+            guard values.allSatisfy({ $0 != nil }) else { return nil }
+            let v = values.compactMap { $0 }
+            node = setup.node
+            self.pool = pool
+            a = setup.input(0)
+            g = pool ? Program.omitted : setup.input(3)
+            y = setup.output(0)
+            grid = pool ? (Float(v[0]), Int32(clamping: Int(v[1])), 1, 0, Float(v[2]), Int32(clamping: Int(v[3])))
+                        : (Float(v[0]), Int32(clamping: Int(v[1])), Float(v[2]), Int32(clamping: Int(v[3])), Float(v[4]), Int32(clamping: Int(v[5])))
+            slot = setup.slot(y)
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let x = try frame.tensor(a, self)
+            guard x.dtype == .uint8, x.rank >= 3, let channels = x.shape.last, let batch = x.shape.first,
+                  batch * channels > 0 || x.count == 0 else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("\(node.opType) needs a uint8 [N, …, C] input, got \(x.dtype.onnxName)\(x.shape)"))
+            }
+            let pixels = batch * channels == 0 ? 0 : x.count / (batch * channels)
+            guard [batch, pixels, channels].allSatisfy({ $0 <= Int(Int32.max) }) else { throw .invalidShape("\(node.opType): \(x.shape) is too large") }
+            if pool {
+                guard x.rank == 4 else { throw .invalidShape("\(node.opType) needs [N, H, W, C], got \(x.shape)") }
+                let out = try frame.output(slot, y, .uint8, [batch, 1, 1, channels])
+                x.withValues(UInt8.self) { xb in
+                    out.withMutableValues(UInt8.self) { yb in
+                        guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qglobal_avgpool_nhwc_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, grid.yScale, grid.yZero, yp)
+                    }
+                }
+                frame.values[Int(y)] = .tensor(out)
+                return
+            }
+            let gate = try frame.tensor(g, self)
+            guard gate.dtype == .uint8, gate.count == batch * channels, gate.shape.first == batch, gate.shape.last == channels else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul gate \(gate.shape) is not one value per image and channel of \(x.shape)"))
+            }
+            let out = try frame.output(slot, y, .uint8, x.shape)
+            x.withValues(UInt8.self) { xb in
+                gate.withValues(UInt8.self) { gb in
+                    out.withMutableValues(UInt8.self) { yb in
+                        guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, gp, grid.gScale, grid.gZero,
+                                           grid.yScale, grid.yZero, yp)
                     }
                 }
             }

@@ -73,6 +73,40 @@ enum QuantizationKernels {
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { inputs, context throws(RuntimeError) in
             try qgemm(inputs, context)
         },
+        // The reference forms of the squeeze-excitation ops: the compiled kernels' float arithmetic, as loops.
+        KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { inputs, context throws(RuntimeError) in
+            let a = try context.tensor(inputs, 0), g = try context.tensor(inputs, 3)
+            guard a.dtype == .uint8, g.dtype == .uint8, a.rank >= 3, let c = a.shape.last, let n = a.shape.first, g.count == n * c else {
+                throw .invalidArgument("QLinearMul takes uint8 [N, …, C] and a [N, 1, …, 1, C] gate, got \(a.shape) and \(g.shape)")
+            }
+            let s = try (1...7).filter { $0 != 3 }.map { i throws(RuntimeError) in Float(try context.tensor(inputs, i).doubles().first ?? 0) }
+            let k = s[0] * s[2] / s[4]
+            let av = a.array(UInt8.self), gv = g.array(UInt8.self), pixels = a.count / max(n * c, 1)
+            return outputs(try Tensor(av.indices.map { i -> UInt8 in
+                let image = i / max(pixels * c, 1), channel = i % c
+                let gate = (Float(gv[image * c + channel]) - s[3]) * k
+                let q = Double(min(512, max(-512, (Float(av[i]) - s[1]) * gate))).rounded(.toNearestOrEven) + Double(s[5])
+                return UInt8(min(255, max(0, q)))
+            }, shape: a.shape))
+        },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            guard x.dtype == .uint8, x.rank == 4 else { throw .invalidArgument("NhwcQGlobalAveragePool takes uint8 [N, H, W, C], got \(x.shape)") }
+            let s = try (1...4).map { i throws(RuntimeError) in Float(try context.tensor(inputs, i).doubles().first ?? 0) }
+            let (n, pixels, c) = (x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
+            let k = pixels > 0 ? s[0] / (s[2] * Float(pixels)) : 0
+            let xv = x.array(UInt8.self)
+            var y = [UInt8](repeating: 0, count: n * c)
+            for b in 0..<n {
+                for ch in 0..<c {
+                    var sum = 0
+                    for p in 0..<pixels { sum += Int(xv[(b * pixels + p) * c + ch]) }
+                    let v = Float(sum - pixels * Int(s[1])) * k
+                    y[b * c + ch] = UInt8(min(255, max(0, Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + Double(s[3]))))
+                }
+            }
+            return outputs(try Tensor(y, shape: [n, 1, 1, c]))
+        },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0), table = try context.tensor(inputs, 1)
             guard x.dtype == .uint8, table.dtype == .uint8, table.count == 256 else {
