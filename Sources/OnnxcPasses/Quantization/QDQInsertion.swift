@@ -158,7 +158,13 @@ public enum QDQInsertion {
                 }
                 slots = [0]
             case "MatMul":
-                slots = node.inputs.count == 2 && isConstant(node.inputs[1]) ? [0] : [0, 1]
+                let constantB = node.inputs.count == 2 && isConstant(node.inputs[1])
+                if options.dynamic && !constantB {
+                    // Attention's products: two fresh grids per run and no integer kernel to gain them back.
+                    summary.skipped.append((node.displayName, "a product of two activations stays float in dynamic mode"))
+                    continue
+                }
+                slots = constantB ? [0] : [0, 1]
             default:
                 let all = activationOps[node.opType] ?? false
                 slots = all ? node.inputs.indices.filter { !node.inputs[$0].isEmpty && !isConstant(node.inputs[$0]) } : [0]
