@@ -26,12 +26,18 @@
 // way, VPSIGNB(x', w) against |w|, is wrong for x = 0 with w < 0: −(−128) does not fit an s8.) So:
 //
 // - AVX-512 VNNI: the tile is 12 output pixels × 32 output channels (24 zmm accumulators; per 4 input channels 2
-//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape; −x_zp·Σw folds into the bias.
-//   Channel counts that are not a multiple of 4 (stems: 3) pad each pixel's channels with x_zp in a per-call copy
-//   of the input and re-lay each task's panels per tap, so every tile still reads its pixels through pointers.
+//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape, with 4- and 1-row forms for tiles
+//   with that few live rows (a Gemm with small M); −x_zp·Σw folds into the bias. Channel counts that are not a
+//   multiple of 4 pad each pixel's channels with x_zp in a per-call copy of the input and re-lay each task's panels
+//   per tap, so every tile still reads its pixels through pointers.
+// - Row mode (both vector paths, one group with fewer than 16 channels and kernel_w > 1: stems): the per-call copy
+//   makes the padding explicit, so one kernel row's taps are kernel_w·group_in consecutive channels, read as one
+//   tap (resnet50's 7×7 stem: 7 runs of 24 channels instead of 49 of 4).
 // - AVX2: x − x_zp widened to s16 once per call (padding taps read zeros), each task's panels widened to s16 once
 //   (from the stored int8 layout; a task's block of panels stays in L2), a 4 × 16 register tile run twice per
-//   8-row tile so the requantization's per-column constants serve 8 rows.
+//   8-row tile so the requantization's per-column constants serve 8 rows (a 1-row pass for a last row alone).
+// - The requantization (ck_quant.h) is about 20 vector operations per 16 outputs, as long as the sums of a 1×1
+//   layer with 64 input channels: short-K layers run at half the rate of long ones (docs/benchmarks.md).
 // - Scalar: portable C over the geometry, the reference the tests hold the others to.
 //
 // Every path computes acc exactly (modulo 2^32) and requantizes with the same integer operations (ck_quant.h), so
