@@ -26,12 +26,18 @@
 // way, VPSIGNB(x', w) against |w|, is wrong for x = 0 with w < 0: −(−128) does not fit an s8.) So:
 //
 // - AVX-512 VNNI: the tile is 12 output pixels × 32 output channels (24 zmm accumulators; per 4 input channels 2
-//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape; −x_zp·Σw folds into the bias.
-//   Channel counts that are not a multiple of 4 (stems: 3) pad each pixel's channels with x_zp in a per-call copy
-//   of the input and re-lay each task's panels per tap, so every tile still reads its pixels through pointers.
+//   weight loads, 12 broadcasts, 24 vpdpbusd), the float AVX-512 tile's shape, with 4- and 1-row forms for tiles
+//   with that few live rows (a Gemm with small M); −x_zp·Σw folds into the bias. Channel counts that are not a
+//   multiple of 4 pad each pixel's channels with x_zp in a per-call copy of the input and re-lay each task's panels
+//   per tap, so every tile still reads its pixels through pointers.
+// - Row mode (both vector paths, one group with fewer than 16 channels and kernel_w > 1: stems): the per-call copy
+//   makes the padding explicit, so one kernel row's taps are kernel_w·group_in consecutive channels, read as one
+//   tap (resnet50's 7×7 stem: 7 runs of 24 channels instead of 49 of 4).
 // - AVX2: x − x_zp widened to s16 once per call (padding taps read zeros), each task's panels widened to s16 once
 //   (from the stored int8 layout; a task's block of panels stays in L2), a 4 × 16 register tile run twice per
-//   8-row tile so the requantization's per-column constants serve 8 rows.
+//   8-row tile so the requantization's per-column constants serve 8 rows (a 1-row pass for a last row alone).
+// - The requantization (ck_quant.h) is about 20 vector operations per 16 outputs, as long as the sums of a 1×1
+//   layer with 64 input channels: short-K layers run at half the rate of long ones (docs/benchmarks.md).
 // - Scalar: portable C over the geometry, the reference the tests hold the others to.
 //
 // Every path computes acc exactly (modulo 2^32) and requantizes with the same integer operations (ck_quant.h), so
@@ -182,7 +188,7 @@ static const uint8_t **ck_qconv_row_buffer(size_t count) {
 }
 
 /// Per-thread room for a task's widened or re-laid panels, and the calling thread's copy of the input, grown as
-/// needed (never freed: at most twice the largest input and 512 KB of panels per thread).
+/// needed and kept (about twice the largest input; about CK_QCONV_B_BLOCK_BYTES of panels).
 static _Thread_local void *ck_qconv_panels = NULL;
 static _Thread_local size_t ck_qconv_panels_bytes = 0;
 static _Thread_local void *ck_qconv_input = NULL;
@@ -381,6 +387,33 @@ CK_AVX2 static void ck_qigemm_avx2(int taps, int pairs, const uint8_t *const *ro
     _mm256_storeu_si256((__m256i *)(acc + 3 * 32), c30); _mm256_storeu_si256((__m256i *)(acc + 3 * 32 + 8), c31);
 }
 
+/// The 1 × 16 form of ck_qigemm_avx2, for a last row alone (a Gemm with one row, the last pixel of an image).
+CK_AVX2 static void ck_qigemm_avx2_1(int taps, int pairs, const uint8_t *const *rows, int tile, int row0, const int16_t *b,
+                                     int32_t *acc) {
+    __m256i c0 = _mm256_setzero_si256(), c1 = _mm256_setzero_si256(), d0 = _mm256_setzero_si256(), d1 = _mm256_setzero_si256();
+    rows += row0;
+    for (int t = 0; t < taps; t++, rows += tile) {
+        const uint8_t *a = rows[0];
+        int p = 0;
+        // Two accumulator pairs, so that consecutive pairs of channels do not wait on each other's sums.
+        for (; p + 2 <= pairs; p += 2, b += 4 * CK_QNR) {
+            __m256i x = _mm256_set1_epi32(ck_q_load32(a + 4 * p)), z = _mm256_set1_epi32(ck_q_load32(a + 4 * p + 4));
+            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)b)));
+            c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + 16))));
+            d0 = _mm256_add_epi32(d0, _mm256_madd_epi16(z, _mm256_loadu_si256((const __m256i *)(b + 32))));
+            d1 = _mm256_add_epi32(d1, _mm256_madd_epi16(z, _mm256_loadu_si256((const __m256i *)(b + 48))));
+        }
+        for (; p < pairs; p++, b += 2 * CK_QNR) {
+            __m256i x = _mm256_set1_epi32(ck_q_load32(a + 4 * p));
+            c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)b)));
+            c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i *)(b + 16))));
+        }
+    }
+    acc += (size_t)row0 * 32;
+    _mm256_storeu_si256((__m256i *)acc, _mm256_add_epi32(c0, d0));
+    _mm256_storeu_si256((__m256i *)(acc + 8), _mm256_add_epi32(c1, d1));
+}
+
 /// A task's panel in the AVX2 kernel's s16 form over the view: per view tap i, k_round / 2 pairs × 16 columns × 2,
 /// dst[((i·pairs + k/2)·16 + col)·2 + k%2] = element i·kv + k of the stored panel, 0 for k ≥ kv.
 CK_AVX2 static void ck_qconv_widen_panel(const ck_qconv_job *job, const int8_t *panel, int16_t *dst) {
@@ -420,40 +453,58 @@ static void ck_qconv_relay_panel(const ck_qconv_job *job, const int8_t *panel, i
 #ifdef CK_X86
 // MARK: - AVX-512 VNNI
 
-/// The 12 × 32 tile over two packed panels (b1 NULL: one panel, 12 × 16): acc[r·32 + col] = Σ x·w.
-CK_AVX512_VNNI static void ck_qigemm_vnni(int taps, size_t kq, const uint8_t *const *rows, const int8_t *b0, const int8_t *b1,
-                                          int32_t *acc) {
-#define CK_QROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define CK_QDECLARE(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
-    CK_QROWS(CK_QDECLARE)
-#undef CK_QDECLARE
-#define CK_QPOINTER(r) const uint8_t *a##r = rows[r];
-    if (b1) {
-        for (int t = 0; t < taps; t++, rows += CK_QMR_VNNI) {
-            CK_QROWS(CK_QPOINTER)
-            for (size_t q = 0; q < kq; q++, b0 += CK_QPANEL_QUAD, b1 += CK_QPANEL_QUAD) {
-                __m512i w0 = _mm512_loadu_si512(b0), w1 = _mm512_loadu_si512(b1);
-#define CK_QSTEP2(r) { __m512i x = _mm512_set1_epi32(ck_q_load32(a##r + 4 * q)); c##r##0 = _mm512_dpbusd_epi32(c##r##0, x, w0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, x, w1); }
-                CK_QROWS(CK_QSTEP2)
-#undef CK_QSTEP2
-            }
-        }
-    } else {
-        for (int t = 0; t < taps; t++, rows += CK_QMR_VNNI) {
-            CK_QROWS(CK_QPOINTER)
-            for (size_t q = 0; q < kq; q++, b0 += CK_QPANEL_QUAD) {
-                __m512i w0 = _mm512_loadu_si512(b0);
-#define CK_QSTEP1(r) c##r##0 = _mm512_dpbusd_epi32(c##r##0, _mm512_set1_epi32(ck_q_load32(a##r + 4 * q)), w0);
-                CK_QROWS(CK_QSTEP1)
-#undef CK_QSTEP1
-            }
-        }
+/// The R × 32 tile over two packed panels (b1 NULL: one panel, R × 16): acc[r·32 + col] = Σ x·w, for R = 12 (the
+/// tile), 4 and 1 (tiles with that few live rows: the last of an image, a Gemm with M < 12 — a 12-row tile would
+/// compute its one row 12 times).
+#define CK_QVNNI_KERNEL(NAME, ROWS, R)                                                                                    \
+    CK_AVX512_VNNI static void NAME(int taps, size_t kq, const uint8_t *const *rows, const int8_t *b0, const int8_t *b1, \
+                                    int32_t *acc) {                                                                      \
+        ROWS(CK_QDECLARE)                                                                                                \
+        if (b1) {                                                                                                        \
+            for (int t = 0; t < taps; t++, rows += CK_QMR_VNNI) {                                                        \
+                ROWS(CK_QPOINTER)                                                                                        \
+                for (size_t q = 0; q < kq; q++, b0 += CK_QPANEL_QUAD, b1 += CK_QPANEL_QUAD) {                            \
+                    __m512i w0 = _mm512_loadu_si512(b0), w1 = _mm512_loadu_si512(b1);                                    \
+                    ROWS(CK_QSTEP2)                                                                                      \
+                }                                                                                                        \
+            }                                                                                                            \
+        } else {                                                                                                         \
+            for (int t = 0; t < taps; t++, rows += CK_QMR_VNNI) {                                                        \
+                ROWS(CK_QPOINTER)                                                                                        \
+                for (size_t q = 0; q < kq; q++, b0 += CK_QPANEL_QUAD) {                                                  \
+                    __m512i w0 = _mm512_loadu_si512(b0);                                                                 \
+                    ROWS(CK_QSTEP1)                                                                                      \
+                }                                                                                                        \
+            }                                                                                                            \
+        }                                                                                                                \
+        ROWS(CK_QSTORE)                                                                                                  \
     }
-#undef CK_QPOINTER
+#define CK_QDECLARE(r) __m512i c##r##0 = _mm512_setzero_si512(), c##r##1 = _mm512_setzero_si512();
+#define CK_QPOINTER(r) const uint8_t *a##r = rows[r];
+#define CK_QSTEP2(r) { __m512i x = _mm512_set1_epi32(ck_q_load32(a##r + 4 * q)); c##r##0 = _mm512_dpbusd_epi32(c##r##0, x, w0); c##r##1 = _mm512_dpbusd_epi32(c##r##1, x, w1); }
+#define CK_QSTEP1(r) c##r##0 = _mm512_dpbusd_epi32(c##r##0, _mm512_set1_epi32(ck_q_load32(a##r + 4 * q)), w0);
 #define CK_QSTORE(r) _mm512_storeu_si512(acc + r * 32, c##r##0); _mm512_storeu_si512(acc + r * 32 + 16, c##r##1);
-    CK_QROWS(CK_QSTORE)
+#define CK_QROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define CK_QROWS4(X) X(0) X(1) X(2) X(3)
+#define CK_QROWS1(X) X(0)
+CK_QVNNI_KERNEL(ck_qigemm_vnni12, CK_QROWS12, 12)
+CK_QVNNI_KERNEL(ck_qigemm_vnni4, CK_QROWS4, 4)
+CK_QVNNI_KERNEL(ck_qigemm_vnni1, CK_QROWS1, 1)
+#undef CK_QVNNI_KERNEL
+#undef CK_QDECLARE
+#undef CK_QPOINTER
+#undef CK_QSTEP2
+#undef CK_QSTEP1
 #undef CK_QSTORE
-#undef CK_QROWS
+#undef CK_QROWS12
+#undef CK_QROWS4
+#undef CK_QROWS1
+
+CK_AVX512_VNNI static void ck_qigemm_vnni(int mr, int taps, size_t kq, const uint8_t *const *rows, const int8_t *b0,
+                                          const int8_t *b1, int32_t *acc) {
+    if (mr == 1) ck_qigemm_vnni1(taps, kq, rows, b0, b1, acc);
+    else if (mr <= 4) ck_qigemm_vnni4(taps, kq, rows, b0, b1, acc);
+    else ck_qigemm_vnni12(taps, kq, rows, b0, b1, acc);
 }
 #endif
 
@@ -511,12 +562,15 @@ static void ck_qconv_task(void *context, int index) {
             if (job->path == CK_QPATH_VNNI) {
                 const int8_t *b = own + (size_t)(j - j0) * own_panel;
                 int pair = j + 1 < j1;
-                ck_qigemm_vnni(job->view_taps, (size_t)job->k_round / 4, rows, b, pair ? b + own_panel : NULL, acc);
+                ck_qigemm_vnni(mr, job->view_taps, (size_t)job->k_round / 4, rows, b, pair ? b + own_panel : NULL, acc);
                 ck_q_store_avx512(acc, 32, mr, ck_min(pair ? 2 * CK_QNR : CK_QNR, g->group_out - j * CK_QNR), pixel0, col0, &job->out);
                 j += pair ? 2 : 1;
             } else {
                 const int16_t *b = (const int16_t *)(const void *)((const uint8_t *)wide + (size_t)(j - j0) * own_panel);
-                for (int r0 = 0; r0 < mr; r0 += 4) ck_qigemm_avx2(job->view_taps, job->k_round / 2, rows, tile, r0, b, acc);
+                for (int r0 = 0; r0 < mr; r0 += 4) {
+                    if (mr - r0 == 1) ck_qigemm_avx2_1(job->view_taps, job->k_round / 2, rows, tile, r0, b, acc);
+                    else ck_qigemm_avx2(job->view_taps, job->k_round / 2, rows, tile, r0, b, acc);
+                }
                 ck_q_store_avx2(acc, 32, mr, ck_min(CK_QNR, g->group_out - j * CK_QNR), pixel0, col0, &job->out);
                 j++;
             }

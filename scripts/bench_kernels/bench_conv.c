@@ -41,6 +41,9 @@
 typedef struct {
     const char *name;
     int cin, cout, size, kernel, stride, pad, groups;
+    /// --int8 only: a Gemm/MatMul X[m × cin]·Wᵀ as the compiler runs it, the 1×1 convolution over in_h = m, in_w = 1
+    /// (0: a square convolution of size × size).
+    int m;
 } layer;
 
 static const layer layers[] = {
@@ -79,6 +82,11 @@ static const layer layers[] = {
     {"yolo 3x3 128->128 @10", 128, 128, 10, 3, 1, 1, 1},
     {"yolo stem 3x3/2 3->16 @320", 3, 16, 320, 3, 2, 1, 1},
     {"mobilenet_v2 stem 3x3/2 3->32 @224", 3, 32, 224, 3, 2, 1, 1},
+    {"gemm M=1 2048->1000 (resnet50 fc)", 2048, 1000, 1, 1, 1, 0, 1, 1},
+    {"gemm M=16 64->256 (bert_tiny ffn1)", 64, 256, 1, 1, 1, 0, 1, 16},
+    {"gemm M=16 768->3072 (bert-base ffn1, 16 tokens)", 768, 3072, 1, 1, 1, 0, 1, 16},
+    {"gemm M=128 768->3072 (bert-base ffn1)", 768, 3072, 1, 1, 1, 0, 1, 128},
+    {"gemm M=128 3072->768 (bert-base ffn2)", 3072, 768, 1, 1, 1, 0, 1, 128},
 };
 
 static double now(void) {
@@ -261,9 +269,11 @@ static int main_int8(const char *libs, char **filters, int nfilters, double seco
         memset(&q, 0, sizeof q);
         q.l = l;
         q.out = (l->size + 2 * l->pad - l->kernel) / l->stride + 1;
+        // The input and output images: size² (out²) pixels, or m × 1 for a Gemm.
+        int in_h = l->m ? l->m : l->size, in_w = l->m ? 1 : l->size, out_h = l->m ? l->m : q.out, out_w = l->m ? 1 : q.out;
         int gi = l->cin / l->groups, go = l->cout / l->groups, taps = l->kernel * l->kernel;
         q.depthwise = l->groups == l->cin && l->groups == l->cout && l->groups > 1;
-        size_t xn = (size_t)l->cin * l->size * l->size, wn = (size_t)l->cout * gi * taps, yn = (size_t)l->cout * q.out * q.out;
+        size_t xn = (size_t)l->cin * in_h * in_w, wn = (size_t)l->cout * gi * taps, yn = (size_t)l->cout * out_h * out_w;
         unsigned seed = 11;
         q.x = malloc(xn + 64);
         for (size_t i = 0; i < xn + 64; i++) { seed = seed * 1103515245u + 12345u; q.x[i] = (uint8_t)(seed >> 16); }
@@ -292,7 +302,7 @@ static int main_int8(const char *libs, char **filters, int nfilters, double seco
             q.packed = malloc(ck_qconv_nhwc_packed_size(l->groups, go, gi, l->kernel, l->kernel));
             ck_qconv_nhwc_pack(l->groups, go, gi, l->kernel, l->kernel, q.w, q.packed);
         }
-        q.g = (ck_conv_nhwc){1, l->size, l->size, q.out, q.out, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
+        q.g = (ck_conv_nhwc){1, in_h, in_w, out_h, out_w, l->kernel, l->kernel, l->stride, l->stride, l->pad, l->pad,
                              1, 1, l->groups, gi, go, l->cin, l->cout, 0};
         // The reference: our scalar path.
         uint8_t *reference = malloc(yn);
@@ -329,8 +339,8 @@ static int main_int8(const char *libs, char **filters, int nfilters, double seco
         if (selected[Q_VNNI]) ops[Q_VNNI] = &vnni;
         if (selected[Q_AVX2]) ops[Q_AVX2] = &avx2;
         if (selected[Q_FP32]) ops[Q_FP32] = &q;
-        for (int i = 0; i < QIMPLS; i++)
-            if (selected[i] && qlibraries[i]) { ops[i] = qlibraries[i]->create(&problem); runs[i] = qlibraries[i]->run; }
+        for (int i = 0; i < QIMPLS; i++)  // the libraries' adapters take square images only
+            if (selected[i] && qlibraries[i] && !l->m) { ops[i] = qlibraries[i]->create(&problem); runs[i] = qlibraries[i]->run; }
 
         double error[QIMPLS], best[QIMPLS];
         for (int i = 0; i < QIMPLS; i++) {
@@ -392,7 +402,7 @@ int main(int argc, char **argv) {
         const layer *l = &layers[li];
         int wanted = nfilters == 0;
         for (int f = 0; f < nfilters; f++) wanted |= strstr(l->name, filters[f]) != NULL;
-        if (!wanted) continue;
+        if (!wanted || l->m) continue;  // the Gemm rows are --int8's
         bench b;
         memset(&b, 0, sizeof b);
         b.l = l;

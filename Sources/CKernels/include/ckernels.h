@@ -353,8 +353,8 @@ void ck_qconv_nhwc_pack(int groups, int group_out, int group_in, int kernel_h, i
 
 /// Packed depthwise weights (ours, stable): blocks = ceil(channels / 16), for each block of 16 channels taps × 16
 /// int8, packed[(cb·taps + t)·16 + col] = W[cb·16 + col, 0, i, j] (0 past the last channel), then `channels` int32
-/// at offset blocks·taps·16: sum[c] = Σ_t W[c, 0, t] (kept for kernels that fold the zero point; the current ones
-/// subtract it from x instead). W is [channels, 1, kernel_h, kernel_w].
+/// at offset blocks·taps·16: sum[c] = Σ_t W[c, 0, t] (the vector paths fold −x_zero_point·sum into the bias).
+/// W is [channels, 1, kernel_h, kernel_w].
 size_t ck_qdepthwise_nhwc_packed_size(int channels, int kernel_h, int kernel_w);
 void ck_qdepthwise_nhwc_pack(int channels, int kernel_h, int kernel_w, const int8_t *w, void *packed);
 
@@ -375,6 +375,11 @@ typedef struct {
 /// geometry is the float kernels' ck_conv_nhwc with strides in elements: x_stride in bytes, y_stride in bytes (u8
 /// output) or floats (f32 output); x_channel_stride must be 0 or 1 (channels last). A Gemm/MatMul X[M×K]·Wᵀ is the
 /// 1×1 convolution over in_h = M, in_w = 1. y is uint8_t * or float * per the epilogue. Pointers need no alignment.
+/// The AVX2 path (and the VNNI path for channel counts not a multiple of 4, or below 16 with kernel_w > 1) first
+/// copies X into a per-thread buffer of the calling thread, and tasks keep widened weights in per-thread buffers:
+/// both grow to the largest call's need (about twice the input; about 256 KB of panels, or the one or two panels of a
+/// larger K) and are kept. Concurrent calls from different threads are safe (the pool runs one at a time, the others
+/// run on their callers).
 void ck_qconv2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue, void *y);
 /// A depthwise convolution (groups = channels, group_in = group_out = 1) of channels-last u8 tensors, weights packed
 /// by ck_qdepthwise_nhwc_pack, on the pool.
