@@ -303,7 +303,7 @@ void ck_transpose_batched_with(int batch, int rows, int cols, const float *x, fl
 // Instruction sets (chosen once per call, like the float kernels'; measurements at the top of qconv_nhwc.c and in
 // docs/benchmarks.md, "Quantized kernels"):
 //   CK_ISA_AVX512_VNNI  vpdpbusd (u8 × s8, four products summed into an s32 lane, no saturation): exact as is; a
-//                       12-pixel × 32-channel tile. The depthwise kernel and ck_qadd_u8 run their AVX2 form.
+//                       12-pixel × 32-channel tile. The depthwise kernel runs its AVX2 form.
 //   CK_ISA_AVX2_FMA,    VPMADDUBSW (u8 × s8 → saturating s16 pair sums) cannot take full-range operands (2·255·127 >
 //   CK_ISA_AVX512       32767). The AVX2 path widens instead: x − x_zero_point as s16 (once per call, into a
 //                       per-thread buffer: 2 bytes per input channel), weights to s16 per task (from the stored int8
@@ -391,27 +391,6 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
                           void *y, ck_isa isa, int threads);
 void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w,
                                const ck_qepilogue *epilogue, void *y, ck_isa isa, int threads);
-
-/// Element-wise quantized Add of two u8 tensors of the same shape into u8, TFLite's reference quantized Add:
-///   a' = round_fixed((a − a_zero_point) << left_shift, a_multiplier, a_shift), b' likewise,
-///   y = clamp(y_zero_point + round_fixed(a' + b', y_multiplier, y_shift), clamp_min, clamp_max)
-/// (round_fixed and the wrapping additions as above; left_shift 0…31).
-typedef struct {
-    int32_t a_zero_point, b_zero_point, y_zero_point;
-    int32_t a_multiplier, a_shift, b_multiplier, b_shift, y_multiplier, y_shift;
-    int32_t left_shift;
-    int32_t clamp_min, clamp_max;
-} ck_qadd_params;
-
-/// y[i] = a[i] ⊕ b[i] for i < n (formula above); large n runs on the pool. y may be a or b.
-void ck_qadd_u8(size_t n, const uint8_t *a, const uint8_t *b, const ck_qadd_params *params, uint8_t *y);
-/// ck_qadd_u8 with an explicit instruction set and thread count (tests, benchmarks).
-void ck_qadd_u8_with(size_t n, const uint8_t *a, const uint8_t *b, const ck_qadd_params *params, uint8_t *y, ck_isa isa,
-                     int threads);
-/// TFLite's parameters for scales and zero points: left_shift 20, twice the larger input scale as the common scale
-/// (a_multiplier = a_scale / (2·max), b likewise, y_multiplier = 2·max / (2^20 · y_scale), each in double from the
-/// float scales and through ck_quantize_multiplier), clamps 0…255 (set clamp_min = y_zp for a fused Relu).
-void ck_qadd_params_make(float a_scale, int a_zp, float b_scale, int b_zp, float y_scale, int y_zp, ck_qadd_params *out);
 
 // MARK: - Transformer kernels
 
