@@ -87,6 +87,20 @@ import Testing
         }
     }
 
+    @Test func tableLookupIsTheSameOnEveryPath() {
+        let table: [UInt8] = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* 167 &+ 29) }
+        let n = 140_003  // pool chunks, a 64-byte vector tail and a scalar tail
+        let x: [UInt8] = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 2_246_822_519 >> 11) }
+        let expected = x.map { table[Int($0)] }
+        for isa in [CK_ISA_SCALAR, CK_ISA_AVX2_FMA, CK_ISA_AUTO] {
+            _ = ck_set_isa(isa)
+            var y = [UInt8](repeating: 0, count: n)
+            ck_lookup_u8(n, x, table, &y)
+            #expect(y == expected, "isa \(isa.rawValue)")
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+    }
+
     @Test func byteTransposeMovesEveryByte() {
         let (batch, rows, cols) = (3, 130, 70)
         let x: [UInt8] = (0..<(batch * rows * cols)).map { UInt8(truncatingIfNeeded: $0 * 31) }
