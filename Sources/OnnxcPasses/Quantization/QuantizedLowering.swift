@@ -52,14 +52,15 @@ public struct QuantizedLowering: Pass {
             guard let t = FusionSupport.constant(name, in: graph) else { return nil }
             return (0..<t.data.elementCount).compactMap { t.data.numericValue(at: $0) }
         }
-        /// The DequantizeLinear producing `value`, when it is per-tensor over uint8.
+        /// The DequantizeLinear producing `value`, when it is per-tensor over a computed uint8 tensor (the zero point's
+        /// type fixes the input's; a constant input would be a weight).
         func activation(_ value: String) -> Grid? {
             guard let (p, _) = index.producer(of: value) else { return nil }
             let node = graph.nodes[p]
             guard node.opType == "DequantizeLinear", node.domain.isEmpty, node.inputs.count == 3,
                   let s = constantValues(node.inputs[1]), s.count == 1, let z = FusionSupport.constant(node.inputs[2], in: graph),
                   z.dtype == .uint8, z.data.elementCount == 1, let zv = z.data.numericValue(at: 0),
-                  types[node.inputs[0]]?.elementType == .uint8 || FusionSupport.constant(node.inputs[0], in: graph) == nil else { return nil }
+                  FusionSupport.constant(node.inputs[0], in: graph) == nil else { return nil }
             return Grid(node: p, q: node.inputs[0], scale: node.inputs[1], zero: node.inputs[2], scaleValue: Float(s[0]), zeroValue: Int(zv))
         }
         /// A DequantizeLinear of DynamicQuantizeLinear's three outputs (`-O int8-dynamic`): its grid is known only
