@@ -55,7 +55,9 @@ struct Compile: ParsableCommand {
                 throw ValidationError("-O int8 needs --calibration-data CALIB.npz (one array per model input, samples along axis 0)")
             }
         } else if !fp16 && !int8 {
-            _ = try OptimizationLevel.parse(level)
+            guard (try? OptimizationLevel.parse(level)) != nil else {
+                throw ValidationError("-O\(level) is not a level: use -O0, -O1, -O2 (default), -O int8 (with --calibration-data), -O int8-dynamic or -O fp16")
+            }
         }
         try OptimizationLevel.validate(disabled: disablePass)
         for spec in inputShape { _ = try InputShapes.parse(spec) }

@@ -112,6 +112,9 @@ enum QuantizationDriver {
             throw CommandFailure(file: file, what: "--exclude-nodes names no node: \(unknown.sorted().joined(separator: ", "))",
                                  hint: "`onnxc dump \(file) -O 2` lists the node names after optimization")
         }
+        // The evaluation set is checked before the calibration runs, so a bad file fails at once.
+        var evaluation: (batches: [[String: Value]], labels: [Int64])?
+        if let path = arguments.evalData { evaluation = try evaluationSet(path, model: optimized) }
         let tensors = QDQInsertion.calibrationTensors(optimized, options: options)
         let progress = ProgressBar(label: "calibrating", quiet: quiet)
         let ranges: [String: TensorRange]
@@ -134,8 +137,6 @@ enum QuantizationDriver {
         }
         var (quantized, summary) = try insert(options)
         var result = Result(model: quantized, summary: summary, samples: samples, seconds: 0)
-        var evaluation: (batches: [[String: Value]], labels: [Int64])?
-        if let path = arguments.evalData { evaluation = try evaluationSet(path, model: optimized) }
         func accuracy(_ model: Model) throws(CommandFailure) -> Double? {
             guard let evaluation else { return nil }
             do throws(RuntimeError) {
