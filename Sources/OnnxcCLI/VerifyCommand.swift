@@ -69,6 +69,13 @@ struct Verify: ParsableCommand {
                          + (problem.map { " — \($0)" } ?? ""))
         }
         Output.write(lines.joined(separator: "\n") + "\n")
+        if failed, Runnable.isCompiled(candidate), let level = try? CompiledFile.load(candidate).program.metadata.optimization,
+           ["-O int8", "-O int8-dynamic", "-O fp16"].contains(level) {
+            // A reduced-precision model is expected to differ by more than float rounding.
+            Output.note("note: \(candidate) was compiled with \(level): expect differences of a quantization step per layer, and "
+                        + "more where generated inputs leave the calibration range (they are clipped); pass real inputs with "
+                        + "--input and a looser --rtol (e.g. 0.05), or measure accuracy with compile --eval-data")
+        }
         if failed { throw ExitCode.failure }
     }
 }
