@@ -161,7 +161,7 @@ typedef struct {
     size_t n;
     const uint8_t *x, *table;
     uint8_t *y;
-    int vbmi;
+    int vbmi, avx2;
 } ck_lookup_job;
 
 #ifdef CK_X86
@@ -178,6 +178,26 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static size_t ck_lookup_v
     }
     return i;
 }
+
+/// 32 lookups per step with AVX2: the table as 16 rows of 16 bytes; VPSHUFB picks by the low nibble within every
+/// row and the high nibble selects the row (compare and mask).
+CK_AVX2 static size_t ck_lookup_avx2(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
+    __m256i rows[16];
+    for (int k = 0; k < 16; k++) rows[k] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(table + 16 * k)));
+    const __m256i nibble = _mm256_set1_epi8(0x0f);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(x + i));
+        __m256i lo = _mm256_and_si256(v, nibble), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+        __m256i r = _mm256_setzero_si256();
+        for (int k = 0; k < 16; k++) {
+            __m256i m = _mm256_cmpeq_epi8(hi, _mm256_set1_epi8((char)k));
+            r = _mm256_or_si256(r, _mm256_and_si256(_mm256_shuffle_epi8(rows[k], lo), m));
+        }
+        _mm256_storeu_si256((__m256i *)(y + i), r);
+    }
+    return i;
+}
 #endif
 
 static void ck_lookup_task(void *context, int task) {
@@ -185,16 +205,18 @@ static void ck_lookup_task(void *context, int task) {
     size_t i0 = (size_t)task * CK_QADD_CHUNK, i1 = i0 + CK_QADD_CHUNK < j->n ? i0 + CK_QADD_CHUNK : j->n, i = i0;
 #ifdef CK_X86
     if (j->vbmi) i += ck_lookup_vbmi(i1 - i0, j->x + i0, j->table, j->y + i0);
+    else if (j->avx2) i += ck_lookup_avx2(i1 - i0, j->x + i0, j->table, j->y + i0);
 #endif
     for (; i < i1; i++) j->y[i] = j->table[j->x[i]];
 }
 
 void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) {
-    int vbmi = 0;
+    int vbmi = 0, avx2 = 0;
 #ifdef CK_X86
     vbmi = ck_active_isa() >= CK_ISA_AVX512 && __builtin_cpu_supports("avx512vbmi");
+    avx2 = ck_active_isa() >= CK_ISA_AVX2_FMA;
 #endif
-    ck_lookup_job job = {n, x, table, y, vbmi};
+    ck_lookup_job job = {n, x, table, y, vbmi, avx2};
     size_t tasks = (n + CK_QADD_CHUNK - 1) / CK_QADD_CHUNK;
     if (tasks <= 1) {
         if (n > 0) ck_lookup_task(&job, 0);

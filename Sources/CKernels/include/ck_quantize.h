@@ -20,7 +20,7 @@ void ck_half_to_float(size_t n, const uint16_t *x, float *y);
 /// ck_quantize_u8 with it (the interpreter's formula: scale = (max − min) / 255, zero point saturate(round(−min/scale))).
 void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point);
 /// y[i] = table[x[i]]: an element-wise function of a quantized tensor, tabulated over its 256 values (AVX-512 VBMI
-/// where the CPU has it and the active instruction set is AVX-512 or above; on the pool).
+/// where the CPU has it and the active instruction set is AVX-512 or above, else AVX2 VPSHUFB; on the pool).
 void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y);
 /// y = saturate(round_half_even((a − a_zp)·(a_scale/y_scale) + (b − b_zp)·(b_scale/y_scale)) + y_zp) for two uint8
 /// tensors of n elements (ONNX Runtime's float QLinearAdd; the scalar and AVX2 paths give the same bytes). y may
