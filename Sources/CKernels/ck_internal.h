@@ -283,4 +283,32 @@ CK_AVX2 static inline void ck_act_rows_avx2(float *c, ptrdiff_t ldc, int rows, i
 }
 #endif
 
+/// The task grid of an indirect-GEMM convolution (float and quantized): blocks of `panel_block` weight panels (a
+/// multiple of `step`, at most `block_bytes` of them) × blocks of `tile_block` output tiles, chosen to read the least
+/// data in all — every tile block reads all weights once, every panel block all inputs once — while giving the pool
+/// `wanted` tasks. `weight_bytes` is all panels, `input_bytes` all tiles' inputs.
+static inline void ck_choose_task_grid(int panels, int tiles, int groups, int wanted, size_t panel_bytes, size_t block_bytes, int step,
+                                       double weight_bytes, double input_bytes, int *panel_block, int *tile_block) {
+    int most = (int)(block_bytes / panel_bytes);
+    if (most < step) most = step;
+    most -= most % step;
+    double best = -1;
+    for (int block = ck_min(most, panels + panels % step); block >= step; block -= step) {
+        int panel_blocks = ck_ceil_div(panels, block);
+        int tile_blocks = ck_ceil_div(wanted, groups * panel_blocks);
+        if (tile_blocks > tiles) tile_blocks = tiles;
+        if (tile_blocks < 1) tile_blocks = 1;
+        int tb = ck_ceil_div(tiles, tile_blocks);
+        tile_blocks = ck_ceil_div(tiles, tb);
+        double cost = weight_bytes * tile_blocks + input_bytes * panel_blocks;
+        if (best < 0 || cost < best) {
+            best = cost;
+            *panel_block = block;
+            *tile_block = tb;
+        }
+        if (groups * panel_blocks >= wanted) break;  // smaller blocks only read the input more often
+    }
+    if (*panel_block > panels) *panel_block = panels;
+}
+
 #endif

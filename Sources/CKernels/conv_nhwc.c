@@ -515,27 +515,9 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     int wanted = threads > 1 ? threads * CK_CONV_TASKS_PER_THREAD : 1;
     size_t panel_bytes = (size_t)job.taps * (size_t)(g->group_in > 0 ? g->group_in : 1) * CK_NR * sizeof(float);
     int step = job.avx512 ? 2 : 1;  // AVX-512 tiles take panels in pairs
-    int most = (int)(CK_CONV_B_BLOCK_BYTES / panel_bytes);
-    if (most < step) most = step;
-    most -= most % step;
     double weight_bytes = (double)panel_bytes * job.panels, input_bytes = (double)job.tiles * job.mr * panel_bytes / CK_NR;
-    double best = -1;
-    for (int block = ck_min(most, job.panels + job.panels % step); block >= step; block -= step) {
-        int panel_blocks = ck_ceil_div(job.panels, block);
-        int tile_blocks = ck_ceil_div(wanted, g->groups * panel_blocks);
-        if (tile_blocks > job.tiles) tile_blocks = job.tiles;
-        if (tile_blocks < 1) tile_blocks = 1;
-        int tile_block = ck_ceil_div(job.tiles, tile_blocks);
-        tile_blocks = ck_ceil_div(job.tiles, tile_block);
-        double cost = weight_bytes * tile_blocks + input_bytes * panel_blocks;
-        if (best < 0 || cost < best) {
-            best = cost;
-            job.panel_block = block;
-            job.tile_block = tile_block;
-        }
-        if (g->groups * panel_blocks >= wanted) break;  // smaller blocks only read the input more often
-    }
-    if (job.panel_block > job.panels) job.panel_block = job.panels;
+    ck_choose_task_grid(job.panels, job.tiles, g->groups, wanted, panel_bytes, CK_CONV_B_BLOCK_BYTES, step, weight_bytes, input_bytes,
+                        &job.panel_block, &job.tile_block);
     job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
     job.tile_blocks = ck_ceil_div(job.tiles, job.tile_block);
     int outer = g->groups * job.panel_blocks;

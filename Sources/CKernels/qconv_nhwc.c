@@ -682,27 +682,9 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
                                                   : job.quads * CK_QPANEL_QUAD;
     if (panel_bytes == 0) panel_bytes = CK_QPANEL_QUAD;
     int step = vnni ? 2 : 1;
-    int most = (int)(CK_QCONV_B_BLOCK_BYTES / panel_bytes);
-    if (most < step) most = step;
-    most -= most % step;
     double weight_bytes = (double)panel_bytes * job.panels, input_bytes = (double)job.tiles * job.mr * panel_bytes / CK_QNR;
-    double best = -1;
-    for (int block = ck_min(most, job.panels + job.panels % step); block >= step; block -= step) {
-        int panel_blocks = ck_ceil_div(job.panels, block);
-        int tile_blocks = ck_ceil_div(wanted, g->groups * panel_blocks);
-        if (tile_blocks > job.tiles) tile_blocks = job.tiles;
-        if (tile_blocks < 1) tile_blocks = 1;
-        int tile_block = ck_ceil_div(job.tiles, tile_blocks);
-        tile_blocks = ck_ceil_div(job.tiles, tile_block);
-        double cost = weight_bytes * tile_blocks + input_bytes * panel_blocks;
-        if (best < 0 || cost < best) {
-            best = cost;
-            job.panel_block = block;
-            job.tile_block = tile_block;
-        }
-        if (g->groups * panel_blocks >= wanted) break;
-    }
-    if (job.panel_block > job.panels) job.panel_block = job.panels;
+    ck_choose_task_grid(job.panels, job.tiles, g->groups, wanted, panel_bytes, CK_QCONV_B_BLOCK_BYTES, step, weight_bytes, input_bytes,
+                        &job.panel_block, &job.tile_block);
     job.panel_blocks = ck_ceil_div(job.panels, job.panel_block);
     job.tile_blocks = ck_ceil_div(job.tiles, job.tile_block);
     int tasks = g->groups * job.panel_blocks * job.tile_blocks;
