@@ -60,7 +60,7 @@ let package = Package(
         // Graph passes: infrastructure (Pass, GraphPatch, PassManager, Pipelines) and one file per pass.
         .target(
             name: "OnnxcPasses",
-            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime", "OnnxcLowering"],
+            dependencies: ["OnnxcCore", "OnnxcIR", "OnnxcRuntime", "OnnxcLowering", "CKernels"],
             swiftSettings: strictSwift
         ),
         // IR → compiled program: tensor numbering, opcodes, constants, the memory plan.

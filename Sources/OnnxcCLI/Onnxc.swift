@@ -9,7 +9,7 @@ public struct Onnxc: ParsableCommand {
         commandName: "onnxc",
         abstract: "An ONNX model compiler for CPUs: inspect, optimize, run and conformance-test ONNX models.",
         version: version,
-        subcommands: [Info.self, Dump.self, Optimize.self, Quantize.self, Compile.self, Run.self, Bench.self, Verify.self, Test.self, Passes.self]
+        subcommands: [Info.self, Dump.self, Optimize.self, Quantize.self, Prune.self, Compress.self, Compile.self, Run.self, Bench.self, Verify.self, Test.self, Passes.self]
     )
 
     public init() {}

@@ -330,12 +330,14 @@ enum QuantizationDriver {
 /// still one final line there, so logs show that calibration ran.
 final class ProgressBar {
     let label: String
+    let unit: String
     let quiet: Bool
     let terminal = isatty(2) != 0
     var last = -1
 
-    init(label: String, quiet: Bool) {
+    init(label: String, unit: String = "runs", quiet: Bool) {
         self.label = label
+        self.unit = unit
         self.quiet = quiet
     }
 
@@ -346,7 +348,7 @@ final class ProgressBar {
         guard terminal || done == total, filled != last || done == total else { return }
         last = filled
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = "\(label) \(bar) \(done)/\(total) runs"
+        let line = "\(label) \(bar) \(done)/\(total) \(unit)"
         FileHandle.standardError.write(Data(((terminal ? "\r" : "") + line + (terminal ? "" : "\n")).utf8))
     }
 

@@ -1,0 +1,303 @@
+import CKernels
+import OnnxcCore
+import OnnxcIR
+import OnnxcLowering
+import OnnxcRuntime
+
+/// Accuracy without retraining (He et al. 2017, "Channel Pruning for Accelerating Very Deep Neural Networks"):
+/// each layer that lost input channels is refitted so that, from the kept channels alone, it reproduces the
+/// output the original layer computed on the calibration set. Per layer that is a ridge regression
+///     min ‖Y − X·Θ‖² + λ‖Θ − Θ₀‖²
+/// over sampled output positions (X: the kept input channels' im2col rows plus a 1 for the bias; Y: the original
+/// outputs at the kept output channels; Θ₀: the original weights, so a layer with few samples stays near them).
+/// The bias column absorbs the mean contribution of the removed channels, which is most of what plain magnitude
+/// pruning loses after a ReLU.
+enum Reconstruction {
+    /// Rows sampled per layer: enough for a well-posed fit of the largest layers we meet, bounded in memory.
+    static let maximumRows = 4096
+
+    struct Layer {
+        var node: Int
+        var kind: Kind
+        var keptInputs: [Int]
+        var keptOutputs: [Int]
+        var rows: [Float] = []
+        var targets: [Float] = []
+        var rowCount = 0
+        var unknowns: Int
+        enum Kind {
+            case conv(kernel: [Int], strides: [Int], pads: [Int], dilations: [Int])
+            case dense(bias: Bool, alpha: Double, beta: Double, transB: Bool)
+        }
+    }
+
+    static func refit(original: Model, pruned: Model, deps: ChannelDependencies, removed: Set<Int>, batches: [[String: Value]],
+                      progress: (Int, Int) -> Void) throws -> (Model, [String]) {
+        var sets = deps.sets
+        func kept(_ name: String, count: Int) -> [Int] {
+            guard let map = deps.maps[name] else { return Array(0..<count) }
+            return map.atoms.indices.filter { !removed.contains(sets.find(map.atoms[$0])) }
+        }
+        let graph = original.graph
+        let view = PruningGraphView(graph)
+        var layers: [Layer] = []
+        for (n, node) in graph.nodes.enumerated() {
+            guard let inMap = deps.maps[node.inputs.first ?? ""], node.inputs.count > 1,
+                  let weight = view.constant(node.inputs[1]), weight.dtype == .float else { continue }
+            let keptIn = kept(node.inputs[0], count: inMap.atoms.count)
+            guard keptIn.count < inMap.atoms.count, !keptIn.isEmpty else { continue }
+            let w = weight.dims.map(Int.init)
+            switch node.opType {
+            case "Conv" where (FusionSupport.int(node, "group") ?? 1) == 1 && w.count == 4 && view.rank(node.inputs[0]) == 4:
+                let outputs = kept(node.outputs[0], count: w[0])
+                let kernel = [w[2], w[3]]
+                guard (FusionSupport.string(node, "auto_pad") ?? "NOTSET") == "NOTSET" else { continue }
+                let pads = FusionSupport.ints(node, "pads")?.map(Int.init) ?? [0, 0, 0, 0]
+                layers.append(Layer(node: n, kind: .conv(kernel: kernel, strides: FusionSupport.ints(node, "strides")?.map(Int.init) ?? [1, 1],
+                                                          pads: pads.count == 4 ? pads : [0, 0, 0, 0],
+                                                          dilations: FusionSupport.ints(node, "dilations")?.map(Int.init) ?? [1, 1]),
+                                    keptInputs: keptIn, keptOutputs: outputs, unknowns: keptIn.count * kernel[0] * kernel[1] + 1))
+            case "Gemm" where (FusionSupport.int(node, "transA") ?? 0) == 0 && w.count == 2:
+                let transB = (FusionSupport.int(node, "transB") ?? 0) != 0
+                let outputs = kept(node.outputs[0], count: transB ? w[0] : w[1])
+                let beta = Double(FusionSupport.float(node, "beta") ?? 1), alpha = Double(FusionSupport.float(node, "alpha") ?? 1)
+                var bias = false
+                if node.inputs.count > 2, !node.inputs[2].isEmpty, let c = view.dims(node.inputs[2]), beta != 0 {
+                    bias = c.count == 1 || (c.count == 2 && c[0] == .fixed(1))
+                    if !bias { continue }
+                }
+                guard alpha != 0 else { continue }
+                layers.append(Layer(node: n, kind: .dense(bias: bias || node.inputs.count <= 2 || node.inputs[2].isEmpty, alpha: alpha, beta: beta, transB: transB),
+                                    keptInputs: keptIn, keptOutputs: outputs, unknowns: keptIn.count + 1))
+            case "MatMul" where w.count == 2:
+                let outputs = kept(node.outputs[0], count: w[1])
+                layers.append(Layer(node: n, kind: .dense(bias: false, alpha: 1, beta: 0, transB: false),
+                                    keptInputs: keptIn, keptOutputs: outputs, unknowns: keptIn.count))
+            default:
+                continue
+            }
+        }
+        guard !layers.isEmpty else { return (pruned, []) }
+        // One run of the original model per batch yields every layer's input and output.
+        var probe = original
+        let declared = Set(graph.outputs.map(\.name))
+        let wanted = Set(layers.flatMap { [graph.nodes[$0.node].inputs[0], graph.nodes[$0.node].outputs[0]] }).subtracting(declared)
+        probe.graph.outputs += wanted.sorted().map { ValueInfo(name: $0, type: nil) }
+        let executor = try Executor(graph: try Lowering.lower(probe))
+        let total = batches.count + layers.count
+        for (b, batch) in batches.enumerated() {
+            let values = try executor.run(batch)
+            for i in layers.indices {
+                let node = graph.nodes[layers[i].node]
+                guard let x = values[node.inputs[0]]?.tensor, let y = values[node.outputs[0]]?.tensor,
+                      x.dtype == .float, y.dtype == .float else { continue }
+                let budget = (maximumRows - layers[i].rowCount) / max(1, batches.count - b)
+                sample(&layers[i], x, y, budget: max(1, budget))
+            }
+            progress(b + 1, total)
+        }
+        var result = pruned
+        var refitted: [String] = []
+        var taken = FusionSupport.takenNames(pruned.graph)
+        for (i, layer) in layers.enumerated() {
+            defer { progress(batches.count + i + 1, total) }
+            guard layer.rowCount > 0 else { continue }
+            let node = result.graph.nodes[layer.node]
+            guard let current = result.graph.initializer(named: node.inputs[1]), let initial = FusionSupport.doubles(current) else { continue }
+            let currentBias = node.inputs.count > 2 ? result.graph.initializer(named: node.inputs[2]).flatMap(FusionSupport.doubles) : nil
+            guard let solution = solve(layer, initial: initialParameters(layer, current, initial, currentBias)) else { continue }
+            write(solution, layer, node: layer.node, into: &result.graph, current: current, taken: &taken)
+            refitted.append(node.name.isEmpty ? node.displayName : node.name)
+        }
+        let index = GraphIndex(result.graph)
+        let inputs = Set(result.graph.inputs.map(\.name))
+        result.graph.initializers.removeAll { !inputs.contains($0.name) && index.isUnused($0.name) }
+        return (result, refitted)
+    }
+
+    // MARK: - Sampling
+
+    /// Appends up to `budget` rows of layer inputs (kept channels) and targets (kept outputs) from one batch,
+    /// spread evenly over its output positions.
+    static func sample(_ layer: inout Layer, _ x: OnnxcRuntime.Tensor, _ y: OnnxcRuntime.Tensor, budget: Int) {
+        x.withValues(Float.self) { xs in
+            y.withValues(Float.self) { ys in
+                switch layer.kind {
+                case .conv(let kernel, let strides, let pads, let dilations):
+                    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+                    let (m, oh, ow) = (y.shape[1], y.shape[2], y.shape[3])
+                    let positions = n * oh * ow
+                    let take = min(budget, positions)
+                    guard take > 0 else { return }
+                    let step = Double(positions) / Double(take)
+                    for s in 0..<take {
+                        let p = Int(Double(s) * step)
+                        let img = p / (oh * ow), oy = (p / ow) % oh, ox = p % ow
+                        for ci in layer.keptInputs {
+                            let plane = (img * c + ci) * h * w
+                            for ky in 0..<kernel[0] {
+                                let iy = oy * strides[0] - pads[0] + ky * dilations[0]
+                                for kx in 0..<kernel[1] {
+                                    let ix = ox * strides[1] - pads[1] + kx * dilations[1]
+                                    layer.rows.append(iy >= 0 && iy < h && ix >= 0 && ix < w ? xs[plane + iy * w + ix] : 0)
+                                }
+                            }
+                        }
+                        layer.rows.append(1)
+                        for mo in layer.keptOutputs { layer.targets.append(ys[((img * m + mo) * oh + oy) * ow + ox]) }
+                    }
+                    layer.rowCount += take
+                case .dense(let bias, _, _, _):
+                    let k = x.shape.last ?? 1, m = y.shape.last ?? 1
+                    let positions = x.count / max(1, k)
+                    let take = min(budget, positions)
+                    guard take > 0 else { return }
+                    let step = Double(positions) / Double(take)
+                    for s in 0..<take {
+                        let p = Int(Double(s) * step)
+                        for ki in layer.keptInputs { layer.rows.append(xs[p * k + ki]) }
+                        if bias { layer.rows.append(1) }
+                        for mo in layer.keptOutputs { layer.targets.append(ys[p * m + mo]) }
+                    }
+                    layer.rowCount += take
+                }
+            }
+        }
+    }
+
+    // MARK: - Solving
+
+    /// Θ₀ in the fit's layout (unknowns × outputs): the pruned layer's weights, bias last.
+    static func initialParameters(_ layer: Layer, _ weight: OnnxcIR.Tensor, _ values: [Double], _ bias: [Double]?) -> [Double] {
+        let outputs = layer.keptOutputs.count, n = layer.unknowns
+        var theta = [Double](repeating: 0, count: n * outputs)
+        switch layer.kind {
+        case .conv:
+            let perOutput = values.count / max(1, outputs)
+            for m in 0..<outputs {
+                for j in 0..<perOutput { theta[j * outputs + m] = values[m * perOutput + j] }
+                theta[(n - 1) * outputs + m] = bias.map { $0.count == outputs ? $0[m] : 0 } ?? 0
+            }
+        case .dense(let hasBias, let alpha, let beta, let transB):
+            let k = layer.keptInputs.count
+            for m in 0..<outputs {
+                for j in 0..<k { theta[j * outputs + m] = alpha * values[transB ? m * k + j : j * outputs + m] }
+                if hasBias { theta[k * outputs + m] = beta * (bias.map { $0.count == outputs ? $0[m] : 0 } ?? 0) }
+            }
+        }
+        return theta
+    }
+
+    /// (XᵀX + λI) Θ = XᵀY + λΘ₀ by Cholesky; λ is 1e-3 of the mean diagonal, which keeps an under-sampled fit
+    /// near the original weights and barely biases a well-sampled one.
+    static func solve(_ layer: Layer, initial: [Double]) -> [Double]? {
+        let n = layer.unknowns, m = layer.keptOutputs.count, rows = layer.rowCount
+        guard layer.rows.count == rows * n, layer.targets.count == rows * m else { return nil }
+        var gram = [Float](repeating: 0, count: n * n), cross = [Float](repeating: 0, count: n * m)
+        layer.rows.withUnsafeBufferPointer { x in
+            layer.targets.withUnsafeBufferPointer { y in
+                gram.withUnsafeMutableBufferPointer { g in
+                    let xt = ck_operand(data: x.baseAddress, rs: 1, cs: n, packed: 0)
+                    let xo = ck_operand(data: x.baseAddress, rs: n, cs: 1, packed: 0)
+                    ck_sgemm(Int32(n), Int32(n), Int32(rows), xt, xo, g.baseAddress, n, nil)
+                }
+                cross.withUnsafeMutableBufferPointer { c in
+                    let xt = ck_operand(data: x.baseAddress, rs: 1, cs: n, packed: 0)
+                    let yo = ck_operand(data: y.baseAddress, rs: m, cs: 1, packed: 0)
+                    ck_sgemm(Int32(n), Int32(m), Int32(rows), xt, yo, c.baseAddress, m, nil)
+                }
+            }
+        }
+        var a = gram.map(Double.init)
+        var trace = 0.0
+        for i in 0..<n { trace += a[i * n + i] }
+        let lambda = max(1e-8, 1e-3 * trace / Double(n))
+        for i in 0..<n { a[i * n + i] += lambda }
+        var b = [Double](repeating: 0, count: n * m)
+        for i in 0..<(n * m) { b[i] = Double(cross[i]) + lambda * initial[i] }
+        guard Cholesky.factor(&a, n) else { return nil }
+        Cholesky.solve(a, n, &b, m)
+        return b.allSatisfy(\.isFinite) ? b : nil
+    }
+
+    /// Writes Θ back as the layer's weight (and bias) tensors, under fresh names.
+    static func write(_ theta: [Double], _ layer: Layer, node n: Int, into graph: inout Graph, current: OnnxcIR.Tensor, taken: inout Set<String>) {
+        let outputs = layer.keptOutputs.count, unknowns = layer.unknowns
+        var weight = [Double](repeating: 0, count: current.data.elementCount)
+        var bias: [Double]?
+        switch layer.kind {
+        case .conv:
+            let perOutput = weight.count / max(1, outputs)
+            for m in 0..<outputs { for j in 0..<perOutput { weight[m * perOutput + j] = theta[j * outputs + m] } }
+            bias = (0..<outputs).map { theta[(unknowns - 1) * outputs + $0] }
+        case .dense(let hasBias, let alpha, let beta, let transB):
+            let k = layer.keptInputs.count
+            for m in 0..<outputs {
+                for j in 0..<k { weight[transB ? m * k + j : j * outputs + m] = theta[j * outputs + m] / alpha }
+            }
+            if hasBias { bias = (0..<outputs).map { theta[k * outputs + $0] / (beta == 0 ? 1 : beta) } }
+        }
+        guard let w = FusionSupport.tensor(FusionSupport.freshName(current.name + "_refit", &taken), current.dtype, current.dims, weight) else { return }
+        graph.initializers.append(w)
+        graph.nodes[n].inputs[1] = w.name
+        guard let bias else { return }
+        let hasInput = graph.nodes[n].inputs.count > 2 && !graph.nodes[n].inputs[2].isEmpty
+        let dims: [Int64] = hasInput ? (graph.initializer(named: graph.nodes[n].inputs[2])?.dims ?? [Int64(outputs)]) : [Int64(outputs)]
+        guard let t = FusionSupport.tensor(FusionSupport.freshName(w.name + "_bias", &taken), current.dtype, dims, bias) else { return }
+        graph.initializers.append(t)
+        while graph.nodes[n].inputs.count < 3 { graph.nodes[n].inputs.append("") }
+        graph.nodes[n].inputs[2] = t.name
+        if case .dense = layer.kind, !hasInput {
+            graph.nodes[n] = FusionSupport.setting("beta", .float(1), on: graph.nodes[n])
+        }
+    }
+}
+
+/// Dense symmetric positive-definite solves in double precision.
+enum Cholesky {
+    /// Overwrites the lower triangle of `a` (n × n, row-major) with L, A = L·Lᵀ. False if A is not positive definite.
+    static func factor(_ a: inout [Double], _ n: Int) -> Bool {
+        a.withUnsafeMutableBufferPointer { p in
+            for j in 0..<n {
+                var d = p[j * n + j]
+                for k in 0..<j { d -= p[j * n + k] * p[j * n + k] }
+                guard d > 0 else { return false }
+                let l = d.squareRoot()
+                p[j * n + j] = l
+                for i in (j + 1)..<max(j + 1, n) {
+                    var s = p[i * n + j]
+                    let ri = i * n, rj = j * n
+                    for k in 0..<j { s -= p[ri + k] * p[rj + k] }
+                    p[ri + j] = s / l
+                }
+            }
+            return true
+        }
+    }
+
+    /// Solves L·Lᵀ·X = B in place for `m` right-hand sides (B is n × m, row-major).
+    static func solve(_ l: [Double], _ n: Int, _ b: inout [Double], _ m: Int) {
+        l.withUnsafeBufferPointer { lp in
+            b.withUnsafeMutableBufferPointer { bp in
+                for i in 0..<n {
+                    for k in 0..<i {
+                        let f = lp[i * n + k]
+                        if f == 0 { continue }
+                        for c in 0..<m { bp[i * m + c] -= f * bp[k * m + c] }
+                    }
+                    let d = lp[i * n + i]
+                    for c in 0..<m { bp[i * m + c] /= d }
+                }
+                for i in stride(from: n - 1, through: 0, by: -1) {
+                    for k in (i + 1)..<max(i + 1, n) {
+                        let f = lp[k * n + i]
+                        if f == 0 { continue }
+                        for c in 0..<m { bp[i * m + c] -= f * bp[k * m + c] }
+                    }
+                    let d = lp[i * n + i]
+                    for c in 0..<m { bp[i * m + c] /= d }
+                }
+            }
+        }
+    }
+}
