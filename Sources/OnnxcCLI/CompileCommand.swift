@@ -39,8 +39,20 @@ struct Compile: ParsableCommand {
     @Flag(help: "Compute every convolution directly, without the Winograd kernel where it was measured faster (for comparisons).")
     var noWinograd = false
 
+    @Option(help: ArgumentHelp("Prune this fraction of each channel group first (as `onnxc prune --ratio`; refitted on --calibration-data when given).", valueName: "R"))
+    var prune: Double?
+
+    @Option(help: ArgumentHelp("Channel importance for --prune: l1, l2 or bn-scale.", valueName: "criterion"))
+    var pruneCriterion: String = "l1"
+
     @Flag(help: "Print the compile report as JSON.")
     var json = false
+
+    /// What --prune asks for: `onnxc prune --ratio R --criterion C`, refitted on the calibration data.
+    var pruningRequest: PruningDriver.Request {
+        PruningDriver.Request(options: PruningOptions(ratio: prune ?? 0, criterion: PruningCriterion(rawValue: pruneCriterion) ?? .l1),
+                              calibrationData: quantization.calibrationData, evalData: nil)
+    }
 
     /// -O int8: quantized on top of -O2.
     var int8: Bool { level == "int8" || int8Dynamic }
@@ -62,6 +74,10 @@ struct Compile: ParsableCommand {
         try OptimizationLevel.validate(disabled: disablePass)
         for spec in inputShape { _ = try InputShapes.parse(spec) }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let prune, !(prune >= 0 && prune < 1) { throw ValidationError("--prune takes a fraction in [0, 1), e.g. 0.3") }
+        guard PruningCriterion(rawValue: pruneCriterion) != nil else {
+            throw ValidationError("--prune-criterion is one of \(PruningCriterion.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
     }
 
     func run() throws {
@@ -91,6 +107,13 @@ struct Compile: ParsableCommand {
             pinned = try InputShapes.pin(source, shapes)
         } catch {
             throw CommandFailure(file: model, error)
+        }
+        var pruned: PruningDriver.Result?
+        if prune != nil {
+            let result = try PruningDriver.prune(pinned, file: model, request: pruningRequest, quiet: json)
+            pinned = result.model
+            pruned = result
+            lap("prune")
         }
         var quantized: QuantizationDriver.Result?
         let floatModel = pinned
@@ -157,12 +180,14 @@ struct Compile: ParsableCommand {
                 ("seconds", .object(stages.map { ($0.0, .double($0.1)) })),
                 ("passes", OptimizationLevel.statisticsJSON(passStatistics)),
                 ("quantization", quantized.map(QuantizationDriver.summaryJSON) ?? .null),
+                ("pruning", pruned.map(PruningDriver.json) ?? .null),
                 ("variants", variants.isEmpty ? .null : DeploymentSummary.json(variants)),
             ]).serialized() + "\n")
             return
         }
         func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
         var text = "\(model) → \(output) (\(levelName))\n"
+        if let pruned { text += PruningDriver.describe(pruned) }
         if let quantized { text += QuantizationDriver.describe(quantized) }
         text += "  nodes     \(source.graph.nodeCountIncludingSubgraphs) → \(report.ops) ops\n"
         text += "  kernels   " + kernelList.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"

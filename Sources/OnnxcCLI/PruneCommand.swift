@@ -42,7 +42,7 @@ struct Prune: ParsableCommand {
 
     func run() throws {
         let loaded = try ModelLoading.load(model, inlineFunctions: true)
-        var result = try PruningDriver.prune(loaded, file: model, arguments: pruning, quiet: json)
+        var result = try PruningDriver.prune(loaded, file: model, request: pruning.request, quiet: json)
         if let energy = lowRank {
             let (factored, summary) = LowRankFactorization.factorize(result.model, energy: energy)
             result.model = factored
@@ -147,6 +147,8 @@ struct PruningArguments: ParsableArguments {
         }
     }
 
+    var request: PruningDriver.Request { PruningDriver.Request(options: options, calibrationData: calibrationData, evalData: evalData) }
+
     var options: PruningOptions {
         let excluded = Set(excludeNodes.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
         return PruningOptions(ratio: ratio, criterion: PruningCriterion(rawValue: criterion) ?? .l1, excludedNodes: excluded, minimumChannels: minChannels, roundTo: roundTo)
@@ -154,6 +156,13 @@ struct PruningArguments: ParsableArguments {
 }
 
 enum PruningDriver {
+    /// A pruning job: the options and the sample files.
+    struct Request {
+        var options: PruningOptions
+        var calibrationData: String?
+        var evalData: String?
+    }
+
     struct Result {
         var model: Model
         var summary: PruningSummary
@@ -165,19 +174,19 @@ enum PruningDriver {
     }
 
     /// Canonicalizes (-O1: constants folded into initializers, shapes resolved), then prunes.
-    static func prune(_ model: Model, file: String, arguments: PruningArguments, quiet: Bool) throws -> Result {
+    static func prune(_ model: Model, file: String, request: Request, quiet: Bool) throws -> Result {
         let start = ContinuousClock.now
         let (canonical, _) = try OptimizationLevel.optimize(model, level: 1, target: .onnx, disabled: [], file: file)
         var batches: [[String: Value]] = []
-        if let path = arguments.calibrationData { batches = try QuantizationDriver.calibrationBatches(path, model: canonical).0 }
+        if let path = request.calibrationData { batches = try QuantizationDriver.calibrationBatches(path, model: canonical).0 }
         var result = Result(model: canonical, summary: PruningSummary())
-        if let path = arguments.evalData {
+        if let path = request.evalData {
             result.evaluation = try QuantizationDriver.evaluationSet(path, model: canonical)
             result.accuracyBefore = try accuracy(canonical, evaluation: result.evaluation, file: path)
         }
         let progress = ProgressBar(label: "refitting", unit: "steps", quiet: quiet || batches.isEmpty)
         do {
-            (result.model, result.summary) = try ChannelPruning.prune(canonical, options: arguments.options, calibration: batches) { done, total in
+            (result.model, result.summary) = try ChannelPruning.prune(canonical, options: request.options, calibration: batches) { done, total in
                 progress.update(done, total)
             }
         } catch let error as any UserFacingError {
