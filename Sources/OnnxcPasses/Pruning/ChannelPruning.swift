@@ -136,7 +136,9 @@ extension ChannelPruning {
             return map.atoms.indices.filter { removed.contains(deps.sets.find(map.atoms[$0])) }
         }
         var result: [(layer: String, inputs: [Int], outputs: [Int])] = []
-        for node in graph.nodes where ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType) {
+        let weights = Set(graph.initializers.map(\.name))
+        for node in graph.nodes where ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType)
+            && node.inputs.count > 1 && weights.contains(node.inputs[1]) {
             let inputs = cut(node.inputs.first ?? ""), outputs = cut(node.outputs.first ?? "")
             if inputs.isEmpty && outputs.isEmpty { continue }
             result.append((node.name.isEmpty ? node.displayName : node.name, inputs, outputs))

@@ -256,15 +256,47 @@ enum ChannelRules {
         return (k, inner)
     }
 
+    /// A Reshape that splits the channel axis into several (heads × head size, or q/k/v × heads × head size):
+    /// the output axis `k` where the factors start, their sizes, and which one carries the atoms — the last
+    /// factor that is not the innermost, i.e. the heads, whose positions stay whole blocks of channels.
+    static func reshapeSplit(_ input: [Dim], _ output: [Dim], _ c: Int) -> (k: Int, factors: [Int], chosen: Int)? {
+        var i = 0
+        while i < c, i < output.count, input[i] == output[i] { i += 1 }
+        var k = i
+        if i < c {
+            guard let before = product(input[i..<c]) else { return nil }
+            var p = 1
+            while p < before, k < output.count, let v = output[k].fixedValue { p *= Int(v); k += 1 }
+            guard p == before else { return nil }
+        }
+        guard let channels = input[c].fixedValue else { return nil }
+        var factors: [Int] = [], p = 1
+        var j = k
+        while Int64(p) < channels, j < output.count, let v = output[j].fixedValue, v > 0 { factors.append(Int(v)); p *= Int(v); j += 1 }
+        guard Int64(p) == channels, factors.count >= 2 else { return nil }
+        return (k, factors, factors.count - 2)
+    }
+
     static func reshape(_ node: Node, _ n: Int, _ map: ChannelMap, _ view: PruningGraphView, _ r: RuleContext) {
         guard let input = view.dims(node.inputs[0]), let output = view.dims(node.outputs[0]) else { return r.block("unknown shape") }
         guard node.inputs.count > 1, let target = view.integers(node.inputs[1]) else { return r.block("its target shape is not constant") }
-        guard let (k, inner) = reshapeTarget(input, output, map.axis), k < target.count else {
-            return r.block("it splits the channel axis (e.g. into heads), which pruning does not follow yet")
+        if let (k, inner) = reshapeTarget(input, output, map.axis), k < target.count {
+            if target[k] == 0, !(k == map.axis && inner == 1) { return r.block("a 0 (copy) entry would copy a different axis") }
+            if target[k] > 0 { r.deps.touched.insert(n) }
+            return r.emit(0, ChannelMap(axis: k, atoms: repeated(map.atoms, outer: 1, inner: inner)))
         }
-        if target[k] == 0, !(k == map.axis && inner == 1) { return r.block("a 0 (copy) entry would copy a different axis") }
-        if target[k] > 0 { r.deps.touched.insert(n) }
-        r.emit(0, ChannelMap(axis: k, atoms: repeated(map.atoms, outer: 1, inner: inner)))
+        guard let (k, factors, chosen) = reshapeSplit(input, output, map.axis), k + chosen < target.count, target[k + chosen] != 0 else {
+            return r.block("it splits the channel axis in a way pruning does not follow")
+        }
+        // Every channel whose index along the chosen factor is h belongs to block h: they go together.
+        let stride = factors[(chosen + 1)...].reduce(1, *), count = factors[chosen]
+        var blocks = [Int](repeating: -1, count: count)
+        for (p, atom) in map.atoms.enumerated() {
+            let h = (p / stride) % count
+            if blocks[h] < 0 { blocks[h] = atom } else { r.deps.sets.union(blocks[h], atom) }
+        }
+        if target[k + chosen] > 0 { r.deps.touched.insert(n) }
+        r.emit(0, ChannelMap(axis: k + chosen, atoms: blocks))
     }
 
     static func concat(_ node: Node, _ tracked: [(Int, ChannelMap)], _ view: PruningGraphView, _ r: RuleContext) {

@@ -9,6 +9,9 @@ enum LayerRules {
                           _ r: RuleContext) {
         let block = r.block, emit = r.emit
         let weightSlot = 1
+        if node.opType == "MatMul", node.inputs.count > 1, view.constant(node.inputs[1]) == nil {
+            return batched(node, tracked, view, r)
+        }
         if tracked.contains(where: { $0.0 != 0 }) { return block("its weights or bias are computed from pruned channels") }
         guard node.inputs.count > weightSlot, let weight = view.constant(node.inputs[weightSlot]),
               FusionSupport.floatTypes.contains(weight.dtype) else {
@@ -77,6 +80,29 @@ enum LayerRules {
             addSource(&r.deps, n, weight, axis: 1, atoms: map.atoms)
             emit(0, map)
         }
+    }
+
+    /// A product of two computed tensors (attention's Q·Kᵀ and P·V): channels on a batch axis (the heads) pass
+    /// through, tied across both operands; channels on the multiplied axes cannot be removed from one side.
+    static func batched(_ node: Node, _ tracked: [(Int, ChannelMap)], _ view: PruningGraphView, _ r: RuleContext) {
+        guard !tracked.isEmpty else { return }
+        guard let ra = view.rank(node.inputs[0]), let rb = view.rank(node.inputs[1]), ra >= 2, rb >= 2 else { return r.block("unknown rank") }
+        let ranks = [ra, rb], outRank = max(ra, rb)
+        let (slot0, map0) = tracked[0]
+        let axis = map0.axis + outRank - ranks[slot0]
+        for (slot, map) in tracked {
+            guard map.axis < ranks[slot] - 2 else { return r.block("it multiplies along the channels") }
+            guard map.axis + outRank - ranks[slot] == axis, map.atoms.count == map0.atoms.count else {
+                return r.block("its operands carry channels on different axes")
+            }
+        }
+        if tracked.count == 1 {
+            let other = 1 - slot0, local = axis - (outRank - ranks[other])
+            if local >= 0, view.fixedDim(node.inputs[other], local) != 1 { return r.block("its other operand has the channel axis") }
+        } else {
+            r.deps.unite(map0.atoms, tracked[1].1.atoms)
+        }
+        r.emit(0, ChannelMap(axis: axis, atoms: map0.atoms))
     }
 
     static func addSource(_ deps: inout ChannelDependencies, _ n: Int, _ weight: Tensor, axis: Int, atoms: [Int]) {
