@@ -158,16 +158,37 @@ enum PruningTesting {
         try PruningTesting.expectPrunedEqualsMasked(model, pruned, summary)
     }
 
-    @Test func reshapeThatSplitsChannelsIsReported() throws {
+    @Test func reshapeThatMixesChannelsWithTheBatchIsReported() throws {
         var g = PruningTesting.Graph()
         try g.conv("x", "a", "a", in: 3, out: 8)
-        g.initializers.append(try OnnxcIR.Tensor(name: "shape", data: TensorData(int64s: [2, 2, 4, 36], dims: [4])))
+        try g.conv("x", "b", "b", in: 3, out: 8)
+        g.initializers.append(try OnnxcIR.Tensor(name: "shape", data: TensorData(int64s: [16, 36], dims: [2])))
         g.op("Reshape", ["a", "shape"], ["r"])
-        g.op("Relu", ["r"], ["y"])
-        let (pruned, summary) = try PruningTesting.prune(g.model())
+        g.op("Relu", ["r"], ["y1"])
+        try g.conv("b", "y2", "c", in: 8, out: 2)
+        let (pruned, summary) = try PruningTesting.prune(g.model(outputs: ["y1", "y2"]))
         let group = try #require(summary.groups.first { $0.layers == ["a"] })
-        #expect(group.channelsAfter == 8 && group.reasons.contains { $0.contains("splits the channel axis") })
+        #expect(group.channelsAfter == 8 && group.reasons.contains { $0.contains("does not follow") }, "\(group.reasons)")
         #expect(PruningTesting.dims(pruned, weightOf: "a") == [8, 3, 3, 3])
+        #expect(PruningTesting.dims(pruned, weightOf: "b") == [6, 3, 3, 3])
+    }
+
+    @Test func reshapeIntoHeadsPrunesWholeHeads() throws {
+        // [2, 8, 6, 6] → [2, 2, 4, 36]: 2 "heads" of 4 channels; the merge back to 8 channels feeds a conv.
+        var g = PruningTesting.Graph()
+        try g.conv("x", "a", "a", in: 3, out: 8)
+        g.initializers.append(try OnnxcIR.Tensor(name: "split", data: TensorData(int64s: [2, 2, 4, 36], dims: [4])))
+        g.initializers.append(try OnnxcIR.Tensor(name: "merge", data: TensorData(int64s: [2, 8, 6, 6], dims: [4])))
+        g.op("Reshape", ["a", "split"], ["heads"])
+        g.op("Sigmoid", ["heads"], ["s"])
+        g.op("Reshape", ["s", "merge"], ["m"])
+        try g.conv("m", "y", "b", in: 8, out: 2)
+        let model = g.model()
+        let (pruned, summary) = try PruningTesting.prune(model, ratio: 0.5)
+        #expect(PruningTesting.dims(pruned, weightOf: "a") == [4, 3, 3, 3])
+        let cut = try #require(summary.removedChannels.first { $0.layer == "b" })
+        #expect(cut.inputs == [0, 1, 2, 3] || cut.inputs == [4, 5, 6, 7])
+        try PruningTesting.expectPrunedEqualsMasked(model, pruned, summary)
     }
 
     @Test func ratioZeroChangesNothing() throws {
