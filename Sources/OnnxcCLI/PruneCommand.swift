@@ -214,11 +214,14 @@ enum PruningDriver {
         var text = ""
         let pruned = s.groups.filter { $0.channelsAfter < $0.channelsBefore }
         if !s.groups.isEmpty {
-            text += "  group  channels     layers\n"
+            text += "  group  channels     params              FLOPs                 layers\n"
             for (i, g) in s.groups.enumerated() {
                 let layers = g.layers.count > 3 ? g.layers.prefix(3).joined(separator: ", ") + " +\(g.layers.count - 3)" : g.layers.joined(separator: ", ")
-                text += String(format: "  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter) + layers + "\n"
-                if g.channelsAfter == g.channelsBefore, let why = g.reasons.first { text += "                      kept: \(why)\n" }
+                func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+                text += String(format: "  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter)
+                    + pad("\(millions(Double(g.parametersBefore))) → \(millions(Double(g.parametersAfter)))", 20)
+                    + pad("\(millions(g.flopsBefore)) → \(millions(g.flopsAfter))", 22) + layers + "\n"
+                if g.channelsAfter == g.channelsBefore, let why = g.reasons.first { text += "         kept: \(why)\n" }
             }
             text += "  \(pruned.count) of \(s.groups.count) groups pruned\n"
         }
@@ -247,7 +250,9 @@ enum PruningDriver {
             ("groups", .array(s.groups.map { g in
                 .object([("layers", .array(g.layers.map(JSON.string))), ("members", .array(g.members.map(JSON.string))),
                          ("channels_before", .int(Int64(g.channelsBefore))), ("channels_after", .int(Int64(g.channelsAfter))),
-                         ("reasons", .array(g.reasons.map(JSON.string)))])
+                         ("reasons", .array(g.reasons.map(JSON.string))),
+                         ("params_before", .int(Int64(g.parametersBefore))), ("params_after", .int(Int64(g.parametersAfter))),
+                         ("flops_before", .double(g.flopsBefore)), ("flops_after", .double(g.flopsAfter))])
             })),
             ("params_before", .int(Int64(s.parametersBefore))), ("params_after", .int(Int64(s.parametersAfter))),
             ("flops_before", .double(s.flopsBefore)), ("flops_after", .double(s.flopsAfter)),

@@ -70,6 +70,11 @@ public struct PruningGroup: Sendable {
     public var channelsAfter: Int
     /// Why some channels (or the whole group) stay.
     public var reasons: [String]
+    /// Parameters and FLOPs of the member nodes (a layer between two groups counts in both).
+    public var parametersBefore = 0
+    public var parametersAfter = 0
+    public var flopsBefore = 0.0
+    public var flopsAfter = 0.0
 }
 
 public struct PruningSummary: Sendable {
@@ -124,6 +129,14 @@ public enum ChannelPruning {
         let (after, _) = ShapeInference.infer(pruned)
         (summary.parametersBefore, summary.flopsBefore) = ModelCost.of(inferred.graph)
         (summary.parametersAfter, summary.flopsAfter) = ModelCost.of(after.graph)
+        let costBefore = ModelCost.perNode(inferred.graph), costAfter = ModelCost.perNode(after.graph)
+        for g in summary.groups.indices {
+            let members = summary.groups[g].members
+            summary.groups[g].parametersBefore = members.reduce(0) { $0 + (costBefore[$1]?.parameters ?? 0) }
+            summary.groups[g].parametersAfter = members.reduce(0) { $0 + (costAfter[$1]?.parameters ?? 0) }
+            summary.groups[g].flopsBefore = members.reduce(0) { $0 + (costBefore[$1]?.flops ?? 0) }
+            summary.groups[g].flopsAfter = members.reduce(0) { $0 + (costAfter[$1]?.flops ?? 0) }
+        }
         return (pruned, summary)
     }
 }
@@ -147,29 +160,45 @@ extension ChannelPruning {
     }
 }
 
-/// Parameters (float initializer elements) and multiply-add FLOPs (×2) of the weighted layers, from shapes.
+/// Parameters (float initializer elements) and multiply-add FLOPs (×2) of the weighted layers, from shapes;
+/// symbolic dims count as 1 (the FLOPs of one sequence position for a transformer with a dynamic length).
 enum ModelCost {
     static func of(_ graph: Graph) -> (parameters: Int, flops: Double) {
-        let view = PruningGraphView(graph)
         let parameters = graph.initializers.filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.data.elementCount }
-        var flops = 0.0
+        return (parameters, perNode(graph).values.reduce(0) { $0 + $1.flops })
+    }
+
+    /// How messages and the report name a node.
+    static func name(_ node: Node) -> String { node.name.isEmpty ? node.displayName : node.name }
+
+    /// Per node: the float constants it reads and the FLOPs of the weighted layers.
+    static func perNode(_ graph: Graph) -> [String: (parameters: Int, flops: Double)] {
+        let view = PruningGraphView(graph)
+        var result: [String: (parameters: Int, flops: Double)] = [:]
         for node in graph.nodes {
-            guard ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType), node.inputs.count > 1,
-                  let w = view.dims(node.inputs[1])?.compactMap(\.fixedValue), !w.isEmpty else { continue }
-            let weights = Double(w.reduce(1, *))
-            switch node.opType {
-            case "Conv":
-                guard let out = view.dims(node.outputs[0]), out.count > 2, let spatial = ChannelRules.product(out[2...]) else { continue }
-                flops += 2 * weights * Double(spatial)
-            case "ConvTranspose":
-                guard let input = view.dims(node.inputs[0]), input.count > 2, let spatial = ChannelRules.product(input[2...]) else { continue }
-                flops += 2 * weights * Double(spatial)
-            default:
-                guard let out = view.dims(node.outputs[0]), out.count >= 1 else { continue }
-                let rows = ChannelRules.product(out.dropLast()) ?? ChannelRules.product(out.dropLast().dropFirst()) ?? 1
-                flops += 2 * weights * Double(rows)
+            let parameters = node.inputs.compactMap { view.constant($0) }.filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.data.elementCount }
+            var flops = 0.0
+            if ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType), node.inputs.count > 1,
+               let w = view.dims(node.inputs[1])?.compactMap(\.fixedValue), !w.isEmpty {
+                let weights = Double(w.reduce(1, *))
+                switch node.opType {
+                case "Conv":
+                    if let out = view.dims(node.outputs[0]), out.count > 2, let spatial = ChannelRules.product(out[2...]) {
+                        flops = 2 * weights * Double(spatial)
+                    }
+                case "ConvTranspose":
+                    if let input = view.dims(node.inputs[0]), input.count > 2, let spatial = ChannelRules.product(input[2...]) {
+                        flops = 2 * weights * Double(spatial)
+                    }
+                default:
+                    if let out = view.dims(node.outputs[0]), !out.isEmpty {
+                        let rows = out.dropLast().reduce(1.0) { $0 * Double($1.fixedValue ?? 1) }
+                        flops = 2 * weights * rows
+                    }
+                }
             }
+            result[name(node)] = (parameters, flops)
         }
-        return (parameters, flops)
+        return result
     }
 }

@@ -105,7 +105,7 @@ enum ChannelSelection {
             var memberNodes = Set<Int>()
             for s in deps.sources where s.atoms.contains(where: { classSet.contains(deps.sets.find($0)) }) { memberNodes.insert(s.node) }
             for r in roots { memberNodes.insert(deps.roots[r].node) }
-            groups.append(PruningGroup(layers: roots.map { deps.roots[$0].name }, members: memberNodes.sorted().map { graph.nodes[$0].name.isEmpty ? graph.nodes[$0].displayName : graph.nodes[$0].name },
+            groups.append(PruningGroup(layers: roots.map { deps.roots[$0].name }, members: memberNodes.sorted().map { ModelCost.name(graph.nodes[$0]) },
                                        channelsBefore: width, channelsAfter: width - cut,
                                        reasons: cut == 0 && target > 0 && reasons.isEmpty ? ["the layer minimum leaves nothing to remove"] : reasons))
         }
