@@ -1,3 +1,4 @@
+import CKernels
 import OnnxcCore
 import OnnxcIR
 import OnnxcPasses
@@ -331,5 +332,29 @@ enum PruningTesting {
         let (c, cs) = LowRankFactorization.factorize(Build.model(conv), energy: 0.999)
         #expect(cs.factored.first?.rank == 1)
         try LayoutTesting.expectSameOutputs(Build.model(conv), c)
+    }
+}
+
+@Suite struct CholeskyKernelTests {
+    @Test func solvesSymmetricPositiveDefiniteSystems() {
+        // A = MᵀM + I (n = 37: not a multiple of the 16-row blocks or the 4 lanes), B random; check A·X = B.
+        for n in [1, 5, 37] {
+            let m = 3
+            let g = Pseudorandom.floats(n * n, seed: 9).map(Double.init)
+            var a = [Double](repeating: 0, count: n * n)
+            for i in 0..<n { for j in 0..<n { a[i * n + j] = (0..<n).reduce(0) { $0 + g[$1 * n + i] * g[$1 * n + j] } + (i == j ? 1 : 0) } }
+            let b = Pseudorandom.floats(n * m, seed: 10).map(Double.init)
+            var l = a, x = b
+            #expect(ck_cholesky_f64(Int32(n), &l) == 1)
+            ck_cholesky_solve_f64(Int32(n), l, Int32(m), &x)
+            for i in 0..<n {
+                for c in 0..<m {
+                    let r = (0..<n).reduce(0) { $0 + a[i * n + $1] * x[$1 * m + c] }
+                    #expect(abs(r - b[i * m + c]) < 1e-9)
+                }
+            }
+        }
+        var indefinite: [Double] = [1, 2, 2, 1]
+        #expect(ck_cholesky_f64(2, &indefinite) == 0)
     }
 }

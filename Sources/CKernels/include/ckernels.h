@@ -415,6 +415,14 @@ void ck_attention(const ck_attention_shape *shape, const float *q, const ptrdiff
 void ck_layernorm(int rows, int length, const float *x, const float *scale, const float *bias, float epsilon, float *y,
                   float *mean, float *inv_std);
 
+// MARK: - Dense linear algebra (compile-time fits)
+
+/// Overwrites the lower triangle of the symmetric n × n row-major matrix `a` with L, A = L·Lᵀ (the upper triangle
+/// is left as given). Returns 0 if A is not positive definite (a stops part way), 1 otherwise.
+int ck_cholesky_f64(int n, double *a);
+/// Solves L·Lᵀ·X = B in place for the n × m row-major B, with L from ck_cholesky_f64.
+void ck_cholesky_solve_f64(int n, const double *l, int m, double *b);
+
 #ifdef __cplusplus
 }
 #endif

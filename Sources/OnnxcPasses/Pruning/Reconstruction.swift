@@ -306,70 +306,17 @@ enum Reconstruction {
     }
 }
 
-/// Dense symmetric positive-definite solves in double precision.
+/// Dense symmetric positive-definite solves in double precision (the loops in C: `ck_cholesky_f64`, FMA lanes).
 enum Cholesky {
     /// Overwrites the lower triangle of `a` (n × n, row-major) with L, A = L·Lᵀ. False if A is not positive definite.
     static func factor(_ a: inout [Double], _ n: Int) -> Bool {
-        a.withUnsafeMutableBufferPointer { p in
-            guard let base = p.baseAddress else { return n == 0 }
-            for j in 0..<n {
-                let rj = base + j * n
-                let d = rj[j] - dot(rj, rj, j)
-                guard d > 0 else { return false }
-                let l = d.squareRoot()
-                rj[j] = l
-                for i in (j + 1)..<max(j + 1, n) {
-                    let ri = base + i * n
-                    ri[j] = (ri[j] - dot(ri, rj, j)) / l
-                }
-            }
-            return true
-        }
-    }
-
-    /// Σ a[k]·b[k] over k < count, eight lanes at a time (the factorization is these dot products: n³/6 of them).
-    @inline(__always)
-    static func dot(_ a: UnsafeMutablePointer<Double>, _ b: UnsafeMutablePointer<Double>, _ count: Int) -> Double {
-        var acc0 = SIMD4<Double>(), acc1 = SIMD4<Double>()
-        var k = 0
-        while k + 8 <= count {
-            let a0 = UnsafeRawPointer(a + k).loadUnaligned(as: SIMD4<Double>.self), a1 = UnsafeRawPointer(a + k + 4).loadUnaligned(as: SIMD4<Double>.self)
-            let b0 = UnsafeRawPointer(b + k).loadUnaligned(as: SIMD4<Double>.self), b1 = UnsafeRawPointer(b + k + 4).loadUnaligned(as: SIMD4<Double>.self)
-            acc0 += a0 * b0
-            acc1 += a1 * b1
-            k += 8
-        }
-        var s = (acc0 + acc1).sum()
-        while k < count {
-            s += a[k] * b[k]
-            k += 1
-        }
-        return s
+        a.withUnsafeMutableBufferPointer { ck_cholesky_f64(Int32(n), $0.baseAddress) != 0 }
     }
 
     /// Solves L·Lᵀ·X = B in place for `m` right-hand sides (B is n × m, row-major).
     static func solve(_ l: [Double], _ n: Int, _ b: inout [Double], _ m: Int) {
         l.withUnsafeBufferPointer { lp in
-            b.withUnsafeMutableBufferPointer { bp in
-                for i in 0..<n {
-                    for k in 0..<i {
-                        let f = lp[i * n + k]
-                        if f == 0 { continue }
-                        for c in 0..<m { bp[i * m + c] -= f * bp[k * m + c] }
-                    }
-                    let d = lp[i * n + i]
-                    for c in 0..<m { bp[i * m + c] /= d }
-                }
-                for i in stride(from: n - 1, through: 0, by: -1) {
-                    for k in (i + 1)..<max(i + 1, n) {
-                        let f = lp[k * n + i]
-                        if f == 0 { continue }
-                        for c in 0..<m { bp[i * m + c] -= f * bp[k * m + c] }
-                    }
-                    let d = lp[i * n + i]
-                    for c in 0..<m { bp[i * m + c] /= d }
-                }
-            }
+            b.withUnsafeMutableBufferPointer { ck_cholesky_solve_f64(Int32(n), lp.baseAddress, Int32(m), $0.baseAddress) }
         }
     }
 }
