@@ -1,7 +1,7 @@
 import CKernels
 import OnnxcCore
 import OnnxcIR
-import OnnxcPasses
+@testable import OnnxcPasses
 import OnnxcRuntime
 import OnnxcTestSupport
 import Testing
@@ -356,5 +356,22 @@ enum PruningTesting {
         }
         var indefinite: [Double] = [1, 2, 2, 1]
         #expect(ck_cholesky_f64(2, &indefinite) == 0)
+    }
+}
+
+@Suite struct SymmetricEigenTests {
+    @Test func reconstructsTheMatrix() throws {
+        for n in [1, 2, 7, 40] {
+            let g = Pseudorandom.floats(n * n, seed: 21).map(Double.init)
+            var a = [Double](repeating: 0, count: n * n)
+            for i in 0..<n { for j in 0..<n { a[i * n + j] = g[i * n + j] + g[j * n + i] } }
+            let (values, vectors) = try #require(SymmetricEigen.decompose(a, n))
+            for i in 0..<n {
+                for j in 0..<n {
+                    let r = (0..<n).reduce(0.0) { $0 + vectors[i * n + $1] * values[$1] * vectors[j * n + $1] }
+                    #expect(abs(r - a[i * n + j]) < 1e-9)
+                }
+            }
+        }
     }
 }
