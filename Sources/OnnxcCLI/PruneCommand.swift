@@ -235,6 +235,7 @@ enum PruningDriver {
         if !s.reconstructed.isEmpty { text += "  refitted \(s.reconstructed.count) layers by least squares on the calibration set\n" }
         if let low = result.lowRank {
             text += "  low rank: \(low.factored.count) weights factored, params \(millions(Double(low.parametersBefore))) → \(millions(Double(low.parametersAfter)))\n"
+            for f in low.factored { text += "    \(f.layer): rank \(f.rank) of \(f.fullRank)\n" }
         }
         if let a = result.accuracyBefore, let b = result.accuracyAfter {
             text += String(format: "  accuracy %.2f %% → %.2f %% (%+.2f points)\n", a * 100, b * 100, (b - a) * 100)
