@@ -236,10 +236,9 @@ enum ChannelRules {
         r.emit(0, ChannelMap(axis: c >= a ? 1 : 0, atoms: repeated(map.atoms, outer: outer, inner: inner)))
     }
 
-    /// Where a Reshape puts the channel axis `c`: output axis `k` holding the channels times the `inner` dims
-    /// merged after them, when the dims before the channels keep their product. Splitting the channels (into
-    /// heads × head size, say) is not representable by one axis and returns nil.
-    static func reshapeTarget(_ input: [Dim], _ output: [Dim], _ c: Int) -> (k: Int, inner: Int)? {
+    /// The output axis of a Reshape where input axis `c` begins: the dims before it must keep their product
+    /// (identical dims, symbolic ones included, or fixed ones multiplying to the same value).
+    static func channelStart(_ input: [Dim], _ output: [Dim], _ c: Int) -> Int? {
         var i = 0
         while i < c, i < output.count, input[i] == output[i] { i += 1 }
         var k = i
@@ -249,6 +248,14 @@ enum ChannelRules {
             while p < before, k < output.count, let v = output[k].fixedValue { p *= Int(v); k += 1 }
             guard p == before else { return nil }
         }
+        return k
+    }
+
+    /// Where a Reshape puts the channel axis `c`: output axis `k` holding the channels times the `inner` dims
+    /// merged after them, when the dims before the channels keep their product. Splitting the channels (into
+    /// heads × head size, say) is not representable by one axis and returns nil.
+    static func reshapeTarget(_ input: [Dim], _ output: [Dim], _ c: Int) -> (k: Int, inner: Int)? {
+        guard let k = channelStart(input, output, c) else { return nil }
         guard k < output.count, let target = output[k].fixedValue, let channels = input[c].fixedValue else { return nil }
         var inner = 1, j = c + 1
         while Int64(inner) * channels < target, j < input.count, let v = input[j].fixedValue { inner *= Int(v); j += 1 }
@@ -260,15 +267,7 @@ enum ChannelRules {
     /// the output axis `k` where the factors start, their sizes, and which one carries the atoms — the last
     /// factor that is not the innermost, i.e. the heads, whose positions stay whole blocks of channels.
     static func reshapeSplit(_ input: [Dim], _ output: [Dim], _ c: Int) -> (k: Int, factors: [Int], chosen: Int)? {
-        var i = 0
-        while i < c, i < output.count, input[i] == output[i] { i += 1 }
-        var k = i
-        if i < c {
-            guard let before = product(input[i..<c]) else { return nil }
-            var p = 1
-            while p < before, k < output.count, let v = output[k].fixedValue { p *= Int(v); k += 1 }
-            guard p == before else { return nil }
-        }
+        guard let k = channelStart(input, output, c) else { return nil }
         guard let channels = input[c].fixedValue else { return nil }
         var factors: [Int] = [], p = 1
         var j = k
