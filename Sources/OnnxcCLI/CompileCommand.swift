@@ -51,7 +51,7 @@ struct Compile: ParsableCommand {
     /// What --prune asks for: `onnxc prune --ratio R --criterion C`, refitted on the calibration data.
     var pruningRequest: PruningDriver.Request {
         PruningDriver.Request(options: PruningOptions(ratio: prune ?? 0, criterion: PruningCriterion(rawValue: pruneCriterion) ?? .l1),
-                              calibrationData: quantization.calibrationData, evalData: nil)
+                              calibrationData: quantization.calibrationData, evalData: quantization.evalData)
     }
 
     /// -O int8: quantized on top of -O2.
@@ -166,7 +166,8 @@ struct Compile: ParsableCommand {
         var variants: [DeploymentSummary.Variant] = []
         if let quantized {
             variants = try DeploymentSummary.measure(float: floatModel, floatFile: model, compiled: output, quantized: quantized,
-                                                     shapes: shapes, disabled: disablePass, metadata: metadata)
+                                                     shapes: shapes, disabled: disablePass, metadata: metadata,
+                                                     original: pruned.map { (source, $0.accuracyBefore) })
         }
         if json {
             Output.write(JSON.object([

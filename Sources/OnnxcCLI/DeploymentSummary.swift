@@ -18,23 +18,33 @@ enum DeploymentSummary {
         var latencyMs: Double?
     }
 
+    /// `original`: the unpruned model and its accuracy, when `float` is the pruned one (`compile --prune`).
     static func measure(float: Model, floatFile: String, compiled: String, quantized: QuantizationDriver.Result, shapes: [String: [Int64]],
-                        disabled: [String], metadata: ProgramMetadata) throws(CommandFailure) -> [Variant] {
-        let floatBytes = ((try? FileManager.default.attributesOfItem(atPath: floatFile)[.size] as? Int) ?? nil) ?? 0
+                        disabled: [String], metadata: ProgramMetadata, original: (model: Model, accuracy: Double?)? = nil) throws(CommandFailure) -> [Variant] {
+        let fileBytes = ((try? FileManager.default.attributesOfItem(atPath: floatFile)[.size] as? Int) ?? nil) ?? 0
         let int8Bytes = ((try? FileManager.default.attributesOfItem(atPath: compiled)[.size] as? Int) ?? nil) ?? 0
         let int8Model = try CompiledFile.load(compiled)
         let int8Latency = latency(int8Model, shapes: shapes)
-        var floatLatency: Double?
-        let (optimized, _) = try OptimizationLevel.optimize(float, level: 2, target: .runtime, disabled: disabled, file: floatFile)
-        if let (program, _) = try? Emitter.emit(ShapeInference.infer(optimized).0, metadata: metadata, prepackWeights: true, winograd: true),
-           let model = try? CompiledModel(program: program) {
-            floatLatency = latency(model, shapes: shapes)
+        func floatLatency(_ model: Model) throws(CommandFailure) -> Double? {
+            let (optimized, _) = try OptimizationLevel.optimize(model, level: 2, target: .runtime, disabled: disabled, file: floatFile)
+            guard let (program, _) = try? Emitter.emit(ShapeInference.infer(optimized).0, metadata: metadata, prepackWeights: true, winograd: true),
+                  let compiled = try? CompiledModel(program: program) else { return nil }
+            return latency(compiled, shapes: shapes)
         }
-        return [
-            Variant(name: "fp32 (\((floatFile as NSString).lastPathComponent))", bytes: floatBytes, accuracy: quantized.floatAccuracy, reduction: 1, latencyMs: floatLatency),
-            Variant(name: "int8 (\((compiled as NSString).lastPathComponent))", bytes: int8Bytes, accuracy: quantized.quantizedAccuracy,
-                    reduction: int8Bytes > 0 ? Double(floatBytes) / Double(int8Bytes) : 0, latencyMs: int8Latency),
-        ]
+        let name = (floatFile as NSString).lastPathComponent
+        var variants: [Variant] = []
+        if let original {
+            variants.append(Variant(name: "fp32 (\(name))", bytes: fileBytes, accuracy: original.accuracy, reduction: 1, latencyMs: try floatLatency(original.model)))
+            // The pruned model exists only in memory: its weights are what its file would hold.
+            let weights = float.graph.initializers.reduce(0) { $0 + $1.data.byteCount }
+            variants.append(Variant(name: "fp32 pruned", bytes: weights, accuracy: quantized.floatAccuracy,
+                                    reduction: weights > 0 ? Double(fileBytes) / Double(weights) : 0, latencyMs: try floatLatency(float)))
+        } else {
+            variants.append(Variant(name: "fp32 (\(name))", bytes: fileBytes, accuracy: quantized.floatAccuracy, reduction: 1, latencyMs: try floatLatency(float)))
+        }
+        variants.append(Variant(name: "int8 (\((compiled as NSString).lastPathComponent))", bytes: int8Bytes, accuracy: quantized.quantizedAccuracy,
+                                reduction: int8Bytes > 0 ? Double(fileBytes) / Double(int8Bytes) : 0, latencyMs: int8Latency))
+        return variants
     }
 
     private static func latency(_ model: CompiledModel, shapes: [String: [Int64]]) -> Double? {

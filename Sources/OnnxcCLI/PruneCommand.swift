@@ -47,8 +47,8 @@ struct Prune: ParsableCommand {
             let (factored, summary) = LowRankFactorization.factorize(result.model, energy: energy)
             result.model = factored
             result.lowRank = summary
+            result.accuracyAfter = try PruningDriver.accuracy(result.model, evaluation: result.evaluation, file: pruning.evalData)
         }
-        result.accuracyAfter = try PruningDriver.accuracy(result.model, evaluation: result.evaluation, file: pruning.evalData)
         do {
             try ONNXExporter.write(result.model, to: output, options: ExportOptions(externalData: .automatic))
         } catch {
@@ -194,6 +194,7 @@ enum PruningDriver {
             throw CommandFailure(file: file, error)
         }
         progress.finish()
+        result.accuracyAfter = try accuracy(result.model, evaluation: result.evaluation, file: request.evalData)
         result.seconds = Stopwatch.seconds(since: start)
         return result
     }
