@@ -4,7 +4,7 @@
     python3 scripts/prune_check.py --onnxc .build/release/onnxc [--ratio 0.3] [--round-to N] [--bench] [--models a.onnx ...]
 
 For each model (default: testdata/models/digits_cnn.onnx, testdata/exported/bert_tiny.onnx and, when exported
-by scripts/export_torchvision.py, .cache/models/{resnet18,mobilenet_v2,yolo_tiny}.onnx):
+by scripts/export_torchvision.py, .cache/models/{resnet18,resnet50,mobilenet_v2,efficientnet_b0,yolo_tiny}.onnx):
 
 1. `onnxc prune MODEL --ratio R --json` (no calibration data, so no refit);
 2. the *masked* model: the original (canonicalized by `onnxc optimize -O1`, whose node names the report uses)
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", type=Path)
     args = parser.parse_args()
     models = args.models or [ROOT / "testdata/models/digits_cnn.onnx", ROOT / "testdata/exported/bert_tiny.onnx"] + \
-        [ROOT / f".cache/models/{n}.onnx" for n in ("resnet18", "mobilenet_v2", "yolo_tiny")]
+        [ROOT / f".cache/models/{n}.onnx" for n in ("resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "yolo_tiny")]
     failed = False
     print("| model | params before | after | removed | groups pruned | max err (pruned vs masked) | output shapes |"
           + (" oxc ms unpruned | pruned | speed-up |" if args.bench else ""))
