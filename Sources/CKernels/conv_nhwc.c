@@ -898,16 +898,20 @@ void ck_depthwise_nhwc_pack(int channels, int kernel_h, int kernel_w, const floa
             }
 }
 
-typedef struct {
+typedef struct ck_dw_job ck_dw_job;
+/// One output row (oh of image n) on a vector path.
+typedef void (*ck_dw_row_fn)(const ck_dw_job *job, const float *image, int n, int oh);
+
+struct ck_dw_job {
     ck_conv_nhwc g;
     const float *x, *w;
     float *y;
     ck_conv_epilogue ep;
-    const float *zeros;  // at least `channels` zeros, for padding taps
+    const float *zeros;  // at least `channels` zeros, for the scalar path's padding taps
     int taps, channels, rows_per_task, row_tasks;
-    int avx2;            // the instruction set, chosen once per call
+    ck_dw_row_fn row;    // the vector path's row for this shape and instruction set (chosen once per call), or NULL: scalar
     int wide;            // ck_epilogue.wide
-} ck_dw_job;
+};
 
 /// The input pointers of one output pixel, tap by tap (zeros in the padding).
 static inline void ck_dw_pixel_rows(const ck_dw_job *job, const float *image, int oh, int ow, const float **rows) {
@@ -935,175 +939,445 @@ static void ck_dw_pixel_scalar(const ck_dw_job *job, const float *const *rows, f
     }
 }
 
-#ifdef CK_X86
-/// One output pixel, 16 channels at a time (a masked last block): per tap 2 loads of X, 2 of W and 2 FMAs.
-CK_AVX2 static void ck_dw_pixel_avx2(const ck_dw_job *job, const float *const *rows, float *out, const float *residual) {
-    int late = ck_act_is_transcendental(job->ep.activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
-    int taps = job->taps, channels = job->channels;
-    const float *w = job->w;
-    for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
-        int live = ck_min(CK_NR, channels - c);
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        if (live == CK_NR) {
-            for (int t = 0; t < taps; t++) {
-                const float *x = rows[t] + c;
-                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(w + t * CK_NR), a0);
-                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_loadu_ps(w + t * CK_NR + 8), a1);
-            }
-        } else {
-            __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
-            for (int t = 0; t < taps; t++) {
-                const float *x = rows[t] + c;
-                a0 = _mm256_fmadd_ps(_mm256_maskload_ps(x, m0), _mm256_loadu_ps(w + t * CK_NR), a0);
-                a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + 8, m1), _mm256_loadu_ps(w + t * CK_NR + 8), a1);
-            }
-        }
-        ck_tile_tail tail = {job->ep.bias ? job->ep.bias + c : NULL, residual ? residual + c : NULL, 0,
-                             job->ep.activation, job->ep.param0, job->ep.param1, job->wide};
-        ck_tail_row_avx2(out + c, a0, a1, 0, live, &tail, &ep);
-    }
-    if (late) {
-        ep.activation = job->ep.activation;
-        ck_act_rows_avx2(out, 0, 1, channels, &ep);
-    }
-}
-#endif
+// The vector paths walk an output row in blocks of 8, 4, 2 or 1 pixels, each block through every channel, several
+// vectors of channels at a time where it has few pixels (4 × 2, 2 × 4, 1 × 8 vectors), so every block keeps at least
+// 4, mostly 8, independent FMA chains in flight. A block with a tap outside the row (the row's borders) is "clipped":
+// those taps are skipped, as are kernel rows outside the image — the padding adds nothing. Each output keeps one
+// accumulator and one FMA chain over its taps in (kernel row, kernel column) order on every path, so the AVX2
+// (8 channels per vector) and AVX-512 (16: one packed block) results are the same bits.
+//
+// For the common shapes (kernel width 3 or 5, stride 1 or 2, no dilation) a block slides along each kernel row: it
+// loads every input column the block touches once and multiplies it by each of the row's weights (held in
+// registers) that it meets, instead of one load per tap per pixel — 10 loads for 24 FMAs at 3×3 and 8 pixels
+// against 27 (3 of them weights). A column q serves output p = (q − j) / stride for tap j, and as q grows so does j
+// for a fixed p: the chain's order is unchanged. Other shapes, and single pixels, load per tap (the "direct" block).
 
-#ifdef CK_X86
-/// The taps of one 16-channel block of four pixels (`masked`: the last, partial block) into acc, with the branch on
-/// `masked` resolved at compile time (always inlined with a constant) so the loop keeps its 8 accumulators and
-/// pointers in registers.
-__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_quad_block_avx2(
-    const ck_dw_job *job, const float *image, int i0, int i1, int ih_base, int iw_base, int c, const float *w, ptrdiff_t xs,
-    ptrdiff_t pixel_step, ptrdiff_t col_step, const int masked, __m256i m0, __m256i m1, __m256 acc[4][2]) {
-    const ck_conv_nhwc *g = &job->g;
-    int kw = g->kernel_w;
-    __m256 a00 = _mm256_setzero_ps(), a01 = _mm256_setzero_ps(), a10 = _mm256_setzero_ps(), a11 = _mm256_setzero_ps();
-    __m256 a20 = _mm256_setzero_ps(), a21 = _mm256_setzero_ps(), a30 = _mm256_setzero_ps(), a31 = _mm256_setzero_ps();
-#define CK_DW_LOAD(p, o) (masked ? _mm256_maskload_ps((p) + (o), (o) ? m1 : m0) : _mm256_loadu_ps((p) + (o)))
-    for (int i = i0; i < i1; i++) {
-        const float *x = image + ((ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w + iw_base) * xs + c;
-        const float *wr = w + (size_t)i * kw * CK_NR;
-        for (int j = 0; j < kw; j++, x += col_step, wr += CK_NR) {
-            __m256 w0 = _mm256_loadu_ps(wr), w1 = _mm256_loadu_ps(wr + 8);
-            a00 = _mm256_fmadd_ps(CK_DW_LOAD(x, 0), w0, a00);
-            a01 = _mm256_fmadd_ps(CK_DW_LOAD(x, 8), w1, a01);
-            a10 = _mm256_fmadd_ps(CK_DW_LOAD(x + pixel_step, 0), w0, a10);
-            a11 = _mm256_fmadd_ps(CK_DW_LOAD(x + pixel_step, 8), w1, a11);
-            a20 = _mm256_fmadd_ps(CK_DW_LOAD(x + 2 * pixel_step, 0), w0, a20);
-            a21 = _mm256_fmadd_ps(CK_DW_LOAD(x + 2 * pixel_step, 8), w1, a21);
-            a30 = _mm256_fmadd_ps(CK_DW_LOAD(x + 3 * pixel_step, 0), w0, a30);
-            a31 = _mm256_fmadd_ps(CK_DW_LOAD(x + 3 * pixel_step, 8), w1, a31);
-        }
-    }
-#undef CK_DW_LOAD
-    acc[0][0] = a00; acc[0][1] = a01; acc[1][0] = a10; acc[1][1] = a11;
-    acc[2][0] = a20; acc[2][1] = a21; acc[3][0] = a30; acc[3][1] = a31;
-}
+/// Output pixels per block: 8 accumulators, enough independent FMA chains to cover the FMA latency on 2 pipes,
+/// with the weights of a 5-wide kernel row and the loaded column still in 16 ymm registers.
+#define CK_DW_PIXELS 8
+/// At most this many vectors per block (P · vectors ≤ CK_DW_PIXELS); fixed-size arrays, so the compiler keeps them in
+/// registers (a variable-length one stays in memory).
+#define CK_DW_VECTORS 8
 
-/// The bias, residual and cheap activation of 4 pixels × one 16-channel block, then the stores (masked for a partial
-/// block); the activation's switch runs once per block.
-__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_store_avx2(const ck_dw_job *job, __m256 acc[4][2], int count,
-                                                                        float *out, const float *residual, int c, int live,
-                                                                        __m256i m0, __m256i m1, const ck_epilogue *ep) {
-    const ck_conv_nhwc *g = &job->g;
-    if (job->ep.bias) {
-        __m256 b0 = _mm256_maskload_ps(job->ep.bias + c, m0), b1 = _mm256_maskload_ps(job->ep.bias + c + 8, m1);
-        for (int p = 0; p < count; p++) { acc[p][0] = _mm256_add_ps(acc[p][0], b0); acc[p][1] = _mm256_add_ps(acc[p][1], b1); }
-    }
-    if (residual) {
-        for (int p = 0; p < count; p++) {
-            const float *z = residual + (ptrdiff_t)p * job->ep.residual_stride + c;
-            acc[p][0] = _mm256_add_ps(acc[p][0], _mm256_maskload_ps(z, m0));
-            acc[p][1] = _mm256_add_ps(acc[p][1], _mm256_maskload_ps(z + 8, m1));
-        }
-    }
-    for (int p = 0; p < count; p++) {
-        float *dst = out + (ptrdiff_t)p * g->y_stride + c;
-        __m256 v0 = ck_act_avx2(acc[p][0], ep), v1 = ck_act_avx2(acc[p][1], ep);
-        if (live == CK_NR) {
-            _mm256_storeu_ps(dst, v0);
-            _mm256_storeu_ps(dst + 8, v1);
-        } else {
-            _mm256_maskstore_ps(dst, m0, v0);
-            _mm256_maskstore_ps(dst + 8, m1, v1);
-        }
-    }
-}
+/// Where one output row's blocks read and write.
+typedef struct {
+    int i0, i1;             // kernel rows inside the image
+    int first, last;        // the output columns whose taps are all inside the row (last < first: none)
+    const float *x0;        // the input row of kernel row i0, at column 0 (NULL when no kernel row is inside)
+    ptrdiff_t row_step;     // floats from one kernel row's input row to the next
+    float *out;             // the output row
+    const float *residual;  // the residual row, or NULL
+} ck_dw_row;
 
-/// One pixel of one 16-channel block whose taps may fall outside the row (the row's borders): each tap checked.
-__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_border_block_avx2(const ck_dw_job *job, const float *image, int i0, int i1,
-                                                                               int ih_base, int iw_first, int c, const float *w,
-                                                                               const int masked, __m256i m0, __m256i m1, __m256 acc[2]) {
-    const ck_conv_nhwc *g = &job->g;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int i = i0; i < i1; i++) {
-        const float *row = image + (ptrdiff_t)(ih_base + i * g->dilation_h) * g->in_w * g->x_stride + c;
-        for (int j = 0; j < g->kernel_w; j++) {
-            int iw = iw_first + j * g->dilation_w;
-            if ((unsigned)iw >= (unsigned)g->in_w) continue;
-            const float *x = row + (ptrdiff_t)iw * g->x_stride, *wr = w + ((size_t)i * g->kernel_w + j) * CK_NR;
-            a0 = _mm256_fmadd_ps(masked ? _mm256_maskload_ps(x, m0) : _mm256_loadu_ps(x), _mm256_loadu_ps(wr), a0);
-            a1 = _mm256_fmadd_ps(masked ? _mm256_maskload_ps(x + 8, m1) : _mm256_loadu_ps(x + 8), _mm256_loadu_ps(wr + 8), a1);
-        }
-    }
-    acc[0] = a0;
-    acc[1] = a1;
-}
-
-/// One output row, four pixels at a time where every tap is inside the row, one at a time at the borders, each
-/// through every block of 16 channels. Kernel rows outside the image
-/// (i0 …< i1 are the inside ones) are skipped, as the padding adds nothing. Taps sum in (kernel row, kernel column)
-/// order on either path.
-CK_AVX2 static void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int n, int oh) {
+static inline void ck_dw_row_geometry(const ck_dw_job *job, const float *image, int n, int oh, ck_dw_row *r) {
     const ck_conv_nhwc *g = &job->g;
     int ih_base = oh * g->stride_h - g->pad_top;
-    int i0 = 0, i1 = g->kernel_h;
-    while (i0 < i1 && ih_base + i0 * g->dilation_h < 0) i0++;
-    while (i1 > i0 && ih_base + (i1 - 1) * g->dilation_h >= g->in_h) i1--;
-    int taps = job->taps, channels = job->channels;
-    ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs, col_step = (ptrdiff_t)g->dilation_w * xs;
-    int late = ck_act_is_transcendental(job->ep.activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
-    size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
-    float *out_row = job->y + row_pixel * g->y_stride;
-    const float *res_row = job->ep.residual ? job->ep.residual + row_pixel * job->ep.residual_stride : NULL;
-    // The first and last output columns whose taps are all inside the row.
+    r->i0 = 0;
+    r->i1 = g->kernel_h;
+    while (r->i0 < r->i1 && ih_base + r->i0 * g->dilation_h < 0) r->i0++;
+    while (r->i1 > r->i0 && ih_base + (r->i1 - 1) * g->dilation_h >= g->in_h) r->i1--;
+    r->x0 = r->i0 < r->i1 ? image + (ptrdiff_t)(ih_base + r->i0 * g->dilation_h) * g->in_w * g->x_stride : NULL;
+    r->row_step = (ptrdiff_t)g->dilation_h * g->in_w * g->x_stride;
     int span = (g->kernel_w - 1) * g->dilation_w;
-    int first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
-    int last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
-    if (last > g->out_w - 1) last = g->out_w - 1;
-    // Pixels outer, channel blocks inner: the input pixels four outputs read stay in L1 while every block uses
-    // them (block-outer order streamed each input row from L2 once per 16 channels).
-    for (int ow = 0; ow < g->out_w;) {
-        int quad = ow >= first && ow + 3 <= last;
-        float *out = out_row + (ptrdiff_t)ow * g->y_stride;
-        const float *residual = res_row ? res_row + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
-        int iw_first = ow * g->stride_w - g->pad_left;
-        const float *w = job->w;
-        for (int c = 0; c < channels; c += CK_NR, w += (size_t)taps * CK_NR) {
-            int live = ck_min(CK_NR, channels - c);
-            int masked = live != CK_NR;
-            __m256i m0 = ck_mask8(live < 8 ? live : 8), m1 = ck_mask8(live > 8 ? live - 8 : 0);
-            __m256 acc[4][2];
-            if (quad) {
-                if (masked) ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 1, m0, m1, acc);
-                else ck_dw_quad_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, xs, pixel_step, col_step, 0, m0, m1, acc);
-                ck_dw_store_avx2(job, acc, 4, out, residual, c, live, m0, m1, &ep);
-            } else {
-                if (masked) ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 1, m0, m1, acc[0]);
-                else ck_dw_border_block_avx2(job, image, i0, i1, ih_base, iw_first, c, w, 0, m0, m1, acc[0]);
-                ck_dw_store_avx2(job, acc, 1, out, residual, c, live, m0, m1, &ep);
+    r->first = g->pad_left > 0 ? ck_ceil_div(g->pad_left, g->stride_w) : 0;
+    r->last = g->in_w - 1 - span + g->pad_left < 0 ? -1 : (g->in_w - 1 - span + g->pad_left) / g->stride_w;
+    if (r->last > g->out_w - 1) r->last = g->out_w - 1;
+    size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
+    r->out = job->y + row_pixel * g->y_stride;
+    r->residual = job->ep.residual ? job->ep.residual + row_pixel * job->ep.residual_stride : NULL;
+}
+
+/// The block size for `count` pixels left in the row: 8, 4, 2 or 1.
+static inline int ck_dw_block_pixels(int count) { return count >= 8 ? 8 : count >= 4 ? 4 : count >= 2 ? 2 : 1; }
+
+/// The shapes with a sliding block, numbered for the row function tables: 0 is the direct block.
+static inline int ck_dw_shape(const ck_conv_nhwc *g) {
+    if (g->dilation_w != 1 || (g->stride_w != 1 && g->stride_w != 2)) return 0;
+    if (g->kernel_w == 3) return g->stride_w == 1 ? 1 : 2;
+    if (g->kernel_w == 5) return g->stride_w == 1 ? 3 : 4;
+    return 0;
+}
+
+#ifdef CK_X86
+// MARK: AVX2 (8 channels per vector)
+
+/// The weights of the 8 channels from c (a multiple of 8) at tap 0: half of a packed 16-channel block.
+static inline const float *ck_dw_weights8(const ck_dw_job *job, int c) {
+    return job->w + (size_t)(c / CK_NR) * job->taps * CK_NR + c % CK_NR;
+}
+
+/// The taps of P pixels × CB vectors of 8 channels from c (the last one lanes m only when `masked`) into
+/// acc[p·CB + v]. xrow: kernel row i0's input row at column 0 and channel c (NULL when no kernel row is inside);
+/// iw_first: the first pixel's first input column. KW > 0: the sliding block for kernel width KW and stride S, the
+/// row's weights in registers; KW = 0: the direct block (runtime kernel width, stride and dilation); `clip`: taps
+/// outside the row are skipped (a border pixel, P = 1).
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_taps_avx2(const ck_dw_job *job, const ck_dw_row *r, const float *xrow,
+                                                                       int c, int iw_first, const int P, const int CB, const int KW,
+                                                                       const int S, const int clip, const int masked, __m256i m,
+                                                                       __m256 *acc) {
+    const ck_conv_nhwc *g = &job->g;
+    ptrdiff_t xs = g->x_stride;
+    const float *w[CK_DW_VECTORS];
+#pragma clang loop unroll(full)
+    for (int v = 0; v < CB; v++) w[v] = ck_dw_weights8(job, c + 8 * v);
+#pragma clang loop unroll(full)
+    for (int k = 0; k < P * CB; k++) acc[k] = _mm256_setzero_ps();
+#define CK_DW_LOAD8(ptr, v) (masked && (v) == CB - 1 ? _mm256_maskload_ps((ptr), m) : _mm256_loadu_ps(ptr))
+    // The block's input columns inside the row (clip: a border block).
+    int qlo = clip && iw_first < 0 ? -iw_first : 0, qhi = clip ? g->in_w - iw_first : 1 << 30;
+    for (int i = r->i0; i < r->i1; i++, xrow += r->row_step) {
+        if (KW && P > 1) {
+            __m256 wv[CK_DW_VECTORS][5];
+#pragma clang loop unroll(full)
+            for (int v = 0; v < CB; v++)
+#pragma clang loop unroll(full)
+                for (int j = 0; j < KW; j++) wv[v][j] = _mm256_loadu_ps(w[v] + ((size_t)i * KW + j) * CK_NR);
+#pragma clang loop unroll(full)
+            for (int q = 0; q < (P - 1) * S + KW; q++) {
+                if (clip && (q < qlo || q >= qhi)) continue;
+                const float *x = xrow + (ptrdiff_t)(iw_first + q) * xs;
+#pragma clang loop unroll(full)
+                for (int v = 0; v < CB; v++) {
+                    __m256 xv = CK_DW_LOAD8(x + 8 * v, v);
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < KW; j++) {
+                        int d = q - j;
+                        if (d >= 0 && d % S == 0 && d / S < P) acc[d / S * CB + v] = _mm256_fmadd_ps(xv, wv[v][j], acc[d / S * CB + v]);
+                    }
+                }
+            }
+        } else {
+            for (int j = 0; j < g->kernel_w; j++) {
+                size_t t = (size_t)i * g->kernel_w + j;
+#pragma clang loop unroll(full)
+                for (int v = 0; v < CB; v++) {
+                    __m256 wv = _mm256_loadu_ps(w[v] + t * CK_NR);
+#pragma clang loop unroll(full)
+                    for (int p = 0; p < P; p++) {
+                        int iw = iw_first + p * g->stride_w + j * g->dilation_w;
+                        if (clip && (unsigned)iw >= (unsigned)g->in_w) continue;
+                        const float *x = xrow + (ptrdiff_t)iw * xs + 8 * v;
+                        acc[p * CB + v] = _mm256_fmadd_ps(CK_DW_LOAD8(x, v), wv, acc[p * CB + v]);
+                    }
+                }
             }
         }
-        ow += quad ? 4 : 1;
+    }
+#undef CK_DW_LOAD8
+}
+
+/// The cheap activations other than ReLU and Clip on n vectors, out of line (the blocks inline only those two).
+__attribute__((noinline)) CK_AVX2 static void ck_dw_act_avx2(__m256 *v, int n, const ck_epilogue *ep) {
+    for (int k = 0; k < n; k++) v[k] = ck_act_avx2(v[k], ep);
+}
+
+/// Bias, residual and cheap activation of P pixels × CB vectors of 8 channels from c (the last one lanes m only
+/// when `masked`), then the stores; the activation's switch is outside the loops.
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_store_avx2(const ck_dw_job *job, __m256 *acc, const int P, const int CB,
+                                                                        float *out, const float *residual, int c, const int masked,
+                                                                        __m256i m, const ck_epilogue *ep) {
+    const ck_conv_nhwc *g = &job->g;
+    __m256i all = ck_mask8(8);
+#define CK_DW_MASK(v) (masked && (v) == CB - 1 ? m : all)
+    if (job->ep.bias) {
+#pragma clang loop unroll(full)
+        for (int v = 0; v < CB; v++) {
+            __m256 b = _mm256_maskload_ps(job->ep.bias + c + 8 * v, CK_DW_MASK(v));
+#pragma clang loop unroll(full)
+            for (int p = 0; p < P; p++) acc[p * CB + v] = _mm256_add_ps(acc[p * CB + v], b);
+        }
+    }
+    if (residual) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < P; p++)
+#pragma clang loop unroll(full)
+            for (int v = 0; v < CB; v++)
+                acc[p * CB + v] = _mm256_add_ps(
+                    acc[p * CB + v], _mm256_maskload_ps(residual + (ptrdiff_t)p * job->ep.residual_stride + c + 8 * v, CK_DW_MASK(v)));
+    }
+    switch (ep->activation) {
+    case CK_ACT_NONE: break;
+    case CK_ACT_RELU:
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) acc[k] = _mm256_max_ps(acc[k], _mm256_setzero_ps());
+        break;
+    case CK_ACT_CLIP: {
+        __m256 lo = _mm256_set1_ps(ep->param0), hi = _mm256_set1_ps(ep->param1);
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) {
+            __m256 y = _mm256_blendv_ps(acc[k], lo, _mm256_cmp_ps(acc[k], lo, _CMP_LT_OQ));
+            acc[k] = _mm256_blendv_ps(y, hi, _mm256_cmp_ps(y, hi, _CMP_GT_OQ));
+        }
+        break;
+    }
+    default: {
+        // Through a copy: acc itself must not escape, or it would live in memory on every path.
+        __m256 t[CK_DW_PIXELS];
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) t[k] = acc[k];
+        ck_dw_act_avx2(t, P * CB, ep);
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) acc[k] = t[k];
+        break;
+    }
+    }
+#pragma clang loop unroll(full)
+    for (int p = 0; p < P; p++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < CB; v++) {
+            float *dst = out + (ptrdiff_t)p * g->y_stride + c + 8 * v;
+            if (masked && v == CB - 1) _mm256_maskstore_ps(dst, m, acc[p * CB + v]);
+            else _mm256_storeu_ps(dst, acc[p * CB + v]);
+        }
+#undef CK_DW_MASK
+}
+
+/// P pixels from ow through every channel, CB vectors at a time, then the rest one at a time (the last masked).
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_block_avx2(const ck_dw_job *job, const ck_dw_row *r, int ow, const int P,
+                                                                        const int CB, const int KW, const int S, const int clip,
+                                                                        const ck_epilogue *ep) {
+    const ck_conv_nhwc *g = &job->g;
+    int channels = job->channels, full = channels & ~7, iw_first = ow * g->stride_w - g->pad_left;
+    float *out = r->out + (ptrdiff_t)ow * g->y_stride;
+    const float *residual = r->residual ? r->residual + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
+    __m256i all = ck_mask8(8);
+    __m256 acc[CK_DW_PIXELS];
+    int c = 0;
+#define CK_DW_GROUP(n)                                                                                   \
+    for (; c + 8 * (n) <= full; c += 8 * (n)) {                                                          \
+        ck_dw_taps_avx2(job, r, r->x0 ? r->x0 + c : NULL, c, iw_first, P, (n), KW, S, clip, 0, all, acc); \
+        ck_dw_store_avx2(job, acc, P, (n), out, residual, c, 0, all, ep);                                \
+    }
+    CK_DW_GROUP(CB)
+    if (CB > 4) CK_DW_GROUP(CB > 4 ? 4 : 1)
+    if (CB > 2) CK_DW_GROUP(CB > 2 ? 2 : 1)
+    if (CB > 1) CK_DW_GROUP(1)
+#undef CK_DW_GROUP
+    if (c < channels) {
+        __m256i m = ck_mask8(channels - c);
+        ck_dw_taps_avx2(job, r, r->x0 ? r->x0 + c : NULL, c, iw_first, P, 1, KW, S, clip, 1, m, acc);
+        ck_dw_store_avx2(job, acc, P, 1, out, residual, c, 1, m, ep);
+    }
+}
+
+/// One output row: the inside in blocks of 8 pixels × 8 channels, 4 × 16, 2 × 16 and 1 × 64 (at least 4
+/// independent chains each, 8 where the registers allow), the border pixels alone with their taps checked (1 × 64);
+/// then a transcendental activation over the stored row.
+__attribute__((always_inline)) CK_AVX2 static inline void ck_dw_row_avx2(const ck_dw_job *job, const float *image, int n, int oh,
+                                                                      const int KW, const int S) {
+    const ck_conv_nhwc *g = &job->g;
+    ck_dw_row r;
+    ck_dw_row_geometry(job, image, n, oh, &r);
+    int late = ck_act_is_transcendental(job->ep.activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
+    for (int ow = 0; ow < g->out_w;) {
+        int p = ck_dw_block_pixels(g->out_w - ow);
+        int clip = ow < r.first || ow + p - 1 > r.last;
+        switch (2 * p + clip) {
+        case 16: ck_dw_block_avx2(job, &r, ow, 8, 1, KW, S, 0, &ep); break;
+        case 17: ck_dw_block_avx2(job, &r, ow, 8, 1, KW, S, 1, &ep); break;
+        case 8: ck_dw_block_avx2(job, &r, ow, 4, 2, KW, S, 0, &ep); break;
+        case 9: ck_dw_block_avx2(job, &r, ow, 4, 2, KW, S, 1, &ep); break;
+        case 4: ck_dw_block_avx2(job, &r, ow, 2, 2, KW, S, 0, &ep); break;
+        case 5: ck_dw_block_avx2(job, &r, ow, 2, 2, KW, S, 1, &ep); break;
+        case 2: ck_dw_block_avx2(job, &r, ow, 1, 8, KW, S, 0, &ep); break;
+        default: ck_dw_block_avx2(job, &r, ow, 1, 8, KW, S, 1, &ep); break;
+        }
+        ow += p;
     }
     if (late) {
         ep.activation = job->ep.activation;
-        ck_act_rows_avx2(out_row, g->y_stride, g->out_w, channels, &ep);
+        ck_act_rows_avx2(r.out, g->y_stride, g->out_w, job->channels, &ep);
     }
 }
+
+CK_AVX2 static void ck_dw_row_avx2_direct(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row_avx2(job, image, n, oh, 0, 1); }
+CK_AVX2 static void ck_dw_row_avx2_k3s1(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row_avx2(job, image, n, oh, 3, 1); }
+CK_AVX2 static void ck_dw_row_avx2_k3s2(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row_avx2(job, image, n, oh, 3, 2); }
+CK_AVX2 static void ck_dw_row_avx2_k5s1(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row_avx2(job, image, n, oh, 5, 1); }
+CK_AVX2 static void ck_dw_row_avx2_k5s2(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row_avx2(job, image, n, oh, 5, 2); }
+
+// MARK: AVX-512 (16 channels per vector: one packed block)
+
+/// ck_dw_taps_avx2 on 16 lanes: P pixels × CB packed blocks from channel c (a multiple of 16).
+__attribute__((always_inline)) CK_AVX512 static inline void ck_dw_taps512(const ck_dw_job *job, const ck_dw_row *r, const float *xrow,
+                                                                       int c, int iw_first, const int P, const int CB, const int KW,
+                                                                       const int S, const int clip, const int masked, __mmask16 m,
+                                                                       __m512 *acc) {
+    const ck_conv_nhwc *g = &job->g;
+    ptrdiff_t xs = g->x_stride;
+    size_t wb = (size_t)job->taps * CK_NR;
+    const float *w = job->w + (size_t)(c / CK_NR) * wb;
+#pragma clang loop unroll(full)
+    for (int k = 0; k < P * CB; k++) acc[k] = _mm512_setzero_ps();
+#define CK_DW_LOAD16(ptr, v) (masked && (v) == CB - 1 ? _mm512_maskz_loadu_ps(m, (ptr)) : _mm512_loadu_ps(ptr))
+    // The block's input columns inside the row (clip: a border block).
+    int qlo = clip && iw_first < 0 ? -iw_first : 0, qhi = clip ? g->in_w - iw_first : 1 << 30;
+    for (int i = r->i0; i < r->i1; i++, xrow += r->row_step) {
+        if (KW && P > 1) {
+            __m512 wv[CK_DW_VECTORS][5];
+#pragma clang loop unroll(full)
+            for (int v = 0; v < CB; v++)
+#pragma clang loop unroll(full)
+                for (int j = 0; j < KW; j++) wv[v][j] = _mm512_loadu_ps(w + v * wb + ((size_t)i * KW + j) * CK_NR);
+#pragma clang loop unroll(full)
+            for (int q = 0; q < (P - 1) * S + KW; q++) {
+                if (clip && (q < qlo || q >= qhi)) continue;
+                const float *x = xrow + (ptrdiff_t)(iw_first + q) * xs;
+#pragma clang loop unroll(full)
+                for (int v = 0; v < CB; v++) {
+                    __m512 xv = CK_DW_LOAD16(x + CK_NR * v, v);
+#pragma clang loop unroll(full)
+                    for (int j = 0; j < KW; j++) {
+                        int d = q - j;
+                        if (d >= 0 && d % S == 0 && d / S < P) acc[d / S * CB + v] = _mm512_fmadd_ps(xv, wv[v][j], acc[d / S * CB + v]);
+                    }
+                }
+            }
+        } else {
+            for (int j = 0; j < g->kernel_w; j++) {
+                size_t t = (size_t)i * g->kernel_w + j;
+#pragma clang loop unroll(full)
+                for (int v = 0; v < CB; v++) {
+                    __m512 wv = _mm512_loadu_ps(w + v * wb + t * CK_NR);
+#pragma clang loop unroll(full)
+                    for (int p = 0; p < P; p++) {
+                        int iw = iw_first + p * g->stride_w + j * g->dilation_w;
+                        if (clip && (unsigned)iw >= (unsigned)g->in_w) continue;
+                        const float *x = xrow + (ptrdiff_t)iw * xs + CK_NR * v;
+                        acc[p * CB + v] = _mm512_fmadd_ps(CK_DW_LOAD16(x, v), wv, acc[p * CB + v]);
+                    }
+                }
+            }
+        }
+    }
+#undef CK_DW_LOAD16
+}
+
+__attribute__((noinline)) CK_AVX512 static void ck_dw_act512(__m512 *v, int n, const ck_epilogue *ep) {
+    for (int k = 0; k < n; k++) v[k] = ck_act512(v[k], ep);
+}
+
+/// ck_dw_store_avx2 on 16 lanes.
+__attribute__((always_inline)) CK_AVX512 static inline void ck_dw_store512(const ck_dw_job *job, __m512 *acc, const int P, const int CB,
+                                                                        float *out, const float *residual, int c, const int masked,
+                                                                        __mmask16 m, const ck_epilogue *ep) {
+    const ck_conv_nhwc *g = &job->g;
+#define CK_DW_MASK(v) (masked && (v) == CB - 1 ? m : (__mmask16)0xFFFF)
+    if (job->ep.bias) {
+#pragma clang loop unroll(full)
+        for (int v = 0; v < CB; v++) {
+            __m512 b = _mm512_maskz_loadu_ps(CK_DW_MASK(v), job->ep.bias + c + CK_NR * v);
+#pragma clang loop unroll(full)
+            for (int p = 0; p < P; p++) acc[p * CB + v] = _mm512_add_ps(acc[p * CB + v], b);
+        }
+    }
+    if (residual) {
+#pragma clang loop unroll(full)
+        for (int p = 0; p < P; p++)
+#pragma clang loop unroll(full)
+            for (int v = 0; v < CB; v++)
+                acc[p * CB + v] = _mm512_add_ps(
+                    acc[p * CB + v], _mm512_maskz_loadu_ps(CK_DW_MASK(v), residual + (ptrdiff_t)p * job->ep.residual_stride + c + CK_NR * v));
+    }
+    switch (ep->activation) {
+    case CK_ACT_NONE: break;
+    case CK_ACT_RELU:
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) acc[k] = _mm512_max_ps(acc[k], _mm512_setzero_ps());
+        break;
+    case CK_ACT_CLIP: {
+        __m512 lo = _mm512_set1_ps(ep->param0), hi = _mm512_set1_ps(ep->param1);
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) {
+            __m512 y = _mm512_mask_mov_ps(acc[k], _mm512_cmp_ps_mask(acc[k], lo, _CMP_LT_OQ), lo);
+            acc[k] = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, hi, _CMP_GT_OQ), hi);
+        }
+        break;
+    }
+    default: {
+        // Through a copy: acc itself must not escape, or it would live in memory on every path.
+        __m512 t[CK_DW_PIXELS];
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) t[k] = acc[k];
+        ck_dw_act512(t, P * CB, ep);
+#pragma clang loop unroll(full)
+        for (int k = 0; k < P * CB; k++) acc[k] = t[k];
+        break;
+    }
+    }
+#pragma clang loop unroll(full)
+    for (int p = 0; p < P; p++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < CB; v++) {
+            float *dst = out + (ptrdiff_t)p * g->y_stride + c + CK_NR * v;
+            if (masked && v == CB - 1) _mm512_mask_storeu_ps(dst, m, acc[p * CB + v]);
+            else _mm512_storeu_ps(dst, acc[p * CB + v]);
+        }
+#undef CK_DW_MASK
+}
+
+/// ck_dw_block_avx2 on 16 lanes.
+__attribute__((always_inline)) CK_AVX512 static inline void ck_dw_block512(const ck_dw_job *job, const ck_dw_row *r, int ow, const int P,
+                                                                        const int CB, const int KW, const int S, const int clip,
+                                                                        const ck_epilogue *ep) {
+    const ck_conv_nhwc *g = &job->g;
+    int channels = job->channels, full = channels & ~(CK_NR - 1), iw_first = ow * g->stride_w - g->pad_left;
+    float *out = r->out + (ptrdiff_t)ow * g->y_stride;
+    const float *residual = r->residual ? r->residual + (ptrdiff_t)ow * job->ep.residual_stride : NULL;
+    __m512 acc[CK_DW_PIXELS];
+    int c = 0;
+#define CK_DW_GROUP(n)                                                                                    \
+    for (; c + CK_NR * (n) <= full; c += CK_NR * (n)) {                                                   \
+        ck_dw_taps512(job, r, r->x0 ? r->x0 + c : NULL, c, iw_first, P, (n), KW, S, clip, 0, 0xFFFF, acc); \
+        ck_dw_store512(job, acc, P, (n), out, residual, c, 0, 0xFFFF, ep);                                \
+    }
+    CK_DW_GROUP(CB)
+    if (CB > 4) CK_DW_GROUP(CB > 4 ? 4 : 1)
+    if (CB > 2) CK_DW_GROUP(CB > 2 ? 2 : 1)
+    if (CB > 1) CK_DW_GROUP(1)
+#undef CK_DW_GROUP
+    if (c < channels) {
+        __mmask16 m = (__mmask16)((1u << (channels - c)) - 1);
+        ck_dw_taps512(job, r, r->x0 ? r->x0 + c : NULL, c, iw_first, P, 1, KW, S, clip, 1, m, acc);
+        ck_dw_store512(job, acc, P, 1, out, residual, c, 1, m, ep);
+    }
+}
+
+/// ck_dw_row_avx2 on 16 lanes: blocks of 8 pixels × 16 channels, 4 × 32, 2 × 32 and 1 × 64.
+__attribute__((always_inline)) CK_AVX512 static inline void ck_dw_row512(const ck_dw_job *job, const float *image, int n, int oh,
+                                                                      const int KW, const int S) {
+    const ck_conv_nhwc *g = &job->g;
+    ck_dw_row r;
+    ck_dw_row_geometry(job, image, n, oh, &r);
+    int late = ck_act_is_transcendental(job->ep.activation);
+    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : job->ep.activation, job->ep.param0, job->ep.param1, 0, job->wide};
+    for (int ow = 0; ow < g->out_w;) {
+        int p = ck_dw_block_pixels(g->out_w - ow);
+        int clip = ow < r.first || ow + p - 1 > r.last;
+        switch (2 * p + clip) {
+        case 16: ck_dw_block512(job, &r, ow, 8, 1, KW, S, 0, &ep); break;
+        case 17: ck_dw_block512(job, &r, ow, 8, 1, KW, S, 1, &ep); break;
+        case 8: ck_dw_block512(job, &r, ow, 4, 2, KW, S, 0, &ep); break;
+        case 9: ck_dw_block512(job, &r, ow, 4, 2, KW, S, 1, &ep); break;
+        case 4: ck_dw_block512(job, &r, ow, 2, 4, KW, S, 0, &ep); break;
+        case 5: ck_dw_block512(job, &r, ow, 2, 4, KW, S, 1, &ep); break;
+        case 2: ck_dw_block512(job, &r, ow, 1, 8, KW, S, 0, &ep); break;
+        default: ck_dw_block512(job, &r, ow, 1, 8, KW, S, 1, &ep); break;
+        }
+        ow += p;
+    }
+    if (late) {
+        ep.activation = job->ep.activation;
+        ck_act_rows_avx2(r.out, g->y_stride, g->out_w, job->channels, &ep);
+    }
+}
+
+CK_AVX512 static void ck_dw_row512_direct(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row512(job, image, n, oh, 0, 1); }
+CK_AVX512 static void ck_dw_row512_k3s1(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row512(job, image, n, oh, 3, 1); }
+CK_AVX512 static void ck_dw_row512_k3s2(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row512(job, image, n, oh, 3, 2); }
+CK_AVX512 static void ck_dw_row512_k5s1(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row512(job, image, n, oh, 5, 1); }
+CK_AVX512 static void ck_dw_row512_k5s2(const ck_dw_job *job, const float *image, int n, int oh) { ck_dw_row512(job, image, n, oh, 5, 2); }
 #endif
 
 static void ck_dw_task(void *context, int index) {
@@ -1111,23 +1385,17 @@ static void ck_dw_task(void *context, int index) {
     const ck_conv_nhwc *g = &job->g;
     int n = index / job->row_tasks, r0 = (index % job->row_tasks) * job->rows_per_task;
     int r1 = ck_min(g->out_h, r0 + job->rows_per_task);
-    const float **rows = ck_conv_row_buffer((size_t)job->taps);
     const float *image = job->x + (size_t)n * g->in_h * g->in_w * g->x_stride;
-    void (*pixel)(const ck_dw_job *, const float *const *, float *, const float *) = ck_dw_pixel_scalar;
-#ifdef CK_X86
-    if (job->avx2) pixel = ck_dw_pixel_avx2;
-#endif
+    if (job->row) {
+        for (int oh = r0; oh < r1; oh++) job->row(job, image, n, oh);
+        return;
+    }
+    const float **rows = ck_conv_row_buffer((size_t)job->taps);
     for (int oh = r0; oh < r1; oh++) {
-#ifdef CK_X86
-        if (job->avx2) {
-            ck_dw_row_avx2(job, image, n, oh);
-            continue;
-        }
-#endif
         for (int ow = 0; ow < g->out_w; ow++) {
             size_t p = ((size_t)n * g->out_h + oh) * g->out_w + ow;
             ck_dw_pixel_rows(job, image, oh, ow, rows);
-            pixel(job, rows, job->y + p * g->y_stride, job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL);
+            ck_dw_pixel_scalar(job, rows, job->y + p * g->y_stride, job->ep.residual ? job->ep.residual + p * job->ep.residual_stride : NULL);
         }
     }
 }
@@ -1145,8 +1413,15 @@ void ck_depthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, cons
     if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0) return;
     job.taps = g->kernel_h * g->kernel_w;
     job.channels = g->groups;
-    job.avx2 = ck_isa_avx2(isa);
     job.wide = ck_isa_avx512(isa);
+#ifdef CK_X86
+    static const ck_dw_row_fn rows_avx2[5] = {ck_dw_row_avx2_direct, ck_dw_row_avx2_k3s1, ck_dw_row_avx2_k3s2, ck_dw_row_avx2_k5s1,
+                                              ck_dw_row_avx2_k5s2};
+    static const ck_dw_row_fn rows_avx512[5] = {ck_dw_row512_direct, ck_dw_row512_k3s1, ck_dw_row512_k3s2, ck_dw_row512_k5s1,
+                                                ck_dw_row512_k5s2};
+    if (job.wide) job.row = rows_avx512[ck_dw_shape(g)];
+    else if (ck_isa_avx2(isa)) job.row = rows_avx2[ck_dw_shape(g)];
+#endif
     float *heap_zeros = NULL;
     if (job.channels <= CK_CONV_ZEROS) {
         job.zeros = ck_conv_zeros;

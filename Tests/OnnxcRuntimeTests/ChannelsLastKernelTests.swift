@@ -199,11 +199,15 @@ import Testing
     /// reference (float rounding of the sum, times at most 1.5 for the steepest activation, hard swish), the gap
     /// between pixels untouched, and the thread counts bit-identical. Winograd is held to the same bound: F(2×2, 3×3)'s
     /// transforms only add, subtract and halve.
+    /// The depthwise kernel's paths, AVX-512 named explicitly (CK_ISA_AUTO is the active level, which ONNXC_ISA can
+    /// lower).
+    static let depthwisePaths: [ck_isa] = [CK_ISA_SCALAR, CK_ISA_AVX2_FMA, CK_ISA_AVX512]
+
     static func checkConv(_ s: Conv, _ d: ConvData, _ act: Activation, kernel: ConvKernel = .direct,
                           sourceLocation: SourceLocation = #_sourceLocation) {
         let (expected, scale) = reference(s, d, act)
         let packed = kernel == .depthwise ? packDepthwise(s, d.w) : packConv(s, d.w)
-        for isa in paths {
+        for isa in kernel == .depthwise ? depthwisePaths : paths {
             let one = runConv(s, d, packed: packed, act, isa: isa, threads: 1, kernel: kernel)
             let two = runConv(s, d, packed: packed, act, isa: isa, threads: 2, kernel: kernel)
             #expect(one == two, "\(s) \(act) isa \(isa.rawValue): 1 and 2 threads differ", sourceLocation: sourceLocation)
@@ -420,6 +424,59 @@ import Testing
             Self.checkConv(s, ConvData(s, bias: bias, residual: residual), Self.activations[a], kernel: .depthwise)
         }
         Self.checkConv(s, ConvData(s, bias: true, residual: true, weightScale: 40), Self.activations[a], kernel: .depthwise)
+    }
+
+    /// The vector paths' blocks — 8 pixels × 1 vector, 4 × 2, 2 × 4 (AVX2: 2 × 2) and 1 × 8, then groups of 4, 2 and
+    /// 1 vectors and a masked one; clipped where a tap leaves the row — in their sliding forms (kernel width 3 or 5,
+    /// stride 1 or 2) and the direct one (dilation, width 7): channels 1 … 200 (not multiples of 8 or 16), widths
+    /// 1–3 where no pixel is inside, all-padding and asymmetric windows, strided pixels.
+    static let depthwiseBlocks: [Conv] = [
+        Conv(inH: 6, inW: 21, groups: 1, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 7, inW: 20, groups: 5, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 2, sw: 2, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 5, inW: 19, groups: 17, groupIn: 1, groupOut: 1, kh: 5, kw: 5, top: 2, left: 2, bottom: 2, right: 2),
+        Conv(inH: 9, inW: 23, groups: 33, groupIn: 1, groupOut: 1, kh: 5, kw: 5, sh: 2, sw: 2, top: 2, left: 2, bottom: 2, right: 2),
+        Conv(inH: 3, inW: 11, groups: 130, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 4, inW: 7, groups: 200, groupIn: 1, groupOut: 1, kh: 5, kw: 5, top: 2, left: 2, bottom: 2, right: 2),
+        Conv(inH: 4, inW: 1, groups: 17, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 3, inW: 2, groups: 33, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(inH: 3, inW: 3, groups: 40, groupIn: 1, groupOut: 1, kh: 5, kw: 5, sh: 2, sw: 2, top: 2, left: 2, bottom: 2, right: 2),
+        Conv(inH: 6, inW: 13, groups: 19, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 2, left: 2, bottom: 2, right: 2, dh: 2, dw: 2),
+        Conv(inH: 5, inW: 12, groups: 24, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 2, bottom: 1, right: 0),
+        Conv(inH: 8, inW: 16, groups: 144, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 2, sw: 2, top: 0, left: 0, bottom: 1, right: 1),
+        Conv(inH: 4, inW: 12, groups: 20, groupIn: 1, groupOut: 1, kh: 7, kw: 7, top: 3, left: 3, bottom: 3, right: 3),
+        Conv(inH: 6, inW: 17, groups: 16, groupIn: 1, groupOut: 1, kh: 5, kw: 5, sh: 2, sw: 2, top: 2, left: 2, bottom: 2, right: 2,
+             xExtra: 3, yExtra: 5),
+        Conv(inH: 2, inW: 18, groups: 33, groupIn: 1, groupOut: 1, kh: 1, kw: 3, left: 1, right: 1),
+        Conv(inH: 5, inW: 14, groups: 9, groupIn: 1, groupOut: 1, kh: 3, kw: 5, top: 1, left: 2, bottom: 1, right: 2),
+        Conv(inH: 2, inW: 4, groups: 50, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 4, left: 5, bottom: 4, right: 5),
+        Conv(batch: 2, inH: 9, inW: 30, groups: 48, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 1, sw: 2, top: 1, left: 1, bottom: 1, right: 1),
+    ]
+
+    @Test(arguments: 0..<depthwiseBlocks.count) func depthwiseBlocksMatchReference(_ i: Int) {
+        let s = Self.depthwiseBlocks[i]
+        Self.checkConv(s, ConvData(s, bias: true, residual: i % 3 == 0, seed: i + 5), Self.activations[i % 2], kernel: .depthwise)
+    }
+
+    /// Every activation after bias and residual on a row with every block size and vector group (130 channels).
+    @Test(arguments: 0..<activations.count) func depthwiseBlockEpilogue(_ a: Int) {
+        let s = Conv(inH: 3, inW: 17, groups: 130, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1)
+        Self.checkConv(s, ConvData(s, bias: true, residual: true, weightScale: 4), Self.activations[a], kernel: .depthwise)
+    }
+
+    /// The AVX2 and AVX-512 paths sum each output's taps in the same order into one FMA chain, so with the cheap
+    /// activations (the vector Sigmoid and Silu differ by level, as the standalone ones do) they give the same bits.
+    @Test func depthwiseVectorPathsAgree() {
+        let cases = Self.depthwise + Self.depthwiseBlocks
+        for (i, s) in cases.enumerated() {
+            let d = ConvData(s, bias: true, residual: i % 2 == 0, seed: i + 9)
+            let packed = Self.packDepthwise(s, d.w)
+            for act in Self.activations where act.kind != CK_ACT_SIGMOID && act.kind != CK_ACT_SILU {
+                let avx2 = Self.runConv(s, d, packed: packed, act, isa: CK_ISA_AVX2_FMA, threads: 1, kernel: .depthwise)
+                let avx512 = Self.runConv(s, d, packed: packed, act, isa: CK_ISA_AVX512, threads: 2, kernel: .depthwise)
+                let differing = zip(avx2, avx512).filter { $0.bitPattern != $1.bitPattern }.count
+                #expect(differing == 0, "\(s) \(act): AVX2 and AVX-512 differ in \(differing) outputs")
+            }
+        }
     }
 
     /// More channels than the static zero row: padding taps read a heap buffer.
