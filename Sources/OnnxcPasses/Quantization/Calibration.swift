@@ -1,4 +1,4 @@
-public import OnnxcCore
+import OnnxcCore
 public import OnnxcIR
 import OnnxcLowering
 public import OnnxcRuntime
