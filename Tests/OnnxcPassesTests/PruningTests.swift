@@ -192,6 +192,32 @@ enum PruningTesting {
         try PruningTesting.expectPrunedEqualsMasked(model, pruned, summary)
     }
 
+    @Test func convTransposeResizePadAndChannelSlicesFollow() throws {
+        var g = PruningTesting.Graph()
+        try g.conv("x", "a", "a", in: 3, out: 8)
+        g.initializers.append(try LayoutTesting.weights("up_w", [8, 6, 2, 2], seed: 70))
+        g.nodes.append(LayoutTesting.node("ConvTranspose", ["a", "up_w"], ["u"], name: "up", [Attribute("strides", .ints([2, 2]))]))
+        g.initializers.append(try Build.floatTensor("scales", [4], [1, 1, 2, 2]))
+        g.op("Resize", ["u", "", "scales"], ["r"], [Attribute("mode", .string(Array("nearest".utf8)))])
+        g.initializers.append(try OnnxcIR.Tensor(name: "pads", data: TensorData(int64s: [0, 0, 1, 1, 0, 0, 1, 1], dims: [8])))
+        g.op("Pad", ["r", "pads"], ["p"])
+        for (name, values) in [("starts", [Int64(1)]), ("ends", [5]), ("axes", [1])] {
+            g.initializers.append(try OnnxcIR.Tensor(name: name, data: TensorData(int64s: values, dims: [1])))
+        }
+        g.op("Slice", ["p", "starts", "ends", "axes"], ["s"])
+        try g.conv("s", "y", "b", in: 4, out: 2)
+        let model = g.model()
+        let (pruned, summary) = try PruningTesting.prune(model, ratio: 0.5)
+        #expect(PruningTesting.dims(pruned, weightOf: "a")?.first == 4)
+        #expect(PruningTesting.dims(pruned, weightOf: "up")?.prefix(2) == [4, 3])
+        // b reads the Slice's channels 1 ..< 5 of the 6 the transposed conv makes; 3 are left in total.
+        let slice = try #require(pruned.graph.nodes.first { $0.opType == "Slice" })
+        let starts = try #require(pruned.graph.initializer(named: slice.inputs[1])?.data.integers())
+        let ends = try #require(pruned.graph.initializer(named: slice.inputs[2])?.data.integers())
+        #expect(PruningTesting.dims(pruned, weightOf: "b")?[1] == ends[0] - starts[0])
+        try PruningTesting.expectPrunedEqualsMasked(model, pruned, summary)
+    }
+
     @Test func ratioZeroChangesNothing() throws {
         var g = PruningTesting.Graph()
         try g.conv("x", "a", "a", in: 3, out: 8)
