@@ -26,6 +26,9 @@ typedef struct {
     int32_t y_zero_point, clamp_min, clamp_max;
     void *y;                    // the output tensor
     ptrdiff_t y_stride;         // elements between pixels
+    // Folded requantization (below): unfolded[c] = how many of channels 0 …< c cannot take it (channels + 1
+    // entries, from ck_q_plan_folding), or NULL: none can.
+    const int32_t *unfolded;
 } ck_qout;
 
 static inline int ck_q_clamp_shift(int s) { return s < 0 ? 0 : s > 31 ? 31 : s; }
@@ -77,12 +80,56 @@ static inline void ck_q_store_scalar(const int32_t *acc, int acc_stride, int row
     }
 }
 
+// MARK: - The folded requantization
+//
+// For a right shift r = −shift ≥ 1 and a multiplier M ≥ 0, the vector forms compute round_fixed and the zero point
+// with one rounding constant instead of TFLite's two roundings written out, and the results are the same integers:
+//
+//   1. SaturatingRoundingDoublingHighMul(x, M) = floor((x·M + 2^30) / 2^31) for every x (M ≠ −2^31): TFLite's nudge
+//      1 − 2^30 for a negative product, then truncation, is the ceiling of (x·M − 2^30)/2^31, which is the same.
+//   2. RoundingDivideByPOT(h, r) = floor((h + 2^(r−1) − [h < 0]) / 2^r): it adds 1 to floor(h / 2^r) when the
+//      remainder exceeds 2^(r−1) − 1, or 2^(r−1) for negative h.
+//   3. floor((floor(a / 2^31) + c) / 2^r) = floor((a + c·2^31) / 2^(31+r)) for integers, so with
+//      N = 2^30 + (1 + 2·zp)·2^(30+r), h' = floor((x·M + N) / 2^31) = h + 2^(r−1) + zp·2^r — one 64-bit add of a
+//      per-channel constant, the zero point included — and y + zp = (h' − [h < 0]) >> r (arithmetic shift).
+//   4. [h < 0] may be read as [x < 0]: for M ≥ 0 they differ only when x < 0 and h = 0, and then both give
+//      (2^(r−1) − 1 or 2^(r−1)) >> r = 0. So the correction is x >> 31, one shift and one add.
+//
+// That is 11 vector operations per 8 or 16 lanes from the biased sum to the clamp (the two-rounding form: 15 and
+// the zero point's add). Exact as long as h' − 1 … h' fit an int32 and x·M + N an int64, which holds when
+// |x| + 2^(r−1) + |zp|·2^r + 2 < 2^31, |x| ≤ K·255·128 + |bias| (every |x − x_zp| ≤ 255, |w| ≤ 128): resnet50's
+// largest K (4608) leaves 2^31 − 1.5·10^8; a channel outside that (or with a left shift, or r = 0) takes the two-
+// rounding form, per 16 (AVX-512) or 8 (AVX2) columns that all can.
+
+/// unfolded[0 … channels] for ck_qout (see above): K the multiply-adds per output, bias the caller's (NULL: 0).
+static inline void ck_q_plan_folding(int channels, int64_t k, const int32_t *bias, const int32_t *multiplier,
+                                     const int32_t *shift, int32_t y_zero_point, int32_t *unfolded) {
+    int32_t count = 0;
+    int64_t zp = y_zero_point < 0 ? -(int64_t)y_zero_point : y_zero_point;
+    for (int c = 0; c < channels; c++) {
+        unfolded[c] = count;
+        int r = ck_q_clamp_shift(-shift[c]);
+        int64_t b = bias ? (bias[c] < 0 ? -(int64_t)bias[c] : bias[c]) : 0;
+        int64_t x = k * 255 * 128 + b;
+        int ok = shift[c] <= -1 && multiplier[c] >= 0 && k >= 0 && k < ((int64_t)1 << 20) &&
+                 x + ((int64_t)1 << (r - 1)) + (zp << r) + 2 < ((int64_t)1 << 31);
+        count += !ok;
+    }
+    unfolded[channels] = count;
+}
+
+/// Whether channels col0 …< col0 + n all take the folded requantization.
+static inline int ck_q_folded(const ck_qout *out, int col0, int n) {
+    return out->unfolded && out->unfolded[col0 + n] == out->unfolded[col0];
+}
+
 #ifdef CK_X86
 // MARK: - AVX2
 
 /// The per-column constants of 8 output channels, computed once per tile and reused for every row.
 typedef struct {
     __m256i bias, multiplier, multiplier_odd, left, right, mask, half;
+    __m256i nudge_even, nudge_odd;  // the folded form's N (64-bit) for the even and the odd lanes
 } ck_q8_cols;
 
 /// Lane masks for the first n of 8 int32 (n = 0 … 8).
@@ -105,7 +152,21 @@ CK_AVX2 static inline ck_q8_cols ck_q8_columns(const ck_qout *out, int col0, int
     c.right = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero), top);
     c.mask = _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), c.right), _mm256_set1_epi32(1));
     c.half = _mm256_srli_epi32(c.mask, 1);
+    // N = 2^30 + (1 + 2·zp)·2^(30+r) per 64-bit lane, r from the even and the odd 32-bit lanes.
+    __m256i base = _mm256_set1_epi64x(1 + 2 * (int64_t)out->y_zero_point), thirty = _mm256_set1_epi64x(30);
+    __m256i r_even = _mm256_and_si256(c.right, _mm256_set1_epi64x(0xFFFFFFFF)), r_odd = _mm256_srli_epi64(c.right, 32);
+    c.nudge_even = _mm256_add_epi64(_mm256_set1_epi64x((int64_t)1 << 30), _mm256_sllv_epi64(base, _mm256_add_epi64(r_even, thirty)));
+    c.nudge_odd = _mm256_add_epi64(_mm256_set1_epi64x((int64_t)1 << 30), _mm256_sllv_epi64(base, _mm256_add_epi64(r_odd, thirty)));
     return c;
+}
+
+/// The folded requantization of 8 lanes (acc with the bias added), the zero point included: h' from bits 31…62 of
+/// x·M + N, then (h' + (x >> 31)) >> r.
+__attribute__((always_inline)) CK_AVX2 static inline __m256i ck_q8_round_folded(__m256i v, const ck_q8_cols *c) {
+    __m256i even = _mm256_add_epi64(_mm256_mul_epi32(v, c->multiplier), c->nudge_even);
+    __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), c->multiplier_odd), c->nudge_odd);
+    __m256i high = _mm256_blend_epi32(_mm256_srli_epi64(even, 31), _mm256_slli_epi64(odd, 1), 0xAA);
+    return _mm256_srav_epi32(_mm256_add_epi32(high, _mm256_srai_epi32(v, 31)), c->right);
 }
 
 /// round_fixed of 8 lanes (acc with the bias added): vpmuldq on the even and the odd lanes, the rounding high half
@@ -129,12 +190,18 @@ CK_AVX2 static inline __m256i ck_q8_round_fixed(__m256i v, const ck_q8_cols *c) 
 __attribute__((always_inline)) CK_AVX2 static inline void ck_q_store_u8_rows_avx2(const int32_t *acc, int acc_stride, int rows,
                                                                                int live, uint8_t *y, ptrdiff_t y_stride,
                                                                                const ck_q8_cols *first, const ck_q8_cols *second,
-                                                                               const ck_qout *out, const int left, const int clamp) {
+                                                                               const ck_qout *out, const int folded, const int left,
+                                                                               const int clamp) {
     __m256i zp = _mm256_set1_epi32(out->y_zero_point), lo = _mm256_set1_epi32(out->clamp_min), hi = _mm256_set1_epi32(out->clamp_max);
     for (int r = 0; r < rows; r++, acc += acc_stride, y += y_stride) {
         __m256i v0 = _mm256_loadu_si256((const __m256i *)acc), v1 = _mm256_loadu_si256((const __m256i *)(acc + 8));
-        v0 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v0, first->bias), first, left), zp);
-        v1 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v1, second->bias), second, left), zp);
+        if (folded) {
+            v0 = ck_q8_round_folded(_mm256_add_epi32(v0, first->bias), first);
+            v1 = ck_q8_round_folded(_mm256_add_epi32(v1, second->bias), second);
+        } else {
+            v0 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v0, first->bias), first, left), zp);
+            v1 = _mm256_add_epi32(ck_q8_round_fixed_with(_mm256_add_epi32(v1, second->bias), second, left), zp);
+        }
         if (clamp) {
             v0 = _mm256_min_epi32(_mm256_max_epi32(v0, lo), hi);
             v1 = _mm256_min_epi32(_mm256_max_epi32(v1, lo), hi);
@@ -186,10 +253,16 @@ CK_AVX2 static inline void ck_q_store_avx2(const int32_t *acc, int acc_stride, i
         ck_q8_cols first = ck_q8_columns(out, col0 + c0, live), second = ck_q8_columns(out, col0 + c0 + 8, live - 8);
         uint8_t *y = (uint8_t *)out->y + pixel0 * out->y_stride + col0 + c0;
         const int32_t *a = acc + c0;
-        int left = ck_q_any_left(out, col0 + c0, live);
-        if (left) ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 1, 1);
-        else if (clamp) ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 1);
-        else ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 0);
+        if (ck_q_folded(out, col0 + c0, live)) {
+            if (clamp) ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 1, 0, 1);
+            else ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 1, 0, 0);
+        } else if (ck_q_any_left(out, col0 + c0, live)) {
+            ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 1, 1);
+        } else if (clamp) {
+            ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 0, 1);
+        } else {
+            ck_q_store_u8_rows_avx2(a, acc_stride, rows, live, y, out->y_stride, &first, &second, out, 0, 0, 0);
+        }
     }
 }
 #endif
@@ -199,6 +272,7 @@ CK_AVX2 static inline void ck_q_store_avx2(const int32_t *acc, int acc_stride, i
 
 typedef struct {
     __m512i bias, multiplier, multiplier_odd, left, right, mask, half;
+    __m512i nudge_even, nudge_odd;
 } ck_q16_cols;
 
 CK_AVX512_VNNI static inline __mmask16 ck_q_mask16(int n) {
@@ -217,7 +291,19 @@ CK_AVX512_VNNI static inline ck_q16_cols ck_q16_columns(const ck_qout *out, int 
     c.right = _mm512_min_epi32(_mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero), top);
     c.mask = _mm512_sub_epi32(_mm512_sllv_epi32(_mm512_set1_epi32(1), c.right), _mm512_set1_epi32(1));
     c.half = _mm512_srli_epi32(c.mask, 1);
+    __m512i base = _mm512_set1_epi64(1 + 2 * (int64_t)out->y_zero_point), thirty = _mm512_set1_epi64(30);
+    __m512i r_even = _mm512_and_si512(c.right, _mm512_set1_epi64(0xFFFFFFFF)), r_odd = _mm512_srli_epi64(c.right, 32);
+    c.nudge_even = _mm512_add_epi64(_mm512_set1_epi64((int64_t)1 << 30), _mm512_sllv_epi64(base, _mm512_add_epi64(r_even, thirty)));
+    c.nudge_odd = _mm512_add_epi64(_mm512_set1_epi64((int64_t)1 << 30), _mm512_sllv_epi64(base, _mm512_add_epi64(r_odd, thirty)));
     return c;
+}
+
+/// ck_q8_round_folded on 16 lanes.
+__attribute__((always_inline)) CK_AVX512_VNNI static inline __m512i ck_q16_round_folded(__m512i v, const ck_q16_cols *c) {
+    __m512i even = _mm512_add_epi64(_mm512_mul_epi32(v, c->multiplier), c->nudge_even);
+    __m512i odd = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(v, 32), c->multiplier_odd), c->nudge_odd);
+    __m512i high = _mm512_mask_blend_epi32((__mmask16)0xAAAA, _mm512_srli_epi64(even, 31), _mm512_slli_epi64(odd, 1));
+    return _mm512_srav_epi32(_mm512_add_epi32(high, _mm512_srai_epi32(v, 31)), c->right);
 }
 
 /// ck_q8_round_fixed on 16 lanes.
@@ -239,9 +325,10 @@ __attribute__((always_inline)) CK_AVX512_VNNI static inline __m512i ck_q16_round
 /// an upper clamp of 255; the lower one stays, as negative lanes would saturate to 255).
 __attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_q_store_u8_rows_avx512(
     const int32_t *acc, int acc_stride, int rows, __mmask16 m, uint8_t *y, ptrdiff_t y_stride, const ck_q16_cols *c, __m512i zp,
-    __m512i lo, __m512i hi, const int left, const int clamp_high) {
+    __m512i lo, __m512i hi, const int folded, const int left, const int clamp_high) {
     for (int r = 0; r < rows; r++, acc += acc_stride, y += y_stride) {
-        __m512i v = _mm512_add_epi32(ck_q16_round_fixed(_mm512_add_epi32(_mm512_loadu_si512(acc), c->bias), c, left), zp);
+        __m512i v = _mm512_add_epi32(_mm512_loadu_si512(acc), c->bias);
+        v = folded ? ck_q16_round_folded(v, c) : _mm512_add_epi32(ck_q16_round_fixed(v, c, left), zp);
         v = _mm512_max_epi32(v, lo);
         if (clamp_high) v = _mm512_min_epi32(v, hi);
         _mm_mask_storeu_epi8(y, m, _mm512_cvtusepi32_epi8(v));
@@ -267,9 +354,17 @@ CK_AVX512_VNNI static inline void ck_q_store_avx512(const int32_t *acc, int acc_
         }
         uint8_t *y = (uint8_t *)out->y + pixel0 * out->y_stride + col0 + c0;
         const int32_t *a = acc + c0;
-        if (ck_q_any_left(out, col0 + c0, live)) ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 1, 1);
-        else if (out->clamp_max != 255) ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 1);
-        else ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 0);
+        int clamp_high = out->clamp_max != 255;
+        if (ck_q_folded(out, col0 + c0, live)) {
+            if (clamp_high) ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 1, 0, 1);
+            else ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 1, 0, 0);
+        } else if (ck_q_any_left(out, col0 + c0, live)) {
+            ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 1, 1);
+        } else if (clamp_high) {
+            ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 0, 1);
+        } else {
+            ck_q_store_u8_rows_avx512(a, acc_stride, rows, m, y, out->y_stride, &c, zp, lo, hi, 0, 0, 0);
+        }
     }
 }
 #endif

@@ -296,6 +296,48 @@ import Testing
         }
     }
 
+    /// The folded requantization (ck_quant.h: one rounding constant, for right shifts and multipliers ≥ 0 whose sums
+    /// stay within its bound): right shifts 1 … 31, multipliers 0, 2^30, 2^31 − 1 and random, zero points 0 … 255,
+    /// and biases at the largest magnitude the bound admits for K — or just past it, where the 16 (8) columns around
+    /// that channel take TFLite's two roundings instead — on convolutions whose K reaches the AVX2 and VNNI paths
+    /// in place and through the copy, with channel tails, clamps and a depthwise layer.
+    @Test func foldedRequantization() {
+        let shapes: [(Conv, Bool)] = [
+            (Conv(inH: 6, inW: 7, groupIn: 4, groupOut: 40, kh: 1, kw: 1), false),
+            (Conv(batch: 2, inH: 5, inW: 5, groupIn: 5, groupOut: 35, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1), false),
+            (Conv(inH: 9, inW: 9, groupIn: 64, groupOut: 48, kh: 1, kw: 1, sh: 2, sw: 2, yExtra: 3), false),
+            (Conv(inH: 12, inW: 13, groups: 37, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 2, sw: 2, top: 1, left: 1, bottom: 1, right: 1), true),
+        ]
+        for (index, (s, depthwise)) in shapes.enumerated() {
+            let k = Int64(s.groupIn * s.kh * s.kw)
+            let d = Data(s, seed: 300 + index)
+            for round in 0..<4 {
+                var r = Integers(seed: 1000 * index + round)
+                var e = Epilogue(channels: s.outChannels, xZeroPoint: Int32(r.next(0...255)), bias: true, f32: false, seed: round)
+                e.yZeroPoint = round == 0 ? 0 : round == 1 ? 255 : Int32(r.next(0...255))
+                if round == 3 { e.clampMin = 20; e.clampMax = 230 }
+                for c in 0..<s.outChannels {
+                    let right = c % 9 == 0 ? 1 : c % 9 == 1 ? 31 : r.next(1...(round < 2 ? 6 : 22))
+                    e.shift[c] = Int32(-right)
+                    switch c % 5 {
+                    case 0: e.multiplier[c] = 0
+                    case 1: e.multiplier[c] = 1 << 30
+                    case 2: e.multiplier[c] = .max
+                    default: e.multiplier[c] = Int32(r.next((1 << 30)...Int(Int32.max)))
+                    }
+                    // Rounds 2 and 3: the bound of ck_q_plan_folding, and a bias at it (or, on every 13th channel, 1
+                    // past it); rounds 0 and 1 keep small biases and shifts, where both roundings' halfway points
+                    // are frequent.
+                    if round < 2 { continue }
+                    let limit = (Int64(1) << 31) - 3 - (Int64(1) << (right - 1)) - (Int64(e.yZeroPoint) << right) - k * 255 * 128
+                    let magnitude = max(0, c % 13 == 7 ? limit + 1 : limit - Int64(r.next(0...1000)))
+                    e.bias![c] = Int32(truncatingIfNeeded: c % 2 == 0 ? magnitude : -magnitude)
+                }
+                Self.check(s, d, e, depthwise: depthwise)
+            }
+        }
+    }
+
     /// Empty batches and outputs write nothing; a group without input channels is the bias alone.
     @Test func degenerateSizes() {
         var s = Conv(inH: 2, inW: 2, groupIn: 4, groupOut: 3, kh: 1, kw: 1)
