@@ -51,6 +51,8 @@ typedef struct {
     const int16_t *wide;       // AVX2: tap pairs of s16 weights (ck_qdw_widen_weights)
     const uint8_t *pad_row;    // AVX2: a row of the input's size filled with x_zero_point (kernel rows outside the image)
     ck_qout out;
+    ck_qout permuted;          // AVX-512: bias, multipliers and shifts per 32-channel block in ck_qdw_lane512 order
+                               // (lo 16, then hi 16; zeros past the last channel), for the folded epilogue
     int32_t x_zero_point;
     int taps, channels, blocks, rows_per_task, row_tasks, avx2, avx512;
 } ck_qdw_job;
@@ -157,9 +159,10 @@ CK_AVX2 static void ck_qdw_row_avx2(const ck_qdw_job *job, const uint8_t *image,
     int32_t acc[CK_QDW_CHUNK * CK_QDW_BLOCK];
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
     const __m256i zp = _mm256_set1_epi16((short)job->x_zero_point), zero = _mm256_setzero_si256();
-    // The left border's pixels, then chunks from `first`, so that the 4-pixel steps never straddle a chunk.
+    // The left border's pixels, then chunks from `first`, so that the 4-pixel steps never straddle a chunk (a row
+    // that fits one chunk is one chunk: the steps start at `first` anyway).
     for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
-        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        ow1 = g->out_w <= CK_QDW_CHUNK ? g->out_w : ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
         for (int cb = 0; cb < job->blocks; cb++) {
             int c = cb * CK_QDW_BLOCK, live = ck_min(CK_QDW_BLOCK, job->channels - c);
             const int16_t *w = job->wide + (size_t)cb * pairs * 32;
@@ -241,8 +244,37 @@ CK_AVX512_VNNI static inline void ck_qdw_store_acc512(int32_t *acc, __m512i lo, 
     _mm512_storeu_si512(acc + 16, _mm512_permutex2var_epi64(lo, second, hi));
 }
 
-/// ck_qdw_row_avx2 on 32 channels per vector.
-CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
+/// The folded requantization's constants of one 32-channel block in the accumulators' order (ck_qdw_lane512), and
+/// the clamps.
+typedef struct {
+    ck_q16_cols lo, hi;
+    __m512i clamp_lo, clamp_hi;
+} ck_qdw_epilogue512;
+
+/// One pixel's 32 outputs from its two accumulators, requantized in registers (the folded form) and stored: the
+/// saturating pack of the low and the high accumulator puts each 128-bit lane's 8 channels back in order.
+__attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_qdw_emit512(const ck_qdw_epilogue512 *e, __m512i l, __m512i h,
+                                                                              uint8_t *y, __mmask32 mask, const int clamp_high) {
+    __m512i a = _mm512_max_epi32(ck_q16_round_folded(_mm512_add_epi32(l, e->lo.bias), &e->lo), e->clamp_lo);
+    __m512i b = _mm512_max_epi32(ck_q16_round_folded(_mm512_add_epi32(h, e->hi.bias), &e->hi), e->clamp_lo);
+    if (clamp_high) {
+        a = _mm512_min_epi32(a, e->clamp_hi);
+        b = _mm512_min_epi32(b, e->clamp_hi);
+    }
+    _mm256_mask_storeu_epi8(y, mask, _mm512_cvtusepi16_epi8(_mm512_packs_epi32(a, b)));
+}
+
+/// 32 channels at p as s16 (the whole vector live: one load-and-widen).
+__attribute__((always_inline)) CK_AVX512_VNNI static inline __m512i ck_qdw_load32_as(const uint8_t *p, __mmask32 live, const int full) {
+    return full ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p)) : ck_qdw_load32(p, live);
+}
+
+/// ck_qdw_row_avx2 on 32 channels per vector, with vpdpwssd summing each tap pair into the accumulators. A block
+/// whose channels all take the folded requantization (ck_quant.h) is requantized in registers per pixel; the others
+/// go through the chunk's accumulators and ck_q_store_avx512.
+__attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_qdw_row_avx512_with(const ck_qdw_job *job, const uint8_t *image,
+                                                                                      int n, int oh, const int full,
+                                                                                      const int clamp_high) {
     const ck_conv_nhwc *g = &job->g;
     int taps = job->taps, pairs = (taps + 1) / 2, kw = g->kernel_w;
     ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs;
@@ -263,12 +295,24 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
     const __m512i zp = _mm512_set1_epi16((short)job->x_zero_point), zero = _mm512_setzero_si512();
     int blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
+    ck_qdw_epilogue512 e;
+    e.clamp_lo = _mm512_set1_epi32(job->out.clamp_min);
+    e.clamp_hi = _mm512_set1_epi32(job->out.clamp_max);
     for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
-        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        ow1 = g->out_w <= CK_QDW_CHUNK ? g->out_w : ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
         for (int cb = 0; cb < blocks; cb++) {
             int c = cb * CK_QDW_BLOCK512, live = ck_min(CK_QDW_BLOCK512, job->channels - c);
+            if (full != (live == CK_QDW_BLOCK512)) continue;  // the last block runs in the masked form
             __mmask32 mask = live >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << live) - 1);
             const int16_t *w = job->wide + (size_t)cb * pairs * 64;
+            // (A block of 16 channels or fewer has live channels in both accumulators: the chunk's store does half
+            // the requantization.)
+            int folded = job->permuted.bias && live > 16 && ck_q_folded(&job->out, c, live);
+            if (folded) {
+                e.lo = ck_q16_columns(&job->permuted, c, 16);
+                e.hi = ck_q16_columns(&job->permuted, c + 16, 16);
+            }
+            uint8_t *y = (uint8_t *)job->out.y + row_pixel * job->out.y_stride + c;
             for (int ow = ow0; ow < ow1;) {
                 int iw_first = ow * g->stride_w - g->pad_left;
                 int32_t *a = acc + (size_t)(ow - ow0) * CK_QDW_BLOCK512;
@@ -279,19 +323,27 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
                         const uint8_t *x0 = row[2 * pp] + base + (ptrdiff_t)column[2 * pp] * xs;
                         const uint8_t *x1 = row[2 * pp + 1] + base + (ptrdiff_t)column[2 * pp + 1] * xs;
                         __m512i wl = _mm512_loadu_si512(w + pp * 64), wh = _mm512_loadu_si512(w + pp * 64 + 32);
-#define CK_QDW_PIXEL(p)                                                                                     \
-    {                                                                                                       \
-        __m512i u = ck_qdw_load32(x0 + (p) * pixel_step, mask), v = ck_qdw_load32(x1 + (p) * pixel_step, mask); \
-        l##p = _mm512_add_epi32(l##p, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), wl));                  \
-        h##p = _mm512_add_epi32(h##p, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), wh));                  \
+#define CK_QDW_PIXEL(p)                                                                                               \
+    {                                                                                                                 \
+        __m512i u = ck_qdw_load32_as(x0 + (p) * pixel_step, mask, full), v = ck_qdw_load32_as(x1 + (p) * pixel_step, mask, full); \
+        l##p = _mm512_dpwssd_epi32(l##p, _mm512_unpacklo_epi16(u, v), wl);                                            \
+        h##p = _mm512_dpwssd_epi32(h##p, _mm512_unpackhi_epi16(u, v), wh);                                            \
     }
                         CK_QDW_PIXEL(0) CK_QDW_PIXEL(1) CK_QDW_PIXEL(2) CK_QDW_PIXEL(3)
 #undef CK_QDW_PIXEL
                     }
-                    ck_qdw_store_acc512(a, l0, h0);
-                    ck_qdw_store_acc512(a + 32, l1, h1);
-                    ck_qdw_store_acc512(a + 64, l2, h2);
-                    ck_qdw_store_acc512(a + 96, l3, h3);
+                    if (folded) {
+                        ptrdiff_t ys = job->out.y_stride;
+                        ck_qdw_emit512(&e, l0, h0, y + (ptrdiff_t)ow * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l1, h1, y + (ptrdiff_t)(ow + 1) * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l2, h2, y + (ptrdiff_t)(ow + 2) * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l3, h3, y + (ptrdiff_t)(ow + 3) * ys, mask, clamp_high);
+                    } else {
+                        ck_qdw_store_acc512(a, l0, h0);
+                        ck_qdw_store_acc512(a + 32, l1, h1);
+                        ck_qdw_store_acc512(a + 64, l2, h2);
+                        ck_qdw_store_acc512(a + 96, l3, h3);
+                    }
                     ow += 4;
                     continue;
                 }
@@ -299,17 +351,26 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
                 for (int pp = 0; pp < pairs; pp++) {
                     int t0 = 2 * pp, t1 = 2 * pp + 1;
                     int iw0 = iw_first + column[t0], iw1 = iw_first + column[t1];
-                    __m512i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load32(row[t0] + (ptrdiff_t)iw0 * xs + c, mask) : zp;
-                    __m512i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load32(row[t1] + (ptrdiff_t)iw1 * xs + c, mask) : zp;
-                    lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), _mm512_loadu_si512(w + pp * 64)));
-                    hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), _mm512_loadu_si512(w + pp * 64 + 32)));
+                    __m512i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load32_as(row[t0] + (ptrdiff_t)iw0 * xs + c, mask, full) : zp;
+                    __m512i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load32_as(row[t1] + (ptrdiff_t)iw1 * xs + c, mask, full) : zp;
+                    lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(u, v), _mm512_loadu_si512(w + pp * 64));
+                    hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(u, v), _mm512_loadu_si512(w + pp * 64 + 32));
                 }
-                ck_qdw_store_acc512(a, lo, hi);
+                if (folded) ck_qdw_emit512(&e, lo, hi, y + (ptrdiff_t)ow * job->out.y_stride, mask, clamp_high);
+                else ck_qdw_store_acc512(a, lo, hi);
                 ow++;
             }
-            ck_q_store_avx512(acc, CK_QDW_BLOCK512, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
+            if (!folded) ck_q_store_avx512(acc, CK_QDW_BLOCK512, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
         }
     }
+}
+
+/// ck_qdw_row_avx512_with for the full blocks (plain loads), then the last partial block (masked loads).
+CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
+    int clamp_high = job->out.clamp_max != 255;
+    if (clamp_high) ck_qdw_row_avx512_with(job, image, n, oh, 1, 1);
+    else ck_qdw_row_avx512_with(job, image, n, oh, 1, 0);
+    if (job->channels % CK_QDW_BLOCK512 != 0) ck_qdw_row_avx512_with(job, image, n, oh, 0, clamp_high);
 }
 #endif
 
@@ -366,6 +427,7 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
                         epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
     int16_t *wide = NULL;
+    int32_t *permuted = NULL;
     uint8_t *pad_row = NULL;
 #ifdef CK_X86
     if (job.avx2) {
@@ -375,6 +437,24 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
         if (job.avx512) ck_qdw_widen_weights512(&job, wide);
         else ck_qdw_widen_weights(&job, wide);
         job.wide = wide;
+        if (job.avx512 && !epilogue->scale) {
+            // The folded epilogue's constants in the accumulators' lane order (ck_qdw_lane512).
+            size_t lanes = (size_t)blocks512 * CK_QDW_BLOCK512;
+            permuted = malloc(3 * lanes * sizeof(int32_t));
+            if (!permuted) abort();
+            for (size_t i = 0; i < lanes; i++) {
+                int c = (int)(i / CK_QDW_BLOCK512) * CK_QDW_BLOCK512 + ck_qdw_lane512((int)(i % 32) / 16, (int)(i % 16));
+                int live = c < job.channels;
+                permuted[i] = live ? bias[c] : 0;
+                permuted[lanes + i] = live ? epilogue->multiplier[c] : 0;
+                permuted[2 * lanes + i] = live ? epilogue->shift[c] : -1;
+            }
+            job.permuted = job.out;
+            job.permuted.bias = permuted;
+            job.permuted.multiplier = permuted + lanes;
+            job.permuted.shift = permuted + 2 * lanes;
+            job.permuted.unfolded = NULL;
+        }
         pad_row = malloc((size_t)g->in_w * g->x_stride + 16);
         if (!pad_row) abort();
         memset(pad_row, (int)job.x_zero_point, (size_t)g->in_w * g->x_stride + 16);
@@ -393,6 +473,7 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     if (threads > 1) ck_parallel_run(threads, tasks, ck_qdw_task, &job);
     else for (int i = 0; i < tasks; i++) ck_qdw_task(&job, i);
     free(wide);
+    free(permuted);
     free(pad_row);
     free(bias);
 }

@@ -307,6 +307,10 @@ import Testing
             (Conv(batch: 2, inH: 5, inW: 5, groupIn: 5, groupOut: 35, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1), false),
             (Conv(inH: 9, inW: 9, groupIn: 64, groupOut: 48, kh: 1, kw: 1, sh: 2, sw: 2, yExtra: 3), false),
             (Conv(inH: 12, inW: 13, groups: 37, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 2, sw: 2, top: 1, left: 1, bottom: 1, right: 1), true),
+            // Depthwise rows with 4-pixel steps, a partial 32-channel block of more than 16 (in registers, masked)
+            // and of fewer (through the chunk's store), strided pixels, a 5×5 with dilation.
+            (Conv(inH: 7, inW: 23, groups: 50, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, xExtra: 2, yExtra: 3), true),
+            (Conv(batch: 2, inH: 9, inW: 30, groups: 72, groupIn: 1, groupOut: 1, kh: 5, kw: 5, top: 2, left: 4, bottom: 2, right: 4, dw: 2), true),
         ]
         for (index, (s, depthwise)) in shapes.enumerated() {
             let k = Int64(s.groupIn * s.kh * s.kw)
