@@ -682,6 +682,7 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     }
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
                         epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    ck_q_set_residual(&job.out, epilogue);
 
     // Tasks are (panel block, tile block) pairs chosen as conv_nhwc.c does: the split that reads the least weights
     // and input in all, panel blocks within CK_QCONV_B_BLOCK_BYTES (of the panels the kernel reads).

@@ -307,7 +307,7 @@ __attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_qdw_row_avx5
             const int16_t *w = job->wide + (size_t)cb * pairs * 64;
             // (A block of 16 channels or fewer has live channels in both accumulators: the chunk's store does half
             // the requantization.)
-            int folded = job->permuted.bias && live > 16 && ck_q_folded(&job->out, c, live);
+            int folded = job->permuted.bias && !job->out.residual && live > 16 && ck_q_folded(&job->out, c, live);
             if (folded) {
                 e.lo = ck_q16_columns(&job->permuted, c, 16);
                 e.hi = ck_q16_columns(&job->permuted, c + 16, 16);
@@ -426,6 +426,7 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     }
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
                         epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    ck_q_set_residual(&job.out, epilogue);
     int16_t *wide = NULL;
     int32_t *permuted = NULL;
     uint8_t *pad_row = NULL;
