@@ -102,18 +102,21 @@ static void ck_qdw_row_scalar(const ck_qdw_job *job, const uint8_t *image, int n
 static const int ck_qdw_lanes[2][8] = {{0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15}};
 
 /// The AVX2 weights of one call: per block of 16 channels and pair of taps (2t, 2t + 1; the last alone with a zero
-/// partner when taps are odd), two vectors of 8 (w_2t, w_2t+1) s16 pairs in ck_qdw_lanes order.
-static void ck_qdw_widen_weights(const ck_qdw_job *job, int16_t *wide) {
+/// partner when taps are odd), two vectors of 8 (w_2t, w_2t+1) s16 pairs in ck_qdw_lanes order — made by VPUNPCK?WD
+/// of the two taps' s16 channels, the same instruction that pairs the inputs.
+CK_AVX2 static void ck_qdw_widen_weights_avx2(const ck_qdw_job *job, int16_t *wide) {
     int taps = job->taps, pairs = (taps + 1) / 2;
-    for (int cb = 0; cb < job->blocks; cb++)
-        for (int pp = 0; pp < pairs; pp++)
-            for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 8; l++)
-                    for (int k = 0; k < 2; k++) {
-                        int t = 2 * pp + k, col = ck_qdw_lanes[h][l];
-                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 8 + l) * 2 + k] =
-                            t < taps ? job->w[((size_t)cb * taps + t) * CK_QDW_BLOCK + col] : 0;
-                    }
+    for (int cb = 0; cb < job->blocks; cb++) {
+        const int8_t *w = job->w + (size_t)cb * taps * CK_QDW_BLOCK;
+        for (int pp = 0; pp < pairs; pp++) {
+            __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (size_t)(2 * pp) * CK_QDW_BLOCK)));
+            __m256i b = 2 * pp + 1 < taps ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (size_t)(2 * pp + 1) * CK_QDW_BLOCK)))
+                                          : _mm256_setzero_si256();
+            int16_t *d = wide + ((size_t)cb * pairs + pp) * 32;
+            _mm256_storeu_si256((__m256i *)d, _mm256_unpacklo_epi16(a, b));
+            _mm256_storeu_si256((__m256i *)(d + 16), _mm256_unpackhi_epi16(a, b));
+        }
+    }
 }
 
 /// 16 channels at p as s16; `live` < 16 reads only the live bytes (the last block of the last pixel may end the
@@ -218,20 +221,26 @@ CK_AVX2 static void ck_qdw_row_avx2(const ck_qdw_job *job, const uint8_t *image,
 
 static inline int ck_qdw_lane512(int h, int l) { return (l / 4) * 8 + h * 4 + l % 4; }
 
-/// ck_qdw_widen_weights for 32-channel blocks: per block and tap pair, two vectors of 16 (w_2t, w_2t+1) pairs.
-static void ck_qdw_widen_weights512(const ck_qdw_job *job, int16_t *wide) {
+/// The AVX-512 weights (32-channel blocks): per block and tap pair, two vectors of 16 (w_2t, w_2t+1) pairs in
+/// ck_qdw_lane512 order, from the two packed 16-channel blocks' taps widened and interleaved as the inputs are.
+CK_AVX512_VNNI static void ck_qdw_widen_weights512_avx512(const ck_qdw_job *job, int16_t *wide) {
     int taps = job->taps, pairs = (taps + 1) / 2, blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
-    for (int cb = 0; cb < blocks; cb++)
-        for (int pp = 0; pp < pairs; pp++)
-            for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 16; l++)
-                    for (int k = 0; k < 2; k++) {
-                        int t = 2 * pp + k, c = cb * CK_QDW_BLOCK512 + ck_qdw_lane512(h, l);
-                        int16_t v = 0;
-                        if (t < taps && c < job->channels)
-                            v = job->w[((size_t)(c / CK_QDW_BLOCK) * taps + t) * CK_QDW_BLOCK + c % CK_QDW_BLOCK];
-                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 16 + l) * 2 + k] = v;
-                    }
+    for (int cb = 0; cb < blocks; cb++) {
+        const int8_t *lo = job->w + (size_t)(2 * cb) * taps * CK_QDW_BLOCK;
+        const int8_t *hi = 2 * cb + 1 < job->blocks ? lo + (size_t)taps * CK_QDW_BLOCK : NULL;
+        for (int pp = 0; pp < pairs; pp++) {
+            __m512i tap[2];
+            for (int k = 0; k < 2; k++) {
+                int t = 2 * pp + k;
+                __m128i l = t < taps ? _mm_loadu_si128((const __m128i *)(lo + (size_t)t * CK_QDW_BLOCK)) : _mm_setzero_si128();
+                __m128i h = t < taps && hi ? _mm_loadu_si128((const __m128i *)(hi + (size_t)t * CK_QDW_BLOCK)) : _mm_setzero_si128();
+                tap[k] = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(l), h, 1));
+            }
+            int16_t *d = wide + ((size_t)cb * pairs + pp) * 64;
+            _mm512_storeu_si512(d, _mm512_unpacklo_epi16(tap[0], tap[1]));
+            _mm512_storeu_si512(d + 32, _mm512_unpackhi_epi16(tap[0], tap[1]));
+        }
+    }
 }
 
 CK_AVX512_VNNI static inline __m512i ck_qdw_load32(const uint8_t *p, __mmask32 live) {
@@ -435,8 +444,8 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
         int blocks512 = ck_ceil_div(job.channels, CK_QDW_BLOCK512);
         wide = malloc((job.avx512 ? (size_t)blocks512 * 64 : (size_t)job.blocks * 32) * ((job.taps + 1) / 2) * sizeof(int16_t));
         if (!wide) abort();
-        if (job.avx512) ck_qdw_widen_weights512(&job, wide);
-        else ck_qdw_widen_weights(&job, wide);
+        if (job.avx512) ck_qdw_widen_weights512_avx512(&job, wide);
+        else ck_qdw_widen_weights_avx2(&job, wide);
         job.wide = wide;
         if (job.avx512 && !epilogue->scale) {
             // The folded epilogue's constants in the accumulators' lane order (ck_qdw_lane512).
