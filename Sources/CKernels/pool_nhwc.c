@@ -287,6 +287,29 @@ CK_AVX2 static inline void ck_transpose8x8(const float *x, ptrdiff_t ldx, float 
     _mm256_storeu_ps(y + 6 * ldy, _mm256_permute2f128_ps(s2, s6, 0x31));
     _mm256_storeu_ps(y + 7 * ldy, _mm256_permute2f128_ps(s3, s7, 0x31));
 }
+
+/// Three rows (an image's channels) of 8 columns, x0 x1 x2, interleaved into 24 floats at y: each output vector
+/// blends a lane permutation of the three rows.
+CK_AVX2 static inline void ck_interleave3x8(const float *x0, const float *x1, const float *x2, float *y) {
+    __m256 a = _mm256_loadu_ps(x0), b = _mm256_loadu_ps(x1), c = _mm256_loadu_ps(x2);
+    // Output k (0 … 23) is row k % 3, column k / 3; vector v holds k = 8v … 8v + 7.
+    const __m256i pa0 = _mm256_setr_epi32(0, 0, 0, 1, 0, 0, 2, 0), pb0 = _mm256_setr_epi32(0, 0, 0, 0, 1, 0, 0, 2),
+                  pc0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
+    const __m256i pa1 = _mm256_setr_epi32(0, 3, 0, 0, 4, 0, 0, 5), pb1 = _mm256_setr_epi32(0, 0, 3, 0, 0, 4, 0, 0),
+                  pc1 = _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0);
+    const __m256i pa2 = _mm256_setr_epi32(0, 0, 6, 0, 0, 7, 0, 0), pb2 = _mm256_setr_epi32(5, 0, 0, 6, 0, 0, 7, 0),
+                  pc2 = _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7);
+    // Blend masks: bit l set takes the second operand in lane l (rows: a = 0b…, b, c by position k % 3).
+    __m256 v0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, pa0), _mm256_permutevar8x32_ps(b, pb0), 0x92),
+                                _mm256_permutevar8x32_ps(c, pc0), 0x24);
+    __m256 v1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, pa1), _mm256_permutevar8x32_ps(b, pb1), 0x24),
+                                _mm256_permutevar8x32_ps(c, pc1), 0x49);
+    __m256 v2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(a, pa2), _mm256_permutevar8x32_ps(b, pb2), 0x49),
+                                _mm256_permutevar8x32_ps(c, pc2), 0x92);
+    _mm256_storeu_ps(y, v0);
+    _mm256_storeu_ps(y + 8, v1);
+    _mm256_storeu_ps(y + 16, v2);
+}
 #endif
 
 static void ck_transpose_task(void *context, int index) {
@@ -306,6 +329,14 @@ static void ck_transpose_task(void *context, int index) {
             for (; c + 8 <= c1; c += 8) ck_transpose8x8(x + (size_t)r * job->cols + c, job->cols, y + (size_t)c * job->rows + r, job->rows);
             for (; c < c1; c++)
                 for (int i = r; i < r + 8; i++) y[(size_t)c * job->rows + i] = x[(size_t)i * job->cols + c];
+        }
+        if (job->rows == 3) {
+            // An image's three channels (r0 = 0, r1 = 3): 8 columns at a time.
+            int c = c0;
+            for (; c + 8 <= c1; c += 8) ck_interleave3x8(x + c, x + job->cols + c, x + 2 * (size_t)job->cols + c, y + (size_t)c * 3);
+            for (; c < c1; c++)
+                for (int i = 0; i < 3; i++) y[(size_t)c * 3 + i] = x[(size_t)i * job->cols + c];
+            return;
         }
     }
 #endif

@@ -36,8 +36,10 @@
 // - AVX2: x − x_zp widened to s16 once per call (padding taps read zeros), each task's panels widened to s16 once
 //   (from the stored int8 layout; a task's block of panels stays in L2), a 4 × 16 register tile run twice per
 //   8-row tile so the requantization's per-column constants serve 8 rows (a 1-row pass for a last row alone).
-// - The requantization (ck_quant.h) is about 20 vector operations per 16 outputs, as long as the sums of a 1×1
-//   layer with 64 input channels: short-K layers run at half the rate of long ones (docs/benchmarks.md).
+// - The requantization (ck_quant.h) is about 16 vector operations per 16 outputs in its folded form (one rounding
+//   constant; 20 for TFLite's two roundings written out, which channels with a left shift or sums past the folded
+//   form's bound take), as long as the sums of a 1×1 layer with 64 input channels: short-K layers run at half the
+//   rate of long ones (docs/benchmarks.md).
 // - Scalar: portable C over the geometry, the reference the tests hold the others to.
 //
 // Every path computes acc exactly (modulo 2^32) and requantizes with the same integer operations (ck_quant.h), so
@@ -666,13 +668,21 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     // The path's bias: the caller's for the scalar reference and for AVX2 (whose inputs have x_zp subtracted); with
     // −x_zp·Σw folded in for VNNI (Σ (x − x_zp)·w = Σ x·w − x_zp·Σw; padding reads x_zp). Wrapping arithmetic.
     const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)g->groups * job.panels * job.quads * CK_QPANEL_QUAD);
-    int32_t *bias = malloc((size_t)channels * sizeof(int32_t));
+    // Then the folded requantization's plan (ck_quant.h), from the caller's bias.
+    int32_t *bias = malloc(((size_t)2 * channels + 1) * sizeof(int32_t));
     if (!bias) abort();
     uint32_t fold = vnni ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
     for (int c = 0; c < channels; c++)
         bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
+    int32_t *unfolded = NULL;
+    if (!epilogue->scale) {
+        unfolded = bias + channels;
+        ck_q_plan_folding(channels, (int64_t)job.taps * gi, epilogue->bias, epilogue->multiplier, epilogue->shift,
+                          epilogue->y_zero_point, unfolded);
+    }
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
-                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride};
+                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    ck_q_set_residual(&job.out, epilogue);
 
     // Tasks are (panel block, tile block) pairs chosen as conv_nhwc.c does: the split that reads the least weights
     // and input in all, panel blocks within CK_QCONV_B_BLOCK_BYTES (of the panels the kernel reads).

@@ -5,7 +5,8 @@
 // that. The vector forms widen x to s16 and interleave two taps' channels, so that VPMADDWD against (w_t, w_t+1)
 // pairs sums two taps per 32-bit lane exactly; the zero point moves into the bias as −x_zp·Σw (the packed sums), and
 // taps outside the image read x_zp, adding 0. Four pixels share each weight load. A 3×3 depthwise layer has 9
-// multiply-adds per output, so TFLite's requantization (about 19 µops per 8 outputs) costs as much as the sums.
+// multiply-adds per output, so the requantization (ck_quant.h's folded form: about 14 µops per 8 outputs on AVX2)
+// costs as much as the sums.
 #define _GNU_SOURCE
 #include "ck_quant.h"
 
@@ -50,6 +51,8 @@ typedef struct {
     const int16_t *wide;       // AVX2: tap pairs of s16 weights (ck_qdw_widen_weights)
     const uint8_t *pad_row;    // AVX2: a row of the input's size filled with x_zero_point (kernel rows outside the image)
     ck_qout out;
+    ck_qout permuted;          // AVX-512: bias, multipliers and shifts per 32-channel block in ck_qdw_lane512 order
+                               // (lo 16, then hi 16; zeros past the last channel), for the folded epilogue
     int32_t x_zero_point;
     int taps, channels, blocks, rows_per_task, row_tasks, avx2, avx512;
 } ck_qdw_job;
@@ -99,18 +102,21 @@ static void ck_qdw_row_scalar(const ck_qdw_job *job, const uint8_t *image, int n
 static const int ck_qdw_lanes[2][8] = {{0, 1, 2, 3, 8, 9, 10, 11}, {4, 5, 6, 7, 12, 13, 14, 15}};
 
 /// The AVX2 weights of one call: per block of 16 channels and pair of taps (2t, 2t + 1; the last alone with a zero
-/// partner when taps are odd), two vectors of 8 (w_2t, w_2t+1) s16 pairs in ck_qdw_lanes order.
-static void ck_qdw_widen_weights(const ck_qdw_job *job, int16_t *wide) {
+/// partner when taps are odd), two vectors of 8 (w_2t, w_2t+1) s16 pairs in ck_qdw_lanes order — made by VPUNPCK?WD
+/// of the two taps' s16 channels, the same instruction that pairs the inputs.
+CK_AVX2 static void ck_qdw_widen_weights_avx2(const ck_qdw_job *job, int16_t *wide) {
     int taps = job->taps, pairs = (taps + 1) / 2;
-    for (int cb = 0; cb < job->blocks; cb++)
-        for (int pp = 0; pp < pairs; pp++)
-            for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 8; l++)
-                    for (int k = 0; k < 2; k++) {
-                        int t = 2 * pp + k, col = ck_qdw_lanes[h][l];
-                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 8 + l) * 2 + k] =
-                            t < taps ? job->w[((size_t)cb * taps + t) * CK_QDW_BLOCK + col] : 0;
-                    }
+    for (int cb = 0; cb < job->blocks; cb++) {
+        const int8_t *w = job->w + (size_t)cb * taps * CK_QDW_BLOCK;
+        for (int pp = 0; pp < pairs; pp++) {
+            __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (size_t)(2 * pp) * CK_QDW_BLOCK)));
+            __m256i b = 2 * pp + 1 < taps ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + (size_t)(2 * pp + 1) * CK_QDW_BLOCK)))
+                                          : _mm256_setzero_si256();
+            int16_t *d = wide + ((size_t)cb * pairs + pp) * 32;
+            _mm256_storeu_si256((__m256i *)d, _mm256_unpacklo_epi16(a, b));
+            _mm256_storeu_si256((__m256i *)(d + 16), _mm256_unpackhi_epi16(a, b));
+        }
+    }
 }
 
 /// 16 channels at p as s16; `live` < 16 reads only the live bytes (the last block of the last pixel may end the
@@ -156,9 +162,10 @@ CK_AVX2 static void ck_qdw_row_avx2(const ck_qdw_job *job, const uint8_t *image,
     int32_t acc[CK_QDW_CHUNK * CK_QDW_BLOCK];
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
     const __m256i zp = _mm256_set1_epi16((short)job->x_zero_point), zero = _mm256_setzero_si256();
-    // The left border's pixels, then chunks from `first`, so that the 4-pixel steps never straddle a chunk.
+    // The left border's pixels, then chunks from `first`, so that the 4-pixel steps never straddle a chunk (a row
+    // that fits one chunk is one chunk: the steps start at `first` anyway).
     for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
-        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        ow1 = g->out_w <= CK_QDW_CHUNK ? g->out_w : ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
         for (int cb = 0; cb < job->blocks; cb++) {
             int c = cb * CK_QDW_BLOCK, live = ck_min(CK_QDW_BLOCK, job->channels - c);
             const int16_t *w = job->wide + (size_t)cb * pairs * 32;
@@ -214,20 +221,26 @@ CK_AVX2 static void ck_qdw_row_avx2(const ck_qdw_job *job, const uint8_t *image,
 
 static inline int ck_qdw_lane512(int h, int l) { return (l / 4) * 8 + h * 4 + l % 4; }
 
-/// ck_qdw_widen_weights for 32-channel blocks: per block and tap pair, two vectors of 16 (w_2t, w_2t+1) pairs.
-static void ck_qdw_widen_weights512(const ck_qdw_job *job, int16_t *wide) {
+/// The AVX-512 weights (32-channel blocks): per block and tap pair, two vectors of 16 (w_2t, w_2t+1) pairs in
+/// ck_qdw_lane512 order, from the two packed 16-channel blocks' taps widened and interleaved as the inputs are.
+CK_AVX512_VNNI static void ck_qdw_widen_weights512_avx512(const ck_qdw_job *job, int16_t *wide) {
     int taps = job->taps, pairs = (taps + 1) / 2, blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
-    for (int cb = 0; cb < blocks; cb++)
-        for (int pp = 0; pp < pairs; pp++)
-            for (int h = 0; h < 2; h++)
-                for (int l = 0; l < 16; l++)
-                    for (int k = 0; k < 2; k++) {
-                        int t = 2 * pp + k, c = cb * CK_QDW_BLOCK512 + ck_qdw_lane512(h, l);
-                        int16_t v = 0;
-                        if (t < taps && c < job->channels)
-                            v = job->w[((size_t)(c / CK_QDW_BLOCK) * taps + t) * CK_QDW_BLOCK + c % CK_QDW_BLOCK];
-                        wide[((((size_t)cb * pairs + pp) * 2 + h) * 16 + l) * 2 + k] = v;
-                    }
+    for (int cb = 0; cb < blocks; cb++) {
+        const int8_t *lo = job->w + (size_t)(2 * cb) * taps * CK_QDW_BLOCK;
+        const int8_t *hi = 2 * cb + 1 < job->blocks ? lo + (size_t)taps * CK_QDW_BLOCK : NULL;
+        for (int pp = 0; pp < pairs; pp++) {
+            __m512i tap[2];
+            for (int k = 0; k < 2; k++) {
+                int t = 2 * pp + k;
+                __m128i l = t < taps ? _mm_loadu_si128((const __m128i *)(lo + (size_t)t * CK_QDW_BLOCK)) : _mm_setzero_si128();
+                __m128i h = t < taps && hi ? _mm_loadu_si128((const __m128i *)(hi + (size_t)t * CK_QDW_BLOCK)) : _mm_setzero_si128();
+                tap[k] = _mm512_cvtepi8_epi16(_mm256_inserti128_si256(_mm256_castsi128_si256(l), h, 1));
+            }
+            int16_t *d = wide + ((size_t)cb * pairs + pp) * 64;
+            _mm512_storeu_si512(d, _mm512_unpacklo_epi16(tap[0], tap[1]));
+            _mm512_storeu_si512(d + 32, _mm512_unpackhi_epi16(tap[0], tap[1]));
+        }
+    }
 }
 
 CK_AVX512_VNNI static inline __m512i ck_qdw_load32(const uint8_t *p, __mmask32 live) {
@@ -240,8 +253,37 @@ CK_AVX512_VNNI static inline void ck_qdw_store_acc512(int32_t *acc, __m512i lo, 
     _mm512_storeu_si512(acc + 16, _mm512_permutex2var_epi64(lo, second, hi));
 }
 
-/// ck_qdw_row_avx2 on 32 channels per vector.
-CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
+/// The folded requantization's constants of one 32-channel block in the accumulators' order (ck_qdw_lane512), and
+/// the clamps.
+typedef struct {
+    ck_q16_cols lo, hi;
+    __m512i clamp_lo, clamp_hi;
+} ck_qdw_epilogue512;
+
+/// One pixel's 32 outputs from its two accumulators, requantized in registers (the folded form) and stored: the
+/// saturating pack of the low and the high accumulator puts each 128-bit lane's 8 channels back in order.
+__attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_qdw_emit512(const ck_qdw_epilogue512 *e, __m512i l, __m512i h,
+                                                                              uint8_t *y, __mmask32 mask, const int clamp_high) {
+    __m512i a = _mm512_max_epi32(ck_q16_round_folded(_mm512_add_epi32(l, e->lo.bias), &e->lo), e->clamp_lo);
+    __m512i b = _mm512_max_epi32(ck_q16_round_folded(_mm512_add_epi32(h, e->hi.bias), &e->hi), e->clamp_lo);
+    if (clamp_high) {
+        a = _mm512_min_epi32(a, e->clamp_hi);
+        b = _mm512_min_epi32(b, e->clamp_hi);
+    }
+    _mm256_mask_storeu_epi8(y, mask, _mm512_cvtusepi16_epi8(_mm512_packs_epi32(a, b)));
+}
+
+/// 32 channels at p as s16 (the whole vector live: one load-and-widen).
+__attribute__((always_inline)) CK_AVX512_VNNI static inline __m512i ck_qdw_load32_as(const uint8_t *p, __mmask32 live, const int full) {
+    return full ? _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p)) : ck_qdw_load32(p, live);
+}
+
+/// ck_qdw_row_avx2 on 32 channels per vector, with vpdpwssd summing each tap pair into the accumulators. A block
+/// whose channels all take the folded requantization (ck_quant.h) is requantized in registers per pixel; the others
+/// go through the chunk's accumulators and ck_q_store_avx512.
+__attribute__((always_inline)) CK_AVX512_VNNI static inline void ck_qdw_row_avx512_with(const ck_qdw_job *job, const uint8_t *image,
+                                                                                      int n, int oh, const int full,
+                                                                                      const int clamp_high) {
     const ck_conv_nhwc *g = &job->g;
     int taps = job->taps, pairs = (taps + 1) / 2, kw = g->kernel_w;
     ptrdiff_t xs = g->x_stride, pixel_step = (ptrdiff_t)g->stride_w * xs;
@@ -262,12 +304,24 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
     size_t row_pixel = ((size_t)n * g->out_h + oh) * g->out_w;
     const __m512i zp = _mm512_set1_epi16((short)job->x_zero_point), zero = _mm512_setzero_si512();
     int blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK512);
+    ck_qdw_epilogue512 e;
+    e.clamp_lo = _mm512_set1_epi32(job->out.clamp_min);
+    e.clamp_hi = _mm512_set1_epi32(job->out.clamp_max);
     for (int ow0 = 0, ow1; ow0 < g->out_w; ow0 = ow1) {
-        ow1 = ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
+        ow1 = g->out_w <= CK_QDW_CHUNK ? g->out_w : ck_min(g->out_w, ow0 < first ? ck_min(first, ow0 + CK_QDW_CHUNK) : ow0 + CK_QDW_CHUNK);
         for (int cb = 0; cb < blocks; cb++) {
             int c = cb * CK_QDW_BLOCK512, live = ck_min(CK_QDW_BLOCK512, job->channels - c);
+            if (full != (live == CK_QDW_BLOCK512)) continue;  // the last block runs in the masked form
             __mmask32 mask = live >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << live) - 1);
             const int16_t *w = job->wide + (size_t)cb * pairs * 64;
+            // (A block of 16 channels or fewer has live channels in both accumulators: the chunk's store does half
+            // the requantization.)
+            int folded = job->permuted.bias && !job->out.residual && live > 16 && ck_q_folded(&job->out, c, live);
+            if (folded) {
+                e.lo = ck_q16_columns(&job->permuted, c, 16);
+                e.hi = ck_q16_columns(&job->permuted, c + 16, 16);
+            }
+            uint8_t *y = (uint8_t *)job->out.y + row_pixel * job->out.y_stride + c;
             for (int ow = ow0; ow < ow1;) {
                 int iw_first = ow * g->stride_w - g->pad_left;
                 int32_t *a = acc + (size_t)(ow - ow0) * CK_QDW_BLOCK512;
@@ -278,19 +332,27 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
                         const uint8_t *x0 = row[2 * pp] + base + (ptrdiff_t)column[2 * pp] * xs;
                         const uint8_t *x1 = row[2 * pp + 1] + base + (ptrdiff_t)column[2 * pp + 1] * xs;
                         __m512i wl = _mm512_loadu_si512(w + pp * 64), wh = _mm512_loadu_si512(w + pp * 64 + 32);
-#define CK_QDW_PIXEL(p)                                                                                     \
-    {                                                                                                       \
-        __m512i u = ck_qdw_load32(x0 + (p) * pixel_step, mask), v = ck_qdw_load32(x1 + (p) * pixel_step, mask); \
-        l##p = _mm512_add_epi32(l##p, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), wl));                  \
-        h##p = _mm512_add_epi32(h##p, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), wh));                  \
+#define CK_QDW_PIXEL(p)                                                                                               \
+    {                                                                                                                 \
+        __m512i u = ck_qdw_load32_as(x0 + (p) * pixel_step, mask, full), v = ck_qdw_load32_as(x1 + (p) * pixel_step, mask, full); \
+        l##p = _mm512_dpwssd_epi32(l##p, _mm512_unpacklo_epi16(u, v), wl);                                            \
+        h##p = _mm512_dpwssd_epi32(h##p, _mm512_unpackhi_epi16(u, v), wh);                                            \
     }
                         CK_QDW_PIXEL(0) CK_QDW_PIXEL(1) CK_QDW_PIXEL(2) CK_QDW_PIXEL(3)
 #undef CK_QDW_PIXEL
                     }
-                    ck_qdw_store_acc512(a, l0, h0);
-                    ck_qdw_store_acc512(a + 32, l1, h1);
-                    ck_qdw_store_acc512(a + 64, l2, h2);
-                    ck_qdw_store_acc512(a + 96, l3, h3);
+                    if (folded) {
+                        ptrdiff_t ys = job->out.y_stride;
+                        ck_qdw_emit512(&e, l0, h0, y + (ptrdiff_t)ow * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l1, h1, y + (ptrdiff_t)(ow + 1) * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l2, h2, y + (ptrdiff_t)(ow + 2) * ys, mask, clamp_high);
+                        ck_qdw_emit512(&e, l3, h3, y + (ptrdiff_t)(ow + 3) * ys, mask, clamp_high);
+                    } else {
+                        ck_qdw_store_acc512(a, l0, h0);
+                        ck_qdw_store_acc512(a + 32, l1, h1);
+                        ck_qdw_store_acc512(a + 64, l2, h2);
+                        ck_qdw_store_acc512(a + 96, l3, h3);
+                    }
                     ow += 4;
                     continue;
                 }
@@ -298,17 +360,26 @@ CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_
                 for (int pp = 0; pp < pairs; pp++) {
                     int t0 = 2 * pp, t1 = 2 * pp + 1;
                     int iw0 = iw_first + column[t0], iw1 = iw_first + column[t1];
-                    __m512i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load32(row[t0] + (ptrdiff_t)iw0 * xs + c, mask) : zp;
-                    __m512i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load32(row[t1] + (ptrdiff_t)iw1 * xs + c, mask) : zp;
-                    lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(u, v), _mm512_loadu_si512(w + pp * 64)));
-                    hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(u, v), _mm512_loadu_si512(w + pp * 64 + 32)));
+                    __m512i u = row_ok[t0] && (unsigned)iw0 < (unsigned)g->in_w ? ck_qdw_load32_as(row[t0] + (ptrdiff_t)iw0 * xs + c, mask, full) : zp;
+                    __m512i v = row_ok[t1] && (unsigned)iw1 < (unsigned)g->in_w ? ck_qdw_load32_as(row[t1] + (ptrdiff_t)iw1 * xs + c, mask, full) : zp;
+                    lo = _mm512_dpwssd_epi32(lo, _mm512_unpacklo_epi16(u, v), _mm512_loadu_si512(w + pp * 64));
+                    hi = _mm512_dpwssd_epi32(hi, _mm512_unpackhi_epi16(u, v), _mm512_loadu_si512(w + pp * 64 + 32));
                 }
-                ck_qdw_store_acc512(a, lo, hi);
+                if (folded) ck_qdw_emit512(&e, lo, hi, y + (ptrdiff_t)ow * job->out.y_stride, mask, clamp_high);
+                else ck_qdw_store_acc512(a, lo, hi);
                 ow++;
             }
-            ck_q_store_avx512(acc, CK_QDW_BLOCK512, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
+            if (!folded) ck_q_store_avx512(acc, CK_QDW_BLOCK512, ow1 - ow0, live, row_pixel + ow0, c, &job->out);
         }
     }
+}
+
+/// ck_qdw_row_avx512_with for the full blocks (plain loads), then the last partial block (masked loads).
+CK_AVX512_VNNI static void ck_qdw_row_avx512(const ck_qdw_job *job, const uint8_t *image, int n, int oh) {
+    int clamp_high = job->out.clamp_max != 255;
+    if (clamp_high) ck_qdw_row_avx512_with(job, image, n, oh, 1, 1);
+    else ck_qdw_row_avx512_with(job, image, n, oh, 1, 0);
+    if (job->channels % CK_QDW_BLOCK512 != 0) ck_qdw_row_avx512_with(job, image, n, oh, 0, clamp_high);
 }
 #endif
 
@@ -349,24 +420,51 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
     job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
     // The vector path's bias carries −x_zp·Σw (wrapping, as the sums); the scalar reference subtracts x_zp from x.
-    int32_t *bias = malloc((size_t)job.channels * sizeof(int32_t));
+    int32_t *bias = malloc(((size_t)2 * job.channels + 1) * sizeof(int32_t));
     if (!bias) abort();
     const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)job.blocks * job.taps * CK_QDW_BLOCK);
     uint32_t fold = job.avx2 ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
     for (int c = 0; c < job.channels; c++)
         bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
+    // The folded requantization's plan (ck_quant.h), from the caller's bias.
+    int32_t *unfolded = NULL;
+    if (!epilogue->scale) {
+        unfolded = bias + job.channels;
+        ck_q_plan_folding(job.channels, job.taps, epilogue->bias, epilogue->multiplier, epilogue->shift, epilogue->y_zero_point,
+                          unfolded);
+    }
     job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
-                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride};
+                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    ck_q_set_residual(&job.out, epilogue);
     int16_t *wide = NULL;
+    int32_t *permuted = NULL;
     uint8_t *pad_row = NULL;
 #ifdef CK_X86
     if (job.avx2) {
         int blocks512 = ck_ceil_div(job.channels, CK_QDW_BLOCK512);
         wide = malloc((job.avx512 ? (size_t)blocks512 * 64 : (size_t)job.blocks * 32) * ((job.taps + 1) / 2) * sizeof(int16_t));
         if (!wide) abort();
-        if (job.avx512) ck_qdw_widen_weights512(&job, wide);
-        else ck_qdw_widen_weights(&job, wide);
+        if (job.avx512) ck_qdw_widen_weights512_avx512(&job, wide);
+        else ck_qdw_widen_weights_avx2(&job, wide);
         job.wide = wide;
+        if (job.avx512 && !epilogue->scale) {
+            // The folded epilogue's constants in the accumulators' lane order (ck_qdw_lane512).
+            size_t lanes = (size_t)blocks512 * CK_QDW_BLOCK512;
+            permuted = malloc(3 * lanes * sizeof(int32_t));
+            if (!permuted) abort();
+            for (size_t i = 0; i < lanes; i++) {
+                int c = (int)(i / CK_QDW_BLOCK512) * CK_QDW_BLOCK512 + ck_qdw_lane512((int)(i % 32) / 16, (int)(i % 16));
+                int live = c < job.channels;
+                permuted[i] = live ? bias[c] : 0;
+                permuted[lanes + i] = live ? epilogue->multiplier[c] : 0;
+                permuted[2 * lanes + i] = live ? epilogue->shift[c] : -1;
+            }
+            job.permuted = job.out;
+            job.permuted.bias = permuted;
+            job.permuted.multiplier = permuted + lanes;
+            job.permuted.shift = permuted + 2 * lanes;
+            job.permuted.unfolded = NULL;
+        }
         pad_row = malloc((size_t)g->in_w * g->x_stride + 16);
         if (!pad_row) abort();
         memset(pad_row, (int)job.x_zero_point, (size_t)g->in_w * g->x_stride + 16);
@@ -385,6 +483,7 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     if (threads > 1) ck_parallel_run(threads, tasks, ck_qdw_task, &job);
     else for (int i = 0; i < tasks; i++) ck_qdw_task(&job, i);
     free(wide);
+    free(permuted);
     free(pad_row);
     free(bias);
 }

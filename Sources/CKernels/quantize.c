@@ -1,7 +1,7 @@
 // Per-tensor QuantizeLinear/DequantizeLinear and the uint8 channels-last MaxPool: what an int8 model runs between
 // its integer convolutions (the graph input, global pools and softmax stay float). Memory-bound loops; AVX2 where
 // the CPU has it, with scalar forms that give the same bytes.
-#include "ck_internal.h"
+#include "ck_quant.h"
 #include "include/ck_quantize.h"
 
 #include <math.h>
@@ -232,10 +232,7 @@ void ck_lookup_u8(size_t n, const uint8_t *x, const uint8_t *table, uint8_t *y) 
 // were a fifth of its int8 time). The scalar form uses fmaf in the same order, so both paths give the same bytes.
 
 static inline uint8_t ck_qadd_float1(uint8_t a, uint8_t b, float ka, float kb, int za, int zb, int zy) {
-    float v = fmaf((float)((int)b - zb), kb, (float)((int)a - za) * ka);
-    v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
-    int q = (int)nearbyintf(v) + zy;
-    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    return ck_q_add_float1(a, b, ka, kb, za, zb, zy);  // shared with the convolutions' fused residual (ck_quant.h)
 }
 
 #ifdef CK_X86

@@ -26,7 +26,7 @@ enum WeightPacking {
 
     /// The weight input of an op: 1, or 3 for the integer ops (after X and its grid).
     private static func weightSlot(_ op: ProgramOp) -> Int {
-        op.opcode.domain == RuntimeOps.domain && (op.opcode.opType == "NhwcQLinearConv" || op.opcode.opType == "QGemm") ? 3 : 1
+        op.opcode.domain == RuntimeOps.domain && ["NhwcQLinearConv", "NhwcQLinearConvAdd", "QGemm"].contains(op.opcode.opType) ? 3 : 1
     }
 
     static func prepack(_ tensors: inout [ProgramTensor], graphs: [ProgramGraph]) -> Int {
@@ -87,7 +87,7 @@ enum WeightPacking {
     private static func weightLayout(_ op: ProgramOp, _ w: TensorData, _ tensors: [ProgramTensor]) -> Want {
         if w.dtype == .int8, op.opcode.domain == RuntimeOps.domain {
             if op.opcode.opType == "QGemm", w.dims.count == 2 { return .quantized(groups: 1, dims: w.dims + [1, 1]) }
-            guard op.opcode.opType == "NhwcQLinearConv", w.dims.count == 4, let group = groups(op) else { return .plain }
+            guard ["NhwcQLinearConv", "NhwcQLinearConvAdd"].contains(op.opcode.opType), w.dims.count == 4, let group = groups(op) else { return .plain }
             return group > 1 && w.dims[1] == 1 && w.dims[0] == Int64(group) ? .quantizedDepthwise : .quantized(groups: group, dims: w.dims)
         }
         guard w.dtype == .float else { return .plain }

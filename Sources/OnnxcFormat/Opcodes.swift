@@ -242,6 +242,8 @@ public enum Opcodes {
         ("ai.onnxc", "QLookup"),  // 215
         ("ai.onnxc", "QLinearMul"),  // 216
         ("ai.onnxc", "NhwcQGlobalAveragePool"),  // 217
+        // 1.3: a channels-last integer convolution with a quantized Add of a residual in its epilogue.
+        ("ai.onnxc", "NhwcQLinearConvAdd"),  // 218
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

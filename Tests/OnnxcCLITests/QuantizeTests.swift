@@ -27,7 +27,9 @@ import Testing
         let oxc = dir.appendingPathComponent("digits_int8.oxc").path, qdq = dir.appendingPathComponent("digits_qdq.onnx").path
         let compile = try CLIRunner.run(["compile", model, "-O", "int8", "--calibration-data", calibration, "-o", oxc])
         try #require(compile.status == 0, "\(compile.stderr)")
-        #expect(compile.stdout.contains("ai.onnxc::NhwcQLinearConv 3") && compile.stdout.contains("ai.onnxc::QGemm 1"), "\(compile.stdout)")
+        // Three convolutions, the residual Add fused into the one before it (fuse-qconv-add).
+        #expect(compile.stdout.contains("ai.onnxc::NhwcQLinearConv 2") && compile.stdout.contains("ai.onnxc::NhwcQLinearConvAdd 1") &&
+                compile.stdout.contains("ai.onnxc::QGemm 1"), "\(compile.stdout)")
         let quantize = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "-o", qdq])
         try #require(quantize.status == 0, "\(quantize.stderr)")
         let float = try predictions(model), int8 = try predictions(oxc), fakeQuantized = try predictions(qdq, level: ["-O0"])
@@ -38,6 +40,22 @@ import Testing
         // The int8 file is smaller than the float one (digits_cnn is tiny, so its per-tensor scales weigh in).
         let sizes = try [model, oxc].map { try FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int ?? 0 }
         #expect(sizes[1] < sizes[0] / 2)
+    }
+
+    /// fuse-qconv-add changes no byte: the digits model's logits with the residual Add fused and without.
+    @Test func residualFusionGivesTheSameBytes() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        var logits: [[UInt32]] = []
+        for disable in [[], ["--disable-pass", "fuse-qconv-add"]] {
+            let oxc = dir.appendingPathComponent("digits\(logits.count).oxc").path, out = dir.appendingPathComponent("out\(logits.count)")
+            let compile = try CLIRunner.run(["compile", model, "-O", "int8", "--calibration-data", calibration, "-o", oxc] + disable)
+            try #require(compile.status == 0, "\(compile.stderr)")
+            #expect(compile.stdout.contains("ai.onnxc::NhwcQLinearConvAdd") == disable.isEmpty, "\(compile.stdout)")
+            let run = try CLIRunner.run(["run", oxc, "--input", "input=\(evaluation)", "--output-dir", out.path])
+            try #require(run.status == 0, "\(run.stderr)")
+            logits.append(try References.readNPY(out.appendingPathComponent("logits.npy").path).array(Float.self).map(\.bitPattern))
+        }
+        #expect(logits[0].count == 450 * 10 && logits[0] == logits[1])
     }
 
     @Test func sensitivityReportAccuracyAndFallback() throws {

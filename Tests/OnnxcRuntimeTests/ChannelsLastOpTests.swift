@@ -415,5 +415,11 @@ enum Permutation {
             #expect(y.shape == perm.map { x.shape[$0] })
             #expect(y.array(Float.self) == (try Permutation.apply(x, perm)).array(Float.self), "perm \(perm)")
         }
+        // Images' three channels to channels-last (the 3-row interleave: 8 columns at a time, tile and image tails).
+        for shape in [[2, 3, 40, 41], [1, 3, 5, 3], [3, 3, 224, 224]] {
+            let image = try Self.tensor(shape, seed: shape[2])
+            let y = try Self.run("Transpose", [image], ["perm": .ints(Permutation.toNHWC.map(Int64.init))], opset: 13)
+            #expect(y.array(Float.self) == (try Permutation.apply(image, Permutation.toNHWC)).array(Float.self), "\(shape)")
+        }
     }
 }

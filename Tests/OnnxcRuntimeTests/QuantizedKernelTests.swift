@@ -49,6 +49,14 @@ import Testing
         return (high >> Int32(right)) + (remainder > threshold ? 1 : 0)
     }
 
+    /// ONNX Runtime's QLinearAdd in float (ck_qadd_u8_float): saturate(round_half_even(fma(b − zb, kb, (a − za)·ka))
+    /// + zy), the sum clamped to ±512.
+    static func quantizedAdd(_ a: Int32, _ b: Int32, _ k: (ka: Float, kb: Float, za: Int32, zb: Int32, zy: Int32, residualIsA: Bool)) -> Int32 {
+        let sum = (Float(a - k.za) * k.ka).addingProduct(Float(b - k.zb), k.kb)
+        let q = Int32(min(max(sum, -512), 512).rounded(.toNearestOrEven)) + k.zy
+        return min(max(q, 0), 255)
+    }
+
     // MARK: - Test data
 
     /// One epilogue's parameters per output channel, and what they make of an accumulator.
@@ -58,6 +66,10 @@ import Testing
         var multiplier: [Int32], shift: [Int32]
         var yZeroPoint: Int32 = 0, clampMin: Int32 = 0, clampMax: Int32 = 255
         var scale: [Float]?  // f32 output
+        /// A fused quantized Add: the residual bytes ([pixel][residualStride]) and the Add's grids.
+        var residual: [UInt8]?
+        var residualStride = 0
+        var add: (ka: Float, kb: Float, za: Int32, zb: Int32, zy: Int32, residualIsA: Bool) = (1, 1, 0, 0, 0, false)
 
         /// Multipliers from reals spread over 2^-14 … 2^-5 (the usual s_x·s_w/s_y), a few channels with a left shift
         /// (real ≥ 1) and one with multiplier 0; scales for the f32 form.
@@ -78,10 +90,13 @@ import Testing
             yZeroPoint = Int32(r.next(0...255))
         }
 
-        func output(_ acc: Int32, channel c: Int) -> Double {
+        func output(_ acc: Int32, channel c: Int, pixel p: Int = 0) -> Double {
             if let scale { return Double(Float(acc) * scale[c]) }
             let v = yZeroPoint &+ QuantizedKernelTests.roundFixed(acc, multiplier[c], shift[c])
-            return Double(min(max(v, clampMin), clampMax))
+            let y = min(max(v, clampMin), clampMax)
+            guard let residual else { return Double(y) }
+            let r = Int32(residual[p * residualStride + c])
+            return Double(QuantizedKernelTests.quantizedAdd(add.residualIsA ? r : y, add.residualIsA ? y : r, add))
         }
     }
 
@@ -167,11 +182,24 @@ import Testing
             e.multiplier.withUnsafeBufferPointer { m in
                 e.shift.withUnsafeBufferPointer { sh in
                     withOptional(e.scale) { scale in
-                        var ep = ck_qepilogue(bias: bias, x_zero_point: e.xZeroPoint, multiplier: m.baseAddress, shift: sh.baseAddress,
-                                              y_zero_point: e.yZeroPoint, clamp_min: e.clampMin, clamp_max: e.clampMax, scale: scale)
+                        var ep = ck_qepilogue()
+                        ep.bias = bias
+                        ep.x_zero_point = e.xZeroPoint
+                        ep.multiplier = m.baseAddress
+                        ep.shift = sh.baseAddress
+                        ep.y_zero_point = e.yZeroPoint
+                        ep.clamp_min = e.clampMin
+                        ep.clamp_max = e.clampMax
+                        ep.scale = scale
+                        ep.residual_stride = e.residualStride
+                        (ep.add_ka, ep.add_kb, ep.add_za, ep.add_zb, ep.add_zy) = (e.add.ka, e.add.kb, e.add.za, e.add.zb, e.add.zy)
+                        ep.residual_is_a = e.add.residualIsA ? 1 : 0
                         func call(_ y: UnsafeMutableRawPointer?) {
-                            if depthwise { ck_qdepthwise2d_nhwc_with(&geometry, d.x, packed, &ep, y, isa, threads) }
-                            else { ck_qconv2d_nhwc_with(&geometry, d.x, packed, &ep, y, isa, threads) }
+                            withOptional(e.residual) { r in
+                                ep.residual = r
+                                if depthwise { ck_qdepthwise2d_nhwc_with(&geometry, d.x, packed, &ep, y, isa, threads) }
+                                else { ck_qconv2d_nhwc_with(&geometry, d.x, packed, &ep, y, isa, threads) }
+                            }
                         }
                         if e.scale != nil {
                             var y = [Float](repeating: sentinelF32, count: count)
@@ -200,7 +228,7 @@ import Testing
                 for p in 0..<s.outPixels {
                     for o in 0..<s.yStride {
                         let value = y[p * s.yStride + o]
-                        let expected = o < s.outChannels ? e.output(acc[p * s.outChannels + o], channel: o) : sentinel
+                        let expected = o < s.outChannels ? e.output(acc[p * s.outChannels + o], channel: o, pixel: p) : sentinel
                         if value.bitPattern != expected.bitPattern {
                             failures += 1
                             if failures <= 3 {
@@ -296,6 +324,82 @@ import Testing
         }
     }
 
+    /// The folded requantization (ck_quant.h: one rounding constant, for right shifts and multipliers ≥ 0 whose sums
+    /// stay within its bound): right shifts 1 … 31, multipliers 0, 2^30, 2^31 − 1 and random, zero points 0 … 255,
+    /// and biases at the largest magnitude the bound admits for K — or just past it, where the 16 (8) columns around
+    /// that channel take TFLite's two roundings instead — on convolutions whose K reaches the AVX2 and VNNI paths
+    /// in place and through the copy, with channel tails, clamps and a depthwise layer.
+    @Test func foldedRequantization() {
+        let shapes: [(Conv, Bool)] = [
+            (Conv(inH: 6, inW: 7, groupIn: 4, groupOut: 40, kh: 1, kw: 1), false),
+            (Conv(batch: 2, inH: 5, inW: 5, groupIn: 5, groupOut: 35, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1), false),
+            (Conv(inH: 9, inW: 9, groupIn: 64, groupOut: 48, kh: 1, kw: 1, sh: 2, sw: 2, yExtra: 3), false),
+            (Conv(inH: 12, inW: 13, groups: 37, groupIn: 1, groupOut: 1, kh: 3, kw: 3, sh: 2, sw: 2, top: 1, left: 1, bottom: 1, right: 1), true),
+            // Depthwise rows with 4-pixel steps, a partial 32-channel block of more than 16 (in registers, masked)
+            // and of fewer (through the chunk's store), strided pixels, a 5×5 with dilation.
+            (Conv(inH: 7, inW: 23, groups: 50, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, xExtra: 2, yExtra: 3), true),
+            (Conv(batch: 2, inH: 9, inW: 30, groups: 72, groupIn: 1, groupOut: 1, kh: 5, kw: 5, top: 2, left: 4, bottom: 2, right: 4, dw: 2), true),
+        ]
+        for (index, (s, depthwise)) in shapes.enumerated() {
+            let k = Int64(s.groupIn * s.kh * s.kw)
+            let d = Data(s, seed: 300 + index)
+            for round in 0..<4 {
+                var r = Integers(seed: 1000 * index + round)
+                var e = Epilogue(channels: s.outChannels, xZeroPoint: Int32(r.next(0...255)), bias: true, f32: false, seed: round)
+                e.yZeroPoint = round == 0 ? 0 : round == 1 ? 255 : Int32(r.next(0...255))
+                if round == 3 { e.clampMin = 20; e.clampMax = 230 }
+                for c in 0..<s.outChannels {
+                    let right = c % 9 == 0 ? 1 : c % 9 == 1 ? 31 : r.next(1...(round < 2 ? 6 : 22))
+                    e.shift[c] = Int32(-right)
+                    switch c % 5 {
+                    case 0: e.multiplier[c] = 0
+                    case 1: e.multiplier[c] = 1 << 30
+                    case 2: e.multiplier[c] = .max
+                    default: e.multiplier[c] = Int32(r.next((1 << 30)...Int(Int32.max)))
+                    }
+                    // Rounds 2 and 3: the bound of ck_q_plan_folding, and a bias at it (or, on every 13th channel, 1
+                    // past it); rounds 0 and 1 keep small biases and shifts, where both roundings' halfway points
+                    // are frequent.
+                    if round < 2 { continue }
+                    let limit = (Int64(1) << 31) - 3 - (Int64(1) << (right - 1)) - (Int64(e.yZeroPoint) << right) - k * 255 * 128
+                    let magnitude = max(0, c % 13 == 7 ? limit + 1 : limit - Int64(r.next(0...1000)))
+                    e.bias![c] = Int32(truncatingIfNeeded: c % 2 == 0 ? magnitude : -magnitude)
+                }
+                Self.check(s, d, e, depthwise: depthwise)
+            }
+        }
+    }
+
+    /// A fused residual Add (ck_qepilogue.residual, ONNX Runtime's float QLinearAdd after the requantization) on the
+    /// scalar, AVX2 and VNNI stores: both operand orders, strided residual pixels, channel tails, the folded and the
+    /// two-rounding requantization, clamps, and sums that saturate both ways; convolutions and a depthwise layer.
+    @Test func residualAdd() {
+        let shapes: [(Conv, Bool)] = [
+            (Conv(inH: 6, inW: 7, groupIn: 16, groupOut: 40, kh: 1, kw: 1, yExtra: 3), false),
+            (Conv(batch: 2, inH: 5, inW: 5, groupIn: 5, groupOut: 19, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1), false),
+            (Conv(inH: 14, inW: 14, groupIn: 64, groupOut: 96, kh: 1, kw: 1), false),
+            (Conv(inH: 9, inW: 21, groups: 50, groupIn: 1, groupOut: 1, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1), true),
+        ]
+        for (index, (s, depthwise)) in shapes.enumerated() {
+            let d = Data(s, seed: 500 + index)
+            for round in 0..<4 {
+                var r = Integers(seed: 77 * index + round)
+                var e = Epilogue(channels: s.outChannels, xZeroPoint: 120, bias: true, f32: false, seed: 40 + round)
+                if round % 2 == 1 {
+                    // All right shifts: the folded requantization.
+                    e.multiplier = e.multiplier.map { $0 == 0 ? 1 << 30 : $0 }
+                    e.shift = e.shift.map { min($0, -1) }
+                }
+                if round == 3 { e.clampMin = 30; e.clampMax = 200 }
+                e.residualStride = s.outChannels + 2 * round
+                e.residual = (0..<(s.outPixels * e.residualStride)).map { _ in UInt8(r.next(0...255)) }
+                e.add = (Float(r.next(200...1500)) / 1000, Float(r.next(200...1500)) / 1000, Int32(r.next(0...255)),
+                         Int32(r.next(0...255)), Int32(r.next(0...255)), round % 2 == 0)
+                Self.check(s, d, e, depthwise: depthwise)
+            }
+        }
+    }
+
     /// Empty batches and outputs write nothing; a group without input channels is the bias alone.
     @Test func degenerateSizes() {
         var s = Conv(inH: 2, inW: 2, groupIn: 4, groupOut: 3, kh: 1, kw: 1)
@@ -308,8 +412,11 @@ import Testing
             var y = [UInt8](repeating: Self.sentinelU8, count: 12)
             e.multiplier.withUnsafeBufferPointer { m in
                 e.shift.withUnsafeBufferPointer { sh in
-                    var ep = ck_qepilogue(bias: nil, x_zero_point: 9, multiplier: m.baseAddress, shift: sh.baseAddress, y_zero_point: 0,
-                                          clamp_min: 0, clamp_max: 255, scale: nil)
+                    var ep = ck_qepilogue()
+                    ep.x_zero_point = 9
+                    ep.multiplier = m.baseAddress
+                    ep.shift = sh.baseAddress
+                    ep.clamp_max = 255
                     y.withUnsafeMutableBytes { ck_qconv2d_nhwc_with(&geometry, d.x, packed, &ep, $0.baseAddress, isa, 1) }
                     geometry = s.geometry
                     geometry.out_w = 0

@@ -9,6 +9,7 @@
 // Threads: ck_num_threads() (ONNXC_NUM_THREADS, else the physical cores) for ours and for XNNPACK's pthreadpool;
 // oneDNN's OpenMP takes OMP_NUM_THREADS, set to the same count unless already set.
 // BENCH_SECONDS: the least time of calls in one timing round (default 0.2; a tiny value only checks the results).
+// BENCH_FASTEST: report each call's fastest single run instead of the round's mean (for a machine shared with other work).
 //
 // Every result is checked against a double-precision direct convolution before it is timed. The machine may be
 // shared, so the implementations run interleaved: for each layer, ROUNDS rounds, each timing every implementation
@@ -107,18 +108,25 @@ static float *random_floats(size_t n, unsigned seed) {
     return v;
 }
 
-/// Seconds per call over at least `seconds` of calls, after a pause and one warm-up call.
+/// Seconds per call over at least `seconds` of calls, after a pause and one warm-up call; with BENCH_FASTEST set,
+/// the fastest single call instead (on a machine shared with other work, the calls that no other process
+/// interrupted).
 static double time_round(void (*f)(void *), void *arg, double seconds) {
+    static int fastest = -1;
+    if (fastest < 0) fastest = getenv("BENCH_FASTEST") != NULL;
     usleep(20000);
     f(arg);
     int calls = 0;
-    double start = now(), elapsed;
+    double start = now(), elapsed, least = 1e30;
     do {
+        double t0 = now();
         f(arg);
+        double t1 = now();
+        least = fmin(least, t1 - t0);
         calls++;
-        elapsed = now() - start;
+        elapsed = t1 - start;
     } while (elapsed < seconds);
-    return elapsed / calls;
+    return fastest ? least : elapsed / calls;
 }
 
 typedef struct {

@@ -369,6 +369,16 @@ typedef struct {
     int32_t clamp_min, clamp_max;  ///< in output quantized units, 0 ≤ clamp_min ≤ clamp_max ≤ 255 (fused Relu: clamp_min = y_zero_point)
     // f32 output instead (y is float *): scale[c] = s_x·s_w[c]; NULL for u8 output.
     const float *scale;
+    // u8 output only: a fused quantized Add of a residual tensor (NULL: none). Each output y (after its zero point
+    // and clamps) and the residual byte r at the same pixel and channel become ck_qadd_u8_float's result, exactly:
+    // with (a, b) = (r, y) if residual_is_a else (y, r), saturate(round_half_even(fmaf(b − add_zb, add_kb,
+    // (a − add_za)·add_ka)) + add_zy) (the sum first clamped to ±512), ka and kb the Add's a_scale/y_scale and
+    // b_scale/y_scale.
+    const uint8_t *residual;
+    ptrdiff_t residual_stride;  ///< bytes between the residual's pixels
+    float add_ka, add_kb;
+    int32_t add_za, add_zb, add_zy;
+    int32_t residual_is_a;
 } ck_qepilogue;
 
 /// Y = epilogue(conv(X, W)) for channels-last u8 X and weights packed by ck_qconv_nhwc_pack, on the pool. The

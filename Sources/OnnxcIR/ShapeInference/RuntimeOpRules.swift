@@ -33,6 +33,9 @@ enum RuntimeOpRules {
         "ai.onnxc::NhwcQLinearConv": { ctx in
             [InferenceSupport.tensor(ctx.hasInput(7) ? ctx.dtype(7) : .float, try ConvolutionRules.convShape(ctx, x: 0, w: 3, channelsLast: true))]
         },
+        "ai.onnxc::NhwcQLinearConvAdd": { ctx in
+            [InferenceSupport.tensor(.uint8, try ConvolutionRules.convShape(ctx, x: 0, w: 3, channelsLast: true))]
+        },
         "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
         "ai.onnxc::QLookup": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
         "ai.onnxc::QLinearMul": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },

@@ -80,14 +80,15 @@ public enum Pipelines {
     }
 
     /// `compile -O int8`, after QDQ insertion and before the -O2 runtime pipeline: QDQ groups to integer ops
-    /// (shapes re-inferred after every change: the Add lowering compares operand shapes).
+    /// (shapes re-inferred after every change: the Add lowering compares operand shapes), and after the layout stage
+    /// residual Adds into the convolutions before them.
     public static func quantizedLowering(disabled: Set<String> = []) -> PassManager {
-        PassManager(passes: ([QuantizedLowering(), DeadCodeElimination()] as [any Pass]).filter { !disabled.contains($0.id) },
+        PassManager(passes: ([QuantizedLowering(), QuantizedResidualFusion(), DeadCodeElimination()] as [any Pass]).filter { !disabled.contains($0.id) },
                     options: PassOptions(target: .runtime), reinfersShapes: true)
     }
 
     /// Every pass onnxc has, for `onnxc passes` and `--disable-pass` validation.
-    public static var all: [any Pass] { canonicalize + fuse + execution + [ChannelsLastConversion(), TransposePushing(), QuantizedLowering()] }
+    public static var all: [any Pass] { canonicalize + fuse + execution + [ChannelsLastConversion(), TransposePushing(), QuantizedLowering(), QuantizedResidualFusion()] }
 
     /// -O0: nothing; -O1: canonicalize; -O2: canonicalize, then fusions (plus the runtime fusions for the
     /// runtime target), then canonicalize's clean-up again via the fixed-point loop.

@@ -9,6 +9,7 @@ enum QuantizedSteps {
         "QuantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: false).map { MapStep(setup, .quantize($0)) } },
         "DequantizeLinear": { setup throws(RuntimeError) in Grid(setup, dequantize: true).map { MapStep(setup, .dequantize($0)) } },
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConvAdd"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
         KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
@@ -71,9 +72,23 @@ enum QuantizedSteps {
         let floatBias: [Float]?
         let slot: ArenaSlot?
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
+        /// NhwcQLinearConvAdd: the residual (input 9) and the Add (QuantizedConvolution.ResidualAdd).
+        let residual: (id: TensorID, add: QuantizedConvolution.ResidualAdd)?
 
         init?(_ setup: StepSetup, gemm: Bool) throws(RuntimeError) {
             let op = setup.node.opType
+            if op == "NhwcQLinearConvAdd" {
+                // Inputs 9…15: the residual and its grid, the convolution's grid in the Add, the Add's output grid.
+                guard let rs = scalar(setup, 10), let rz = scalar(setup, 11), let cs = scalar(setup, 12), let cz = scalar(setup, 13),
+                      let ys = scalar(setup, 14), let yz = scalar(setup, 15) else { return nil }
+                let residualIsA = setup.node.attributes.int("residual_operand", 1) == 0
+                let (sa, za, sb, zb) = residualIsA ? (rs, rz, cs, cz) : (cs, cz, rs, rz)
+                residual = (setup.input(9), QuantizedConvolution.ResidualAdd(
+                    ka: Float(sa) / Float(ys), kb: Float(sb) / Float(ys), za: Int32(clamping: Int(za)), zb: Int32(clamping: Int(zb)),
+                    zy: Int32(clamping: Int(yz)), residualIsA: residualIsA))
+            } else {
+                residual = nil
+            }
             // Inputs: X, x_scale, x_zp, W, w_scale, then QLinearConv's w_zp, y_scale, y_zp, B or QGemm's B, y_scale, y_zp.
             let (biasSlot, yScaleSlot, yZeroSlot) = gemm ? (5, 6, 7) : (8, 6, 7)
             guard let w = setup.constant(3), let ws = setup.constant(4), ws.dtype == .float else { return nil }
@@ -151,8 +166,16 @@ enum QuantizedSteps {
                     guard s.dtype == .float, s.count == 1, z.count == 1 else { throw .invalidArgument("\(node.opType) needs a scalar x grid") }
                     c = c.withInputGrid(scale: s.array(Float.self)[0], zeroPoint: Int32(z.int64s()[0]))
                 }
+                var residualTensor: Tensor?
+                if let residual {
+                    let r = try frame.tensor(residual.id, self)
+                    guard r.dtype == .uint8, r.shape == shape, c.outputType == .uint8 else {
+                        throw .invalidArgument("\(node.opType)'s residual must be uint8 \(shape), got \(r.dtype.onnxName) \(r.shape)")
+                    }
+                    residualTensor = r
+                }
                 if out.count > 0 {
-                    c.run(g, x: input, into: out)
+                    c.run(g, x: input, into: out, residual: residualTensor.flatMap { t in residual.map { (t, $0.add) } })
                     if let floatBias { QuantizedConvolution.addBias(floatBias, to: out) }
                 }
                 frame.values[Int(y)] = .tensor(out)

@@ -63,15 +63,19 @@ enum QuantizationKernels {
         },
         // The reference form: QLinearConv between layout permutations (the compiled path has the integer kernel).
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { inputs, context throws(RuntimeError) in
-            let x = try context.tensor(inputs, 0)
-            guard x.rank == 4 else { throw .invalidShape("NhwcQLinearConv needs an [N, H, W, C] input, got shape \(x.shape)") }
-            var planar = inputs
-            planar[0] = .tensor(try ShapeKernels.permuted(x, [0, 3, 1, 2]))
-            guard let y = try qlinearConv(planar, context).first??.tensor else { throw .invalidArgument("NhwcQLinearConv produced no output") }
-            return outputs(try ShapeKernels.permuted(y, [0, 2, 3, 1]))
+            try nhwcQLinearConv(inputs, context)
         },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { inputs, context throws(RuntimeError) in
             try qgemm(inputs, context)
+        },
+        // The reference form of the fused residual: the convolution, then QLinearAdd with the residual as the Add's
+        // operand `residual_operand` (0: a, 1: b).
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConvAdd"): { inputs, context throws(RuntimeError) in
+            guard inputs.count >= 16 else { throw .invalidArgument("NhwcQLinearConvAdd needs 16 inputs, got \(inputs.count)") }
+            let y = try nhwcQLinearConv(Array(inputs[0..<9]), context).first ?? nil
+            let residualIsA = context.attributes.int("residual_operand", 1) == 0
+            let (r, c) = (Array(inputs[9..<12]), [y] + Array(inputs[12..<14]))
+            return try qlinearAdd((residualIsA ? r + c : c + r) + Array(inputs[14..<16]), context)
         },
         // The reference forms of the squeeze-excitation ops: the compiled kernels' float arithmetic, as loops.
         KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { inputs, context throws(RuntimeError) in
@@ -161,6 +165,16 @@ enum QuantizationKernels {
         let y = try Tensor(zeros: .uint8, shape: shape)
         requantize(acc, multiplier: { i in Double(sx * sw[sw.count == 1 ? 0 : i % n] / sy) }, zeroPoint: yZero?.doubles().first ?? 0, into: y)
         return outputs(y)
+    }
+
+    /// ai.onnxc::NhwcQLinearConv: QLinearConv between layout permutations (the compiled path has the integer kernel).
+    private static func nhwcQLinearConv(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
+        let x = try context.tensor(inputs, 0)
+        guard x.rank == 4 else { throw .invalidShape("NhwcQLinearConv needs an [N, H, W, C] input, got shape \(x.shape)") }
+        var planar = inputs
+        planar[0] = .tensor(try ShapeKernels.permuted(x, [0, 3, 1, 2]))
+        guard let y = try qlinearConv(planar, context).first??.tensor else { throw .invalidArgument("NhwcQLinearConv produced no output") }
+        return outputs(try ShapeKernels.permuted(y, [0, 2, 3, 1]))
     }
 
     /// ai.onnxc::QLinearAdd(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point) on uint8

@@ -109,13 +109,36 @@ struct QuantizedConvolution: Sendable {
     }
 
     /// y (channels last, uint8 or float32 per the output grid) = the convolution of uint8 x for geometry g.
-    func run(_ g: ConvolutionKernels.Geometry, x: Tensor, into y: Tensor) {
+    /// A quantized Add after the convolution's requantization (ck_qepilogue's residual fields: ka = a_scale/y_scale,
+    /// kb = b_scale/y_scale, QLinearAdd's float arithmetic), the residual the Add's a or b.
+    struct ResidualAdd: Sendable {
+        let ka: Float, kb: Float
+        let za: Int32, zb: Int32, zy: Int32
+        let residualIsA: Bool
+    }
+
+    func run(_ g: ConvolutionKernels.Geometry, x: Tensor, into y: Tensor, residual: (tensor: Tensor, add: ResidualAdd)? = nil) {
         var geometry = ChannelsLast.kernelGeometry(g)
         var epilogue = ck_qepilogue()
         epilogue.x_zero_point = xZeroPoint
         epilogue.y_zero_point = yZeroPoint
         epilogue.clamp_min = 0
         epilogue.clamp_max = 255
+        if let residual {
+            let a = residual.add
+            (epilogue.add_ka, epilogue.add_kb, epilogue.add_za, epilogue.add_zb, epilogue.add_zy) = (a.ka, a.kb, a.za, a.zb, a.zy)
+            epilogue.residual_is_a = a.residualIsA ? 1 : 0
+            epilogue.residual_stride = outChannels
+            residual.tensor.withValues(UInt8.self) { rb in
+                epilogue.residual = rb.baseAddress
+                run(&geometry, x: x, into: y, epilogue: &epilogue)
+            }
+        } else {
+            run(&geometry, x: x, into: y, epilogue: &epilogue)
+        }
+    }
+
+    private func run(_ geometry: inout ck_conv_nhwc, x: Tensor, into y: Tensor, epilogue: inout ck_qepilogue) {
         x.withValues(UInt8.self) { xb in
             y.withMutableBytes { yb in
                 weights.withBytes { wb in
