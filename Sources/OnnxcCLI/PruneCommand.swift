@@ -221,7 +221,8 @@ enum PruningDriver {
                 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
                 text += String(format: "  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter)
                     + pad("\(millions(Double(g.parametersBefore))) → \(millions(Double(g.parametersAfter)))", 20)
-                    + pad("\(millions(g.flopsBefore)) → \(millions(g.flopsAfter))", 22) + layers + "\n"
+                    + pad("\(millions(g.flopsBefore)) → \(millions(g.flopsAfter))", 22) + layers
+                    + (g.blockSize > 1 ? " (a unit is a block of \(g.blockSize) channels, e.g. a head)" : "") + "\n"
                 if g.channelsAfter == g.channelsBefore, let why = g.reasons.first { text += "         kept: \(why)\n" }
             }
             text += "  \(pruned.count) of \(s.groups.count) groups pruned\n"
@@ -252,6 +253,7 @@ enum PruningDriver {
             ("groups", .array(s.groups.map { g in
                 .object([("layers", .array(g.layers.map(JSON.string))), ("members", .array(g.members.map(JSON.string))),
                          ("channels_before", .int(Int64(g.channelsBefore))), ("channels_after", .int(Int64(g.channelsAfter))),
+                         ("block_size", .int(Int64(g.blockSize))),
                          ("reasons", .array(g.reasons.map(JSON.string))),
                          ("params_before", .int(Int64(g.parametersBefore))), ("params_after", .int(Int64(g.parametersAfter))),
                          ("flops_before", .double(g.flopsBefore)), ("flops_after", .double(g.flopsAfter))])

@@ -189,6 +189,7 @@ enum PruningTesting {
         #expect(PruningTesting.dims(pruned, weightOf: "a") == [4, 3, 3, 3])
         let cut = try #require(summary.removedChannels.first { $0.layer == "b" })
         #expect(cut.inputs == [0, 1, 2, 3] || cut.inputs == [4, 5, 6, 7])
+        #expect(summary.groups.first { $0.layers == ["a"] }?.blockSize == 4)
         try PruningTesting.expectPrunedEqualsMasked(model, pruned, summary)
     }
 

@@ -70,6 +70,9 @@ public struct PruningGroup: Sendable {
     public var channelsAfter: Int
     /// Why some channels (or the whole group) stay.
     public var reasons: [String]
+    /// Channels of the group's layers per removable unit: 1, or e.g. 48 when a unit is one attention head of
+    /// a fused q/k/v projection (3 × 16 channels).
+    public var blockSize = 1
     /// Parameters and FLOPs of the member nodes (a layer between two groups counts in both).
     public var parametersBefore = 0
     public var parametersAfter = 0

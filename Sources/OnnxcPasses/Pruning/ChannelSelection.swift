@@ -105,9 +105,12 @@ enum ChannelSelection {
             var memberNodes = Set<Int>()
             for s in deps.sources where s.atoms.contains(where: { classSet.contains(deps.sets.find($0)) }) { memberNodes.insert(s.node) }
             for r in roots { memberNodes.insert(deps.roots[r].node) }
-            groups.append(PruningGroup(layers: roots.map { deps.roots[$0].name }, members: memberNodes.sorted().map { ModelCost.name(graph.nodes[$0]) },
-                                       channelsBefore: width, channelsAfter: width - cut,
-                                       reasons: cut == 0 && target > 0 && reasons.isEmpty ? ["the layer minimum leaves nothing to remove"] : reasons))
+            var group = PruningGroup(layers: roots.map { deps.roots[$0].name }, members: memberNodes.sorted().map { ModelCost.name(graph.nodes[$0]) },
+                                     channelsBefore: width, channelsAfter: width - cut,
+                                     reasons: cut == 0 && target > 0 && reasons.isEmpty ? ["the layer minimum leaves nothing to remove"] : reasons)
+            let atoms = roots.reduce(0) { $0 + deps.roots[$1].channels }
+            if width > 0, atoms % width == 0, roots.count == 1 { group.blockSize = atoms / width }
+            groups.append(group)
         }
         return Result(removed: removed, groups: groups)
     }
