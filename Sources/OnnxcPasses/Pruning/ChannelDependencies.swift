@@ -131,21 +131,22 @@ struct PruningGraphView {
 extension ChannelDependencies {
     /// Builds the dependency analysis over the main graph (nodes in topological order, shapes inferred).
     static func analyze(_ graph: Graph, excluded: Set<String>) -> ChannelDependencies {
-        let view = PruningGraphView(graph)
-        var deps = ChannelDependencies()
+        let r = RuleContext(view: PruningGraphView(graph))
         for (n, node) in graph.nodes.enumerated() {
-            let tracked = node.inputs.enumerated().compactMap { i, name in deps.maps[name].map { (i, $0) } }
+            let tracked = node.inputs.enumerated().compactMap { i, name in r.deps.maps[name].map { (i, $0) } }
             // Values a subgraph reads from this scope cannot be followed into it.
             if !node.subgraphs.isEmpty {
-                for (_, map) in tracked { deps.fixAll(map, "\(node.displayName) (\(node.opType)) reads them inside a subgraph") }
+                for (_, map) in tracked { r.deps.fixAll(map, "\(node.displayName) (\(node.opType)) reads them inside a subgraph") }
                 continue
             }
-            ChannelRules.propagate(node: node, index: n, tracked: tracked, view: view, excluded: excluded, into: &deps)
+            r.node = node
+            r.tracked = tracked
+            ChannelRules.propagate(node: node, index: n, tracked: tracked, view: r.view, excluded: excluded, r)
         }
         for output in graph.outputs {
-            if let map = deps.maps[output.name] { deps.fixAll(map, "they reach graph output \(output.name)") }
+            if let map = r.deps.maps[output.name] { r.deps.fixAll(map, "they reach graph output \(output.name)") }
         }
-        return deps
+        return r.deps
     }
 
     mutating func fixAll(_ map: ChannelMap, _ reason: String) {

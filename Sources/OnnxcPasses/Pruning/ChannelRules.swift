@@ -23,10 +23,9 @@ enum ChannelRules {
     /// Ops that read only a tensor's shape.
     static let shapeReaders: Set<String> = ["Shape", "Size"]
 
+    /// Applies `node`'s rule; `r` holds the analysis and this node's tracked inputs.
     static func propagate(node: Node, index n: Int, tracked: [(Int, ChannelMap)], view: PruningGraphView,
-                          excluded: Set<String>, into deps: inout ChannelDependencies) {
-        let r = RuleContext(node: node, tracked: tracked, view: view, deps: deps)
-        defer { deps = r.deps }
+                          excluded: Set<String>, _ r: RuleContext) {
         let block = r.block, emit = r.emit
         guard canonicalDomain(node.domain) == defaultDomain else {
             if !tracked.isEmpty { block("operator of domain \(node.domain) is not supported by channel pruning") }
@@ -436,20 +435,16 @@ enum ChannelRules {
     }
 }
 
-/// What a rule works with: the node, its tracked inputs, and the analysis so far (a reference, so `block` and
-/// `emit` can be handed around while the analysis changes).
+/// What a rule works with: the analysis so far, and the node at hand with its tracked inputs (a reference, so
+/// `block` and `emit` can be handed around while the analysis changes, and one instance serves the whole graph).
 final class RuleContext {
-    let node: Node
-    let tracked: [(Int, ChannelMap)]
     let view: PruningGraphView
-    var deps: ChannelDependencies
+    var deps = ChannelDependencies()
+    /// The node being analyzed and its inputs that carry channels (input slot, map).
+    var node = Node(opType: "", inputs: [], outputs: [])
+    var tracked: [(Int, ChannelMap)] = []
 
-    init(node: Node, tracked: [(Int, ChannelMap)], view: PruningGraphView, deps: ChannelDependencies) {
-        self.node = node
-        self.tracked = tracked
-        self.view = view
-        self.deps = deps
-    }
+    init(view: PruningGraphView) { self.view = view }
 
     /// The channels this node reads stay whole, for `why`.
     func block(_ why: String) {
