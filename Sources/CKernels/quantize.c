@@ -309,8 +309,71 @@ static void ck_transpose_u8_task(void *context, int task) {
     }
 }
 
+// Three planes to interleaved triples (an image's channels to channels-last, after the input's Quantize): the
+// tiled loop above writes every third byte, one at a time, on one thread (94 us for 3×224×224 per run of an int8
+// mobilenet_v2); this path shuffles 16 columns of each plane into 48 output bytes and splits the columns over the pool.
+#define CK_TU8_PLANE_CHUNK 8192
+
+typedef struct {
+    int cols, chunks;
+    const uint8_t *x;
+    uint8_t *y;
+    int avx2;
+} ck_interleave3_job;
+
+#ifdef CK_X86
+/// out[3k + p] = plane p[k] for k < count (a multiple of 16), by PSHUFB: 9 shuffles and 6 ORs per 48 bytes.
+CK_AVX2 static void ck_interleave3_avx2(const uint8_t *x0, const uint8_t *x1, const uint8_t *x2, uint8_t *out, int count) {
+    uint8_t masks[3][3][16];
+    for (int block = 0; block < 3; block++)
+        for (int plane = 0; plane < 3; plane++)
+            for (int i = 0; i < 16; i++) {
+                int position = block * 16 + i;
+                masks[block][plane][i] = position % 3 == plane ? (uint8_t)(position / 3) : 0x80;
+            }
+    __m128i m[3][3];
+    for (int block = 0; block < 3; block++)
+        for (int plane = 0; plane < 3; plane++) m[block][plane] = _mm_loadu_si128((const __m128i *)masks[block][plane]);
+    for (int k = 0; k < count; k += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(x0 + k)), b = _mm_loadu_si128((const __m128i *)(x1 + k));
+        __m128i c = _mm_loadu_si128((const __m128i *)(x2 + k));
+        for (int block = 0; block < 3; block++) {
+            __m128i v = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a, m[block][0]), _mm_shuffle_epi8(b, m[block][1])),
+                                     _mm_shuffle_epi8(c, m[block][2]));
+            _mm_storeu_si128((__m128i *)(out + 3 * k + 16 * block), v);
+        }
+    }
+}
+#endif
+
+static void ck_interleave3_task(void *context, int task) {
+    const ck_interleave3_job *j = context;
+    int b = task / j->chunks, c0 = (task % j->chunks) * CK_TU8_PLANE_CHUNK;
+    int c1 = c0 + CK_TU8_PLANE_CHUNK < j->cols ? c0 + CK_TU8_PLANE_CHUNK : j->cols;
+    const uint8_t *x = j->x + (size_t)b * 3 * j->cols;
+    uint8_t *y = j->y + (size_t)b * 3 * j->cols;
+    int c = c0;
+#ifdef CK_X86
+    if (j->avx2) {
+        int vector = (c1 - c0) / 16 * 16;
+        ck_interleave3_avx2(x + c0, x + j->cols + c0, x + 2 * (size_t)j->cols + c0, y + 3 * (size_t)c0, vector);
+        c += vector;
+    }
+#endif
+    for (; c < c1; c++) {
+        y[3 * (size_t)c] = x[c];
+        y[3 * (size_t)c + 1] = x[(size_t)j->cols + c];
+        y[3 * (size_t)c + 2] = x[2 * (size_t)j->cols + c];
+    }
+}
+
 void ck_transpose_batched_u8(int batch, int rows, int cols, const uint8_t *x, uint8_t *y) {
     if (batch <= 0 || rows <= 0 || cols <= 0) return;
+    if (rows == 3) {
+        ck_interleave3_job job = {cols, (cols + CK_TU8_PLANE_CHUNK - 1) / CK_TU8_PLANE_CHUNK, x, y, ck_isa_avx2(CK_ISA_AUTO)};
+        ck_parallel_for(batch * job.chunks, ck_interleave3_task, &job);
+        return;
+    }
     ck_transpose_u8_job job = {rows, cols, x, y, (rows + CK_TU8_BLOCK - 1) / CK_TU8_BLOCK};
     ck_parallel_for(batch * job.row_blocks, ck_transpose_u8_task, &job);
 }

@@ -111,6 +111,24 @@ import Testing
         #expect(y == expected)
     }
 
+    @Test func threePlaneByteTransposeOnEveryPath() {
+        // An image's three planes to interleaved triples: column counts around the 16-column vectors and the
+        // 8192-column tasks, two images, on the scalar and the AVX2 path.
+        for cols in [1, 15, 16, 17, 47, 8192, 8193 + 16 * 3 + 5] {
+            let batch = 2
+            let x: [UInt8] = (0..<(batch * 3 * cols)).map { UInt8(truncatingIfNeeded: $0 * 37 + $0 / 251) }
+            var expected = [UInt8](repeating: 0, count: x.count)
+            for b in 0..<batch { for r in 0..<3 { for c in 0..<cols { expected[b * 3 * cols + c * 3 + r] = x[b * 3 * cols + r * cols + c] } } }
+            for isa in [CK_ISA_SCALAR, CK_ISA_AVX2_FMA, CK_ISA_AUTO] {
+                _ = ck_set_isa(isa)
+                var y = [UInt8](repeating: 0, count: x.count)
+                ck_transpose_batched_u8(Int32(batch), 3, Int32(cols), x, &y)
+                #expect(y == expected, "cols \(cols), isa \(isa.rawValue)")
+            }
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+    }
+
     @Test func uint8MaxPoolEqualsTheFloatPool() {
         // 2 images, 7×6 pixels, 5 channels; 3×3 windows, stride 2, pad 1.
         var g = ck_pool_nhwc()
