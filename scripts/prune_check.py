@@ -3,7 +3,9 @@
 
     python3 scripts/prune_check.py --onnxc .build/release/onnxc [--ratio 0.3] [--round-to N] [--bench] [--models a.onnx ...]
 
-For each model (default: testdata/models/digits_cnn.onnx, testdata/exported/bert_tiny.onnx and, when exported
+For each model (default: testdata/models/digits_cnn.onnx, testdata/models/pruning_zoo.onnx (scripts/gen_pruning_zoo.py:
+BatchNorm, depthwise, squeeze-excitation, Split/Concat with a half used twice, ConvTranspose, Resize, Pad, a
+channel Slice, Flatten into Gemm), testdata/exported/bert_tiny.onnx and, when exported
 by scripts/export_torchvision.py, .cache/models/{resnet18,resnet50,mobilenet_v2,efficientnet_b0,yolo_tiny}.onnx):
 
 1. `onnxc prune MODEL --ratio R --json` (no calibration data, so no refit);
@@ -109,7 +111,8 @@ def main() -> None:
     parser.add_argument("--round-to", type=int, default=1, help="passed to onnxc prune")
     parser.add_argument("--models", nargs="*", type=Path)
     args = parser.parse_args()
-    models = args.models or [ROOT / "testdata/models/digits_cnn.onnx", ROOT / "testdata/exported/bert_tiny.onnx"] + \
+    models = args.models or [ROOT / "testdata/models/digits_cnn.onnx", ROOT / "testdata/models/pruning_zoo.onnx",
+                             ROOT / "testdata/exported/bert_tiny.onnx"] + \
         [ROOT / f".cache/models/{n}.onnx" for n in ("resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "yolo_tiny")]
     failed = False
     print("| model | params before | after | removed | groups pruned | max err (pruned vs masked) | output shapes |"
