@@ -48,6 +48,13 @@ struct AtomSets: Sendable {
     }
 
     mutating func fixedReason(_ a: Int) -> String? { fixedRoot[find(a)] }
+
+    /// `find` without path compression, for readers of a finished analysis.
+    func representative(_ a: Int) -> Int {
+        var root = a
+        while parent[root] != root { root = parent[root] }
+        return root
+    }
 }
 
 /// A layer whose output channels can be removed: a Conv/ConvTranspose with group 1, or a Gemm/MatMul with a
@@ -82,6 +89,17 @@ struct ChannelDependencies: Sendable {
     var touched: Set<Int> = []
     /// Layers the user excluded or the analysis could not take, with the reason (for the report).
     var notes: [(layer: String, reason: String)] = []
+
+    /// The positions of `name`'s channel axis that stay and that go when the sets in `removed` are cut; nil for a
+    /// tensor that carries no tracked channels.
+    func positions(of name: String, removed: Set<Int>) -> (kept: [Int], cut: [Int])? {
+        guard let map = maps[name] else { return nil }
+        var kept: [Int] = [], cut: [Int] = []
+        for (i, atom) in map.atoms.enumerated() {
+            if removed.contains(sets.representative(atom)) { cut.append(i) } else { kept.append(i) }
+        }
+        return (kept, cut)
+    }
 
     /// The root owning `atom`.
     func root(of atom: Int) -> Int? {
@@ -171,5 +189,14 @@ extension ChannelDependencies {
 
     mutating func unite(_ a: [Int], _ b: [Int]) {
         for (x, y) in zip(a, b) { sets.union(x, y) }
+    }
+}
+
+extension Graph {
+    /// Drops initializers nothing reads any more (the weights a rewrite replaced); graph inputs' defaults stay.
+    mutating func dropUnusedInitializers() {
+        let index = GraphIndex(self)
+        let inputs = Set(self.inputs.map(\.name))
+        initializers.removeAll { !inputs.contains($0.name) && index.isUnused($0.name) }
     }
 }

@@ -114,9 +114,9 @@ public enum ChannelPruning {
         var summary = PruningSummary()
         summary.groups = selection.groups
         summary.unpruned = deps.notes
-        summary.removedChannels = removedPositions(inferred.graph, deps: &deps, removed: selection.removed)
+        summary.removedChannels = removedPositions(inferred.graph, deps: deps, removed: selection.removed)
         var pruned = inferred
-        pruned.graph = PrunedGraphRewrite.apply(inferred.graph, deps: &deps, removed: selection.removed,
+        pruned.graph = PrunedGraphRewrite.apply(inferred.graph, deps: deps, removed: selection.removed,
                                                 opset: model.opsetVersion(for: defaultDomain) ?? 21)
         if !calibration.isEmpty, !selection.removed.isEmpty {
             let (refitted, names) = try Reconstruction.refit(original: inferred, pruned: pruned, deps: deps,
@@ -145,12 +145,9 @@ public enum ChannelPruning {
 }
 
 extension ChannelPruning {
-    static func removedPositions(_ graph: Graph, deps: inout ChannelDependencies, removed: Set<Int>) -> [(layer: String, inputs: [Int], outputs: [Int])] {
+    static func removedPositions(_ graph: Graph, deps: ChannelDependencies, removed: Set<Int>) -> [(layer: String, inputs: [Int], outputs: [Int])] {
         guard !removed.isEmpty else { return [] }
-        func cut(_ name: String) -> [Int] {
-            guard let map = deps.maps[name] else { return [] }
-            return map.atoms.indices.filter { removed.contains(deps.sets.find(map.atoms[$0])) }
-        }
+        func cut(_ name: String) -> [Int] { deps.positions(of: name, removed: removed)?.cut ?? [] }
         var result: [(layer: String, inputs: [Int], outputs: [Int])] = []
         let weights = Set(graph.initializers.map(\.name))
         for node in graph.nodes where ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains(node.opType)

@@ -78,9 +78,7 @@ public enum LowRankFactorization {
             summary.factored.append(.init(layer: name, rank: rank, fullRank: min(k, n)))
         }
         result.graph.nodes = nodes
-        let index = GraphIndex(result.graph)
-        let inputs = Set(result.graph.inputs.map(\.name))
-        result.graph.initializers.removeAll { !inputs.contains($0.name) && index.isUnused($0.name) }
+        result.graph.dropUnusedInitializers()
         summary.parametersAfter = result.graph.initializers.filter { $0.dtype.isFloatingPoint }.reduce(0) { $0 + $1.data.elementCount }
         return (result, summary)
     }

@@ -6,17 +6,15 @@ import OnnxcIR
 /// ops, depthwise `group`, Split sizes, Slice bounds, Reshape targets and Resize sizes. Changed constants get
 /// fresh names (a weight may be shared with a node that keeps its channels); the old ones go when unused.
 enum PrunedGraphRewrite {
-    static func apply(_ graph: Graph, deps: inout ChannelDependencies, removed: Set<Int>, opset: Int64) -> Graph {
+    static func apply(_ graph: Graph, deps: ChannelDependencies, removed: Set<Int>, opset: Int64) -> Graph {
         guard !removed.isEmpty else { return graph }
         var result = graph
         let view = PruningGraphView(graph)
         var taken = FusionSupport.takenNames(graph)
-        var sets = deps.sets
         var keptCache: [String: [Int]] = [:]
         func kept(_ name: String) -> [Int]? {
-            guard let map = deps.maps[name] else { return nil }
             if let k = keptCache[name] { return k }
-            let k = map.atoms.indices.filter { !removed.contains(sets.find(map.atoms[$0])) }
+            guard let k = deps.positions(of: name, removed: removed)?.kept else { return nil }
             keptCache[name] = k
             return k
         }
@@ -131,12 +129,9 @@ enum PrunedGraphRewrite {
                 }
             }
         }
-        deps.sets = sets
         // Shapes of cut tensors are stale; shape inference recomputes them.
         result.valueInfo.removeAll { deps.maps[$0.name] != nil }
-        let index = GraphIndex(result)
-        let inputs = Set(result.inputs.map(\.name))
-        result.initializers.removeAll { !inputs.contains($0.name) && index.isUnused($0.name) }
+        result.dropUnusedInitializers()
         return result
     }
 }

@@ -39,11 +39,7 @@ enum Reconstruction {
 
     static func refit(original: Model, pruned: Model, deps: ChannelDependencies, removed: Set<Int>, batches: [[String: Value]],
                       progress: (Int, Int) -> Void) throws -> (Model, [String]) {
-        var sets = deps.sets
-        func kept(_ name: String, count: Int) -> [Int] {
-            guard let map = deps.maps[name] else { return Array(0..<count) }
-            return map.atoms.indices.filter { !removed.contains(sets.find(map.atoms[$0])) }
-        }
+        func kept(_ name: String, count: Int) -> [Int] { deps.positions(of: name, removed: removed)?.kept ?? Array(0..<count) }
         let graph = original.graph
         let view = PruningGraphView(graph)
         var layers: [Layer] = []
@@ -130,9 +126,7 @@ enum Reconstruction {
             refitted.append(node.name.isEmpty ? node.displayName : node.name)
             layers[i].rows = []
         }
-        let index = GraphIndex(result.graph)
-        let inputs = Set(result.graph.inputs.map(\.name))
-        result.graph.initializers.removeAll { !inputs.contains($0.name) && index.isUnused($0.name) }
+        result.graph.dropUnusedInitializers()
         return (result, refitted)
     }
 
