@@ -159,7 +159,7 @@ extension ChannelDependencies {
             }
             r.node = node
             r.tracked = tracked
-            ChannelRules.propagate(node: node, index: n, tracked: tracked, view: r.view, excluded: excluded, r)
+            ChannelRules.propagate(index: n, excluded: excluded, r)
         }
         for output in graph.outputs {
             if let map = r.deps.maps[output.name] { r.deps.fixAll(map, "they reach graph output \(output.name)") }

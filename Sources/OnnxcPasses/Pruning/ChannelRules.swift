@@ -23,9 +23,9 @@ enum ChannelRules {
     /// Ops that read only a tensor's shape.
     static let shapeReaders: Set<String> = ["Shape", "Size"]
 
-    /// Applies `node`'s rule; `r` holds the analysis and this node's tracked inputs.
-    static func propagate(node: Node, index n: Int, tracked: [(Int, ChannelMap)], view: PruningGraphView,
-                          excluded: Set<String>, _ r: RuleContext) {
+    /// Applies the rule of `r.node` (graph index `n`) to its tracked inputs `r.tracked`.
+    static func propagate(index n: Int, excluded: Set<String>, _ r: RuleContext) {
+        let node = r.node, tracked = r.tracked, view = r.view
         let block = r.block, emit = r.emit
         guard canonicalDomain(node.domain) == defaultDomain else {
             if !tracked.isEmpty { block("operator of domain \(node.domain) is not supported by channel pruning") }
