@@ -80,7 +80,22 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
-        .executableTarget(name: "onnxc", dependencies: ["OnnxcCLI"], swiftSettings: strictSwift),
+        // Release builds link the Swift runtime and Foundation statically: dynamically linked, every process start
+        // spends ~4 ms binding symbols into libFoundation/libswiftCore, half of `onnxc run` on a small model. The
+        // modules were compiled against the shared SDK, so Foundation's static dependencies are named here. Debug
+        // builds stay dynamic: the settings reach the test runner that links this target, and XCTest is shared-only.
+        .executableTarget(
+            name: "onnxc",
+            dependencies: ["OnnxcCLI"],
+            swiftSettings: strictSwift,
+            linkerSettings: [
+                .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
+                .linkedLibrary("CoreFoundation", .when(configuration: .release)),
+                .linkedLibrary("_FoundationCShims", .when(configuration: .release)),
+                .linkedLibrary("_FoundationCollections", .when(configuration: .release)),
+                .linkedLibrary("_FoundationICU", .when(configuration: .release)),
+            ]
+        ),
 
         // Test support: fixture paths, golden-file comparison, small model builders.
         .target(

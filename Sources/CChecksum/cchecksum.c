@@ -8,6 +8,7 @@
 #include "cchecksum.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
@@ -347,4 +348,37 @@ uint32_t cc_crc32c_parallel(uint32_t crc, const void *data, size_t count, int ma
         result = cc_crc32c_combine(result, pieces[i].crc, pieces[i].count);
     }
     return result;
+}
+
+struct cc_crc32c_job {
+    const void *data;
+    size_t count;
+    int max_threads;
+    uint32_t crc;
+    int started;
+    pthread_t thread;
+};
+
+static void *cc_job_run(void *argument) {
+    cc_crc32c_job *job = argument;
+    job->crc = cc_crc32c_parallel(0, job->data, job->count, job->max_threads);
+    return NULL;
+}
+
+cc_crc32c_job *cc_crc32c_start(const void *data, size_t count, int max_threads) {
+    cc_crc32c_job *job = calloc(1, sizeof *job);
+    if (job == NULL) return NULL;
+    job->data = data;
+    job->count = count;
+    job->max_threads = max_threads;
+    job->started = pthread_create(&job->thread, NULL, cc_job_run, job) == 0;
+    if (!job->started) cc_job_run(job);
+    return job;
+}
+
+uint32_t cc_crc32c_finish(cc_crc32c_job *job) {
+    if (job->started) pthread_join(job->thread, NULL);
+    uint32_t crc = job->crc;
+    free(job);
+    return crc;
 }

@@ -6,19 +6,15 @@ import OnnxcRuntime
 enum CompiledFile {
     /// Maps, validates and prepares a compiled model (constants stay in the mapped file).
     static func load(_ path: String) throws(CommandFailure) -> CompiledModel {
-        let program: Program
         do {
-            program = try OXCReader.read(path: path)
-        } catch .file(let fileError) {
+            return try CompiledModel(contentsOf: path)
+        } catch {
+            switch error {
             // The file error already names the path; don't say it twice.
-            throw CommandFailure(file: nil, fileError)
-        } catch {
-            throw CommandFailure(file: path, error)
-        }
-        do {
-            return try CompiledModel(program: program)
-        } catch {
-            throw CommandFailure(file: path, error)
+            case .file(.file(let fileError)): throw CommandFailure(file: nil, fileError)
+            case .file(let formatError): throw CommandFailure(file: path, formatError)
+            case .program(let runtimeError): throw CommandFailure(file: path, runtimeError)
+            }
         }
     }
 

@@ -118,7 +118,7 @@ enum OutputFiles {
     static func emit(_ results: [String: Value], graph: RuntimeGraph, outputDir: String?) throws(CommandFailure) {
         if let outputDir {
             do {
-                try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+                try Directory.create(outputDir)
             } catch {
                 throw CommandFailure(file: outputDir, what: "cannot create the output folder", hint: "check the path and its permissions")
             }
@@ -134,7 +134,8 @@ enum OutputFiles {
                 do {
                     let writer = try AtomicFileWriter(path: path)
                     try NPY.write(tensor) { (bytes) throws(FileError) in try writer.write(bytes) }.get()
-                    try writer.commit()
+                    // Outputs are results to read back, not artifacts to keep through a power loss.
+                    try writer.commit(durable: false)
                 } catch let error as FileError {
                     throw CommandFailure(file: nil, error)
                 } catch {

@@ -65,6 +65,27 @@ public enum FileDescriptor {
     }
 }
 
+/// Folders for outputs, made with mkdir(2): FileManager's first use costs a fresh process ~0.3 ms.
+public enum Directory {
+    /// Creates `path` and any missing parents (`mkdir -p`); an existing folder is fine.
+    public static func create(_ path: String) throws(FileError) {
+        let bytes = Array(path.utf8)
+        let slash = UInt8(ascii: "/")
+        // Every prefix that ends before a slash, then the whole path; existing ones answer EEXIST.
+        let ends = bytes.indices.filter { $0 > 0 && bytes[$0] == slash } + [bytes.count]
+        for end in ends where end > 0 {
+            let prefix = String(decoding: bytes[..<end], as: UTF8.self)
+            guard mkdir(prefix, 0o755) == 0 || errno == EEXIST else {
+                throw .cannotWrite(path: path, reason: FileError.systemReason())
+            }
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw .cannotWrite(path: path, reason: "it exists and is not a folder")
+        }
+    }
+}
+
 /// Writes a file atomically: into a temporary sibling first, then `rename`, so a failure or a crash never
 /// leaves a half-written output under the final name.
 public final class AtomicFileWriter {
@@ -99,10 +120,15 @@ public final class AtomicFileWriter {
         try write(ByteSlice(copying: [UInt8](repeating: 0, count: count)))
     }
 
-    /// Flushes, closes and renames into place. Without a commit, `deinit` removes the temporary file.
-    public func commit() throws(FileError) {
+    /// Closes and renames into place; `durable` flushes to the disk first, so that the file survives a power loss
+    /// too (artifacts: models). Without it the rename still never exposes a partial file, and a small output costs
+    /// no journal commit (~1 ms: as long as `onnxc run` of a small model). Without a commit, `deinit` removes the
+    /// temporary file.
+    public func commit(durable: Bool = true) throws(FileError) {
         guard !committed, fd >= 0 else { return }
-        guard fsync(fd) == 0 || errno == EINVAL else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+        if durable {
+            guard fsync(fd) == 0 || errno == EINVAL else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }
+        }
         let closed = close(fd)
         fd = -1
         guard closed == 0 else { throw .cannotWrite(path: path, reason: FileError.systemReason()) }

@@ -55,7 +55,9 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible {
 /// Overflow-checked arithmetic on untrusted sizes: every size read from a file goes through here before it
 /// decides an allocation, so a hostile dim becomes an error, never a trap.
 public enum CheckedSize {
-    /// The element count of `dims`, or nil when a dim is negative or the product overflows `Int`.
+    /// The element count of `dims`, or nil when a dim is negative or the product overflows `Int`. Inlinable, so
+    /// callers get it specialized: unspecialized, its iterator's metadata costs a conformance scan at first use.
+    @inlinable
     public static func elementCount<S: Sequence>(_ dims: S) -> Int? where S.Element == Int64 {
         var count = 1
         for dim in dims {

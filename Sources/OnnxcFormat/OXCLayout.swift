@@ -122,7 +122,17 @@ public enum ConstantLayoutCode {
     /// parameters…]. The reader widens it at load (exactly: every float16 is a float32), then reads the inner layout.
     public static let halfPrecision: UInt32 = 7
 
-    /// Parameter count of each known packed code (halfPrecision: 1 + its inner code's).
-    static let parameterCounts: [UInt32: Int] = [packedGEMMBPanels: 3, packedConvWeights: 5, packedNHWCConvWeights: 6,
-                                                 packedNHWCDepthwiseWeights: 5, packedQuantizedNHWCWeights: 5, packedQuantizedDepthwiseWeights: 4]
+    /// Parameter count of each known packed code, nil for others (halfPrecision: 1 + its inner code's). A switch,
+    /// not a dictionary: a `[UInt32: Int]` costs a fresh process a scan of every conformance record at load.
+    static func parameterCount(_ code: UInt32) -> Int? {
+        switch code {
+        case packedGEMMBPanels: 3
+        case packedConvWeights: 5
+        case packedNHWCConvWeights: 6
+        case packedNHWCDepthwiseWeights: 5
+        case packedQuantizedNHWCWeights: 5
+        case packedQuantizedDepthwiseWeights: 4
+        default: nil
+        }
+    }
 }

@@ -1,4 +1,5 @@
 public import OnnxcCore
+internal import CChecksum
 
 /// Reads a `.oxc` file (schemas/oxc-format.md) into a `Program`.
 ///
@@ -28,15 +29,86 @@ public enum OXCReader {
     /// Reads a program from `storage`. When the storage does not start at a 64-byte boundary (mapped files
     /// and `ByteStorage(copying:)` always do), it is copied once so that constants stay aligned in memory.
     public static func read(_ storage: ByteStorage, options: Options = Options()) throws(FormatError) -> Program {
+        try decode(storage, options: options, deferringConstantsCheck: false).program
+    }
+
+    /// `read`, except that the constants section's CRC32C runs on other threads while the caller goes on (a loader
+    /// builds its plan meanwhile, ~1 ms of resnet50's 5 ms load): nothing may run the program before
+    /// `check.verify()` has returned, and a caller whose own work failed should still ask `verify()` first, so that
+    /// a corrupted file is reported as such rather than by whatever its garbage made fail.
+    public static func open(path: String) throws(FormatError) -> (program: Program, check: ConstantsCheck) {
+        let storage: ByteStorage
+        do { storage = try MappedFile.map(path: path) } catch { throw .file(error) }
+        return try open(storage)
+    }
+
+    public static func open(_ storage: ByteStorage) throws(FormatError) -> (program: Program, check: ConstantsCheck) {
+        let (program, check) = try decode(storage, options: Options(), deferringConstantsCheck: true)
+        return (program, check ?? ConstantsCheck())
+    }
+
+    private static func decode(_ storage: ByteStorage, options: Options,
+                               deferringConstantsCheck: Bool) throws(FormatError) -> (program: Program, check: ConstantsCheck?) {
         var storage = storage
         if let base = storage.baseAddress, Int(bitPattern: base) % OXCFormat.constantAlignment != 0 {
             storage = storage.withUnsafeBytes { ByteStorage(copying: $0) }
         }
         let file = storage
-        return try file.withUnsafeBytes { (raw) throws(FormatError) -> Program in
+        return try file.withUnsafeBytes { (raw) throws(FormatError) -> (program: Program, check: ConstantsCheck?) in
             var decoder = try Decoder(storage: file, raw: raw, options: options)
-            return try decoder.decode()
+            decoder.deferConstantsCheck = deferringConstantsCheck
+            do throws(FormatError) {
+                return (try decoder.decode(), decoder.constantsCheck)
+            } catch {
+                try decoder.constantsCheck?.verify()
+                throw error
+            }
         }
+    }
+}
+
+/// The constants section's CRC32C while it is computed on other threads (`OXCReader.open`). Holds the file's
+/// bytes until the check has finished, so dropping a program early cannot unmap what the check reads.
+public final class ConstantsCheck {
+    /// Smaller sections are checked at once: starting a thread costs more than the overlap saves.
+    static let minimumBytes = 1 << 20
+
+    private var job: OpaquePointer?
+    private var failure: FormatError?
+    private let storage: ByteStorage?
+    private let expected: UInt32
+    private let location: FormatLocation
+
+    /// A check with nothing left to do.
+    init() {
+        storage = nil
+        expected = 0
+        location = FormatLocation(section: "constants", byteOffset: 0)
+    }
+
+    init(storage: ByteStorage, bytes: UnsafeRawBufferPointer, expected: UInt32, location: FormatLocation) {
+        self.storage = storage
+        self.expected = expected
+        self.location = location
+        job = bytes.baseAddress.flatMap { cc_crc32c_start($0, bytes.count, 0) }
+        if job == nil { failure = Self.mismatch(expected: expected, computed: CRC32C.checksum(bytes, maxThreads: nil), location) }
+    }
+
+    /// Waits for the checksum; throws `checksumMismatch` when the constants are not the bytes that were written.
+    public func verify() throws(FormatError) {
+        if let job {
+            self.job = nil
+            failure = Self.mismatch(expected: expected, computed: cc_crc32c_finish(job), location)
+        }
+        if let failure { throw failure }
+    }
+
+    private static func mismatch(expected: UInt32, computed: UInt32, _ location: FormatLocation) -> FormatError? {
+        computed == expected ? nil : .checksumMismatch(location, stored: expected, computed: computed)
+    }
+
+    deinit {
+        if let job { _ = cc_crc32c_finish(job) }
     }
 }
 
@@ -156,6 +228,9 @@ struct Decoder {
     private var strings: [String] = []
     private var arenaBytes = 0
     private var tensorCount = 0
+    /// Start the constants' check on other threads instead of waiting for it (`OXCReader.open`).
+    var deferConstantsCheck = false
+    private(set) var constantsCheck: ConstantsCheck?
 
     init(storage: ByteStorage, raw: UnsafeRawBufferPointer, options: OXCReader.Options) throws(FormatError) {
         guard raw.count >= OXCFormat.magic.count, let base = raw.baseAddress,
@@ -286,6 +361,11 @@ struct Decoder {
                                                 reason: "the constants section does not start at a multiple of \(OXCFormat.constantAlignment)")
                 }
                 if !options.verifyConstantsChecksum { continue }
+                if deferConstantsCheck, entry.size >= ConstantsCheck.minimumBytes {
+                    constantsCheck = ConstantsCheck(storage: storage, bytes: UnsafeRawBufferPointer(start: base + entry.offset, count: entry.size),
+                                                    expected: entry.crc, location: FormatLocation(section: kind.name, byteOffset: entry.offset))
+                    continue
+                }
             }
             try verify(entry, name: kind.name)
         }
@@ -462,12 +542,12 @@ struct Decoder {
                 layout = .plain
             } else if layoutCode == ConstantLayoutCode.halfPrecision {
                 guard let inner = parameters.first, inner >= 0, inner <= Int64(UInt32.max), UInt32(inner) != ConstantLayoutCode.halfPrecision,
-                      parameters.count - 1 == (UInt32(inner) == ConstantLayoutCode.plain ? 0 : ConstantLayoutCode.parameterCounts[UInt32(inner)] ?? -1),
+                      parameters.count - 1 == (UInt32(inner) == ConstantLayoutCode.plain ? 0 : ConstantLayoutCode.parameterCount(UInt32(inner)) ?? -1),
                       dataDType == .float16 else {
                     throw r.malformed("float16 layout of constant '\(name)' has an unknown inner layout or \(parameters.count) parameters", at: layoutAt)
                 }
                 layout = .packed(code: layoutCode, parameters: parameters)
-            } else if let expected = ConstantLayoutCode.parameterCounts[layoutCode] {
+            } else if let expected = ConstantLayoutCode.parameterCount(layoutCode) {
                 guard parameters.count == expected else {
                     throw r.malformed("layout \(layoutCode) of constant '\(name)' has \(parameters.count) parameters, not \(expected)", at: layoutAt)
                 }

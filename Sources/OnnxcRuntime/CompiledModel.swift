@@ -1,4 +1,4 @@
-import OnnxcCore
+public import OnnxcCore
 internal import CKernels
 public import OnnxcFormat
 import Synchronization
@@ -15,11 +15,47 @@ public final class CompiledModel: Sendable {
     /// new arena each time.
     private let idle = Mutex<[CompiledExecutor]>([])
 
-    public init(program: Program) throws(RuntimeError) {
+    public convenience init(program: Program) throws(RuntimeError) {
+        let (graph, plan) = try ExecutionPlan.build(program)
+        self.init(program: program, graph: graph, plan: plan)
+    }
+
+    private init(program: Program, graph: RuntimeGraph, plan: ExecutionPlan) {
         self.program = program
-        graph = try ProgramLoader(program: program).graph(0)
-        _ = try Executor(graph: graph)  // every op, in every subgraph, has a kernel: all missing ones in one error
-        plan = try ExecutionPlan(program: program, graph: graph)
+        self.graph = graph
+        self.plan = plan
+    }
+
+    /// Why a `.oxc` file did not load: the file itself (unreadable, malformed, corrupted), or a program this
+    /// runtime cannot run.
+    public enum LoadError: Error, Sendable, UserFacingError {
+        case file(FormatError)
+        case program(RuntimeError)
+
+        private var underlying: any UserFacingError {
+            switch self {
+            case .file(let error): error
+            case .program(let error): error
+            }
+        }
+
+        public var what: String { underlying.what }
+        public var location: String? { underlying.location }
+        public var hint: String? { underlying.hint }
+    }
+
+    /// Maps and loads a `.oxc` file. The weights' checksum runs on other threads while the plan is built; the
+    /// model is returned only once it has passed, and a corrupted file is reported as such even when the plan
+    /// failed first on its garbage.
+    public convenience init(contentsOf path: String) throws(LoadError) {
+        let opened: (program: Program, check: ConstantsCheck)
+        do { opened = try OXCReader.open(path: path) } catch { throw .file(error) }
+        let built = Result { () throws(RuntimeError) in try ExecutionPlan.build(opened.program) }
+        do { try opened.check.verify() } catch { throw .file(error) }
+        switch built {
+        case .success(let (graph, plan)): self.init(program: opened.program, graph: graph, plan: plan)
+        case .failure(let error): throw .program(error)
+        }
     }
 
     /// Prepares for the first run: an executor (arena allocated) for `run` to take, and the kernels' workers

@@ -103,9 +103,9 @@ enum LastError {
     }
 }
 
-private func load(_ read: () throws -> Program) -> OpaquePointer? {
+private func load(_ compiled: () throws -> CompiledModel) -> OpaquePointer? {
     do {
-        let model = APIModel(try CompiledModel(program: try read()))
+        let model = APIModel(try compiled())
         LastError.clear()
         return OpaquePointer(Unmanaged.passRetained(model).toOpaque())
     } catch {
@@ -128,7 +128,8 @@ public func onnxc_model_load(_ path: UnsafePointer<CChar>?) -> OpaquePointer? {
         LastError.set("onnxc_model_load: path is NULL")
         return nil
     }
-    return load { try OXCReader.read(path: String(cString: path)) }
+    let file = String(cString: path)
+    return load { try CompiledModel(contentsOf: file) }
 }
 
 @_cdecl("onnxc_model_load_bytes")
@@ -141,7 +142,7 @@ public func onnxc_model_load_bytes(_ bytes: UnsafeRawPointer?, _ size: Int) -> O
     let memory = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
     memory.copyMemory(from: bytes, byteCount: size)
     let storage = ByteStorage(base: UnsafeRawPointer(memory), count: size, owner: nil, release: { memory.deallocate() })
-    return load { try OXCReader.read(storage) }
+    return load { try CompiledModel(program: try OXCReader.read(storage)) }
 }
 
 @_cdecl("onnxc_model_free")

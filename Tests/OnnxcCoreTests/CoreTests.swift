@@ -129,6 +129,27 @@ import Testing
         try writer.commit()
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([1, 2, 3, 0, 0]))
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["out.bin"])
+        // Not durable (no fsync): the same rename, so the same all-or-nothing file.
+        let quick = try AtomicFileWriter(path: path)
+        try quick.write(ByteSlice(copying: [9]))
+        try quick.commit(durable: false)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data([9]))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["out.bin"])
+    }
+
+    @Test func directoryCreateMakesParentsAndAcceptsExistingFolders() throws {
+        let directory = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let nested = directory.path + "/a//b/./c/"
+        try Directory.create(nested)
+        try Directory.create(nested)
+        try Directory.create(directory.path + "/a")
+        var isFolder: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: directory.path + "/a/b/c", isDirectory: &isFolder) && isFolder.boolValue)
+        let file = directory.path + "/a/file"
+        #expect(FileManager.default.createFile(atPath: file, contents: Data([1])))
+        #expect(throws: FileError.self) { try Directory.create(file) }
+        #expect(throws: FileError.self) { try Directory.create(file + "/below") }
     }
 }
 

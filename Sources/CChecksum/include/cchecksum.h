@@ -49,6 +49,14 @@ uint32_t cc_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t count_b);
 /// microseconds to start. If a thread cannot be started, its piece is computed on the calling thread.
 uint32_t cc_crc32c_parallel(uint32_t crc, const void *data, size_t count, int max_threads);
 
+/// A checksum computed on a thread of its own (cc_crc32c_parallel's, from 0) while the caller goes on: a loader
+/// checks the weights while it builds its plan. The bytes must stay valid until cc_crc32c_finish, which waits for
+/// the result and frees the job; every started job must be finished. NULL only when memory ran out. If the thread
+/// cannot be started, the checksum is computed before cc_crc32c_start returns.
+typedef struct cc_crc32c_job cc_crc32c_job;
+cc_crc32c_job *cc_crc32c_start(const void *data, size_t count, int max_threads);
+uint32_t cc_crc32c_finish(cc_crc32c_job *job);
+
 /// Bytes each thread of cc_crc32c_parallel gets at least: 4 MiB takes ~0.13 ms on the AVX-512 path from memory,
 /// several times what starting and joining a thread costs, so splitting does not lose even when the other core is busy.
 #define CC_CRC32C_PARALLEL_MIN_BYTES ((size_t)4 << 20)
