@@ -4,6 +4,7 @@
 #include "ck_quant.h"
 #include "include/ck_quantize.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,19 @@ CK_AVX2 static size_t ck_dequantize_u8_avx2(size_t n, const uint8_t *x, float sc
 }
 #endif
 
-void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
+/// Elements per pool task of QuantizeLinear: its IEEE division makes 16 K elements ≈ 4 µs, so an image input
+/// (150 K) spreads over every thread instead of taking 35 µs on one.
+#define CK_QUANTIZE_CHUNK ((size_t)1 << 14)
+
+typedef struct {
+    size_t n;
+    const void *x;
+    void *y;
+    float scale;
+    int zero_point;
+} ck_map_job;
+
+static void ck_quantize_span(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
     size_t i = 0;
 #ifdef CK_X86
     if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_quantize_u8_avx2(n, x, scale, zero_point, y);
@@ -58,12 +71,44 @@ void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8
     for (; i < n; i++) y[i] = ck_quantize_one(x[i], scale, zero_point);
 }
 
-void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
+static void ck_dequantize_span(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
     size_t i = 0;
 #ifdef CK_X86
     if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_u8_avx2(n, x, scale, zero_point, y);
 #endif
     for (; i < n; i++) y[i] = (float)((int)x[i] - zero_point) * scale;
+}
+
+static void ck_quantize_task(void *context, int task) {
+    const ck_map_job *j = context;
+    size_t i0 = (size_t)task * CK_QUANTIZE_CHUNK, count = j->n - i0 < CK_QUANTIZE_CHUNK ? j->n - i0 : CK_QUANTIZE_CHUNK;
+    ck_quantize_span(count, (const float *)j->x + i0, j->scale, j->zero_point, (uint8_t *)j->y + i0);
+}
+
+static void ck_dequantize_task(void *context, int task) {
+    const ck_map_job *j = context;
+    size_t i0 = (size_t)task * CK_QADD_CHUNK, count = j->n - i0 < CK_QADD_CHUNK ? j->n - i0 : CK_QADD_CHUNK;
+    ck_dequantize_span(count, (const uint8_t *)j->x + i0, j->scale, j->zero_point, (float *)j->y + i0);
+}
+
+void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
+    size_t tasks = (n + CK_QUANTIZE_CHUNK - 1) / CK_QUANTIZE_CHUNK;
+    if (tasks <= 1 || tasks > INT_MAX) {
+        ck_quantize_span(n, x, scale, zero_point, y);
+        return;
+    }
+    ck_map_job job = {n, x, y, scale, zero_point};
+    ck_parallel_for((int)tasks, ck_quantize_task, &job);
+}
+
+void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
+    size_t tasks = (n + CK_QADD_CHUNK - 1) / CK_QADD_CHUNK;
+    if (tasks <= 1 || tasks > INT_MAX) {
+        ck_dequantize_span(n, x, scale, zero_point, y);
+        return;
+    }
+    ck_map_job job = {n, x, y, scale, zero_point};
+    ck_parallel_for((int)tasks, ck_dequantize_task, &job);
 }
 
 typedef struct {

@@ -122,9 +122,28 @@ public struct QuantizedLowering: Pass {
 
         for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcGlobalAveragePool" {
             // After the layout stage: the channel means of a quantized tensor, on the integers.
-            guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
-            patch.replace(n, with: [Node(name: node.name, opType: "NhwcQGlobalAveragePool", domain: RuntimeOps.domain,
-                                         inputs: [x.q, x.scale, x.zero, y.scale, y.zero], outputs: [y.q])])
+            guard let x = activation(node.inputs[0]), let out = node.outputs.first else { continue }
+            func pool(into output: String, _ y: Grid) -> Node {
+                Node(name: node.name, opType: "NhwcQGlobalAveragePool", domain: RuntimeOps.domain,
+                     inputs: [x.q, x.scale, x.zero, y.scale, y.zero], outputs: [output])
+            }
+            if let (q, y) = requantizer(out), free([n, q]) {
+                patch.replace(n, with: [pool(into: y.q, y)])
+                patch.remove(q)
+                continue
+            }
+            // The layout stage's Reshape back to [N, C, 1, 1] between the pool and its Q (a classifier head): the pool
+            // moves onto the integers and the Reshape carries its bytes (mobilenet_v2: DQ of 62,720 values, a float
+            // pool and a Q become one uint8 pool).
+            guard let (r, slot) = FusionSupport.soleConsumer(of: out, index), slot == 0, graph.nodes[r].opType == "Reshape",
+                  graph.nodes[r].domain.isEmpty, let reshaped = graph.nodes[r].outputs.first, let (q, y) = requantizer(reshaped),
+                  free([n, r, q]) else { continue }
+            let pooled = FusionSupport.freshName(out + "_quantized", &taken)
+            var reshape = graph.nodes[r]
+            reshape.inputs[0] = pooled
+            reshape.outputs = [y.q]
+            patch.replace(n, with: [pool(into: pooled, y)])
+            patch.replace(r, with: [reshape])
             patch.remove(q)
         }
         for (n, node) in graph.nodes.enumerated() where node.domain.isEmpty && patch.replacements[n] == nil {
