@@ -56,59 +56,52 @@ CK_AVX2 static size_t ck_dequantize_u8_avx2(size_t n, const uint8_t *x, float sc
 #define CK_QUANTIZE_CHUNK ((size_t)1 << 14)
 
 typedef struct {
-    size_t n;
+    size_t n, chunk;
     const void *x;
     void *y;
     float scale;
     int zero_point;
 } ck_map_job;
 
-static void ck_quantize_span(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
-    size_t i = 0;
-#ifdef CK_X86
-    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_quantize_u8_avx2(n, x, scale, zero_point, y);
-#endif
-    for (; i < n; i++) y[i] = ck_quantize_one(x[i], scale, zero_point);
-}
-
-static void ck_dequantize_span(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
-    size_t i = 0;
-#ifdef CK_X86
-    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_u8_avx2(n, x, scale, zero_point, y);
-#endif
-    for (; i < n; i++) y[i] = (float)((int)x[i] - zero_point) * scale;
-}
-
 static void ck_quantize_task(void *context, int task) {
     const ck_map_job *j = context;
-    size_t i0 = (size_t)task * CK_QUANTIZE_CHUNK, count = j->n - i0 < CK_QUANTIZE_CHUNK ? j->n - i0 : CK_QUANTIZE_CHUNK;
-    ck_quantize_span(count, (const float *)j->x + i0, j->scale, j->zero_point, (uint8_t *)j->y + i0);
+    size_t i0 = (size_t)task * j->chunk, n = j->n - i0 < j->chunk ? j->n - i0 : j->chunk, i = 0;
+    const float *x = (const float *)j->x + i0;
+    uint8_t *y = (uint8_t *)j->y + i0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_quantize_u8_avx2(n, x, j->scale, j->zero_point, y);
+#endif
+    for (; i < n; i++) y[i] = ck_quantize_one(x[i], j->scale, j->zero_point);
 }
 
 static void ck_dequantize_task(void *context, int task) {
     const ck_map_job *j = context;
-    size_t i0 = (size_t)task * CK_QADD_CHUNK, count = j->n - i0 < CK_QADD_CHUNK ? j->n - i0 : CK_QADD_CHUNK;
-    ck_dequantize_span(count, (const uint8_t *)j->x + i0, j->scale, j->zero_point, (float *)j->y + i0);
+    size_t i0 = (size_t)task * j->chunk, n = j->n - i0 < j->chunk ? j->n - i0 : j->chunk, i = 0;
+    const uint8_t *x = (const uint8_t *)j->x + i0;
+    float *y = (float *)j->y + i0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_u8_avx2(n, x, j->scale, j->zero_point, y);
+#endif
+    for (; i < n; i++) y[i] = (float)((int)x[i] - j->zero_point) * j->scale;
+}
+
+/// Runs `task` over job.n elements in job.chunk pieces on the pool, or as one piece here when there is one.
+static void ck_map_run(ck_map_job job, void (*task)(void *, int)) {
+    size_t tasks = (job.n + job.chunk - 1) / job.chunk;
+    if (tasks > 1 && tasks <= INT_MAX) {
+        ck_parallel_for((int)tasks, task, &job);
+    } else if (job.n > 0) {
+        job.chunk = job.n;
+        task(&job, 0);
+    }
 }
 
 void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
-    size_t tasks = (n + CK_QUANTIZE_CHUNK - 1) / CK_QUANTIZE_CHUNK;
-    if (tasks <= 1 || tasks > INT_MAX) {
-        ck_quantize_span(n, x, scale, zero_point, y);
-        return;
-    }
-    ck_map_job job = {n, x, y, scale, zero_point};
-    ck_parallel_for((int)tasks, ck_quantize_task, &job);
+    ck_map_run((ck_map_job){n, CK_QUANTIZE_CHUNK, x, y, scale, zero_point}, ck_quantize_task);
 }
 
 void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
-    size_t tasks = (n + CK_QADD_CHUNK - 1) / CK_QADD_CHUNK;
-    if (tasks <= 1 || tasks > INT_MAX) {
-        ck_dequantize_span(n, x, scale, zero_point, y);
-        return;
-    }
-    ck_map_job job = {n, x, y, scale, zero_point};
-    ck_parallel_for((int)tasks, ck_dequantize_task, &job);
+    ck_map_run((ck_map_job){n, CK_QADD_CHUNK, x, y, scale, zero_point}, ck_dequantize_task);
 }
 
 typedef struct {

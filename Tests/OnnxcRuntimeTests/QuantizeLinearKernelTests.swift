@@ -16,6 +16,9 @@ import Testing
         // Ties (0.5 steps), saturation both ways, NaN and infinities, and a tail past the vector width.
         var x: [Float] = [0, 0.5, 1.5, 2.5, -0.5, -1.5, 127.5, 128.5, -300, 300, .nan, .infinity, -.infinity, 1e30, -1e30]
         x += Pseudorandom.floats(203, seed: 4).map { $0 * 40 }
+        // Long enough (≈ 3.2 quantize chunks of 16 K, 2.6 dequantize chunks of 64 K) to split over the pool, with
+        // the odd sizes above at both ends of the pieces.
+        x = x + Pseudorandom.floats(170_000, seed: 5).map { $0 * 300 } + x
         for (scale, zp) in [(Float(1), Int32(0)), (0.25, 128), (0.1, 255), (3, 17)] {
             let expected: [UInt8] = x.map { v in
                 let q = Double(v / scale)
