@@ -7,6 +7,7 @@
 
 #include "ck_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /// 4 bytes at p as one native int32 (any alignment; compiles to a plain load).
@@ -439,6 +440,52 @@ CK_AVX512_VNNI static inline void ck_q_store_avx512(const int32_t *acc, int acc_
     }
 }
 #endif
+
+/// ck_qconv_prepare's result (include/ckernels.h): what one layer's calls share. `path` is the kernel's own code
+/// for the instruction set the constants were derived for; `k` the multiply-adds per output.
+typedef struct {
+    int depthwise, path, channels;
+    int64_t k;
+    int32_t x_zero_point;
+    int32_t *bias;      // channels, then (u8 output) the folded plan's channels + 1 counts
+    int32_t *unfolded;  // bias + channels, or NULL (float output)
+    int16_t *wide;      // depthwise vector paths: the widened tap pairs
+    int32_t *permuted;  // depthwise AVX-512, u8 output: bias, multipliers, shifts in lane order (3 × permuted_lanes)
+    size_t permuted_lanes;
+} ck_qprepared;
+
+/// The prepared constants when they were derived for this call's kernel, path, channels, K and x zero point.
+static inline const ck_qprepared *ck_qprepared_for(const ck_qepilogue *e, int depthwise, int path, int channels, int64_t k) {
+    const ck_qprepared *p = e->prepared;
+    return p && p->depthwise == depthwise && p->path == path && p->channels == channels && p->k == k &&
+                   p->x_zero_point == e->x_zero_point ? p : NULL;
+}
+
+/// The bias block of a prepared set: the path's bias (fold = −x_zp for paths that take Σ x·w, else 0), then the
+/// folded plan from the caller's bias. NULL when memory ran out.
+static inline int32_t *ck_qprepared_bias(ck_qprepared *p, const ck_qepilogue *e, const int32_t *sums, uint32_t fold) {
+    int channels = p->channels;
+    p->bias = malloc(((size_t)2 * channels + 1) * sizeof(int32_t));
+    if (!p->bias) return NULL;
+    for (int c = 0; c < channels; c++) p->bias[c] = (int32_t)((e->bias ? (uint32_t)e->bias[c] : 0) + fold * (uint32_t)sums[c]);
+    p->unfolded = NULL;
+    if (!e->scale) {
+        p->unfolded = p->bias + channels;
+        ck_q_plan_folding(channels, p->k, e->bias, e->multiplier, e->shift, e->y_zero_point, p->unfolded);
+    }
+    return p->bias;
+}
+
+/// The depthwise kernel's prepared set for instruction set `isa` (qdepthwise.c), or NULL when memory ran out.
+ck_qprepared *ck_qdw_prepare(const ck_conv_nhwc *g, const void *packed_w, const ck_qepilogue *e, ck_isa isa);
+
+static inline void ck_qprepared_release(ck_qprepared *p) {
+    if (!p) return;
+    free(p->bias);
+    free(p->wide);
+    free(p->permuted);
+    free(p);
+}
 
 /// Work below which a quantized kernel runs on the calling thread: as CK_PARALLEL_MIN_WORK, in multiply-adds
 /// (the integer ones are about twice as fast, so this is about 8 µs of one core).

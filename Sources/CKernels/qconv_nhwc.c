@@ -581,6 +581,38 @@ static void ck_qconv_task(void *context, int index) {
 #endif
 }
 
+static int ck_qconv_path(ck_isa isa) {
+    return ck_isa_avx512_vnni(isa) ? CK_QPATH_VNNI : ck_isa_avx2(isa) ? CK_QPATH_AVX2 : CK_QPATH_SCALAR;
+}
+
+/// The bias for `path`: the caller's for the scalar reference and for AVX2 (whose inputs have x_zp subtracted); with
+/// −x_zp·Σw folded in for VNNI (Σ (x − x_zp)·w = Σ x·w − x_zp·Σw; padding reads x_zp), wrapping arithmetic. Then
+/// the folded requantization's plan (ck_quant.h), from the caller's bias.
+static ck_qprepared *ck_qconv_derive(const ck_conv_nhwc *g, const void *packed_w, const ck_qepilogue *e, int path) {
+    ck_qprepared *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    int gi = g->group_in > 0 ? g->group_in : 0;
+    size_t quads = ((size_t)g->kernel_h * g->kernel_w * (size_t)gi + 3) / 4;
+    const int32_t *sums = (const int32_t *)(const void *)((const int8_t *)packed_w +
+                                                         (size_t)g->groups * ck_ceil_div(g->group_out, CK_QNR) * quads * CK_QPANEL_QUAD);
+    *p = (ck_qprepared){.depthwise = 0, .path = path, .channels = g->groups * g->group_out,
+                        .k = (int64_t)g->kernel_h * g->kernel_w * gi, .x_zero_point = e->x_zero_point};
+    uint32_t fold = path == CK_QPATH_VNNI ? (uint32_t)0 - (uint32_t)e->x_zero_point : 0;
+    if (!ck_qprepared_bias(p, e, sums, fold)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void *ck_qconv_prepare(const ck_conv_nhwc *geometry, const void *packed_w, const ck_qepilogue *epilogue, int depthwise) {
+    if (geometry->groups <= 0 || geometry->group_out <= 0 || geometry->kernel_h <= 0 || geometry->kernel_w <= 0) return NULL;
+    if (depthwise) return ck_qdw_prepare(geometry, packed_w, epilogue, CK_ISA_AUTO);
+    return ck_qconv_derive(geometry, packed_w, epilogue, ck_qconv_path(CK_ISA_AUTO));
+}
+
+void ck_qconv_prepared_free(void *prepared) { ck_qprepared_release(prepared); }
+
 void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue,
                           void *y, ck_isa isa, int threads) {
     ck_qconv_job job;
@@ -591,7 +623,7 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     job.x = x;
     job.w = packed_w;
     job.x_zero_point = epilogue->x_zero_point;
-    job.path = ck_isa_avx512_vnni(isa) ? CK_QPATH_VNNI : ck_isa_avx2(isa) ? CK_QPATH_AVX2 : CK_QPATH_SCALAR;
+    job.path = ck_qconv_path(isa);
     int gi = g->group_in > 0 ? g->group_in : 0;
     job.taps = g->kernel_h * g->kernel_w;
     job.panels = ck_ceil_div(g->group_out, CK_QNR);
@@ -665,23 +697,16 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
         job.tap_offsets = job.tap_offset_storage;
     }
 
-    // The path's bias: the caller's for the scalar reference and for AVX2 (whose inputs have x_zp subtracted); with
-    // −x_zp·Σw folded in for VNNI (Σ (x − x_zp)·w = Σ x·w − x_zp·Σw; padding reads x_zp). Wrapping arithmetic.
-    const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)g->groups * job.panels * job.quads * CK_QPANEL_QUAD);
-    // Then the folded requantization's plan (ck_quant.h), from the caller's bias.
-    int32_t *bias = malloc(((size_t)2 * channels + 1) * sizeof(int32_t));
-    if (!bias) abort();
-    uint32_t fold = vnni ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
-    for (int c = 0; c < channels; c++)
-        bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
-    int32_t *unfolded = NULL;
-    if (!epilogue->scale) {
-        unfolded = bias + channels;
-        ck_q_plan_folding(channels, (int64_t)job.taps * gi, epilogue->bias, epilogue->multiplier, epilogue->shift,
-                          epilogue->y_zero_point, unfolded);
+    // The layer's bias and folding plan: prepared once (ck_qconv_prepare) or derived for this call.
+    const ck_qprepared *prepared = ck_qprepared_for(epilogue, 0, job.path, channels, (int64_t)job.taps * gi);
+    ck_qprepared *own = NULL;
+    if (!prepared) {
+        own = ck_qconv_derive(g, packed_w, epilogue, job.path);
+        if (!own) abort();  // out of memory, as Swift traps on a failed allocation
+        prepared = own;
     }
-    job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
-                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    job.out = (ck_qout){prepared->bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
+                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, prepared->unfolded};
     ck_q_set_residual(&job.out, epilogue);
 
     // Tasks are (panel block, tile block) pairs chosen as conv_nhwc.c does: the split that reads the least weights
@@ -701,7 +726,7 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
     if (threads > 1) ck_parallel_run(threads, tasks, ck_qconv_task, &job);
     else for (int i = 0; i < tasks; i++) ck_qconv_task(&job, i);
     free(heap_pad);
-    free(bias);
+    ck_qprepared_release(own);
 }
 
 void ck_qconv2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue, void *y) {

@@ -404,6 +404,58 @@ static void ck_qdw_task(void *context, int index) {
     }
 }
 
+ck_qprepared *ck_qdw_prepare(const ck_conv_nhwc *g, const void *packed_w, const ck_qepilogue *e, ck_isa isa) {
+    ck_qdw_job job;
+    memset(&job, 0, sizeof job);
+    job.g = *g;
+    job.w = packed_w;
+    job.taps = g->kernel_h * g->kernel_w;
+    job.channels = g->groups;
+    job.blocks = ck_ceil_div(job.channels, CK_QDW_BLOCK);
+    job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
+    job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
+    ck_qprepared *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    *p = (ck_qprepared){.depthwise = 1, .path = job.avx512 ? 2 : job.avx2 ? 1 : 0, .channels = job.channels, .k = job.taps,
+                        .x_zero_point = e->x_zero_point};
+    // The vector path's bias carries −x_zp·Σw (wrapping, as the sums); the scalar reference subtracts x_zp from x.
+    const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)job.blocks * job.taps * CK_QDW_BLOCK);
+    if (!ck_qprepared_bias(p, e, sums, job.avx2 ? (uint32_t)0 - (uint32_t)e->x_zero_point : 0)) {
+        ck_qprepared_release(p);
+        return NULL;
+    }
+#ifdef CK_X86
+    if (job.avx2) {
+        int blocks512 = ck_ceil_div(job.channels, CK_QDW_BLOCK512);
+        p->wide = malloc((job.avx512 ? (size_t)blocks512 * 64 : (size_t)job.blocks * 32) * ((job.taps + 1) / 2) * sizeof(int16_t));
+        if (!p->wide) {
+            ck_qprepared_release(p);
+            return NULL;
+        }
+        if (job.avx512) ck_qdw_widen_weights512_avx512(&job, p->wide);
+        else ck_qdw_widen_weights_avx2(&job, p->wide);
+        if (job.avx512 && !e->scale) {
+            // The folded epilogue's constants in the accumulators' lane order (ck_qdw_lane512).
+            size_t lanes = (size_t)blocks512 * CK_QDW_BLOCK512;
+            p->permuted = malloc(3 * lanes * sizeof(int32_t));
+            if (!p->permuted) {
+                ck_qprepared_release(p);
+                return NULL;
+            }
+            p->permuted_lanes = lanes;
+            for (size_t i = 0; i < lanes; i++) {
+                int c = (int)(i / CK_QDW_BLOCK512) * CK_QDW_BLOCK512 + ck_qdw_lane512((int)(i % 32) / 16, (int)(i % 16));
+                int live = c < job.channels;
+                p->permuted[i] = live ? p->bias[c] : 0;
+                p->permuted[lanes + i] = live ? e->multiplier[c] : 0;
+                p->permuted[2 * lanes + i] = live ? e->shift[c] : -1;
+            }
+        }
+    }
+#endif
+    return p;
+}
+
 void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w,
                                const ck_qepilogue *epilogue, void *y, ck_isa isa, int threads) {
     ck_qdw_job job;
@@ -419,52 +471,31 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     job.blocks = ck_ceil_div(job.channels, CK_QDW_BLOCK);
     job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
     job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
-    // The vector path's bias carries −x_zp·Σw (wrapping, as the sums); the scalar reference subtracts x_zp from x.
-    int32_t *bias = malloc(((size_t)2 * job.channels + 1) * sizeof(int32_t));
-    if (!bias) abort();
-    const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)job.blocks * job.taps * CK_QDW_BLOCK);
-    uint32_t fold = job.avx2 ? (uint32_t)0 - (uint32_t)job.x_zero_point : 0;
-    for (int c = 0; c < job.channels; c++)
-        bias[c] = (int32_t)((epilogue->bias ? (uint32_t)epilogue->bias[c] : 0) + fold * (uint32_t)sums[c]);
-    // The folded requantization's plan (ck_quant.h), from the caller's bias.
-    int32_t *unfolded = NULL;
-    if (!epilogue->scale) {
-        unfolded = bias + job.channels;
-        ck_q_plan_folding(job.channels, job.taps, epilogue->bias, epilogue->multiplier, epilogue->shift, epilogue->y_zero_point,
-                          unfolded);
+    // The layer's bias, folding plan, widened weights and lane-ordered constants: prepared once (ck_qconv_prepare)
+    // or derived for this call.
+    int path = job.avx512 ? 2 : job.avx2 ? 1 : 0;
+    const ck_qprepared *prepared = ck_qprepared_for(epilogue, 1, path, job.channels, job.taps);
+    ck_qprepared *own = NULL;
+    if (!prepared) {
+        own = ck_qdw_prepare(g, packed_w, epilogue, isa);
+        if (!own) abort();  // out of memory, as Swift traps on a failed allocation
+        prepared = own;
     }
-    job.out = (ck_qout){bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
-                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, unfolded};
+    job.out = (ck_qout){prepared->bias, epilogue->multiplier, epilogue->shift, epilogue->scale, epilogue->y_zero_point,
+                        epilogue->clamp_min, epilogue->clamp_max, y, g->y_stride, prepared->unfolded};
     ck_q_set_residual(&job.out, epilogue);
-    int16_t *wide = NULL;
-    int32_t *permuted = NULL;
+    job.wide = prepared->wide;
+    if (prepared->permuted) {
+        size_t lanes = prepared->permuted_lanes;
+        job.permuted = job.out;
+        job.permuted.bias = prepared->permuted;
+        job.permuted.multiplier = prepared->permuted + lanes;
+        job.permuted.shift = prepared->permuted + 2 * lanes;
+        job.permuted.unfolded = NULL;
+    }
     uint8_t *pad_row = NULL;
 #ifdef CK_X86
     if (job.avx2) {
-        int blocks512 = ck_ceil_div(job.channels, CK_QDW_BLOCK512);
-        wide = malloc((job.avx512 ? (size_t)blocks512 * 64 : (size_t)job.blocks * 32) * ((job.taps + 1) / 2) * sizeof(int16_t));
-        if (!wide) abort();
-        if (job.avx512) ck_qdw_widen_weights512_avx512(&job, wide);
-        else ck_qdw_widen_weights_avx2(&job, wide);
-        job.wide = wide;
-        if (job.avx512 && !epilogue->scale) {
-            // The folded epilogue's constants in the accumulators' lane order (ck_qdw_lane512).
-            size_t lanes = (size_t)blocks512 * CK_QDW_BLOCK512;
-            permuted = malloc(3 * lanes * sizeof(int32_t));
-            if (!permuted) abort();
-            for (size_t i = 0; i < lanes; i++) {
-                int c = (int)(i / CK_QDW_BLOCK512) * CK_QDW_BLOCK512 + ck_qdw_lane512((int)(i % 32) / 16, (int)(i % 16));
-                int live = c < job.channels;
-                permuted[i] = live ? bias[c] : 0;
-                permuted[lanes + i] = live ? epilogue->multiplier[c] : 0;
-                permuted[2 * lanes + i] = live ? epilogue->shift[c] : -1;
-            }
-            job.permuted = job.out;
-            job.permuted.bias = permuted;
-            job.permuted.multiplier = permuted + lanes;
-            job.permuted.shift = permuted + 2 * lanes;
-            job.permuted.unfolded = NULL;
-        }
         pad_row = malloc((size_t)g->in_w * g->x_stride + 16);
         if (!pad_row) abort();
         memset(pad_row, (int)job.x_zero_point, (size_t)g->in_w * g->x_stride + 16);
@@ -482,10 +513,8 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
     int tasks = g->batch * job.row_tasks;
     if (threads > 1) ck_parallel_run(threads, tasks, ck_qdw_task, &job);
     else for (int i = 0; i < tasks; i++) ck_qdw_task(&job, i);
-    free(wide);
-    free(permuted);
     free(pad_row);
-    free(bias);
+    ck_qprepared_release(own);
 }
 
 void ck_qdepthwise2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue,

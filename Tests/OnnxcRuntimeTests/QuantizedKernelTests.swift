@@ -175,7 +175,10 @@ import Testing
     }
 
     /// The kernel's outputs as Doubles ([pixel][yStride], the gap included) for one path and thread count.
-    static func run(_ s: Conv, _ d: Data, packed: [UInt8], _ e: Epilogue, depthwise: Bool, isa: ck_isa, threads: Int32) -> [Double] {
+    /// With `prepared`, the layer's constants come from `ck_qconv_prepare` (derived for the active instruction set:
+    /// for the other paths the kernel must notice and derive its own).
+    static func run(_ s: Conv, _ d: Data, packed: [UInt8], _ e: Epilogue, depthwise: Bool, isa: ck_isa, threads: Int32,
+                    prepared: Bool = false) -> [Double] {
         var geometry = s.geometry
         let count = s.outPixels * s.yStride
         return withOptional(e.bias) { bias in
@@ -194,6 +197,9 @@ import Testing
                         ep.residual_stride = e.residualStride
                         (ep.add_ka, ep.add_kb, ep.add_za, ep.add_zb, ep.add_zy) = (e.add.ka, e.add.kb, e.add.za, e.add.zb, e.add.zy)
                         ep.residual_is_a = e.add.residualIsA ? 1 : 0
+                        let constants = prepared ? packed.withUnsafeBytes { ck_qconv_prepare(&geometry, $0.baseAddress, &ep, depthwise ? 1 : 0) } : nil
+                        defer { ck_qconv_prepared_free(constants) }
+                        ep.prepared = UnsafeRawPointer(constants)
                         func call(_ y: UnsafeMutableRawPointer?) {
                             withOptional(e.residual) { r in
                                 ep.residual = r
@@ -222,8 +228,8 @@ import Testing
         let sentinel = e.scale != nil ? Double(sentinelF32) : Double(sentinelU8)
         let what = "\(s) x_zp \(e.xZeroPoint) \(e.scale != nil ? "f32" : "u8 [\(e.clampMin), \(e.clampMax)]")"
         for isa in paths {
-            for threads: Int32 in [1, 2] {
-                let y = run(s, d, packed: packed, e, depthwise: depthwise, isa: isa, threads: threads)
+            for (threads, prepared): (Int32, Bool) in [(1, false), (2, false), (1, true), (2, true)] {
+                let y = run(s, d, packed: packed, e, depthwise: depthwise, isa: isa, threads: threads, prepared: prepared)
                 var failures = 0
                 for p in 0..<s.outPixels {
                     for o in 0..<s.yStride {
@@ -232,13 +238,13 @@ import Testing
                         if value.bitPattern != expected.bitPattern {
                             failures += 1
                             if failures <= 3 {
-                                Issue.record("\(what) isa \(isa.rawValue) threads \(threads): pixel \(p) channel \(o) is \(value), expected \(expected) (acc \(o < s.outChannels ? acc[p * s.outChannels + o] : 0))",
+                                Issue.record("\(what) isa \(isa.rawValue) threads \(threads) prepared \(prepared): pixel \(p) channel \(o) is \(value), expected \(expected) (acc \(o < s.outChannels ? acc[p * s.outChannels + o] : 0))",
                                              sourceLocation: sourceLocation)
                             }
                         }
                     }
                 }
-                #expect(failures == 0, "\(what) isa \(isa.rawValue) threads \(threads): \(failures) wrong outputs", sourceLocation: sourceLocation)
+                #expect(failures == 0, "\(what) isa \(isa.rawValue) threads \(threads) prepared \(prepared): \(failures) wrong outputs", sourceLocation: sourceLocation)
             }
         }
     }

@@ -18,6 +18,9 @@ struct QuantizedConvolution: Sendable {
     private(set) var floatScales: [Float]?
     /// s_w per output channel: what a per-run grid (`withInputGrid`) multiplies.
     let weightScales: [Float]
+    /// The kernel's per-layer constants (`ck_qconv_prepare`), derived once at load and shared by copies; nil when the
+    /// input grid is known only per run (then each call derives its own).
+    private var prepared: PreparedConstants?
 
     /// `w` int8 [M, C/groups, kh, kw] plain or packed (`Tensor.Packing.quantizedNHWC`), scales s_x, s_w (1 or M),
     /// s_y (nil: float output), bias int32 [M].
@@ -57,6 +60,15 @@ struct QuantizedConvolution: Sendable {
             multipliers = []
             shifts = []
             floatScales = scales.map { Float(Double(xScale) * Double($0)) }
+        }
+        var geometry = ck_conv_nhwc()
+        (geometry.groups, geometry.group_in, geometry.group_out) = (Int32(groups), Int32(w.shape[1]), Int32(m / groups))
+        (geometry.kernel_h, geometry.kernel_w) = (Int32(w.shape[2]), Int32(w.shape[3]))
+        prepared = nil
+        prepared = withEpilogue { epilogue in
+            weights.withBytes { wb in
+                wb.baseAddress.flatMap { ck_qconv_prepare(&geometry, $0, &epilogue, depthwise ? 1 : 0) }.map(PreparedConstants.init)
+            }
         }
     }
 
@@ -143,26 +155,38 @@ struct QuantizedConvolution: Sendable {
             y.withMutableBytes { yb in
                 weights.withBytes { wb in
                     guard let xp = xb.baseAddress, let yp = yb.baseAddress, let wp = wb.baseAddress else { return }
-                    func call(_ e: inout ck_qepilogue) {
+                    withEpilogue(epilogue) { e in
+                        e.prepared = UnsafeRawPointer(prepared?.pointer)
                         if depthwise { ck_qdepthwise2d_nhwc(&geometry, xp, wp, &e, yp) } else { ck_qconv2d_nhwc(&geometry, xp, wp, &e, yp) }
                     }
-                    bias.withOptionalPointer { bp in
-                        epilogue.bias = bp
-                        if let floatScales {
-                            floatScales.withUnsafeBufferPointer { sp in
-                                epilogue.scale = sp.baseAddress
-                                call(&epilogue)
-                            }
-                        } else {
-                            multipliers.withUnsafeBufferPointer { mp in
-                                shifts.withUnsafeBufferPointer { shp in
-                                    epilogue.multiplier = mp.baseAddress
-                                    epilogue.shift = shp.baseAddress
-                                    call(&epilogue)
-                                }
-                            }
-                        }
-                    }
+                }
+            }
+        }
+    }
+
+    /// `body` with `base` completed by this layer's constants: the bias, and the multipliers and shifts (u8 output)
+    /// or the scales (float output); the zero points from the layer unless `base` has them.
+    private func withEpilogue<R>(_ base: ck_qepilogue? = nil, _ body: (inout ck_qepilogue) -> R) -> R {
+        var epilogue = base ?? ck_qepilogue()
+        if base == nil {
+            epilogue.x_zero_point = xZeroPoint
+            epilogue.y_zero_point = yZeroPoint
+            epilogue.clamp_min = 0
+            epilogue.clamp_max = 255
+        }
+        return bias.withOptionalPointer { bp in
+            epilogue.bias = bp
+            if let floatScales {
+                return floatScales.withUnsafeBufferPointer { sp in
+                    epilogue.scale = sp.baseAddress
+                    return body(&epilogue)
+                }
+            }
+            return multipliers.withUnsafeBufferPointer { mp in
+                shifts.withUnsafeBufferPointer { shp in
+                    epilogue.multiplier = mp.baseAddress
+                    epilogue.shift = shp.baseAddress
+                    return body(&epilogue)
                 }
             }
         }
@@ -171,6 +195,7 @@ struct QuantizedConvolution: Sendable {
     /// The float-output form for an input grid known only now (DynamicQuantizeLinear's).
     func withInputGrid(scale: Float, zeroPoint: Int32) -> QuantizedConvolution {
         var copy = self
+        copy.prepared = nil
         copy.xZeroPointValue = zeroPoint
         copy.floatScales = weightScales.map { Float(Double(scale) * Double($0)) }
         return copy
@@ -202,4 +227,14 @@ extension Optional where Wrapped == [Int32] {
         case .none: return body(nil)
         }
     }
+}
+
+/// `ck_qconv_prepare`'s constants for one layer: written once, then only read by the kernels, so shared by every
+/// executor and thread.
+final class PreparedConstants: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
+
+    deinit { ck_qconv_prepared_free(pointer) }
 }
