@@ -244,6 +244,42 @@ import Testing
         #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
     }
 
+    /// Conv → Pad (constant 0, constant 1.5, reflect, edge) → Conv: each Pad moves onto the integers, a constant
+    /// one padding with its value's quantized form, and the lowered model agrees with the QDQ one to a step.
+    @Test(arguments: [("constant", nil), ("constant", 1.5), ("reflect", nil), ("edge", nil)] as [(String, Float?)])
+    func padsRunOnTheIntegers(_ mode: String, _ value: Float?) throws {
+        var initializers = [try Build.floatTensor("W", [3, 2, 1, 1], Pseudorandom.floats(6, seed: 3)),
+                            try Build.floatTensor("W2", [2, 3, 3, 3], Pseudorandom.floats(54, seed: 4)),
+                            try Build.int64Tensor("pads", [8], [0, 0, 1, 2, 0, 0, 2, 1])]
+        var padInputs = ["c", "pads"]
+        if let value {
+            initializers.append(try Build.floatTensor("v", [], [value]))
+            padInputs.append("v")
+        }
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(5), .fixed(5)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: initializers,
+            nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node("Pad", padInputs, ["p"], [Attribute("mode", .string(Array(mode.utf8)))]),
+                    Build.node("Conv", ["p", "W2"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(50, seed: 8).map { $0 * 4 }, shape: [1, 2, 5, 5])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        // The Pad reads the first convolution's uint8 output: no DQ before it, no Q after it.
+        #expect(ops.contains("Pad") && !ops.contains("DequantizeLinear") && ops.filter { $0 == "QuantizeLinear" }.count == 1, "\(ops)")
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+        // And the QDQ model itself stays close to the float one (the pad value is on the grid).
+        let f = try #require(try PassTesting.outputs(model, inputs)["y"]).array(Float.self)
+        #expect(zip(f, a).map { abs($0 - $1) }.max() ?? 1 <= 0.05 * scale)
+    }
+
     /// x → Conv → c; SiLU(c) = c · Sigmoid(c); Split(SiLU) → Concat(s1, s0, c) → Conv → y.
     @Test func siluIsOneTableAndSplitConcatShareAGrid() throws {
         let graph = Graph(

@@ -96,9 +96,10 @@ public enum QDQInsertion {
         "Slice": false, "Split": false, "Pad": false, "Resize": false,
     ]
     /// Ops whose output holds only values of their input: the output takes the input's grid. (Not Relu: its
-    /// own range starts at 0, which gives it zero point 0 and lets the producer's requantization compute it.)
+    /// own range starts at 0, which gives it zero point 0 and lets the producer's requantization compute it.) Pad
+    /// adds its constant, which the class's range then spans (0 always is: every grid has it exactly).
     static let sameGridOps: Set<String> = [
-        "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split",
+        "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Pad",
     ]
     /// Activations a preceding quantized op absorbs into its requantization.
     static let fusedActivations: Set<String> = ["Relu", "Clip"]

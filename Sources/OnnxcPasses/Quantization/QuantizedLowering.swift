@@ -235,6 +235,30 @@ public struct QuantizedLowering: Pass {
                 moved.outputs = [y.q]
                 patch.replace(n, with: [moved])
                 patch.remove(q)
+            case "Pad" where node.inputs.count >= 2:
+                // Data movement on the integers (opset ≥ 11: pads as an input). A constant pad writes its value's
+                // quantized form — the zero point for 0 — since a uint8 0 would dequantize to −zp·scale.
+                guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), sameGrid(x, y),
+                      free([n, q]) else { continue }
+                var moved = node
+                moved.inputs[0] = x.q
+                moved.outputs = [y.q]
+                if (FusionSupport.string(node, "mode") ?? "constant") == "constant" {
+                    var value = 0.0
+                    if node.inputs.count > 2, !node.inputs[2].isEmpty {
+                        guard let given = constantValues(node.inputs[2]), given.count == 1 else { continue }
+                        value = given[0]
+                    }
+                    let r = (Double(Float(value) / x.scaleValue)).rounded(.toNearestOrEven) + Double(x.zeroValue)
+                    let byte = UInt8(r.isNaN ? Double(x.zeroValue) : min(255, max(0, r)))
+                    let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_pad_value", &taken)
+                    guard let data = try? TensorData(dtype: .uint8, dims: [], payload: .bytes(ByteSlice(copying: [byte]))) else { continue }
+                    patch.addedInitializers.append(Tensor(name: name, data: data))
+                    while moved.inputs.count < 3 { moved.inputs.append("") }
+                    moved.inputs[2] = name
+                }
+                patch.replace(n, with: [moved])
+                patch.remove(q)
             case "Concat":
                 let grids = node.inputs.map { activation($0) }
                 guard let first = grids.first ?? nil, grids.allSatisfy({ $0.map { sameGrid($0, first) } ?? false }),
