@@ -280,6 +280,29 @@ import Testing
         #expect(zip(f, a).map { abs($0 - $1) }.max() ?? 1 <= 0.05 * scale)
     }
 
+    /// x → Conv → a, x → Conv → b, a · b → Conv → y: the product of two activations of one shape runs on the integers.
+    @Test func elementwiseMulOfTwoActivationsRunsOnTheIntegers() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [3, 2, 1, 1], Pseudorandom.floats(6, seed: 3)), try Build.floatTensor("V", [3, 2, 1, 1], Pseudorandom.floats(6, seed: 5)),
+                           try Build.floatTensor("W2", [2, 3, 1, 1], Pseudorandom.floats(6, seed: 4))],
+            nodes: [Build.node("Conv", ["x", "W"], ["a"]), Build.node("Conv", ["x", "V"], ["b"]), Build.node("Mul", ["a", "b"], ["m"]),
+                    Build.node("Conv", ["m", "W2"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(ops.contains("ai.onnxc::QLinearMul") && !ops.contains("Mul") && !ops.contains("DequantizeLinear"), "\(ops)")
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+    }
+
     /// x → Conv → c; SiLU(c) = c · Sigmoid(c); Split(SiLU) → Concat(s1, s0, c) → Conv → y.
     @Test func siluIsOneTableAndSplitConcatShareAGrid() throws {
         let graph = Graph(

@@ -17,7 +17,8 @@ public import OnnxcIR
 /// - DQ(x) → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu / Gelu / Relu / Elu / Softplus → Q:
 ///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
 ///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
-/// - DQ(a) · DQ(g) → Q with g one value per image and channel ([N, 1, …, 1, C], channels last): `ai.onnxc::QLinearMul`;
+/// - DQ(a) · DQ(g) → Q with g one value per image and channel ([N, 1, …, 1, C], channels last), or g of a's inferred
+///   shape (element-wise; not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`;
 ///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` (both after the layout stage,
 ///   which is why `compile -O int8` runs this pass again then).
 /// - Q(DQ(x)) on the same grid: x.
@@ -312,11 +313,19 @@ public struct QuantizedLowering: Pass {
                     }
                     input = x.q
                 }
-                guard let table, let input,
-                      let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) else { continue }
-                let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_silu_table", &taken)
-                patch.addedInitializers.append(Tensor(name: name, data: data))
-                patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [input, name], outputs: [y.q])])
+                if let table, let input, let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) {
+                    let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_silu_table", &taken)
+                    patch.addedInitializers.append(Tensor(name: name, data: data))
+                    patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [input, name], outputs: [y.q])])
+                    patch.remove(q)
+                    continue
+                }
+                // Two activations of one inferred shape: element by element on the integers (the gate kernel's float
+                // arithmetic, each element its own gate).
+                guard let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
+                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb else { continue }
+                patch.replace(n, with: [Node(name: node.name, opType: "QLinearMul", domain: RuntimeOps.domain,
+                                             inputs: [a.q, a.scale, a.zero, b.q, b.scale, b.zero, y.scale, y.zero], outputs: [y.q])])
                 patch.remove(q)
             case "QuantizeLinear":
                 guard let x = activation(node.inputs[0]), let out = node.outputs.first, !index.isGraphOutput(out),

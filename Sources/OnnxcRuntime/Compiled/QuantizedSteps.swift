@@ -316,6 +316,11 @@ enum QuantizedSteps {
 
         func run(_ frame: Frame) throws(RuntimeError) {
             let x = try frame.tensor(a, self)
+            let gate = pool ? nil : try frame.tensor(g, self)
+            if let gate, gate.shape == x.shape {
+                try multiplyElementwise(x, gate, frame)
+                return
+            }
             guard x.dtype == .uint8, x.rank >= 3, let channels = x.shape.last, let batch = x.shape.first,
                   batch * channels > 0 || x.count == 0 else {
                 throw .atNode(node: node.displayName, op: node.opType, .invalidShape("\(node.opType) needs a uint8 [N, …, C] input, got \(x.dtype.onnxName)\(x.shape)"))
@@ -334,9 +339,8 @@ enum QuantizedSteps {
                 frame.values[Int(y)] = .tensor(out)
                 return
             }
-            let gate = try frame.tensor(g, self)
-            guard gate.dtype == .uint8, gate.count == batch * channels, gate.shape.first == batch, gate.shape.last == channels else {
-                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul gate \(gate.shape) is not one value per image and channel of \(x.shape)"))
+            guard let gate, gate.dtype == .uint8, gate.count == batch * channels, gate.shape.first == batch, gate.shape.last == channels else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul gate \(gate?.shape ?? []) is neither one value per image and channel of \(x.shape) nor its shape"))
             }
             let out = try frame.output(slot, y, .uint8, x.shape)
             x.withValues(UInt8.self) { xb in
@@ -344,6 +348,26 @@ enum QuantizedSteps {
                     out.withMutableValues(UInt8.self) { yb in
                         guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
                         ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, gp, grid.gScale, grid.gZero,
+                                           grid.yScale, grid.yZero, yp)
+                    }
+                }
+            }
+            frame.values[Int(y)] = .tensor(out)
+        }
+
+        /// Two tensors of one shape, element by element: the gate kernel with one "pixel" per row of the last axis,
+        /// so that each element is its own gate (the same float arithmetic, on the pool by rows).
+        private func multiplyElementwise(_ x: Tensor, _ other: Tensor, _ frame: Frame) throws(RuntimeError) {
+            let channels = max(x.shape.last ?? 1, 1), rows = x.count / channels
+            guard x.dtype == .uint8, other.dtype == .uint8, rows <= Int(Int32.max), channels <= Int(Int32.max) else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul takes two uint8 tensors, got \(x.dtype.onnxName)\(x.shape) and \(other.dtype.onnxName)\(other.shape)"))
+            }
+            let out = try frame.output(slot, y, .uint8, x.shape)
+            x.withValues(UInt8.self) { xb in
+                other.withValues(UInt8.self) { ob in
+                    out.withMutableValues(UInt8.self) { yb in
+                        guard let xp = xb.baseAddress, let op = ob.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qmul_channel_u8(Int32(rows), 1, Int32(channels), xp, grid.aScale, grid.aZero, op, grid.gScale, grid.gZero,
                                            grid.yScale, grid.yZero, yp)
                     }
                 }

@@ -80,15 +80,19 @@ enum QuantizationKernels {
         // The reference forms of the squeeze-excitation ops: the compiled kernels' float arithmetic, as loops.
         KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { inputs, context throws(RuntimeError) in
             let a = try context.tensor(inputs, 0), g = try context.tensor(inputs, 3)
-            guard a.dtype == .uint8, g.dtype == .uint8, a.rank >= 3, let c = a.shape.last, let n = a.shape.first, g.count == n * c else {
-                throw .invalidArgument("QLinearMul takes uint8 [N, …, C] and a [N, 1, …, 1, C] gate, got \(a.shape) and \(g.shape)")
+            // A gate per image and channel (squeeze-excitation), or a second tensor of a's shape (element-wise).
+            let elementwise = g.shape == a.shape
+            guard a.dtype == .uint8, g.dtype == .uint8,
+                  elementwise || (a.rank >= 3 && a.shape.first.map { n in a.shape.last.map { g.count == n * $0 } ?? false } ?? false) else {
+                throw .invalidArgument("QLinearMul takes uint8 [N, …, C] and a [N, 1, …, 1, C] gate or a tensor of its shape, got \(a.shape) and \(g.shape)")
             }
+            let c = max(a.shape.last ?? 1, 1), n = max(a.shape.first ?? 1, 1)
             let s = try (1...7).filter { $0 != 3 }.map { i throws(RuntimeError) in Float(try context.tensor(inputs, i).doubles().first ?? 0) }
             let k = s[0] * s[2] / s[4]
             let av = a.array(UInt8.self), gv = g.array(UInt8.self), pixels = a.count / max(n * c, 1)
             return outputs(try Tensor(av.indices.map { i -> UInt8 in
                 let image = i / max(pixels * c, 1), channel = i % c
-                let gate = (Float(gv[image * c + channel]) - s[3]) * k
+                let gate = (Float(gv[elementwise ? i : image * c + channel]) - s[3]) * k
                 let q = Double(min(512, max(-512, (Float(av[i]) - s[1]) * gate))).rounded(.toNearestOrEven) + Double(s[5])
                 return UInt8(min(255, max(0, q)))
             }, shape: a.shape))
