@@ -206,6 +206,20 @@ import Testing
         return try QDQInsertion.insert(model, ranges: ranges, options: options).0
     }
 
+    /// `model` quantized (min-max, on `inputs`) and lowered: the QDQ model's output "y", the lowered op types and the
+    /// largest difference of the two models' outputs relative to the QDQ output's magnitude.
+    private func lower(_ model: Model, _ inputs: [String: OnnxcRuntime.Tensor]) throws -> (qdqOutput: [Float], ops: [String], deviation: Float) {
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = a.map(abs).max() ?? 1
+        return (a, lowered.graph.nodes.map(\.qualifiedOpType), (zip(a, b).map { abs($0 - $1) }.max() ?? 1) / scale)
+    }
+
     @Test func lowersEveryGroupAndAgreesWithQDQToAStep() throws {
         let quantized = try qdq()
         let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
@@ -231,17 +245,9 @@ import Testing
             nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node(op, ["c"], ["a"]), Build.node("Conv", ["a", "W2"], ["y"])])
         let model = Build.model(graph, opset: 20)
         let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(64, seed: 8).map { $0 * 4 }, shape: [2, 2, 4, 4])]
-        let options = QuantizationOptions()
-        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
-                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
-        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
-        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
-        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        let (_, ops, deviation) = try lower(model, inputs)
         #expect(ops.contains("ai.onnxc::QLookup") && !ops.contains(op), "\(ops)")
-        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
-        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
-        let scale = a.map(abs).max() ?? 1
-        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+        #expect(deviation <= 0.02)
     }
 
     /// Conv → Pad (constant 0, constant 1.5, reflect, edge) → Conv: each Pad moves onto the integers, a constant
@@ -263,21 +269,13 @@ import Testing
                     Build.node("Conv", ["p", "W2"], ["y"])])
         let model = Build.model(graph, opset: 18)
         let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(50, seed: 8).map { $0 * 4 }, shape: [1, 2, 5, 5])]
-        let options = QuantizationOptions()
-        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
-                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
-        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
-        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
-        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        let (qdqOutput, ops, deviation) = try lower(model, inputs)
         // The Pad reads the first convolution's uint8 output: no DQ before it, no Q after it.
         #expect(ops.contains("Pad") && !ops.contains("DequantizeLinear") && ops.filter { $0 == "QuantizeLinear" }.count == 1, "\(ops)")
-        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
-        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
-        let scale = a.map(abs).max() ?? 1
-        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+        #expect(deviation <= 0.02)
         // And the QDQ model itself stays close to the float one (the pad value is on the grid).
         let f = try #require(try PassTesting.outputs(model, inputs)["y"]).array(Float.self)
-        #expect(zip(f, a).map { abs($0 - $1) }.max() ?? 1 <= 0.05 * scale)
+        #expect(zip(f, qdqOutput).map { abs($0 - $1) }.max() ?? 1 <= 0.05 * (qdqOutput.map(abs).max() ?? 1))
     }
 
     /// x → Conv → a, x → Conv → b, a · b → Conv → y: the product of two activations of one shape runs on the integers.
@@ -290,17 +288,9 @@ import Testing
                     Build.node("Conv", ["m", "W2"], ["y"])])
         let model = Build.model(graph, opset: 18)
         let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
-        let options = QuantizationOptions()
-        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
-                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
-        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
-        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
-        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        let (_, ops, deviation) = try lower(model, inputs)
         #expect(ops.contains("ai.onnxc::QLinearMul") && !ops.contains("Mul") && !ops.contains("DequantizeLinear"), "\(ops)")
-        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
-        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
-        let scale = a.map(abs).max() ?? 1
-        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.02 * scale)
+        #expect(deviation <= 0.02)
     }
 
     /// x → Conv → c; SiLU(c) = c · Sigmoid(c); Split(SiLU) → Concat(s1, s0, c) → Conv → y.
@@ -314,19 +304,11 @@ import Testing
                     Build.node("Concat", ["s1", "s0", "c"], ["k"], [Attribute("axis", .int(1))]), Build.node("Conv", ["k", "W2"], ["y"])])
         let model = Build.model(graph, opset: 18)
         let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
-        let options = QuantizationOptions()
-        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
-                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
-        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
-        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
-        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        let (_, ops, deviation) = try lower(model, inputs)
         // One table for SiLU, the Split and Concat on uint8: only the input's Q is left of the float boundary.
         #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 1 && !ops.contains("Mul") && !ops.contains("Sigmoid"), "\(ops)")
         #expect(!ops.contains("DequantizeLinear") && ops.filter { $0 == "QuantizeLinear" }.count == 1, "\(ops)")
-        let a = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
-        let b = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
-        let scale = a.map(abs).max() ?? 1
-        #expect(zip(a, b).map { abs($0 - $1) }.max() ?? 1 <= 0.03 * scale)
+        #expect(deviation <= 0.03)
     }
 
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
