@@ -404,19 +404,27 @@ static void ck_qdw_task(void *context, int index) {
     }
 }
 
+/// The job fields a call and ck_qdw_prepare share: geometry, weights, sizes and the vector paths for `isa`.
+static void ck_qdw_job_setup(ck_qdw_job *job, const ck_conv_nhwc *g, const void *packed_w, ck_isa isa) {
+    memset(job, 0, sizeof *job);
+    job->g = *g;
+    job->w = packed_w;
+    job->taps = g->kernel_h * g->kernel_w;
+    job->channels = g->groups;
+    job->blocks = ck_ceil_div(job->channels, CK_QDW_BLOCK);
+    job->avx2 = ck_isa_avx2(isa) && job->taps <= CK_QDW_MAX_TAPS;
+    job->avx512 = job->avx2 && ck_isa_avx512_vnni(isa);
+}
+
+/// The path code ck_qprepared records for a job.
+static int ck_qdw_path(const ck_qdw_job *job) { return job->avx512 ? 2 : job->avx2 ? 1 : 0; }
+
 ck_qprepared *ck_qdw_prepare(const ck_conv_nhwc *g, const void *packed_w, const ck_qepilogue *e, ck_isa isa) {
     ck_qdw_job job;
-    memset(&job, 0, sizeof job);
-    job.g = *g;
-    job.w = packed_w;
-    job.taps = g->kernel_h * g->kernel_w;
-    job.channels = g->groups;
-    job.blocks = ck_ceil_div(job.channels, CK_QDW_BLOCK);
-    job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
-    job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
+    ck_qdw_job_setup(&job, g, packed_w, isa);
     ck_qprepared *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    *p = (ck_qprepared){.depthwise = 1, .path = job.avx512 ? 2 : job.avx2 ? 1 : 0, .channels = job.channels, .k = job.taps,
+    *p = (ck_qprepared){.depthwise = 1, .path = ck_qdw_path(&job), .channels = job.channels, .k = job.taps,
                         .x_zero_point = e->x_zero_point};
     // The vector path's bias carries −x_zp·Σw (wrapping, as the sums); the scalar reference subtracts x_zp from x.
     const int32_t *sums = (const int32_t *)(const void *)(job.w + (size_t)job.blocks * job.taps * CK_QDW_BLOCK);
@@ -458,23 +466,15 @@ ck_qprepared *ck_qdw_prepare(const ck_conv_nhwc *g, const void *packed_w, const 
 
 void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w,
                                const ck_qepilogue *epilogue, void *y, ck_isa isa, int threads) {
+    if (geometry->batch <= 0 || geometry->out_h <= 0 || geometry->out_w <= 0 || geometry->groups <= 0) return;
     ck_qdw_job job;
-    memset(&job, 0, sizeof job);
-    job.g = *geometry;
+    ck_qdw_job_setup(&job, geometry, packed_w, isa);
     const ck_conv_nhwc *g = &job.g;
-    if (g->batch <= 0 || g->out_h <= 0 || g->out_w <= 0 || g->groups <= 0) return;
     job.x = x;
-    job.w = packed_w;
     job.x_zero_point = epilogue->x_zero_point;
-    job.taps = g->kernel_h * g->kernel_w;
-    job.channels = g->groups;
-    job.blocks = ck_ceil_div(job.channels, CK_QDW_BLOCK);
-    job.avx2 = ck_isa_avx2(isa) && job.taps <= CK_QDW_MAX_TAPS;
-    job.avx512 = job.avx2 && ck_isa_avx512_vnni(isa);
     // The layer's bias, folding plan, widened weights and lane-ordered constants: prepared once (ck_qconv_prepare)
     // or derived for this call.
-    int path = job.avx512 ? 2 : job.avx2 ? 1 : 0;
-    const ck_qprepared *prepared = ck_qprepared_for(epilogue, 1, path, job.channels, job.taps);
+    const ck_qprepared *prepared = ck_qprepared_for(epilogue, 1, ck_qdw_path(&job), job.channels, job.taps);
     ck_qprepared *own = NULL;
     if (!prepared) {
         own = ck_qdw_prepare(g, packed_w, epilogue, isa);

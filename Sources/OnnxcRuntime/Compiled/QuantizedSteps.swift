@@ -342,17 +342,7 @@ enum QuantizedSteps {
             guard let gate, gate.dtype == .uint8, gate.count == batch * channels, gate.shape.first == batch, gate.shape.last == channels else {
                 throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul gate \(gate?.shape ?? []) is neither one value per image and channel of \(x.shape) nor its shape"))
             }
-            let out = try frame.output(slot, y, .uint8, x.shape)
-            x.withValues(UInt8.self) { xb in
-                gate.withValues(UInt8.self) { gb in
-                    out.withMutableValues(UInt8.self) { yb in
-                        guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, gp, grid.gScale, grid.gZero,
-                                           grid.yScale, grid.yZero, yp)
-                    }
-                }
-            }
-            frame.values[Int(y)] = .tensor(out)
+            try multiply(x, gate, batch: batch, pixels: pixels, channels: channels, frame)
         }
 
         /// Two tensors of one shape, element by element: the gate kernel with one "pixel" per row of the last axis,
@@ -362,12 +352,17 @@ enum QuantizedSteps {
             guard x.dtype == .uint8, other.dtype == .uint8, rows <= Int(Int32.max), channels <= Int(Int32.max) else {
                 throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul takes two uint8 tensors, got \(x.dtype.onnxName)\(x.shape) and \(other.dtype.onnxName)\(other.shape)"))
             }
+            try multiply(x, other, batch: rows, pixels: 1, channels: channels, frame)
+        }
+
+        /// y[b, p, c] = x[b, p, c] · gate[b, c] on the grids (`ck_qmul_channel_u8`); the sizes are checked to fit an Int32.
+        private func multiply(_ x: Tensor, _ gate: Tensor, batch: Int, pixels: Int, channels: Int, _ frame: Frame) throws(RuntimeError) {
             let out = try frame.output(slot, y, .uint8, x.shape)
             x.withValues(UInt8.self) { xb in
-                other.withValues(UInt8.self) { ob in
+                gate.withValues(UInt8.self) { gb in
                     out.withMutableValues(UInt8.self) { yb in
-                        guard let xp = xb.baseAddress, let op = ob.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qmul_channel_u8(Int32(rows), 1, Int32(channels), xp, grid.aScale, grid.aZero, op, grid.gScale, grid.gZero,
+                        guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, gp, grid.gScale, grid.gZero,
                                            grid.yScale, grid.yZero, yp)
                     }
                 }

@@ -132,10 +132,6 @@ struct QuantizedConvolution: Sendable {
     func run(_ g: ConvolutionKernels.Geometry, x: Tensor, into y: Tensor, residual: (tensor: Tensor, add: ResidualAdd)? = nil) {
         var geometry = ChannelsLast.kernelGeometry(g)
         var epilogue = ck_qepilogue()
-        epilogue.x_zero_point = xZeroPoint
-        epilogue.y_zero_point = yZeroPoint
-        epilogue.clamp_min = 0
-        epilogue.clamp_max = 255
         if let residual {
             let a = residual.add
             (epilogue.add_ka, epilogue.add_kb, epilogue.add_za, epilogue.add_zb, epilogue.add_zy) = (a.ka, a.kb, a.za, a.zb, a.zy)
@@ -164,16 +160,14 @@ struct QuantizedConvolution: Sendable {
         }
     }
 
-    /// `body` with `base` completed by this layer's constants: the bias, and the multipliers and shifts (u8 output)
-    /// or the scales (float output); the zero points from the layer unless `base` has them.
-    private func withEpilogue<R>(_ base: ck_qepilogue? = nil, _ body: (inout ck_qepilogue) -> R) -> R {
-        var epilogue = base ?? ck_qepilogue()
-        if base == nil {
-            epilogue.x_zero_point = xZeroPoint
-            epilogue.y_zero_point = yZeroPoint
-            epilogue.clamp_min = 0
-            epilogue.clamp_max = 255
-        }
+    /// `body` with `base` (its residual fields, if any) completed by this layer's constants: the zero points, the
+    /// full uint8 clamp, the bias, and the multipliers and shifts (u8 output) or the scales (float output).
+    private func withEpilogue<R>(_ base: ck_qepilogue = ck_qepilogue(), _ body: (inout ck_qepilogue) -> R) -> R {
+        var epilogue = base
+        epilogue.x_zero_point = xZeroPoint
+        epilogue.y_zero_point = yZeroPoint
+        epilogue.clamp_min = 0
+        epilogue.clamp_max = 255
         return bias.withOptionalPointer { bp in
             epilogue.bias = bp
             if let floatScales {
