@@ -120,6 +120,22 @@ public struct QuantizedLowering: Pass {
             return ([], nil, value)
         }
         func sameGrid(_ a: Grid, _ b: Grid) -> Bool { a.scaleValue == b.scaleValue && a.zeroValue == b.zeroValue }
+        /// Q(v) on `grid` as QuantizeLinear computes it: float division, round half even, saturate (NaN: the zero point).
+        func quantized(_ v: Double, _ grid: Grid) -> UInt8 {
+            let r = (Double(Float(v) / grid.scaleValue)).rounded(.toNearestOrEven) + Double(grid.zeroValue)
+            return UInt8(r.isNaN ? Double(grid.zeroValue) : min(255, max(0, r)))
+        }
+        /// y_q = Q(f(DQ(x_q))) for every x_q.
+        func table(_ x: Grid, _ y: Grid, _ f: (Double) -> Double) -> [UInt8] {
+            (0...255).map { v in quantized(f(Double(x.scaleValue) * Double(v - x.zeroValue)), y) }
+        }
+        /// A uint8 constant added to the graph under a fresh name made from `base`, or nil when it cannot be built.
+        func addConstant(_ bytes: [UInt8], dims: [Int64], _ base: String) -> String? {
+            guard let data = try? TensorData(dtype: .uint8, dims: dims, payload: .bytes(ByteSlice(copying: bytes))) else { return nil }
+            let name = FusionSupport.freshName(base, &taken)
+            patch.addedInitializers.append(Tensor(name: name, data: data))
+            return name
+        }
 
         for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcGlobalAveragePool" {
             // After the layout stage: the channel means of a quantized tensor, on the integers.
@@ -250,11 +266,7 @@ public struct QuantizedLowering: Pass {
                         guard let given = constantValues(node.inputs[2]), given.count == 1 else { continue }
                         value = given[0]
                     }
-                    let r = (Double(Float(value) / x.scaleValue)).rounded(.toNearestOrEven) + Double(x.zeroValue)
-                    let byte = UInt8(r.isNaN ? Double(x.zeroValue) : min(255, max(0, r)))
-                    let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_pad_value", &taken)
-                    guard let data = try? TensorData(dtype: .uint8, dims: [], payload: .bytes(ByteSlice(copying: [byte]))) else { continue }
-                    patch.addedInitializers.append(Tensor(name: name, data: data))
+                    guard let name = addConstant([quantized(value, x)], dims: [], (node.name.isEmpty ? out : node.name) + "_pad_value") else { continue }
                     while moved.inputs.count < 3 { moved.inputs.append("") }
                     moved.inputs[2] = name
                 }
@@ -273,14 +285,7 @@ public struct QuantizedLowering: Pass {
                 // A 256-entry table: y_q = Q(f(DQ(x_q))) for every x_q, computed here once.
                 guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]),
                       let f = Self.function(node) else { continue }
-                let table = (0...255).map { v -> UInt8 in
-                    let real = Double(x.scaleValue) * Double(v - x.zeroValue)
-                    let r = (Double(Float(f(real)) / y.scaleValue)).rounded(.toNearestOrEven) + Double(y.zeroValue)
-                    return UInt8(r.isNaN ? Double(y.zeroValue) : min(255, max(0, r)))
-                }
-                let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_table", &taken)
-                guard let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) else { continue }
-                patch.addedInitializers.append(Tensor(name: name, data: data))
+                guard let name = addConstant(table(x, y, f), dims: [256], (node.name.isEmpty ? out : node.name) + "_table") else { continue }
                 patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [y.q])])
                 patch.remove(q)
             case "Mul":
@@ -299,23 +304,17 @@ public struct QuantizedLowering: Pass {
                     }
                     if patch.replacements[n] != nil { continue }
                 }
-                var table: [UInt8]?
+                var silu: [UInt8]?
                 var input: String?
-                for (first, second) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] where table == nil {
+                for (first, second) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] where silu == nil {
                     guard let x = activation(first), let s = activation(second), let (qs, _) = index.producer(of: s.q),
                           graph.nodes[qs].opType == "QuantizeLinear", let (sg, _) = index.producer(of: graph.nodes[qs].inputs[0]),
                           graph.nodes[sg].opType == "Sigmoid", graph.nodes[sg].domain.isEmpty,
                           let inner = activation(graph.nodes[sg].inputs[0]), inner.q == x.q else { continue }
-                    table = (0...255).map { v -> UInt8 in
-                        let real = Double(x.scaleValue) * Double(v - x.zeroValue)
-                        let r = (Double(Float(real / (1 + exp(-real))) / y.scaleValue)).rounded(.toNearestOrEven) + Double(y.zeroValue)
-                        return UInt8(r.isNaN ? Double(y.zeroValue) : min(255, max(0, r)))
-                    }
+                    silu = table(x, y) { $0 / (1 + exp(-$0)) }
                     input = x.q
                 }
-                if let table, let input, let data = try? TensorData(dtype: .uint8, dims: [256], payload: .bytes(ByteSlice(copying: table))) {
-                    let name = FusionSupport.freshName((node.name.isEmpty ? out : node.name) + "_silu_table", &taken)
-                    patch.addedInitializers.append(Tensor(name: name, data: data))
+                if let silu, let input, let name = addConstant(silu, dims: [256], (node.name.isEmpty ? out : node.name) + "_silu_table") {
                     patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [input, name], outputs: [y.q])])
                     patch.remove(q)
                     continue
