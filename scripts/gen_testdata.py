@@ -510,6 +510,43 @@ def build_multi_output() -> onnx.ModelProto:
     return make_model(graph)
 
 
+def build_recurrent() -> onnx.ModelProto:
+    """A small speech-style tagger: features [seq, batch, 12] -> bidirectional LSTM (peepholes, per-row lengths)
+    -> GRU (linear_before_reset = 0, the product after the reset gate) -> reverse RNN from a given state -> the
+    per-step tags and the RNN's final state. Exercises the recurrent ops' every branch in one model."""
+    rng = np.random.default_rng(7)
+    i, h1, h2, h3 = 12, 16, 12, 8
+
+    def scaled(name, shape, fan_in):
+        return const(name, (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32))
+
+    initializers = [
+        scaled("lstm.W", (2, 4 * h1, i), i), scaled("lstm.R", (2, 4 * h1, h1), h1), scaled("lstm.B", (2, 8 * h1), 10),
+        scaled("lstm.P", (2, 3 * h1), 10), const("lstm.lengths", np.array([5, 3], np.int32)),
+        const("merged", np.array([0, 0, 2 * h1], np.int64)),
+        scaled("gru.W", (1, 3 * h2, 2 * h1), 2 * h1), scaled("gru.R", (1, 3 * h2, h2), h2), scaled("gru.B", (1, 6 * h2), 10),
+        const("axis1", np.array([1], np.int64)),
+        scaled("rnn.W", (1, h3, h2), h2), scaled("rnn.R", (1, h3, h3), h3), scaled("rnn.B", (1, 2 * h3), 10),
+        scaled("rnn.h0", (1, 2, h3), 2),
+    ]
+    node = helper.make_node
+    nodes = [
+        node("LSTM", ["features", "lstm.W", "lstm.R", "lstm.B", "lstm.lengths", "", "", "lstm.P"], ["lstm_y", "lstm_h", "lstm_c"],
+             "lstm", hidden_size=h1, direction="bidirectional"),
+        node("Transpose", ["lstm_y"], ["lstm_t"], "lstm_transpose", perm=[0, 2, 1, 3]),
+        node("Reshape", ["lstm_t", "merged"], ["lstm_out"], "lstm_merge"),
+        node("GRU", ["lstm_out", "gru.W", "gru.R", "gru.B"], ["gru_y"], "gru", hidden_size=h2),
+        node("Squeeze", ["gru_y", "axis1"], ["gru_out"], "gru_squeeze"),
+        node("RNN", ["gru_out", "rnn.W", "rnn.R", "rnn.B", "", "rnn.h0"], ["rnn_y", "state"], "rnn", hidden_size=h3, direction="reverse"),
+        node("Squeeze", ["rnn_y", "axis1"], ["tags"], "rnn_squeeze"),
+    ]
+    graph = helper.make_graph(
+        nodes, "recurrent", [float_info("features", ["seq", 2, i])],
+        [float_info("tags", ["seq", 2, h3]), float_info("state", [1, 2, h3]), float_info("lstm_c", [2, 2, h1])], initializers,
+        doc_string="LSTM, GRU and RNN with random weights.")
+    return make_model(graph, doc_string="onnxc test model: bidirectional LSTM -> GRU -> reverse RNN over 12 features.")
+
+
 def build_doc_and_metadata() -> onnx.ModelProto:
     """doc_string and metadata_props on everything that has them in IR 10, type and dim denotations,
     and a quantization_annotation on the graph."""
@@ -585,6 +622,7 @@ MODEL_SPECS = [
     ModelSpec("symbolic_dims", build_symbolic_dims),
     ModelSpec("multi_output", build_multi_output),
     ModelSpec("doc_and_metadata", build_doc_and_metadata),
+    ModelSpec("recurrent", build_recurrent),
 ]
 
 

@@ -17,6 +17,11 @@
 #define CK_MC 72
 /// Columns of C per task (16 slivers of B: 256 KB per depth block, half of this machine's 512 KB L2).
 #define CK_NC 256
+/// B floats from which a one- or two-row product runs threaded (256 KB: where a core's share of B stops fitting
+/// in half its L2 and the product becomes a stream from L3).
+#define CK_SKINNY_MIN_B (1 << 16)
+/// Columns the one-row kernel covers per call: four B slivers.
+#define CK_ROW_PANELS 4
 /// Tasks per thread the grid aims for, so the dynamic scheduler can even out unequal tiles.
 #define CK_TASKS_PER_THREAD 4
 
@@ -168,6 +173,44 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
     for (int r = 0; r < mr; r++) memcpy(c + r * ldc, buffer + r * CK_NR, (size_t)nr * sizeof(float));
     if (late) ck_act_rows_avx2(c, ldc, mr, nr, full);
 }
+
+
+/// A one-row tile against CK_ROW_PANELS full B slivers (64 columns, `panel_stride` floats apart): 8 accumulators,
+/// each summing its columns in k order exactly as the 6 × 16 tile does, so a row's values do not depend on how many
+/// rows the product has. The 6 × 16 kernel on one live row does six times the FMAs (the repeated row) and waits on
+/// two dependency chains per k step; a matrix–vector product (a recurrent op's step, a classifier at batch 1) then
+/// runs at a sixth of this kernel's speed.
+CK_AVX2 static void ck_row_kernel_avx2(int kc, const float *a, ptrdiff_t csa, const float *b, ptrdiff_t panel_stride, float *c,
+                                       ck_tile tile, const ck_epilogue *ep) {
+    __m256 acc[2 * CK_ROW_PANELS];
+    for (int q = 0; q < 2 * CK_ROW_PANELS; q++) acc[q] = _mm256_setzero_ps();
+    const float *b0 = b, *b1 = b + panel_stride, *b2 = b + 2 * panel_stride, *b3 = b + 3 * panel_stride;
+    ptrdiff_t off = 0;
+    for (int p = 0; p < kc; p++) {
+        __m256 x = _mm256_broadcast_ss(a + off);
+        acc[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b0), acc[0]);
+        acc[1] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b0 + 8), acc[1]);
+        acc[2] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b1), acc[2]);
+        acc[3] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b1 + 8), acc[3]);
+        acc[4] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b2), acc[4]);
+        acc[5] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b2 + 8), acc[5]);
+        acc[6] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b3), acc[6]);
+        acc[7] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b3 + 8), acc[7]);
+        off += csa;
+        b0 += CK_NR; b1 += CK_NR; b2 += CK_NR; b3 += CK_NR;
+    }
+    int add_old = !tile.first || ep->accumulate;
+    int late = tile.last && ck_act_is_transcendental(ep->activation);
+    ck_epilogue early = *ep;
+    if (late) early.activation = CK_ACT_NONE;
+    for (int q = 0; q < CK_ROW_PANELS; q++) {
+        ck_tile t = tile;
+        t.col0 = tile.col0 + q * CK_NR;
+        const float *cb = ep->bias_kind == CK_BIAS_COLUMN ? ep->bias + t.col0 : NULL;
+        ck_store_row_avx2(c + q * CK_NR, acc[2 * q], acc[2 * q + 1], add_old, tile.last, 0, cb, t, &early);
+    }
+    if (late) ck_act_rows_avx2(c, 0, 1, CK_ROW_PANELS * CK_NR, ep);
+}
 #endif
 
 static ck_microkernel ck_kernel(ck_isa isa) {
@@ -233,6 +276,7 @@ typedef struct {
     const ck_conv2d_input *conv;     // B is this convolution's im2col matrix (b unused)
     int mc, nc, m_blocks, n_blocks;
     ck_microkernel kernel;
+    int row_kernel;                  // one-row tiles of full slivers take ck_row_kernel_avx2
 } ck_job;
 
 /// Rows p0 ..< p0 + kc, columns j0 ..< j0 + CK_NR of a convolution's im2col matrix, packed like ck_pack_b_sliver.
@@ -312,7 +356,24 @@ static void ck_compute_task(void *context, int index) {
             for (int j = j0; j < j1; j += CK_NR)
                 ck_pack_b_sliver(job->n, job->b.data, job->b.rs, job->b.cs, j, pc, kc, ck_b_block + (size_t)(j - j0) * kc);
         }
-        for (int j = j0; j < j1; j += CK_NR) {
+        int j = j0;
+#ifdef CK_X86
+        // A one-row task: four full slivers per call of the one-row kernel while they last.
+        if (job->row_kernel && i1 - i0 == 1) {
+            ptrdiff_t panel_stride = (ptrdiff_t)(!pack_b ? k : kc) * CK_NR;
+            const float *ap = job->a_direct ? job->a.data + (ptrdiff_t)i0 * job->a.rs + pc
+                                            : job->packed_a + ((size_t)(i0 / CK_MR) * k + pc) * CK_MR;
+            ptrdiff_t csa = job->a_direct ? 1 : CK_MR;
+            for (; j + CK_ROW_PANELS * CK_NR <= j1; j += CK_ROW_PANELS * CK_NR) {
+                const float *bp = !pack_b ? job->b.data + ((size_t)(j / CK_NR) * k + pc) * CK_NR
+                                          : ck_b_block + (size_t)(j - j0) * kc;
+                tile.row0 = i0;
+                tile.col0 = j;
+                ck_row_kernel_avx2(kc, ap, csa, bp, panel_stride, job->c + (ptrdiff_t)i0 * job->ldc + j, tile, &job->ep);
+            }
+        }
+#endif
+        for (; j < j1; j += CK_NR) {
             const float *bp = !pack_b ? job->b.data + ((size_t)(j / CK_NR) * k + pc) * CK_NR
                                       : ck_b_block + (size_t)(j - j0) * kc;
             tile.col0 = j;
@@ -359,8 +420,16 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     if (epilogue) job.ep = *epilogue;
     job.ep.wide = ck_isa_avx512(isa);
     job.kernel = ck_kernel(isa);
+#ifdef CK_X86
+    job.row_kernel = job.kernel == ck_microkernel_avx2;
+#endif
     double work = (double)m * n * (k > 0 ? k : 1);
-    if (work < CK_PARALLEL_MIN_WORK) threads = 1;
+    // A product of one or two rows streams B once and does little else with it (a recurrent op's step: 1 MB of
+    // R per step, 262 K multiply-adds): splitting B's columns between threads splits that traffic, so it runs
+    // threaded from CK_SKINNY_MIN_B floats of B however few its multiply-adds are, in a task per thread (or per
+    // CK_NC columns).
+    int skinny = m <= 2 && (double)n * k >= CK_SKINNY_MIN_B && n >= 2 * CK_ROW_PANELS * CK_NR;
+    if (work < CK_PARALLEL_MIN_WORK && !skinny) threads = 1;
 
     // A row-major A needs no packing: the microkernel reads 6 rows in place (1 KB of each per depth block).
     job.a_direct = !a.packed && a.cs == 1;
@@ -369,7 +438,11 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     // task, and A (rows read in place, or packed) streams from L2/L3 past each B sliver.
     int mc = ck_min(CK_MC, ck_ceil_div(m, CK_MR) * CK_MR), nc = ck_min(CK_NC, ck_ceil_div(n, CK_NR) * CK_NR);
     if (ck_ceil_div(n, nc) >= threads * CK_TASKS_PER_THREAD || (threads == 1 && n >= CK_NC)) mc = m;
-    if (threads > 1) {
+    if (skinny && threads > 1) {
+        mc = m;
+        // At most CK_NC columns: a task packing an unpacked B holds one depth block of its columns (ck_b_block).
+        nc = ck_min(CK_NC, ck_ceil_div(ck_ceil_div(n, threads), CK_ROW_PANELS * CK_NR) * CK_ROW_PANELS * CK_NR);
+    } else if (threads > 1) {
         int target = threads * CK_TASKS_PER_THREAD;
         for (;;) {
             int tasks = ck_ceil_div(m, mc) * ck_ceil_div(n, nc);

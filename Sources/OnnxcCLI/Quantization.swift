@@ -378,7 +378,7 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var quantization: QuantizationArguments
 
-    @Flag(help: "Dynamic quantization: int8 weights, activation grids computed per run by DynamicQuantizeLinear (no calibration data; Conv, Gemm and MatMul only).")
+    @Flag(help: "Dynamic quantization: int8 weights, activation grids computed per run by DynamicQuantizeLinear (no calibration data; Conv, Gemm, MatMul, and the weights of LSTM, GRU and RNN).")
     var dynamic = false
 
     @Flag(help: "Print the report as JSON.")

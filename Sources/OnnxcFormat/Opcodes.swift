@@ -244,6 +244,10 @@ public enum Opcodes {
         ("ai.onnxc", "NhwcQGlobalAveragePool"),  // 217
         // 1.3: a channels-last integer convolution with a quantized Add of a residual in its epilogue.
         ("ai.onnxc", "NhwcQLinearConvAdd"),  // 218
+        // 1.4: recurrent ops with int8 weights and per-run quantized inputs, created by lower-qdq for -O int8-dynamic.
+        ("ai.onnxc", "QLSTM"),  // 219
+        ("ai.onnxc", "QGRU"),  // 220
+        ("ai.onnxc", "QRNN"),  // 221
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

@@ -11,7 +11,7 @@ import Testing
 /// Runtime reference inputs).
 @Suite struct PipelineTests {
     static let models = ["tiny_cnn", "mlp", "attributes", "control_flow", "multi_output", "symbolic_dims", "local_function",
-                         "sparse_initializer", "unsorted", "doc_and_metadata", "all_dtypes_ort"]
+                         "sparse_initializer", "unsorted", "doc_and_metadata", "all_dtypes_ort", "recurrent"]
 
     @Test(arguments: models)
     func levelsAgree(_ name: String) throws {

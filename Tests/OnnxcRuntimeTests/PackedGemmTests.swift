@@ -8,6 +8,9 @@ import Testing
     private static let sizes: [(m: Int, n: Int, k: Int)] = [
         (1, 1, 1), (1, 17, 1), (6, 16, 1), (7, 5, 3), (6, 16, 256), (13, 33, 257), (5, 40, 513),
         (70, 300, 70), (73, 257, 300), (100, 1, 10), (3, 700, 9), (150, 49, 600),
+        // One- and two-row products: the one-row kernel (64 columns a call, then single slivers), split by
+        // columns between threads once B has 64 K floats (a recurrent op's step).
+        (1, 200, 300), (1, 1024, 256), (2, 640, 128), (1, 136, 600),
     ]
 
     private func values(_ count: Int, seed: Int) -> [Float] {
@@ -116,6 +119,19 @@ import Testing
         check(Case(activation: CK_ACT_HARD_SWISH))
     }
     @Test func accumulateIntoC() { check(Case(bias: CK_BIAS_COLUMN, activation: CK_ACT_RELU, accumulate: true)) }
+
+    /// A row's values do not depend on the product's row count: the one-row kernel sums in the 6 × 16 tile's order.
+    @Test func oneRowMatchesItsRowInATile() {
+        let (m, n, k) = (7, 1024, 300)
+        let a = values(m * k, seed: 5), b = values(k * n, seed: 6)
+        let x = Case(bias: CK_BIAS_COLUMN, activation: CK_ACT_RELU)
+        let bias = values(n, seed: 7)
+        let all = run(m: m, n: n, k: k, a: a, b: b, c0: [], bias: bias, x, threads: 2)
+        for row in [0, 6] {
+            let one = run(m: 1, n: n, k: k, a: Array(a[(row * k)..<((row + 1) * k)]), b: b, c0: [], bias: bias, x, threads: 2)
+            #expect(one == Array(all[(row * n)..<((row + 1) * n)]), "row \(row)")
+        }
+    }
 
     /// k = 0: the product is zero and the epilogue still runs (bias, then activation).
     @Test func emptyDepth() {

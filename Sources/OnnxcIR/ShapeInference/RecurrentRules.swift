@@ -1,7 +1,8 @@
 import OnnxcCore
 
 /// LSTM, GRU and RNN: Y is [seq, directions, batch, hidden] (layout 0) or [batch, seq, directions, hidden]
-/// (layout 1); Y_h and Y_c are [directions, batch, hidden] or [batch, directions, hidden].
+/// (layout 1); Y_h and Y_c are [directions, batch, hidden] or [batch, directions, hidden]. onnxc's int8 forms
+/// (ai.onnxc::QLSTM, QGRU, QRNN: int8 W and R) have the same shapes.
 enum RecurrentRules {
     static let table: [String: InferenceRule] = ["LSTM": rnn, "GRU": rnn, "RNN": rnn]
 
@@ -18,7 +19,7 @@ enum RecurrentRules {
             _ = try InferenceSupport.unify(w.dims[0], directions, "\(ctx.node.opType) weight \(w) does not match the direction count")
             _ = try InferenceSupport.unify(w.dims[2], x.dims[2], "\(ctx.node.opType) weight \(w) does not match input size of \(x)")
             if hidden == .unknown, let gates = w.dims[1].fixedValue {
-                let perHidden: Int64 = ctx.node.opType == "LSTM" ? 4 : ctx.node.opType == "GRU" ? 3 : 1
+                let perHidden: Int64 = ctx.node.opType.hasSuffix("LSTM") ? 4 : ctx.node.opType.hasSuffix("GRU") ? 3 : 1
                 hidden = gates % perHidden == 0 ? .fixed(gates / perHidden) : .unknown
             }
         }

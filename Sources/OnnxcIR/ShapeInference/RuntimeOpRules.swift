@@ -39,6 +39,9 @@ enum RuntimeOpRules {
         "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
         "ai.onnxc::QLookup": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
         "ai.onnxc::QLinearMul": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::QLSTM": RecurrentRules.rnn,
+        "ai.onnxc::QGRU": RecurrentRules.rnn,
+        "ai.onnxc::QRNN": RecurrentRules.rnn,
         "ai.onnxc::NhwcQGlobalAveragePool": { ctx in
             var shape: Shape?
             if let x = ctx.shape(0), x.dims.count == 4 { shape = Shape([x.dims[0], .fixed(1), .fixed(1), x.dims[3]]) }

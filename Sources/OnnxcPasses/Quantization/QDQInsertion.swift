@@ -9,7 +9,9 @@ public struct QuantizationOptions: Sendable {
     public var excludedNodes: Set<String> = []
     public var excludedOpTypes: Set<String> = []
     /// `-O int8-dynamic`: only Conv/Gemm/MatMul inputs are quantized, by DynamicQuantizeLinear (a grid computed
-    /// per run from the tensor's own range: no calibration), and biases stay float.
+    /// per run from the tensor's own range: no calibration), and biases stay float; LSTM/GRU/RNN get int8 W and R
+    /// (weights only in the ONNX output, which has no op for a per-step grid; the compiled model quantizes X and
+    /// the hidden state per run, as ORT's DynamicQuantizeLSTM does).
     public var dynamic = false
 
     public init(perChannel: Bool = true, excludedNodes: Set<String> = [], excludedOpTypes: Set<String> = [], dynamic: Bool = false) {
@@ -101,6 +103,8 @@ public enum QDQInsertion {
     static let sameGridOps: Set<String> = [
         "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Pad",
     ]
+    /// Recurrent ops whose W and R `-O int8-dynamic` quantizes (int8 per direction and gate row).
+    static let recurrentOps: Set<String> = ["LSTM", "GRU", "RNN"]
     /// Activations a preceding quantized op absorbs into its requantization.
     static let fusedActivations: Set<String> = ["Relu", "Clip"]
 
@@ -121,7 +125,8 @@ public enum QDQInsertion {
 
     /// Why `node` is not quantized, or nil when it is (`.some(nil)`: quantizable; `nil`: not a candidate).
     static func quantizable(_ node: Node, _ options: QuantizationOptions) -> String?? {
-        guard node.domain.isEmpty, weightOps.contains(node.opType) || (!options.dynamic && activationOps[node.opType] != nil) else { return nil }
+        guard node.domain.isEmpty,
+              weightOps.contains(node.opType) || (options.dynamic ? recurrentOps.contains(node.opType) : activationOps[node.opType] != nil) else { return nil }
         if options.excludedNodes.contains(node.name) { return .some("excluded by --exclude-nodes") }
         if options.excludedOpTypes.contains(node.opType) { return .some("excluded by --exclude-op-types") }
         return .some(nil)
@@ -166,6 +171,14 @@ public enum QDQInsertion {
                     continue
                 }
                 slots = constantB ? [0] : [0, 1]
+            case "LSTM", "GRU", "RNN":
+                guard node.inputs.count >= 3, [1, 2].allSatisfy({ constants[node.inputs[$0]].map { isConstant($0.name) && $0.dtype == .float && $0.dims.count == 3 } ?? false })
+                else {
+                    summary.skipped.append((node.displayName, "its W or R is not a float constant"))
+                    continue
+                }
+                // No Q/DQ on its inputs: the compiled op quantizes X and each step's hidden state on their own range.
+                slots = []
             default:
                 let all = activationOps[node.opType] ?? false
                 slots = all ? node.inputs.indices.filter { !node.inputs[$0].isEmpty && !isConstant(node.inputs[$0]) } : [0]
@@ -266,11 +279,22 @@ public enum QDQInsertion {
             return dq
         }
         var weightCache: [String: (dq: String, scales: [Float])] = [:]
+        var recurrentCache: [String: String] = [:]
         var rewritten: [Node] = []
         for (n, original) in graph.nodes.enumerated() {
             var node = original
             for (i, input) in node.inputs.enumerated() where quantized.contains(input) {
                 if let dq = try pair(input) { node.inputs[i] = dq }
+            }
+            if dataInputs[n] != nil, recurrentOps.contains(node.opType) {
+                for slot in [1, 2] {
+                    guard let w = constants[original.inputs[slot]], let values = FusionSupport.doubles(w) else { continue }
+                    if recurrentCache[w.name] == nil {
+                        recurrentCache[w.name] = try recurrentWeight(w, values, perChannel: options.perChannel, &taken, &added, &newNodes)
+                        summary.quantizedWeights += 1
+                    }
+                    if let dq = recurrentCache[w.name] { node.inputs[slot] = dq }
+                }
             }
             if dataInputs[n] != nil, weightOps.contains(node.opType), node.inputs.count >= 2, let w = constants[node.inputs[1]], isConstant(w.name),
                options.dynamic || grids[original.inputs[0]] != nil {
@@ -352,6 +376,35 @@ public enum QDQInsertion {
         } catch {
             throw .invalidGraph(error)
         }
+    }
+
+    /// A recurrent op's W or R ([D, G·H, K] float) as int8 with one scale per direction and gate row (or one for all
+    /// with --per-tensor), behind a DequantizeLinear: standard ONNX that ORT folds back to float, and what
+    /// QuantizedLowering turns into QLSTM/QGRU/QRNN. One direction dequantizes along axis 1; two store the rows
+    /// as [D·G·H, K] (a per-axis scale is one-dimensional) and a Reshape restores [D, G·H, K]. Returns the name
+    /// the op reads.
+    static func recurrentWeight(_ w: Tensor, _ values: [Double], perChannel: Bool, _ taken: inout Set<String>, _ added: inout [Tensor],
+                                _ nodes: inout [Node]) throws(QuantizationError) -> String {
+        let dims = w.dims.map { Int($0) }
+        let rows = dims[0] * dims[1], k = max(dims[2], 1)
+        let perRow = perChannel && rows > 1
+        let (q, scales) = QuantizationParameters.weights(values, channels: perRow ? rows : 1, channel: { perRow ? $0 / k : 0 })
+        let base = sanitized(w.name)
+        let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
+        let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
+        let split = perRow && dims[0] > 1
+        added.append(try tensor(qName, .int8, split ? [Int64(rows), w.dims[2]] : w.dims, bytes: q.map { UInt8(bitPattern: $0) }))
+        let parameterDims: [Int64] = perRow ? [Int64(scales.count)] : []
+        added.append(try tensor(sName, .float, parameterDims, floats: scales))
+        added.append(try tensor(zName, .int8, parameterDims, bytes: [UInt8](repeating: 0, count: scales.count)))
+        var dq = Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName])
+        if perRow { dq.attributes = [Attribute("axis", .int(split ? 0 : 1))] }
+        nodes.append(dq)
+        guard split else { return dqName }
+        let shapeName = FusionSupport.freshName(base + "_shape", &taken), reshaped = FusionSupport.freshName(base + "_reshaped", &taken)
+        added.append(try tensor(shapeName, .int64, [3], bytes: w.dims.flatMap { withUnsafeBytes(of: $0.littleEndian) { Array($0) } }))
+        nodes.append(Node(name: base + "_Reshape", opType: "Reshape", inputs: [dqName, shapeName], outputs: [reshaped]))
+        return reshaped
     }
 
     /// A value name usable as a prefix of new names (ONNX names are arbitrary strings; these stay readable).

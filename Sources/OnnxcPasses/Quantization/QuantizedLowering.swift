@@ -10,6 +10,8 @@ public import OnnxcIR
 /// - DQ(x) → Gemm(DQ(W), DQ(C)?) / MatMul(DQ(W)) [→ Relu/Clip] [→ Q]: `ai.onnxc::QGemm` (W as [N, K]).
 /// - The same with x from DynamicQuantizeLinear (`-O int8-dynamic`): the float-output forms, reading the grid
 ///   and a float bias at run time.
+/// - LSTM / GRU / RNN(DQ(W int8), DQ(R int8)) (`-O int8-dynamic`; a Reshape after a two-direction DQ too):
+///   `ai.onnxc::QLSTM` / `QGRU` / `QRNN`, which quantize X and the hidden state per run.
 /// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
 /// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze / Slice / Split / Resize (nearest) → Q
 ///   on the same grid: the op on x.
@@ -84,6 +86,32 @@ public struct QuantizedLowering: Pass {
                 guard let z = constantValues(node.inputs[2]), z.allSatisfy({ $0 == 0 }) else { return nil }
             }
             return (node, t)
+        }
+        /// A recurrent op's W or R as int8 [D, G·H, K] with its float scales (one, one per row of G·H, or one per
+        /// direction and row): DQ(int8) along axis 1 or per tensor, or DQ(int8 [D·G·H, K]) along axis 0 → Reshape.
+        func recurrentWeight(_ value: String) -> (weight: String, scale: String)? {
+            var source = value
+            var dims: [Int64]?
+            if let (p, _) = index.producer(of: value), graph.nodes[p].opType == "Reshape", graph.nodes[p].domain.isEmpty,
+               graph.nodes[p].inputs.count == 2, let shape = constantValues(graph.nodes[p].inputs[1]), shape.count == 3, shape.allSatisfy({ $0 > 0 }) {
+                source = graph.nodes[p].inputs[0]
+                dims = shape.map { Int64($0) }
+            }
+            guard let (dq, w) = constantDQ(source, .int8), let s = FusionSupport.constant(dq.inputs[1], in: graph), s.dtype == .float else { return nil }
+            let axis = FusionSupport.int(dq, "axis") ?? 1
+            let scales = s.data.elementCount
+            guard let target = dims ?? (w.dims.count == 3 ? w.dims : nil), target.count == 3,
+                  CheckedSize.elementCount(target) == w.data.elementCount else { return nil }
+            let rows = Int(target[1]), allRows = Int(target[0] * target[1])
+            if dims == nil {
+                guard scales == 1 || (scales == rows && (axis == 1 || axis == -2)) else { return nil }
+                return (w.name, s.name)
+            }
+            guard scales == 1 || (scales == allRows && w.dims.count == 2 && (axis == 0 || axis == -2)),
+                  let data = try? TensorData(dtype: .int8, dims: target, payload: w.data.payload) else { return nil }
+            let name = FusionSupport.freshName(w.name + "_3d", &taken)
+            patch.addedInitializers.append(Tensor(name: name, data: data))
+            return (name, s.name)
         }
         /// The sole per-tensor uint8 QuantizeLinear reading `value`.
         func requantizer(_ value: String) -> (node: Int, grid: Grid)? {
@@ -224,6 +252,17 @@ public struct QuantizedLowering: Pass {
                                    inputs: [x.q, x.scale, x.zero, weight, wdq.inputs[1], bias, y?.scale ?? "", y?.zero ?? ""], outputs: [end.output])
                 patch.replace(n, with: [lowered])
                 for r in end.removed { patch.remove(r) }
+            case "LSTM", "GRU", "RNN":
+                // -O int8-dynamic's recurrent ops: int8 W and R (QDQInsertion.recurrentWeight) run on the integer
+                // kernels, X and each step's hidden state quantized per run.
+                let arity = node.opType == "LSTM" ? 8 : 6
+                guard node.inputs.count >= 3, node.inputs.count <= arity, let w = recurrentWeight(node.inputs[1]),
+                      let r = recurrentWeight(node.inputs[2]) else { continue }
+                var inputs = node.inputs + [String](repeating: "", count: arity - node.inputs.count)
+                inputs[1] = w.weight
+                inputs[2] = r.weight
+                patch.replace(n, with: [Node(name: node.name, opType: "Q" + node.opType, domain: RuntimeOps.domain, inputs: inputs + [w.scale, r.scale],
+                                             outputs: node.outputs, attributes: node.attributes)])
             case "Add":
                 guard node.inputs.count == 2, let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
                       let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb,

@@ -144,7 +144,7 @@ enum StepFactories {
 
     static let table: [String: Factory] = {
         var table: [String: Factory] = [:]
-        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories] {
+        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories, RecurrentSteps.factories] {
             table.merge(family) { first, _ in first }
         }
         return table

@@ -160,6 +160,25 @@ struct QuantizedConvolution: Sendable {
         }
     }
 
+    /// y (m rows `yStride` elements apart) = x (m rows of K uint8, contiguous) · Wᵀ for a [N, K, 1, 1] layer: the
+    /// 1×1 convolution over m pixels, for callers that hold raw buffers (the recurrent ops' per-step products).
+    func multiply(rows m: Int, x: UnsafePointer<UInt8>, y: UnsafeMutableRawPointer, yStride: Int) {
+        guard m > 0, groups == 1, weights.shape[2] == 1, weights.shape[3] == 1 else { return }
+        var geometry = ck_conv_nhwc()
+        (geometry.batch, geometry.in_h, geometry.in_w, geometry.out_h, geometry.out_w) = (1, Int32(m), 1, Int32(m), 1)
+        (geometry.kernel_h, geometry.kernel_w, geometry.stride_h, geometry.stride_w, geometry.dilation_h, geometry.dilation_w) = (1, 1, 1, 1, 1, 1)
+        (geometry.groups, geometry.group_in, geometry.group_out) = (1, Int32(weights.shape[1]), Int32(outChannels))
+        geometry.x_stride = weights.shape[1]
+        geometry.y_stride = yStride
+        weights.withBytes { wb in
+            guard let wp = wb.baseAddress else { return }
+            withEpilogue { e in
+                e.prepared = UnsafeRawPointer(prepared?.pointer)
+                ck_qconv2d_nhwc(&geometry, x, wp, &e, y)
+            }
+        }
+    }
+
     /// `body` with `base` (its residual fields, if any) completed by this layer's constants: the zero points, the
     /// full uint8 clamp, the bias, and the multipliers and shifts (u8 output) or the scales (float output).
     private func withEpilogue<R>(_ base: ck_qepilogue = ck_qepilogue(), _ body: (inout ck_qepilogue) -> R) -> R {
