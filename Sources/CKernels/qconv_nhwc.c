@@ -732,3 +732,82 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
 void ck_qconv2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w, const ck_qepilogue *epilogue, void *y) {
     ck_qconv2d_nhwc_with(geometry, x, packed_w, epilogue, y, CK_ISA_AUTO, 0);
 }
+
+// MARK: - Few-row products with a per-call input grid (dynamically quantized recurrent steps)
+
+typedef struct {
+    int m, n, k;
+    const uint8_t *x;
+    int32_t x_zero_point;
+    float x_scale;
+    const int8_t *w;
+    const int32_t *sums;
+    const float *w_scale;
+    float *y;
+    ptrdiff_t ldy;
+    int panels_per_task;
+} ck_qgemv_job;
+
+#ifdef CK_X86
+/// Columns p·16 … of every row for `count` (1…4) consecutive panels: one vpdpbusd per panel and quad of k, the
+/// panels' accumulators independent so the adds overlap; the last quad's x bytes past k are read as zeros.
+CK_AVX512_VNNI static void ck_qgemv_panels_vnni(const ck_qgemv_job *job, int p, int count) {
+    int k = job->k, kq = (k + 3) / 4, full = k / 4;
+    const int8_t *w = job->w + (size_t)p * kq * 64;
+    for (int i = 0; i < job->m; i++) {
+        const uint8_t *x = job->x + (size_t)i * k;
+        int32_t tail = 0;
+        if (full < kq) memcpy(&tail, x + 4 * full, (size_t)(k - 4 * full));
+        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512(), a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+        for (int q = 0; q < kq; q++) {
+            __m512i xq = _mm512_set1_epi32(q < full ? ck_q_load32(x + 4 * q) : tail);
+            const int8_t *wq = w + (size_t)q * 64;
+            a0 = _mm512_dpbusd_epi32(a0, xq, _mm512_loadu_si512(wq));
+            if (count > 1) a1 = _mm512_dpbusd_epi32(a1, xq, _mm512_loadu_si512(wq + (size_t)kq * 64));
+            if (count > 2) a2 = _mm512_dpbusd_epi32(a2, xq, _mm512_loadu_si512(wq + (size_t)2 * kq * 64));
+            if (count > 3) a3 = _mm512_dpbusd_epi32(a3, xq, _mm512_loadu_si512(wq + (size_t)3 * kq * 64));
+        }
+        __m512i acc[4] = {a0, a1, a2, a3};
+        __m512i zp = _mm512_set1_epi32(job->x_zero_point);
+        __m512 xs = _mm512_set1_ps(job->x_scale);
+        for (int j = 0; j < count; j++) {
+            int c0 = (p + j) * 16, live = job->n - c0 < 16 ? job->n - c0 : 16;
+            __mmask16 mask = (__mmask16)((1u << live) - 1u);
+            __m512i sums = _mm512_maskz_loadu_epi32(mask, job->sums + c0);
+            __m512 scale = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(mask, job->w_scale + c0));
+            __m512i centred = _mm512_sub_epi32(acc[j], _mm512_mullo_epi32(zp, sums));
+            _mm512_mask_storeu_ps(job->y + (size_t)i * job->ldy + c0, mask, _mm512_mul_ps(_mm512_cvtepi32_ps(centred), scale));
+        }
+    }
+}
+
+static void ck_qgemv_task(void *context, int index) {
+    const ck_qgemv_job *job = context;
+    int panels = (job->n + 15) / 16;
+    int p0 = index * job->panels_per_task, p1 = ck_min(panels, p0 + job->panels_per_task);
+    for (int p = p0; p < p1; p += 4) ck_qgemv_panels_vnni(job, p, ck_min(4, p1 - p));
+}
+#endif
+
+int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
+                 float *y, ptrdiff_t ldy) {
+#ifdef CK_X86
+    if (m <= 0 || n <= 0 || k <= 0 || !ck_isa_avx512_vnni(CK_ISA_AUTO)) return 0;
+    int kq = (k + 3) / 4, panels = (n + 15) / 16;
+    ck_qgemv_job job = {m, n, k, x, x_zero_point, x_scale, packed_w, (const int32_t *)((const int8_t *)packed_w + (size_t)panels * kq * 64),
+                        w_scale, y, ldy, panels};
+    int threads = (double)m * n * k >= CK_Q_PARALLEL_MIN_WORK ? ck_num_threads() : 1;
+    if (threads > 1) {
+        // Whole groups of four panels per task, a few tasks per thread.
+        int tasks = ck_min(ck_ceil_div(panels, 4), threads * 2);
+        job.panels_per_task = ck_ceil_div(ck_ceil_div(panels, tasks), 4) * 4;
+        ck_parallel_run(threads, ck_ceil_div(panels, job.panels_per_task), ck_qgemv_task, &job);
+    } else {
+        ck_qgemv_task(&job, 0);
+    }
+    return 1;
+#else
+    (void)m; (void)n; (void)k; (void)x; (void)x_zero_point; (void)x_scale; (void)packed_w; (void)w_scale; (void)y; (void)ldy;
+    return 0;
+#endif
+}

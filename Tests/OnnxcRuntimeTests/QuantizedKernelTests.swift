@@ -300,6 +300,47 @@ import Testing
 
     /// Clamps (a fused Relu: clamp_min = y_zero_point; Relu6-like upper clamps) on both tails of the AVX2 and
     /// AVX-512 stores.
+    /// `ck_qgemv_f32` (the dynamically quantized recurrent steps' product) against the exact integer sums scaled in
+    /// float, at sizes around its panel groups (16 columns, 4 panels a call) and k not a multiple of 4; where the
+    /// CPU lacks VNNI it must decline without writing.
+    @Test(arguments: [(1, 1, 1), (1, 17, 3), (2, 64, 4), (3, 100, 5), (1, 1024, 256), (2, 80, 257), (1, 4096, 300)])
+    func fewRowProductMatchesIntegerSums(_ size: (Int, Int, Int)) {
+        let (m, n, k) = size
+        var rng = Integers(seed: m * 1000 + n + k)
+        let x = (0..<(m * k)).map { _ in UInt8(rng.next(0...255)) }
+        let w = (0..<(n * k)).map { _ in Int8(rng.next(-127...127)) }
+        let zero = Int32(rng.next(0...255)), xScale: Float = 0.013
+        let wScale = (0..<n).map { Float($0 % 7 + 1) * 0.002 }
+        var packed = [UInt8](repeating: 0, count: ck_qconv_nhwc_packed_size(1, Int32(n), Int32(k), 1, 1))
+        w.withUnsafeBufferPointer { wp in packed.withUnsafeMutableBytes { ck_qconv_nhwc_pack(1, Int32(n), Int32(k), 1, 1, wp.baseAddress, $0.baseAddress) } }
+        let ldy = n + 3
+        var y = [Float](repeating: Self.sentinelF32, count: m * ldy)
+        let ran = x.withUnsafeBufferPointer { xp in
+            packed.withUnsafeBytes { pp in
+                wScale.withUnsafeBufferPointer { sp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        ck_qgemv_f32(Int32(m), Int32(n), Int32(k), xp.baseAddress, zero, xScale, pp.baseAddress, sp.baseAddress, yp.baseAddress, ldy)
+                    }
+                }
+            }
+        }
+        guard ran != 0 else {
+            #expect(y.allSatisfy { $0 == Self.sentinelF32 })
+            return
+        }
+        for i in 0..<m {
+            for c in 0..<n {
+                var sum = 0
+                for p in 0..<k { sum += (Int(x[i * k + p]) - Int(zero)) * Int(w[c * k + p]) }
+                let expected = Float(sum) * (xScale * wScale[c])
+                #expect(y[i * ldy + c] == expected, "m \(m) n \(n) k \(k) at (\(i), \(c))")
+                if y[i * ldy + c] != expected { return }
+            }
+            // The row's padding past n is untouched.
+            #expect(y[(i * ldy + n)..<(i * ldy + ldy)].allSatisfy { $0 == Self.sentinelF32 })
+        }
+    }
+
     @Test func clamps() {
         let s = Conv(batch: 2, inH: 5, inW: 5, groupIn: 8, groupOut: 19, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, yExtra: 2)
         let d = Data(s, seed: 5)

@@ -414,6 +414,15 @@ void ck_qconv2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const 
 void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, const void *packed_w,
                                const ck_qepilogue *epilogue, void *y, ck_isa isa, int threads);
 
+/// y[i·ldy + c] = x_scale · w_scale[c] · Σ_k (x[i·k + kk] − x_zero_point) · W[c, kk] for rows i < m and columns c < n:
+/// a product of a few uint8 rows (contiguous, k bytes each) on a grid known only now with int8 weights packed by
+/// ck_qconv_nhwc_pack (groups 1, 1×1, group_in = k, group_out = n), float out — a dynamically quantized recurrent
+/// op's step, where the convolution kernel's per-call set-up costs as much as the product. Integer sums are
+/// exact; each output is one float conversion and two float multiplies. Runs on the AVX-512 VNNI path only and
+/// returns 0 without writing anything elsewhere (the caller then uses ck_qconv2d_nhwc).
+int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
+                 float *y, ptrdiff_t ldy);
+
 // MARK: - Transformer kernels
 
 /// Shapes of one fused attention call over `batch` (broadcast) entries: per entry, Q is sq × d (row-major), Kt

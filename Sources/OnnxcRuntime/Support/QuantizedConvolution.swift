@@ -179,6 +179,19 @@ struct QuantizedConvolution: Sendable {
         }
     }
 
+    /// `multiply` for an input grid known only now, float out, on the few-row kernel (`ck_qgemv_f32`): no per-call
+    /// epilogue or scales to derive. False (nothing written) where that kernel does not run; then use
+    /// `withInputGrid(…).multiply`.
+    func multiplyDynamic(rows m: Int, x: UnsafePointer<UInt8>, xScale: Float, xZeroPoint: Int32, y: UnsafeMutablePointer<Float>, yStride: Int) -> Bool {
+        guard groups == 1, weights.shape[2] == 1, weights.shape[3] == 1, m <= Int(Int32.max) else { return false }
+        return weights.withBytes { wb in
+            weightScales.withUnsafeBufferPointer { sp in
+                guard let wp = wb.baseAddress, let scales = sp.baseAddress else { return false }
+                return ck_qgemv_f32(Int32(m), Int32(outChannels), Int32(weights.shape[1]), x, xZeroPoint, xScale, wp, scales, y, yStride) != 0
+            }
+        }
+    }
+
     /// `body` with `base` (its residual fields, if any) completed by this layer's constants: the zero points, the
     /// full uint8 clamp, the bias, and the multipliers and shifts (u8 output) or the scales (float output).
     private func withEpilogue<R>(_ base: ck_qepilogue = ck_qepilogue(), _ body: (inout ck_qepilogue) -> R) -> R {

@@ -64,6 +64,8 @@ final class LoopProjection<Scalar: BinaryFloatingPoint & Sendable>: RecurrentPro
 /// own range at every call (DynamicQuantizeLinear's grid: the whole input sequence once, the hidden state at each
 /// step, as ORT's DynamicQuantizeLSTM does), the integer product on the quantized convolution kernels, float out.
 final class DynamicQuantizedProjection: RecurrentProjection {
+    /// Rows up to which `ck_qgemv_f32` (which rereads the weights for every row) beats the convolution kernel.
+    static let fewRows = 4
     private let convolution: QuantizedConvolution
     private let n: Int, k: Int
 
@@ -82,6 +84,9 @@ final class DynamicQuantizedProjection: RecurrentProjection {
             guard let qp = q.baseAddress else { return }
             var scale: Float = 1, zero: UInt8 = 0
             ck_dynamic_quantize_u8(count, x, qp, &scale, &zero)
+            // A step's few rows on the few-row kernel; the whole sequence's rows on the tiled convolution kernel,
+            // which reads each weight panel once for many rows.
+            if m <= Self.fewRows, convolution.multiplyDynamic(rows: m, x: qp, xScale: scale, xZeroPoint: Int32(zero), y: y, yStride: ldy) { return }
             convolution.withInputGrid(scale: scale, zeroPoint: Int32(zero)).multiply(rows: m, x: qp, y: UnsafeMutableRawPointer(y), yStride: ldy)
         }
     }
