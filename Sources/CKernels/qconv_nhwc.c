@@ -735,6 +735,9 @@ void ck_qconv2d_nhwc(const ck_conv_nhwc *geometry, const uint8_t *x, const void 
 
 // MARK: - Few-row products with a per-call input grid (dynamically quantized recurrent steps)
 
+/// Multiply-adds from which ck_qgemv_f32 splits its panels between threads.
+#define CK_QGEMV_PARALLEL_MIN_WORK (1 << 17)
+
 typedef struct {
     int m, n, k;
     const uint8_t *x;
@@ -751,7 +754,7 @@ typedef struct {
 #ifdef CK_X86
 /// Columns p·16 … of every row for `count` (1…4) consecutive panels: one vpdpbusd per panel and quad of k, the
 /// panels' accumulators independent so the adds overlap; the last quad's x bytes past k are read as zeros.
-CK_AVX512_VNNI static void ck_qgemv_panels_vnni(const ck_qgemv_job *job, int p, int count) {
+CK_AVX512_VNNI static inline __attribute__((always_inline)) void ck_qgemv_panels_vnni(const ck_qgemv_job *job, int p, int count) {
     int k = job->k, kq = (k + 3) / 4, full = k / 4;
     const int8_t *w = job->w + (size_t)p * kq * 64;
     for (int i = 0; i < job->m; i++) {
@@ -781,11 +784,17 @@ CK_AVX512_VNNI static void ck_qgemv_panels_vnni(const ck_qgemv_job *job, int p, 
     }
 }
 
-static void ck_qgemv_task(void *context, int index) {
+CK_AVX512_VNNI static void ck_qgemv_group4_vnni(const ck_qgemv_job *job, int p) { ck_qgemv_panels_vnni(job, p, 4); }
+
+CK_AVX512_VNNI static void ck_qgemv_task(void *context, int index) {
     const ck_qgemv_job *job = context;
     int panels = (job->n + 15) / 16;
     int p0 = index * job->panels_per_task, p1 = ck_min(panels, p0 + job->panels_per_task);
-    for (int p = p0; p < p1; p += 4) ck_qgemv_panels_vnni(job, p, ck_min(4, p1 - p));
+    for (int p = p0; p < p1; p += 4) {
+        // The full group with its count a constant, so the branches on it leave the inner loop.
+        if (p + 4 <= p1) ck_qgemv_group4_vnni(job, p);
+        else ck_qgemv_panels_vnni(job, p, p1 - p);
+    }
 }
 #endif
 
@@ -796,7 +805,9 @@ int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float 
     int kq = (k + 3) / 4, panels = (n + 15) / 16;
     ck_qgemv_job job = {m, n, k, x, x_zero_point, x_scale, packed_w, (const int32_t *)((const int8_t *)packed_w + (size_t)panels * kq * 64),
                         w_scale, y, ldy, panels};
-    int threads = (double)m * n * k >= CK_Q_PARALLEL_MIN_WORK ? ck_num_threads() : 1;
+    // Threaded from CK_QGEMV_PARALLEL_MIN_WORK: a recurrent step's product (262 K multiply-adds for hidden size 256)
+    // is short, but the pool's workers spin between a step's products, so splitting it costs little.
+    int threads = (double)m * n * k >= CK_QGEMV_PARALLEL_MIN_WORK ? ck_num_threads() : 1;
     if (threads > 1) {
         // Whole groups of four panels per task, a few tasks per thread.
         int tasks = ck_min(ck_ceil_div(panels, 4), threads * 2);
