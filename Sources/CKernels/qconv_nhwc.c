@@ -749,6 +749,7 @@ typedef struct {
     float *y;
     ptrdiff_t ldy;
     int panels_per_task;
+    int vnni;  // the AVX-512 VNNI path, else AVX2
 } ck_qgemv_job;
 
 #ifdef CK_X86
@@ -785,26 +786,71 @@ CK_AVX512_VNNI static inline __attribute__((always_inline)) void ck_qgemv_panels
 }
 
 CK_AVX512_VNNI static void ck_qgemv_group4_vnni(const ck_qgemv_job *job, int p) { ck_qgemv_panels_vnni(job, p, 4); }
+CK_AVX512_VNNI static void ck_qgemv_group_vnni(const ck_qgemv_job *job, int p, int count) { ck_qgemv_panels_vnni(job, p, count); }
 
-CK_AVX512_VNNI static void ck_qgemv_task(void *context, int index) {
+/// One panel (16 columns) of every row without VNNI: u8 and s8 widened to 16 bits and multiplied in pairs by
+/// vpmaddwd, exact (vpmaddubsw's 16-bit pair sums would saturate: 2·255·127 > 32767); the pair sums are added
+/// across each quad at the end. Same integers, then the same float operations, as the VNNI path.
+CK_AVX2 static void ck_qgemv_panel_avx2(const ck_qgemv_job *job, int p) {
+    int k = job->k, kq = (k + 3) / 4, full = k / 4;
+    const int8_t *w = job->w + (size_t)p * kq * 64;
+    int c0 = p * 16, live = job->n - c0 < 16 ? job->n - c0 : 16;
+    static const int32_t lanes[24] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    __m256i mask0 = _mm256_loadu_si256((const __m256i *)(lanes + 16 - live));
+    __m256i mask1 = _mm256_loadu_si256((const __m256i *)(lanes + (live > 8 ? 24 - live : 16)));
+    __m256i sums0 = _mm256_maskload_epi32(job->sums + c0, mask0), sums1 = _mm256_maskload_epi32(job->sums + c0 + 8, mask1);
+    __m256 xs = _mm256_set1_ps(job->x_scale);
+    __m256 scale0 = _mm256_mul_ps(xs, _mm256_maskload_ps(job->w_scale + c0, mask0));
+    __m256 scale1 = _mm256_mul_ps(xs, _mm256_maskload_ps(job->w_scale + c0 + 8, mask1));
+    __m256i zp = _mm256_set1_epi32(job->x_zero_point);
+    for (int i = 0; i < job->m; i++) {
+        const uint8_t *x = job->x + (size_t)i * k;
+        int32_t tail = 0;
+        if (full < kq) memcpy(&tail, x + 4 * full, (size_t)(k - 4 * full));
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256(), a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+        for (int q = 0; q < kq; q++) {
+            // x0 x1 x2 x3 four times, as 16-bit; each 16 weight bytes are 4 columns × the quad's 4 k.
+            __m256i x16 = _mm256_cvtepu8_epi16(_mm_set1_epi32(q < full ? ck_q_load32(x + 4 * q) : tail));
+            const int8_t *wq = w + (size_t)q * 64;
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wq)), x16));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wq + 16))), x16));
+            a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wq + 32))), x16));
+            a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wq + 48))), x16));
+        }
+        // Pair sums [c0 c0 c1 c1 | c2 c2 c3 c3] and [c4 …]: hadd gives [c0 c1 c4 c5 | c2 c3 c6 c7]; reorder the 64-bit pairs.
+        __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0, a1), 0xD8);
+        __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a2, a3), 0xD8);
+        float *y = job->y + (size_t)i * job->ldy + c0;
+        __m256i centred0 = _mm256_sub_epi32(lo, _mm256_mullo_epi32(zp, sums0)), centred1 = _mm256_sub_epi32(hi, _mm256_mullo_epi32(zp, sums1));
+        _mm256_maskstore_ps(y, mask0, _mm256_mul_ps(_mm256_cvtepi32_ps(centred0), scale0));
+        _mm256_maskstore_ps(y + 8, mask1, _mm256_mul_ps(_mm256_cvtepi32_ps(centred1), scale1));
+    }
+}
+
+static void ck_qgemv_task(void *context, int index) {
     const ck_qgemv_job *job = context;
     int panels = (job->n + 15) / 16;
     int p0 = index * job->panels_per_task, p1 = ck_min(panels, p0 + job->panels_per_task);
+    if (!job->vnni) {
+        for (int p = p0; p < p1; p++) ck_qgemv_panel_avx2(job, p);
+        return;
+    }
     for (int p = p0; p < p1; p += 4) {
         // The full group with its count a constant, so the branches on it leave the inner loop.
         if (p + 4 <= p1) ck_qgemv_group4_vnni(job, p);
-        else ck_qgemv_panels_vnni(job, p, p1 - p);
+        else ck_qgemv_group_vnni(job, p, p1 - p);
     }
 }
 #endif
 
-int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
-                 float *y, ptrdiff_t ldy) {
+int ck_qgemv_f32_with(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
+                      float *y, ptrdiff_t ldy, ck_isa isa) {
 #ifdef CK_X86
-    if (m <= 0 || n <= 0 || k <= 0 || !ck_isa_avx512_vnni(CK_ISA_AUTO)) return 0;
+    int vnni = ck_isa_avx512_vnni(isa);
+    if (m <= 0 || n <= 0 || k <= 0 || !(vnni || ck_isa_avx2(isa))) return 0;
     int kq = (k + 3) / 4, panels = (n + 15) / 16;
     ck_qgemv_job job = {m, n, k, x, x_zero_point, x_scale, packed_w, (const int32_t *)((const int8_t *)packed_w + (size_t)panels * kq * 64),
-                        w_scale, y, ldy, panels};
+                        w_scale, y, ldy, panels, vnni};
     // Threaded from CK_QGEMV_PARALLEL_MIN_WORK: a recurrent step's product (262 K multiply-adds for hidden size 256)
     // is short, but the pool's workers spin between a step's products, so splitting it costs little.
     int threads = (double)m * n * k >= CK_QGEMV_PARALLEL_MIN_WORK ? ck_num_threads() : 1;
@@ -818,7 +864,12 @@ int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float 
     }
     return 1;
 #else
-    (void)m; (void)n; (void)k; (void)x; (void)x_zero_point; (void)x_scale; (void)packed_w; (void)w_scale; (void)y; (void)ldy;
+    (void)m; (void)n; (void)k; (void)x; (void)x_zero_point; (void)x_scale; (void)packed_w; (void)w_scale; (void)y; (void)ldy; (void)isa;
     return 0;
 #endif
+}
+
+int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
+                 float *y, ptrdiff_t ldy) {
+    return ck_qgemv_f32_with(m, n, k, x, x_zero_point, x_scale, packed_w, w_scale, y, ldy, CK_ISA_AUTO);
 }

@@ -301,10 +301,10 @@ import Testing
     /// Clamps (a fused Relu: clamp_min = y_zero_point; Relu6-like upper clamps) on both tails of the AVX2 and
     /// AVX-512 stores.
     /// `ck_qgemv_f32` (the dynamically quantized recurrent steps' product) against the exact integer sums scaled in
-    /// float, at sizes around its panel groups (16 columns, 4 panels a call) and k not a multiple of 4; where the
-    /// CPU lacks VNNI it must decline without writing.
-    @Test(arguments: [(1, 1, 1), (1, 17, 3), (2, 64, 4), (3, 100, 5), (1, 1024, 256), (2, 80, 257), (1, 4096, 300)])
-    func fewRowProductMatchesIntegerSums(_ size: (Int, Int, Int)) {
+    /// float, at sizes around its panel groups (16 columns, 4 panels a call) and k not a multiple of 4, on every
+    /// path (the same floats from the VNNI and AVX2 forms); the scalar level must decline without writing.
+    @Test(arguments: [(1, 1, 1), (1, 17, 3), (2, 64, 4), (3, 100, 5), (1, 1024, 256), (2, 80, 257), (1, 4096, 300)], paths)
+    func fewRowProductMatchesIntegerSums(_ size: (Int, Int, Int), _ isa: ck_isa) {
         let (m, n, k) = size
         var rng = Integers(seed: m * 1000 + n + k)
         let x = (0..<(m * k)).map { _ in UInt8(rng.next(0...255)) }
@@ -319,12 +319,13 @@ import Testing
             packed.withUnsafeBytes { pp in
                 wScale.withUnsafeBufferPointer { sp in
                     y.withUnsafeMutableBufferPointer { yp in
-                        ck_qgemv_f32(Int32(m), Int32(n), Int32(k), xp.baseAddress, zero, xScale, pp.baseAddress, sp.baseAddress, yp.baseAddress, ldy)
+                        ck_qgemv_f32_with(Int32(m), Int32(n), Int32(k), xp.baseAddress, zero, xScale, pp.baseAddress, sp.baseAddress, yp.baseAddress, ldy, isa)
                     }
                 }
             }
         }
         guard ran != 0 else {
+            #expect(isa == CK_ISA_SCALAR, "only the scalar level has no few-row kernel")
             #expect(y.allSatisfy { $0 == Self.sentinelF32 })
             return
         }

@@ -418,10 +418,13 @@ void ck_qdepthwise2d_nhwc_with(const ck_conv_nhwc *geometry, const uint8_t *x, c
 /// a product of a few uint8 rows (contiguous, k bytes each) on a grid known only now with int8 weights packed by
 /// ck_qconv_nhwc_pack (groups 1, 1×1, group_in = k, group_out = n), float out — a dynamically quantized recurrent
 /// op's step, where the convolution kernel's per-call set-up costs as much as the product. Integer sums are
-/// exact; each output is one float conversion and two float multiplies. Runs on the AVX-512 VNNI path only and
-/// returns 0 without writing anything elsewhere (the caller then uses ck_qconv2d_nhwc).
+/// exact; each output is one float conversion and two float multiplies, the same on the AVX-512 VNNI and AVX2
+/// paths. Without AVX2 it returns 0 and writes nothing (the caller then uses ck_qconv2d_nhwc).
 int ck_qgemv_f32(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
                  float *y, ptrdiff_t ldy);
+/// ck_qgemv_f32 on an explicit instruction set (CK_ISA_AUTO: the active one), for tests that compare the paths.
+int ck_qgemv_f32_with(int m, int n, int k, const uint8_t *x, int x_zero_point, float x_scale, const void *packed_w, const float *w_scale,
+                      float *y, ptrdiff_t ldy, ck_isa isa);
 
 // MARK: - Transformer kernels
 
