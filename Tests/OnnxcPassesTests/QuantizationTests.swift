@@ -293,6 +293,42 @@ import Testing
         #expect(deviation <= 0.02)
     }
 
+    /// Arithmetic with a one-value constant on a quantized tensor is a table: Conv → ·1.5 → +0.25 → Conv, and in a QDQ
+    /// model written by hand (as another quantizer may), 0.5 − x and x ÷ 4.
+    @Test func scalarArithmeticIsATable() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [3, 2, 1, 1], Pseudorandom.floats(6, seed: 3)), try Build.floatTensor("W2", [2, 3, 1, 1], Pseudorandom.floats(6, seed: 4)),
+                           try Build.floatTensor("k1", [], [1.5]), try Build.floatTensor("k2", [1], [0.25])],
+            nodes: [Build.node("Conv", ["x", "W"], ["c"]), Build.node("Mul", ["k1", "c"], ["m"]), Build.node("Add", ["m", "k2"], ["a"]),
+                    Build.node("Conv", ["a", "W2"], ["y"])])
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
+        let (_, ops, deviation) = try lower(Build.model(graph, opset: 18), inputs)
+        #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 2 && !ops.contains("Mul") && !ops.contains("Add"), "\(ops)")
+        #expect(deviation <= 0.02)
+
+        let s = 8.0 / 255, grids: [(String, Float, UInt8)] = [("s0", Float(s), 128), ("s1", Float(s), 100), ("s2", Float(s / 4), 128)]
+        var initializers = [try Build.floatTensor("k3", [], [0.5]), try Build.floatTensor("k4", [], [4])]
+        for (name, scale, zero) in grids {
+            initializers.append(try Build.floatTensor(name + "_scale", [], [scale]))
+            initializers.append(OnnxcIR.Tensor(name: name + "_zero", data: try TensorData(dtype: .uint8, dims: [], payload: .bytes(ByteSlice(copying: [zero])))))
+        }
+        func qdq(_ x: String, _ grid: String, _ out: String) -> [Node] {
+            [Build.node("QuantizeLinear", [x, grid + "_scale", grid + "_zero"], [out + "_q"]), Build.node("DequantizeLinear", [out + "_q", grid + "_scale", grid + "_zero"], [out])]
+        }
+        let handWritten = Graph(
+            name: "h", inputs: [Build.input("x", [.fixed(1), .fixed(8)])], outputs: [ValueInfo(name: "y", type: nil)], initializers: initializers,
+            nodes: qdq("x", "s0", "x0") + [Build.node("Sub", ["k3", "x0"], ["d"])] + qdq("d", "s1", "d0") + [Build.node("Div", ["d0", "k4"], ["e"])] + qdq("e", "s2", "y"))
+        let model = Build.model(handWritten, opset: 18)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(model).0)
+        let loweredOps = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(loweredOps == ["QuantizeLinear", "ai.onnxc::QLookup", "ai.onnxc::QLookup", "DequantizeLinear"], "\(loweredOps)")
+        let x = ["x": try OnnxcRuntime.Tensor((0..<8).map { Float($0) - 3.7 }, shape: [1, 8])]
+        let a = try #require(try PassTesting.outputs(model, x)["y"]).array(Float.self), b = try #require(try PassTesting.outputs(lowered, x)["y"]).array(Float.self)
+        // A table computes exactly what the float QDQ islands do.
+        #expect(a == b)
+    }
+
     /// x → Conv → c; SiLU(c) = c · Sigmoid(c); Split(SiLU) → Concat(s1, s0, c) → Conv → y.
     @Test func siluIsOneTableAndSplitConcatShareAGrid() throws {
         let graph = Graph(

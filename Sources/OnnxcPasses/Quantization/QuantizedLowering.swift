@@ -19,6 +19,7 @@ public import OnnxcIR
 /// - DQ(x) → Sigmoid / Tanh / HardSigmoid / HardSwish / LeakyRelu / Gelu / Relu / Elu / Softplus → Q:
 ///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
 ///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
+/// - DQ(x) + − · ÷ a one-value float constant → Q: `ai.onnxc::QLookup` (x ÷ c only, not c ÷ x).
 /// - DQ(a) · DQ(g) → Q with g one value per image and channel ([N, 1, …, 1, C], channels last), or g of a's inferred
 ///   shape (element-wise; not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`;
 ///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` (both after the layout stage,
@@ -165,6 +166,33 @@ public struct QuantizedLowering: Pass {
             return name
         }
 
+        /// Add / Sub / Mul / Div of a quantized x and a one-value float constant c, requantized: a function of x
+        /// alone, so one table (`QLookup`), computed in float as the QDQ model does. Div only as x / c (c / x has
+        /// poles). True when `node` was replaced.
+        func scalarArithmetic(_ n: Int, _ node: Node) -> Bool {
+            guard node.inputs.count == 2, let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { return false }
+            for (slot, other) in [(0, 1), (1, 0)] {
+                guard let x = activation(node.inputs[slot]), let c = FusionSupport.constant(node.inputs[other], in: graph), c.dtype == .float,
+                      c.data.elementCount == 1, let value = c.data.numericValue(at: 0) else { continue }
+                // The output must keep x's shape: a constant of higher rank would broadcast it up.
+                guard c.dims.isEmpty || (types[node.inputs[slot]]?.shape?.dims.count).map({ c.dims.count <= $0 }) == true else { continue }
+                let k = Float(value), constantFirst = slot == 1
+                let f: (Float) -> Float
+                switch node.opType {
+                case "Add": f = { constantFirst ? k + $0 : $0 + k }
+                case "Sub": f = { constantFirst ? k - $0 : $0 - k }
+                case "Mul": f = { constantFirst ? k * $0 : $0 * k }
+                case "Div" where !constantFirst: f = { $0 / k }
+                default: continue
+                }
+                guard let name = addConstant(table(x, y) { Double(f(Float($0))) }, dims: [256], (node.name.isEmpty ? out : node.name) + "_table") else { return false }
+                patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [y.q])])
+                patch.remove(q)
+                return true
+            }
+            return false
+        }
+
         for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcGlobalAveragePool" {
             // After the layout stage: the channel means of a quantized tensor, on the integers.
             guard let x = activation(node.inputs[0]), let out = node.outputs.first else { continue }
@@ -263,7 +291,10 @@ public struct QuantizedLowering: Pass {
                 inputs[2] = r.weight
                 patch.replace(n, with: [Node(name: node.name, opType: "Q" + node.opType, domain: RuntimeOps.domain, inputs: inputs + [w.scale, r.scale],
                                              outputs: node.outputs, attributes: node.attributes)])
+            case "Sub", "Div":
+                _ = scalarArithmetic(n, node)
             case "Add":
+                if scalarArithmetic(n, node) { continue }
                 guard node.inputs.count == 2, let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
                       let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb,
                       let out = node.outputs.first, let end = tail(of: out), let y = end.grid, free([n] + end.removed) else { continue }
@@ -328,6 +359,7 @@ public struct QuantizedLowering: Pass {
                 patch.replace(n, with: [Node(name: node.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [y.q])])
                 patch.remove(q)
             case "Mul":
+                if scalarArithmetic(n, node) { continue }
                 // x · Sigmoid(x) (SiLU, as exporters write it) on one quantized x is a function of x alone: one table.
                 guard node.inputs.count == 2, let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
                 // A gate of one value per image and channel (squeeze-excitation, channels last): [N, …, C] · [N, 1, …, 1, C].
