@@ -1,5 +1,8 @@
 // runtime.c — CPU detection, the instruction-set switch and the persistent thread pool every kernel shares.
 #define _GNU_SOURCE
+#ifdef __linux__
+#include <malloc.h>
+#endif
 #include "ck_internal.h"
 
 #include <pthread.h>
@@ -297,6 +300,14 @@ void ck_parallel_run(int threads, int count, void (*body)(void *context, int ind
 static void ck_warm_task(void *context, int index) {
     (void)context;
     (void)index;
+}
+
+int ck_keep_freed_memory(void) {
+#ifdef __GLIBC__
+    return mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1 && mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+#else
+    return 0;
+#endif
 }
 
 void ck_pool_warm_up(void) {

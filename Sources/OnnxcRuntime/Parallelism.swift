@@ -12,4 +12,10 @@ public enum Parallelism {
     /// Sets the count (at least 1) and returns the count in force.
     @discardableResult
     public static func setThreads(_ count: Int) -> Int { Int(ck_set_num_threads(Int32(clamping: max(1, count)))) }
+
+    /// Asks the C allocator to keep freed memory for the next run instead of handing it back to the kernel (each
+    /// return is a TLB shootdown that stalls the pool's spinning workers; see `ck_keep_freed_memory`). Process-wide:
+    /// for host programs (the onnxc CLI calls it), not for libraries. True when the allocator took the settings.
+    @discardableResult
+    public static func keepFreedMemory() -> Bool { ck_keep_freed_memory() == 1 }
 }

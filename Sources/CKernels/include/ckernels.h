@@ -158,6 +158,13 @@ void ck_depthwise_conv2d(int batch, int channels, int in_h, int in_w, int out_h,
                          int stride_h, int stride_w, int pad_top, int pad_left, int dilation_h, int dilation_w,
                          const float *x, const float *w, const float *bias, float *y, const ck_epilogue *epilogue);
 
+/// Asks the C allocator (glibc) to keep freed memory for reuse: no heap trimming below 256 MB and no mmap for blocks
+/// under 32 MB. Its defaults give a freed heap top above 128 KB, and every large block, back to the kernel at once,
+/// and each return (a brk shrink, an munmap) is a TLB shootdown that interrupts the pool's spinning workers — while
+/// the next run asks for the same bytes again. Process-wide, so only a host program should call it (the onnxc CLI
+/// does). Returns 1 when both settings took.
+int ck_keep_freed_memory(void);
+
 /// Starts the pool's workers now (a no-op job on every thread), so that a model's first product does not also pay
 /// for creating and scheduling them: for loaders to call once the model is ready.
 void ck_pool_warm_up(void);
