@@ -178,10 +178,36 @@ void ck_half_to_float(size_t n, const uint16_t *x, float *y) {
 
 // MARK: - DynamicQuantizeLinear (-O int8-dynamic)
 
+#ifdef CK_X86
+/// The range over x[0 ..< n rounded down to 8] as the scalar loop computes it: vminps/vmaxps return their second
+/// operand (the running bound) when x is NaN or both are zeros, as the loop's comparisons keep it.
+CK_AVX2 static size_t ck_range_avx2(size_t n, const float *x, float *lo, float *hi) {
+    __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        l = _mm256_min_ps(v, l);
+        h = _mm256_max_ps(v, h);
+    }
+    float ls[8], hs[8];
+    _mm256_storeu_ps(ls, l);
+    _mm256_storeu_ps(hs, h);
+    for (int j = 0; j < 8; j++) {
+        *lo = ls[j] < *lo ? ls[j] : *lo;
+        *hi = hs[j] > *hi ? hs[j] : *hi;
+    }
+    return i;
+}
+#endif
+
 void ck_dynamic_quantize_u8(size_t n, const float *x, uint8_t *y, float *scale, uint8_t *zero_point) {
     // ONNX DynamicQuantizeLinear: the range always includes 0; NaNs are ignored by the comparisons.
     float lo = 0, hi = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+#ifdef CK_X86
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_range_avx2(n, x, &lo, &hi);
+#endif
+    for (; i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
     }

@@ -12,6 +12,28 @@ import Testing
         return result
     }
 
+    /// DynamicQuantizeLinear's grid: the range includes 0, NaNs are ignored, ±0 and infinities as the scalar loop
+    /// treats them; the vector range and the scalar one agree at every length around the vector width.
+    @Test func dynamicGridMatchesTheScalarRangeOnEveryPath() {
+        let special: [Float] = [-0.0, 0, .nan, 3, -2, .nan, 7.5, -0.25, 1e-3, 5]
+        for count in [0, 1, 7, 8, 9, 17, 64, 203] {
+            for positive in [false, true] {
+                var x = (special + Pseudorandom.floats(count, seed: count).map { $0 * 6 }).prefix(count).map { positive ? abs($0) + 1 : $0 }
+                if count == 203 { x[150] = -.infinity }
+                var lo: Float = 0, hi: Float = 0
+                for v in x { lo = v < lo ? v : lo; hi = v > hi ? v : hi }
+                let s = (hi == lo ? 1 : hi - lo) / 255
+                for isa in isas() {
+                    _ = ck_set_isa(isa)
+                    var y = [UInt8](repeating: 0, count: x.count), scale: Float = 0, zero: UInt8 = 0
+                    ck_dynamic_quantize_u8(x.count, x, &y, &scale, &zero)
+                    #expect(scale.bitPattern == s.bitPattern, "isa \(isa.rawValue) count \(count) positive \(positive): \(scale) vs \(s)")
+                }
+            }
+        }
+        _ = ck_set_isa(CK_ISA_AUTO)
+    }
+
     @Test func quantizeMatchesOnnxRoundingOnEveryPath() {
         // Ties (0.5 steps), saturation both ways, NaN and infinities, and a tail past the vector width.
         var x: [Float] = [0, 0.5, 1.5, 2.5, -0.5, -1.5, 127.5, 128.5, -300, 300, .nan, .infinity, -.infinity, 1e30, -1e30]

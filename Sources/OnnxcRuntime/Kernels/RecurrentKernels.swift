@@ -530,8 +530,9 @@ private struct Recurrence<C: RecurrentScalar> {
 
     private static func load(_ t: Tensor, op: String) throws(RuntimeError) -> [C] {
         switch t.dtype {
-        case .float: return t.withValues(Float.self) { $0.map { C($0) } }
-        case .double: return t.withValues(Double.self) { $0.map { C($0) } }
+        // Same type: a copy, not an element-by-element conversion through the generic initializer.
+        case .float: return t.withValues(Float.self) { b in (Array(b) as? [C]) ?? b.map { C($0) } }
+        case .double: return t.withValues(Double.self) { b in (Array(b) as? [C]) ?? b.map { C($0) } }
         case .float16: return t.withValues(Float16.self) { $0.map { C(Float($0)) } }
         default: throw .unsupportedType(op: op, dtype: t.dtype.onnxName)
         }
@@ -539,8 +540,8 @@ private struct Recurrence<C: RecurrentScalar> {
 
     private func store(_ values: [C], dtype: DType, shape: [Int]) throws(RuntimeError) -> Tensor {
         switch dtype {
-        case .float: return try Tensor(values.map { Float($0) }, shape: shape)
-        case .double: return try Tensor(values.map { Double($0) }, shape: shape)
+        case .float: return try Tensor((values as? [Float]) ?? values.map { Float($0) }, shape: shape)
+        case .double: return try Tensor((values as? [Double]) ?? values.map { Double($0) }, shape: shape)
         case .float16: return try Tensor(values.map { Float16(Float($0)) }, shape: shape)
         default: throw .unsupportedType(op: context.node.opType, dtype: dtype.onnxName)
         }
