@@ -119,8 +119,9 @@ import Testing
         for (name, expected) in reference {
             let e = expected.array(Float.self)
             let q = try #require(perRun[name]).array(Float.self), l = try #require(atLoad[name]).array(Float.self)
-            // The projections made at load compute exactly what the per-run ones do.
-            #expect(q == l, "\(c) output \(name): compiled and interpreted int8 differ")
+            // The projections made at load compute what the per-run ones do (to float rounding: another suite's
+            // test may switch the process-wide instruction set, and with it the vector activations, between the two).
+            #expect(zip(q, l).allSatisfy { abs($0 - $1) <= 1e-5 }, "\(c) output \(name): compiled and interpreted int8 differ")
             // Hidden states lie in (−1, 1); X and each step's h are quantized to 255 steps of their range.
             let error = zip(e, q).map { abs($0 - $1) }.max() ?? 1
             #expect(error < 0.03, "\(c) output \(name): int8 is \(error) from float")
