@@ -4,7 +4,7 @@ quantize_dynamic (which turns LSTM into its DynamicQuantizeLSTM contrib op and l
 
 Usage:
     python3 scripts/bench_recurrent.py --onnxc .build/release/onnxc [--steps 100] [--input-size 128] [--hidden 256]
-                                       [--layers 2] [--threads 2] [--runs 40] [--warmup 5] [--rounds 3]
+                                       [--layers 2] [--threads 2] [--runs 100] [--warmup 20] [--rounds 3]
                                        [--markdown FILE] [--work DIR]
 
 For each cell (LSTM, GRU) the script writes a stack of --layers single-direction layers (random weights scaled
@@ -75,8 +75,8 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--markdown")
     parser.add_argument("--work")

@@ -374,6 +374,16 @@ private struct Recurrence<C: RecurrentScalar> {
                                 let rh = resetHidden + b * hidden
                                 for j in 0..<hidden { rh[j] = gate[hidden + j] * hb[j] }
                             }
+                        case .lstm where peep == nil:
+                            // Gate order i, o, f, c: without peepholes i, o and f are one stretch for f.
+                            clipped(gate, gh, clip)
+                            f.apply(gate, 3 * hidden)
+                            if inputForget { for j in 0..<hidden { gate[2 * hidden + j] = 1 - gate[j] } }
+                            g.apply(gate + 3 * hidden, hidden)
+                            for j in 0..<hidden { cb[j] = gate[2 * hidden + j] * cb[j] + gate[j] * gate[3 * hidden + j] }
+                            scratch.update(from: cb, count: hidden)
+                            hAct.apply(scratch, hidden)
+                            for j in 0..<hidden { hb[j] = gate[hidden + j] * scratch[j] }
                         case .lstm:
                             // Gate order i, o, f, c; peepholes i, o, f.
                             if let peep {
