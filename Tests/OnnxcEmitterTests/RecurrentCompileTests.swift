@@ -127,4 +127,18 @@ import Testing
             #expect(error < 0.03, "\(c) output \(name): int8 is \(error) from float")
         }
     }
+
+    /// A sequence of no steps: Y is empty and Y_h the initial state (zeros), through both paths (not an error).
+    @Test func emptySequence() throws {
+        var model = try Self.model(Case(op: "LSTM"))
+        model.graph.inputs = [Build.input("x", [.fixed(0), .fixed(Int64(Self.batch)), .fixed(Int64(Self.inputSize))])]
+        let x = try OnnxcRuntime.Tensor([Float](), shape: [0, Self.batch, Self.inputSize])
+        let interpreted = try Executor(graph: try Lowering.lower(model)).run(["x": .tensor(x)]).compactMapValues(\.tensor)
+        #expect(interpreted["y"]?.shape == [0, 1, Self.batch, Self.hidden])
+        #expect(interpreted["y_h"].map { $0.array(Float.self).allSatisfy { $0 == 0 } } == true)
+        let (typed, _) = ShapeInference.infer(model)
+        let (program, _) = try Emitter.emit(typed, metadata: ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "empty", producer: "", optimization: "-O0"))
+        let compiled = try CompiledModel(program: program).run(["x": .tensor(x)]).compactMapValues(\.tensor)
+        #expect(compiled["y"]?.shape == [0, 1, Self.batch, Self.hidden] && compiled["y_c"]?.shape == [1, Self.batch, Self.hidden])
+    }
 }

@@ -327,7 +327,8 @@ private struct Recurrence<C: RecurrentScalar> {
         try xs.withUnsafeBufferPointer { xp throws(RuntimeError) in
         try h.withUnsafeMutableBufferPointer { hp throws(RuntimeError) in
         try c.withUnsafeMutableBufferPointer { cp throws(RuntimeError) in
-            guard let x0 = xp.baseAddress else { throw .invalidShape("\(op): X \(x.shape) is empty") }
+            // An empty X (no steps, no batch or no features) has nothing to read: any valid pointer serves.
+            let x0 = xp.baseAddress ?? UnsafePointer(scratch)
             let hs0 = hp.baseAddress ?? scratch, cs0 = cp.baseAddress ?? scratch
             for d in 0..<directions {
                 let reverse = directionName == "reverse" || d == 1
