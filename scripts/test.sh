@@ -8,7 +8,8 @@
 #    package, and run in ONNX Runtime before and after, requiring bit-identical outputs,
 # 4. ONNX conformance: `onnxc test` over the 1282 node tests and the 9 classic models against the committed
 #    lists in testdata/conformance, shape inference against onnx.shape_inference, and `onnxc run` against
-#    ONNX Runtime on the BERT-style encoder, and `onnxc optimize -O1/-O2` output checked in ONNX Runtime,
+#    ONNX Runtime on the BERT-style encoder, `onnxc optimize -O1/-O2` output checked in ONNX Runtime, and
+#    `onnxc quantize` output (static and dynamic) run in ONNX Runtime against the int8 .oxc,
 # 5. `onnxc prune` output checked in ONNX Runtime against the original with the removed channels masked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ python3 scripts/check_shape_inference.py --onnxc .build/release/onnxc --strip -q
 python3 scripts/compare_models.py --onnxc .build/release/onnxc --levels 0,2,c testdata/exported/bert_tiny.onnx
 # -O1/-O2 output is standard ONNX that ONNX Runtime runs with the original's outputs.
 python3 scripts/check_optimize.py --onnxc .build/release/onnxc testdata/models testdata/exported
+# `onnxc quantize` output (static QDQ, and --dynamic with recurrent ops) runs in ONNX Runtime with the int8 .oxc's answers.
+python3 scripts/check_quantize.py --onnxc .build/release/onnxc
 # Pruning: every pruned model equals the original with the removed channels masked, in ONNX Runtime, with the
 # original's output shapes (the torchvision models are checked too when scripts/export_torchvision.py made them).
 python3 scripts/prune_check.py --onnxc .build/release/onnxc

@@ -1,4 +1,5 @@
 import Foundation
+import OnnxcFrontend
 import OnnxcRuntime
 import OnnxcTestSupport
 import Testing
@@ -97,6 +98,27 @@ import Testing
         let float = try predictions(model), int8 = try predictions(oxc), qdq = try predictions(onnx, level: ["-O0"])
         #expect(zip(float, int8).filter { $0 != $1 }.count <= 2)
         #expect(zip(int8, qdq).filter { $0 != $1 }.count <= 1)
+    }
+
+    /// testdata's recurrent model (bidirectional LSTM with peepholes and lengths, GRU, reverse RNN): int8-dynamic
+    /// runs all three on the integer kernels within 5 % of the float outputs, and the ONNX output keeps them as
+    /// standard ops behind int8 weights (a Reshape after the two-direction LSTM's).
+    @Test func dynamicQuantizationOfRecurrentOps() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        let source = Fixtures.model("recurrent.onnx")
+        let oxc = dir.appendingPathComponent("rec.oxc").path, onnx = dir.appendingPathComponent("rec.onnx").path
+        let compile = try CLIRunner.run(["compile", source, "-O", "int8-dynamic", "-o", oxc])
+        try #require(compile.status == 0, "\(compile.stderr)")
+        #expect(["ai.onnxc::QLSTM 1", "ai.onnxc::QGRU 1", "ai.onnxc::QRNN 1", "6 weights"].allSatisfy(compile.stdout.contains), "\(compile.stdout)")
+        let verify = try CLIRunner.run(["verify", source, oxc, "--input-shape", "features=5x2x12", "--rtol", "0.05"])
+        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        let quantize = try CLIRunner.run(["quantize", source, "--dynamic", "-o", onnx])
+        try #require(quantize.status == 0, "\(quantize.stderr)")
+        let model = try ONNXImporter.load(path: onnx)
+        let ops = model.graph.nodes.map(\.opType)
+        #expect(ops.filter { $0 == "DequantizeLinear" }.count == 6 && ops.filter { $0 == "Reshape" }.count == 3, "\(ops)")
+        #expect(["LSTM", "GRU", "RNN"].allSatisfy(ops.contains))
+        #expect(["lstm.W", "lstm.R", "gru.W", "gru.R", "rnn.W", "rnn.R"].allSatisfy { model.graph.initializer(named: $0) == nil })
     }
 
     @Test func fp16HalvesTheWeightsAndKeepsThePredictions() throws {
