@@ -166,6 +166,28 @@ import Testing
         #expect(scale(of: "m") == union && scale(of: "n") == union && scale(of: "c") == union)
     }
 
+    /// A Concat whose output stays float (a graph output: a detector's boxes and class scores) runs in float, so its
+    /// inputs keep their own grids — the union would quantize the [0, 1] scores on the boxes' ±60 range.
+    @Test func aFloatConcatKeepsItsInputsGrids() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [2, 2, 1, 1], [1, 0, 0, 1])],
+            nodes: [Build.node("Conv", ["x", "W"], ["boxes"]), Build.node("Sigmoid", ["x"], ["scores"]),
+                    Build.node("Concat", ["boxes", "scores"], ["y"], [Attribute("axis", .int(1))])])
+        let ranges: [String: TensorRange] = ["x": .init(low: -60, high: 60), "boxes": .init(low: -60, high: 60), "scores": .init(low: 0, high: 1),
+                                             "y": .init(low: -60, high: 60)]
+        let (q, _) = try QDQInsertion.insert(Build.model(graph), ranges: ranges, options: QuantizationOptions())
+        func scale(of value: String) -> Float? {
+            guard let node = q.graph.nodes.first(where: { $0.opType == "QuantizeLinear" && $0.inputs[0] == value }),
+                  let t = q.graph.initializer(named: node.inputs[1]) else { return nil }
+            return t.data.numericValue(at: 0).map { Float($0) }
+        }
+        #expect(scale(of: "scores") == QuantizationParameters.activation(low: 0, high: 1).scale)
+        #expect(scale(of: "boxes") == QuantizationParameters.activation(low: -60, high: 60).scale)
+        // The output itself stays float.
+        #expect(!q.graph.nodes.contains { $0.opType == "QuantizeLinear" && $0.inputs[0] == "y" })
+    }
+
     @Test func exclusionsAndPerTensorAreHonoured() throws {
         let (model, summary) = try quantized(QuantizationOptions(perChannel: false, excludedNodes: ["conv2"], excludedOpTypes: ["Gemm"]))
         #expect(summary.skipped.contains { $0.node.contains("conv2") } && summary.skipped.contains { $0.node.contains("fc") })

@@ -83,8 +83,8 @@ public struct QuantizedLayer: Sendable {
 /// outputs only float ops read, graph outputs (a classifier's logits lose nothing to a last rounding), and the
 /// output of a Conv/Gemm/MatMul/Add read only by a Relu or Clip — the activation is fused into the producer's
 /// requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
-/// output their input's grid and a Concat gives its inputs and output one grid (the union of the ranges of all
-/// the tensors so connected), so those ops run on the integers unchanged.
+/// output their input's grid and a Concat with a quantized output gives its inputs and output one grid (the union
+/// of the ranges of all the tensors so connected), so those ops run on the integers unchanged.
 public enum QDQInsertion {
     /// Ops with weights: their input 1 (and Conv/Gemm's bias) are constants quantized here.
     static let weightOps: Set<String> = ["Conv", "Gemm", "MatMul"]
@@ -228,7 +228,10 @@ public enum QDQInsertion {
             let nearest = node.opType == "Resize" && ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? "")
             if sameGridOps.contains(node.opType) || nearest, let x = node.inputs.first, quantized.contains(x) {
                 for y in node.outputs where !y.isEmpty && quantized.contains(y) { join(x, y) }
-            } else if node.opType == "Concat" {
+            } else if node.opType == "Concat", let out = node.outputs.first, quantized.contains(out) {
+                // Only a Concat that runs on the integers needs one grid. One whose output stays float (a detector's
+                // boxes and class scores joined into its output) keeps each input on its own range: the union of
+                // ±60-pixel boxes and [0, 1] scores would quantize the scores in steps of 0.44.
                 let members = (node.inputs + node.outputs).filter { quantized.contains($0) }
                 for m in members.dropFirst() { join(members[0], m) }
             }
