@@ -331,4 +331,28 @@ import Testing
         }
         #expect(mismatches.withLock { $0 } == 0)
     }
+
+    /// The recurrent ops' projections are made once at load and shared: concurrent runs of the int8-dynamic form
+    /// (per-run grids, the few-row kernel threaded) agree with a lone run.
+    @Test func concurrentRunsOfARecurrentModelAgree() throws {
+        let model = try ONNXImporter.load(path: Fixtures.model("recurrent.onnx"))
+        let (quantized, _) = try QDQInsertion.insert(try InputShapes.pin(model, ["features": [5, 2, 12]]), ranges: [:], options: QuantizationOptions(dynamic: true))
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let metadata = ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "m", producer: "", optimization: "-O int8-dynamic")
+        let (program, _) = try Emitter.emit(ShapeInference.infer(lowered).0, metadata: metadata)
+        let compiled = try CompiledModel(program: program)
+        let x = try OnnxcRuntime.Tensor((0..<120).map { Float($0 % 17) / 8 - 1 }, shape: [5, 2, 12])
+        let expected = try #require(try compiled.run(["features": .tensor(x)])["tags"]?.tensor)
+        let mismatches = Mutex(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            for _ in 0..<5 {
+                // To 1e-5, not bit for bit: another suite may switch the process-wide instruction set, and with it the
+                // vector activations, while this runs; a shared buffer written by two runs would be far off.
+                let same = (try? compiled.run(["features": .tensor(x)])["tags"]?.tensor).flatMap { $0 }
+                    .map { TensorComparison.difference($0, expected, rtol: 0, atol: 1e-5) == nil } ?? false
+                if !same { mismatches.withLock { $0 += 1 } }
+            }
+        }
+        #expect(mismatches.withLock { $0 } == 0)
+    }
 }
