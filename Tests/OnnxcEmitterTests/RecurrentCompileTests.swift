@@ -142,3 +142,27 @@ import Testing
         #expect(compiled["y"]?.shape == [0, 1, Self.batch, Self.hidden] && compiled["y_c"]?.shape == [1, Self.batch, Self.hidden])
     }
 }
+
+/// Transposes that move blocks (the innermost axes stay): the compiled step's block copies against the
+/// interpreter's element-by-element permutation, for float and int8 elements.
+@Suite struct BlockTransposeTests {
+    @Test(arguments: [([2, 3, 4, 5], [0, 2, 1, 3]), ([1, 6, 2, 8], [0, 2, 1, 3]), ([1, 2, 6, 8], [0, 2, 1, 3]), ([3, 4, 5], [1, 0, 2]),
+                      ([2, 1, 3, 1, 4], [0, 3, 2, 1, 4])] as [([Int64], [Int64])])
+    func blockTransposeMatchesThePermutation(_ shape: [Int64], _ perm: [Int64]) throws {
+        for dtype in [DType.float, .int8] {
+            let count = shape.reduce(1, *)
+            var graph = Graph(name: "t", inputs: [Build.input("x", shape.map { .fixed($0) }, dtype)], outputs: [ValueInfo(name: "y", type: nil)],
+                              nodes: [Build.node("Transpose", ["x"], ["y"], [Attribute("perm", .ints(perm))])])
+            graph.outputs = [ValueInfo(name: "y", type: nil)]
+            let model = Build.model(graph)
+            let x: OnnxcRuntime.Tensor = dtype == .float
+                ? try OnnxcRuntime.Tensor((0..<Int(count)).map { Float($0) }, shape: shape.map { Int($0) })
+                : try OnnxcRuntime.Tensor((0..<Int(count)).map { Int8(truncatingIfNeeded: $0) }, shape: shape.map { Int($0) })
+            let expected = try #require(try Executor(graph: try Lowering.lower(model)).run(["x": .tensor(x)])["y"]?.tensor)
+            let (program, _) = try Emitter.emit(ShapeInference.infer(model).0,
+                                                metadata: ProgramMetadata(compiler: "test", sourceSHA256: [], sourceName: "t", producer: "", optimization: "-O0"))
+            let actual = try #require(try CompiledModel(program: program).run(["x": .tensor(x)])["y"]?.tensor)
+            #expect(actual.shape == expected.shape && TensorComparison.difference(actual, expected, rtol: 0, atol: 0) == nil, "\(shape) \(perm) \(dtype)")
+        }
+    }
+}

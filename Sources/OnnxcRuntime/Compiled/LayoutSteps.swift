@@ -49,6 +49,33 @@ enum LayoutSteps {
                 frame.values[Int(y)] = .tensor(out)
                 return
             }
+            if input.dtype != .string, input.dtype.storageBytes > 0, let (batch, rows, columns, inner) = ShapeKernels.blockTranspose(input.shape, perm),
+               let blockBytes = input.dtype.byteCount(elements: inner) {
+                // Blocks of `inner` elements: per (batch, source row) one strided copy of its `columns` blocks, or per
+                // (batch, column) one of its `rows` blocks — whichever makes fewer calls.
+                let out = try frame.output(slot, y, input.dtype, shape)
+                input.withBytes { source in
+                    out.withMutableBytes { target in
+                        guard let from = source.baseAddress, let to = target.baseAddress else { return }
+                        let plane = rows * columns * blockBytes
+                        for b in 0..<batch {
+                            if rows <= columns {
+                                for r in 0..<rows {
+                                    BlockCopy.rows(columns, rowBytes: blockBytes, from: from + b * plane + r * columns * blockBytes, stride: blockBytes,
+                                                   to: to + b * plane + r * blockBytes, stride: rows * blockBytes)
+                                }
+                            } else {
+                                for c in 0..<columns {
+                                    BlockCopy.rows(rows, rowBytes: blockBytes, from: from + b * plane + c * blockBytes, stride: columns * blockBytes,
+                                                   to: to + b * plane + c * rows * blockBytes, stride: blockBytes)
+                                }
+                            }
+                        }
+                    }
+                }
+                frame.values[Int(y)] = .tensor(out)
+                return
+            }
             if input.dtype == .uint8 || input.dtype == .int8, let (batch, rows, columns) = ShapeKernels.batchedTranspose(input.shape, perm),
                [batch, rows, columns].allSatisfy({ $0 <= Int(Int32.max) }) {
                 let out = try frame.output(slot, y, input.dtype, shape)

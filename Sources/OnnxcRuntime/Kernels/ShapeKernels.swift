@@ -197,6 +197,25 @@ enum ShapeKernels {
         return nil
     }
 
+    /// A transpose that swaps two axes groups and keeps the innermost one in place — [B, R, C, K] → [B, C, R, K]
+    /// once size-1 axes are dropped and consecutive axes merged (attention's head split and merge, [1, S, H, D] ↔
+    /// [1, H, S, D]): (B, R, C, K), so it runs as copies of K-element blocks; nil for any other permutation.
+    static func blockTranspose(_ shape: [Int], _ perm: [Int]) -> (batch: Int, rows: Int, columns: Int, inner: Int)? {
+        guard shape.allSatisfy({ $0 > 0 }) else { return nil }
+        let kept = perm.filter { shape[$0] != 1 }
+        var groups: [[Int]] = []
+        for axis in kept {
+            if let last = groups.last?.last, axis == last + 1 { groups[groups.count - 1].append(axis) } else { groups.append([axis]) }
+        }
+        let sizes = groups.map { $0.reduce(1) { $0 * shape[$1] } }
+        let order = groups.indices.sorted { groups[$0][0] < groups[$1][0] }
+        let merged = groups.indices.map { order.firstIndex(of: $0) ?? 0 }
+        let input = order.map { sizes[$0] }  // merged sizes in input order
+        if merged == [1, 0, 2] { return (1, input[0], input[1], input[2]) }
+        if merged == [0, 2, 1, 3] { return (input[0], input[1], input[2], input[3]) }
+        return nil
+    }
+
     static func concat(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
         var tensors: [Tensor] = []
         for i in inputs.indices { tensors.append(try context.tensor(inputs, i)) }
