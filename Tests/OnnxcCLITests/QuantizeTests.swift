@@ -101,9 +101,9 @@ import Testing
     }
 
     /// testdata's recurrent model (bidirectional LSTM with peepholes and lengths, GRU, reverse RNN): int8-dynamic
-    /// runs all three on the integer kernels within 5 % of the float outputs, and the ONNX output keeps them as
-    /// standard ops behind int8 weights (a Reshape after the two-direction LSTM's).
-    @Test func dynamicQuantizationOfRecurrentOps() throws {
+    /// and calibrated int8 run all three on the integer kernels within 5 % of the float outputs, and the ONNX output
+    /// keeps them as standard ops behind int8 weights (a Reshape after the two-direction LSTM's).
+    @Test func recurrentOpsQuantizeInBothModes() throws {
         let dir = try Fixtures.temporaryDirectory()
         let source = Fixtures.model("recurrent.onnx")
         let oxc = dir.appendingPathComponent("rec.oxc").path, onnx = dir.appendingPathComponent("rec.onnx").path
@@ -119,6 +119,14 @@ import Testing
         #expect(ops.filter { $0 == "DequantizeLinear" }.count == 6 && ops.filter { $0 == "Reshape" }.count == 3, "\(ops)")
         #expect(["LSTM", "GRU", "RNN"].allSatisfy(ops.contains))
         #expect(["lstm.W", "lstm.R", "gru.W", "gru.R", "rnn.W", "rnn.R"].allSatisfy { model.graph.initializer(named: $0) == nil })
+        // Calibrated int8 gives the recurrent ops the same int8 form (their grids are per run either way).
+        let calibration = Fixtures.testdata.appendingPathComponent("quant/recurrent_calib.npz").path
+        let staticOxc = dir.appendingPathComponent("rec_static.oxc").path
+        let calibrated = try CLIRunner.run(["compile", source, "-O", "int8", "--calibration-data", calibration, "-o", staticOxc])
+        try #require(calibrated.status == 0, "\(calibrated.stderr)")
+        #expect(["ai.onnxc::QLSTM 1", "ai.onnxc::QGRU 1", "ai.onnxc::QRNN 1"].allSatisfy(calibrated.stdout.contains), "\(calibrated.stdout)")
+        let verifyStatic = try CLIRunner.run(["verify", source, staticOxc, "--input-shape", "features=5x2x12", "--rtol", "0.05"])
+        #expect(verifyStatic.status == 0, "\(verifyStatic.stdout)\(verifyStatic.stderr)")
     }
 
     @Test func fp16HalvesTheWeightsAndKeepsThePredictions() throws {

@@ -11,7 +11,8 @@ public struct QuantizationOptions: Sendable {
     /// `-O int8-dynamic`: only Conv/Gemm/MatMul inputs are quantized, by DynamicQuantizeLinear (a grid computed
     /// per run from the tensor's own range: no calibration), and biases stay float; LSTM/GRU/RNN get int8 W and R
     /// (weights only in the ONNX output, which has no op for a per-step grid; the compiled model quantizes X and
-    /// the hidden state per run, as ORT's DynamicQuantizeLSTM does).
+    /// the hidden state per run, as ORT's DynamicQuantizeLSTM does). Calibrated int8 treats recurrent ops the same
+    /// way: a per-step grid follows the hidden state better than one range fixed for every step.
     public var dynamic = false
 
     public init(perChannel: Bool = true, excludedNodes: Set<String> = [], excludedOpTypes: Set<String> = [], dynamic: Bool = false) {
@@ -103,7 +104,7 @@ public enum QDQInsertion {
     static let sameGridOps: Set<String> = [
         "MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Slice", "Split", "Pad",
     ]
-    /// Recurrent ops whose W and R `-O int8-dynamic` quantizes (int8 per direction and gate row).
+    /// Recurrent ops whose W and R are quantized (int8 per direction and gate row), in both modes.
     static let recurrentOps: Set<String> = ["LSTM", "GRU", "RNN"]
     /// Activations a preceding quantized op absorbs into its requantization.
     static let fusedActivations: Set<String> = ["Relu", "Clip"]
@@ -115,7 +116,8 @@ public enum QDQInsertion {
         let constants = Set(graph.initializers.map(\.name))
         var names: [String] = []
         var seen = Set<String>()
-        for node in graph.nodes where quantizable(node, options) != nil {
+        // Recurrent ops need no ranges: their compiled form quantizes X and the hidden state per run.
+        for node in graph.nodes where quantizable(node, options) != nil && !recurrentOps.contains(node.opType) {
             for name in node.inputs + node.outputs where !name.isEmpty && !constants.contains(name) && seen.insert(name).inserted {
                 names.append(name)
             }
@@ -126,7 +128,8 @@ public enum QDQInsertion {
     /// Why `node` is not quantized, or nil when it is (`.some(nil)`: quantizable; `nil`: not a candidate).
     static func quantizable(_ node: Node, _ options: QuantizationOptions) -> String?? {
         guard node.domain.isEmpty,
-              weightOps.contains(node.opType) || (options.dynamic ? recurrentOps.contains(node.opType) : activationOps[node.opType] != nil) else { return nil }
+              weightOps.contains(node.opType) || recurrentOps.contains(node.opType) || (!options.dynamic && activationOps[node.opType] != nil)
+        else { return nil }
         if options.excludedNodes.contains(node.name) { return .some("excluded by --exclude-nodes") }
         if options.excludedOpTypes.contains(node.opType) { return .some("excluded by --exclude-op-types") }
         return .some(nil)
