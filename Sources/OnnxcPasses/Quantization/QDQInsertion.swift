@@ -356,8 +356,10 @@ public enum QDQInsertion {
                     }
                 }
             }
-            if let slots = dataInputs[n] {
+            if var slots = dataInputs[n] {
                 summary.quantizedNodes[node.opType, default: 0] += 1
+                // A recurrent op quantizes X itself; the report compares X as the op reads it in both models.
+                if recurrentOps.contains(node.opType) { slots = [0] }
                 if let output = node.outputs.first, !output.isEmpty {
                     summary.layers.append(QuantizedLayer(node: node.name.isEmpty ? output : node.name, opType: node.opType, output: output,
                                                          floatInputs: slots.map { original.inputs[$0] }, quantizedInputs: slots.map { node.inputs[$0] }))
