@@ -166,16 +166,23 @@ import Testing
         #expect(scale(of: "m") == union && scale(of: "n") == union && scale(of: "c") == union)
     }
 
-    /// A Concat whose output stays float (a graph output: a detector's boxes and class scores) runs in float, so its
-    /// inputs keep their own grids — the union would quantize the [0, 1] scores on the boxes' ±60 range.
-    @Test func aFloatConcatKeepsItsInputsGrids() throws {
+    /// A Concat whose output stays float (a graph output: a detector's boxes and class scores) runs in float: an input
+    /// only it reads keeps its float value (no Q/DQ), and one that a quantized op also reads keeps its own grid — the
+    /// union would quantize the [0, 1] scores on the boxes' ±60 range. Likewise a data-movement chain that ends in
+    /// float (Transpose → Reshape → float op) carries no pairs.
+    @Test func floatDataMovementKeepsItsInputsFloat() throws {
         let graph = Graph(
-            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
-            initializers: [try Build.floatTensor("W", [2, 2, 1, 1], [1, 0, 0, 1])],
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])],
+            outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "z", type: nil), ValueInfo(name: "s", type: nil)],
+            initializers: [try Build.floatTensor("W", [2, 2, 1, 1], [1, 0, 0, 1]), try Build.floatTensor("W2", [2, 2, 1, 1], [0, 1, 1, 0]),
+                           try Build.int64Tensor("shape", [2], [1, 32])],
             nodes: [Build.node("Conv", ["x", "W"], ["boxes"]), Build.node("Sigmoid", ["x"], ["scores"]),
-                    Build.node("Concat", ["boxes", "scores"], ["y"], [Attribute("axis", .int(1))])])
+                    Build.node("Concat", ["boxes", "scores"], ["y"], [Attribute("axis", .int(1))]), Build.node("Conv", ["scores", "W2"], ["z"]),
+                    Build.node("Conv", ["x", "W2"], ["c"]), Build.node("Transpose", ["c"], ["t"], [Attribute("perm", .ints([0, 2, 3, 1]))]),
+                    Build.node("Reshape", ["t", "shape"], ["r"]), Build.node("Softmax", ["r"], ["s"])])
         let ranges: [String: TensorRange] = ["x": .init(low: -60, high: 60), "boxes": .init(low: -60, high: 60), "scores": .init(low: 0, high: 1),
-                                             "y": .init(low: -60, high: 60)]
+                                             "y": .init(low: -60, high: 60), "c": .init(low: -60, high: 60), "t": .init(low: -60, high: 60),
+                                             "r": .init(low: -60, high: 60)]
         let (q, _) = try QDQInsertion.insert(Build.model(graph), ranges: ranges, options: QuantizationOptions())
         func scale(of value: String) -> Float? {
             guard let node = q.graph.nodes.first(where: { $0.opType == "QuantizeLinear" && $0.inputs[0] == value }),
@@ -183,9 +190,8 @@ import Testing
             return t.data.numericValue(at: 0).map { Float($0) }
         }
         #expect(scale(of: "scores") == QuantizationParameters.activation(low: 0, high: 1).scale)
-        #expect(scale(of: "boxes") == QuantizationParameters.activation(low: -60, high: 60).scale)
-        // The output itself stays float.
-        #expect(!q.graph.nodes.contains { $0.opType == "QuantizeLinear" && $0.inputs[0] == "y" })
+        let quantizedValues = Set(q.graph.nodes.filter { $0.opType == "QuantizeLinear" }.map { $0.inputs[0] })
+        #expect(quantizedValues == ["x", "scores"], "\(quantizedValues)")
     }
 
     @Test func exclusionsAndPerTensorAreHonoured() throws {

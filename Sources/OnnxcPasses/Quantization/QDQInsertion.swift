@@ -211,6 +211,28 @@ public enum QDQInsertion {
             }
         }
         quantized = quantized.filter { !isConstant($0) }
+        // Data movement gains from the integers only when its output stays quantized: a tensor that only such ops
+        // read, all with float outputs (a Concat into a graph output, the Transpose/Reshape between two recurrent
+        // layers), keeps its float value — no rounding, no Q/DQ pair — and so, in turn, may their inputs.
+        func movesData(_ node: Node) -> Bool {
+            sameGridOps.contains(node.opType) || node.opType == "Concat"
+                || (node.opType == "Resize" && ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? ""))
+        }
+        var pruned = true
+        while pruned {
+            pruned = false
+            for name in quantized {
+                let readers = index.consumers(of: name).filter { use in use.input.map { dataInputs[use.node]?.contains($0) == true } ?? false }
+                guard !readers.isEmpty, readers.allSatisfy({ use in
+                    movesData(graph.nodes[use.node]) && !graph.nodes[use.node].outputs.contains(where: quantized.contains)
+                }) else { continue }
+                quantized.remove(name)
+                for use in readers where dataInputs[use.node]?.allSatisfy({ !quantized.contains(graph.nodes[use.node].inputs[$0]) }) == true {
+                    dataInputs[use.node] = nil
+                }
+                pruned = true
+            }
+        }
 
         // 3. Grids: tensors that data movement or a Concat connects form one class (union-find), and the class
         // takes the union of its members' calibrated ranges, so those ops run on the integers unchanged. (Copying
