@@ -81,7 +81,7 @@ public struct QuantizedLayer: Sendable {
 /// s_x·s_w), MatMul of two activations, the element-wise and data-movement ops in `activationOps`. Each float
 /// tensor such an op reads gets one Q/DQ pair (uint8, the calibrated range widened to include 0), and every
 /// reader reads the dequantized value, so ORT and onnxc's integer kernels see the same numbers. Not quantized:
-/// outputs only float ops read, graph outputs (a classifier's logits lose nothing to a last rounding), and the
+/// outputs only float ops read (or only data movement whose outputs stay float), graph outputs (a classifier's logits lose nothing to a last rounding), and the
 /// output of a Conv/Gemm/MatMul/Add read only by a Relu or Clip — the activation is fused into the producer's
 /// requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
 /// output their input's grid and a Concat with a quantized output gives its inputs and output one grid (the union
