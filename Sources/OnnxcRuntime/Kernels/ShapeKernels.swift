@@ -178,41 +178,36 @@ enum ShapeKernels {
         }
     }
 
-    /// (batch, rows, columns) when permuting `shape` by `perm` moves a block of rows × columns to columns × rows,
-    /// batch times, with everything else in place: after dropping size-1 axes and merging axes that stay adjacent,
-    /// the permutation is [1, 0] or [0, 2, 1]. Nil otherwise (and for empty tensors).
-    static func batchedTranspose(_ shape: [Int], _ perm: [Int]) -> (Int, Int, Int)? {
+    /// `perm` on `shape` with size-1 axes dropped and runs of input axes that stay consecutive in the output merged
+    /// into one axis: the merged permutation (output position → merged input axis) and the merged sizes in input
+    /// order. Nil for empty tensors.
+    static func mergedPermutation(_ shape: [Int], _ perm: [Int]) -> (perm: [Int], sizes: [Int])? {
         guard shape.allSatisfy({ $0 > 0 }) else { return nil }
-        let kept = perm.filter { shape[$0] != 1 }
-        // Runs of input axes that stay consecutive in the output merge into one axis.
         var groups: [[Int]] = []
-        for axis in kept {
+        for axis in perm where shape[axis] != 1 {
             if let last = groups.last?.last, axis == last + 1 { groups[groups.count - 1].append(axis) } else { groups.append([axis]) }
         }
-        let sizes = groups.map { $0.reduce(1) { $0 * shape[$1] } }
         let order = groups.indices.sorted { groups[$0][0] < groups[$1][0] }  // merged axes in input order
-        let merged = groups.indices.map { order.firstIndex(of: $0) ?? 0 }     // output position → merged input axis
-        if merged == [1, 0] { return (1, sizes[1], sizes[0]) }
-        if merged == [0, 2, 1] { return (sizes[0], sizes[2], sizes[1]) }
+        return (groups.indices.map { order.firstIndex(of: $0) ?? 0 }, order.map { groups[$0].reduce(1) { $0 * shape[$1] } })
+    }
+
+    /// (batch, rows, columns) when permuting `shape` by `perm` moves a block of rows × columns to columns × rows,
+    /// batch times, with everything else in place: the merged permutation is [1, 0] or [0, 2, 1]. Nil otherwise
+    /// (and for empty tensors).
+    static func batchedTranspose(_ shape: [Int], _ perm: [Int]) -> (Int, Int, Int)? {
+        guard let (merged, sizes) = mergedPermutation(shape, perm) else { return nil }
+        if merged == [1, 0] { return (1, sizes[0], sizes[1]) }
+        if merged == [0, 2, 1] { return (sizes[0], sizes[1], sizes[2]) }
         return nil
     }
 
     /// A transpose that swaps two axes groups and keeps the innermost one in place — [B, R, C, K] → [B, C, R, K]
-    /// once size-1 axes are dropped and consecutive axes merged (attention's head split and merge, [1, S, H, D] ↔
-    /// [1, H, S, D]): (B, R, C, K), so it runs as copies of K-element blocks; nil for any other permutation.
+    /// as merged (attention's head split and merge, [1, S, H, D] ↔ [1, H, S, D]): (B, R, C, K), so it runs as copies
+    /// of K-element blocks; nil for any other permutation.
     static func blockTranspose(_ shape: [Int], _ perm: [Int]) -> (batch: Int, rows: Int, columns: Int, inner: Int)? {
-        guard shape.allSatisfy({ $0 > 0 }) else { return nil }
-        let kept = perm.filter { shape[$0] != 1 }
-        var groups: [[Int]] = []
-        for axis in kept {
-            if let last = groups.last?.last, axis == last + 1 { groups[groups.count - 1].append(axis) } else { groups.append([axis]) }
-        }
-        let sizes = groups.map { $0.reduce(1) { $0 * shape[$1] } }
-        let order = groups.indices.sorted { groups[$0][0] < groups[$1][0] }
-        let merged = groups.indices.map { order.firstIndex(of: $0) ?? 0 }
-        let input = order.map { sizes[$0] }  // merged sizes in input order
-        if merged == [1, 0, 2] { return (1, input[0], input[1], input[2]) }
-        if merged == [0, 2, 1, 3] { return (input[0], input[1], input[2], input[3]) }
+        guard let (merged, sizes) = mergedPermutation(shape, perm) else { return nil }
+        if merged == [1, 0, 2] { return (1, sizes[0], sizes[1], sizes[2]) }
+        if merged == [0, 2, 1, 3] { return (sizes[0], sizes[1], sizes[2], sizes[3]) }
         return nil
     }
 
