@@ -375,18 +375,9 @@ private struct Recurrence<C: RecurrentScalar> {
                                 let rh = resetHidden + b * hidden
                                 for j in 0..<hidden { rh[j] = gate[hidden + j] * hb[j] }
                             }
-                        case .lstm where peep == nil:
-                            // Gate order i, o, f, c: without peepholes i, o and f are one stretch for f.
-                            clipped(gate, gh, clip)
-                            f.apply(gate, 3 * hidden)
-                            if inputForget { for j in 0..<hidden { gate[2 * hidden + j] = 1 - gate[j] } }
-                            g.apply(gate + 3 * hidden, hidden)
-                            for j in 0..<hidden { cb[j] = gate[2 * hidden + j] * cb[j] + gate[j] * gate[3 * hidden + j] }
-                            scratch.update(from: cb, count: hidden)
-                            hAct.apply(scratch, hidden)
-                            for j in 0..<hidden { hb[j] = gate[hidden + j] * scratch[j] }
                         case .lstm:
-                            // Gate order i, o, f, c; peepholes i, o, f.
+                            // Gate order i, o, f, c; peepholes i, o, f. Without peepholes i, o and f are one stretch for
+                            // f; with them the output gate sees the new cell, so it is clipped and activated last.
                             if let peep {
                                 for j in 0..<hidden {
                                     gate[j] += peep[j] * cb[j]
@@ -394,20 +385,20 @@ private struct Recurrence<C: RecurrentScalar> {
                                 }
                             }
                             clipped(gate, gh, clip)
-                            f.apply(gate, hidden)
-                            if inputForget {
-                                for j in 0..<hidden { gate[2 * hidden + j] = 1 - gate[j] }
+                            if peep == nil {
+                                f.apply(gate, 3 * hidden)
                             } else {
+                                f.apply(gate, hidden)
                                 f.apply(gate + 2 * hidden, hidden)
                             }
+                            if inputForget { for j in 0..<hidden { gate[2 * hidden + j] = 1 - gate[j] } }
                             g.apply(gate + 3 * hidden, hidden)
                             for j in 0..<hidden { cb[j] = gate[2 * hidden + j] * cb[j] + gate[j] * gate[3 * hidden + j] }
-                            // The output gate sees the new cell through its peephole, so it is clipped and activated last.
                             if let peep {
                                 for j in 0..<hidden { gate[hidden + j] = p[hidden + j] + rec[hidden + j] + peep[hidden + j] * cb[j] }
                                 clipped(gate + hidden, hidden, clip)
+                                f.apply(gate + hidden, hidden)
                             }
-                            f.apply(gate + hidden, hidden)
                             scratch.update(from: cb, count: hidden)
                             hAct.apply(scratch, hidden)
                             for j in 0..<hidden { hb[j] = gate[hidden + j] * scratch[j] }

@@ -10,8 +10,9 @@ protocol RecurrentProjection<Scalar>: AnyObject, Sendable {
     func apply(m: Int, x: UnsafePointer<Scalar>, y: UnsafeMutablePointer<Scalar>, ldy: Int)
 }
 
-/// M (n × k) packed once per run into the float GEMM's B panels, so each per-step product streams the packed
-/// panels only (packing inside every call would cost as much as the product it feeds).
+/// M (n × k) packed into the float GEMM's B panels when the projection is made (at load in a compiled model, per
+/// run in the interpreter), so each per-step product streams the packed panels only (packing inside every call
+/// would cost as much as the product it feeds).
 final class PackedFloatProjection: RecurrentProjection {
     private let packed: [Float]
     private let n: Int, k: Int
@@ -67,11 +68,10 @@ final class DynamicQuantizedProjection: RecurrentProjection {
     /// Rows up to which `ck_qgemv_f32` (which rereads the weights for every row) beats the convolution kernel.
     static let fewRows = 4
     private let convolution: QuantizedConvolution
-    private let n: Int, k: Int
+    private let k: Int
 
     /// `matrix` is n rows of k int8 values, `scales` its n row scales (or one for all).
     init(_ matrix: UnsafePointer<Int8>, n: Int, k: Int, scales: [Float], op: String) throws(RuntimeError) {
-        self.n = n
         self.k = k
         let weights = try Tensor(Array(UnsafeBufferPointer(start: matrix, count: n * k)), shape: [n, k, 1, 1])
         convolution = try QuantizedConvolution(weights: weights, groups: 1, xScale: 1, xZeroPoint: 0, wScales: scales, yScale: nil, yZeroPoint: 0,
