@@ -891,6 +891,21 @@ def generate_bad(curated_errors: dict[str, str]) -> None:
     print(f"bad/: {len(expected)} broken models")
 
 
+def write_npz_fixtures() -> None:
+    """testdata/npz: the same arrays saved by numpy.savez (stored members) and numpy.savez_compressed (deflated),
+    for the `.npz` reader's tests (Tests/OnnxcCLITests/NPZArchiveTests.swift)."""
+    folder = TESTDATA / "npz"
+    folder.mkdir(exist_ok=True)
+    arrays = {
+        "x": (np.arange(6, dtype=np.float32) - 2.5).reshape(2, 3),
+        "ids": np.array([7, -1, 1 << 40], dtype=np.int64),
+        "flags": np.array([[True, False], [False, True]]),
+        "zeros": np.zeros((64, 64), dtype=np.float32),
+    }
+    np.savez(folder / "stored.npz", **arrays)
+    np.savez_compressed(folder / "compressed.npz", **arrays)
+
+
 def main() -> None:
     expected_errors = BAD / "expected_errors.json"
     curated_errors = json.loads(expected_errors.read_text()) if expected_errors.is_file() else {}
@@ -903,6 +918,7 @@ def main() -> None:
     manifest = generate_models()
     (TESTDATA / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     generate_bad(curated_errors)
+    write_npz_fixtures()
     size = sum(p.stat().st_size for d in (MODELS, REFERENCE, BAD) for p in d.rglob("*") if p.is_file())
     print(f"testdata (models, reference, bad): {size} bytes")
     assert size < SIZE_BUDGET, "testdata is over its size budget"

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import OnnxcCore
 import OnnxcEmitter
 import OnnxcRuntime
@@ -87,11 +86,11 @@ struct Bench: ParsableCommand {
                 ("arena_bytes", arenaBytes.map { .int(Int64($0)) } ?? .null), ("threads", .int(Int64(Parallelism.threads))),
             ]).serialized(pretty: false) + "\n")
         } else {
-            func ms(_ v: Double) -> String { String(format: "%.3f ms", v) }
+            func ms(_ v: Double) -> String { Text.format("%.3f ms", v) }
             Output.write("""
                 \(model): \(runs) runs after \(warmup) warm-up, \(Parallelism.threads) threads
                   median \(ms(stats.median))   p90 \(ms(stats.p90))   p99 \(ms(stats.p99))   min \(ms(stats.min))   mean \(ms(stats.mean))
-                  throughput \(String(format: "%.1f", stats.median > 0 ? 1e3 / stats.median : 0)) runs/s
+                  throughput \(Text.format("%.1f", stats.median > 0 ? 1e3 / stats.median : 0)) runs/s
                   load \(ms(runnable.loadSeconds * 1e3))   peak RSS \(peakRSS / (1 << 20)) MiB\(arenaBytes.map { "   arena \($0) bytes" } ?? "")
 
                 """)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import OnnxcCore
 import OnnxcEmitter
 import OnnxcFormat
@@ -141,7 +140,7 @@ struct Compile: ParsableCommand {
         lap("optimize")
         var properties = shapes.sorted { $0.key < $1.key }.map { OnnxcFormat.StringPair("input_shape", "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))") }
         if let threads { properties.append(OnnxcFormat.StringPair("threads", String(threads))) }
-        let metadata = ProgramMetadata(compiler: "onnxc \(Onnxc.version)", sourceSHA256: hash, sourceName: (model as NSString).lastPathComponent,
+        let metadata = ProgramMetadata(compiler: "onnxc \(Onnxc.version)", sourceSHA256: hash, sourceName: Text.lastPathComponent(model),
                                        producer: [source.producerName, source.producerVersion].filter { !$0.isEmpty }.joined(separator: " "),
                                        optimization: levelName, properties: properties)
         let program: Program, report: Emitter.Report
@@ -162,7 +161,7 @@ struct Compile: ParsableCommand {
             }
         }
         let kernelList = kernels.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
-        let fileBytes = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? nil
+        let fileBytes = FileInfo.size(output)
         var variants: [DeploymentSummary.Variant] = []
         if let quantized {
             variants = try DeploymentSummary.measure(float: floatModel, floatFile: model, compiled: output, quantized: quantized,
@@ -186,18 +185,18 @@ struct Compile: ParsableCommand {
             ]).serialized() + "\n")
             return
         }
-        func mb(_ bytes: Int) -> String { String(format: "%.2f MB", Double(bytes) / 1e6) }
+        func mb(_ bytes: Int) -> String { Text.format("%.2f MB", Double(bytes) / 1e6) }
         var text = "\(model) → \(output) (\(levelName))\n"
         if let pruned { text += PruningDriver.describe(pruned) }
         if let quantized { text += QuantizationDriver.describe(quantized) }
         text += "  nodes     \(source.graph.nodeCountIncludingSubgraphs) → \(report.ops) ops\n"
         text += "  kernels   " + kernelList.map { "\($0.key) \($0.value)" }.joined(separator: ", ") + "\n"
         text += "  arena     \(mb(report.arenaBytes)) for \(mb(report.intermediateBytes)) of planned intermediates"
-        if report.intermediateBytes > 0 { text += String(format: " (%.0f%%)", 100 * Double(report.arenaBytes) / Double(report.intermediateBytes)) }
+        if report.intermediateBytes > 0 { text += Text.format(" (%.0f%%)", 100 * Double(report.arenaBytes) / Double(report.intermediateBytes)) }
         text += "; \(report.dynamicTensors) \(report.dynamicTensors == 1 ? "tensor" : "tensors") sized at run time\n"
         text += "  constants \(mb(report.constantBytes)), \(report.prepackedWeights) weights prepacked for the GEMM kernel"
             + (fileBytes.map { ", file \(mb($0))" } ?? "") + "\n"
-        text += "  time      " + stages.map { String(format: "%@ %.3f s", $0.0, $0.1) }.joined(separator: ", ") + "\n"
+        text += "  time      " + stages.map { "\($0.0) " + Text.format("%.3f s", $0.1) }.joined(separator: ", ") + "\n"
         if report.dynamicTensors > 0 && shapes.isEmpty {
             text += "  note: some sizes depend on the inputs; --input-shape NAME=DIMS pins them so they are planned too\n"
         }

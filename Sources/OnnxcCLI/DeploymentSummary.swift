@@ -1,4 +1,3 @@
-import Foundation
 import OnnxcCore
 import OnnxcEmitter
 import OnnxcFormat
@@ -21,8 +20,8 @@ enum DeploymentSummary {
     /// `original`: the unpruned model and its accuracy, when `float` is the pruned one (`compile --prune`).
     static func measure(float: Model, floatFile: String, compiled: String, quantized: QuantizationDriver.Result, shapes: [String: [Int64]],
                         disabled: [String], metadata: ProgramMetadata, original: (model: Model, accuracy: Double?)? = nil) throws(CommandFailure) -> [Variant] {
-        let fileBytes = ((try? FileManager.default.attributesOfItem(atPath: floatFile)[.size] as? Int) ?? nil) ?? 0
-        let int8Bytes = ((try? FileManager.default.attributesOfItem(atPath: compiled)[.size] as? Int) ?? nil) ?? 0
+        let fileBytes = FileInfo.size(floatFile) ?? 0
+        let int8Bytes = FileInfo.size(compiled) ?? 0
         let int8Model = try CompiledFile.load(compiled)
         let int8Latency = latency(int8Model, shapes: shapes)
         func floatLatency(_ model: Model) throws(CommandFailure) -> Double? {
@@ -31,7 +30,7 @@ enum DeploymentSummary {
                   let compiled = try? CompiledModel(program: program) else { return nil }
             return latency(compiled, shapes: shapes)
         }
-        let name = (floatFile as NSString).lastPathComponent
+        let name = Text.lastPathComponent(floatFile)
         var variants: [Variant] = []
         if let original {
             variants.append(Variant(name: "fp32 (\(name))", bytes: fileBytes, accuracy: original.accuracy, reduction: 1, latencyMs: try floatLatency(original.model)))
@@ -42,7 +41,7 @@ enum DeploymentSummary {
         } else {
             variants.append(Variant(name: "fp32 (\(name))", bytes: fileBytes, accuracy: quantized.floatAccuracy, reduction: 1, latencyMs: try floatLatency(float)))
         }
-        variants.append(Variant(name: "int8 (\((compiled as NSString).lastPathComponent))", bytes: int8Bytes, accuracy: quantized.quantizedAccuracy,
+        variants.append(Variant(name: "int8 (\(Text.lastPathComponent(compiled)))", bytes: int8Bytes, accuracy: quantized.quantizedAccuracy,
                                 reduction: int8Bytes > 0 ? Double(fileBytes) / Double(int8Bytes) : 0, latencyMs: int8Latency))
         return variants
     }
@@ -62,9 +61,9 @@ enum DeploymentSummary {
     static func table(_ variants: [Variant]) -> String {
         var text = "| variant | size MB | accuracy | size reduction | latency ms |\n| --- | --- | --- | --- | --- |\n"
         for v in variants {
-            let accuracy = v.accuracy.map { String(format: "%.2f %%", $0 * 100) } ?? "—"
-            let latency = v.latencyMs.map { String(format: "%.2f", $0) } ?? "—"
-            text += String(format: "| %@ | %.2f | %@ | %.2f× | %@ |\n", v.name, Double(v.bytes) / 1e6, accuracy, v.reduction, latency)
+            let accuracy = v.accuracy.map { Text.format("%.2f %%", $0 * 100) } ?? "—"
+            let latency = v.latencyMs.map { Text.format("%.2f", $0) } ?? "—"
+            text += "| \(v.name) | " + Text.format("%.2f", Double(v.bytes) / 1e6) + " | \(accuracy) | " + Text.format("%.2f×", v.reduction) + " | \(latency) |\n"
         }
         return text
     }

@@ -49,7 +49,7 @@ enum CompiledInfo {
             throw CommandFailure(file: path, error)
         }
         let m = program.metadata
-        let hash = m.sourceSHA256.map { String(format: "%02x", $0) }.joined()
+        let hash = m.sourceSHA256.map { Text.format("%02x", $0) }.joined()
         func signature(_ ids: [TensorID]) -> [String] {
             ids.map { id in
                 let t = program.tensors[Int(id)]

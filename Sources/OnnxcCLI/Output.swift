@@ -9,6 +9,9 @@ enum Output {
 
     static func note(_ message: String) { writeAll(2, message + "\n") }
 
+    /// Text for stderr as it is (a progress bar's carriage returns).
+    static func progress(_ text: String) { writeAll(2, text) }
+
     /// A closed pipe (`| head`) just ends the output, as with other Unix tools.
     private static func writeAll(_ fd: Int32, _ text: String) {
         var text = text

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import OnnxcCore
 import OnnxcFrontend
 import OnnxcIR
@@ -150,7 +149,7 @@ struct PruningArguments: ParsableArguments {
     var request: PruningDriver.Request { PruningDriver.Request(options: options, calibrationData: calibrationData, evalData: evalData) }
 
     var options: PruningOptions {
-        let excluded = Set(excludeNodes.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+        let excluded = Set(excludeNodes.flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace() } }.filter { !$0.isEmpty })
         return PruningOptions(ratio: ratio, criterion: PruningCriterion(rawValue: criterion) ?? .l1, excludedNodes: excluded, minimumChannels: minChannels, roundTo: roundTo)
     }
 }
@@ -208,7 +207,7 @@ enum PruningDriver {
         }
     }
 
-    static func millions(_ v: Double) -> String { v >= 1e9 ? String(format: "%.2f G", v / 1e9) : v >= 1e6 ? String(format: "%.2f M", v / 1e6) : String(format: "%.1f k", v / 1e3) }
+    static func millions(_ v: Double) -> String { v >= 1e9 ? Text.format("%.2f G", v / 1e9) : v >= 1e6 ? Text.format("%.2f M", v / 1e6) : Text.format("%.1f k", v / 1e3) }
 
     static func describe(_ result: Result) -> String {
         let s = result.summary
@@ -219,7 +218,7 @@ enum PruningDriver {
             for (i, g) in s.groups.enumerated() {
                 let layers = g.layers.count > 3 ? g.layers.prefix(3).joined(separator: ", ") + " +\(g.layers.count - 3)" : g.layers.joined(separator: ", ")
                 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
-                text += String(format: "  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter)
+                text += Text.format("  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter)
                     + pad("\(millions(Double(g.parametersBefore))) → \(millions(Double(g.parametersAfter)))", 20)
                     + pad("\(millions(g.flopsBefore)) → \(millions(g.flopsAfter))", 22) + layers
                     + (g.blockSize > 1 ? " (a unit is a block of \(g.blockSize) channels, e.g. a head)" : "") + "\n"
@@ -228,11 +227,11 @@ enum PruningDriver {
             text += "  \(pruned.count) of \(s.groups.count) groups pruned\n"
         }
         if s.parametersBefore > 0 {
-            text += String(format: "  params   %@ → %@ (−%.1f %%)\n", millions(Double(s.parametersBefore)), millions(Double(s.parametersAfter)),
-                           100 * (1 - Double(s.parametersAfter) / Double(s.parametersBefore)))
+            text += "  params   \(millions(Double(s.parametersBefore))) → \(millions(Double(s.parametersAfter))) "
+                + Text.format("(−%.1f %%)\n", 100 * (1 - Double(s.parametersAfter) / Double(s.parametersBefore)))
         }
         if s.flopsBefore > 0 {
-            text += String(format: "  FLOPs    %@ → %@ (−%.1f %%)\n", millions(s.flopsBefore), millions(s.flopsAfter), 100 * (1 - s.flopsAfter / s.flopsBefore))
+            text += "  FLOPs    \(millions(s.flopsBefore)) → \(millions(s.flopsAfter)) " + Text.format("(−%.1f %%)\n", 100 * (1 - s.flopsAfter / s.flopsBefore))
         }
         if !s.reconstructed.isEmpty { text += "  refitted \(s.reconstructed.count) layers by least squares on the calibration set\n" }
         if let low = result.lowRank {
@@ -240,7 +239,7 @@ enum PruningDriver {
             for f in low.factored { text += "    \(f.layer): rank \(f.rank) of \(f.fullRank)\n" }
         }
         if let a = result.accuracyBefore, let b = result.accuracyAfter {
-            text += String(format: "  accuracy %.2f %% → %.2f %% (%+.2f points)\n", a * 100, b * 100, (b - a) * 100)
+            text += Text.format("  accuracy %.2f %% → %.2f %% (%+.2f points)\n", a * 100, b * 100, (b - a) * 100)
         }
         for note in s.unpruned { text += "  kept \(note.layer): \(note.reason)\n" }
         return text

@@ -1,5 +1,7 @@
 import ArgumentParser
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import OnnxcCore
 import OnnxcFrontend
 import OnnxcIR
@@ -62,7 +64,7 @@ struct QuantizationArguments: ParsableArguments {
 
     var options: QuantizationOptions {
         func split(_ lists: [String]) -> Set<String> {
-            Set(lists.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty })
+            Set(lists.flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace() } }.filter { !$0.isEmpty })
         }
         return QuantizationOptions(perChannel: !perTensor, excludedNodes: split(excludeNodes), excludedOpTypes: split(excludeOpTypes))
     }
@@ -180,7 +182,7 @@ enum QuantizationDriver {
 
     /// --eval-data: the model's inputs (cut into runs as calibration data is) and `labels`.
     static func evaluationSet(_ path: String, model: Model) throws(CommandFailure) -> ([[String: Value]], [Int64]) {
-        let arrays = try InputFiles.readNPZ(path)
+        let arrays = try NPZArchive.read(path)
         guard let labels = arrays["labels"], labels.dtype == .int64 || labels.dtype == .int32, labels.rank == 1 else {
             throw CommandFailure(file: path, what: "has no 1-D integer array `labels`",
                                  hint: "save the class of every sample as numpy.savez(path, labels=numpy.array(classes, dtype=numpy.int64), <inputs>...)")
@@ -206,21 +208,19 @@ enum QuantizationDriver {
             ("int8_accuracy", result.quantizedAccuracy.map { .double($0) } ?? .null),
             ("kept_in_float", .array(result.fallback.map { .string($0) })),
         ])
-        let temporary = path + ".tmp"
         do {
-            try Data((json.serialized() + "\n").utf8).write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
+            let writer = try AtomicFileWriter(path: path)
+            try writer.write(ByteSlice(copying: Array((json.serialized() + "\n").utf8)))
+            try writer.commit(durable: false)
         } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw CommandFailure(file: path, what: "cannot write the report: \(error.localizedDescription)", hint: "check the folder exists and is writable")
+            throw CommandFailure(file: nil, error)
         }
     }
 
     /// The calibration archive cut into runs: all samples at once for a dynamic batch (in chunks of 16), else
     /// chunks of the fixed batch. Every model input must be present with the model's dtype and trailing dims.
     static func calibrationBatches(_ path: String, model: Model) throws(CommandFailure) -> ([[String: Value]], Int) {
-        let arrays = try InputFiles.readNPZ(path)
+        let arrays = try NPZArchive.read(path)
         let inputs = model.graph.runtimeInputs
         var samples: Int?
         var fixedBatch: Int?
@@ -286,7 +286,7 @@ enum QuantizationDriver {
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         var text = "  quantized \(nodes.isEmpty ? "nothing" : nodes); \(result.summary.quantizedTensors) activations, \(result.summary.quantizedWeights) weights\n"
         if result.samples > 0 {
-            text += String(format: "  calibrated on %d samples in %.2f s\n", result.samples, result.seconds)
+            text += Text.format("  calibrated on %d samples in %.2f s\n", result.samples, result.seconds)
         } else {
             text += "  dynamic   activation grids computed per run (DynamicQuantizeLinear); no calibration\n"
         }
@@ -295,13 +295,13 @@ enum QuantizationDriver {
             text += "  float     \(result.summary.skipped.count) nodes: \(shown)\(result.summary.skipped.count > 8 ? ", …" : "")\n"
         }
         if let a = result.floatAccuracy, let b = result.quantizedAccuracy {
-            text += String(format: "  accuracy  %.2f %% float → %.2f %% int8 (%+.2f points) on the evaluation data\n", a * 100, b * 100, (b - a) * 100)
+            text += Text.format("  accuracy  %.2f %% float → %.2f %% int8 (%+.2f points) on the evaluation data\n", a * 100, b * 100, (b - a) * 100)
         }
         if !result.fallback.isEmpty {
             text += "  fallback  \(result.fallback.count) layers kept in float: \(result.fallback.prefix(8).joined(separator: ", "))\(result.fallback.count > 8 ? ", …" : "")\n"
         }
         if !result.sensitivity.isEmpty {
-            let worst = result.sensitivity.prefix(3).map { String(format: "%@ (%@, %.1f dB, −%.1f dB here)", $0.node, $0.opType, $0.sqnr, $0.introduced) }
+            let worst = result.sensitivity.prefix(3).map { "\($0.node) (\($0.opType), " + Text.format("%.1f dB, −%.1f dB here)", $0.sqnr, $0.introduced) }
             text += "  worst     " + worst.joined(separator: "; ") + "\n"
         }
         if result.summary.clampedBiases > 0 {
@@ -349,12 +349,12 @@ final class ProgressBar {
         last = filled
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
         let line = "\(label) \(bar) \(done)/\(total) \(unit)"
-        FileHandle.standardError.write(Data(((terminal ? "\r" : "") + line + (terminal ? "" : "\n")).utf8))
+        Output.progress((terminal ? "\r" : "") + line + (terminal ? "" : "\n"))
     }
 
     func finish() {
         guard !quiet, terminal, last >= 0 else { return }
-        FileHandle.standardError.write(Data("\n".utf8))
+        Output.progress("\n")
         last = -1
     }
 }
@@ -397,7 +397,7 @@ struct Quantize: ParsableCommand {
         } catch {
             throw CommandFailure(file: output, error)
         }
-        let sizes = [model, output].map { (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? Int) ?? nil }
+        let sizes = [model, output].map(FileInfo.size)
         if json {
             Output.write(JSON.object([("model", .string(model)), ("output", .string(output)),
                                       ("model_bytes", sizes[0].map { .int(Int64($0)) } ?? .null),
@@ -406,7 +406,7 @@ struct Quantize: ParsableCommand {
             return
         }
         var text = "\(model) → \(output) (int8 \(dynamic ? "dynamic" : "QDQ"))\n" + QuantizationDriver.describe(result)
-        if let a = sizes[0], let b = sizes[1] { text += String(format: "  size      %.2f MB → %.2f MB (%.2f×)\n", Double(a) / 1e6, Double(b) / 1e6, Double(b) / Double(a)) }
+        if let a = sizes[0], let b = sizes[1] { text += Text.format("  size      %.2f MB → %.2f MB (%.2f×)\n", Double(a) / 1e6, Double(b) / 1e6, Double(b) / Double(a)) }
         Output.write(text)
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import OnnxcCore
 import OnnxcEmitter
 import OnnxcFormat

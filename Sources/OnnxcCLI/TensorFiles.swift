@@ -1,8 +1,6 @@
-import Foundation
 import OnnxcCore
 import OnnxcFrontend
 import OnnxcRuntime
-import ZIPFoundation
 
 /// `--input NAME=FILE` for `run`: `.npy`, `.npz` (keys are input names) or a TensorProto `.pb`.
 enum InputFiles {
@@ -12,7 +10,7 @@ enum InputFiles {
         for spec in specs {
             let parts = spec.split(separator: "=", maxSplits: 1)
             if parts.count == 1, spec.hasSuffix(".npz") {
-                for (name, tensor) in try readNPZ(spec) { values[name] = .tensor(tensor) }
+                for (name, tensor) in try NPZArchive.read(spec) { values[name] = .tensor(tensor) }
                 continue
             }
             guard parts.count == 2 else {
@@ -20,7 +18,7 @@ enum InputFiles {
             }
             let name = String(parts[0]), path = String(parts[1])
             if path.hasSuffix(".npz") {
-                let arrays = try readNPZ(path)
+                let arrays = try NPZArchive.read(path)
                 guard let tensor = arrays[name] ?? (arrays.count == 1 ? arrays.values.first : nil) else {
                     throw CommandFailure(file: path, what: "no array named \(name) (it has \(arrays.keys.sorted().joined(separator: ", ")))",
                                          hint: "name the arrays after the model's inputs")
@@ -56,28 +54,6 @@ enum InputFiles {
         } catch {
             throw CommandFailure(file: path, what: error.description, hint: "save inputs with numpy.save")
         }
-    }
-
-    static func readNPZ(_ path: String) throws(CommandFailure) -> [String: Tensor] {
-        let archive: Archive
-        do {
-            archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-        } catch {
-            throw CommandFailure(file: path, what: "not a readable .npz archive (\(error))", hint: "save inputs with numpy.savez")
-        }
-        var arrays: [String: Tensor] = [:]
-        for entry in archive where entry.path.hasSuffix(".npy") {
-            var data = Data()
-            do {
-                _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
-                arrays[String(entry.path.dropLast(4))] = try NPY.read(Array(data))
-            } catch let error as NPY.Failure {
-                throw CommandFailure(file: path, what: "\(entry.path): \(error.description)", hint: "save inputs with numpy.savez")
-            } catch {
-                throw CommandFailure(file: path, what: "\(entry.path): \(error)", hint: "save inputs with numpy.savez")
-            }
-        }
-        return arrays
     }
 
     /// Every declared input given, with the declared dtype and a compatible shape; otherwise one error that

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import OnnxcCore
 import OnnxcFrontend
 import OnnxcFormat
@@ -54,7 +53,7 @@ struct Test: ParsableCommand {
         let folders = try testFolders()
         var results: [(name: String, passed: Bool, detail: String)] = []
         for folder in folders {
-            let name = (folder as NSString).lastPathComponent
+            let name = Text.lastPathComponent(folder)
             let outcome = BackendTest.run(folder: folder, level: level, compiled: compiled, rtol: rtol, atol: atol)
             results.append((name, outcome == nil, outcome ?? ""))
             if !json { Output.write(outcome.map { "FAIL \(name): \($0)\n" } ?? "PASS \(name)\n") }
@@ -85,17 +84,15 @@ struct Test: ParsableCommand {
 
     private func testFolders() throws(CommandFailure) -> [String] {
         var folders: [String] = []
-        let manager = FileManager.default
         for directory in directories {
-            var isDirectory: ObjCBool = false
-            guard manager.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            guard FileInfo.isDirectory(directory) else {
                 throw CommandFailure(file: directory, what: "not a folder", hint: "pass ONNX backend test folders")
             }
-            if manager.fileExists(atPath: directory + "/model.onnx") {
+            if FileInfo.exists(directory + "/model.onnx") {
                 folders.append(directory)
             } else {
-                let children = ((try? manager.contentsOfDirectory(atPath: directory)) ?? []).sorted()
-                folders += children.map { directory + "/" + $0 }.filter { manager.fileExists(atPath: $0 + "/model.onnx") }
+                let children = (Directory.entries(directory) ?? []).sorted()
+                folders += children.map { directory + "/" + $0 }.filter { FileInfo.exists($0 + "/model.onnx") }
             }
         }
         return folders
@@ -111,17 +108,17 @@ enum ConformanceList {
     }
 
     static func read(_ path: String) throws(CommandFailure) -> Contents {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let text = try? MappedFile.text(path: path) else {
             throw CommandFailure(file: path, what: "cannot read the conformance list", hint: "check the path")
         }
         var contents = Contents(mustPass: [], excluded: [:])
         for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
             if line.hasPrefix("-") {
                 let parts = line.dropFirst().split(separator: "#", maxSplits: 1)
-                let name = parts.first?.trimmingCharacters(in: .whitespaces) ?? ""
-                let reason = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+                let name = parts.first?.trimmingWhitespace() ?? ""
+                let reason = parts.count > 1 ? parts[1].trimmingWhitespace() : ""
                 guard !name.isEmpty, !reason.isEmpty else {
                     throw CommandFailure(file: path, what: "line \(number + 1): an excluded test needs a reason (`- name  # reason`)",
                                          hint: "write down why the test is excluded")
@@ -155,7 +152,7 @@ enum BackendTest {
             } else {
                 executor = try Executor(graph: try Lowering.lower(optimized))
             }
-            let sets = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+            let sets = (Directory.entries(folder) ?? [])
                 .filter { $0.hasPrefix("test_data_set_") }.sorted()
             guard !sets.isEmpty else { return "no test_data_set_* folder" }
             let runtimeInputs = model.graph.runtimeInputs
@@ -164,13 +161,13 @@ enum BackendTest {
                 var inputs: [String: Value] = [:]
                 for (index, input) in runtimeInputs.enumerated() {
                     let path = directory + "/input_\(index).pb"
-                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    guard FileInfo.exists(path) else { continue }
                     inputs[input.name] = try readValue(path, type: input.type)
                 }
                 let results = try executor.run(inputs)
                 for (index, output) in model.graph.outputs.enumerated() {
                     let path = directory + "/output_\(index).pb"
-                    guard FileManager.default.fileExists(atPath: path) else { continue }
+                    guard FileInfo.exists(path) else { continue }
                     let expected = try readValue(path, type: output.type)
                     guard let actual = results[output.name] else { return "\(set): output \(output.name) was not computed" }
                     if let difference = compare(actual, expected, rtol: rtol, atol: atol) {
@@ -180,7 +177,7 @@ enum BackendTest {
             }
             return nil
         } catch let error as any UserFacingError {
-            return error.description.replacingOccurrences(of: "\n", with: " ")
+            return error.description.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: " ")
         } catch {
             return "\(error)"
         }

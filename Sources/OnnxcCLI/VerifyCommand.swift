@@ -63,7 +63,7 @@ struct Verify: ParsableCommand {
             let errors = TensorComparison.maximumErrors(got, want)
             let problem = TensorComparison.difference(got, want, rtol: rtol, atol: atol, scale: elementwise ? .element : .output)
             failed = failed || problem != nil
-            func g(_ v: Double) -> String { String(format: "%.3g", v) }
+            func g(_ v: Double) -> String { Text.format("%.3g", v) }
             lines.append((problem == nil ? "ok   " : "FAIL ") + "\(output.name): max abs err \(g(errors.absolute)), "
                          + "rel to the output's largest \(g(errors.ofOutput)), elementwise rel \(g(errors.relative))"
                          + (problem.map { " — \($0)" } ?? ""))

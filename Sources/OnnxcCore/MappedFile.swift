@@ -45,6 +45,14 @@ public enum MappedFile {
     }
 }
 
+extension MappedFile {
+    /// The file's bytes decoded as UTF-8 (invalid sequences become U+FFFD).
+    public static func text(path: String) throws(FileError) -> String {
+        let storage = try map(path: path)
+        return storage.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
 /// Raw descriptor output shared by file writers and the CLI's stdout/stderr.
 public enum FileDescriptor {
     /// Writes all of `bytes`, retrying short and interrupted writes. Returns how many bytes were written:
@@ -139,5 +147,41 @@ public final class AtomicFileWriter {
     deinit {
         if fd >= 0 { close(fd) }
         if !committed { unlink(temporaryPath) }
+    }
+}
+
+/// What stat(2) says about a path, for the CLI's checks of its arguments.
+public enum FileInfo {
+    /// The size in bytes of the regular file at `path` (following symbolic links), or nil.
+    public static func size(_ path: String) -> Int? {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int(info.st_size)
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+}
+
+extension Directory {
+    /// The names in the folder at `path` (without `.` and `..`), unsorted; nil if it cannot be read.
+    public static func entries(_ path: String) -> [String]? {
+        guard let stream = opendir(path) else { return nil }
+        defer { closedir(stream) }
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 }

@@ -399,12 +399,3 @@ enum CastKernels {
         return try writeDoubles(doubles, sourceIsDouble: true, shape: x.shape, to: to, saturate: saturate)
     }
 }
-
-private extension String {
-    func trimmingWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let end = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        return String(scalars[start...end])
-    }
-}

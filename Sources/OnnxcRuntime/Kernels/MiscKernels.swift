@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import OnnxcCore
 
 /// Operators that fit no other family: string processing, detection post-processing, text vectorizing,
@@ -25,14 +29,21 @@ enum MiscKernels {
         "RegexFullMatch": { inputs, context throws(RuntimeError) in
             let x = try strings(inputs, 0, context)
             let pattern = context.attributes.string("pattern", "")
-            let regex: NSRegularExpression
-            // Anchoring the whole pattern makes alternations backtrack to a full match (`a|ab` on "ab").
-            do { regex = try NSRegularExpression(pattern: "\\A(?:" + pattern + ")\\z") } catch {
+            // The standard library's regex engine (RE2's syntax is a subset of what it accepts), set to RE2's
+            // meaning: code points rather than grapheme clusters, ASCII \w \d \s, and \b between a word and a
+            // non-word character (Unicode's default word boundaries see no break in "google.com"). wholeMatch
+            // anchors the pattern at both ends, so alternations backtrack to a full match (`a|ab` on "ab").
+            let regex: Regex<AnyRegexOutput>
+            do {
+                regex = try Regex(pattern).matchingSemantics(.unicodeScalar).asciiOnlyCharacterClasses().wordBoundaryKind(.simple)
+            } catch {
                 throw .invalidArgument("RegexFullMatch: invalid pattern \(pattern)")
             }
-            let matches = (x.strings ?? []).map { s -> Bool in
-                let range = NSRange(s.startIndex..<s.endIndex, in: s)
-                return regex.firstMatch(in: s, options: [], range: range) != nil
+            var matches: [Bool] = []
+            for s in x.strings ?? [] {
+                do { matches.append(try regex.wholeMatch(in: s) != nil) } catch {
+                    throw .invalidArgument("RegexFullMatch: pattern \(pattern) failed on an input")
+                }
             }
             return outputs(try Tensor(matches, shape: x.shape))
         },
@@ -111,7 +122,7 @@ enum MiscKernels {
             } else {
                 var rest = Substring(s)
                 var splits = 0
-                while let range = rest.range(of: delimiter), maxSplit.map({ splits < $0 }) ?? true {
+                while let range = rest.firstRange(of: delimiter), maxSplit.map({ splits < $0 }) ?? true {
                     parts.append(String(rest[..<range.lowerBound]))
                     rest = rest[range.upperBound...]
                     splits += 1
@@ -590,8 +601,8 @@ private struct Fourier {
         self.length = length
         self.inverse = inverse
         let sign: Double = inverse ? 1 : -1
-        cosines = (0..<length).map { Foundation.cos(2 * Double.pi * Double($0) / Double(length)) }
-        sines = (0..<length).map { sign * Foundation.sin(2 * Double.pi * Double($0) / Double(length)) }
+        cosines = (0..<length).map { Glibc.cos(2 * Double.pi * Double($0) / Double(length)) }
+        sines = (0..<length).map { sign * Glibc.sin(2 * Double.pi * Double($0) / Double(length)) }
     }
 
     func callAsFunction(_ re: [Double], _ im: [Double]) -> ([Double], [Double]) {

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import OnnxcCore
 
 /// Pooling operators: windowed (MaxPool, AveragePool, LpPool), global, and MaxUnpool.
@@ -415,9 +419,9 @@ enum PoolingKernels {
                                 case .lp(let p):
                                     for e in entries {
                                         let dst = yp + e.outRow * outLast, src = xp + e.inRow + e.inStart
-                                        for ow in e.lo..<e.hi { dst[ow] += T.from(Foundation.pow(abs(src[ow * stride].asDouble), p)) }
+                                        for ow in e.lo..<e.hi { dst[ow] += T.from(Glibc.pow(abs(src[ow * stride].asDouble), p)) }
                                     }
-                                    for o in 0..<outVol { yp[o] = T.from(Foundation.pow(yp[o].asDouble, 1 / p)) }
+                                    for o in 0..<outVol { yp[o] = T.from(Glibc.pow(yp[o].asDouble, 1 / p)) }
                                 }
                             }
                         }
@@ -441,8 +445,8 @@ enum PoolingKernels {
             return sum
         }
         var sum = 0.0
-        for i in 0..<count { sum += Foundation.pow(abs(value(i).asDouble), p) }
-        return T.from(Foundation.pow(sum, 1 / p))
+        for i in 0..<count { sum += Glibc.pow(abs(value(i).asDouble), p) }
+        return T.from(Glibc.pow(sum, 1 / p))
     }
 
     private struct GlobalVisitor: FloatVisitor {

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 internal import CKernels
 import OnnxcCore
 
@@ -107,9 +111,9 @@ private protocol RecurrentScalar: BinaryFloatingPoint {
 }
 
 extension Float: RecurrentScalar {
-    static func exponential(_ x: Float) -> Float { Foundation.exp(x) }
-    static func hyperbolicTangent(_ x: Float) -> Float { Foundation.tanh(x) }
-    static func logarithm1p(_ x: Float) -> Float { Foundation.log1p(x) }
+    static func exponential(_ x: Float) -> Float { Glibc.exp(x) }
+    static func hyperbolicTangent(_ x: Float) -> Float { Glibc.tanh(x) }
+    static func logarithm1p(_ x: Float) -> Float { Glibc.log1p(x) }
     static func projection(_ matrix: UnsafePointer<Float>, n: Int, k: Int) -> any RecurrentProjection<Float> {
         PackedFloatProjection(matrix, n: n, k: k)
     }
@@ -132,9 +136,9 @@ extension Float: RecurrentScalar {
 }
 
 extension Double: RecurrentScalar {
-    static func exponential(_ x: Double) -> Double { Foundation.exp(x) }
-    static func hyperbolicTangent(_ x: Double) -> Double { Foundation.tanh(x) }
-    static func logarithm1p(_ x: Double) -> Double { Foundation.log1p(x) }
+    static func exponential(_ x: Double) -> Double { Glibc.exp(x) }
+    static func hyperbolicTangent(_ x: Double) -> Double { Glibc.tanh(x) }
+    static func logarithm1p(_ x: Double) -> Double { Glibc.log1p(x) }
     static func projection(_ matrix: UnsafePointer<Double>, n: Int, k: Int) -> any RecurrentProjection<Double> {
         LoopProjection(matrix, n: n, k: k)
     }

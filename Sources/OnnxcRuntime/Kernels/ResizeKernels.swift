@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import OnnxcCore
 
 /// Resize and Upsample, following `onnx/reference/ops/op_resize.py`. Resampling is separable: each resized axis

@@ -42,7 +42,7 @@ public enum NPY {
     /// a fixed-width numeric or bool dtype.
     private static func nativeLayout(_ header: String) throws(Failure) -> (DType, [Int])? {
         guard try field("fortran_order", in: header) != "True" else { return nil }
-        let type = try field("descr", in: header).trimmingCharacters(in: ["'", "\""])
+        let type = try field("descr", in: header).trimming(["'", "\""])
         let shape = try parseShape(try field("shape", in: header))
         let table: [String: DType] = [
             "<f2": .float16, "<f4": .float, "<f8": .double, "|i1": .int8, "<i2": .int16, "<i4": .int32, "<i8": .int64,
@@ -76,7 +76,7 @@ public enum NPY {
         let shape = try parseShape(shapeText)
         let payload = Array(bytes[(headerStart + headerLength)...])
         guard let count = CheckedSize.elementCount(shape.map(Int64.init)) else { throw .invalid("shape \(shape) is too large") }
-        let type = descr.trimmingCharacters(in: ["'", "\""])
+        let type = descr.trimming(["'", "\""])
         guard type.count >= 3 else { throw .invalid("unsupported dtype '\(type)'") }
         let order = type.first ?? "<"
         let kind = type.dropFirst().first ?? "?"
@@ -225,7 +225,7 @@ public enum NPY {
             guard let close = rest.firstIndex(of: quote) else { throw .invalid(".npy header: unterminated '\(name)'") }
             return String(rest[..<close])
         }
-        return String(rest.prefix { $0 != "," && $0 != "}" }).trimmingCharacters(in: [" "])
+        return String(rest.prefix { $0 != "," && $0 != "}" }).trimming([" "])
     }
 
     /// The text after the first occurrence of `key` (Foundation-free, so the runtime stays dependency-light).
@@ -239,23 +239,14 @@ public enum NPY {
     }
 
     private static func parseShape(_ text: String) throws(Failure) -> [Int] {
-        let inner = text.trimmingCharacters(in: ["(", ")", " "])
+        let inner = text.trimming(["(", ")", " "])
         var dims: [Int] = []
         for part in inner.split(separator: ",") {
-            let trimmed = String(part).trimmingCharacters(in: [" ", "L"])
+            let trimmed = String(part).trimming([" ", "L"])
             if trimmed.isEmpty { continue }
             guard let value = Int(trimmed), value >= 0 else { throw .invalid(".npy shape \(text) is not a tuple of sizes") }
             dims.append(value)
         }
         return dims
-    }
-}
-
-extension String {
-    func trimmingCharacters(in set: Set<Character>) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, set.contains(first) { slice.removeFirst() }
-        while let last = slice.last, set.contains(last) { slice.removeLast() }
-        return String(slice)
     }
 }
