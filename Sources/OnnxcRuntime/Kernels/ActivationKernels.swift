@@ -97,7 +97,8 @@ enum ActivationKernels {
     /// A float-only activation built from the node's attributes; generic so each loop is specialized.
     /// float32 Sigmoid (or Silu) into a new tensor with the vector exp (`PackedGemm.logistic`).
     static func logistic(_ x: Tensor, silu: Bool) throws(RuntimeError) -> Tensor {
-        let y = try Tensor(zeros: .float, shape: x.shape)
+        // Every element is written: no zero fill first.
+        let y = try Tensor(uninitialized: .float, shape: x.shape)
         x.withValues(Float.self) { source in
             y.withMutableValues(Float.self) { target in
                 guard let from = source.baseAddress, let to = target.baseAddress else { return }
