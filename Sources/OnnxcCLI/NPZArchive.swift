@@ -20,12 +20,7 @@ enum NPZArchive {
 
     /// The arrays in the archive, keyed by member name without `.npy`.
     static func read(_ path: String) throws(CommandFailure) -> [String: Tensor] {
-        let storage: ByteStorage
-        do {
-            storage = try MappedFile.map(path: path)
-        } catch {
-            throw CommandFailure(file: nil, error)
-        }
+        let storage = try InputFiles.map(path)
         do {
             return try storage.withUnsafeBytes { (bytes) throws(NPZError) in
                 var arrays: [String: Tensor] = [:]

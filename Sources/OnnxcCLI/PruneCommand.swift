@@ -218,7 +218,7 @@ enum PruningDriver {
             for (i, g) in s.groups.enumerated() {
                 let layers = g.layers.count > 3 ? g.layers.prefix(3).joined(separator: ", ") + " +\(g.layers.count - 3)" : g.layers.joined(separator: ", ")
                 func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
-                text += Text.format("  %-5d  %4d → %-4d  ", i, g.channelsBefore, g.channelsAfter)
+                text += Text.format("  %-5ld  %4ld → %-4ld  ", i, g.channelsBefore, g.channelsAfter)
                     + pad("\(millions(Double(g.parametersBefore))) → \(millions(Double(g.parametersAfter)))", 20)
                     + pad("\(millions(g.flopsBefore)) → \(millions(g.flopsAfter))", 22) + layers
                     + (g.blockSize > 1 ? " (a unit is a block of \(g.blockSize) channels, e.g. a head)" : "") + "\n"

@@ -286,7 +286,7 @@ enum QuantizationDriver {
             .map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         var text = "  quantized \(nodes.isEmpty ? "nothing" : nodes); \(result.summary.quantizedTensors) activations, \(result.summary.quantizedWeights) weights\n"
         if result.samples > 0 {
-            text += Text.format("  calibrated on %d samples in %.2f s\n", result.samples, result.seconds)
+            text += Text.format("  calibrated on %ld samples in %.2f s\n", result.samples, result.seconds)
         } else {
             text += "  dynamic   activation grids computed per run (DynamicQuantizeLinear); no calibration\n"
         }

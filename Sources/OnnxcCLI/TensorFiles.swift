@@ -43,16 +43,20 @@ enum InputFiles {
             }
         }
         // Mapped, so NumPy's 64-byte-aligned float data is used in place rather than read and copied twice.
-        let storage: ByteStorage
-        do {
-            storage = try MappedFile.map(path: path)
-        } catch {
-            throw CommandFailure(file: nil, error)
-        }
+        let storage = try map(path)
         do {
             return try NPY.read(storage)
         } catch {
             throw CommandFailure(file: path, what: error.description, hint: "save inputs with numpy.save")
+        }
+    }
+
+    /// The file mapped read-only; a missing or unreadable file is an error naming it.
+    static func map(_ path: String) throws(CommandFailure) -> ByteStorage {
+        do {
+            return try MappedFile.map(path: path)
+        } catch {
+            throw CommandFailure(file: nil, error)
         }
     }
 

@@ -5,7 +5,7 @@ import Testing
 @Suite struct TextTests {
     @Test func formatsNumbersAsSnprintfDoes() {
         #expect(Text.format("%.2f MB", 12.345) == "12.35 MB")
-        #expect(Text.format("%-5d|%4d", 7, 42) == "7    |  42")
+        #expect(Text.format("%-5ld|%4ld", 7, 42) == "7    |  42")
         #expect(Text.format("%+.2f points", -0.25) == "-0.25 points")
         #expect(Text.format("%02x", 10) == "0a")
         #expect(Text.format("%.3g", 0.000123456) == "0.000123")
