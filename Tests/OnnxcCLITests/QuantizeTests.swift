@@ -157,6 +157,19 @@ import Testing
         #expect(node.status != 0 && node.stderr.contains("names no node: nope"))
         let level = try CLIRunner.run(["compile", model, "-O", "int8", "-o", dir.appendingPathComponent("x.oxc").path])
         #expect(level.status != 0 && level.stderr.contains("--calibration-data"))
+        // A damaged archive: cut short, and one member's data altered (its CRC-32 no longer matches).
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: calibration)))
+        let cut = dir.appendingPathComponent("cut.npz").path
+        try Data(bytes.prefix(bytes.count / 2)).write(to: URL(fileURLWithPath: cut))
+        let truncated = try CLIRunner.run(["compile", model, "-O", "int8", "--calibration-data", cut, "-o", dir.appendingPathComponent("x.oxc").path])
+        #expect(truncated.status == 1 && truncated.stderr.contains("cut.npz: not a zip archive"), "\(truncated.stderr)")
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x01  // inside the (stored) input array's data
+        let damaged = dir.appendingPathComponent("damaged.npz").path
+        try Data(flipped).write(to: URL(fileURLWithPath: damaged))
+        let crc = try CLIRunner.run(["quantize", model, "--calibration-data", damaged, "-o", out])
+        #expect(crc.status == 1 && crc.stderr.contains("damaged.npz: input.npy: CRC-32 mismatch"), "\(crc.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("x.oxc").path))
     }
 }
