@@ -50,7 +50,7 @@ enum NPZArchive {
         if count == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF {
             // zip64: a locator just before the record points at the zip64 end-of-central-directory record.
             guard end >= 20, reader.u32(end - 20) == 0x0706_4B50, let record = reader.offset(end - 12),
-                  record + 56 <= bytes.count, reader.u32(record) == 0x0606_4B50 else {
+                  record <= bytes.count - 56, reader.u32(record) == 0x0606_4B50 else {
                 throw .invalid("a zip64 archive without a valid zip64 end-of-central-directory record")
             }
             guard let c = reader.offset(record + 32), let s = reader.offset(record + 40), let o = reader.offset(record + 48) else {

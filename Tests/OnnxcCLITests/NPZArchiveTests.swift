@@ -79,6 +79,16 @@ import Testing
         #expect(try Self.read(Self.storedArchive(name: "w.npy", content: npy, zip64: false))["w"]?.array(Float.self) == [1, 2, 3])
     }
 
+    /// Offsets near the top of the 64-bit range (a zip64 locator, a member's local header) are errors, not overflows.
+    @Test func hugeZip64OffsetsAreErrors() throws {
+        let npy = try NPY.write(try OnnxcRuntime.Tensor([Float(1)], shape: [1]))
+        var archive = Self.storedArchive(name: "w.npy", content: npy, zip64: true)
+        // The locator's record offset: 12 bytes before the 22-byte end record.
+        let at = archive.count - 22 - 12
+        for (i, byte) in withUnsafeBytes(of: UInt64(Int64.max - 8).littleEndian, Array.init).enumerated() { archive[at + i] = byte }
+        #expect(throws: CommandFailure.self) { try Self.read(archive) }
+    }
+
     /// A member that claims to inflate to more than onnxc allocates for one array is refused before allocation.
     @Test func refusesOversizedMembersBeforeAllocating() throws {
         let npy = try NPY.write(try OnnxcRuntime.Tensor([Float(1)], shape: [1]))
