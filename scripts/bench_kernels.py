@@ -86,7 +86,9 @@ def build(mode: str) -> Path:
     sources = [str(ROOT / "scripts/bench_kernels" / name) for name in MODES[mode]["source"]]
     if mode != "int8-dot":
         sources += sorted(glob.glob(str(KERNELS / "*.c")))
-    subprocess.run([compiler, *KERNEL_FLAGS, "-I", str(KERNELS / "include"), *sources, "-o", str(binary),
+    # CK_CFLAGS: extra flags for an A/B build, e.g. -DCK_CONV_A_BLOCK_BYTES=1000000000 to turn a threshold off.
+    extra = os.environ.get("CK_CFLAGS", "").split()
+    subprocess.run([compiler, *KERNEL_FLAGS, *extra, "-I", str(KERNELS / "include"), *sources, "-o", str(binary),
                     "-ldl", "-lpthread", "-lm"], check=True)
     return binary
 

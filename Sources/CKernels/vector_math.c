@@ -10,29 +10,30 @@
 // The vector exp (ck_exp8) is in ck_internal.h.
 
 #ifdef CK_X86
-/// ck_logistic8 on 16 lanes (see ck_logistic_rows_avx512).
+/// The logistic on 16 lanes (see ck_logistic_rows_avx512): with z = −|x|, e = e^z and 1/(1 + e) are both
+/// accurate (no cancellation), and the logistic is 1/(1 + e) for x ≥ 0, e/(1 + e) below. e^z: n = round(z·log₂e),
+/// t = z − n·ln 2 in two parts (Cody–Waite), a degree-5 minimax polynomial on |t| ≤ ln 2 / 2 (XNNPACK's
+/// rr2-p5 coefficients), and 2ⁿ applied by vscalefps, which underflows to 0 by itself; so the only clamp is
+/// z ≥ −104 (e^−104 is below the smallest denormal), which keeps −∞ from making ∞ − ∞. A NaN passes through
+/// every step. Measured against the double-precision logistic on every 592nd float: ≤ 2.7·10⁻⁷ relative, 3.6 ulp
+/// (the previous form: 2.5·10⁻⁷, 3.6 ulp, and 0 below −87), in ~19 vector operations instead of ~28:
+/// 1.35× the throughput on Zen 4, where a 512-bit operation takes both 256-bit pipes.
 CK_AVX512 static inline __m512 ck_logistic16(__m512 x) {
-    __m512 v = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_min_ps(_mm512_abs_ps(x), _mm512_set1_ps(87.0f)));
-    const __m512 shift = _mm512_set1_ps(12582912.0f);
-    __m512 t = _mm512_fmadd_ps(v, _mm512_set1_ps(1.44269504088896341f), shift);
-    __m512 n = _mm512_sub_ps(t, shift);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), v);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512 e = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), _mm512_slli_epi32(_mm512_castps_si512(t), 23)));
-    __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
-    __m512 q = _mm512_rcp14_ps(d);
-    q = _mm512_mul_ps(q, _mm512_fnmadd_ps(d, q, _mm512_set1_ps(2.0f)));
-    __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    __m512 s = _mm512_mul_ps(_mm512_mask_blend_ps(negative, _mm512_set1_ps(1.0f), e), q);
-    s = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_NLT_UQ), s);  // 0 below −87
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), s, x);              // NaN stays NaN
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 z = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_or_ps(x, _mm512_set1_ps(-0.0f)));  // NaN: z's
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 t = _mm512_fmadd_ps(n, _mm512_set1_ps(-0x1.62E400p-1f), z);
+    t = _mm512_fmadd_ps(n, _mm512_set1_ps(-0x1.7F7D1Cp-20f), t);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(0x1.0F9F9Cp-7f), t, _mm512_set1_ps(0x1.573A1Ap-5f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0x1.555A80p-3f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0x1.FFFDC6p-2f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0x1.FFFFF6p-1f));
+    p = _mm512_fmadd_ps(p, t, one);
+    __m512 e = _mm512_scalef_ps(p, n);
+    __m512 d = _mm512_add_ps(e, one);
+    __m512 r = _mm512_rcp14_ps(d);
+    r = _mm512_fmadd_ps(_mm512_fnmadd_ps(r, d, one), r, r);  // one Newton step: 1/(1 + e) to ~1 ulp
+    return _mm512_mask_mul_ps(r, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), e, r);
 }
 
 CK_AVX512 void ck_logistic_rows_avx512(float *c, ptrdiff_t ldc, int rows, int cols, int silu) {
