@@ -126,9 +126,20 @@ CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+/// e^z for the logistic kernels (ck_logistic8 here, ck_logistic16 in vector_math.c): n = round(z·log₂e),
+/// t = z − n·ln 2 in two parts (Cody–Waite), then 1 + t·(c1 + t·(c2 + t·(c3 + t·(c4 + t·c5)))) on |t| ≤ ln 2 / 2:
+/// XNNPACK's rr2-p5 minimax coefficients.
+#define CK_EXP_LOG2E 1.44269504088896341f
+#define CK_EXP_LN2_HI 0x1.62E400p-1f
+#define CK_EXP_LN2_LO 0x1.7F7D1Cp-20f
+#define CK_EXP_C5 0x1.0F9F9Cp-7f
+#define CK_EXP_C4 0x1.573A1Ap-5f
+#define CK_EXP_C3 0x1.555A80p-3f
+#define CK_EXP_C2 0x1.FFFDC6p-2f
+#define CK_EXP_C1 0x1.FFFFF6p-1f
+
 /// The logistic (x·logistic for Silu) from e = e^z, z = −|x|, which never overflows: logistic(x) = 1/(1 + e) for
-/// x ≥ 0 and e/(1 + e) below (no cancellation for large |x|). e^z as in ck_logistic16 (vector_math.c: the
-/// two-constant reduction and degree-5 polynomial), with n rounded by the 1.5·2²³ shift and 2ⁿ added to the
+/// x ≥ 0 and e/(1 + e) below (no cancellation for large |x|). e^z by the CK_EXP constants above, with n rounded by the 1.5·2²³ shift and 2ⁿ added to the
 /// exponent bits, so z is clamped at −126·ln 2 (rounded toward 0), where 2ⁿ is the smallest normal power and the
 /// reduced t ≥ 0; below it, for x < 0, the logistic is under every normal float and is 0. The exponent-bit trick
 /// would turn a NaN into a number, so NaN is restored at the end. ≤ 2.6·10⁻⁷ relative against double (every 296th
@@ -138,14 +149,14 @@ CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
     const __m256 one = _mm256_set1_ps(1.0f), floor = _mm256_set1_ps(-0x1.5D589Ep+6f);  // −87.33654
     __m256 z = _mm256_max_ps(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)), floor);
     const __m256 shift = _mm256_set1_ps(12582912.0f);
-    __m256 k = _mm256_fmadd_ps(z, _mm256_set1_ps(1.44269504088896341f), shift);
+    __m256 k = _mm256_fmadd_ps(z, _mm256_set1_ps(CK_EXP_LOG2E), shift);
     __m256 n = _mm256_sub_ps(k, shift);
-    __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(-0x1.62E400p-1f), z);
-    t = _mm256_fmadd_ps(n, _mm256_set1_ps(-0x1.7F7D1Cp-20f), t);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(0x1.0F9F9Cp-7f), t, _mm256_set1_ps(0x1.573A1Ap-5f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0x1.555A80p-3f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0x1.FFFDC6p-2f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0x1.FFFFF6p-1f));
+    __m256 t = _mm256_fmadd_ps(n, _mm256_set1_ps(-CK_EXP_LN2_HI), z);
+    t = _mm256_fmadd_ps(n, _mm256_set1_ps(-CK_EXP_LN2_LO), t);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(CK_EXP_C5), t, _mm256_set1_ps(CK_EXP_C4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CK_EXP_C3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CK_EXP_C2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(CK_EXP_C1));
     p = _mm256_fmadd_ps(p, t, one);
     __m256 e = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(k), 23)));
     // x's sign bit picks e/(1 + e).
