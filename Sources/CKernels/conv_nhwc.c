@@ -182,6 +182,14 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
 /// Channels per tap from which the AVX-512 tile needs at least CK_CONV_AVX512_MIN_PIXELS output pixels to win.
 #define CK_CONV_AVX512_MAX_CHANNELS 512
 #define CK_CONV_AVX512_MIN_PIXELS 512
+/// Output maps (pixels per image) up to which a multiple of 7 takes the 7 × 32 tile. Measured (scripts/
+/// bench_kernels.py --conv, 2 threads, the two tiles alternating): 7 rows win at 7×7 (resnet50's layer 4: 200–217
+/// GFLOP/s against 136–180 on the 6 × 16 AVX2 tile it had; MobileNet's 1×1 160→960 and 320→1280: 190–221 against
+/// 150–166) and 14×14 (resnet50's 1×1 layers: 198–209 against 181–201), tie at 28×28, and lose at 56×56 (resnet50's
+/// layer 1: 172–205 against 194–214 on 12 rows) and on the 112×112 stem.
+#ifndef CK_CONV_ROWS7_MAX_PIXELS
+#define CK_CONV_ROWS7_MAX_PIXELS 1024
+#endif
 
 #ifdef CK_X86
 /// The cheap activations on 16 lanes, with the scalar formulas' roundings (as ck_act_avx2).
@@ -221,54 +229,62 @@ CK_AVX512 static inline void ck_tail512(float *dst, __m512 v, __mmask16 mask, co
     _mm512_mask_storeu_ps(dst, mask, ck_act512(v, ep));
 }
 
-/// The 12 × 32 tile over two packed panels (b1 NULL: one panel, 12 × 16). Rows past mr repeat a live pointer.
-CK_AVX512 static void ck_igemm_avx512(int taps, int kc, const float *const *rows, const float *b0, const float *b1, float *c,
-                                      ptrdiff_t ldc, int mr, int nr, const ck_tile_tail *tail) {
-#define CK_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define CK_DECLARE(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
-    CK_ROWS(CK_DECLARE)
-#undef CK_DECLARE
-    if (b1) {
-        for (int t = 0; t < taps; t++, rows += CK_MR512) {
-#define CK_POINTER(r) const float *a##r = rows[r];
-            CK_ROWS(CK_POINTER)
-            for (int p = 0; p < kc; p++, b0 += CK_NR, b1 += CK_NR) {
-                __m512 w0 = _mm512_loadu_ps(b0), w1 = _mm512_loadu_ps(b1);
-#define CK_STEP2(r) { __m512 x = _mm512_set1_ps(a##r[p]); c##r##0 = _mm512_fmadd_ps(x, w0, c##r##0); c##r##1 = _mm512_fmadd_ps(x, w1, c##r##1); }
-                CK_ROWS(CK_STEP2)
-#undef CK_STEP2
-            }
-        }
-    } else {
-        for (int t = 0; t < taps; t++, rows += CK_MR512) {
-            CK_ROWS(CK_POINTER)
-#undef CK_POINTER
-            for (int p = 0; p < kc; p++, b0 += CK_NR) {
-                __m512 w0 = _mm512_loadu_ps(b0);
-#define CK_STEP1(r) c##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(a##r[p]), w0, c##r##0);
-                CK_ROWS(CK_STEP1)
-#undef CK_STEP1
-            }
-        }
-    }
-    int late = ck_act_is_transcendental(tail->activation);
-    ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0, tail->wide};
-    __mmask16 m0 = (__mmask16)(nr >= CK_NR ? 0xFFFF : (1u << nr) - 1);
-    __mmask16 m1 = (__mmask16)(nr >= 2 * CK_NR ? 0xFFFF : nr > CK_NR ? (1u << (nr - CK_NR)) - 1 : 0);
-#define CK_STORE(r)                                                                                                 \
+// Per-row steps of the AVX-512 tiles, expanded by a row list (CK_ROWS12, CK_ROWS7).
+#define CK_ROWS12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define CK_ROWS7(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6)
+#define CK_DECLARE512(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+#define CK_POINTER512(r) const float *a##r = rows[r];
+#define CK_STEP2_512(r) { __m512 x = _mm512_set1_ps(a##r[p]); c##r##0 = _mm512_fmadd_ps(x, w0, c##r##0); c##r##1 = _mm512_fmadd_ps(x, w1, c##r##1); }
+#define CK_STEP1_512(r) c##r##0 = _mm512_fmadd_ps(_mm512_set1_ps(a##r[p]), w0, c##r##0);
+#define CK_STORE512(r)                                                                                              \
     if (r < mr) {                                                                                                   \
         const float *z = tail->residual ? tail->residual + r * tail->residual_stride : NULL;                        \
         ck_tail512(c + r * ldc, c##r##0, m0, tail->bias, z, &ep);                                                   \
         if (m1) ck_tail512(c + r * ldc + CK_NR, c##r##1, m1, tail->bias ? tail->bias + CK_NR : NULL, z ? z + CK_NR : NULL, &ep); \
     }
-    CK_ROWS(CK_STORE)
-#undef CK_STORE
-#undef CK_ROWS
-    if (late) {
-        ep.activation = tail->activation;
-        ck_act_rows_avx2(c, ldc, mr, nr, &ep);
+
+/// An AVX-512 tile of MR rows × 32 columns over two packed panels (b1 NULL: one panel, MR × 16); rows holds MR
+/// pointers per tap, rows past mr repeating a live one.
+#define CK_IGEMM512(NAME, MR, ROWS)                                                                                 \
+    CK_AVX512 static void NAME(int taps, int kc, const float *const *rows, const float *b0, const float *b1, float *c, \
+                               ptrdiff_t ldc, int mr, int nr, const ck_tile_tail *tail) {                           \
+        ROWS(CK_DECLARE512)                                                                                         \
+        if (b1) {                                                                                                   \
+            for (int t = 0; t < taps; t++, rows += MR) {                                                            \
+                ROWS(CK_POINTER512)                                                                                 \
+                for (int p = 0; p < kc; p++, b0 += CK_NR, b1 += CK_NR) {                                            \
+                    __m512 w0 = _mm512_loadu_ps(b0), w1 = _mm512_loadu_ps(b1);                                      \
+                    ROWS(CK_STEP2_512)                                                                              \
+                }                                                                                                   \
+            }                                                                                                       \
+        } else {                                                                                                    \
+            for (int t = 0; t < taps; t++, rows += MR) {                                                            \
+                ROWS(CK_POINTER512)                                                                                 \
+                for (int p = 0; p < kc; p++, b0 += CK_NR) {                                                         \
+                    __m512 w0 = _mm512_loadu_ps(b0);                                                                \
+                    ROWS(CK_STEP1_512)                                                                              \
+                }                                                                                                   \
+            }                                                                                                       \
+        }                                                                                                           \
+        int late = ck_act_is_transcendental(tail->activation);                                                      \
+        ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0, tail->wide}; \
+        __mmask16 m0 = (__mmask16)(nr >= CK_NR ? 0xFFFF : (1u << nr) - 1);                                         \
+        __mmask16 m1 = (__mmask16)(nr >= 2 * CK_NR ? 0xFFFF : nr > CK_NR ? (1u << (nr - CK_NR)) - 1 : 0);           \
+        ROWS(CK_STORE512)                                                                                           \
+        if (late) {                                                                                                 \
+            ep.activation = tail->activation;                                                                       \
+            ck_act_rows_avx2(c, ldc, mr, nr, &ep);                                                                  \
+        }                                                                                                           \
     }
-}
+
+/// 12 × 32: 24 accumulators, 2 B loads and 12 broadcasts per k step.
+CK_IGEMM512(ck_igemm_avx512, 12, CK_ROWS12)
+/// 7 × 32: for layers whose pixel counts are multiples of 7 and few (resnet50's 7×7 and 14×14 maps: no partial
+/// tile, where 12 rows leave 11 of 60 slots empty at 7×7), and long K (7 rows of A stay in L1 longer).
+CK_IGEMM512(ck_igemm_avx512_7, 7, CK_ROWS7)
+
+typedef void (*ck_igemm512_kernel)(int taps, int kc, const float *const *rows, const float *b0, const float *b1, float *c,
+                                   ptrdiff_t ldc, int mr, int nr, const ck_tile_tail *tail);
 #endif
 
 static ck_igemm_kernel ck_igemm_select(ck_isa isa) {
@@ -297,8 +313,11 @@ typedef struct {
     /// for inputs with few channels per tap (a stem convolution), and for channels-first inputs.
     int im2row;
     ptrdiff_t channel_stride;
-    /// Rows per tile: CK_MR512 on the AVX-512 path, CK_MR otherwise.
+    /// Rows per tile: 12 or 7 on the AVX-512 path (kernel512), CK_MR otherwise.
     int mr, avx512;
+#ifdef CK_X86
+    ck_igemm512_kernel kernel512;
+#endif
     /// The call runs at the AVX-512 level (its kernel may still be the AVX2 one): ck_epilogue.wide.
     int avx512_level;
     /// Each tap's offset from its window's origin pixel, in floats (NULL: more taps than CK_CONV_MAX_TAP_OFFSETS).
@@ -455,7 +474,7 @@ static void ck_conv_task(void *context, int index) {
 #ifdef CK_X86
             if (job->avx512) {
                 int pair = j + 1 < j1;
-                ck_igemm_avx512(taps, kc, rows, b, pair ? b + k * CK_NR : NULL, y, g->y_stride, mr,
+                job->kernel512(taps, kc, rows, b, pair ? b + k * CK_NR : NULL, y, g->y_stride, mr,
                                 ck_min(pair ? 2 * CK_NR : CK_NR, g->group_out - j * CK_NR), &tail);
                 continue;
             }
@@ -479,10 +498,23 @@ void ck_conv2d_nhwc_with(const ck_conv_nhwc *geometry, const float *x, const flo
     job.kernel = ck_igemm_select(isa);
     // Measured (scripts/bench_kernels.py --conv, resnet50's layers): the 12-row tiles win on every layer but those with
     // long channel runs (≥ 512 per tap) and few pixels — layer 4's 7×7 convolutions, layer 3's 1024→256 — where 12
-    // rows of A no longer stay in L1 across a panel pair and the partial last tile wastes more; those keep 6 × 16.
+    // rows of A no longer stay in L1 across a panel pair and the partial last tile wastes more; those keep 6 × 16,
+    // unless their map takes the 7-row tile below.
     job.avx512_level = ck_isa_avx512(isa);
     job.avx512 = ck_isa_avx512(isa) && (g->group_in < CK_CONV_AVX512_MAX_CHANNELS || g->batch * g->out_h * g->out_w >= CK_CONV_AVX512_MIN_PIXELS);
     job.mr = job.avx512 ? CK_MR512 : CK_MR;
+#ifdef CK_X86
+    // Maps of at most CK_CONV_ROWS7_MAX_PIXELS pixels that are a multiple of 7 (resnet50's and MobileNet's 28×28,
+    // 14×14 and 7×7) take the 7-row AVX-512 tile, whatever their channels: no partial tile, and 7 rows of A
+    // stay in L1 over long K where 12 do not.
+    job.kernel512 = ck_igemm_avx512;
+    int map = g->out_h * g->out_w;
+    if (ck_isa_avx512(isa) && map % 7 == 0 && map <= CK_CONV_ROWS7_MAX_PIXELS) {
+        job.avx512 = 1;
+        job.mr = 7;
+        job.kernel512 = ck_igemm_avx512_7;
+    }
+#endif
     job.taps = g->kernel_h * g->kernel_w;
     if (job.taps <= CK_CONV_MAX_TAP_OFFSETS) {
         for (int i = 0; i < g->kernel_h; i++)

@@ -238,7 +238,8 @@ import Testing
     /// Output channels per group that fill 16-wide panels or not (1, 3, 8, 16, 17, 40: one panel, a half panel,
     /// several with a ragged last), input channels per group 1 … 33, 1×1/3×3/5×5/7×7 and non-square kernels,
     /// strides 1–3, asymmetric and larger-than-kernel padding (outputs whose window is all padding), dilation,
-    /// 1 … 400 pixels per image (full and partial 6-row tiles), batches, groups, strided pixels.
+    /// 1 … 400 pixels per image (full and partial 6-, 7- and 12-row tiles), batches, groups, strided pixels, and
+    /// channel runs past 512.
     static let convolutions: [Conv] = [
         Conv(inH: 1, inW: 1, groupIn: 1, groupOut: 1, kh: 1, kw: 1),
         Conv(inH: 4, inW: 5, groupIn: 3, groupOut: 3, kh: 1, kw: 1),
@@ -263,6 +264,10 @@ import Testing
         Conv(inH: 5, inW: 5, groups: 2, groupIn: 4, groupOut: 17, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1, xExtra: 3, yExtra: 5),
         // Large enough (> 2^20 multiply-adds) for the second thread to take part.
         Conv(batch: 2, inH: 16, inW: 16, groupIn: 33, groupOut: 40, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        // Maps that are multiples of 7 with long channel runs (the 7-row AVX-512 tile, where the 6 × 16 one ran
+        // before): resnet50's layer 4 and layer 3 in miniature, with a ragged last panel.
+        Conv(inH: 7, inW: 7, groupIn: 520, groupOut: 40, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1),
+        Conv(batch: 2, inH: 14, inW: 14, groupIn: 600, groupOut: 24, kh: 1, kw: 1),
     ]
 
     @Test(arguments: 0..<convolutions.count) func convolutionMatchesReference(_ i: Int) {
