@@ -139,12 +139,13 @@ CK_AVX2 static inline __m256 ck_exp8(__m256 x) {
 #define CK_EXP_C1 0x1.FFFFF6p-1f
 
 /// The logistic (x·logistic for Silu) from e = e^z, z = −|x|, which never overflows: logistic(x) = 1/(1 + e) for
-/// x ≥ 0 and e/(1 + e) below (no cancellation for large |x|). e^z by the CK_EXP constants above, with n rounded by the 1.5·2²³ shift and 2ⁿ added to the
-/// exponent bits, so z is clamped at −126·ln 2 (rounded toward 0), where 2ⁿ is the smallest normal power and the
-/// reduced t ≥ 0; below it, for x < 0, the logistic is under every normal float and is 0. The exponent-bit trick
-/// would turn a NaN into a number, so NaN is restored at the end. ≤ 2.6·10⁻⁷ relative against double (every 296th
-/// float), 3.5 ulp, exactly 1 where the logistic rounds to 1; 16 vector operations against the 24 of the
-/// previous form (the degree-7 Cephes polynomial, the sign handled by compare-and-blend, 0 from −87 on).
+/// x ≥ 0 and e/(1 + e) below (no cancellation for large |x|). e^z by the CK_EXP constants above, with n rounded by
+/// the 1.5·2²³ shift and 2ⁿ added to the exponent bits, so z is clamped at −126·ln 2 (rounded toward 0), where 2ⁿ
+/// is the smallest normal power and the reduced t ≥ 0; below it, for x < 0, the logistic is under every normal
+/// float and is 0. The exponent-bit trick would turn a NaN into a number, so NaN is restored at the end.
+/// ≤ 2.6·10⁻⁷ relative against double (every 296th float), 3.5 ulp, exactly 1 where the logistic rounds to 1; 16
+/// vector operations against the 24 of the previous form (the degree-7 Cephes polynomial, the sign handled by
+/// compare-and-blend, 0 from −87 on).
 CK_AVX2 static inline __m256 ck_logistic8(__m256 x, int silu) {
     const __m256 one = _mm256_set1_ps(1.0f), floor = _mm256_set1_ps(-0x1.5D589Ep+6f);  // −87.33654
     __m256 z = _mm256_max_ps(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)), floor);

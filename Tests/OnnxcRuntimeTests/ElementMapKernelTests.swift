@@ -36,7 +36,8 @@ import Testing
 
     /// The vector logistic (whichever path this CPU runs) against the double-precision one: on 400,001 points of
     /// [−110, 110] within 4·10⁻⁷ relative where the logistic is a normal float (3.6 ulp measured), and below within
-    /// the smallest normal float (a path may flush there); SiLU within 10⁻⁶ relative where both factors are normal; the special values exact.
+    /// the smallest normal float (a path may flush there); SiLU within 10⁻⁶ relative where both factors are normal;
+    /// the special values exact.
     @Test func sigmoidAndSiluAreAccurate() {
         var xs = (0...400_000).map { Float(-110 + 220 * Double($0) / 400_000) }
         xs += [0, -0.0, 1e-30, -1e-30, 88, -88, 104, -104, 1e38, -1e38, .infinity, -.infinity]
