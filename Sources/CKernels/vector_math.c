@@ -210,6 +210,65 @@ void ck_activation_inplace(float *x, size_t n, ck_activation activation, float p
     ck_map(&job);
 }
 
+// MARK: - LSTM gates
+
+#ifdef CK_X86
+/// 16 hidden units (live lanes m) of ck_lstm_gates: a = pre + rec per gate, σ by ck_logistic16, tanh by ck_tanh8 on
+/// each half — the functions ck_activation_inplace applies at this level, so each element has the same bits.
+CK_AVX512 static inline void ck_lstm16(int hidden, const float *pre, const float *rec, float *c, float *h, int j, __mmask16 m) {
+    __m512 ai = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + j), _mm512_maskz_loadu_ps(m, rec + j));
+    __m512 ao = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + hidden + j), _mm512_maskz_loadu_ps(m, rec + hidden + j));
+    __m512 af = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + 2 * hidden + j), _mm512_maskz_loadu_ps(m, rec + 2 * hidden + j));
+    __m512 ag = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + 3 * hidden + j), _mm512_maskz_loadu_ps(m, rec + 3 * hidden + j));
+    __m512 i = ck_logistic16(ai), o = ck_logistic16(ao), f = ck_logistic16(af);
+    __m512 g = _mm512_insertf32x8(_mm512_castps256_ps512(ck_tanh8(_mm512_castps512_ps256(ag))), ck_tanh8(_mm512_extractf32x8_ps(ag, 1)), 1);
+    __m512 cell = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, g));
+    __m512 t = _mm512_insertf32x8(_mm512_castps256_ps512(ck_tanh8(_mm512_castps512_ps256(cell))), ck_tanh8(_mm512_extractf32x8_ps(cell, 1)), 1);
+    _mm512_mask_storeu_ps(c + j, m, cell);
+    _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, t));
+}
+
+CK_AVX512 static void ck_lstm_gates_avx512(int hidden, const float *pre, const float *rec, float *c, float *h) {
+    int j = 0;
+    for (; j + 16 <= hidden; j += 16) ck_lstm16(hidden, pre, rec, c, h, j, 0xFFFF);
+    if (j < hidden) ck_lstm16(hidden, pre, rec, c, h, j, (__mmask16)((1u << (hidden - j)) - 1));
+}
+
+/// 8 hidden units (live lanes `live`) at the AVX2 level: σ by ck_logistic8, tanh by ck_tanh8.
+CK_AVX2 static inline void ck_lstm8(int hidden, const float *pre, const float *rec, float *c, float *h, int j, __m256i live) {
+#define CK_GATE(k) _mm256_add_ps(_mm256_maskload_ps(pre + (k) * hidden + j, live), _mm256_maskload_ps(rec + (k) * hidden + j, live))
+    __m256 i = ck_logistic8(CK_GATE(0), 0), o = ck_logistic8(CK_GATE(1), 0), f = ck_logistic8(CK_GATE(2), 0);
+    __m256 g = ck_tanh8(CK_GATE(3));
+#undef CK_GATE
+    __m256 cell = _mm256_add_ps(_mm256_mul_ps(f, _mm256_maskload_ps(c + j, live)), _mm256_mul_ps(i, g));
+    _mm256_maskstore_ps(c + j, live, cell);
+    _mm256_maskstore_ps(h + j, live, _mm256_mul_ps(o, ck_tanh8(cell)));
+}
+
+CK_AVX2 static void ck_lstm_gates_avx2(int hidden, const float *pre, const float *rec, float *c, float *h) {
+    static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    int j = 0;
+    for (; j + 8 <= hidden; j += 8) ck_lstm8(hidden, pre, rec, c, h, j, _mm256_loadu_si256((const __m256i *)masks));
+    if (j < hidden) ck_lstm8(hidden, pre, rec, c, h, j, _mm256_loadu_si256((const __m256i *)(masks + 8 - (hidden - j))));
+}
+#endif
+
+void ck_lstm_gates(int hidden, const float *pre, const float *rec, float *c, float *h) {
+#ifdef CK_X86
+    if (ck_isa_avx512(CK_ISA_AUTO)) { ck_lstm_gates_avx512(hidden, pre, rec, c, h); return; }
+    if (ck_isa_avx2(CK_ISA_AUTO)) { ck_lstm_gates_avx2(hidden, pre, rec, c, h); return; }
+#endif
+    ck_epilogue sigmoid = {CK_BIAS_NONE, NULL, CK_ACT_SIGMOID, 0, 0, 0, 0}, tanh = {CK_BIAS_NONE, NULL, CK_ACT_TANH, 0, 0, 0, 0};
+    for (int j = 0; j < hidden; j++) {
+        float i = ck_act_scalar(pre[j] + rec[j], &sigmoid), o = ck_act_scalar(pre[hidden + j] + rec[hidden + j], &sigmoid);
+        float f = ck_act_scalar(pre[2 * hidden + j] + rec[2 * hidden + j], &sigmoid);
+        float g = ck_act_scalar(pre[3 * hidden + j] + rec[3 * hidden + j], &tanh);
+        float kept = f * c[j], added = i * g;  // two products, then the sum: no contraction, as the op-by-op form
+        c[j] = kept + added;
+        h[j] = o * ck_act_scalar(c[j], &tanh);
+    }
+}
+
 // MARK: - Broadcasting binary arithmetic
 
 #define CK_BINARY_MAX_RANK 8

@@ -200,6 +200,11 @@ void ck_gather_rows(size_t rows, size_t row_bytes, const void *src, const int64_
 /// activation applied on its own equals the fused one).
 void ck_activation_inplace(float *x, size_t n, ck_activation activation, float param0, float param1);
 
+/// One LSTM step's gates for one batch row with ONNX's default activations, no peepholes, clip or input_forget:
+/// a = pre + rec in gate order i, o, f, c (hidden values each); c ← σ(a_f)·c + σ(a_i)·tanh(a_c), h ← σ(a_o)·tanh(c).
+/// Each element gets the bits ck_activation_inplace and the op-by-op arithmetic give, in one pass.
+void ck_lstm_gates(int hidden, const float *pre, const float *rec, float *c, float *h);
+
 // MARK: - Channels-last (NHWC) convolution
 
 /// The geometry of a 2-D convolution of channels-last tensors: X is batch × in_h × in_w pixels, each x_stride floats

@@ -106,6 +106,10 @@ private protocol RecurrentScalar: BinaryFloatingPoint {
     static func projection(_ matrix: UnsafePointer<Self>, n: Int, k: Int) -> any RecurrentProjection<Self>
     /// activation(x) over n values in place with a vector kernel, or false where there is none for it.
     static func activateInPlace(_ x: UnsafeMutablePointer<Self>, _ n: Int, _ activation: Activation<Self>) -> Bool
+    /// One LSTM step's gates for one batch row with the default activations (ck_lstm_gates), or false where the
+    /// type has no such kernel.
+    static func lstmGates(hidden: Int, pre: UnsafePointer<Self>, recurrent: UnsafePointer<Self>, cell: UnsafeMutablePointer<Self>,
+                          hiddenState: UnsafeMutablePointer<Self>) -> Bool
     /// The `-O int8-dynamic` projection by int8 `matrix` with its row scales (float32 recurrences only).
     static func quantizedProjection(_ matrix: UnsafePointer<Int8>, n: Int, k: Int, scales: [Float], op: String) throws(RuntimeError) -> any RecurrentProjection<Self>
 }
@@ -119,6 +123,12 @@ extension Float: RecurrentScalar {
     }
     static func quantizedProjection(_ matrix: UnsafePointer<Int8>, n: Int, k: Int, scales: [Float], op: String) throws(RuntimeError) -> any RecurrentProjection<Float> {
         try DynamicQuantizedProjection(matrix, n: n, k: k, scales: scales, op: op)
+    }
+    static func lstmGates(hidden: Int, pre: UnsafePointer<Float>, recurrent: UnsafePointer<Float>, cell: UnsafeMutablePointer<Float>,
+                          hiddenState: UnsafeMutablePointer<Float>) -> Bool {
+        guard hidden <= Int(Int32.max) else { return false }
+        ck_lstm_gates(Int32(hidden), pre, recurrent, cell, hiddenState)
+        return true
     }
     fileprivate static func activateInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ activation: Activation<Float>) -> Bool {
         let kind: ck_activation
@@ -143,6 +153,8 @@ extension Double: RecurrentScalar {
         LoopProjection(matrix, n: n, k: k)
     }
     fileprivate static func activateInPlace(_ x: UnsafeMutablePointer<Double>, _ n: Int, _ activation: Activation<Double>) -> Bool { false }
+    static func lstmGates(hidden: Int, pre: UnsafePointer<Double>, recurrent: UnsafePointer<Double>, cell: UnsafeMutablePointer<Double>,
+                          hiddenState: UnsafeMutablePointer<Double>) -> Bool { false }
     static func quantizedProjection(_ matrix: UnsafePointer<Int8>, n: Int, k: Int, scales: [Float], op: String) throws(RuntimeError) -> any RecurrentProjection<Double> {
         throw .unsupportedType(op: op, dtype: "double")
     }
@@ -354,6 +366,9 @@ private struct Recurrence<C: RecurrentScalar> {
                 // GRU's Rbh: added to the candidate's recurrent product (inside the reset product when linear_before_reset).
                 let rbh = cell == .gru ? Array(bias[(bd + gh + 2 * hidden)..<(bd + 2 * gh)]) : []
                 let peep = peepholes.map { Array($0[(d * 3 * hidden)..<((d + 1) * 3 * hidden)]) }
+                // The common LSTM (default activations, no peepholes, clip or input_forget) runs its gates in one pass.
+                let fusedGates = cell == .lstm && peep == nil && clip == nil && !inputForget && f.kind == .sigmoid && g.kind == .tanh
+                    && hAct.kind == .tanh
                 let hd = hs0 + d * batch * hidden, cd = cs0 + d * batch * hidden
                 for step in 0..<longest {
                     /// The time index of batch row b at this step, nil once its sequence has ended.
@@ -363,6 +378,7 @@ private struct Recurrence<C: RecurrentScalar> {
                         guard let t = time(b) else { continue }
                         let gate = work + b * gh, p = pre + (t * batch + b) * gh, rec = recurrent + b * projected
                         let hb = hd + b * hidden, cb = cd + b * hidden
+                        if fusedGates, C.lstmGates(hidden: hidden, pre: p, recurrent: rec, cell: cb, hiddenState: hb) { continue }
                         for j in 0..<projected { gate[j] = p[j] + rec[j] }
                         switch cell {
                         case .rnn:
