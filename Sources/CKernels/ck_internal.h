@@ -102,6 +102,11 @@ static inline float ck_act_scalar(float x, const ck_epilogue *ep) {
 }
 
 #ifdef CK_X86
+/// Lane masks for the first n of 8 lanes (n = 0 … 8), for the masked loads and stores of row tails.
+static const int32_t ck_lane_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+CK_AVX2 static inline __m256i ck_mask8(int n) { return _mm256_loadu_si256((const __m256i *)(ck_lane_masks + 8 - n)); }
+
 // exp(x) = 2^n · e^r with n = round(x·log2 e) and r = x − n·ln 2 (ln 2 split in two for accuracy), e^r from a
 // degree-6 polynomial on |r| ≤ ln2/2 (Cephes' expf coefficients, ≤ 2 ulp); x is clamped to ±88.3 so 2^n stays a
 // normal float, and below −88.3 the result is 0. NaN inputs give NaN.
@@ -267,8 +272,7 @@ CK_HIDDEN void ck_logistic_rows_avx512(float *c, ptrdiff_t ldc, int rows, int co
 /// rows × cols floats at c (rows ldc apart), in place: one specialized loop per activation (the switch is
 /// outside the loops), 8 columns at a time and the last ones masked; Sigmoid and Silu 16 at a time when ep->wide.
 CK_AVX2 static inline void ck_act_rows_avx2(float *c, ptrdiff_t ldc, int rows, int cols, const ck_epilogue *ep) {
-    static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    __m256i tail = _mm256_loadu_si256((const __m256i *)(masks + 8 - (cols % 8)));
+    __m256i tail = ck_mask8(cols % 8);
 #define CK_ACT_LOOP(EXPR)                                                                   \
     for (int r = 0; r < rows; r++) {                                                        \
         float *row = c + r * ldc;                                                           \

@@ -169,12 +169,8 @@ typedef struct {
     __m256i nudge_even, nudge_odd;  // the folded form's N (64-bit) for the even and the odd lanes
 } ck_q8_cols;
 
-/// Lane masks for the first n of 8 int32 (n = 0 … 8).
-static const int32_t ck_q_lane_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-CK_AVX2 static inline __m256i ck_q_mask8(int n) {
-    return _mm256_loadu_si256((const __m256i *)(ck_q_lane_masks + 8 - (n < 0 ? 0 : n > 8 ? 8 : n)));
-}
+/// ck_mask8 with n clamped to 0 … 8 (column counts past a row's end or below its start).
+CK_AVX2 static inline __m256i ck_q_mask8(int n) { return ck_mask8(n < 0 ? 0 : n > 8 ? 8 : n); }
 
 /// Columns col0 … col0 + 7 (the first `live` of them; the others read as 0).
 CK_AVX2 static inline ck_q8_cols ck_q8_columns(const ck_qout *out, int col0, int live) {

@@ -86,10 +86,6 @@ static void ck_igemm_scalar(int taps, int kc, const float *const *rows, const fl
 }
 
 #ifdef CK_X86
-/// Lane masks for the first n of 8 floats (n = 0 … 8).
-static const int32_t ck_lane_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-CK_AVX2 static inline __m256i ck_mask8(int n) { return _mm256_loadu_si256((const __m256i *)(ck_lane_masks + 8 - n)); }
 
 /// Stores one row of a tile (nr of its 16 columns) after bias, residual and activation.
 CK_AVX2 static inline void ck_tail_row_avx2(float *dst, __m256 v0, __m256 v1, int r, int nr, const ck_tile_tail *tail,

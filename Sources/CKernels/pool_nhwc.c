@@ -48,10 +48,6 @@ static inline void ck_pool_pixel_scalar(const ck_pool_job *job, const float *ima
 }
 
 #ifdef CK_X86
-static const int32_t ck_pool_masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-
-CK_AVX2 static inline __m256i ck_pool_mask(int n) { return _mm256_loadu_si256((const __m256i *)(ck_pool_masks + 8 - n)); }
-
 /// The same pixel, 32 channels at a time in 4 accumulators, then 8 at a time, the last block masked. Maxima start
 /// at −∞ and max(x, m) keeps m when x is NaN, as the scalar `x > m ? x : m`; sums start at 0, as the scalar path.
 CK_AVX2 static void ck_pool_pixel_avx2(const ck_pool_job *job, const float *image, int oh, int ow, float *out) {
@@ -98,7 +94,7 @@ CK_AVX2 static void ck_pool_pixel_avx2(const ck_pool_job *job, const float *imag
     }
     for (; c < g->channels; c += 8) {
         int live = ck_min(8, g->channels - c);
-        __m256i m = ck_pool_mask(live);
+        __m256i m = ck_mask8(live);
         __m256 a = seed;
         for (int t = 0; t < count; t++) {
             __m256 x = _mm256_maskload_ps(taps[t] + c, m);
@@ -185,7 +181,7 @@ typedef struct {
 CK_AVX2 static void ck_global_chunk_avx2(const float *x, int count, int channels, int max, float *acc) {
     const __m256 identity = max ? _mm256_set1_ps(-INFINITY) : _mm256_setzero_ps();
     for (int c = 0; c < channels; c += 8) {
-        __m256i m = ck_pool_mask(ck_min(8, channels - c));
+        __m256i m = ck_mask8(ck_min(8, channels - c));
         __m256 a0 = identity, a1 = identity, a2 = identity, a3 = identity;
         const float *px = x + c;
         int p = 0;

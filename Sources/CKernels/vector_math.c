@@ -213,6 +213,11 @@ void ck_activation_inplace(float *x, size_t n, ck_activation activation, float p
 // MARK: - LSTM gates
 
 #ifdef CK_X86
+/// ck_tanh8 on both halves of 16 lanes (the tanh the activation passes apply at the AVX-512 level too).
+CK_AVX512 static inline __m512 ck_tanh16_halves(__m512 x) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(ck_tanh8(_mm512_castps512_ps256(x))), ck_tanh8(_mm512_extractf32x8_ps(x, 1)), 1);
+}
+
 /// 16 hidden units (live lanes m) of ck_lstm_gates: a = pre + rec per gate, σ by ck_logistic16, tanh by ck_tanh8 on
 /// each half — the functions ck_activation_inplace applies at this level, so each element has the same bits.
 CK_AVX512 static inline void ck_lstm16(int hidden, const float *pre, const float *rec, float *c, float *h, int j, __mmask16 m) {
@@ -221,11 +226,10 @@ CK_AVX512 static inline void ck_lstm16(int hidden, const float *pre, const float
     __m512 af = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + 2 * hidden + j), _mm512_maskz_loadu_ps(m, rec + 2 * hidden + j));
     __m512 ag = _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + 3 * hidden + j), _mm512_maskz_loadu_ps(m, rec + 3 * hidden + j));
     __m512 i = ck_logistic16(ai), o = ck_logistic16(ao), f = ck_logistic16(af);
-    __m512 g = _mm512_insertf32x8(_mm512_castps256_ps512(ck_tanh8(_mm512_castps512_ps256(ag))), ck_tanh8(_mm512_extractf32x8_ps(ag, 1)), 1);
+    __m512 g = ck_tanh16_halves(ag);
     __m512 cell = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, g));
-    __m512 t = _mm512_insertf32x8(_mm512_castps256_ps512(ck_tanh8(_mm512_castps512_ps256(cell))), ck_tanh8(_mm512_extractf32x8_ps(cell, 1)), 1);
     _mm512_mask_storeu_ps(c + j, m, cell);
-    _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, t));
+    _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, ck_tanh16_halves(cell)));
 }
 
 CK_AVX512 static void ck_lstm_gates_avx512(int hidden, const float *pre, const float *rec, float *c, float *h) {
@@ -246,10 +250,9 @@ CK_AVX2 static inline void ck_lstm8(int hidden, const float *pre, const float *r
 }
 
 CK_AVX2 static void ck_lstm_gates_avx2(int hidden, const float *pre, const float *rec, float *c, float *h) {
-    static const int32_t masks[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
     int j = 0;
-    for (; j + 8 <= hidden; j += 8) ck_lstm8(hidden, pre, rec, c, h, j, _mm256_loadu_si256((const __m256i *)masks));
-    if (j < hidden) ck_lstm8(hidden, pre, rec, c, h, j, _mm256_loadu_si256((const __m256i *)(masks + 8 - (hidden - j))));
+    for (; j + 8 <= hidden; j += 8) ck_lstm8(hidden, pre, rec, c, h, j, ck_mask8(8));
+    if (j < hidden) ck_lstm8(hidden, pre, rec, c, h, j, ck_mask8(hidden - j));
 }
 #endif
 
@@ -258,14 +261,14 @@ void ck_lstm_gates(int hidden, const float *pre, const float *rec, float *c, flo
     if (ck_isa_avx512(CK_ISA_AUTO)) { ck_lstm_gates_avx512(hidden, pre, rec, c, h); return; }
     if (ck_isa_avx2(CK_ISA_AUTO)) { ck_lstm_gates_avx2(hidden, pre, rec, c, h); return; }
 #endif
-    ck_epilogue sigmoid = {CK_BIAS_NONE, NULL, CK_ACT_SIGMOID, 0, 0, 0, 0}, tanh = {CK_BIAS_NONE, NULL, CK_ACT_TANH, 0, 0, 0, 0};
+    ck_epilogue sigmoid = {CK_BIAS_NONE, NULL, CK_ACT_SIGMOID, 0, 0, 0, 0}, squash = {CK_BIAS_NONE, NULL, CK_ACT_TANH, 0, 0, 0, 0};
     for (int j = 0; j < hidden; j++) {
         float i = ck_act_scalar(pre[j] + rec[j], &sigmoid), o = ck_act_scalar(pre[hidden + j] + rec[hidden + j], &sigmoid);
         float f = ck_act_scalar(pre[2 * hidden + j] + rec[2 * hidden + j], &sigmoid);
-        float g = ck_act_scalar(pre[3 * hidden + j] + rec[3 * hidden + j], &tanh);
+        float g = ck_act_scalar(pre[3 * hidden + j] + rec[3 * hidden + j], &squash);
         float kept = f * c[j], added = i * g;  // two products, then the sum: no contraction, as the op-by-op form
         c[j] = kept + added;
-        h[j] = o * ck_act_scalar(c[j], &tanh);
+        h[j] = o * ck_act_scalar(c[j], &squash);
     }
 }
 
