@@ -61,6 +61,33 @@ static inline int ck_isa_avx512_vnni(ck_isa isa) {
 /// ck_parallel_for on at most `threads` threads (the caller counts as one).
 CK_HIDDEN void ck_parallel_run(int threads, int count, void (*body)(void *context, int index), void *context);
 
+/// The rows of a broadcasting binary kernel (ck_binary_f32, ck_qbinary_u8) as an odometer over the outer axes
+/// 0…last−1 of `shape`: row `row`'s index per axis and its element offsets in the two operands (strides as, bs).
+static inline void ck_rows_seek(int last, const int *shape, const ptrdiff_t *as, const ptrdiff_t *bs, ptrdiff_t row, ptrdiff_t *index_of,
+                                ptrdiff_t *oa, ptrdiff_t *ob) {
+    *oa = 0;
+    *ob = 0;
+    for (int d = last - 1; d >= 0; d--) {
+        index_of[d] = row % shape[d];
+        row /= shape[d];
+        *oa += index_of[d] * as[d];
+        *ob += index_of[d] * bs[d];
+    }
+}
+
+/// The next row after ck_rows_seek's or this one's.
+static inline void ck_rows_next(int last, const int *shape, const ptrdiff_t *as, const ptrdiff_t *bs, ptrdiff_t *index_of, ptrdiff_t *oa,
+                                ptrdiff_t *ob) {
+    for (int d = last - 1; d >= 0; d--) {
+        *oa += as[d];
+        *ob += bs[d];
+        if (++index_of[d] < shape[d]) break;
+        *oa -= shape[d] * as[d];
+        *ob -= shape[d] * bs[d];
+        index_of[d] = 0;
+    }
+}
+
 /// The logistic in the scalar path's form, shared by the fallback epilogues and ck_sigmoid_inplace.
 static inline float ck_logistic_scalar1(float v) { return v >= 0 ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v)); }
 

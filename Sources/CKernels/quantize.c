@@ -537,3 +537,107 @@ void ck_qmul_channel_u8(int batch, int pixels, int channels, const uint8_t *a, f
     ck_parallel_for(batch * job.chunks_per_image, ck_qmul_task, &job);
     free(g);
 }
+
+// MARK: - Quantized Add and Mul with broadcasting
+//
+// Each output row (the last axis) runs in slices of CK_QB_SLICE elements; an operand that is not contiguous
+// along the row (broadcast: stride 0, or a strided view) is first gathered into a slice buffer, so every slice
+// runs the same contiguous loops as ck_qadd_u8_float and ck_qmul_channel_u8 and gives their bytes.
+
+#define CK_QB_MAX_RANK 8
+#define CK_QB_SLICE 256
+
+typedef struct {
+    int op, rank, avx2;
+    int shape[CK_QB_MAX_RANK];
+    ptrdiff_t as[CK_QB_MAX_RANK], bs[CK_QB_MAX_RANK];
+    const uint8_t *a, *b;
+    float ka, kb, k;  // Add: a_scale/y_scale, b_scale/y_scale; Mul: a_scale·b_scale/y_scale
+    int za, zb, zy;
+    uint8_t *y;
+    ptrdiff_t inner, pieces, units, units_per_task;  // units: row pieces of up to CK_QADD_CHUNK elements
+} ck_qbinary_job;
+
+static const uint8_t *ck_qb_gather(const uint8_t *x, ptrdiff_t stride, int count, uint8_t *buffer) {
+    if (stride == 1) return x;
+    if (stride == 0) {
+        memset(buffer, x[0], (size_t)count);
+    } else {
+        for (int i = 0; i < count; i++) buffer[i] = x[i * stride];
+    }
+    return buffer;
+}
+
+/// `count` outputs of one row from a and b at their element strides along it.
+static void ck_qbinary_run(const ck_qbinary_job *j, const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, uint8_t *y, ptrdiff_t count) {
+    uint8_t abuf[CK_QB_SLICE], bbuf[CK_QB_SLICE];
+    float g[CK_QB_SLICE];
+    for (ptrdiff_t c0 = 0; c0 < count; c0 += CK_QB_SLICE) {
+        int m = count - c0 < CK_QB_SLICE ? (int)(count - c0) : CK_QB_SLICE, i = 0;
+        const uint8_t *pa = ck_qb_gather(a + c0 * sa, sa, m, abuf), *pb = ck_qb_gather(b + c0 * sb, sb, m, bbuf);
+        uint8_t *out = y + c0;
+        if (j->op == CK_QBINARY_ADD) {
+#ifdef CK_X86
+            if (j->avx2) i = (int)ck_qadd_float_avx2((size_t)m, pa, pb, j->ka, j->kb, j->za, j->zb, j->zy, out);
+#endif
+            for (; i < m; i++) out[i] = ck_qadd_float1(pa[i], pb[i], j->ka, j->kb, j->za, j->zb, j->zy);
+        } else {
+            for (int c = 0; c < m; c++) g[c] = (float)((int)pb[c] - j->zb) * j->k;
+#ifdef CK_X86
+            if (j->avx2) i = ck_qmul_row_avx2(m, pa, g, j->za, j->zy, out);
+#endif
+            for (; i < m; i++) out[i] = ck_requant_float1((float)((int)pa[i] - j->za) * g[i], j->zy);
+        }
+    }
+}
+
+static void ck_qbinary_task(void *context, int task) {
+    const ck_qbinary_job *j = context;
+    ptrdiff_t u0 = (ptrdiff_t)task * j->units_per_task, u1 = u0 + j->units_per_task;
+    if (u1 > j->units) u1 = j->units;
+    if (u0 >= u1) return;
+    int last = j->rank - 1;
+    ptrdiff_t row = u0 / j->pieces, piece = u0 % j->pieces, piece_len = (ptrdiff_t)CK_QADD_CHUNK;
+    ptrdiff_t index_of[CK_QB_MAX_RANK] = {0}, oa, ob;
+    ck_rows_seek(last, j->shape, j->as, j->bs, row, index_of, &oa, &ob);
+    for (ptrdiff_t u = u0; u < u1; u++) {
+        ptrdiff_t c0 = piece * piece_len, c1 = c0 + piece_len < j->inner ? c0 + piece_len : j->inner;
+        ck_qbinary_run(j, j->a + oa + c0 * j->as[last], j->as[last], j->b + ob + c0 * j->bs[last], j->bs[last],
+                       j->y + row * j->inner + c0, c1 - c0);
+        if (++piece < j->pieces) continue;
+        piece = 0;
+        row++;
+        ck_rows_next(last, j->shape, j->as, j->bs, index_of, &oa, &ob);
+    }
+}
+
+int ck_qbinary_u8(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const uint8_t *a,
+                  float a_scale, int a_zero_point, const uint8_t *b, float b_scale, int b_zero_point, float y_scale, int y_zero_point,
+                  uint8_t *y) {
+    if (rank < 1 || rank > CK_QB_MAX_RANK || (op != CK_QBINARY_ADD && op != CK_QBINARY_MUL)) return 0;
+    ck_qbinary_job job;
+    memset(&job, 0, sizeof job);
+    job.op = op; job.rank = rank; job.a = a; job.b = b; job.y = y;
+    job.avx2 = ck_active_isa() >= CK_ISA_AVX2_FMA;
+    job.ka = a_scale / y_scale; job.kb = b_scale / y_scale; job.k = a_scale * b_scale / y_scale;
+    job.za = a_zero_point; job.zb = b_zero_point; job.zy = y_zero_point;
+    ptrdiff_t rows = 1;
+    for (int d = 0; d < rank; d++) {
+        if (shape[d] <= 0) return 1;
+        job.shape[d] = shape[d];
+        job.as[d] = a_strides[d];
+        job.bs[d] = b_strides[d];
+        if (d < rank - 1) rows *= shape[d];
+    }
+    job.inner = shape[rank - 1];
+    job.pieces = (job.inner + (ptrdiff_t)CK_QADD_CHUNK - 1) / (ptrdiff_t)CK_QADD_CHUNK;
+    job.units = rows * job.pieces;
+    // Tasks of at least one chunk's elements: smaller hand-offs cost more than they save (as ck_qadd_u8_float's).
+    ptrdiff_t per_unit = job.pieces > 1 ? (ptrdiff_t)CK_QADD_CHUNK : job.inner;
+    job.units_per_task = ((ptrdiff_t)CK_QADD_CHUNK + per_unit - 1) / per_unit;
+    if (job.units / job.units_per_task > (1 << 20)) job.units_per_task = (job.units >> 20) + 1;
+    ptrdiff_t tasks = (job.units + job.units_per_task - 1) / job.units_per_task;
+    if (tasks > 1) ck_parallel_for((int)tasks, ck_qbinary_task, &job);
+    else ck_qbinary_task(&job, 0);
+    return 1;
+}

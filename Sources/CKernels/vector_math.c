@@ -340,24 +340,11 @@ static void ck_binary_task(void *context, int index) {
     if (ck_isa_avx2(CK_ISA_AUTO)) row = ck_binary_row_avx2;
 #endif
     int last = job->rank - 1;
-    // The first row's index over the outer axes and its offsets in a and b; later rows step it like an odometer.
-    ptrdiff_t index_of[CK_BINARY_MAX_RANK] = {0}, oa = 0, ob = 0, rest = r0;
-    for (int d = last - 1; d >= 0; d--) {
-        index_of[d] = rest % job->shape[d];
-        rest /= job->shape[d];
-        oa += index_of[d] * job->as[d];
-        ob += index_of[d] * job->bs[d];
-    }
+    ptrdiff_t index_of[CK_BINARY_MAX_RANK] = {0}, oa, ob;
+    ck_rows_seek(last, job->shape, job->as, job->bs, r0, index_of, &oa, &ob);
     for (ptrdiff_t r = r0; r < r1; r++) {
         row(job->op, job->a + oa, job->as[last], job->b + ob, job->bs[last], job->y + r * job->inner, job->inner);
-        for (int d = last - 1; d >= 0; d--) {
-            oa += job->as[d];
-            ob += job->bs[d];
-            if (++index_of[d] < job->shape[d]) break;
-            oa -= job->shape[d] * job->as[d];
-            ob -= job->shape[d] * job->bs[d];
-            index_of[d] = 0;
-        }
+        ck_rows_next(last, job->shape, job->as, job->bs, index_of, &oa, &ob);
     }
 }
 

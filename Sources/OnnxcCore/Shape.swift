@@ -42,6 +42,14 @@ public struct Shape: Hashable, Sendable, CustomStringConvertible {
     /// `[batch,3,224,224]`; a scalar prints as `[]`.
     public var description: String { "[" + dims.map(\.description).joined(separator: ",") + "]" }
 
+    /// True when the two shapes broadcast (NumPy) whatever values their symbols take: right-aligned, every pair of
+    /// dims is the same size or symbol, or one of them is 1.
+    public func broadcasts(with other: Shape) -> Bool {
+        zip(dims.reversed(), other.dims.reversed()).allSatisfy { a, b in
+            a == .fixed(1) || b == .fixed(1) || (a == b && a != .unknown)
+        }
+    }
+
     /// True when the two shapes could describe the same tensor: same rank, and no two known dims differ.
     public func isCompatible(with other: Shape) -> Bool {
         guard rank == other.rank else { return false }

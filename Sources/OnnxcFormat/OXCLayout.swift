@@ -7,7 +7,7 @@ public enum OXCFormat {
     /// A reader rejects a file whose major version is newer than this.
     public static let majorVersion: UInt16 = 1
     /// A reader accepts any minor version of its major and ignores what it does not know.
-    public static let minorVersion: UInt16 = 4
+    public static let minorVersion: UInt16 = 5
 
     /// Size of the v1.0 header; a newer minor may append fields (the header states its own size).
     static let headerBytes = 48

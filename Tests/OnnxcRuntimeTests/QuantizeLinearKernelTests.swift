@@ -110,6 +110,73 @@ import Testing
         }
     }
 
+    /// ck_qbinary_u8 over broadcast shapes (per channel, both operands broadcast, a scalar, rows long enough to be
+    /// split into pieces, a transposed view): on every path the bytes of its formulas, and for operands of one
+    /// shape the bytes of ck_qadd_u8_float and ck_qmul_channel_u8.
+    @Test func broadcastQuantizedAddAndMulMatchTheirFormulas() {
+        func strides(_ s: [Int], _ out: [Int]) -> [Int] {
+            let aligned = [Int](repeating: 1, count: out.count - s.count) + s
+            var result = [Int](repeating: 0, count: out.count), step = 1
+            for d in stride(from: out.count - 1, through: 0, by: -1) {
+                result[d] = aligned[d] == 1 ? 0 : step
+                step *= aligned[d]
+            }
+            return result
+        }
+        // (output shape, a strides, b strides, a count, b count)
+        var cases: [([Int], [Int], [Int], Int, Int)] = []
+        for (a, b) in [([2, 3, 5, 7], [3, 1, 1]), ([4, 1, 300], [1, 5, 1]), ([1, 70_000], [1]), ([3, 70_001], [3, 1]), ([6, 10], [10]),
+                       ([5, 41], [5, 41]), ([1], [9, 1, 2])] {
+            let out = (0..<max(a.count, b.count)).map { i -> Int in
+                let x = i - (max(a.count, b.count) - a.count), y = i - (max(a.count, b.count) - b.count)
+                return max(x >= 0 ? a[x] : 1, y >= 0 ? b[y] : 1)
+            }
+            cases.append((out, strides(a, out), strides(b, out), a.reduce(1, *), b.reduce(1, *)))
+        }
+        cases.append(([4, 3], [1, 4], [3, 1], 12, 12))  // a read transposed: an inner stride that is neither 0 nor 1
+        for (shape, sa, sb, na, nb) in cases {
+            let a: [UInt8] = (0..<na).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+            let b: [UInt8] = (0..<nb).map { UInt8(truncatingIfNeeded: $0 &* 40_503 >> 3) }
+            let count = shape.reduce(1, *)
+            // Each output element's offsets in a and b, row-major over `shape`.
+            func offsets(_ st: [Int]) -> [Int] {
+                (0..<count).map { i in
+                    var rest = i, offset = 0
+                    for d in stride(from: shape.count - 1, through: 0, by: -1) {
+                        offset += (rest % shape[d]) * st[d]
+                        rest /= shape[d]
+                    }
+                    return offset
+                }
+            }
+            let (ia, ib) = (offsets(sa), offsets(sb))
+            let (ka, kb, k) = (Float(0.05) / Float(0.06), Float(0.02) / Float(0.06), Float(0.05) * Float(0.02) / Float(0.06))
+            func saturate(_ v: Float, _ zy: Double) -> UInt8 {
+                UInt8(min(255, max(0, Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + zy)))
+            }
+            let sums = (0..<count).map { i in saturate(((Float(a[ia[i]]) - 128) * ka).addingProduct(Float(b[ib[i]]) - 3, kb), 100) }
+            let products = (0..<count).map { i in saturate((Float(a[ia[i]]) - 128) * ((Float(b[ib[i]]) - 3) * k), 100) }
+            for isa in isas() {
+                _ = ck_set_isa(isa)
+                for (op, expected) in [(CK_QBINARY_ADD, sums), (CK_QBINARY_MUL, products)] {
+                    var y = [UInt8](repeating: 0, count: count)
+                    let done = ck_qbinary_u8(Int32(op.rawValue), Int32(shape.count), shape.map { Int32($0) }, sa, sb, a, 0.05, 128, b, 0.02, 3, 0.06, 100, &y)
+                    #expect(done == 1 && y == expected, "isa \(isa.rawValue) op \(op.rawValue) shape \(shape) strides \(sa) \(sb)")
+                }
+                if na == count && nb == count && sa == strides(shape, shape) {
+                    var sum = [UInt8](repeating: 0, count: count), product = sum
+                    ck_qadd_u8_float(count, a, 0.05, 128, b, 0.02, 3, 0.06, 100, &sum)
+                    ck_qmul_channel_u8(Int32(count), 1, 1, a, 0.05, 128, b, 0.02, 3, 0.06, 100, &product)
+                    #expect(sum == sums && product == products, "isa \(isa.rawValue) shape \(shape)")
+                }
+            }
+            _ = ck_set_isa(CK_ISA_AUTO)
+        }
+        var y = [UInt8](repeating: 0, count: 1)
+        #expect(ck_qbinary_u8(2, 1, [1], [0], [0], [1], 1, 0, [1], 1, 0, 1, 0, &y) == 0)
+        #expect(ck_qbinary_u8(0, 9, [Int32](repeating: 1, count: 9), [Int](repeating: 0, count: 9), [Int](repeating: 0, count: 9), [1], 1, 0, [1], 1, 0, 1, 0, &y) == 0)
+    }
+
     @Test func tableLookupIsTheSameOnEveryPath() {
         let table: [UInt8] = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* 167 &+ 29) }
         let n = 140_003  // pool chunks, a 64-byte vector tail and a scalar tail

@@ -37,3 +37,14 @@ void ck_qglobal_avgpool_nhwc_u8(int batch, int pixels, int channels, const uint8
 /// squeeze-excitation gate (one value per image and channel) applied to a channels-last uint8 tensor.
 void ck_qmul_channel_u8(int batch, int pixels, int channels, const uint8_t *a, float a_scale, int a_zero_point, const uint8_t *gate,
                         float gate_scale, int gate_zero_point, float y_scale, int y_zero_point, uint8_t *y);
+/// The arithmetic of ck_qbinary_u8.
+typedef enum { CK_QBINARY_ADD = 0, CK_QBINARY_MUL = 1 } ck_qbinary_op;
+/// y = a op b on uint8 grids with NumPy broadcasting: a row-major output of `rank` dims (1…8) `shape`, each operand
+/// read at its per-axis element strides (0 along the axes it is broadcast over), as ck_binary_f32. Add is
+/// ck_qadd_u8_float's arithmetic; Mul is saturate(round_half_even((a − a_zp)·((b − b_zp)·k)) + y_zp) with
+/// k = a_scale·b_scale/y_scale in float32, ck_qmul_channel_u8's (the product clamped to ±512 first). Operands of
+/// the output's shape give those kernels' bytes; the scalar and AVX2 paths agree. On the pool by rows (long rows
+/// in 64 K-element pieces). Returns 0 when the rank or op is out of range (nothing written).
+int ck_qbinary_u8(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const uint8_t *a,
+                  float a_scale, int a_zero_point, const uint8_t *b, float b_scale, int b_zero_point, float y_scale, int y_zero_point,
+                  uint8_t *y);

@@ -36,9 +36,9 @@ enum RuntimeOpRules {
         "ai.onnxc::NhwcQLinearConvAdd": { ctx in
             [InferenceSupport.tensor(.uint8, try ConvolutionRules.convShape(ctx, x: 0, w: 3, channelsLast: true))]
         },
-        "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::QLinearAdd": { ctx in [InferenceSupport.tensor(.uint8, try InferenceSupport.broadcastInputs(ctx, [0, 3]))] },
         "ai.onnxc::QLookup": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
-        "ai.onnxc::QLinearMul": { ctx in [InferenceSupport.tensor(.uint8, ctx.shape(0))] },
+        "ai.onnxc::QLinearMul": { ctx in [InferenceSupport.tensor(.uint8, try InferenceSupport.broadcastInputs(ctx, [0, 3]))] },
         "ai.onnxc::QLSTM": RecurrentRules.rnn,
         "ai.onnxc::QGRU": RecurrentRules.rnn,
         "ai.onnxc::QRNN": RecurrentRules.rnn,

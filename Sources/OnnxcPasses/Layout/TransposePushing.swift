@@ -38,10 +38,8 @@ public struct TransposePushing: Pass {
     static let broadcasting: Set<String> = [
         "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Equal", "Greater", "Less", "GreaterOrEqual",
         "LessOrEqual", "And", "Or", "Xor", "Where", "PRelu", "Mod", "BitShift",
-        RuntimeOps.domain + "::QLinearAdd",  // its scales and zero points are scalars
-        // Its element-wise form (two operands of one shape): the squeeze-excitation gate form is made only after
-        // the layout stage, already channels last.
-        RuntimeOps.domain + "::QLinearMul",
+        // Inputs 0 and 3 broadcast; the scales and zero points are scalars.
+        RuntimeOps.domain + "::QLinearAdd", RuntimeOps.domain + "::QLinearMul",
     ]
 
     static let reductions: Set<String> = [

@@ -12,7 +12,7 @@ public import OnnxcIR
 ///   and a float bias at run time.
 /// - LSTM / GRU / RNN(DQ(W int8), DQ(R int8)) (`-O int8-dynamic`; a Reshape after a two-direction DQ too):
 ///   `ai.onnxc::QLSTM` / `QGRU` / `QRNN`, which quantize X and the hidden state per run.
-/// - DQ(a) + DQ(b) of one inferred shape (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
+/// - DQ(a) + DQ(b) whose inferred shapes broadcast (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
 /// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze / Slice / Split / Resize (nearest) → Q
 ///   on the same grid: the op on x.
 /// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
@@ -20,8 +20,8 @@ public import OnnxcIR
 ///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
 ///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
 /// - DQ(x) + − · ÷ a one-value float constant → Q: `ai.onnxc::QLookup` (x ÷ c only, not c ÷ x).
-/// - DQ(a) · DQ(g) → Q with g one value per image and channel ([N, 1, …, 1, C], channels last), or g of a's inferred
-///   shape (element-wise; not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`;
+/// - DQ(a) · DQ(b) → Q whose inferred shapes broadcast (not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`,
+///   a gate of one value per image and channel ([N, 1, …, 1, C], channels last) as its second operand;
 ///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` (both after the layout stage,
 ///   which is why `compile -O int8` runs this pass again then).
 /// - Q(DQ(x)) on the same grid: x.
@@ -296,7 +296,7 @@ public struct QuantizedLowering: Pass {
             case "Add":
                 if scalarArithmetic(n, node) { continue }
                 guard node.inputs.count == 2, let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
-                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb,
+                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta.broadcasts(with: tb),
                       let out = node.outputs.first, let end = tail(of: out), let y = end.grid, free([n] + end.removed) else { continue }
                 patch.replace(n, with: [Node(name: node.name, opType: "QLinearAdd", domain: RuntimeOps.domain,
                                              inputs: [a.q, a.scale, a.zero, b.q, b.scale, b.zero, y.scale, y.zero], outputs: [end.output])])
@@ -390,10 +390,10 @@ public struct QuantizedLowering: Pass {
                     patch.remove(q)
                     continue
                 }
-                // Two activations of one inferred shape: element by element on the integers (the gate kernel's float
-                // arithmetic, each element its own gate).
+                // Two activations whose inferred shapes broadcast: element by element on the integers (the gate
+                // kernel's float arithmetic, each element its own gate).
                 guard let a = activation(node.inputs[0]), let b = activation(node.inputs[1]),
-                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta == tb else { continue }
+                      let ta = types[node.inputs[0]]?.shape, let tb = types[node.inputs[1]]?.shape, ta.broadcasts(with: tb) else { continue }
                 patch.replace(n, with: [Node(name: node.name, opType: "QLinearMul", domain: RuntimeOps.domain,
                                              inputs: [a.q, a.scale, a.zero, b.q, b.scale, b.zero, y.scale, y.zero], outputs: [y.q])])
                 patch.remove(q)

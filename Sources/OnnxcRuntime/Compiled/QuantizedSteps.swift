@@ -11,10 +11,10 @@ enum QuantizedSteps {
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConv"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
         KernelRegistry.key(RuntimeOps.domain, "NhwcQLinearConvAdd"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: false) },
         KernelRegistry.key(RuntimeOps.domain, "QGemm"): { setup throws(RuntimeError) in try ConvStep(setup, gemm: true) },
-        KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup throws(RuntimeError) in try AddStep(setup) },
+        KernelRegistry.key(RuntimeOps.domain, "QLinearAdd"): { setup in BinaryStep(setup, CK_QBINARY_ADD) },
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
-        KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { setup in ChannelGridStep(setup, pool: false) },
-        KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { setup in ChannelGridStep(setup, pool: true) },
+        KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { setup in BinaryStep(setup, CK_QBINARY_MUL) },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { setup in PoolStep(setup) },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { setup in
             guard let table = setup.constant(1), table.dtype == .uint8, table.count == 256 else { return nil }
             return MapStep(setup, .lookup(table.array(UInt8.self)))
@@ -185,18 +185,22 @@ enum QuantizedSteps {
         }
     }
 
-    /// ai.onnxc::QLinearAdd of two uint8 tensors of one shape (float arithmetic, as ORT's: `ck_qadd_u8_float`).
-    struct AddStep: Step {
+    /// ai.onnxc::QLinearAdd and QLinearMul: two uint8 tensors with NumPy broadcasting, in float arithmetic as ORT's
+    /// (`ck_qbinary_u8`); a Mul of [N, …, C] by one gate per image and channel (squeeze-excitation) scales each
+    /// gate once per image (`ck_qmul_channel_u8`, the same bytes).
+    struct BinaryStep: Step {
         let node: RuntimeNode
+        let op: ck_qbinary_op
         let a: TensorID, b: TensorID, y: TensorID
         let scales: (a: Float, b: Float, y: Float)
         let zeroPoints: (a: Int32, b: Int32, y: Int32)
         let slot: ArenaSlot?
 
-        init?(_ setup: StepSetup) throws(RuntimeError) {
+        init?(_ setup: StepSetup, _ op: ck_qbinary_op) {
             guard let sa = scalar(setup, 1), let za = scalar(setup, 2), let sb = scalar(setup, 4), let zb = scalar(setup, 5),
                   let sy = scalar(setup, 6), let zy = scalar(setup, 7) else { return nil }
             node = setup.node
+            self.op = op
             a = setup.input(0)
             b = setup.input(3)
             y = setup.output(0)
@@ -207,20 +211,57 @@ enum QuantizedSteps {
 
         func run(_ frame: Frame) throws(RuntimeError) {
             let left = try frame.tensor(a, self), right = try frame.tensor(b, self)
-            guard left.dtype == .uint8, right.dtype == .uint8, left.shape == right.shape else {
-                throw .atNode(node: node.displayName, op: node.opType,
-                              .invalidArgument("QLinearAdd takes two uint8 tensors of one shape, got \(left.shape) and \(right.shape)"))
+            guard left.dtype == .uint8, right.dtype == .uint8, let shape = try? Broadcast.shape([left.shape, right.shape]) else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidArgument(
+                    "\(node.opType) takes two uint8 tensors that broadcast, got \(left.dtype.onnxName)\(left.shape) and \(right.dtype.onnxName)\(right.shape)"))
             }
-            let out = try frame.output(slot, y, .uint8, left.shape)
-            left.withValues(UInt8.self) { ab in
-                right.withValues(UInt8.self) { bb in
-                    out.withMutableValues(UInt8.self) { yb in
-                        guard let ap = ab.baseAddress, let bp = bb.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qadd_u8_float(ab.count, ap, scales.a, zeroPoints.a, bp, scales.b, zeroPoints.b, scales.y, zeroPoints.y, yp)
+            let out = try frame.output(slot, y, .uint8, shape)
+            if out.count > 0 {
+                if op == CK_QBINARY_MUL, let (batch, pixels, channels) = gateForm(left.shape, right.shape) {
+                    gate(left, right, batch: batch, pixels: pixels, channels: channels, into: out)
+                } else {
+                    let (dims, sa, sb) = Broadcast.mergedAxes(left.shape, right.shape, into: shape)
+                    guard dims.allSatisfy({ $0 <= Int(Int32.max) }) else {
+                        throw .atNode(node: node.displayName, op: node.opType, .invalidShape("\(node.opType): \(shape) is too large"))
+                    }
+                    let dims32 = dims.map { Int32($0) }
+                    let done: Int32 = left.withValues(UInt8.self) { ab in
+                        right.withValues(UInt8.self) { bb in
+                            out.withMutableValues(UInt8.self) { yb in
+                                guard let ap = ab.baseAddress, let bp = bb.baseAddress, let yp = yb.baseAddress else { return 0 }
+                                return ck_qbinary_u8(Int32(op.rawValue), Int32(dims.count), dims32, sa, sb, ap, scales.a, zeroPoints.a, bp, scales.b,
+                                                     zeroPoints.b, scales.y, zeroPoints.y, yp)
+                            }
+                        }
+                    }
+                    guard done != 0 else {
+                        throw .atNode(node: node.displayName, op: node.opType,
+                                      .invalidShape("\(node.opType) of \(left.shape) and \(right.shape) needs more than 8 axes after merging"))
                     }
                 }
             }
             frame.values[Int(y)] = .tensor(out)
+        }
+
+        /// [N, …, C] and [N, 1, …, 1, C] (N·C gates, more than one pixel each): the batch, pixel and channel counts.
+        private func gateForm(_ x: [Int], _ g: [Int]) -> (Int, Int, Int)? {
+            guard x.count >= 3, g.count == x.count, g.first == x.first, g.last == x.last, g.dropFirst().dropLast().allSatisfy({ $0 == 1 }),
+                  let batch = x.first, let channels = x.last, batch * channels > 0 else { return nil }
+            let pixels = x.reduce(1, *) / (batch * channels)
+            guard pixels > 1, [batch, pixels, channels].allSatisfy({ $0 <= Int(Int32.max) }) else { return nil }
+            return (batch, pixels, channels)
+        }
+
+        private func gate(_ x: Tensor, _ g: Tensor, batch: Int, pixels: Int, channels: Int, into out: Tensor) {
+            x.withValues(UInt8.self) { xb in
+                g.withValues(UInt8.self) { gb in
+                    out.withMutableValues(UInt8.self) { yb in
+                        guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
+                        ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, scales.a, zeroPoints.a, gp, scales.b, zeroPoints.b,
+                                           scales.y, zeroPoints.y, yp)
+                    }
+                }
+            }
         }
     }
 
@@ -290,81 +331,34 @@ enum QuantizedSteps {
         }
     }
 
-    /// ai.onnxc::QLinearMul with a per-image, per-channel gate and ai.onnxc::NhwcQGlobalAveragePool: the two halves
-    /// of a squeeze-excitation block on uint8, grids constant.
-    struct ChannelGridStep: Step {
+    /// ai.onnxc::NhwcQGlobalAveragePool: the squeeze half of a squeeze-excitation block on uint8, grids constant.
+    struct PoolStep: Step {
         let node: RuntimeNode
-        let pool: Bool
-        let a: TensorID, g: TensorID, y: TensorID
-        let grid: (aScale: Float, aZero: Int32, gScale: Float, gZero: Int32, yScale: Float, yZero: Int32)
+        let x: TensorID, y: TensorID
+        let grid: (xScale: Float, xZero: Int32, yScale: Float, yZero: Int32)
         let slot: ArenaSlot?
 
-        init?(_ setup: StepSetup, pool: Bool) {
-            let slots = pool ? [1, 2, 3, 4] : [1, 2, 4, 5, 6, 7]
-            let values = slots.map { scalar(setup, $0) }
-            guard values.allSatisfy({ $0 != nil }) else { return nil }
-            let v = values.compactMap { $0 }
+        init?(_ setup: StepSetup) {
+            guard let sx = scalar(setup, 1), let zx = scalar(setup, 2), let sy = scalar(setup, 3), let zy = scalar(setup, 4) else { return nil }
             node = setup.node
-            self.pool = pool
-            a = setup.input(0)
-            g = pool ? Program.omitted : setup.input(3)
+            x = setup.input(0)
             y = setup.output(0)
-            grid = pool ? (Float(v[0]), Int32(clamping: Int(v[1])), 1, 0, Float(v[2]), Int32(clamping: Int(v[3])))
-                        : (Float(v[0]), Int32(clamping: Int(v[1])), Float(v[2]), Int32(clamping: Int(v[3])), Float(v[4]), Int32(clamping: Int(v[5])))
+            grid = (Float(sx), Int32(clamping: Int(zx)), Float(sy), Int32(clamping: Int(zy)))
             slot = setup.slot(y)
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
-            let x = try frame.tensor(a, self)
-            let gate = pool ? nil : try frame.tensor(g, self)
-            if let gate, gate.shape == x.shape {
-                try multiplyElementwise(x, gate, frame)
-                return
+            let input = try frame.tensor(x, self)
+            guard input.dtype == .uint8, input.rank == 4 else {
+                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("\(node.opType) needs a uint8 [N, H, W, C] input, got \(input.dtype.onnxName)\(input.shape)"))
             }
-            guard x.dtype == .uint8, x.rank >= 3, let channels = x.shape.last, let batch = x.shape.first,
-                  batch * channels > 0 || x.count == 0 else {
-                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("\(node.opType) needs a uint8 [N, …, C] input, got \(x.dtype.onnxName)\(x.shape)"))
-            }
-            let pixels = batch * channels == 0 ? 0 : x.count / (batch * channels)
-            guard [batch, pixels, channels].allSatisfy({ $0 <= Int(Int32.max) }) else { throw .invalidShape("\(node.opType): \(x.shape) is too large") }
-            if pool {
-                guard x.rank == 4 else { throw .invalidShape("\(node.opType) needs [N, H, W, C], got \(x.shape)") }
-                let out = try frame.output(slot, y, .uint8, [batch, 1, 1, channels])
-                x.withValues(UInt8.self) { xb in
-                    out.withMutableValues(UInt8.self) { yb in
-                        guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qglobal_avgpool_nhwc_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, grid.yScale, grid.yZero, yp)
-                    }
-                }
-                frame.values[Int(y)] = .tensor(out)
-                return
-            }
-            guard let gate, gate.dtype == .uint8, gate.count == batch * channels, gate.shape.first == batch, gate.shape.last == channels else {
-                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul gate \(gate?.shape ?? []) is neither one value per image and channel of \(x.shape) nor its shape"))
-            }
-            try multiply(x, gate, batch: batch, pixels: pixels, channels: channels, frame)
-        }
-
-        /// Two tensors of one shape, element by element: the gate kernel with one "pixel" per row of the last axis,
-        /// so that each element is its own gate (the same float arithmetic, on the pool by rows).
-        private func multiplyElementwise(_ x: Tensor, _ other: Tensor, _ frame: Frame) throws(RuntimeError) {
-            let channels = max(x.shape.last ?? 1, 1), rows = x.count / channels
-            guard x.dtype == .uint8, other.dtype == .uint8, rows <= Int(Int32.max), channels <= Int(Int32.max) else {
-                throw .atNode(node: node.displayName, op: node.opType, .invalidShape("QLinearMul takes two uint8 tensors, got \(x.dtype.onnxName)\(x.shape) and \(other.dtype.onnxName)\(other.shape)"))
-            }
-            try multiply(x, other, batch: rows, pixels: 1, channels: channels, frame)
-        }
-
-        /// y[b, p, c] = x[b, p, c] · gate[b, c] on the grids (`ck_qmul_channel_u8`); the sizes are checked to fit an Int32.
-        private func multiply(_ x: Tensor, _ gate: Tensor, batch: Int, pixels: Int, channels: Int, _ frame: Frame) throws(RuntimeError) {
-            let out = try frame.output(slot, y, .uint8, x.shape)
-            x.withValues(UInt8.self) { xb in
-                gate.withValues(UInt8.self) { gb in
-                    out.withMutableValues(UInt8.self) { yb in
-                        guard let xp = xb.baseAddress, let gp = gb.baseAddress, let yp = yb.baseAddress else { return }
-                        ck_qmul_channel_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.aScale, grid.aZero, gp, grid.gScale, grid.gZero,
-                                           grid.yScale, grid.yZero, yp)
-                    }
+            let (batch, pixels, channels) = (input.shape[0], input.shape[1] * input.shape[2], input.shape[3])
+            guard [batch, pixels, channels].allSatisfy({ $0 <= Int(Int32.max) }) else { throw .invalidShape("\(node.opType): \(input.shape) is too large") }
+            let out = try frame.output(slot, y, .uint8, [batch, 1, 1, channels])
+            input.withValues(UInt8.self) { xb in
+                out.withMutableValues(UInt8.self) { yb in
+                    guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
+                    ck_qglobal_avgpool_nhwc_u8(Int32(batch), Int32(pixels), Int32(channels), xp, grid.xScale, grid.xZero, grid.yScale, grid.yZero, yp)
                 }
             }
             frame.values[Int(y)] = .tensor(out)

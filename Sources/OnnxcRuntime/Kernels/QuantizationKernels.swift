@@ -77,25 +77,19 @@ enum QuantizationKernels {
             let (r, c) = (Array(inputs[9..<12]), [y] + Array(inputs[12..<14]))
             return try qlinearAdd((residualIsA ? r + c : c + r) + Array(inputs[14..<16]), context)
         },
-        // The reference forms of the squeeze-excitation ops: the compiled kernels' float arithmetic, as loops.
+        // The reference forms of the uint8 Mul (any broadcast, the squeeze-excitation gate among them) and pool: the
+        // compiled kernels' float arithmetic, as loops.
         KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { inputs, context throws(RuntimeError) in
             let a = try context.tensor(inputs, 0), g = try context.tensor(inputs, 3)
-            // A gate per image and channel (squeeze-excitation), or a second tensor of a's shape (element-wise).
-            let elementwise = g.shape == a.shape
-            guard a.dtype == .uint8, g.dtype == .uint8,
-                  elementwise || (a.rank >= 3 && a.shape.first.map { n in a.shape.last.map { g.count == n * $0 } ?? false } ?? false) else {
-                throw .invalidArgument("QLinearMul takes uint8 [N, …, C] and a [N, 1, …, 1, C] gate or a tensor of its shape, got \(a.shape) and \(g.shape)")
+            guard a.dtype == .uint8, g.dtype == .uint8 else {
+                throw .invalidArgument("QLinearMul takes two uint8 tensors, got \(a.dtype.onnxName) and \(g.dtype.onnxName)")
             }
-            let c = max(a.shape.last ?? 1, 1), n = max(a.shape.first ?? 1, 1)
             let s = try (1...7).filter { $0 != 3 }.map { i throws(RuntimeError) in Float(try context.tensor(inputs, i).doubles().first ?? 0) }
             let k = s[0] * s[2] / s[4]
-            let av = a.array(UInt8.self), gv = g.array(UInt8.self), pixels = a.count / max(n * c, 1)
-            return outputs(try Tensor(av.indices.map { i -> UInt8 in
-                let image = i / max(pixels * c, 1), channel = i % c
-                let gate = (Float(gv[elementwise ? i : image * c + channel]) - s[3]) * k
-                let q = Double(min(512, max(-512, (Float(av[i]) - s[1]) * gate))).rounded(.toNearestOrEven) + Double(s[5])
+            return outputs(try Broadcast.binary(a, g, as: UInt8.self, UInt8.self, to: UInt8.self) { x, gate in
+                let q = Double(min(512, max(-512, (Float(x) - s[1]) * ((Float(gate) - s[3]) * k)))).rounded(.toNearestOrEven) + Double(s[5])
                 return UInt8(min(255, max(0, q)))
-            }, shape: a.shape))
+            })
         },
         KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0)
@@ -182,27 +176,22 @@ enum QuantizationKernels {
     }
 
     /// ai.onnxc::QLinearAdd(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point) on uint8
-    /// tensors of one shape: Q(DQ(a) + DQ(b)), as (a − a_zp)·(a_scale/y_scale) + (b − b_zp)·(b_scale/y_scale) in float32.
+    /// tensors that broadcast: Q(DQ(a) + DQ(b)), as (a − a_zp)·(a_scale/y_scale) + (b − b_zp)·(b_scale/y_scale) in float32.
     private static func qlinearAdd(_ inputs: [Value?], _ context: KernelContext) throws(RuntimeError) -> [Value?] {
         let a = try context.tensor(inputs, 0), b = try context.tensor(inputs, 3)
-        guard a.dtype == .uint8, b.dtype == .uint8, a.shape == b.shape else {
-            throw .invalidArgument("QLinearAdd takes two uint8 tensors of one shape, got \(a.shape) and \(b.shape)")
+        guard a.dtype == .uint8, b.dtype == .uint8 else {
+            throw .invalidArgument("QLinearAdd takes two uint8 tensors, got \(a.dtype.onnxName) and \(b.dtype.onnxName)")
         }
-        let sa = Double(try scalar(try context.tensor(inputs, 1), "a_scale", op: "QLinearAdd")), za = Double(try context.tensor(inputs, 2).int64s().first ?? 0)
-        let sb = Double(try scalar(try context.tensor(inputs, 4), "b_scale", op: "QLinearAdd")), zb = Double(try context.tensor(inputs, 5).int64s().first ?? 0)
+        let sa = Double(try scalar(try context.tensor(inputs, 1), "a_scale", op: "QLinearAdd")), za = Float(try context.tensor(inputs, 2).int64s().first ?? 0)
+        let sb = Double(try scalar(try context.tensor(inputs, 4), "b_scale", op: "QLinearAdd")), zb = Float(try context.tensor(inputs, 5).int64s().first ?? 0)
         let sy = Double(try scalar(try context.tensor(inputs, 6), "y_scale", op: "QLinearAdd")), zy = Double(try context.tensor(inputs, 7).int64s().first ?? 0)
-        // The compiled kernel's arithmetic (ck_qadd_u8_float): float32, one fused multiply-add.
+        // The compiled kernel's arithmetic (ck_qbinary_u8, ck_qadd_u8_float): float32, one fused multiply-add.
         let ka = Float(sa) / Float(sy), kb = Float(sb) / Float(sy)
-        let av = a.array(UInt8.self), bv = b.array(UInt8.self)
-        let y = try Tensor(zeros: .uint8, shape: a.shape)
-        y.withMutableValues(UInt8.self) { out in
-            for i in av.indices {
-                let v = ((Float(av[i]) - Float(za)) * ka).addingProduct(Float(bv[i]) - Float(zb), kb)
-                let q = Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + zy
-                out[i] = UInt8(q.isNaN ? 0 : min(255, max(0, q)))
-            }
-        }
-        return outputs(y)
+        return outputs(try Broadcast.binary(a, b, as: UInt8.self, UInt8.self, to: UInt8.self) { x, z in
+            let v = ((Float(x) - za) * ka).addingProduct(Float(z) - zb, kb)
+            let q = Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + zy
+            return UInt8(q.isNaN ? 0 : min(255, max(0, q)))
+        })
     }
 
     /// Which scale / zero-point element applies to each element of x: per tensor, per axis, or per block.

@@ -37,6 +37,37 @@ public enum Broadcast {
         }
     }
 
+    /// The axes of a binary op's output `shape` (a broadcast of `a` and `b`) with the element strides of each
+    /// operand (0 where it is broadcast), size-1 axes dropped and an axis merged into the next where, for both
+    /// operands, stepping over it is stepping over the next one's whole extent: the fewest axes a strided kernel
+    /// (`ck_binary_f32`, `ck_qbinary_u8`) must walk. At least one axis.
+    public static func mergedAxes(_ a: [Int], _ b: [Int], into shape: [Int]) -> (dims: [Int], a: [Int], b: [Int]) {
+        let rank = shape.count
+        func strides(_ s: [Int]) -> [Int] {
+            let aligned = [Int](repeating: 1, count: rank - s.count) + s
+            var result = [Int](repeating: 0, count: rank), step = 1
+            for d in stride(from: rank - 1, through: 0, by: -1) {
+                result[d] = aligned[d] == 1 ? 0 : step
+                step *= aligned[d]
+            }
+            return result
+        }
+        var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
+        let fa = strides(a), fb = strides(b)
+        for d in 0..<rank where shape[d] != 1 {
+            if let last = dims.last, sa.last == fa[d] * shape[d], sb.last == fb[d] * shape[d] {
+                dims[dims.count - 1] = last * shape[d]
+                sa[sa.count - 1] = fa[d]
+                sb[sb.count - 1] = fb[d]
+            } else {
+                dims.append(shape[d])
+                sa.append(fa[d])
+                sb.append(fb[d])
+            }
+        }
+        return dims.isEmpty ? ([1], [0], [0]) : (dims, sa, sb)
+    }
+
     /// For each element of `target` in row-major order, the offset into each input (one array per input).
     /// Used by n-ary kernels; binary kernels use `binary` below, which avoids building these tables.
     public static func offsets(of shapes: [[Int]], target: [Int]) -> [[Int]] {

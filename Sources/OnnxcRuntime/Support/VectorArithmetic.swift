@@ -16,31 +16,7 @@ enum VectorArithmetic {
         guard a.dtype == .float, b.dtype == .float, let shape = try? Broadcast.shape([a.shape, b.shape]) else { return nil }
         let out = try Tensor(uninitialized: .float, shape: shape)
         guard out.count > 0 else { return out }
-        let rank = shape.count
-        func strides(_ s: [Int]) -> [Int] {
-            let aligned = [Int](repeating: 1, count: rank - s.count) + s
-            var result = [Int](repeating: 0, count: rank), step = 1
-            for d in stride(from: rank - 1, through: 0, by: -1) {
-                result[d] = aligned[d] == 1 ? 0 : step
-                step *= aligned[d]
-            }
-            return result
-        }
-        // Merge axis d into d+1 when, for both operands, stepping over d is stepping over d+1's whole extent.
-        var dims: [Int] = [], sa: [Int] = [], sb: [Int] = []
-        let fa = strides(a.shape), fb = strides(b.shape)
-        for d in 0..<rank where shape[d] != 1 {
-            if let last = dims.last, sa.last == fa[d] * shape[d], sb.last == fb[d] * shape[d] {
-                dims[dims.count - 1] = last * shape[d]
-                sa[sa.count - 1] = fa[d]
-                sb[sb.count - 1] = fb[d]
-            } else {
-                dims.append(shape[d])
-                sa.append(fa[d])
-                sb.append(fb[d])
-            }
-        }
-        if dims.isEmpty { (dims, sa, sb) = ([1], [0], [0]) }
+        let (dims, sa, sb) = Broadcast.mergedAxes(a.shape, b.shape, into: shape)
         guard dims.allSatisfy({ $0 <= Int(Int32.max) }) else { return nil }
         let dims32 = dims.map { Int32($0) }
         let done: Int32 = a.withValues(Float.self) { pa in
