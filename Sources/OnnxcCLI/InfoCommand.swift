@@ -45,6 +45,8 @@ enum CompiledInfo {
         let program: Program
         do {
             program = try OXCReader.read(path: path)
+        } catch .file(let fileError) {
+            throw CommandFailure(file: nil, fileError)  // it names the path already
         } catch {
             throw CommandFailure(file: path, error)
         }

@@ -129,9 +129,11 @@ import Testing
     }
 
     @Test func missingFileIsOneClearLine() throws {
-        let result = try CLIRunner.run(["info", "/nonexistent/model.onnx"])
-        #expect(result.status == 1)
-        #expect(result.stderr == "error: /nonexistent/model.onnx: cannot open: No such file or directory — check the path and permissions\n")
+        for path in ["/nonexistent/model.onnx", "/nonexistent/model.oxc"] {
+            let result = try CLIRunner.run(["info", path])
+            #expect(result.status == 1)
+            #expect(result.stderr == "error: \(path): cannot open: No such file or directory — check the path and permissions\n")
+        }
     }
 
     @Test func failedOptimizeLeavesNoOutput() throws {
