@@ -108,33 +108,82 @@ typedef struct {
     const ck_pool_nhwc *g;
     const uint8_t *x;
     uint8_t *y;
+    int avx2;
 } ck_pool_u8_job;
 
-/// One output row (image b, row oy): the channel loop is innermost and contiguous, so the compiler's vector max
-/// (pmaxub, in SSE2 already) does the work.
+#ifdef CK_X86
+/// out[c] = max over the window's `taps` input pixels of in[c], 32 channels per register across all taps (one store
+/// per block, where the portable loop below stores after every tap); returns the channels done.
+CK_AVX2 static int ck_maxpool_u8_pixel_avx2(const uint8_t *const *in, int taps, int channels, uint8_t *out) {
+    int c = 0;
+    for (; c + 64 <= channels; c += 64) {
+        __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+        for (int t = 0; t < taps; t++) {
+            m0 = _mm256_max_epu8(m0, _mm256_loadu_si256((const __m256i *)(in[t] + c)));
+            m1 = _mm256_max_epu8(m1, _mm256_loadu_si256((const __m256i *)(in[t] + c + 32)));
+        }
+        _mm256_storeu_si256((__m256i *)(out + c), m0);
+        _mm256_storeu_si256((__m256i *)(out + c + 32), m1);
+    }
+    for (; c + 32 <= channels; c += 32) {
+        __m256i m = _mm256_setzero_si256();
+        for (int t = 0; t < taps; t++) m = _mm256_max_epu8(m, _mm256_loadu_si256((const __m256i *)(in[t] + c)));
+        _mm256_storeu_si256((__m256i *)(out + c), m);
+    }
+    for (; c + 16 <= channels; c += 16) {
+        __m128i m = _mm_setzero_si128();
+        for (int t = 0; t < taps; t++) m = _mm_max_epu8(m, _mm_loadu_si128((const __m128i *)(in[t] + c)));
+        _mm_storeu_si128((__m128i *)(out + c), m);
+    }
+    return c;
+}
+#endif
+
+/// The most taps a window gathers in one pass; larger windows fold into the output in several.
+#define CK_POOL_U8_TAPS 64
+
+/// out = max(out, in[0…taps)) per channel, or (first) the maxima from 0 — the identity of max over uint8 and the
+/// value of a window with no tap inside the image.
+static void ck_maxpool_u8_fold(const ck_pool_u8_job *job, const uint8_t *const *in, int taps, int channels, uint8_t *out, int first) {
+    int c = 0;
+#ifdef CK_X86
+    if (job->avx2 && first) c = ck_maxpool_u8_pixel_avx2(in, taps, channels, out);
+#else
+    (void)job;
+#endif
+    if (first) memset(out + c, 0, (size_t)(channels - c));
+    for (int t = 0; t < taps; t++)
+        for (int k = c; k < channels; k++) out[k] = in[t][k] > out[k] ? in[t][k] : out[k];
+}
+
+/// One output row (image b, row oy): for each pixel, its window's in-image taps, then their channel maxima.
 static void ck_maxpool_u8_row(void *context, int task) {
     const ck_pool_u8_job *job = context;
     const ck_pool_nhwc *g = job->g;
     int b = task / g->out_h, oy = task % g->out_h, channels = g->channels;
+    const uint8_t *in[CK_POOL_U8_TAPS];
     for (int ox = 0; ox < g->out_w; ox++) {
         uint8_t *restrict out = job->y + ((ptrdiff_t)(b * g->out_h + oy) * g->out_w + ox) * g->y_stride;
-        // 0 is the identity of max over uint8 and the value of a window with no tap inside the image.
-        memset(out, 0, (size_t)channels);
+        int taps = 0, first = 1;
         for (int ky = 0; ky < g->kernel_h; ky++) {
             int iy = oy * g->stride_h - g->pad_top + ky * g->dilation_h;
             if (iy < 0 || iy >= g->in_h) continue;
             for (int kx = 0; kx < g->kernel_w; kx++) {
                 int ix = ox * g->stride_w - g->pad_left + kx * g->dilation_w;
                 if (ix < 0 || ix >= g->in_w) continue;
-                const uint8_t *restrict in = job->x + ((ptrdiff_t)(b * g->in_h + iy) * g->in_w + ix) * g->x_stride;
-                for (int c = 0; c < channels; c++) out[c] = in[c] > out[c] ? in[c] : out[c];
+                in[taps++] = job->x + ((ptrdiff_t)(b * g->in_h + iy) * g->in_w + ix) * g->x_stride;
+                if (taps < CK_POOL_U8_TAPS) continue;
+                ck_maxpool_u8_fold(job, in, taps, channels, out, first);
+                first = 0;
+                taps = 0;
             }
         }
+        if (taps > 0 || first) ck_maxpool_u8_fold(job, in, taps, channels, out, first);
     }
 }
 
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y) {
-    ck_pool_u8_job job = {geometry, x, y};
+    ck_pool_u8_job job = {geometry, x, y, ck_active_isa() >= CK_ISA_AVX2_FMA};
     ck_parallel_for(geometry->batch * geometry->out_h, ck_maxpool_u8_row, &job);
 }
 

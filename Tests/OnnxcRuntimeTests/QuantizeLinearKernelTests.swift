@@ -219,20 +219,27 @@ import Testing
         _ = ck_set_isa(CK_ISA_AUTO)
     }
 
+    /// 2 images of 7×6 pixels: 3×3 windows (stride 2, pad 1) over 5 channels (the portable loop) and 119 (the vector
+    /// blocks of 64, 32 and 16 and a tail), and 9×9 windows (stride 1, pad 4: up to 81 taps, folded in two passes).
     @Test func uint8MaxPoolEqualsTheFloatPool() {
-        // 2 images, 7×6 pixels, 5 channels; 3×3 windows, stride 2, pad 1.
-        var g = ck_pool_nhwc()
-        (g.batch, g.in_h, g.in_w, g.channels) = (2, 7, 6, 5)
-        (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (3, 3, 2, 2)
-        (g.pad_top, g.pad_left, g.dilation_h, g.dilation_w) = (1, 1, 1, 1)
-        (g.out_h, g.out_w) = (4, 3)
-        (g.x_stride, g.y_stride) = (5, 5)
-        let q: [UInt8] = (0..<420).map { (i: Int) -> UInt8 in UInt8((i * 73 + 11) % 256) }
-        var y = [UInt8](repeating: 0, count: 120)
-        ck_maxpool2d_nhwc_u8(&g, q, &y)
-        let f = q.map(Float.init)
-        var yf = [Float](repeating: 0, count: y.count)
-        ck_maxpool2d_nhwc(&g, f, &yf)
-        #expect(y.map(Float.init) == yf)
+        for (channels, kernel, stride, pad) in [(5, 3, 2, 1), (119, 3, 2, 1), (70, 9, 1, 4)] {
+            var g = ck_pool_nhwc()
+            (g.batch, g.in_h, g.in_w, g.channels) = (2, 7, 6, Int32(channels))
+            (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (Int32(kernel), Int32(kernel), Int32(stride), Int32(stride))
+            (g.pad_top, g.pad_left, g.dilation_h, g.dilation_w) = (Int32(pad), Int32(pad), 1, 1)
+            (g.out_h, g.out_w) = ((7 + 2 * Int32(pad) - Int32(kernel)) / Int32(stride) + 1, (6 + 2 * Int32(pad) - Int32(kernel)) / Int32(stride) + 1)
+            (g.x_stride, g.y_stride) = (channels, channels)
+            let q: [UInt8] = (0..<(2 * 42 * channels)).map { (i: Int) -> UInt8 in UInt8((i * 73 + 11) % 256) }
+            let count = 2 * Int(g.out_h * g.out_w) * channels
+            var yf = [Float](repeating: 0, count: count)
+            ck_maxpool2d_nhwc(&g, q.map(Float.init), &yf)
+            for isa in isas() {
+                _ = ck_set_isa(isa)
+                var y = [UInt8](repeating: 9, count: count)
+                ck_maxpool2d_nhwc_u8(&g, q, &y)
+                #expect(y.map(Float.init) == yf, "isa \(isa.rawValue) channels \(channels) kernel \(kernel)")
+            }
+            _ = ck_set_isa(CK_ISA_AUTO)
+        }
     }
 }
