@@ -156,6 +156,27 @@ static void ck_maxpool_u8_fold(const ck_pool_u8_job *job, const uint8_t *const *
         for (int k = c; k < channels; k++) out[k] = in[t][k] > out[k] ? in[t][k] : out[k];
 }
 
+/// A position in a pool window's taps, row-major.
+typedef struct {
+    int ky, kx;
+} ck_pool_cursor;
+
+/// From tap *at on, up to `room` in-image input pixels of output pixel (b, oy, ox)'s window into `in`; *at moves
+/// past them. Returns how many (0: none left).
+static int ck_pool_u8_window(const ck_pool_nhwc *g, const uint8_t *x, int b, int oy, int ox, ck_pool_cursor *at, const uint8_t **in, int room) {
+    int taps = 0;
+    for (; at->ky < g->kernel_h; at->ky++, at->kx = 0) {
+        int iy = oy * g->stride_h - g->pad_top + at->ky * g->dilation_h;
+        if (iy < 0 || iy >= g->in_h) continue;
+        for (; at->kx < g->kernel_w; at->kx++) {
+            if (taps == room) return taps;
+            int ix = ox * g->stride_w - g->pad_left + at->kx * g->dilation_w;
+            if (ix >= 0 && ix < g->in_w) in[taps++] = x + ((ptrdiff_t)(b * g->in_h + iy) * g->in_w + ix) * g->x_stride;
+        }
+    }
+    return taps;
+}
+
 /// One output row (image b, row oy): for each pixel, its window's in-image taps, then their channel maxima.
 static void ck_maxpool_u8_row(void *context, int task) {
     const ck_pool_u8_job *job = context;
@@ -164,27 +185,66 @@ static void ck_maxpool_u8_row(void *context, int task) {
     const uint8_t *in[CK_POOL_U8_TAPS];
     for (int ox = 0; ox < g->out_w; ox++) {
         uint8_t *restrict out = job->y + ((ptrdiff_t)(b * g->out_h + oy) * g->out_w + ox) * g->y_stride;
-        int taps = 0, first = 1;
-        for (int ky = 0; ky < g->kernel_h; ky++) {
-            int iy = oy * g->stride_h - g->pad_top + ky * g->dilation_h;
-            if (iy < 0 || iy >= g->in_h) continue;
-            for (int kx = 0; kx < g->kernel_w; kx++) {
-                int ix = ox * g->stride_w - g->pad_left + kx * g->dilation_w;
-                if (ix < 0 || ix >= g->in_w) continue;
-                in[taps++] = job->x + ((ptrdiff_t)(b * g->in_h + iy) * g->in_w + ix) * g->x_stride;
-                if (taps < CK_POOL_U8_TAPS) continue;
-                ck_maxpool_u8_fold(job, in, taps, channels, out, first);
-                first = 0;
-                taps = 0;
-            }
-        }
-        if (taps > 0 || first) ck_maxpool_u8_fold(job, in, taps, channels, out, first);
+        ck_pool_cursor at = {0, 0};
+        int first = 1, taps;
+        do {
+            taps = ck_pool_u8_window(g, job->x, b, oy, ox, &at, in, CK_POOL_U8_TAPS);
+            if (taps > 0 || first) ck_maxpool_u8_fold(job, in, taps, channels, out, first);
+            first = 0;
+        } while (taps == CK_POOL_U8_TAPS);
     }
 }
 
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y) {
     ck_pool_u8_job job = {geometry, x, y, ck_active_isa() >= CK_ISA_AVX2_FMA};
     ck_parallel_for(geometry->batch * geometry->out_h, ck_maxpool_u8_row, &job);
+}
+
+/// AveragePool between two grids, one output row per task: int32 channel sums over the window's in-image taps, then
+/// one float rounding per output (ck_qglobal_avgpool_nhwc_u8's arithmetic with the window's divisor).
+typedef struct {
+    const ck_pool_nhwc *g;
+    const uint8_t *x;
+    uint8_t *y;
+    float x_scale, y_scale;
+    int x_zero_point, y_zero_point, count_include_pad;
+} ck_qavgpool_job;
+
+static void ck_qavgpool_u8_row(void *context, int task) {
+    const ck_qavgpool_job *job = context;
+    const ck_pool_nhwc *g = job->g;
+    int b = task / g->out_h, oy = task % g->out_h, channels = g->channels;
+    int32_t sums[256];
+    const uint8_t *in[CK_POOL_U8_TAPS];
+    for (int ox = 0; ox < g->out_w; ox++) {
+        uint8_t *out = job->y + ((ptrdiff_t)(b * g->out_h + oy) * g->out_w + ox) * g->y_stride;
+        for (int c0 = 0; c0 < channels; c0 += 256) {
+            int c1 = c0 + 256 < channels ? c0 + 256 : channels, count = 0, taps;
+            ck_pool_cursor at = {0, 0};
+            memset(sums, 0, sizeof sums);
+            do {
+                taps = ck_pool_u8_window(g, job->x, b, oy, ox, &at, in, CK_POOL_U8_TAPS);
+                for (int t = 0; t < taps; t++)
+                    for (int c = c0; c < c1; c++) sums[c - c0] += in[t][c];
+                count += taps;
+            } while (taps == CK_POOL_U8_TAPS);
+            // A padded tap is the real value 0, (zp − zp) on the grid: it adds nothing to the sum, only to the divisor.
+            int divisor = job->count_include_pad ? g->kernel_h * g->kernel_w : count;
+            float k = divisor > 0 ? job->x_scale / (job->y_scale * (float)divisor) : 0.0f;
+            for (int c = c0; c < c1; c++) {
+                float v = (float)(sums[c - c0] - count * job->x_zero_point) * k;
+                v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+                int q = (int)nearbyintf(v) + job->y_zero_point;
+                out[c] = (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+            }
+        }
+    }
+}
+
+void ck_qavgpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, float x_scale, int x_zero_point, float y_scale, int y_zero_point,
+                           int count_include_pad, uint8_t *y) {
+    ck_qavgpool_job job = {geometry, x, y, x_scale, y_scale, x_zero_point, y_zero_point, count_include_pad};
+    ck_parallel_for(geometry->batch * geometry->out_h, ck_qavgpool_u8_row, &job);
 }
 
 // MARK: - float16 storage (-O fp16): widened once at load.

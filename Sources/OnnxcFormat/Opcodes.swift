@@ -248,6 +248,8 @@ public enum Opcodes {
         ("ai.onnxc", "QLSTM"),  // 219
         ("ai.onnxc", "QGRU"),  // 220
         ("ai.onnxc", "QRNN"),  // 221
+        // 1.5: AveragePool of a channels-last uint8 tensor between two grids.
+        ("ai.onnxc", "NhwcQAveragePool"),  // 222
     ]
 
     static func key(_ domain: String, _ opType: String) -> String { (domain == "ai.onnx" ? "" : domain) + "::" + opType }

@@ -219,6 +219,42 @@ import Testing
         _ = ck_set_isa(CK_ISA_AUTO)
     }
 
+    /// ck_qavgpool2d_nhwc_u8 against its formula: 3×3 windows (stride 2, pad 1) with and without count_include_pad,
+    /// over 5 and 300 channels (two 256-channel blocks), and a 2×2 window reaching past the image (ceil mode).
+    @Test func uint8AveragePoolMatchesItsFormula() {
+        for (channels, kernel, stride, pad, includePad, outH) in [(5, 3, 2, 1, false, 4), (300, 3, 2, 1, true, 4), (7, 2, 2, 0, false, 4)] {
+            var g = ck_pool_nhwc()
+            (g.batch, g.in_h, g.in_w, g.channels) = (2, 7, 6, Int32(channels))
+            (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) = (Int32(kernel), Int32(kernel), Int32(stride), Int32(stride))
+            (g.pad_top, g.pad_left, g.dilation_h, g.dilation_w) = (Int32(pad), Int32(pad), 1, 1)
+            (g.out_h, g.out_w) = (Int32(outH), 3)
+            (g.x_stride, g.y_stride) = (channels, channels)
+            let x: [UInt8] = (0..<(2 * 42 * channels)).map { (i: Int) -> UInt8 in UInt8((i * 73 + 11) % 256) }
+            var y = [UInt8](repeating: 0, count: 2 * outH * 3 * channels)
+            ck_qavgpool2d_nhwc_u8(&g, x, 0.05, 120, 0.03, 7, includePad ? 1 : 0, &y)
+            var expected = y
+            for b in 0..<2 {
+                for oy in 0..<outH {
+                    for ox in 0..<3 {
+                        var taps: [Int] = []
+                        for ky in 0..<kernel {
+                            for kx in 0..<kernel {
+                                let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                                if iy >= 0, iy < 7, ix >= 0, ix < 6 { taps.append(((b * 7 + iy) * 6 + ix) * channels) }
+                            }
+                        }
+                        let k = Float(0.05) / (Float(0.03) * Float(includePad ? kernel * kernel : taps.count))
+                        for c in 0..<channels {
+                            let v = Float(taps.reduce(0) { $0 + Int(x[$1 + c]) } - taps.count * 120) * k
+                            expected[((b * outH + oy) * 3 + ox) * channels + c] = UInt8(min(255, max(0, Double(v).rounded(.toNearestOrEven) + 7)))
+                        }
+                    }
+                }
+            }
+            #expect(y == expected, "channels \(channels) kernel \(kernel) count_include_pad \(includePad)")
+        }
+    }
+
     /// 2 images of 7×6 pixels: 3×3 windows (stride 2, pad 1) over 5 channels (the portable loop) and 119 (the vector
     /// blocks of 64, 32 and 16 and a tail), and 9×9 windows (stride 1, pad 4: up to 81 taps, folded in two passes).
     @Test func uint8MaxPoolEqualsTheFloatPool() {

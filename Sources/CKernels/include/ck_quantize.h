@@ -14,6 +14,13 @@ void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, f
 /// with no tap inside the image gives 0. On the pool, by output rows.
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y);
 
+/// AveragePool of a channels-last uint8 tensor between two grids (the float pool's geometry and windows):
+/// y = saturate(round_half_even((Σ x − taps·x_zp) · x_scale / (y_scale · d)) + y_zp) over each window's in-image
+/// taps, d = kernel_h·kernel_w with count_include_pad, else the taps (int32 sums, one float rounding). On the pool,
+/// by output rows.
+void ck_qavgpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, float x_scale, int x_zero_point, float y_scale, int y_zero_point,
+                           int count_include_pad, uint8_t *y);
+
 /// y = x widened from IEEE float16 (little-endian bit patterns) to float32, exactly (F16C where the CPU has it).
 void ck_half_to_float(size_t n, const uint16_t *x, float *y);
 /// ONNX DynamicQuantizeLinear: the grid of x's range (widened to include 0) into *scale and *zero_point, then y as

@@ -42,6 +42,7 @@ enum RuntimeOpRules {
         "ai.onnxc::QLSTM": RecurrentRules.rnn,
         "ai.onnxc::QGRU": RecurrentRules.rnn,
         "ai.onnxc::QRNN": RecurrentRules.rnn,
+        "ai.onnxc::NhwcQAveragePool": ConvolutionRules.nhwcPool,
         "ai.onnxc::NhwcQGlobalAveragePool": { ctx in
             var shape: Shape?
             if let x = ctx.shape(0), x.dims.count == 4 { shape = Shape([x.dims[0], .fixed(1), .fixed(1), x.dims[3]]) }

@@ -22,7 +22,8 @@ public import OnnxcIR
 /// - DQ(x) + − · ÷ a one-value float constant → Q: `ai.onnxc::QLookup` (x ÷ c only, not c ÷ x).
 /// - DQ(a) · DQ(b) → Q whose inferred shapes broadcast (not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`,
 ///   a gate of one value per image and channel ([N, 1, …, 1, C], channels last) as its second operand;
-///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` (both after the layout stage,
+///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool / NhwcAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` /
+///   `NhwcQAveragePool` (these after the layout stage,
 ///   which is why `compile -O int8` runs this pass again then).
 /// - Q(DQ(x)) on the same grid: x.
 /// A Relu or Clip is absorbed only where the output grid's clamping computes it exactly (Relu: zero point 0;
@@ -193,6 +194,16 @@ public struct QuantizedLowering: Pass {
             return false
         }
 
+        for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcAveragePool" {
+            // After the layout stage: window means of a quantized tensor, on the integers.
+            guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
+            var pool = node
+            pool.opType = "NhwcQAveragePool"
+            pool.inputs = [x.q, x.scale, x.zero, y.scale, y.zero]
+            pool.outputs = [y.q]
+            patch.replace(n, with: [pool])
+            patch.remove(q)
+        }
         for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcGlobalAveragePool" {
             // After the layout stage: the channel means of a quantized tensor, on the integers.
             guard let x = activation(node.inputs[0]), let out = node.outputs.first else { continue }

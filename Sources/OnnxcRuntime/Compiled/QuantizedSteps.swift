@@ -15,6 +15,7 @@ enum QuantizedSteps {
         "DynamicQuantizeLinear": { setup in setup.dtype(setup.input(0)) == .float ? DynamicQuantizeStep(setup) : nil },
         KernelRegistry.key(RuntimeOps.domain, "QLinearMul"): { setup in BinaryStep(setup, CK_QBINARY_MUL) },
         KernelRegistry.key(RuntimeOps.domain, "NhwcQGlobalAveragePool"): { setup in PoolStep(setup) },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQAveragePool"): { setup throws(RuntimeError) in try WindowPoolStep(setup) },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { setup in
             guard let table = setup.constant(1), table.dtype == .uint8, table.count == 256 else { return nil }
             return MapStep(setup, .lookup(table.array(UInt8.self)))
@@ -362,6 +363,57 @@ enum QuantizedSteps {
                 }
             }
             frame.values[Int(y)] = .tensor(out)
+        }
+    }
+
+    /// ai.onnxc::NhwcQAveragePool: the window geometry for the compiled input shape and the grids read at load.
+    struct WindowPoolStep: Step {
+        let node: RuntimeNode
+        let x: TensorID, y: TensorID
+        let grid: (xScale: Float, xZero: Int32, yScale: Float, yZero: Int32)
+        let countIncludePad: Bool
+        let slot: ArenaSlot?
+        let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
+
+        init?(_ setup: StepSetup) throws(RuntimeError) {
+            guard let sx = scalar(setup, 1), let zx = scalar(setup, 2), let sy = scalar(setup, 3), let zy = scalar(setup, 4) else { return nil }
+            node = setup.node
+            x = setup.input(0)
+            y = setup.output(0)
+            grid = (Float(sx), Int32(clamping: Int(zx)), Float(sy), Int32(clamping: Int(zy)))
+            countIncludePad = setup.node.attributes.int("count_include_pad", 0) != 0
+            slot = setup.slot(y)
+            planned = try setup.staticShape(x).map { shape throws(RuntimeError) in
+                (shape, try ChannelsLastKernels.poolGeometry(shape, setup.node.attributes, op: setup.node.opType))
+            }
+        }
+
+        func run(_ frame: Frame) throws(RuntimeError) {
+            let input = try frame.tensor(x, self)
+            do throws(RuntimeError) {
+                guard input.dtype == .uint8, input.rank == 4 else {
+                    throw .invalidShape("\(node.opType) needs a uint8 [N, H, W, C] input, got \(input.dtype.onnxName)\(input.shape)")
+                }
+                let g: ConvolutionKernels.Geometry
+                if let planned, planned.shape == input.shape {
+                    g = planned.geometry
+                } else {
+                    g = try ChannelsLastKernels.poolGeometry(input.shape, node.attributes, op: node.opType)
+                }
+                let out = try frame.output(slot, y, .uint8, ChannelsLastKernels.poolShape(g))
+                if out.count > 0 {
+                    input.withValues(UInt8.self) { xb in
+                        out.withMutableValues(UInt8.self) { yb in
+                            guard let xp = xb.baseAddress, let yp = yb.baseAddress else { return }
+                            ChannelsLast.quantizedAveragePool(g, x: xp, xScale: grid.xScale, xZeroPoint: grid.xZero, yScale: grid.yScale,
+                                                              yZeroPoint: grid.yZero, countIncludePad: countIncludePad, y: yp)
+                        }
+                    }
+                }
+                frame.values[Int(y)] = .tensor(out)
+            } catch {
+                throw .atNode(node: node.displayName, op: node.opType, error)
+            }
         }
     }
 }

@@ -109,6 +109,38 @@ enum QuantizationKernels {
             }
             return outputs(try Tensor(y, shape: [n, 1, 1, c]))
         },
+        KernelRegistry.key(RuntimeOps.domain, "NhwcQAveragePool"): { inputs, context throws(RuntimeError) in
+            let x = try context.tensor(inputs, 0)
+            guard x.dtype == .uint8, x.rank == 4 else { throw .invalidArgument("NhwcQAveragePool takes uint8 [N, H, W, C], got \(x.dtype.onnxName)\(x.shape)") }
+            let s = try (1...4).map { i throws(RuntimeError) in Float(try context.tensor(inputs, i).doubles().first ?? 0) }
+            let g = try ChannelsLastKernels.poolGeometry(x.shape, context.attributes, op: context.node.opType)
+            let includePad = context.attributes.int("count_include_pad", 0) != 0
+            let (h, w, c) = (x.shape[1], x.shape[2], x.shape[3]), (oh, ow) = (g.outSpatial[0], g.outSpatial[1])
+            let xv = x.array(UInt8.self)
+            var y = [UInt8](repeating: 0, count: g.batch * oh * ow * c)
+            for b in 0..<g.batch {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var taps: [Int] = []
+                        for ky in 0..<g.kernel[0] {
+                            let iy = oy * g.strides[0] - g.padsBegin[0] + ky * g.dilations[0]
+                            for kx in 0..<g.kernel[1] {
+                                let ix = ox * g.strides[1] - g.padsBegin[1] + kx * g.dilations[1]
+                                if iy >= 0, iy < h, ix >= 0, ix < w { taps.append(((b * h + iy) * w + ix) * c) }
+                            }
+                        }
+                        let divisor = includePad ? g.kernel[0] * g.kernel[1] : taps.count
+                        let k = divisor > 0 ? s[0] / (s[2] * Float(divisor)) : 0
+                        for ch in 0..<c {
+                            let sum = taps.reduce(0) { $0 + Int(xv[$1 + ch]) }
+                            let v = Float(sum - taps.count * Int(s[1])) * k
+                            y[((b * oh + oy) * ow + ox) * c + ch] = UInt8(min(255, max(0, Double(min(512, max(-512, v))).rounded(.toNearestOrEven) + Double(s[3]))))
+                        }
+                    }
+                }
+            }
+            return outputs(try Tensor(y, shape: [g.batch, oh, ow, c]))
+        },
         KernelRegistry.key(RuntimeOps.domain, "QLookup"): { inputs, context throws(RuntimeError) in
             let x = try context.tensor(inputs, 0), table = try context.tensor(inputs, 1)
             guard x.dtype == .uint8, table.dtype == .uint8, table.count == 256 else {

@@ -115,6 +115,13 @@ enum ChannelsLast {
         ck_maxpool2d_nhwc_u8(&geometry, x, y)
     }
 
+    /// AveragePool of a uint8 x between the grids (ck_qavgpool2d_nhwc_u8).
+    static func quantizedAveragePool(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<UInt8>, xScale: Float, xZeroPoint: Int32, yScale: Float,
+                                     yZeroPoint: Int32, countIncludePad: Bool, y: UnsafeMutablePointer<UInt8>) {
+        var geometry = poolGeometry(g)
+        ck_qavgpool2d_nhwc_u8(&geometry, x, xScale, xZeroPoint, yScale, yZeroPoint, countIncludePad ? 1 : 0, y)
+    }
+
     private static func poolGeometry(_ g: ConvolutionKernels.Geometry) -> ck_pool_nhwc {
         var geometry = ck_pool_nhwc()
         geometry.batch = Int32(g.batch)
