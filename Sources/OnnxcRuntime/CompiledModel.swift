@@ -58,8 +58,9 @@ public final class CompiledModel: Sendable {
         }
     }
 
-    /// Prepares for the first run: an executor (arena allocated) for `run` to take, and the kernels' workers
-    /// started, so the first inference costs what later ones do. Loaders that run at once (`onnxc run`) call it.
+    /// Prepares for the first run: an executor (arena mapped) for `run` to take, and the kernels' workers started.
+    /// The arena's pages are still untouched: a fresh process's first run pays their first writes (see
+    /// docs/benchmarks.md, "Where a fresh process's first run goes").
     public func prepare() throws(RuntimeError) {
         let executor = try makeExecutor()
         idle.withLock { $0.append(executor) }

@@ -25,7 +25,7 @@ import Testing
         var sum = 0.0
         var message = [CChar](repeating: 0, count: 512)
         let status = onnxc_api_smoke(path, &sum, &message, message.count)
-        #expect(status == 0, "\(String(cString: message))")
+        #expect(status == 0, "\(String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
 
         let x = try OnnxcRuntime.Tensor([Float](repeating: 0.5, count: 3 * 16 * 16), shape: [1, 3, 16, 16])
         let compiled = try CompiledModel(program: try OXCReader.read(path: path))
