@@ -321,8 +321,9 @@ import Testing
         #expect(deviation <= 0.02)
     }
 
-    /// Arithmetic with a one-value constant on a quantized tensor is a table: Conv → ·1.5 → +0.25 → Conv, and in a QDQ
-    /// model written by hand (as another quantizer may), 0.5 − x and x ÷ 4.
+    /// Arithmetic with a one-value constant on a quantized tensor is a table: Conv → ·1.5 → +0.25 → Conv (a chain of x
+    /// alone: quantized at its ends only, one table), and in a QDQ model written by hand (as another quantizer may,
+    /// a Q/DQ pair after every op), 0.5 − x and x ÷ 4 one table each.
     @Test func scalarArithmeticIsATable() throws {
         let graph = Graph(
             name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(2), .fixed(4), .fixed(4)])], outputs: [ValueInfo(name: "y", type: nil)],
@@ -332,7 +333,7 @@ import Testing
                     Build.node("Conv", ["a", "W2"], ["y"])])
         let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(32, seed: 8).map { $0 * 4 }, shape: [1, 2, 4, 4])]
         let (_, ops, deviation) = try lower(Build.model(graph, opset: 18), inputs)
-        #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 2 && !ops.contains("Mul") && !ops.contains("Add"), "\(ops)")
+        #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 1 && !ops.contains("Mul") && !ops.contains("Add"), "\(ops)")
         #expect(deviation <= 0.02)
 
         let s = 8.0 / 255, grids: [(String, Float, UInt8)] = [("s0", Float(s), 128), ("s1", Float(s), 100), ("s2", Float(s / 4), 128)]
@@ -373,6 +374,65 @@ import Testing
         #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 1 && !ops.contains("Mul") && !ops.contains("Sigmoid"), "\(ops)")
         #expect(!ops.contains("DequantizeLinear") && ops.filter { $0 == "QuantizeLinear" }.count == 1, "\(ops)")
         #expect(deviation <= 0.03)
+    }
+
+    /// x → MatMul → h; GELU as exporters write it below opset 20, h · 0.5 · (1 + erf(h / √2)) → MatMul → y: the chain
+    /// is quantized at its ends only and lowered to one table — no Erf, Div or Mul left, no Q/DQ inside it — and the
+    /// lowered model stays within a step of the float one.
+    @Test func elementwiseChainOfOneInputIsOneTable() throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(2), .fixed(6), .fixed(8)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [8, 16], Pseudorandom.floats(128, seed: 3)), try Build.floatTensor("W2", [16, 4], Pseudorandom.floats(64, seed: 4)),
+                           try Build.floatTensor("root2", [], [Float(2).squareRoot()]), try Build.floatTensor("one", [], [1]), try Build.floatTensor("half", [], [0.5])],
+            nodes: [Build.node("MatMul", ["x", "W"], ["h"]), Build.node("Div", ["h", "root2"], ["d"]), Build.node("Erf", ["d"], ["e"]),
+                    Build.node("Add", ["e", "one"], ["p"]), Build.node("Mul", ["h", "p"], ["m"]), Build.node("Mul", ["m", "half"], ["g"]),
+                    Build.node("MatMul", ["g", "W2"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(96, seed: 8).map { $0 * 3 }, shape: [2, 6, 8])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        // Q/DQ pairs on x, h and g only.
+        #expect(quantized.graph.nodes.filter { $0.opType == "QuantizeLinear" }.count == 3, "\(quantized.graph.nodes.map(\.opType))")
+        let (_, ops, deviation) = try lower(model, inputs)
+        #expect(ops.filter { $0 == "ai.onnxc::QLookup" }.count == 1 && !ops.contains("Erf") && !ops.contains("Div") && !ops.contains("Mul"), "\(ops)")
+        #expect(deviation <= 0.02)
+        let f = try #require(try PassTesting.outputs(model, inputs)["y"]).array(Float.self)
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let q = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        #expect((zip(f, q).map { abs($0 - $1) }.max() ?? 1) <= 0.05 * (f.map(abs).max() ?? 1))
+    }
+
+    /// Attention's shape: MatMul(x, Wq) · MatMul(x, Wk)ᵀ + mask → Softmax → · MatMul(x, Wv) → MatMul(Wo). The product
+    /// of two activations has no integer kernel and the scores' Add feeds a float Softmax: neither gets Q/DQ on its
+    /// inputs (the float chain can still fuse into one attention op); the projections' MatMuls are quantized.
+    @Test func attentionProductsAndScoresStayFloat() throws {
+        let d: Int64 = 8
+        var weights: [OnnxcIR.Tensor] = []
+        for (i, name) in ["Wq", "Wk", "Wv", "Wo"].enumerated() { weights.append(try Build.floatTensor(name, [d, d], Pseudorandom.floats(Int(d * d), seed: 10 + i))) }
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(1), .fixed(5), .fixed(d)]), Build.input("mask", [.fixed(1), .fixed(1), .fixed(5)])],
+            outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: weights,
+            nodes: [Build.node("MatMul", ["x", "Wq"], ["q"]), Build.node("MatMul", ["x", "Wk"], ["k"]), Build.node("MatMul", ["x", "Wv"], ["v"]),
+                    Build.node("Transpose", ["k"], ["kt"], [Attribute("perm", .ints([0, 2, 1]))]),
+                    Build.node("MatMul", ["q", "kt"], ["s"]), Build.node("Add", ["s", "mask"], ["sm"]),
+                    Build.node("Softmax", ["sm"], ["p"], [Attribute("axis", .int(-1))]), Build.node("MatMul", ["p", "v"], ["o"]),
+                    Build.node("MatMul", ["o", "Wo"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(40, seed: 8), shape: [1, 5, Int(d)]),
+                      "mask": try OnnxcRuntime.Tensor([Float](arrayLiteral: 0, 0, 0, -10000, -10000), shape: [1, 1, 5])]
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                            batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, summary) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let producers = Dictionary(quantized.graph.nodes.flatMap { n in n.outputs.map { ($0, n.opType) } }, uniquingKeysWith: { a, _ in a })
+        for node in quantized.graph.nodes where ["Add", "Softmax"].contains(node.opType) || (node.opType == "MatMul" && !node.inputs[1].hasPrefix("W")) {
+            #expect(node.inputs.allSatisfy { producers[$0] != "DequantizeLinear" }, "\(node.opType) \(node.inputs)")
+        }
+        #expect(quantized.graph.nodes.filter { $0.opType == "MatMul" && $0.inputs[1].contains("W") && producers[$0.inputs[0]] == "DequantizeLinear" }.count == 4)
+        #expect(summary.skipped.filter { $0.1.contains("two activations") }.count == 2, "\(summary.skipped)")
     }
 
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {

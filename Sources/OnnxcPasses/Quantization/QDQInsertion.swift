@@ -78,7 +78,7 @@ public struct QuantizedLayer: Sendable {
 /// the result is standard ONNX that ORT runs, and the input of onnxc's integer lowering.
 ///
 /// Quantized: Conv, Gemm and MatMul with constant float weights (int8 symmetric per output channel, bias int32 at
-/// s_x·s_w), MatMul of two activations, the element-wise and data-movement ops in `activationOps`. Each float
+/// s_x·s_w), the element-wise and data-movement ops in `activationOps`. Each float
 /// tensor such an op reads gets one Q/DQ pair (uint8, the calibrated range widened to include 0), and every
 /// reader reads the dequantized value, so ORT and onnxc's integer kernels see the same numbers. Not quantized:
 /// outputs only float ops read (or only data movement whose outputs stay float), graph outputs (a classifier's logits lose nothing to a last rounding), and the
@@ -122,6 +122,11 @@ public enum QDQInsertion {
                 names.append(name)
             }
         }
+        if !options.dynamic {
+            for region in ElementwiseRegion.all(in: graph, index: GraphIndex(graph)) {
+                for name in [region.input, region.output] where !constants.contains(name) && seen.insert(name).inserted { names.append(name) }
+            }
+        }
         return names
     }
 
@@ -146,9 +151,12 @@ public enum QDQInsertion {
         let graphInputs = Set(graph.inputs.map(\.name))
         func isConstant(_ name: String) -> Bool { constants[name] != nil && !graphInputs.contains(name) }
 
-        // 1. Which nodes read quantized inputs, and which of their inputs.
+        // 1. Which nodes read quantized inputs, and which of their inputs. An element-wise chain of one input
+        // (ElementwiseRegion: GELU spelled out, x · sigmoid(x)) is quantized only at its ends, below.
+        let regions = options.dynamic ? [] : ElementwiseRegion.all(in: graph, index: index)
+        let inRegion = Set(regions.flatMap(\.nodes))
         var dataInputs: [Int: [Int]] = [:]
-        for (n, node) in graph.nodes.enumerated() {
+        for (n, node) in graph.nodes.enumerated() where !inRegion.contains(n) {
             guard let verdict = quantizable(node, options) else { continue }
             if let reason = verdict {
                 summary.skipped.append((node.displayName, reason))
@@ -167,13 +175,13 @@ public enum QDQInsertion {
                 }
                 slots = [0]
             case "MatMul":
-                let constantB = node.inputs.count == 2 && isConstant(node.inputs[1])
-                if options.dynamic && !constantB {
-                    // Attention's products: two fresh grids per run and no integer kernel to gain them back.
-                    summary.skipped.append((node.displayName, "a product of two activations stays float in dynamic mode"))
+                guard node.inputs.count == 2, isConstant(node.inputs[1]) else {
+                    // Attention's products: no integer kernel to run them on (Q/DQ around them would only add
+                    // roundings and keep the float chain from fusing into one attention op).
+                    summary.skipped.append((node.displayName, "a product of two activations stays float"))
                     continue
                 }
-                slots = constantB ? [0] : [0, 1]
+                slots = [0]
             case "LSTM", "GRU", "RNN":
                 guard node.inputs.count >= 3, [1, 2].allSatisfy({ constants[node.inputs[$0]].map { isConstant($0.name) && $0.dtype == .float && $0.dims.count == 3 } ?? false })
                 else {
@@ -211,12 +219,20 @@ public enum QDQInsertion {
             }
         }
         quantized = quantized.filter { !isConstant($0) }
-        // Data movement gains from the integers only when its output stays quantized: a tensor that only such ops
-        // read, all with float outputs (a Concat into a graph output, the Transpose/Reshape between two recurrent
-        // layers), keeps its float value — no rounding, no Q/DQ pair — and so, in turn, may their inputs.
-        func movesData(_ node: Node) -> Bool {
-            sameGridOps.contains(node.opType) || node.opType == "Concat"
-                || (node.opType == "Resize" && ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? ""))
+        // Only the ops with weights compute from integers into float (a Conv or Gemm writing float from its int32
+        // sums); every other op gains from the integers only when its output stays quantized. A tensor that only
+        // such ops read, all with float outputs (a Concat into a graph output, the Transpose/Reshape between two
+        // recurrent layers, attention's score-plus-mask Add before its Softmax), keeps its float value — no rounding,
+        // no Q/DQ pair — and so, in turn, may their inputs.
+        func movesData(_ node: Node) -> Bool { !weightOps.contains(node.opType) && !recurrentOps.contains(node.opType) }
+        /// The outputs of node n as integers: its own, or (an Add into a fused Relu or Clip) the activation's.
+        func results(_ n: Int) -> [String] {
+            graph.nodes[n].outputs.flatMap { out -> [String] in
+                let uses = index.consumers(of: out)
+                if uses.count == 1, let use = uses.first, use.input == 0, fusedActivations.contains(graph.nodes[use.node].opType),
+                   dataInputs[use.node] != nil { return [out] + graph.nodes[use.node].outputs }
+                return [out]
+            }
         }
         var pruned = true
         while pruned {
@@ -224,13 +240,23 @@ public enum QDQInsertion {
             for name in quantized {
                 let readers = index.consumers(of: name).filter { use in use.input.map { dataInputs[use.node]?.contains($0) == true } ?? false }
                 guard !readers.isEmpty, readers.allSatisfy({ use in
-                    movesData(graph.nodes[use.node]) && !graph.nodes[use.node].outputs.contains(where: quantized.contains)
+                    movesData(graph.nodes[use.node]) && !results(use.node).contains(where: quantized.contains)
                 }) else { continue }
                 quantized.remove(name)
                 for use in readers where dataInputs[use.node]?.allSatisfy({ !quantized.contains(graph.nodes[use.node].inputs[$0]) }) == true {
                     dataInputs[use.node] = nil
                 }
                 pruned = true
+            }
+        }
+
+        // A region whose output is quantized (its readers are) reads its input dequantized: the lowering makes the
+        // chain one table. One whose output stays float stays float throughout.
+        for region in regions where quantized.contains(region.output) && calibrated[region.input] != nil && !isConstant(region.input) {
+            quantized.insert(region.input)
+            for n in region.nodes {
+                let slots = graph.nodes[n].inputs.indices.filter { graph.nodes[n].inputs[$0] == region.input }
+                if !slots.isEmpty { dataInputs[n] = slots }
             }
         }
 

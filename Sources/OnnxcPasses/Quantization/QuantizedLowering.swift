@@ -194,6 +194,21 @@ public struct QuantizedLowering: Pass {
             return false
         }
 
+        // DQ(x) → an element-wise chain of x alone (ElementwiseRegion) → Q: one table, from running the chain on
+        // the 256 values of x's grid (the very float arithmetic of the QDQ model, so the table is its result).
+        for (q, node) in graph.nodes.enumerated() where node.opType == "QuantizeLinear" && node.domain.isEmpty {
+            guard let y = node.inputs.first, let (qn, out) = requantizer(y), qn == q,
+                  let region = ElementwiseRegion.ending(at: y, in: graph, index: index, stop: { activation($0) != nil }),
+                  let x = activation(region.input), free(region.nodes + [q]),
+                  let values = region.evaluate(in: graph, on: (0...255).map { Float(x.scaleValue) * Float($0 - x.zeroValue) },
+                                             opsets: context.opsets),
+                  let name = addConstant(values.map { quantized(Double($0), out) }, dims: [256], y + "_table") else { continue }
+            let last = graph.nodes[region.nodes[region.nodes.count - 1]]
+            patch.replace(region.nodes[0], with: [Node(name: last.name, opType: "QLookup", domain: RuntimeOps.domain, inputs: [x.q, name], outputs: [out.q])])
+            for m in region.nodes.dropFirst() { patch.remove(m) }
+            patch.remove(q)
+        }
+
         for (n, node) in graph.nodes.enumerated() where node.qualifiedOpType == RuntimeOps.domain + "::NhwcAveragePool" {
             // After the layout stage: window means of a quantized tensor, on the integers.
             guard let x = activation(node.inputs[0]), let out = node.outputs.first, let (q, y) = requantizer(out), free([n, q]) else { continue }
