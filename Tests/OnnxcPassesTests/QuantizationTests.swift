@@ -435,6 +435,36 @@ import Testing
         #expect(summary.skipped.filter { $0.1.contains("two activations") }.count == 2, "\(summary.skipped)")
     }
 
+    /// Gather(table, ids) → MatMul: the 40 × 32 embedding table is stored int8 (per tensor, symmetric), dequantized
+    /// before the Gather in the QDQ model and after it once lowered (only the gathered rows widened), each value within
+    /// half a step of the float table; a table under `minimumTableElements` stays float.
+    @Test func embeddingTablesAreInt8() throws {
+        let table = Pseudorandom.floats(40 * 32, seed: 5).map { $0 * 2 }
+        let graph = Graph(
+            name: "g", inputs: [ValueInfo(name: "ids", type: .tensor(.int64, Shape(fixed: [2, 3])))], outputs: [ValueInfo(name: "y", type: nil), ValueInfo(name: "p", type: nil)],
+            initializers: [try Build.floatTensor("E", [40, 32], table), try Build.floatTensor("P", [40, 8], Pseudorandom.floats(320, seed: 6)),
+                           try Build.floatTensor("W", [32, 4], Pseudorandom.floats(128, seed: 7))],
+            nodes: [Build.node("Gather", ["E", "ids"], ["e"]), Build.node("MatMul", ["e", "W"], ["y"]), Build.node("Gather", ["P", "ids"], ["p"])])
+        let model = Build.model(graph, opset: 18)
+        let ids = try OnnxcRuntime.Tensor([Int64](arrayLiteral: 0, 39, 7, 3, 3, 21), shape: [2, 3])
+        let options = QuantizationOptions()
+        let ranges = try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options), batches: [["ids": .tensor(ids)]],
+                                            method: .minMax)
+        let (quantized, summary) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        #expect(!quantized.graph.initializers.contains { $0.name == "E" } && quantized.graph.initializers.contains { $0.name == "P" })
+        #expect(summary.quantizedWeights == 2)  // the table and W
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let gather = try #require(lowered.graph.nodes.first { $0.opType == "Gather" && $0.outputs != ["p"] })
+        #expect(lowered.graph.initializer(named: gather.inputs[0])?.dtype == .int8, "\(gather.inputs)")
+        let floatRows = try #require(try Executor(graph: try Lowering.lower(Model(opsetImports: model.opsetImports, graph: Graph(
+            name: "e", inputs: graph.inputs, outputs: [ValueInfo(name: "e", type: nil)], initializers: graph.initializers, nodes: [graph.nodes[0]])))).run(["ids": .tensor(ids)])["e"]?.tensor)
+        var probe = lowered
+        probe.graph.outputs.append(ValueInfo(name: "e", type: nil))
+        let rows = try #require(try PassTesting.outputs(probe, ["ids": ids])["e"])
+        let step = (table.map(abs).max() ?? 1) / 127
+        #expect(zip(rows.array(Float.self), floatRows.array(Float.self)).allSatisfy { abs($0 - $1) <= step / 2 + 1e-6 })
+    }
+
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
         // Clip(-1, 0.5) after a Conv whose quantized output spans past 0.5 is kept in float.
         let graph = Graph(

@@ -106,6 +106,8 @@ public enum QDQInsertion {
     ]
     /// Recurrent ops whose W and R are quantized (int8 per direction and gate row), in both modes.
     static let recurrentOps: Set<String> = ["LSTM", "GRU", "RNN"]
+    /// Elements below which a Gather's table stays float (a handful of values saves nothing).
+    static let minimumTableElements = 1024
     /// Activations a preceding quantized op absorbs into its requantization.
     static let fusedActivations: Set<String> = ["Relu", "Clip"]
 
@@ -334,11 +336,31 @@ public enum QDQInsertion {
         }
         var weightCache: [String: (dq: String, scales: [Float])] = [:]
         var recurrentCache: [String: String] = [:]
+        var tableCache: [String: String] = [:]
         var rewritten: [Node] = []
         for (n, original) in graph.nodes.enumerated() {
             var node = original
             for (i, input) in node.inputs.enumerated() where quantized.contains(input) {
                 if let dq = try pair(input) { node.inputs[i] = dq }
+            }
+            // An embedding table (Gather of a float constant by computed indices): int8 symmetric per tensor, the
+            // DequantizeLinear before the Gather, which the lowering moves after it (only the rows read get widened).
+            if node.opType == "Gather", node.domain.isEmpty, node.inputs.count == 2, let w = constants[node.inputs[0]], isConstant(w.name),
+               w.dtype == .float, w.data.elementCount >= minimumTableElements, !isConstant(node.inputs[1]),
+               !options.excludedNodes.contains(node.name), !options.excludedOpTypes.contains("Gather") {
+                if tableCache[w.name] == nil, let values = FusionSupport.doubles(w) {
+                    let (q, scales) = QuantizationParameters.weights(values, channels: 1, channel: { _ in 0 })
+                    let base = sanitized(w.name)
+                    let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
+                    let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
+                    added.append(try tensor(qName, .int8, w.dims, bytes: q.map { UInt8(bitPattern: $0) }))
+                    added.append(try tensor(sName, .float, [], floats: scales))
+                    added.append(try tensor(zName, .int8, [], bytes: [0]))
+                    newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName]))
+                    tableCache[w.name] = dqName
+                    summary.quantizedWeights += 1
+                }
+                if let dq = tableCache[w.name] { node.inputs[0] = dq }
             }
             if dataInputs[n] != nil, recurrentOps.contains(node.opType) {
                 for slot in [1, 2] {

@@ -13,6 +13,7 @@ public import OnnxcIR
 /// - LSTM / GRU / RNN(DQ(W int8), DQ(R int8)) (`-O int8-dynamic`; a Reshape after a two-direction DQ too):
 ///   `ai.onnxc::QLSTM` / `QGRU` / `QRNN`, which quantize X and the hidden state per run.
 /// - DQ(a) + DQ(b) whose inferred shapes broadcast (symbolic dims by name) [→ Relu/Clip] → Q: `ai.onnxc::QLinearAdd`.
+/// - Gather(DQ(T int8, per tensor), indices): DQ(Gather(T, indices)) — an embedding table stays int8.
 /// - DQ(x) → MaxPool / Reshape / Flatten / Transpose / Squeeze / Unsqueeze / Slice / Split / Resize (nearest) → Q
 ///   on the same grid: the op on x.
 /// - DQ(x_i) → Concat → Q, all on one grid: Concat of the x_i.
@@ -337,6 +338,17 @@ public struct QuantizedLowering: Pass {
                 moved.outputs = ends.compactMap { $0?.grid.q }
                 patch.replace(n, with: [moved])
                 for end in ends { if let end { patch.remove(end.node) } }
+            case "Gather" where node.inputs.count == 2:
+                // An int8 table dequantized per tensor: gather the int8 rows, then widen only those.
+                guard let (dq, table) = constantDQ(node.inputs[0], .int8), dq.inputs.count == 3, let out = node.outputs.first,
+                      let s = constantValues(dq.inputs[1]), s.count == 1, let z = constantValues(dq.inputs[2]), z.count == 1, table.dims.count >= 1,
+                      free([n]) else { continue }
+                let rows = FusionSupport.freshName(out + "_int8", &taken)
+                var gather = node
+                gather.inputs[0] = dq.inputs[0]
+                gather.outputs = [rows]
+                patch.replace(n, with: [gather, Node(name: node.name + "_DequantizeLinear", opType: "DequantizeLinear",
+                                                     inputs: [rows, dq.inputs[1], dq.inputs[2]], outputs: [out])])
             case "Resize" where ["", "nearest"].contains(FusionSupport.string(node, "mode") ?? ""):
                 fallthrough
             case "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Slice":
