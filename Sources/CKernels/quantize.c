@@ -39,12 +39,14 @@ CK_AVX2 static size_t ck_quantize_u8_avx2(size_t n, const float *x, float scale,
     return i;
 }
 
-CK_AVX2 static size_t ck_dequantize_u8_avx2(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
+/// 8 bytes at a time, read as uint8 or (is_signed) int8.
+CK_AVX2 static size_t ck_dequantize_8_avx2(size_t n, const uint8_t *x, float scale, int zero_point, int is_signed, float *y) {
     const __m256 s = _mm256_set1_ps(scale);
     const __m256i zp = _mm256_set1_epi32(zero_point);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + i)));
+        __m128i bytes = _mm_loadl_epi64((const __m128i *)(x + i));
+        __m256i q = is_signed ? _mm256_cvtepi8_epi32(bytes) : _mm256_cvtepu8_epi32(bytes);
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zp)), s));
     }
     return i;
@@ -61,6 +63,7 @@ typedef struct {
     void *y;
     float scale;
     int zero_point;
+    int is_signed;  // dequantization: the input is int8
 } ck_map_job;
 
 static void ck_quantize_task(void *context, int task) {
@@ -80,9 +83,13 @@ static void ck_dequantize_task(void *context, int task) {
     const uint8_t *x = (const uint8_t *)j->x + i0;
     float *y = (float *)j->y + i0;
 #ifdef CK_X86
-    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_u8_avx2(n, x, j->scale, j->zero_point, y);
+    if (ck_active_isa() >= CK_ISA_AVX2_FMA) i = ck_dequantize_8_avx2(n, x, j->scale, j->zero_point, j->is_signed, y);
 #endif
-    for (; i < n; i++) y[i] = (float)((int)x[i] - j->zero_point) * j->scale;
+    if (j->is_signed) {
+        for (; i < n; i++) y[i] = (float)((int)(int8_t)x[i] - j->zero_point) * j->scale;
+    } else {
+        for (; i < n; i++) y[i] = (float)((int)x[i] - j->zero_point) * j->scale;
+    }
 }
 
 /// Runs `task` over job.n elements in job.chunk pieces on the pool, or as one piece here when there is one.
@@ -97,11 +104,15 @@ static void ck_map_run(ck_map_job job, void (*task)(void *, int)) {
 }
 
 void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y) {
-    ck_map_run((ck_map_job){n, CK_QUANTIZE_CHUNK, x, y, scale, zero_point}, ck_quantize_task);
+    ck_map_run((ck_map_job){n, CK_QUANTIZE_CHUNK, x, y, scale, zero_point, 0}, ck_quantize_task);
 }
 
 void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y) {
-    ck_map_run((ck_map_job){n, CK_QADD_CHUNK, x, y, scale, zero_point}, ck_dequantize_task);
+    ck_map_run((ck_map_job){n, CK_QADD_CHUNK, x, y, scale, zero_point, 0}, ck_dequantize_task);
+}
+
+void ck_dequantize_s8(size_t n, const int8_t *x, float scale, int zero_point, float *y) {
+    ck_map_run((ck_map_job){n, CK_QADD_CHUNK, x, y, scale, zero_point, 1}, ck_dequantize_task);
 }
 
 typedef struct {

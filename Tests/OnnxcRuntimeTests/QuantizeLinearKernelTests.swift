@@ -53,6 +53,10 @@ import Testing
                 var back = [Float](repeating: 0, count: x.count)
                 ck_dequantize_u8(x.count, y, scale, zp, &back)
                 #expect(back == y.map { Float(Int32($0) - zp) * scale })
+                // The same bytes read as int8 (an embedding table's rows), zero point moved into its range.
+                let signed = y.map { Int8(bitPattern: $0) }, szp = zp - 128
+                ck_dequantize_s8(signed.count, signed, scale, szp, &back)
+                #expect(back == signed.map { Float(Int32($0) - szp) * scale }, "isa \(isa.rawValue) int8")
             }
         }
         _ = ck_set_isa(CK_ISA_AUTO)

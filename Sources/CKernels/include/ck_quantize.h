@@ -10,6 +10,8 @@
 void ck_quantize_u8(size_t n, const float *x, float scale, int zero_point, uint8_t *y);
 /// y = (x − zero_point) · scale: ONNX DequantizeLinear per tensor (uint8), exact in float.
 void ck_dequantize_u8(size_t n, const uint8_t *x, float scale, int zero_point, float *y);
+/// The same for int8 x (an int8 model's embedding rows).
+void ck_dequantize_s8(size_t n, const int8_t *x, float scale, int zero_point, float *y);
 /// MaxPool of channels-last uint8 tensors (strides in bytes): the float pool's geometry and windows; a window
 /// with no tap inside the image gives 0. On the pool, by output rows.
 void ck_maxpool2d_nhwc_u8(const ck_pool_nhwc *geometry, const uint8_t *x, uint8_t *y);

@@ -340,7 +340,10 @@ public enum QDQInsertion {
         var rewritten: [Node] = []
         for (n, original) in graph.nodes.enumerated() {
             var node = original
-            for (i, input) in node.inputs.enumerated() where quantized.contains(input) {
+            // Static: every reader of a quantized tensor reads its dequantized value (one value per tensor, as ORT's
+            // QDQ semantics and the integer kernels have it). Dynamic: only the quantized op's own inputs; the other
+            // readers (a residual Add of a LayerNorm's output) keep the exact float, as ORT's dynamic quantizer does.
+            for (i, input) in node.inputs.enumerated() where quantized.contains(input) && (!options.dynamic || dataInputs[n]?.contains(i) == true) {
                 if let dq = try pair(input) { node.inputs[i] = dq }
             }
             // An embedding table (Gather of a float constant by computed indices): int8 symmetric per tensor, the

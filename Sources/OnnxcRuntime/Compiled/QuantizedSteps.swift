@@ -266,18 +266,21 @@ enum QuantizedSteps {
         }
     }
 
-    /// A per-tensor uint8 grid from constant scale and zero point inputs.
+    /// A per-tensor uint8 grid (or, dequantizing, an int8 one: an embedding table's rows) from constant scale and
+    /// zero point inputs.
     struct Grid {
         let scale: Float
         let zeroPoint: Int32
+        let signed: Bool
 
         init?(_ setup: StepSetup, dequantize: Bool) {
             guard setup.node.attributes.int("block_size", 0) == 0, let s = setup.constant(1), s.dtype == .float, s.count == 1,
-                  let z = setup.constant(2), z.dtype == .uint8, z.count == 1 else { return nil }
-            if dequantize, setup.dtype(setup.input(0)) != .uint8 { return nil }
+                  let z = setup.constant(2), z.dtype == .uint8 || (dequantize && z.dtype == .int8), z.count == 1 else { return nil }
+            if dequantize, setup.dtype(setup.input(0)) != z.dtype { return nil }
             if !dequantize, setup.dtype(setup.input(0)) != .float { return nil }
             scale = s.array(Float.self)[0]
-            zeroPoint = Int32(z.array(UInt8.self)[0])
+            signed = z.dtype == .int8
+            zeroPoint = signed ? Int32(z.array(Int8.self)[0]) : Int32(z.array(UInt8.self)[0])
         }
     }
 
@@ -306,7 +309,7 @@ enum QuantizedSteps {
             let input = try frame.tensor(x, self)
             let (from, to): (DType, DType) = switch kind {
             case .quantize: (.float, .uint8)
-            case .dequantize: (.uint8, .float)
+            case .dequantize(let g): (g.signed ? .int8 : .uint8, .float)
             case .lookup: (.uint8, .uint8)
             }
             guard input.dtype == from else { throw .atNode(node: node.displayName, op: node.opType, .unsupportedType(op: node.opType, dtype: input.dtype.onnxName)) }
@@ -318,6 +321,8 @@ enum QuantizedSteps {
                     switch kind {
                     case .quantize(let g):
                         ck_quantize_u8(n, xp.assumingMemoryBound(to: Float.self), g.scale, g.zeroPoint, yp.assumingMemoryBound(to: UInt8.self))
+                    case .dequantize(let g) where g.signed:
+                        ck_dequantize_s8(n, xp.assumingMemoryBound(to: Int8.self), g.scale, g.zeroPoint, yp.assumingMemoryBound(to: Float.self))
                     case .dequantize(let g):
                         ck_dequantize_u8(n, xp.assumingMemoryBound(to: UInt8.self), g.scale, g.zeroPoint, yp.assumingMemoryBound(to: Float.self))
                     case .lookup(let table):
