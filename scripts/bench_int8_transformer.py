@@ -33,7 +33,6 @@ import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from bench_int8 import time_ort
 from bench_vs_ort import machine
 from quant_bits import ort_quantize, ort_session, run_onnxc
 
@@ -56,17 +56,6 @@ def samples(rng: np.random.Generator, count: int, seq: int, vocab: int, masked: 
             mask[:, int(rng.integers(seq // 2, seq + 1)):] = 0
         result.append({"input_ids": ids, "attention_mask": mask})
     return result
-
-
-def time_ort(session: ort.InferenceSession, feeds: dict, warmup: int, runs: int) -> float:
-    for _ in range(warmup):
-        session.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -122,7 +111,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, path in files.items():
             if path.suffix == ".onnx":
-                times[name].append(time_ort(ort_session(path, args.threads), feeds, args.warmup, args.runs))
+                times[name].append(statistics.median(time_ort(ort_session(path, args.threads), feeds, args.warmup, args.runs)))
                 continue
             outcome = run_onnxc([args.onnxc, "bench", str(path), *inputs, "--threads", str(args.threads), "--runs", str(args.runs),
                                  "--warmup", str(args.warmup), "--json"], args.timeout)
