@@ -465,6 +465,36 @@ import Testing
         #expect(zip(rows.array(Float.self), floatRows.array(Float.self)).allSatisfy { abs($0 - $1) <= step / 2 + 1e-6 })
     }
 
+    /// A Linear layer on a 3-D input as exporters write it, MatMul(x, W) + B → Relu → MatMul + B2: in both modes each
+    /// bias Add folds into its QGemm (static: B int32 at s_x·s_w, behind a DequantizeLinear in the QDQ model; dynamic:
+    /// the float B), no Add left, and the result stays within a step of the float model.
+    @Test(arguments: [false, true])
+    func matMulBiasAddsFoldIntoTheirQGemm(_ dynamic: Bool) throws {
+        let graph = Graph(
+            name: "g", inputs: [Build.input("x", [.fixed(2), .fixed(6), .fixed(8)])], outputs: [ValueInfo(name: "y", type: nil)],
+            initializers: [try Build.floatTensor("W", [8, 16], Pseudorandom.floats(128, seed: 3)), try Build.floatTensor("B", [16], Pseudorandom.floats(16, seed: 5)),
+                           try Build.floatTensor("W2", [16, 4], Pseudorandom.floats(64, seed: 4)), try Build.floatTensor("B2", [4], Pseudorandom.floats(4, seed: 6))],
+            nodes: [Build.node("MatMul", ["x", "W"], ["m"]), Build.node("Add", ["m", "B"], ["a"]), Build.node("Relu", ["a"], ["r"]),
+                    Build.node("MatMul", ["r", "W2"], ["m2"]), Build.node("Add", ["B2", "m2"], ["y"])])
+        let model = Build.model(graph, opset: 18)
+        let inputs = ["x": try OnnxcRuntime.Tensor(Pseudorandom.floats(96, seed: 8).map { $0 * 3 }, shape: [2, 6, 8])]
+        let options = QuantizationOptions(dynamic: dynamic)
+        let ranges = dynamic ? [:] : try Calibration.ranges(model: model, tensors: QDQInsertion.calibrationTensors(model, options: options),
+                                                           batches: [inputs.mapValues { .tensor($0) }], method: .minMax)
+        let (quantized, _) = try QDQInsertion.insert(model, ranges: ranges, options: options)
+        let int32Biases = quantized.graph.initializers.filter { $0.dtype == .int32 && $0.name.hasSuffix("_quantized") }.count
+        #expect(int32Biases == (dynamic ? 0 : 2), "\(quantized.graph.initializers.map(\.name))")
+        let lowered = try Pipelines.quantizedLowering().run(ShapeInference.infer(quantized).0)
+        let ops = lowered.graph.nodes.map(\.qualifiedOpType)
+        #expect(ops.filter { $0 == "ai.onnxc::QGemm" }.count == 2 && !ops.contains("Add") && !ops.contains("MatMul"), "\(ops)")
+        let f = try #require(try PassTesting.outputs(model, inputs)["y"]).array(Float.self)
+        let q = try #require(try PassTesting.outputs(quantized, inputs)["y"]).array(Float.self)
+        let l = try #require(try PassTesting.outputs(lowered, inputs)["y"]).array(Float.self)
+        let scale = f.map(abs).max() ?? 1
+        #expect((zip(f, l).map { abs($0 - $1) }.max() ?? 1) <= 0.05 * scale)
+        #expect((zip(q, l).map { abs($0 - $1) }.max() ?? 1) <= 0.02 * scale)
+    }
+
     @Test func keepsActivationsTheGridCannotComputeAndFloatTargets() throws {
         // Clip(-1, 0.5) after a Conv whose quantized output spans past 0.5 is kept in float.
         let graph = Graph(

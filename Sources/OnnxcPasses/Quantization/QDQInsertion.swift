@@ -203,6 +203,22 @@ public enum QDQInsertion {
             }
         }
 
+        // A MatMul's bias Add (MatMul(x, W) + B, B a float [N] constant, the product read by the Add alone — how
+        // exporters write a Linear layer on a 3-D input): one op with the MatMul, as Gemm's bias is. The product is
+        // not quantized, the Add reads B quantized at s_x·s_w (step 4), and the lowering folds both into one QGemm.
+        var biasAdds: [Int: Int] = [:]  // the Add → its MatMul
+        for (n, node) in graph.nodes.enumerated() where node.opType == "MatMul" && node.domain.isEmpty && dataInputs[n] != nil {
+            guard node.inputs.count == 2, let w = constants[node.inputs[1]], w.dims.count == 2, let out = node.outputs.first,
+                  !index.isGraphOutput(out) else { continue }
+            let uses = index.consumers(of: out)
+            guard uses.count == 1, let use = uses.first, let slot = use.input, slot < 2 else { continue }
+            let add = graph.nodes[use.node]
+            guard add.opType == "Add", add.domain.isEmpty, add.inputs.count == 2, let b = constants[add.inputs[1 - slot]], isConstant(b.name),
+                  b.dtype == .float, b.dims == [w.dims[1]] else { continue }
+            biasAdds[use.node] = n
+            dataInputs[use.node] = nil
+        }
+
         // 2. Which tensors get a Q/DQ pair.
         var quantized = Set<String>()
         // A quantized op's output is quantized where a quantized op reads it; read only by float ops, it stays
@@ -212,7 +228,7 @@ public enum QDQInsertion {
         }
         for name in quantized {
             // The output of a producer read only by a fused activation is never materialized as integers.
-            guard let (p, _) = index.producer(of: name), dataInputs[p] != nil,
+            guard let (p, _) = index.producer(of: name), dataInputs[p] != nil || biasAdds[p] != nil,
                   ["Conv", "Gemm", "MatMul", "Add"].contains(graph.nodes[p].opType) else { continue }
             let uses = index.consumers(of: name)
             if uses.count == 1, !index.isGraphOutput(name), let use = uses.first, use.input == 0,
@@ -336,6 +352,22 @@ public enum QDQInsertion {
         }
         var weightCache: [String: (dq: String, scales: [Float])] = [:]
         var recurrentCache: [String: String] = [:]
+        /// Bias `values` (of constant b, read by node `owner`) as int32 at s_x·s_w per element, behind a DequantizeLinear
+        /// along axis 0: the name of its output.
+        func bias(_ b: Tensor, _ values: [Double], inputScale: Float, weightScales scales: [Float], of owner: String) throws(QuantizationError) -> String {
+            let weightScales = scales.count == 1 ? [Float](repeating: scales[0], count: values.count) : scales
+            let (q, biasScales, clamped) = QuantizationParameters.bias(values, inputScale: inputScale, weightScales: weightScales)
+            summary.clampedBiases += clamped
+            let base = sanitized(b.name) + "_" + sanitized(owner)
+            let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
+            let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
+            added.append(try tensor(qName, .int32, b.dims, int32s: q))
+            added.append(try tensor(sName, .float, b.dims, floats: biasScales))
+            added.append(try tensor(zName, .int32, b.dims, int32s: [Int32](repeating: 0, count: q.count)))
+            newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName],
+                                 attributes: [Attribute("axis", .int(0))]))
+            return dqName
+        }
         var tableCache: [String: String] = [:]
         var rewritten: [Node] = []
         for (n, original) in graph.nodes.enumerated() {
@@ -412,22 +444,16 @@ public enum QDQInsertion {
                     if node.opType != "MatMul", let inputScale, node.inputs.count > 2, let b = constants[node.inputs[2]], isConstant(b.name), b.dtype == .float,
                        b.data.elementCount == (scales.count == 1 ? b.data.elementCount : scales.count), b.dims.count == 1,
                        let values = FusionSupport.doubles(b) {
-                        let scaledBias = beta == 1 ? values : values.map { $0 * beta }
-                        let weightScales = scales.count == 1 ? [Float](repeating: scales[0], count: values.count) : scales
-                        let (q, biasScales, clamped) = QuantizationParameters.bias(scaledBias, inputScale: inputScale, weightScales: weightScales)
-                        summary.clampedBiases += clamped
-                        let base = sanitized(b.name) + "_" + sanitized(node.name.isEmpty ? "node\(n)" : node.name)
-                        let qName = FusionSupport.freshName(base + "_quantized", &taken), sName = FusionSupport.freshName(base + "_scale", &taken)
-                        let zName = FusionSupport.freshName(base + "_zero_point", &taken), dqName = FusionSupport.freshName(base + "_dequantized", &taken)
-                        added.append(try tensor(qName, .int32, b.dims, int32s: q))
-                        added.append(try tensor(sName, .float, b.dims, floats: biasScales))
-                        added.append(try tensor(zName, .int32, b.dims, int32s: [Int32](repeating: 0, count: q.count)))
-                        newNodes.append(Node(name: base + "_DequantizeLinear", opType: "DequantizeLinear", inputs: [qName, sName, zName], outputs: [dqName],
-                                             attributes: [Attribute("axis", .int(0))]))
-                        node.inputs[2] = dqName
+                        node.inputs[2] = try bias(b, beta == 1 ? values : values.map { $0 * beta }, inputScale: inputScale, weightScales: scales,
+                                                  of: node.name.isEmpty ? "node\(n)" : node.name)
                         if beta != 1 { node = FusionSupport.setting("beta", .float(1), on: node) }
                     }
                 }
+            }
+            if let m = biasAdds[n], !options.dynamic, let inputScale = grids[graph.nodes[m].inputs[0]]?.scale,
+               let (_, scales) = weightCache[graph.nodes[m].inputs[1]], let slot = node.inputs.firstIndex(where: { constants[$0] != nil }),
+               let b = constants[node.inputs[slot]], let values = FusionSupport.doubles(b) {
+                node.inputs[slot] = try bias(b, values, inputScale: inputScale, weightScales: scales, of: node.name.isEmpty ? "node\(n)" : node.name)
             }
             if var slots = dataInputs[n] {
                 summary.quantizedNodes[node.opType, default: 0] += 1

@@ -7,7 +7,7 @@ public import OnnxcIR
 /// biases) and every QuantizeLinear writes uint8 per tensor:
 /// - DQ(x) → Conv(DQ(W), DQ(B)?) [→ Relu/Clip] → Q: `QLinearConv`; without a Q after it (only float ops read
 ///   it), `ai.onnxc::QLinearConv` with no output grid, which writes float32 from the int32 sums.
-/// - DQ(x) → Gemm(DQ(W), DQ(C)?) / MatMul(DQ(W)) [→ Relu/Clip] [→ Q]: `ai.onnxc::QGemm` (W as [N, K]).
+/// - DQ(x) → Gemm(DQ(W), DQ(C)?) / MatMul(DQ(W)) [+ DQ(B int32 [N])] [→ Relu/Clip] [→ Q]: `ai.onnxc::QGemm` (W as [N, K]).
 /// - The same with x from DynamicQuantizeLinear (`-O int8-dynamic`): the float-output forms, reading the grid
 ///   and a float bias at run time.
 /// - LSTM / GRU / RNN(DQ(W int8), DQ(R int8)) (`-O int8-dynamic`; a Reshape after a two-direction DQ too):
@@ -276,8 +276,21 @@ public struct QuantizedLowering: Pass {
             case "Gemm", "MatMul":
                 let dynamic = activation(node.inputs[0]) == nil
                 guard node.inputs.count >= 2, let x = activation(node.inputs[0]) ?? dynamicActivation(node.inputs[0]),
-                      let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count == 2,
-                      let out = node.outputs.first, let end = dynamic ? ([], nil, out) : tail(of: out), free([n] + end.removed) else { continue }
+                      let (wdq, w) = constantDQ(node.inputs[1], .int8), w.dims.count == 2, var out = node.outputs.first else { continue }
+                // A MatMul's bias Add (QDQInsertion's biasAdds): B int32 at s_x·s_w (float in the dynamic form), folded in.
+                var foldedBias: (add: Int, name: String)?
+                if node.opType == "MatMul", let (a, slot) = FusionSupport.soleConsumer(of: out, index), slot < 2, graph.nodes[a].opType == "Add",
+                   graph.nodes[a].domain.isEmpty, graph.nodes[a].inputs.count == 2, let sum = graph.nodes[a].outputs.first {
+                    let other = graph.nodes[a].inputs[1 - slot]
+                    let b = dynamic ? FusionSupport.constant(other, in: graph).flatMap { $0.dtype == .float ? $0 : nil } : constantDQ(other, .int32)?.tensor
+                    if let b, b.dims == [w.dims[1]] {
+                        foldedBias = (a, b.name)
+                        out = sum
+                    }
+                }
+                guard let tailed = dynamic ? ([], nil, out) : tail(of: out) else { continue }
+                let end = (removed: tailed.removed + (foldedBias.map { [$0.add] } ?? []), grid: tailed.grid, output: tailed.output)
+                guard free([n] + end.removed) else { continue }
                 if node.opType == "Gemm" {
                     guard FusionSupport.int(node, "transA") ?? 0 == 0, FusionSupport.float(node, "alpha") ?? 1 == 1,
                           FusionSupport.float(node, "beta") ?? 1 == 1 else { continue }
@@ -292,7 +305,7 @@ public struct QuantizedLowering: Pass {
                     patch.addedInitializers.append(transposed)
                     weight = transposed.name
                 }
-                var bias = ""
+                var bias = foldedBias?.name ?? ""
                 if node.opType == "Gemm", node.inputs.count > 2, !node.inputs[2].isEmpty {
                     if dynamic {
                         guard let b = FusionSupport.constant(node.inputs[2], in: graph), b.dtype == .float, b.dims.count == 1 else { continue }

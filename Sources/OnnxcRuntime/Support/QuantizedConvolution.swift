@@ -227,17 +227,16 @@ struct QuantizedConvolution: Sendable {
         return copy
     }
 
-    /// y[..., c] += bias[c] over a float output's last axis.
+    /// y[..., c] += bias[c] over a float output's last axis, in place on `ck_binary_f32` (vectorized, on the pool
+    /// for large outputs; the bias row broadcast over the rows).
     static func addBias(_ bias: [Float], to y: Tensor) {
         let channels = bias.count
-        guard channels > 0 else { return }
+        guard channels > 0, y.count % channels == 0, y.count / channels <= Int(Int32.max), channels <= Int(Int32.max) else { return }
+        let shape: [Int32] = [Int32(y.count / channels), Int32(channels)]
         y.withMutableValues(Float.self) { out in
             bias.withUnsafeBufferPointer { b in
-                var i = 0
-                while i + channels <= out.count {
-                    for c in 0..<channels { out[i + c] += b[c] }
-                    i += channels
-                }
+                guard let o = out.baseAddress, let bp = b.baseAddress else { return }
+                _ = ck_binary_f32(Int32(CK_BINARY_ADD.rawValue), 2, shape, [channels, 1], [0, 1], o, bp, o)
             }
         }
     }
