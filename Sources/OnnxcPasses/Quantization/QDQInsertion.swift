@@ -78,12 +78,14 @@ public struct QuantizedLayer: Sendable {
 /// the result is standard ONNX that ORT runs, and the input of onnxc's integer lowering.
 ///
 /// Quantized: Conv, Gemm and MatMul with constant float weights (int8 symmetric per output channel, bias int32 at
-/// s_x·s_w), the element-wise and data-movement ops in `activationOps`. Each float
-/// tensor such an op reads gets one Q/DQ pair (uint8, the calibrated range widened to include 0), and every
-/// reader reads the dequantized value, so ORT and onnxc's integer kernels see the same numbers. Not quantized:
-/// outputs only float ops read (or only data movement whose outputs stay float), graph outputs (a classifier's logits lose nothing to a last rounding), and the
-/// output of a Conv/Gemm/MatMul/Add read only by a Relu or Clip — the activation is fused into the producer's
-/// requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
+/// s_x·s_w — a MatMul's bias Add too), the element-wise and data-movement ops in `activationOps`, embedding tables
+/// (a Gather's float constant, int8 per tensor), and element-wise chains of one input (`ElementwiseRegion`, at their
+/// two ends only). Each float tensor such an op reads gets one Q/DQ pair (uint8, the calibrated range widened to
+/// include 0), and every reader reads the dequantized value, so ORT and onnxc's integer kernels see the same numbers
+/// (in the dynamic form only the quantized op does). Not quantized: products of two activations (no integer kernel),
+/// outputs only float ops read (or only ops without weights whose outputs stay float), graph outputs (a
+/// classifier's logits lose nothing to a last rounding), and the output of a Conv/Gemm/MatMul/Add read only by a
+/// Relu or Clip — the activation is fused into the producer's requantization, as ORT's QDQ quantizer does. Data-movement ops (MaxPool, Reshape, Transpose, …) give their
 /// output their input's grid and a Concat with a quantized output gives its inputs and output one grid (the union
 /// of the ranges of all the tensors so connected), so those ops run on the integers unchanged.
 public enum QDQInsertion {
@@ -242,7 +244,7 @@ public enum QDQInsertion {
         // such ops read, all with float outputs (a Concat into a graph output, the Transpose/Reshape between two
         // recurrent layers, attention's score-plus-mask Add before its Softmax), keeps its float value — no rounding,
         // no Q/DQ pair — and so, in turn, may their inputs.
-        func movesData(_ node: Node) -> Bool { !weightOps.contains(node.opType) && !recurrentOps.contains(node.opType) }
+        func needsQuantizedOutput(_ node: Node) -> Bool { !weightOps.contains(node.opType) && !recurrentOps.contains(node.opType) }
         /// The outputs of node n as integers: its own, or (an Add into a fused Relu or Clip) the activation's.
         func results(_ n: Int) -> [String] {
             graph.nodes[n].outputs.flatMap { out -> [String] in
@@ -258,7 +260,7 @@ public enum QDQInsertion {
             for name in quantized {
                 let readers = index.consumers(of: name).filter { use in use.input.map { dataInputs[use.node]?.contains($0) == true } ?? false }
                 guard !readers.isEmpty, readers.allSatisfy({ use in
-                    movesData(graph.nodes[use.node]) && !results(use.node).contains(where: quantized.contains)
+                    needsQuantizedOutput(graph.nodes[use.node]) && !results(use.node).contains(where: quantized.contains)
                 }) else { continue }
                 quantized.remove(name)
                 for use in readers where dataInputs[use.node]?.allSatisfy({ !quantized.contains(graph.nodes[use.node].inputs[$0]) }) == true {

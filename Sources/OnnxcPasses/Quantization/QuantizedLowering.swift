@@ -21,6 +21,8 @@ public import OnnxcIR
 ///   `ai.onnxc::QLookup` with the 256-entry table Q(f(DQ(q))); DQ(x) · DQ(Q(Sigmoid(DQ(x)))) → Q (SiLU) too, from
 ///   x alone (more exact than the QDQ form, which rounds the sigmoid first).
 /// - DQ(x) + − · ÷ a one-value float constant → Q: `ai.onnxc::QLookup` (x ÷ c only, not c ÷ x).
+/// - DQ(x) → a chain of element-wise ops of x alone (`ElementwiseRegion`: GELU spelled out, …) → Q: one
+///   `ai.onnxc::QLookup`, its table the chain run on x's 256 grid values.
 /// - DQ(a) · DQ(b) → Q whose inferred shapes broadcast (not SiLU's pattern, which is a table): `ai.onnxc::QLinearMul`,
 ///   a gate of one value per image and channel ([N, 1, …, 1, C], channels last) as its second operand;
 ///   DQ(x) → ai.onnxc::NhwcGlobalAveragePool / NhwcAveragePool → Q: `ai.onnxc::NhwcQGlobalAveragePool` /
