@@ -35,15 +35,13 @@ struct ElementwiseRegion: Equatable {
         var seen = Set<String>()
         while let value = pending.popLast() {
             guard seen.insert(value).inserted else { continue }
-            guard !stop(value), let (p, _) = index.producer(of: value) else {
+            // A second leaf means the chain computes from two values: no region (and no need to walk further).
+            guard !stop(value), let (p, _) = index.producer(of: value), admissible(graph.nodes[p], graph) else {
                 leaves.insert(value)
+                if leaves.count > 1 { return nil }
                 continue
             }
             let node = graph.nodes[p]
-            guard admissible(node, graph) else {
-                leaves.insert(value)
-                continue
-            }
             members.insert(p)
             for input in node.inputs where !input.isEmpty && !isScalarConstant(input) { pending.append(input) }
         }
