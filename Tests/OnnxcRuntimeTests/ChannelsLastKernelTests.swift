@@ -208,8 +208,11 @@ import Testing
         let (expected, scale) = reference(s, d, act)
         let packed = kernel == .depthwise ? packDepthwise(s, d.w) : packConv(s, d.w)
         for isa in kernel == .depthwise ? depthwisePaths : paths {
-            let one = runConv(s, d, packed: packed, act, isa: isa, threads: 1, kernel: kernel)
-            let two = runConv(s, d, packed: packed, act, isa: isa, threads: 2, kernel: kernel)
+            var one: [Float] = [], two: [Float] = []
+            InstructionSetLock.exclusively {  // CK_ISA_AUTO must mean one level for both runs
+                one = runConv(s, d, packed: packed, act, isa: isa, threads: 1, kernel: kernel)
+                two = runConv(s, d, packed: packed, act, isa: isa, threads: 2, kernel: kernel)
+            }
             #expect(one == two, "\(s) \(act) isa \(isa.rawValue): 1 and 2 threads differ", sourceLocation: sourceLocation)
             var failures = 0
             for p in 0..<s.outPixels {
@@ -603,8 +606,11 @@ import Testing
     static func checkPool(_ p: Pool, _ x: [Float], _ kind: PoolKind, sourceLocation: SourceLocation = #_sourceLocation) {
         let expected = reference(p, x, kind)
         for isa in paths {
-            let one = runPool(p, x, kind, isa: isa, threads: 1)
-            let two = runPool(p, x, kind, isa: isa, threads: 2)
+            var one: [Float] = [], two: [Float] = []
+            InstructionSetLock.exclusively {
+                one = runPool(p, x, kind, isa: isa, threads: 1)
+                two = runPool(p, x, kind, isa: isa, threads: 2)
+            }
             #expect(one.map(\.bitPattern) == two.map(\.bitPattern), "\(p) \(kind) isa \(isa.rawValue): 1 and 2 threads differ",
                     sourceLocation: sourceLocation)
             var failures = 0
@@ -781,6 +787,10 @@ import Testing
 
     /// The plain entry points (global instruction set and thread count) compute what `*_with(CK_ISA_AUTO, 0)` does.
     @Test func plainEntryPointsEqualExplicitOnes() {
+        InstructionSetLock.exclusively { Self.plainAndExplicit() }
+    }
+
+    private static func plainAndExplicit() {
         let s = Conv(batch: 2, inH: 5, inW: 6, groups: 2, groupIn: 3, groupOut: 17, kh: 3, kw: 3, top: 1, left: 1, bottom: 1, right: 1)
         let d = ConvData(s, bias: true, residual: true)
         let packed = Self.packConv(s, d.w)
