@@ -28,7 +28,6 @@ struct ElementwiseRegion: Equatable {
     /// earlier at a tensor, as the lowering does at a DequantizeLinear's output). At least two ops; every value
     /// the chain computes but `output` is read only inside it.
     static func ending(at output: String, in graph: Graph, index: GraphIndex, stop: (String) -> Bool = { _ in false }) -> ElementwiseRegion? {
-        func isScalarConstant(_ name: String) -> Bool { Self.isScalarConstant(name, graph) }
         var members = Set<Int>()
         var leaves = Set<String>()
         var pending = [output]
@@ -43,7 +42,7 @@ struct ElementwiseRegion: Equatable {
             }
             let node = graph.nodes[p]
             members.insert(p)
-            for input in node.inputs where !input.isEmpty && !isScalarConstant(input) { pending.append(input) }
+            for input in node.inputs where !input.isEmpty && !isScalarConstant(input, graph) { pending.append(input) }
         }
         guard members.count >= 2, leaves.count == 1, let input = leaves.first, input != output,
               FusionSupport.constant(input, in: graph) == nil else { return nil }

@@ -228,15 +228,18 @@ public enum QDQInsertion {
         for (n, slots) in dataInputs {
             for s in slots { quantized.insert(graph.nodes[n].inputs[s]) }
         }
+        /// The quantized Relu or Clip that alone reads `value` (as its input 0), if one does.
+        func fusedActivation(reading value: String) -> Int? {
+            let uses = index.consumers(of: value)
+            guard uses.count == 1, let use = uses.first, use.input == 0, fusedActivations.contains(graph.nodes[use.node].opType),
+                  dataInputs[use.node] != nil else { return nil }
+            return use.node
+        }
         for name in quantized {
             // The output of a producer read only by a fused activation is never materialized as integers.
             guard let (p, _) = index.producer(of: name), dataInputs[p] != nil || biasAdds[p] != nil,
                   ["Conv", "Gemm", "MatMul", "Add"].contains(graph.nodes[p].opType) else { continue }
-            let uses = index.consumers(of: name)
-            if uses.count == 1, !index.isGraphOutput(name), let use = uses.first, use.input == 0,
-               fusedActivations.contains(graph.nodes[use.node].opType), dataInputs[use.node] != nil {
-                quantized.remove(name)
-            }
+            if !index.isGraphOutput(name), fusedActivation(reading: name) != nil { quantized.remove(name) }
         }
         quantized = quantized.filter { !isConstant($0) }
         // Only the ops with weights compute from integers into float (a Conv or Gemm writing float from its int32
@@ -247,12 +250,7 @@ public enum QDQInsertion {
         func needsQuantizedOutput(_ node: Node) -> Bool { !weightOps.contains(node.opType) && !recurrentOps.contains(node.opType) }
         /// The outputs of node n as integers: its own, or (an Add into a fused Relu or Clip) the activation's.
         func results(_ n: Int) -> [String] {
-            graph.nodes[n].outputs.flatMap { out -> [String] in
-                let uses = index.consumers(of: out)
-                if uses.count == 1, let use = uses.first, use.input == 0, fusedActivations.contains(graph.nodes[use.node].opType),
-                   dataInputs[use.node] != nil { return [out] + graph.nodes[use.node].outputs }
-                return [out]
-            }
+            graph.nodes[n].outputs.flatMap { out in [out] + (fusedActivation(reading: out).map { graph.nodes[$0].outputs } ?? []) }
         }
         var pruned = true
         while pruned {

@@ -60,6 +60,12 @@ enum QuantizedSteps {
         return t.doubles().first
     }
 
+    /// A uint8 pool's grids, inputs 1–4 (x scale and zero point, y scale and zero point), when all are constants.
+    static func poolGrid(_ setup: StepSetup) -> (xScale: Float, xZero: Int32, yScale: Float, yZero: Int32)? {
+        guard let sx = scalar(setup, 1), let zx = scalar(setup, 2), let sy = scalar(setup, 3), let zy = scalar(setup, 4) else { return nil }
+        return (Float(sx), Int32(clamping: Int(zx)), Float(sy), Int32(clamping: Int(zy)))
+    }
+
     /// ai.onnxc::NhwcQLinearConv (X [N, H, W, C] uint8) and ai.onnxc::QGemm (X [..., K] uint8 as a 1×1 convolution
     /// over M pixels) on the integer kernels, with the weights, grids and multipliers resolved at load. Nil (the
     /// generic step) when a weight, scale or zero point is not a constant.
@@ -345,11 +351,11 @@ enum QuantizedSteps {
         let slot: ArenaSlot?
 
         init?(_ setup: StepSetup) {
-            guard let sx = scalar(setup, 1), let zx = scalar(setup, 2), let sy = scalar(setup, 3), let zy = scalar(setup, 4) else { return nil }
+            guard let grid = poolGrid(setup) else { return nil }
             node = setup.node
             x = setup.input(0)
             y = setup.output(0)
-            grid = (Float(sx), Int32(clamping: Int(zx)), Float(sy), Int32(clamping: Int(zy)))
+            self.grid = grid
             slot = setup.slot(y)
         }
 
@@ -381,11 +387,11 @@ enum QuantizedSteps {
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
 
         init?(_ setup: StepSetup) throws(RuntimeError) {
-            guard let sx = scalar(setup, 1), let zx = scalar(setup, 2), let sy = scalar(setup, 3), let zy = scalar(setup, 4) else { return nil }
+            guard let grid = poolGrid(setup) else { return nil }
             node = setup.node
             x = setup.input(0)
             y = setup.output(0)
-            grid = (Float(sx), Int32(clamping: Int(zx)), Float(sy), Int32(clamping: Int(zy)))
+            self.grid = grid
             countIncludePad = setup.node.attributes.int("count_include_pad", 0) != 0
             slot = setup.slot(y)
             planned = try setup.staticShape(x).map { shape throws(RuntimeError) in
