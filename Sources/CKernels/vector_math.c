@@ -3,6 +3,7 @@
 #include "ck_internal.h"
 
 #include <string.h>
+#include <limits.h>
 
 // ---------------------------------------------------------------------------------------------------------------
 // Logistic functions over float buffers, in place: Sigmoid and Silu (x·sigmoid(x)) are most of EfficientNet's and
@@ -283,6 +284,7 @@ typedef struct {
     const float *a, *b;
     float *y;
     ptrdiff_t rows, inner;  // rows: product of all dims but the last; inner: the last dim
+    ptrdiff_t y_row_stride; // floats from one output row to the next (inner when dense)
     int rows_per_task;
 } ck_binary_job;
 
@@ -343,9 +345,20 @@ static void ck_binary_task(void *context, int index) {
     ptrdiff_t index_of[CK_BINARY_MAX_RANK] = {0}, oa, ob;
     ck_rows_seek(last, job->shape, job->as, job->bs, r0, index_of, &oa, &ob);
     for (ptrdiff_t r = r0; r < r1; r++) {
-        row(job->op, job->a + oa, job->as[last], job->b + ob, job->bs[last], job->y + r * job->inner, job->inner);
+        row(job->op, job->a + oa, job->as[last], job->b + ob, job->bs[last], job->y + r * job->y_row_stride, job->inner);
         ck_rows_next(last, job->shape, job->as, job->bs, index_of, &oa, &ob);
     }
+}
+
+static void ck_binary_run(ck_binary_job *job) {
+    double work = (double)job->rows * job->inner;
+    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
+    int tasks = threads > 1 ? threads * 4 : 1;
+    if (tasks > job->rows) tasks = (int)job->rows;
+    job->rows_per_task = (int)((job->rows + tasks - 1) / tasks);
+    tasks = (int)((job->rows + job->rows_per_task - 1) / job->rows_per_task);
+    if (tasks > 1) ck_parallel_run(threads, tasks, ck_binary_task, job);
+    else ck_binary_task(job, 0);
 }
 
 int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const float *a,
@@ -363,14 +376,25 @@ int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides
         if (d < rank - 1) job.rows *= shape[d];
     }
     job.inner = shape[rank - 1];
-    double work = (double)job.rows * job.inner;
-    int threads = work < CK_PARALLEL_MIN_WORK / 4 ? 1 : ck_num_threads();
-    int tasks = threads > 1 ? threads * 4 : 1;
-    if (tasks > job.rows) tasks = (int)job.rows;
-    job.rows_per_task = (int)((job.rows + tasks - 1) / tasks);
-    tasks = (int)((job.rows + job.rows_per_task - 1) / job.rows_per_task);
-    if (tasks > 1) ck_parallel_run(threads, tasks, ck_binary_task, &job);
-    else ck_binary_task(&job, 0);
+    job.y_row_stride = job.inner;
+    ck_binary_run(&job);
+    return 1;
+}
+
+int ck_binary_rows_f32(int op, size_t rows, size_t columns, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                       float *y, ptrdiff_t ldy) {
+    if (rows > INT_MAX || columns > INT_MAX) return 0;
+    if (rows == 0 || columns == 0) return 1;
+    ck_binary_job job;
+    memset(&job, 0, sizeof job);
+    job.op = op; job.rank = 2; job.a = a; job.b = b; job.y = y;
+    job.shape[0] = (int)rows; job.shape[1] = (int)columns;
+    job.as[0] = lda; job.as[1] = 1;
+    job.bs[0] = ldb; job.bs[1] = 1;
+    job.rows = (ptrdiff_t)rows;
+    job.inner = (ptrdiff_t)columns;
+    job.y_row_stride = ldy;
+    ck_binary_run(&job);
     return 1;
 }
 

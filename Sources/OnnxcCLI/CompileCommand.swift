@@ -38,6 +38,9 @@ struct Compile: ParsableCommand {
     @Flag(help: "Compute every convolution directly, without the Winograd kernel where it was measured faster (for comparisons).")
     var noWinograd = false
 
+    @Flag(help: "Give every Concat operand and Split part its own arena slot instead of a channel range of a wider tensor's (for comparisons).")
+    var noChannelWindows = false
+
     @Option(help: ArgumentHelp("Prune this fraction of each channel group first (as `onnxc prune --ratio`; refitted on --calibration-data when given).", valueName: "R"))
     var prune: Double?
 
@@ -145,7 +148,8 @@ struct Compile: ParsableCommand {
                                        optimization: levelName, properties: properties)
         let program: Program, report: Emitter.Report
         do throws(EmitError) {
-            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd, halfPrecisionWeights: fp16)
+            (program, report) = try Emitter.emit(typed, metadata: metadata, prepackWeights: !noPrepack, winograd: !noWinograd,
+                                                 channelWindows: !noChannelWindows, halfPrecisionWeights: fp16)
         } catch {
             throw CommandFailure(file: model, error)
         }

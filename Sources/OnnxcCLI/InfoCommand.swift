@@ -67,7 +67,7 @@ enum CompiledInfo {
         for tensor in program.tensors {
             switch tensor.storage {
             case .constant(let data, _): constants += data.byteCount
-            case .arena: planned += 1
+            case .arena, .window: planned += 1
             case .dynamic: dynamic += 1
             case .input: break
             }

@@ -47,10 +47,11 @@ public enum Emitter {
 
     /// `prepackWeights: false` keeps every constant plain, `winograd: false` every convolution direct (for A/B
     /// measurements and debugging kernels).
+    /// `channelWindows: false` gives every Concat operand and Split part a slot of its own (`ChannelWindows`).
     /// `halfPrecisionWeights` stores float32 weights of 1024 elements or more as float16 (`-O fp16`).
-    public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true,
-                            winograd: Bool = true, halfPrecisionWeights: Bool = false) throws(EmitError) -> (Program, Report) {
-        var builder = ProgramBuilder(model: model)
+    public static func emit(_ model: Model, metadata: ProgramMetadata, prepackWeights: Bool = true, winograd: Bool = true,
+                            channelWindows: Bool = true, halfPrecisionWeights: Bool = false) throws(EmitError) -> (Program, Report) {
+        var builder = ProgramBuilder(model: model, channelWindows: channelWindows)
         builder.addGraph(model.graph, isMain: true)
         if !builder.unsupported.isEmpty {
             throw .unsupportedOps(builder.unsupportedOrder.map { ($0, builder.unsupported[$0] ?? []) })
@@ -65,6 +66,16 @@ public enum Emitter {
         for (view, root) in builder.aliases {
             if case .arena(let offset, let bytes) = tensors[Int(root)].storage { tensors[Int(view)].storage = .arena(offset: offset, byteCount: bytes) }
         }
+        // A window starts at its channel of its root's slot; its rows are the root's.
+        for (member, placement) in builder.windows {
+            guard case .arena(let offset, _) = tensors[Int(placement.root)].storage, let rowStride = tensors[Int(placement.root)].shape?.fixedDims?.last,
+                  let width = tensors[Int(member)].dtype.byteCount(elements: 1) else {
+                // Not reached (ChannelWindows roots only planned slots); allocated when computed, still correct.
+                tensors[Int(member)].storage = .dynamic
+                continue
+            }
+            tensors[Int(member)].storage = .window(offset: offset + placement.channel * width, rowStride: Int(rowStride))
+        }
         var graphs = builder.graphs
         KernelSelection.select(&graphs, tensors: tensors, winograd: winograd)
         let prepacked = prepackWeights ? WeightPacking.prepack(&tensors, graphs: graphs) : 0
@@ -76,6 +87,7 @@ public enum Emitter {
             case .constant(let data, _): constantBytes += data.byteCount
             case .dynamic: dynamic += 1
             case .arena(_, let bytes): intermediate += CheckedSize.alignUp(max(bytes, 1), to: MemoryPlanner.alignment) ?? bytes
+            case .window: intermediate += CheckedSize.elementCount(tensor.shape?.fixedDims ?? []).flatMap { tensor.dtype.byteCount(elements: $0) } ?? 0
             case .input: break
             }
         }
@@ -103,14 +115,21 @@ private struct ProgramBuilder {
     var aliases: [TensorID: TensorID] = [:]
 
     /// Ops whose output is their first input's bytes under another shape (the runtime returns a view).
-    static let viewOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]
+    static let viewOps = ChannelWindows.viewOps
+    /// Main-graph tensors inside a wider tensor's slot (`ChannelWindows`), by id: the root's id and the channel
+    /// where each starts. Their storage is a `.window` placeholder until the roots' slots are planned.
+    var windows: [TensorID: (root: TensorID, channel: Int)] = [:]
     /// Element-wise float32 ops whose kernel (`ck_binary_f32`) reads each element of an operand of the output's
     /// shape before it writes that element, so the output may take that operand's slot when this op is its last
     /// reader (ORT's planner does the same): the result stays in the cache lines the operand already holds.
     static let inPlaceOps: Set<String> = ["Add", "Sub", "Mul", "Div"]
 
-    init(model: Model) {
+    /// Whether Concat operands and Split parts may share a wider tensor's slot (`ChannelWindows`).
+    let channelWindows: Bool
+
+    init(model: Model, channelWindows: Bool) {
         self.model = model
+        self.channelWindows = channelWindows
         var opsets: [String: Int64] = [:]
         for opset in model.opsetImports { opsets[canonicalDomain(opset.domain)] = opset.version }
         self.opsets = opsets
@@ -172,6 +191,9 @@ private struct ProgramBuilder {
         }
         /// Every tensor sharing a root's slot (its views and in-place results), by root.
         var sharers: [TensorID: [TensorID]] = [:]
+        let placements = isMain && channelWindows ? ChannelWindows.plan(graph, types: types, outputs: outputNames) : [:]
+        /// Every name in a window group (roots and members): no in-place result may take such a slot.
+        let windowed = Set(placements.keys).union(placements.values.map(\.root))
         for (position, node) in graph.nodes.enumerated() {
             let domain = canonicalDomain(node.domain)
             guard let opcode = Opcode(domain: domain, opType: node.opType) else {
@@ -199,7 +221,9 @@ private struct ProgramBuilder {
                 let t = types[name]
                 let dtype = t?.elementType ?? .undefined
                 let storage: ProgramStorage
-                if isMain, !outputNames.contains(name), let bytes = Self.staticBytes(t) {
+                if isMain, placements[name] != nil {
+                    storage = .window(offset: 0, rowStride: 0)
+                } else if isMain, !outputNames.contains(name), let bytes = Self.staticBytes(t) {
                     storage = .arena(offset: 0, byteCount: bytes)
                 } else {
                     storage = .dynamic
@@ -222,6 +246,7 @@ private struct ProgramBuilder {
                 }
             }
             if isMain, domain.isEmpty, Self.inPlaceOps.contains(node.opType), let output = outputIDs.first, output >= 0,
+               !node.inputs.contains(where: windowed.contains), !windowed.contains(node.outputs.first ?? ""),
                let root = inPlaceRoot(output: output, inputs: inputIDs, position: position, finalUse: finalUse, sharers: sharers,
                                       graphOutputs: outputNames) {
                 aliases[output] = root
@@ -235,11 +260,20 @@ private struct ProgramBuilder {
             // A root lives until its last view is read.
             var viewEnd: [TensorID: Int] = [:]
             for (view, root) in aliases { viewEnd[root] = max(viewEnd[root] ?? 0, lastUse[view] ?? firstDefinition[view] ?? 0) }
+            // A window group's root holds its slot from the first member's definition to the last member's read.
+            var windowSpan: [TensorID: (first: Int, last: Int)] = [:]
+            for (name, placement) in placements {
+                guard let member = lookup(name), let root = lookup(placement.root), let start = firstDefinition[member] else { continue }
+                windows[member] = (root, placement.channel)
+                let last = max(start, lastUse[member] ?? start)
+                let span = windowSpan[root] ?? (start, last)
+                windowSpan[root] = (min(span.first, start), max(span.last, last))
+            }
             for (id, start) in firstDefinition where aliases[id] == nil {
                 guard case .arena(_, let bytes) = tensors[Int(id)].storage else { continue }
                 // A value nobody reads still needs its slot for the op that writes it.
-                let last = max(start, lastUse[id] ?? start, viewEnd[id] ?? start)
-                candidates.append(MemoryPlanner.Lifetime(id: id, first: start, last: last, bytes: bytes))
+                let last = max(start, lastUse[id] ?? start, viewEnd[id] ?? start, windowSpan[id]?.last ?? start)
+                candidates.append(MemoryPlanner.Lifetime(id: id, first: min(start, windowSpan[id]?.first ?? start), last: last, bytes: bytes))
             }
         }
         graphs[index].inputs = inputs

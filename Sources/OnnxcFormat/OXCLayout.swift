@@ -7,7 +7,7 @@ public enum OXCFormat {
     /// A reader rejects a file whose major version is newer than this.
     public static let majorVersion: UInt16 = 1
     /// A reader accepts any minor version of its major and ignores what it does not know.
-    public static let minorVersion: UInt16 = 5
+    public static let minorVersion: UInt16 = 6
 
     /// Size of the v1.0 header; a newer minor may append fields (the header states its own size).
     static let headerBytes = 48
@@ -58,6 +58,7 @@ enum StorageCode: UInt32 {
     case constant = 1
     case arena = 2
     case input = 3
+    case window = 4
 }
 
 /// Dim kind codes of a tensor's shape (append-only).

@@ -525,6 +525,15 @@ struct Decoder {
                 throw r.malformed("arena slot \(a)+\(b) of tensor '\(name)' is outside the \(arenaBytes)-byte arena", at: fieldA)
             }
             storage = .arena(offset: a, byteCount: b)
+        case .window:
+            guard let extent = Self.windowExtent(dtype: dtype, shape: shape, offset: a, rowStride: b) else {
+                throw r.malformed("window of tensor '\(name)' (offset \(a), row stride \(b)) needs a fixed-width dtype, static dims, "
+                                  + "an element-aligned offset and a stride of at least its last dim", at: fieldA)
+            }
+            guard extent <= arenaBytes else {
+                throw r.malformed("window of tensor '\(name)' ends at byte \(extent), outside the \(arenaBytes)-byte arena", at: fieldA)
+            }
+            storage = .window(offset: a, rowStride: b)
         case .constant:
             guard a % OXCFormat.constantAlignment == 0 else {
                 throw r.malformed("constant '\(name)' at offset \(a) is not \(OXCFormat.constantAlignment)-byte aligned", at: fieldA)
@@ -560,6 +569,19 @@ struct Decoder {
             throw r.unsupported("storage class \(storageCode) of tensor '\(name)' is unknown", at: storageAt)
         }
         return ProgramTensor(name: name, dtype: dtype, shape: shape, storage: storage)
+    }
+
+    /// The arena byte just past a window's last element (its rows: every dim but the last, each `rowStride`
+    /// elements after the one before), or nil when the window is not well formed. Overflow-checked.
+    static func windowExtent(dtype: DType, shape: Shape?, offset: Int, rowStride: Int) -> Int? {
+        guard dtype != .string, let width = dtype.byteCount(elements: 1), width > 0, dtype.byteCount(elements: 2) == 2 * width,
+              let dims = shape?.fixedDims, let last = dims.last, let count = CheckedSize.elementCount(dims),
+              offset % width == 0, Int64(rowStride) >= last else { return nil }
+        guard count > 0 else { return offset }
+        let rows = count / Int(last)
+        guard let span = CheckedSize.multiply(rows - 1, rowStride), let elements = CheckedSize.add(span, Int(last)),
+              let bytes = CheckedSize.multiply(elements, width) else { return nil }
+        return CheckedSize.add(offset, bytes)
     }
 
     /// A tensor value whose `count` payload bytes start at absolute offset `payloadAt`, checked against its

@@ -228,6 +228,7 @@ struct Plan {
         case .constant: code = .constant
         case .arena: code = .arena
         case .input: code = .input
+        case .window: code = .window
         }
         b.u32(code.rawValue)
         if let shape = tensor.shape {
@@ -262,6 +263,9 @@ struct Plan {
         case .arena(let offset, let byteCount):
             try b.size(offset, "tensor '\(tensor.name)' arena offset")
             try b.size(byteCount, "tensor '\(tensor.name)' arena size")
+        case .window(let offset, let rowStride):
+            try b.size(offset, "tensor '\(tensor.name)' window offset")
+            try b.size(rowStride, "tensor '\(tensor.name)' window row stride")
         case .constant(let value, let constantLayout):
             let payload = try Self.payload(of: value)
             let offset = try alignedConstantOffset()

@@ -84,6 +84,10 @@ public enum ProgramStorage: Sendable {
     case arena(offset: Int, byteCount: Int)
     /// The value of graph input number `index` of the graph that declares it.
     case input(index: Int)
+    /// Part of a wider arena tensor's slot, so that a Concat's operand is written where the Concat's result needs it
+    /// and a Split's part is read where it lies: the rows of this tensor (runs of its last dim's elements) start at
+    /// arena byte `offset` and lie `rowStride` elements apart — a channel range of a channels-last tensor.
+    case window(offset: Int, rowStride: Int)
     /// Allocated when computed: graph outputs (they outlive the run), data-dependent sizes, non-tensor values.
     case dynamic
 }

@@ -188,6 +188,11 @@ typedef enum { CK_BINARY_ADD = 0, CK_BINARY_SUB = 1, CK_BINARY_MUL = 2, CK_BINAR
 /// the pool. IEEE arithmetic, one operation per element. Returns 0 when the rank is out of range (nothing written).
 int ck_binary_f32(int op, int rank, const int *shape, const ptrdiff_t *a_strides, const ptrdiff_t *b_strides, const float *a,
                   const float *b, float *y);
+/// y[r·ldy + c] = a[r·lda + c] op b[r·ldb + c] for rows × columns (strides in floats): ck_binary_f32's arithmetic on
+/// same-shape operands whose rows lie inside wider tensors (channel windows), the output's too. Returns 0 when a
+/// size exceeds INT_MAX (nothing written).
+int ck_binary_rows_f32(int op, size_t rows, size_t columns, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                       float *y, ptrdiff_t ldy);
 
 /// Copies `rows` rows of row_bytes bytes, row r from src + r·src_stride to dst + r·dst_stride (strides in bytes):
 /// the blocks of a Concat, Split or Slice along one axis. Large copies run on the pool.

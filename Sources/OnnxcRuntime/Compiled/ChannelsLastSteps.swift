@@ -19,11 +19,24 @@ enum ChannelsLastSteps {
     @inline(__always)
     static func input(_ frame: Frame, _ id: TensorID, _ step: some Step) throws(RuntimeError) -> Tensor {
         let x = try frame.tensor(id, step)
-        guard x.dtype == .float, x.rank == 4 else {
-            throw .atNode(node: step.node.displayName, op: step.node.opType,
-                          .invalidShape("\(step.node.opType) needs a float32 [N, H, W, C] input, got \(x.dtype.onnxName)\(x.shape)"))
-        }
+        try check(x.dtype, x.shape, step)
         return x
+    }
+
+    /// A float32 [N, H, W, C] input, a window or dense.
+    @inline(__always)
+    static func strided(_ frame: Frame, _ id: TensorID, _ step: some Step) throws(RuntimeError) -> TensorWindow {
+        let x = try frame.strided(id, step)
+        try check(x.dtype, x.shape, step)
+        return x
+    }
+
+    @inline(__always)
+    private static func check(_ dtype: DType, _ shape: [Int], _ step: some Step) throws(RuntimeError) {
+        guard dtype == .float, shape.count == 4 else {
+            throw .atNode(node: step.node.displayName, op: step.node.opType,
+                          .invalidShape("\(step.node.opType) needs a float32 [N, H, W, C] input, got \(dtype.onnxName)\(shape)"))
+        }
     }
 
     struct ConvStep: Step {
@@ -32,6 +45,8 @@ enum ChannelsLastSteps {
         let weights: Tensor, bias: Tensor?, depthwise: Bool
         let activation: FusedActivation?
         let slot: ArenaSlot?
+        /// The output's planned window (a channel range of a wider tensor), if it has one.
+        let window: WindowSlot?
         /// The geometry for the compiled input shape.
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
         let algorithm: ChannelsLast.Algorithm
@@ -48,6 +63,7 @@ enum ChannelsLastSteps {
             y = setup.output(0)
             bias = setup.constant(2)
             slot = setup.slot(y)
+            window = setup.window(y)
             activation = try FusedActivation(node: node)
             // The weights' geometry: from the compiled input shape, or from a made-up one (the dilated kernel's size,
             // the weights' channels) when the input's size is only known at run time.
@@ -65,7 +81,7 @@ enum ChannelsLastSteps {
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
-            let input = try ChannelsLastSteps.input(frame, x, self)
+            let input = try ChannelsLastSteps.strided(frame, x, self)
             do {
                 let g: ConvolutionKernels.Geometry
                 if let planned, planned.shape == input.shape {
@@ -75,11 +91,23 @@ enum ChannelsLastSteps {
                 }
                 var workspace: UnsafeMutableRawPointer?
                 if scratchBytes > 0, let base = frame.scratch?.storage.baseAddress { workspace = UnsafeMutableRawPointer(mutating: base) }
-                let z = residual >= 0 ? try frame.tensor(residual, self) : nil
-                let out = try frame.output(slot, y, .float, ChannelsLastKernels.outputShape(g))
-                frame.values[Int(y)] = .tensor(try ChannelsLastKernels.convolve(
-                    g, x: input, weights: weights, depthwise: depthwise, bias: bias, residual: z, activation: activation, into: out,
-                    op: node.opType, algorithm: algorithm, workspace: workspace))
+                let shape = ChannelsLastKernels.outputShape(g)
+                guard ChannelsLast.fuses(activation) else {
+                    // The activation runs after the kernel, over a dense output.
+                    let z = residual >= 0 ? try frame.tensor(residual, self) : nil
+                    frame.values[Int(y)] = .tensor(try ChannelsLastKernels.convolve(
+                        g, x: try ChannelsLastSteps.input(frame, x, self), weights: weights, depthwise: depthwise, bias: bias, residual: z,
+                        activation: activation, into: try frame.output(slot, y, .float, shape), op: node.opType, algorithm: algorithm,
+                        workspace: workspace))
+                    return
+                }
+                let z = residual >= 0 ? try frame.strided(residual, self) : nil
+                let out = try frame.output(window: window, slot: slot, y, .float, shape)
+                // An input with no elements (zero channels) still has an output: bias and activation.
+                try ChannelsLastKernels.convolve(g, x: input.count > 0 ? input : out.window, weights: weights, depthwise: depthwise,
+                                                 bias: bias, residual: z, activation: activation, into: out.window, op: node.opType,
+                                                 algorithm: algorithm, workspace: workspace)
+                frame.publish(y, out)
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)
             }
@@ -91,6 +119,7 @@ enum ChannelsLastSteps {
         let x: TensorID, y: TensorID
         let kind: ChannelsLast.PoolKind
         let slot: ArenaSlot?
+        let window: WindowSlot?
         let planned: (shape: [Int], geometry: ConvolutionKernels.Geometry)?
 
         init(_ setup: StepSetup, _ kind: ChannelsLast.PoolKind) throws(RuntimeError) {
@@ -99,15 +128,17 @@ enum ChannelsLastSteps {
             y = setup.output(0)
             self.kind = kind
             slot = setup.slot(y)
+            window = setup.window(y)
             planned = try setup.staticShape(x).map { shape throws(RuntimeError) in
                 (shape, try ChannelsLastKernels.poolGeometry(shape, setup.node.attributes, op: setup.node.opType))
             }
         }
 
         func run(_ frame: Frame) throws(RuntimeError) {
-            let raw = try frame.tensor(x, self)
-            // MaxPool of a quantized tensor runs on its uint8 values.
-            let input = kind == .max && raw.dtype == .uint8 && raw.rank == 4 ? raw : try ChannelsLastSteps.input(frame, x, self)
+            let raw = try frame.strided(x, self)
+            // MaxPool of a quantized tensor runs on its uint8 values (dense: the uint8 kernel takes no strides).
+            let quantized = kind == .max && raw.dtype == .uint8 && raw.shape.count == 4
+            let input = quantized ? try TensorWindow.dense(frame.tensor(x, self)) : try ChannelsLastSteps.strided(frame, x, self)
             do {
                 let g: ConvolutionKernels.Geometry
                 if let planned, planned.shape == input.shape {
@@ -115,8 +146,9 @@ enum ChannelsLastSteps {
                 } else {
                     g = try ChannelsLastKernels.poolGeometry(input.shape, node.attributes, op: node.opType)
                 }
-                let out = try frame.output(slot, y, input.dtype, ChannelsLastKernels.poolShape(g))
-                frame.values[Int(y)] = .tensor(ChannelsLastKernels.pool(g, kind, x: input, into: out))
+                let out = try frame.output(window: quantized ? nil : window, slot: slot, y, input.dtype, ChannelsLastKernels.poolShape(g))
+                ChannelsLastKernels.pool(g, kind, x: input, into: out.window)
+                frame.publish(y, out)
             } catch {
                 throw .atNode(node: node.displayName, op: node.opType, error)
             }

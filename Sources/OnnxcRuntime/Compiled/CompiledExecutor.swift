@@ -39,7 +39,10 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
     }
 
     public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {
-        defer { frame.values = plan.initialValues }
+        defer {
+            frame.values = plan.initialValues
+            if plan.hasWindows { frame.windows = [TensorWindow?](repeating: nil, count: frame.windows.count) }
+        }
         for (info, id) in plan.inputs {
             if let value = inputs[info.name] {
                 try Self.check(value, against: info)
@@ -80,14 +83,17 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
                                  planned: shapePlans.planned)
                 recording?.released(plan.release[index], at: index)
             }
-            for id in plan.release[index] { frame.values[Int(id)] = nil }
+            for id in plan.release[index] {
+                frame.values[Int(id)] = nil
+                frame.windows[Int(id)] = nil
+            }
         }
         if let recording {
             shapePlans.insert(recording.plan(tensors: plan.initialValues.count, staticBytes: shapePlans.staticBytes), for: shapes)
         }
         var results: [String: Value] = [:]
         for (info, id) in plan.outputs {
-            guard let value = frame.values[Int(id)] else { throw .missingInput("graph output \(info.name) was never computed") }
+            guard let value = frame.values[Int(id)] ?? frame.materialized(id) else { throw .missingInput("graph output \(info.name) was never computed") }
             results[info.name] = detached(value)
         }
         return results

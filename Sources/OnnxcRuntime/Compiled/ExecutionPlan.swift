@@ -21,6 +21,8 @@ struct ExecutionPlan: Sendable {
     let stepOutputs: [[TensorID]]
     /// The tensors sized at run time, empty of plans; each executor keeps its own copy.
     let shapePlans: ShapePlans
+    /// Whether any tensor is a window of another's slot (a run then clears the frame's windows at its end).
+    let hasWindows: Bool
 
     init(program: Program, graph: RuntimeGraph) throws(RuntimeError) {
         let main = program.graphs[0]
@@ -36,6 +38,11 @@ struct ExecutionPlan: Sendable {
             guard id >= 0, case .arena(let offset, let bytes) = program.tensors[Int(id)].storage else { return nil }
             return ArenaSlot(offset: offset, byteCount: bytes)
         }
+        func window(_ id: TensorID) -> WindowSlot? {
+            guard id >= 0, case .window(let offset, let rowStride) = program.tensors[Int(id)].storage,
+                  let dims = program.tensors[Int(id)].shape?.fixedDims else { return nil }
+            return WindowSlot(offset: offset, rowStride: rowStride, shape: dims.map { Int($0) })
+        }
         var steps: [any Step] = []
         // Per tensor id (the reader checked every id against the table), arrays rather than a dictionary and a set:
         // each new Hashable key type costs a fresh process a scan of every conformance record.
@@ -47,7 +54,7 @@ struct ExecutionPlan: Sendable {
             }
             for id in op.inputs where id >= 0 { lastUse[Int(id)] = index }
             for capture in captures { lastUse[Int(capture.id)] = index }
-            let setup = StepSetup(node: node, inputs: op.inputs, outputs: op.outputs, program: program, initial: initial, slot: slot)
+            let setup = StepSetup(node: node, inputs: op.inputs, outputs: op.outputs, program: program, initial: initial, slot: slot, window: window)
             if captures.isEmpty, let step = try StepFactories.make(setup) {
                 steps.append(step)
                 continue
@@ -78,6 +85,7 @@ struct ExecutionPlan: Sendable {
         stepInputs = main.ops.map(\.inputs)
         stepOutputs = main.ops.map(\.outputs)
         shapePlans = ShapePlans(program: program, outputs: main.outputs)
+        hasWindows = program.tensors.contains { if case .window = $0.storage { true } else { false } }
     }
 
     /// Every name a subgraph attribute (and its nested subgraphs) reads; a superset of its outer-scope captures.
@@ -98,6 +106,7 @@ struct StepSetup {
     let program: Program
     let initial: [Value?]
     let slot: (TensorID) -> ArenaSlot?
+    let window: (TensorID) -> WindowSlot?
 
     /// The constant bound to input `i`, if that input is a constant.
     func constant(_ i: Int) -> Tensor? {
@@ -115,6 +124,10 @@ struct StepSetup {
     }
 
     func dtype(_ id: TensorID) -> DType? { id >= 0 ? program.tensors[Int(id)].dtype : nil }
+
+    /// Whether any input or output of the op is a window (`TensorWindow`): the steps that exist only to read or
+    /// write windows (Concat, Split, the elementwise ops) leave every other node to the registered kernel.
+    var touchesWindows: Bool { (inputs + outputs).contains { window($0) != nil } }
 }
 
 /// Specialized steps by (domain, op type). A factory returns nil when its fast path does not apply to this node
@@ -144,7 +157,8 @@ enum StepFactories {
 
     static let table: [String: Factory] = {
         var table: [String: Factory] = [:]
-        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories, RecurrentSteps.factories] {
+        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories, RecurrentSteps.factories,
+                       WindowSteps.factories] {
             table.merge(family) { first, _ in first }
         }
         return table

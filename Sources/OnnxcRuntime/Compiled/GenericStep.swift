@@ -22,13 +22,13 @@ struct GenericStep: Step {
                 values.append(nil)
                 continue
             }
-            guard let value = frame.values[Int(id)] else {
+            guard let value = frame.values[Int(id)] ?? frame.materialized(id) else {
                 throw .atNode(node: node.displayName, op: node.opType, .missingInput("input \(node.inputs[slot]) has no value"))
             }
             values.append(value)
         }
         var captured: [String: Value] = [:]
-        for capture in captures { if let value = frame.values[Int(capture.id)] { captured[capture.name] = value } }
+        for capture in captures { if let value = frame.values[Int(capture.id)] ?? frame.materialized(capture.id) { captured[capture.name] = value } }
         let context = KernelContext(node: node, scope: Scope(values: captured, parent: nil), executor: frame.subgraphs)
         let resolved = zip(slots, outputs).map { frame.slot($0, $1) }
         let planned = resolved.compactMap { $0 }

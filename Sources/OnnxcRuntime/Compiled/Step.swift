@@ -19,6 +19,9 @@ extension Step {
 /// The values of one run, by tensor id, and the run's arena. One per executor; never shared between threads.
 final class Frame {
     var values: [Value?]
+    /// The values that are windows of a wider tensor (`TensorWindow`), by id; such an id has no entry in `values`
+    /// until a reader without row strides asks for a dense copy.
+    var windows: [TensorWindow?]
     /// The compiled plan's slots, then (for a model with run-time sizes) the current input shapes' (`ShapePlans`).
     var arena: Arena?
     /// The current input shapes' slots of the tensors sized at run time, by id (empty: none planned).
@@ -32,6 +35,7 @@ final class Frame {
 
     init(values: [Value?], arena: Arena?, scratch: Arena?, subgraphs: Executor) {
         self.values = values
+        windows = [TensorWindow?](repeating: nil, count: values.count)
         self.arena = arena
         self.scratch = scratch
         self.subgraphs = subgraphs
@@ -40,7 +44,7 @@ final class Frame {
     /// The tensor with id `id`, or an error naming what is missing.
     @inline(__always)
     func tensor(_ id: TensorID, _ step: some Step) throws(RuntimeError) -> Tensor {
-        guard id >= 0, Int(id) < values.count, case .tensor(let tensor)? = values[Int(id)] else {
+        guard id >= 0, Int(id) < values.count, case .tensor(let tensor)? = values[Int(id)] ?? materialized(id) else {
             throw .missingInput("\(step.node.opType) input \(id) has no tensor value")
         }
         return tensor

@@ -83,24 +83,32 @@ enum ChannelsLastKernels {
                 throw .invalidShape("\(op): the residual input \(residual.dtype.onnxName)\(residual.shape) does not match the output float\(y.shape)")
             }
         }
-        guard y.count > 0 else { return y }
-        x.withValues(Float.self) { xb in
-            weights.withValues(Float.self) { wb in
-                y.withMutableValues(Float.self) { yb in
-                    guard let yBase = yb.baseAddress, let wBase = wb.baseAddress else { return }
-                    // An input with no elements (zero channels) still has an output: bias and activation.
-                    let xBase = xb.baseAddress ?? UnsafePointer(yBase)
-                    withPointer(bias) { b in
-                        withPointer(residual) { z in
-                            ChannelsLast.convolution(g, x: xBase, packedWeights: wBase, depthwise: depthwise, bias: b,
-                                                     residual: z, y: yBase, activation: activation, algorithm: algorithm,
-                                                     workspace: workspace)
-                        }
-                    }
-                }
+        guard y.count > 0, let yWindow = TensorWindow(y) else { return y }
+        // An input with no elements (zero channels) still has an output: bias and activation.
+        let xWindow = TensorWindow(x) ?? yWindow
+        try convolve(g, x: xWindow, weights: weights, depthwise: depthwise, bias: bias, residual: residual.flatMap(TensorWindow.init),
+                     activation: activation, into: yWindow, op: op, algorithm: algorithm, workspace: workspace)
+        return ChannelsLast.fuses(activation) ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
+    }
+
+    /// The convolution above on windows (`TensorWindow`: rows — pixels — any stride apart): a channel range of a wider
+    /// tensor in, or out. An activation the epilogue lacks is left for the caller (`ChannelsLast.fuses`).
+    static func convolve(_ g: ConvolutionKernels.Geometry, x: TensorWindow, weights: Tensor, depthwise: Bool, bias: Tensor?,
+                         residual: TensorWindow?, activation: FusedActivation?, into y: TensorWindow, op: String,
+                         algorithm: ChannelsLast.Algorithm = .direct, workspace: UnsafeMutableRawPointer? = nil) throws(RuntimeError) {
+        if let residual, residual.dtype != .float || residual.shape != y.shape {
+            throw .invalidShape("\(op): the residual input \(residual.dtype.onnxName)\(residual.shape) does not match the output float\(y.shape)")
+        }
+        guard y.count > 0 else { return }
+        weights.withValues(Float.self) { wb in
+            guard let wBase = wb.baseAddress else { return }
+            withPointer(bias) { b in
+                ChannelsLast.convolution(g, x: UnsafePointer(x.floats), packedWeights: wBase, depthwise: depthwise, bias: b,
+                                         residual: residual.map { UnsafePointer($0.floats) }, y: y.floats, activation: activation,
+                                         algorithm: algorithm, workspace: workspace,
+                                         strides: (x.rowStride, y.rowStride, residual?.rowStride ?? y.rowStride))
             }
         }
-        return ChannelsLast.fuses(activation) ? y : try FusedKernels.epilogue(y, bias: nil, activation, op: op)
     }
 
     /// The weights in the kernel's layout: the compiler's packing as is (checked against the geometry), or packed
@@ -148,23 +156,20 @@ enum ChannelsLastKernels {
 
     /// The pool of a float32 x into y (a fresh tensor of `poolShape(g)`); returns y.
     static func pool(_ g: ConvolutionKernels.Geometry, _ kind: ChannelsLast.PoolKind, x: Tensor, into y: Tensor) -> Tensor {
-        guard y.count > 0 else { return y }
-        if x.dtype == .uint8 {
-            x.withValues(UInt8.self) { xb in
-                y.withMutableValues(UInt8.self) { yb in
-                    guard let xBase = xb.baseAddress, let yBase = yb.baseAddress else { return }
-                    ChannelsLast.maxPool(g, x: xBase, y: yBase)
-                }
-            }
-            return y
-        }
-        x.withValues(Float.self) { xb in
-            y.withMutableValues(Float.self) { yb in
-                guard let xBase = xb.baseAddress, let yBase = yb.baseAddress else { return }
-                ChannelsLast.pool(g, kind, x: xBase, y: yBase)
-            }
-        }
+        guard y.count > 0, let xWindow = TensorWindow(x), let yWindow = TensorWindow(y) else { return y }
+        pool(g, kind, x: xWindow, into: yWindow)
         return y
+    }
+
+    /// The pool on windows (float32, or uint8 for max): rows — pixels — any stride apart.
+    static func pool(_ g: ConvolutionKernels.Geometry, _ kind: ChannelsLast.PoolKind, x: TensorWindow, into y: TensorWindow) {
+        guard y.count > 0 else { return }
+        if x.dtype == .uint8 {
+            // The uint8 kernel's strides are the geometry's (dense): windows are float32 only.
+            ChannelsLast.maxPool(g, x: UnsafePointer(x.base.assumingMemoryBound(to: UInt8.self)), y: y.base.assumingMemoryBound(to: UInt8.self))
+            return
+        }
+        ChannelsLast.pool(g, kind, x: UnsafePointer(x.floats), y: y.floats, strides: (x.rowStride, y.rowStride))
     }
 
     static func globalPool(_ inputs: [Value?], _ context: KernelContext, max: Bool) throws(RuntimeError) -> Tensor {

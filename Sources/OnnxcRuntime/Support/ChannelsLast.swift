@@ -83,13 +83,20 @@ enum ChannelsLast {
     /// Y (channels last) = activation(conv(X, packed W) + bias + residual) for a 2-D geometry; an activation the
     /// epilogue lacks (see `fuses`) is left for the caller. `.winograd` where it does not apply computes directly;
     /// `workspace` (64-byte aligned, `winogradWorkspaceBytes`) may be nil: the kernel then allocates its own.
+    /// Pixel strides (floats from one pixel's channels to the next's) default to dense tensors; wider ones read and
+    /// write channel windows (`TensorWindow`).
     static func convolution(_ g: ConvolutionKernels.Geometry, x: UnsafePointer<Float>, packedWeights: UnsafePointer<Float>, depthwise: Bool,
                             bias: UnsafePointer<Float>?, residual: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>,
-                            activation: FusedActivation?, algorithm: Algorithm = .direct, workspace: UnsafeMutableRawPointer? = nil) {
+                            activation: FusedActivation?, algorithm: Algorithm = .direct, workspace: UnsafeMutableRawPointer? = nil,
+                            strides: (x: Int, y: Int, residual: Int)? = nil) {
         let activation = epilogueActivation(activation) ?? (CK_ACT_NONE, 0, 0)
         var geometry = kernelGeometry(g)
-        var epilogue = ck_conv_epilogue(bias: bias, residual: residual, residual_stride: g.outChannels, activation: activation.kind,
-                                        param0: activation.p0, param1: activation.p1)
+        if let strides {
+            geometry.x_stride = strides.x
+            geometry.y_stride = strides.y
+        }
+        var epilogue = ck_conv_epilogue(bias: bias, residual: residual, residual_stride: strides?.residual ?? g.outChannels,
+                                        activation: activation.kind, param0: activation.p0, param1: activation.p1)
         if depthwise {
             ck_depthwise2d_nhwc(&geometry, x, packedWeights, &epilogue, y)
         } else if algorithm == .winograd, ck_conv_nhwc_winograd_applies(&geometry) != 0 {
@@ -101,8 +108,13 @@ enum ChannelsLast {
 
     enum PoolKind: Equatable { case max, average(countIncludePad: Bool) }
 
-    static func pool(_ g: ConvolutionKernels.Geometry, _ kind: PoolKind, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    static func pool(_ g: ConvolutionKernels.Geometry, _ kind: PoolKind, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+                     strides: (x: Int, y: Int)? = nil) {
         var geometry = poolGeometry(g)
+        if let strides {
+            geometry.x_stride = strides.x
+            geometry.y_stride = strides.y
+        }
         switch kind {
         case .max: ck_maxpool2d_nhwc(&geometry, x, y)
         case .average(let includePad): ck_avgpool2d_nhwc(&geometry, x, y, includePad ? 1 : 0)
