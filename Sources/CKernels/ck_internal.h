@@ -61,6 +61,16 @@ static inline int ck_isa_avx512_vnni(ck_isa isa) {
 /// ck_parallel_for on at most `threads` threads (the caller counts as one).
 CK_HIDDEN void ck_parallel_run(int threads, int count, void (*body)(void *context, int index), void *context);
 
+/// Rows of the float GEMM's AVX-512 tile (the channels-last convolution's 12 × 32 tile with one tap).
+#define CK_GEMM_MR512 12
+/// One such tile (conv_nhwc.c): C[r, ·] = epilogue(Σ_p rows[r][p] · B[p, ·]) for r < mr and up to 32 columns over
+/// the packed slivers b0 and b1 (b1 NULL: 16 columns), summed over kc in one pass, k in order, as the 6 × 16 AVX2
+/// tile sums one depth block — so with kc the whole depth both give the same bits. The epilogue: a bias per
+/// column (or NULL), then the activation; no accumulation. rows holds CK_GEMM_MR512 pointers (past mr repeating a
+/// live row).
+CK_HIDDEN void ck_gemm_tile_avx512(int kc, const float *const *rows, const float *b0, const float *b1, float *c, ptrdiff_t ldc,
+                                   int mr, int nr, const float *bias, const ck_epilogue *ep);
+
 /// The rows of a broadcasting binary kernel (ck_binary_f32, ck_qbinary_u8) as an odometer over the outer axes
 /// 0…last−1 of `shape`: row `row`'s index per axis and its element offsets in the two operands (strides as, bs).
 static inline void ck_rows_seek(int last, const int *shape, const ptrdiff_t *as, const ptrdiff_t *bs, ptrdiff_t row, ptrdiff_t *index_of,

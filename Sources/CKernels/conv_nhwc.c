@@ -281,6 +281,12 @@ CK_IGEMM512(ck_igemm_avx512_7, 7, CK_ROWS7)
 
 typedef void (*ck_igemm512_kernel)(int taps, int kc, const float *const *rows, const float *b0, const float *b1, float *c,
                                    ptrdiff_t ldc, int mr, int nr, const ck_tile_tail *tail);
+
+void ck_gemm_tile_avx512(int kc, const float *const *rows, const float *b0, const float *b1, float *c, ptrdiff_t ldc, int mr,
+                         int nr, const float *bias, const ck_epilogue *ep) {
+    ck_tile_tail tail = {bias, NULL, 0, ep->activation, ep->param0, ep->param1, ep->wide};
+    ck_igemm_avx512(1, kc, rows, b0, b1, c, ldc, mr, nr, &tail);
+}
 #endif
 
 static ck_igemm_kernel ck_igemm_select(ck_isa isa) {

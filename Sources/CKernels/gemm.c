@@ -277,6 +277,7 @@ typedef struct {
     int mc, nc, m_blocks, n_blocks;
     ck_microkernel kernel;
     int row_kernel;                  // one-row tiles of full slivers take ck_row_kernel_avx2
+    int tiles512;                    // the AVX-512 12 × 32 tiles (ck_gemm_tile_avx512) where they give the same sums
 } ck_job;
 
 /// Rows p0 ..< p0 + kc, columns j0 ..< j0 + CK_NR of a convolution's im2col matrix, packed like ck_pack_b_sliver.
@@ -372,6 +373,22 @@ static void ck_compute_task(void *context, int index) {
                 ck_row_kernel_avx2(kc, ap, csa, bp, panel_stride, job->c + (ptrdiff_t)i0 * job->ldc + j, tile, &job->ep);
             }
         }
+        // Several rows over the whole depth at once: the AVX-512 tiles, two slivers per call, 12 rows read in place.
+        if (job->tiles512 && i1 - i0 > 1) {
+            const float *bias = job->ep.bias_kind == CK_BIAS_COLUMN ? job->ep.bias : NULL;
+            const float *rows[CK_GEMM_MR512];
+            for (; j < j1; j += 2 * CK_NR) {
+                const float *bp = !pack_b ? job->b.data + (size_t)(j / CK_NR) * k * CK_NR : ck_b_block + (size_t)(j - j0) * kc;
+                int pair = j + CK_NR < j1;
+                int nr = ck_min(pair ? 2 * CK_NR : CK_NR, job->n - j);
+                for (int i = i0; i < i1; i += CK_GEMM_MR512) {
+                    int mr = ck_min(CK_GEMM_MR512, i1 - i);
+                    for (int r = 0; r < CK_GEMM_MR512; r++) rows[r] = job->a.data + (ptrdiff_t)(i + (r < mr ? r : mr - 1)) * job->a.rs;
+                    ck_gemm_tile_avx512(k, rows, bp, pair ? bp + (size_t)k * CK_NR : NULL, job->c + (ptrdiff_t)i * job->ldc + j,
+                                        job->ldc, mr, nr, bias ? bias + j : NULL, &job->ep);
+                }
+            }
+        }
 #endif
         for (; j < j1; j += CK_NR) {
             const float *bp = !pack_b ? job->b.data + ((size_t)(j / CK_NR) * k + pc) * CK_NR
@@ -422,6 +439,9 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     job.kernel = ck_kernel(isa);
 #ifdef CK_X86
     job.row_kernel = job.kernel == ck_microkernel_avx2;
+    // The AVX-512 tiles sum like the 6 × 16 one only within one depth block, and take no accumulation or row bias.
+    job.tiles512 = job.row_kernel && ck_isa_avx512(isa) && k <= CK_KC && !job.ep.accumulate && job.ep.bias_kind != CK_BIAS_ROW
+                   && !a.packed && a.cs == 1 && !conv;
 #endif
     double work = (double)m * n * (k > 0 ? k : 1);
     // A product of one or two rows streams B once and does little else with it (a recurrent op's step: 1 MB of

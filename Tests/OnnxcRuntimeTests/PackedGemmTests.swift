@@ -133,6 +133,26 @@ import Testing
         }
     }
 
+    /// Within one depth block (k ≤ 256) the AVX-512 12 × 32 tiles give the AVX2 6 × 16 tiles' bits (both sum k in
+    /// order in one chain), and a row alone (the one-row kernel) gives its row's bits: every instruction set and
+    /// row count computes the same product.
+    @Test func avx512TilesGiveTheAVX2Bits() {
+        for (m, n, k) in [(13, 33, 256), (70, 300, 70), (24, 1024, 128), (2, 640, 128), (100, 49, 1)] {
+            let a = values(m * k, seed: 8), b = values(k * n, seed: 9), bias = values(n, seed: 10)
+            for x in [Case(), Case(bias: CK_BIAS_COLUMN, activation: CK_ACT_RELU), Case(bias: CK_BIAS_COLUMN, activation: CK_ACT_CLIP, p0: -1, p1: 1)] {
+                for prepack in [false, true] {
+                    let avx512 = run(m: m, n: n, k: k, a: a, b: b, c0: [], bias: bias, x, isa: CK_ISA_AVX512, threads: 2, prepack: prepack)
+                    let avx2 = run(m: m, n: n, k: k, a: a, b: b, c0: [], bias: bias, x, isa: CK_ISA_AVX2_FMA, threads: 2, prepack: prepack)
+                    #expect(avx512 == avx2, "m \(m) n \(n) k \(k) prepack \(prepack)")
+                    let row = m - 1
+                    let one = run(m: 1, n: n, k: k, a: Array(a[(row * k)..<((row + 1) * k)]), b: b, c0: [], bias: bias, x,
+                                  isa: CK_ISA_AVX512, threads: 2, prepack: prepack)
+                    #expect(one == Array(avx512[(row * n)..<((row + 1) * n)]), "last row of m \(m) n \(n) k \(k)")
+                }
+            }
+        }
+    }
+
     /// k = 0: the product is zero and the epilogue still runs (bias, then activation).
     @Test func emptyDepth() {
         let bias: [Float] = [-1, 2, 3]
