@@ -7,12 +7,16 @@ import OnnxcRuntime
 ///
 /// NhwcConv runs F(2×2, 3×3) Winograd (`algorithm = "winograd"`) instead of the direct indirect GEMM for float32
 /// 3×3 convolutions with stride 1, dilation 1 and one group on a compiled input shape with at least
-/// `winogradMinimumTiles` 2×2 output tiles and at most `winogradMaximumInputChannels` input channels. That is where
-/// `scripts/bench_kernels/bench_conv.c` measured it faster (docs/benchmarks.md): fewer tiles leave too little work
-/// to pay for the transforms (resnet50's 256 channels at 14×14: 0.87×), and with more input channels the transformed
-/// weights a task streams for every row of tiles outgrow the L2 cache (512 channels at 7×7: 0.37×).
+/// `winogradMinimumTiles` 2×2 output tiles and `winogradMinimumInputChannels` to `winogradMaximumInputChannels`
+/// input channels. That is where it was measured faster (docs/benchmarks.md): fewer tiles leave too little work to
+/// pay for the transforms (resnet50's 256 channels at 14×14: 0.87×; yolo_tiny's 64 at 20×20: 0.73× on Zen 5), fewer
+/// channels make the transforms (per channel) cost more than the 2.25× fewer multiply-adds save (yolo_tiny's 16 at
+/// 80×80 and 32 at 40×40: 0.6–0.8×, where the direct tiles run at full AVX-512 width), and with more input channels
+/// the transformed weights a task streams for every row of tiles outgrow the L2 cache (512 channels at 7×7: 0.37×).
+/// resnet50's 64 channels at 56×56 and 128 at 28×28 gain 1.5×.
 public enum KernelSelection {
-    static let winogradMinimumTiles = 100
+    static let winogradMinimumTiles = 196
+    static let winogradMinimumInputChannels = 64
     static let winogradMaximumInputChannels = 128
 
     /// Records the choices in the ops of `graphs` (`winograd: false`: none of that kernel).
@@ -49,7 +53,8 @@ public enum KernelSelection {
             return fallback
         }
         guard ints("group", [1]) == [1], ints("strides", [1, 1]) == [1, 1], ints("dilations", [1, 1]) == [1, 1],
-              xDims[3] == weights.dims[1], xDims[3] <= Int64(winogradMaximumInputChannels) else { return false }
+              xDims[3] == weights.dims[1], xDims[3] >= Int64(winogradMinimumInputChannels),
+              xDims[3] <= Int64(winogradMaximumInputChannels) else { return false }
         let tiles = yDims[0] * ((yDims[1] + 1) / 2) * ((yDims[2] + 1) / 2)
         return tiles >= Int64(winogradMinimumTiles)
     }

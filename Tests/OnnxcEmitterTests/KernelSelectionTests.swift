@@ -10,9 +10,9 @@ import Testing
 /// The compiler's kernel choice: which NhwcConv ops get the Winograd kernel (`algorithm = "winograd"`), and that
 /// the compiled program computes the same outputs with it as without it and as the interpreter on the source.
 @Suite struct KernelSelectionTests {
-    /// x [batch, 16, 24, 24] → a: 3×3 16→24 (144 tiles: Winograd) + Relu → g: 1×1 24→136 → h: 3×3 136→24 (144 tiles
+    /// x [batch, 64, 28, 28] → a: 3×3 64→24 (196 tiles: Winograd) + Relu → g: 1×1 24→136 → h: 3×3 136→24 (196 tiles
     /// but more input channels than Winograd takes: direct) → b: 3×3/2 24→24 (stride 2: direct) → c: 3×3 24→8 at
-    /// 12×12 (36 tiles: direct).
+    /// 14×14 (49 tiles and 24 input channels: direct).
     static func model(batch: Dim) throws -> Model {
         func conv(_ x: String, _ y: String, _ dims: [Int64], _ attributes: [Attribute], seed: Int) throws -> (Node, [OnnxcIR.Tensor]) {
             let w = try Build.floatTensor(y + "_w", dims, Pseudorandom.floats(Int(dims.reduce(1, *)), seed: seed).map { $0 * 0.2 })
@@ -21,7 +21,7 @@ import Testing
         }
         let pad1 = Attribute("pads", .ints([1, 1, 1, 1]))
         let layers = [
-            try conv("x", "a", [24, 16, 3, 3], [pad1], seed: 1),
+            try conv("x", "a", [24, 64, 3, 3], [pad1], seed: 1),
             try conv("a_relu", "g", [136, 24, 1, 1], [], seed: 3),
             try conv("g", "h", [24, 136, 3, 3], [pad1], seed: 5),
             try conv("h", "b", [24, 24, 3, 3], [pad1, Attribute("strides", .ints([2, 2]))], seed: 7),
@@ -29,7 +29,7 @@ import Testing
         ]
         var nodes = layers.map(\.0)
         nodes.insert(Build.node("Relu", ["a"], ["a_relu"], name: "relu"), at: 1)
-        let graph = Graph(inputs: [Build.input("x", [batch, .fixed(16), .fixed(24), .fixed(24)])], outputs: [ValueInfo(name: "c", type: nil)],
+        let graph = Graph(inputs: [Build.input("x", [batch, .fixed(64), .fixed(28), .fixed(28)])], outputs: [ValueInfo(name: "c", type: nil)],
                           initializers: layers.flatMap(\.1), nodes: nodes)
         return Build.model(graph)
     }
@@ -49,7 +49,7 @@ import Testing
 
         // A symbolic batch runs with two images: the geometry is not the planned one (no workspace in the frame).
         let images = batch == .fixed(1) ? 1 : 2
-        let x = try OnnxcRuntime.Tensor(Pseudorandom.floats(images * 16 * 24 * 24, seed: 11), shape: [images, 16, 24, 24])
+        let x = try OnnxcRuntime.Tensor(Pseudorandom.floats(images * 64 * 28 * 28, seed: 11), shape: [images, 64, 28, 28])
         let reread = try OXCReader.read(ByteStorage(copying: try OXCWriter.serialize(program)))
         let winograd = try #require(try CompiledModel(program: reread).run(["x": .tensor(x)])["c"]?.tensor)
         let plain = try #require(try CompiledModel(program: direct).run(["x": .tensor(x)])["c"]?.tensor)
