@@ -37,6 +37,8 @@ CK_HIDDEN int ck_cpu_has_avx2_fma(void);
 CK_HIDDEN int ck_cpu_has_avx512(void);
 /// AVX-512 as above plus BW and VNNI.
 CK_HIDDEN int ck_cpu_has_avx512_vnni(void);
+/// Whether the CPU splits 512-bit operations into 256-bit halves (Zen 4): AVX-512 tiles then win only by their shape.
+CK_HIDDEN int ck_cpu_avx512_half_width(void);
 
 /// Whether a call that asked for `isa` (CK_ISA_AUTO: the active one) runs the AVX2/FMA path (also under the
 /// AVX-512 levels: kernels without an AVX-512 form use their AVX2 one): resolved once per call, on the caller's

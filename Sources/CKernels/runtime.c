@@ -73,6 +73,33 @@ int ck_cpu_has_avx512(void) {
     return known;
 }
 
+/// AMD family 19h (Zen 3 has no AVX-512, so: Zen 4) runs a 512-bit operation as two 256-bit halves, so its
+/// AVX-512 FMA throughput is AVX2's; Zen 5 and Intel's AVX-512 cores run it at full width.
+static int ck_detect_avx512_half_width(void) {
+#ifdef CK_X86
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return 0;
+    int amd = ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return 0;
+    unsigned family = (eax >> 8) & 0xF;
+    if (family == 0xF) family += (eax >> 20) & 0xFF;
+    return family == 0x19;
+#else
+    return 0;
+#endif
+}
+
+static _Atomic int ck_avx512_half_width_detected = -1;
+
+int ck_cpu_avx512_half_width(void) {
+    int known = atomic_load_explicit(&ck_avx512_half_width_detected, memory_order_relaxed);
+    if (known < 0) {
+        known = ck_detect_avx512_half_width();
+        atomic_store_explicit(&ck_avx512_half_width_detected, known, memory_order_relaxed);
+    }
+    return known;
+}
+
 static int ck_detect_avx512_vnni(void) {
 #ifdef CK_X86
     if (!ck_cpu_has_avx512()) return 0;
