@@ -2,6 +2,8 @@
 """Issue 6's resnet50 int8 targets: onnxc's int8 .oxc against ONNX Runtime running its own QDQ int8 model of the
 same network, in the same run: latency, size, and top-1 agreement with the fp32 model.
 
+ORT's onnxruntime.quantization imports ml_dtypes, which `pip install onnxruntime` does not bring: `pip install ml_dtypes`.
+
 Usage:
     python3 scripts/bench_int8.py --onnxc .build/release/onnxc [--model .cache/models/resnet50.onnx]
                                   [--calibration-images 16] [--calibration-method minmax|percentile|entropy]

@@ -2,6 +2,8 @@
 """int8 on a transformer encoder: onnxc's `-O int8` and `-O int8-dynamic` against ONNX Runtime's static QDQ and
 dynamic quantizers of the same model, in the same run — latency, size, and error against the fp32 model.
 
+ORT's onnxruntime.quantization imports ml_dtypes, which `pip install onnxruntime` does not bring: `pip install ml_dtypes`.
+
 Usage:
     python3 scripts/bench_int8_transformer.py --onnxc .build/release/onnxc [--model testdata/exported/bert_tiny.onnx]
                                               [--seq 128] [--vocab 1000] [--calibration-samples 8] [--eval-samples 8]

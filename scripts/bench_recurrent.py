@@ -2,6 +2,8 @@
 """Recurrent models against ONNX Runtime in the same run: float LSTM and GRU, and -O int8-dynamic against ORT's
 quantize_dynamic (which turns LSTM into its DynamicQuantizeLSTM contrib op and leaves GRU in float).
 
+ORT's onnxruntime.quantization imports ml_dtypes, which `pip install onnxruntime` does not bring: `pip install ml_dtypes`.
+
 Usage:
     python3 scripts/bench_recurrent.py --onnxc .build/release/onnxc [--steps 100] [--input-size 128] [--hidden 256]
                                        [--layers 2] [--threads 2] [--runs 100] [--warmup 20] [--rounds 3]

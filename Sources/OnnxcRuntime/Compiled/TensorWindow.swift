@@ -89,6 +89,7 @@ extension Frame {
     func publish(_ id: TensorID, _ result: (window: TensorWindow, dense: Tensor?)) {
         if let dense = result.dense {
             values[Int(id)] = .tensor(dense)
+            windows[Int(id)] = nil
         } else {
             values[Int(id)] = nil
             windows[Int(id)] = result.window
