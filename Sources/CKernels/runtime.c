@@ -35,17 +35,20 @@ static int ck_detect_avx2_fma(void) {
 #endif
 }
 
-/// cpuid traps to the hypervisor in a virtual machine (tens of microseconds), so the answer is read once.
-static _Atomic int ck_avx2_fma_detected = -1;
-
-int ck_cpu_has_avx2_fma(void) {
-    int known = atomic_load_explicit(&ck_avx2_fma_detected, memory_order_relaxed);
-    if (known < 0) {
-        known = ck_detect_avx2_fma();
-        atomic_store_explicit(&ck_avx2_fma_detected, known, memory_order_relaxed);
+/// `int name(void)` answering `detect()` once: cpuid traps to the hypervisor in a virtual machine (tens of
+/// microseconds), so each answer is read once and kept.
+#define CK_DETECTED_ONCE(name, detect)                                                 \
+    static _Atomic int name##_known = -1;                                              \
+    int name(void) {                                                                   \
+        int known = atomic_load_explicit(&name##_known, memory_order_relaxed);         \
+        if (known < 0) {                                                               \
+            known = detect();                                                          \
+            atomic_store_explicit(&name##_known, known, memory_order_relaxed);         \
+        }                                                                              \
+        return known;                                                                  \
     }
-    return known;
-}
+
+CK_DETECTED_ONCE(ck_cpu_has_avx2_fma, ck_detect_avx2_fma)
 
 static int ck_detect_avx512(void) {
 #ifdef CK_X86
@@ -62,16 +65,7 @@ static int ck_detect_avx512(void) {
 #endif
 }
 
-static _Atomic int ck_avx512_detected = -1;
-
-int ck_cpu_has_avx512(void) {
-    int known = atomic_load_explicit(&ck_avx512_detected, memory_order_relaxed);
-    if (known < 0) {
-        known = ck_detect_avx512();
-        atomic_store_explicit(&ck_avx512_detected, known, memory_order_relaxed);
-    }
-    return known;
-}
+CK_DETECTED_ONCE(ck_cpu_has_avx512, ck_detect_avx512)
 
 /// AMD family 19h (Zen 3 has no AVX-512, so: Zen 4) runs a 512-bit operation as two 256-bit halves, so its
 /// AVX-512 FMA throughput is AVX2's; Zen 5 and Intel's AVX-512 cores run it at full width.
@@ -89,16 +83,7 @@ static int ck_detect_avx512_half_width(void) {
 #endif
 }
 
-static _Atomic int ck_avx512_half_width_detected = -1;
-
-int ck_cpu_avx512_half_width(void) {
-    int known = atomic_load_explicit(&ck_avx512_half_width_detected, memory_order_relaxed);
-    if (known < 0) {
-        known = ck_detect_avx512_half_width();
-        atomic_store_explicit(&ck_avx512_half_width_detected, known, memory_order_relaxed);
-    }
-    return known;
-}
+CK_DETECTED_ONCE(ck_cpu_avx512_half_width, ck_detect_avx512_half_width)
 
 static int ck_detect_avx512_vnni(void) {
 #ifdef CK_X86
@@ -112,16 +97,7 @@ static int ck_detect_avx512_vnni(void) {
 #endif
 }
 
-static _Atomic int ck_avx512_vnni_detected = -1;
-
-int ck_cpu_has_avx512_vnni(void) {
-    int known = atomic_load_explicit(&ck_avx512_vnni_detected, memory_order_relaxed);
-    if (known < 0) {
-        known = ck_detect_avx512_vnni();
-        atomic_store_explicit(&ck_avx512_vnni_detected, known, memory_order_relaxed);
-    }
-    return known;
-}
+CK_DETECTED_ONCE(ck_cpu_has_avx512_vnni, ck_detect_avx512_vnni)
 
 static _Atomic int ck_isa_state = CK_ISA_AUTO;
 
