@@ -439,9 +439,6 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
     job.kernel = ck_kernel(isa);
 #ifdef CK_X86
     job.row_kernel = job.kernel == ck_microkernel_avx2;
-    // The AVX-512 tiles sum like the 6 × 16 one only within one depth block, and take no accumulation or row bias.
-    job.tiles512 = job.row_kernel && ck_isa_avx512(isa) && k <= CK_KC && !job.ep.accumulate && job.ep.bias_kind != CK_BIAS_ROW
-                   && !a.packed && a.cs == 1 && !conv;
 #endif
     double work = (double)m * n * (k > 0 ? k : 1);
     // A product of one or two rows streams B once and does little else with it (a recurrent op's step: 1 MB of
@@ -453,6 +450,12 @@ static void ck_sgemm_run(int m, int n, int k, ck_operand a, ck_operand b, const 
 
     // A row-major A needs no packing: the microkernel reads 6 rows in place (1 KB of each per depth block).
     job.a_direct = !a.packed && a.cs == 1;
+#ifdef CK_X86
+    // The AVX-512 tiles sum like the 6 × 16 one only within one depth block, read A's rows in place, and take no
+    // accumulation or row bias.
+    job.tiles512 = job.row_kernel && ck_isa_avx512(isa) && k <= CK_KC && !job.ep.accumulate && job.ep.bias_kind != CK_BIAS_ROW
+                   && job.a_direct && !conv;
+#endif
     // The task grid: blocks of CK_MC × CK_NC, split further (columns first) until each thread has a few tasks.
     // When the columns alone give every thread enough tasks, a task takes all rows: B is then packed once, per
     // task, and A (rows read in place, or packed) streams from L2/L3 past each B sliver.

@@ -21,19 +21,20 @@ enum ChannelWindows {
         var channel: Int
     }
 
-    /// Ops whose step writes output 0 at any row stride (the kernels take an output pixel stride).
-    static let writesWindows: Set<String> = [
-        RuntimeOps.domain + "::NhwcConv", RuntimeOps.domain + "::NhwcMaxPool", RuntimeOps.domain + "::NhwcAveragePool",
-        "Add", "Sub", "Mul", "Div", "Concat",
-    ]
+    /// Elementwise ops whose step (`ck_binary_rows_f32`) reads and writes windows of the output's shape.
+    static let elementwise: Set<String> = ["Add", "Sub", "Mul", "Div"]
 
-    /// Ops whose step reads these inputs at any row stride.
+    /// Ops whose step writes output 0 at any row stride (the kernels take an output pixel stride).
+    static let writesWindows = elementwise.union([
+        RuntimeOps.domain + "::NhwcConv", RuntimeOps.domain + "::NhwcMaxPool", RuntimeOps.domain + "::NhwcAveragePool", "Concat",
+    ])
+
+    /// Ops whose step reads these inputs at any row stride (Concat and Split: along the last axis, `stridable`).
     static let readsWindows: [String: Set<Int>] = [
         RuntimeOps.domain + "::NhwcConv": [0, 3],
         RuntimeOps.domain + "::NhwcMaxPool": [0],
         RuntimeOps.domain + "::NhwcAveragePool": [0],
-        "Add": [0, 1], "Sub": [0, 1], "Mul": [0, 1], "Div": [0, 1],
-    ]
+    ].merging(elementwise.map { ($0, [0, 1]) }) { first, _ in first }
 
     /// The placement of every tensor that is not its own root, by name. `types` are the graph's static types;
     /// `outputs` the graph outputs (they outlive the run, so they never share a slot).
@@ -114,7 +115,7 @@ enum ChannelWindows {
                     continue
                 }
                 guard ChannelWindows.readsWindows[qualified]?.contains(reader.slot) == true else { return false }
-                if ["Add", "Sub", "Mul", "Div"].contains(qualified), dims(node.outputs.first ?? "") != shape { return false }
+                if ChannelWindows.elementwise.contains(qualified), dims(node.outputs.first ?? "") != shape { return false }
             }
             return true
         }

@@ -32,7 +32,7 @@ enum ChannelsLastSteps {
     }
 
     @inline(__always)
-    private static func check(_ dtype: DType, _ shape: [Int], _ step: some Step) throws(RuntimeError) {
+    static func check(_ dtype: DType, _ shape: [Int], _ step: some Step) throws(RuntimeError) {
         guard dtype == .float, shape.count == 4 else {
             throw .atNode(node: step.node.displayName, op: step.node.opType,
                           .invalidShape("\(step.node.opType) needs a float32 [N, H, W, C] input, got \(dtype.onnxName)\(shape)"))
@@ -138,7 +138,8 @@ enum ChannelsLastSteps {
             let raw = try frame.strided(x, self)
             // MaxPool of a quantized tensor runs on its uint8 values (dense: the uint8 kernel takes no strides).
             let quantized = kind == .max && raw.dtype == .uint8 && raw.shape.count == 4
-            let input = quantized ? try TensorWindow.dense(frame.tensor(x, self)) : try ChannelsLastSteps.strided(frame, x, self)
+            if !quantized { try ChannelsLastSteps.check(raw.dtype, raw.shape, self) }
+            let input = quantized ? try TensorWindow.dense(frame.tensor(x, self)) : raw
             do {
                 let g: ConvolutionKernels.Geometry
                 if let planned, planned.shape == input.shape {

@@ -4,7 +4,7 @@ import OnnxcFormat
 
 /// A tensor inside a wider one's memory (a `.window` of the compiled plan, `ChannelWindows` in the emitter): its
 /// rows, runs of its last dim's elements, lie `rowStride` elements apart. Only steps that pass row strides to their
-/// kernels read or write one (`Frame.strided`, `Frame.window`); every other reader gets a dense copy
+/// kernels read or write one (`Frame.strided`, `Frame.output(window:slot:…)`); every other reader gets a dense copy
 /// (`Frame.materialized`), so a window is never misread as dense.
 struct TensorWindow {
     let dtype: DType
@@ -42,6 +42,12 @@ struct TensorWindow {
         self.base = base
         self.rowStride = rowStride
         self.owner = owner
+    }
+
+    /// The part from channel `channel` on, `width` channels wide (a Concat's operand, a Split's part).
+    func part(channel: Int, width: Int) -> TensorWindow {
+        TensorWindow(dtype: dtype, shape: shape.dropLast() + [width], base: base + channel * dtype.storageBytes, rowStride: rowStride,
+                     owner: owner)
     }
 
     /// Copies this window's rows to `target` (another window of the same shape and dtype), unless they are the same bytes.

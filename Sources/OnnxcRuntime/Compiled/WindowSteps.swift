@@ -27,12 +27,6 @@ enum WindowSteps {
     /// Whether `axis` (ONNX's, possibly negative) is the last of `rank` dims.
     static func isLast(_ axis: Int64, rank: Int) -> Bool { rank > 0 && (axis == -1 || axis == Int64(rank - 1)) }
 
-    /// The part of `window` from channel `channel` on, `width` channels wide.
-    static func part(of window: TensorWindow, channel: Int, width: Int) -> TensorWindow {
-        TensorWindow(dtype: window.dtype, shape: window.shape.dropLast() + [width],
-                     base: window.base + channel * window.dtype.storageBytes, rowStride: window.rowStride, owner: window.owner)
-    }
-
     struct ConcatStep: Step {
         let node: RuntimeNode
         let inputs: [TensorID]
@@ -72,7 +66,7 @@ enum WindowSteps {
                 var channel = 0
                 for part in parts {
                     // An operand its producer wrote in place is already there (`copy` skips the same bytes).
-                    part.copy(to: WindowSteps.part(of: out.window, channel: channel, width: part.width))
+                    part.copy(to: out.window.part(channel: channel, width: part.width))
                     channel += part.width
                 }
                 frame.publish(y, out)
@@ -126,7 +120,7 @@ enum WindowSteps {
                     guard id >= 0 else { continue }
                     let out = try frame.output(window: windows[index], slot: slots[index], id, input.dtype, shapes[index])
                     // A part planned where it lies in the input is published as is (`copy` skips the same bytes).
-                    WindowSteps.part(of: input, channel: channel, width: width).copy(to: out.window)
+                    input.part(channel: channel, width: width).copy(to: out.window)
                     frame.publish(id, out)
                 }
             } catch {
