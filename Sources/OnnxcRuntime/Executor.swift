@@ -35,12 +35,23 @@ public final class Executor: ModelRunner {
         try self.init(graph: graph, arena: nil)
     }
 
-    init(graph: RuntimeGraph, arena: Arena?) throws(RuntimeError) {
+    convenience init(graph: RuntimeGraph, arena: Arena?) throws(RuntimeError) {
+        try Executor.checkSupported(graph)
+        self.init(checked: graph, arena: arena)
+    }
+
+    /// For a graph whose kernels were already checked (a compiled plan's, which runs only its subgraphs here):
+    /// checking again would look up every node's kernel, and so build the kernel tables, at each load.
+    init(checked graph: RuntimeGraph, arena: Arena?) {
         self.graph = graph
         self.arena = arena
+    }
+
+    /// Every op of `graph` and its subgraphs has a kernel, or one error lists all missing ones.
+    static func checkSupported(_ graph: RuntimeGraph) throws(RuntimeError) {
         var missing: [String: RuntimeError.UnsupportedOp] = [:]
         var order: [String] = []
-        Executor.collectUnsupported(graph, into: &missing, order: &order)
+        collectUnsupported(graph, into: &missing, order: &order)
         if !order.isEmpty { throw .unsupportedOps(order.compactMap { missing[$0] }) }
     }
 

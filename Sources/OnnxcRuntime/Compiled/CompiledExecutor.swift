@@ -35,7 +35,7 @@ public final class CompiledExecutor: ModelRunner, @unchecked Sendable {
         if plan.scratchBytes > 0 && scratch == nil {
             throw .invalidShape("the model's kernel workspace of \(plan.scratchBytes) bytes is more than this machine's memory")
         }
-        frame = Frame(values: plan.initialValues, arena: arena, scratch: scratch, subgraphs: try Executor(graph: graph))
+        frame = Frame(values: plan.initialValues, arena: arena, scratch: scratch, subgraphs: Executor(checked: graph, arena: nil))
     }
 
     public func run(_ inputs: [String: Value]) throws(RuntimeError) -> [String: Value] {

@@ -148,7 +148,7 @@ extension ExecutionPlan {
             StepFactories.table[KernelRegistry.key(node.domain, node.opType)] == nil
                 || node.attributes.values.values.contains { if case .graph = $0 { true } else if case .graphs = $0 { true } else { false } }
         }
-        if needsRegistry { _ = try Executor(graph: graph) }
+        if needsRegistry { try Executor.checkSupported(graph) }
     }
 }
 
