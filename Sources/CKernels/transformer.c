@@ -174,18 +174,34 @@ CK_AVX2 static void ck_layernorm_row_avx2(const ck_layernorm_job *job, int r) {
     int n = job->length, j = 0;
     const float *x = job->x + (size_t)r * n;
     float *y = job->y + (size_t)r * n;
-    __m256 acc = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + j));
-    float sum = ck_sum8(acc);
+    // Four independent sums: one chain of adds waits for each add's latency, 8 floats at a time (with the compiled
+    // step, bert_tiny's 128 × 128 LayerNormalization went from 10 to 5 µs).
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; j + 32 <= n; j += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + j));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + j + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + j + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + j + 24));
+    }
+    for (; j + 8 <= n; j += 8) a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + j));
+    float sum = ck_sum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; j < n; j++) sum += x[j];
     float mean = sum / (float)n;
     __m256 m = _mm256_set1_ps(mean);
-    acc = _mm256_setzero_ps();
-    for (j = 0; j + 8 <= n; j += 8) {
-        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), m);
-        acc = _mm256_fmadd_ps(d, d, acc);
+    a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (j = 0; j + 32 <= n; j += 32) {
+        __m256 d0 = _mm256_sub_ps(_mm256_loadu_ps(x + j), m), d1 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 8), m);
+        __m256 d2 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 16), m), d3 = _mm256_sub_ps(_mm256_loadu_ps(x + j + 24), m);
+        a0 = _mm256_fmadd_ps(d0, d0, a0);
+        a1 = _mm256_fmadd_ps(d1, d1, a1);
+        a2 = _mm256_fmadd_ps(d2, d2, a2);
+        a3 = _mm256_fmadd_ps(d3, d3, a3);
     }
-    float squares = ck_sum8(acc);
+    for (; j + 8 <= n; j += 8) {
+        __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), m);
+        a0 = _mm256_fmadd_ps(d, d, a0);
+    }
+    float squares = ck_sum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; j < n; j++) squares += (x[j] - mean) * (x[j] - mean);
     float inv = 1.0f / sqrtf(squares / (float)n + job->epsilon);
     __m256 vi = _mm256_set1_ps(inv);

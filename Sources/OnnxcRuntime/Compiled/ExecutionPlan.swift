@@ -157,8 +157,8 @@ enum StepFactories {
 
     static let table: [String: Factory] = {
         var table: [String: Factory] = [:]
-        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, QuantizedSteps.factories, RecurrentSteps.factories,
-                       WindowSteps.factories] {
+        for family in [ChannelsLastSteps.factories, LayoutSteps.factories, LinearSteps.factories, NormalizationSteps.factories, QuantizedSteps.factories,
+                       RecurrentSteps.factories, WindowSteps.factories] {
             table.merge(family) { first, _ in first }
         }
         return table
