@@ -27,6 +27,9 @@ public final class Executor: ModelRunner {
     public private(set) var arenaStatistics = (inPlace: 0, copied: 0)
     /// Per graph (by identity): after node i, the values no later node, subgraph or output needs.
     private var releasePlans: [ObjectIdentifier: [[String]]] = [:]
+    /// Per graph (by identity): each node's kernel (nil: none), looked up at the graph's first run rather than at
+    /// every node of every run (`KernelRegistry` searches its families one by one).
+    private var kernelTables: [ObjectIdentifier: [Kernel?]] = [:]
 
     /// Set to an empty dictionary to collect a profile on the next runs; nil (the default) costs nothing.
     public var profile: [String: OpProfile]?
@@ -140,6 +143,13 @@ public final class Executor: ModelRunner {
 
     /// Frees intermediates as soon as their last reader has run, so peak memory follows the live set rather
     /// than the whole graph.
+    private func kernelTable(_ graph: RuntimeGraph) -> [Kernel?] {
+        if let table = kernelTables[ObjectIdentifier(graph)] { return table }
+        let table = graph.nodes.map { KernelRegistry.kernel(domain: $0.domain, opType: $0.opType) }
+        kernelTables[ObjectIdentifier(graph)] = table
+        return table
+    }
+
     private func releasePlan(_ graph: RuntimeGraph) -> [[String]] {
         if let plan = releasePlans[ObjectIdentifier(graph)] { return plan }
         var lastUse: [String: Int] = [:]
@@ -186,8 +196,9 @@ public final class Executor: ModelRunner {
 
     private func runNodes(_ graph: RuntimeGraph, scope: Scope) throws(RuntimeError) {
         let plan = releasePlan(graph)
+        let kernels = kernelTable(graph)
         for (nodeIndex, node) in graph.nodes.enumerated() {
-            guard let kernel = KernelRegistry.kernel(domain: node.domain, opType: node.opType) else {
+            guard let kernel = kernels[nodeIndex] else {
                 throw .unsupportedOps([RuntimeError.UnsupportedOp(domain: node.domain, opType: node.opType, opset: node.opset, nodes: [node.displayName])])
             }
             let inputs: [Value?] = node.inputs.map { $0.isEmpty ? nil : scope.lookup($0) }
