@@ -141,8 +141,6 @@ public final class Executor: ModelRunner {
         return (values, inPlace, copied)
     }
 
-    /// Frees intermediates as soon as their last reader has run, so peak memory follows the live set rather
-    /// than the whole graph.
     private func kernelTable(_ graph: RuntimeGraph) -> [Kernel?] {
         if let table = kernelTables[ObjectIdentifier(graph)] { return table }
         let table = graph.nodes.map { KernelRegistry.kernel(domain: $0.domain, opType: $0.opType) }
@@ -150,6 +148,8 @@ public final class Executor: ModelRunner {
         return table
     }
 
+    /// Frees intermediates as soon as their last reader has run, so peak memory follows the live set rather
+    /// than the whole graph.
     private func releasePlan(_ graph: RuntimeGraph) -> [[String]] {
         if let plan = releasePlans[ObjectIdentifier(graph)] { return plan }
         var lastUse: [String: Int] = [:]
