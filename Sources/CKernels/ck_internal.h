@@ -308,6 +308,54 @@ static inline int ck_act_is_transcendental(ck_activation a) {
 CK_HIDDEN void ck_logistic_rows_avx512(float *c, ptrdiff_t ldc, int rows, int cols, int silu);
 #endif
 
+/// The activations a tile's store applies as it writes (none, Relu, Clip), as a clamp kind: 0, 1 or 2; −1 for the
+/// others, which take the general path. The switch over all activations (`ck_act_avx2`) per row of a 6 × 16 tile was
+/// ≈10 % of mobilenet_v2's run on AVX2 (`ck_tail_row_avx2` in `perf`): these kinds are compiled into the store.
+static inline int ck_clamp_kind(ck_activation a) { return a == CK_ACT_NONE ? 0 : a == CK_ACT_RELU ? 1 : a == CK_ACT_CLIP ? 2 : -1; }
+
+/// One 16-float row of a full tile: + bias (the two vectors, when has_bias), + residual (when not NULL), clamped as
+/// `kind` says, stored. Relu is max(x, 0) (NaN → 0, as ck_act_avx2); Clip max then min with the bound first, which
+/// returns x for NaN and keeps −0, as the compare-and-blend form does. Inlined into loops over constant kinds.
+CK_AVX2 static inline __attribute__((always_inline)) void ck_clamped_row_avx2(float *dst, __m256 v0, __m256 v1, int has_bias, __m256 b0,
+                                                                              __m256 b1, const float *residual, int kind, __m256 lo,
+                                                                              __m256 hi) {
+    if (has_bias) {
+        v0 = _mm256_add_ps(v0, b0);
+        v1 = _mm256_add_ps(v1, b1);
+    }
+    if (residual) {
+        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(residual));
+        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(residual + 8));
+    }
+    if (kind == 1) {
+        v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
+        v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+    } else if (kind == 2) {
+        v0 = _mm256_min_ps(hi, _mm256_max_ps(lo, v0));
+        v1 = _mm256_min_ps(hi, _mm256_max_ps(lo, v1));
+    }
+    _mm256_storeu_ps(dst, v0);
+    _mm256_storeu_ps(dst + 8, v1);
+}
+
+/// A full 6 × 16 tile's twelve accumulators (c00 … c51 in the caller) stored by ck_clamped_row_avx2, one loop body
+/// per clamp kind; `RESIDUAL(r)` is row r's residual pointer or NULL.
+#define CK_CLAMPED_TILE_AVX2(dst, ldc, kind, has_bias, b0, b1, RESIDUAL, lo, hi)                                   \
+    do {                                                                                                          \
+        switch (kind) {                                                                                           \
+        case 0: CK_CLAMPED_ROWS_AVX2(dst, ldc, 0, has_bias, b0, b1, RESIDUAL, lo, hi); break;                     \
+        case 1: CK_CLAMPED_ROWS_AVX2(dst, ldc, 1, has_bias, b0, b1, RESIDUAL, lo, hi); break;                     \
+        default: CK_CLAMPED_ROWS_AVX2(dst, ldc, 2, has_bias, b0, b1, RESIDUAL, lo, hi); break;                    \
+        }                                                                                                         \
+    } while (0)
+#define CK_CLAMPED_ROWS_AVX2(dst, ldc, kind, has_bias, b0, b1, RESIDUAL, lo, hi)                                   \
+    ck_clamped_row_avx2((dst), c00, c01, has_bias, b0, b1, RESIDUAL(0), kind, lo, hi);                            \
+    ck_clamped_row_avx2((dst) + (ldc), c10, c11, has_bias, b0, b1, RESIDUAL(1), kind, lo, hi);                    \
+    ck_clamped_row_avx2((dst) + 2 * (ldc), c20, c21, has_bias, b0, b1, RESIDUAL(2), kind, lo, hi);                \
+    ck_clamped_row_avx2((dst) + 3 * (ldc), c30, c31, has_bias, b0, b1, RESIDUAL(3), kind, lo, hi);                \
+    ck_clamped_row_avx2((dst) + 4 * (ldc), c40, c41, has_bias, b0, b1, RESIDUAL(4), kind, lo, hi);                \
+    ck_clamped_row_avx2((dst) + 5 * (ldc), c50, c51, has_bias, b0, b1, RESIDUAL(5), kind, lo, hi)
+
 /// rows × cols floats at c (rows ldc apart), in place: one specialized loop per activation (the switch is
 /// outside the loops), 8 columns at a time and the last ones masked; Sigmoid and Silu 16 at a time when ep->wide.
 CK_AVX2 static inline void ck_act_rows_avx2(float *c, ptrdiff_t ldc, int rows, int cols, const ck_epilogue *ep) {

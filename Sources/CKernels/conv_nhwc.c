@@ -155,12 +155,25 @@ CK_AVX2 static void ck_igemm_avx2(int taps, int kc, const float *const *rows, co
     // Transcendental activations run in a second, specialized pass over the stored tile (still in L1).
     int late = ck_act_is_transcendental(tail->activation);
     ck_epilogue ep = {CK_BIAS_NONE, NULL, late ? CK_ACT_NONE : tail->activation, tail->param0, tail->param1, 0, tail->wide};
-    ck_tail_row_avx2(c, c00, c01, 0, nr, tail, &ep);
-    if (mr > 1) ck_tail_row_avx2(c + ldc, c10, c11, 1, nr, tail, &ep);
-    if (mr > 2) ck_tail_row_avx2(c + 2 * ldc, c20, c21, 2, nr, tail, &ep);
-    if (mr > 3) ck_tail_row_avx2(c + 3 * ldc, c30, c31, 3, nr, tail, &ep);
-    if (mr > 4) ck_tail_row_avx2(c + 4 * ldc, c40, c41, 4, nr, tail, &ep);
-    if (mr > 5) ck_tail_row_avx2(c + 5 * ldc, c50, c51, 5, nr, tail, &ep);
+    int kind = ck_clamp_kind(ep.activation);
+    if (mr == CK_MR && nr == CK_NR && kind >= 0) {
+        int has_bias = tail->bias != NULL;
+        __m256 b0 = has_bias ? _mm256_loadu_ps(tail->bias) : _mm256_setzero_ps();
+        __m256 b1 = has_bias ? _mm256_loadu_ps(tail->bias + 8) : _mm256_setzero_ps();
+        __m256 lo = _mm256_set1_ps(tail->param0), hi = _mm256_set1_ps(tail->param1);
+        const float *residual = tail->residual;
+        ptrdiff_t rs = tail->residual_stride;
+#define CK_RESIDUAL_ROW(r) (residual ? residual + (r) * rs : NULL)
+        CK_CLAMPED_TILE_AVX2(c, ldc, kind, has_bias, b0, b1, CK_RESIDUAL_ROW, lo, hi);
+#undef CK_RESIDUAL_ROW
+    } else {
+        ck_tail_row_avx2(c, c00, c01, 0, nr, tail, &ep);
+        if (mr > 1) ck_tail_row_avx2(c + ldc, c10, c11, 1, nr, tail, &ep);
+        if (mr > 2) ck_tail_row_avx2(c + 2 * ldc, c20, c21, 2, nr, tail, &ep);
+        if (mr > 3) ck_tail_row_avx2(c + 3 * ldc, c30, c31, 3, nr, tail, &ep);
+        if (mr > 4) ck_tail_row_avx2(c + 4 * ldc, c40, c41, 4, nr, tail, &ep);
+        if (mr > 5) ck_tail_row_avx2(c + 5 * ldc, c50, c51, 5, nr, tail, &ep);
+    }
     if (late) {
         ep.activation = tail->activation;
         ck_act_rows_avx2(c, ldc, mr, nr, &ep);

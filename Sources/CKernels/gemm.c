@@ -143,6 +143,18 @@ CK_AVX2 static void ck_microkernel_avx2(int kc, const float *a, ptrdiff_t rsa, p
     if (late) early.activation = CK_ACT_NONE;
     const ck_epilogue *const full = ep;
     ep = &early;
+    int kind = tile.last ? ck_clamp_kind(ep->activation) : 0;
+    if (mr == CK_MR && nr == CK_NR && !add_old && kind >= 0 && !(tile.last && ep->bias_kind == CK_BIAS_ROW)) {
+        int has_bias = tile.last && ep->bias_kind == CK_BIAS_COLUMN;
+        __m256 b0 = has_bias ? _mm256_loadu_ps(ep->bias + tile.col0) : _mm256_setzero_ps();
+        __m256 b1 = has_bias ? _mm256_loadu_ps(ep->bias + tile.col0 + 8) : _mm256_setzero_ps();
+        __m256 lo = _mm256_set1_ps(ep->param0), hi = _mm256_set1_ps(ep->param1);
+#define CK_NO_RESIDUAL(r) ((const float *)NULL)
+        CK_CLAMPED_TILE_AVX2(c, ldc, kind, has_bias, b0, b1, CK_NO_RESIDUAL, lo, hi);
+#undef CK_NO_RESIDUAL
+        if (late) ck_act_rows_avx2(c, ldc, CK_MR, CK_NR, full);
+        return;
+    }
     if (mr == CK_MR && nr == CK_NR) {
         const float *cb = ep->bias_kind == CK_BIAS_COLUMN ? ep->bias + tile.col0 : NULL;
         ck_store_row_avx2(c + 0 * ldc, c00, c01, add_old, tile.last, 0, cb, tile, ep);

@@ -118,6 +118,24 @@ import Testing
         check(Case(bias: CK_BIAS_ROW, activation: CK_ACT_HARD_SIGMOID, p0: 0.3, p1: 0.4))
         check(Case(activation: CK_ACT_HARD_SWISH))
     }
+    /// The full tiles' clamped store (none, Relu, Clip compiled into the store) against the scalar epilogue with NaN
+    /// in a row: Relu takes NaN to 0 (max(x, 0)), Clip and no activation keep it.
+    @Test func clampedFullTilesTreatNaNAsTheScalarPath() {
+        let (m, n, k) = (12, 32, 3)
+        var a = values(m * k, seed: 1)
+        a[0] = .nan  // row 0: every column NaN
+        let b = values(k * n, seed: 2), bias = values(n, seed: 4)
+        for (activation, p0, p1) in [(CK_ACT_NONE, Float(0), Float(0)), (CK_ACT_RELU, 0, 0), (CK_ACT_CLIP, -0.25, 0.5), (CK_ACT_CLIP, 0, 6)] {
+            for biasKind in [CK_BIAS_NONE, CK_BIAS_COLUMN] {
+                let x = Case(bias: biasKind, activation: activation, p0: p0, p1: p1)
+                let scalar = run(m: m, n: n, k: k, a: a, b: b, c0: [], bias: bias, x, isa: CK_ISA_SCALAR)
+                let avx2 = run(m: m, n: n, k: k, a: a, b: b, c0: [], bias: bias, x, isa: CK_ISA_AVX2_FMA)
+                #expect(avx2[0..<n].allSatisfy { activation == CK_ACT_RELU ? $0 == 0 : $0.isNaN }, "\(activation) \(biasKind)")
+                #expect(zip(scalar, avx2).allSatisfy { $0.isNaN ? $1.isNaN : abs($0 - $1) <= 1e-5 }, "\(activation) \(biasKind)")
+            }
+        }
+    }
+
     @Test func accumulateIntoC() { check(Case(bias: CK_BIAS_COLUMN, activation: CK_ACT_RELU, accumulate: true)) }
 
     /// A row's values do not depend on the product's row count: the one-row kernel sums in the 6 × 16 tile's order.

@@ -208,6 +208,18 @@ private func floats(_ shape: [Int], seed: Int) throws -> Tensor {
         try expectMatchesUnfused(q: [2, 1, 4], kt: [2, 4, 9], v: [2, 9, 5], mask: [2, 6, 9], scale: 2)
     }
 
+    @Test(arguments: [1, 7, 8, 15, 16, 24, 31, 40, 64])
+    func matchesForEveryKeyCountThroughTheVectorBlocksAndTheTail(keys: Int) throws {
+        // The softmax row runs 16 scores at a time, then one block of 8, then a masked tail.
+        try expectMatchesUnfused(q: [2, 9, 8], kt: [2, 8, keys], v: [2, keys, 5], mask: [2, 1, keys], scale: 0.35)
+        try expectMatchesUnfused(q: [2, 9, 8], kt: [2, 8, keys], v: [2, keys, 5], scale: 0.35)
+    }
+
+    @Test func matchesWithAMaskBroadcastOverTheKeys() throws {
+        // A mask of one column per query row: read with column stride 0.
+        try expectMatchesUnfused(q: [2, 3, 5, 8], kt: [2, 3, 8, 21], v: [2, 3, 21, 4], mask: [2, 1, 5, 1], scale: 0.5)
+    }
+
     @Test func takesTheParallelPathForLargeProducts() throws {
         try expectMatchesUnfused(q: [2, 4, 130, 64], kt: [2, 4, 64, 130], v: [2, 4, 130, 64], mask: [2, 1, 1, 130], scale: 0.125)
     }
