@@ -365,7 +365,9 @@ struct Quantize: ParsableCommand {
         commandName: "quantize",
         abstract: "Quantize a model to int8 and write standard QDQ ONNX (QuantizeLinear/DequantizeLinear around float ops).",
         discussion: """
-            Weights become int8, symmetric, one scale per output channel; activations uint8 with a scale and zero \
+            Weights become int8, symmetric, one scale per output channel (stored as uint8 with zero point 128 unless \
+            --weight-type int8: the same values, without the int16 saturation of ONNX Runtime's u8×s8 kernels on \
+            CPUs without VNNI); activations uint8 with a scale and zero \
             point per tensor from the calibration data; biases int32 at scale s_x·s_w. The output runs in ONNX \
             Runtime, and `onnxc compile -O int8` with the same options runs the same arithmetic on integer kernels.
             """)
@@ -381,19 +383,24 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Dynamic quantization: int8 weights, activation grids computed per run by DynamicQuantizeLinear (no calibration data; Conv, Gemm, MatMul, and the weights of LSTM, GRU and RNN).")
     var dynamic = false
 
+    @Option(help: ArgumentHelp("How Conv, Gemm and MatMul weights are stored: uint8 (default; zero point 128, exact in ONNX Runtime on every CPU) or int8 (faster in ONNX Runtime on VNNI CPUs, but its kernels for CPUs without VNNI saturate int16 sums: see the README).", valueName: "type"))
+    var weightType = "uint8"
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func validate() throws {
         guard output != model else { throw ValidationError("the output must not overwrite the input model") }
+        guard ["uint8", "int8"].contains(weightType) else { throw ValidationError("--weight-type \(weightType) is not a type: use uint8 or int8") }
     }
 
     func run() throws {
         let loaded = try ModelLoading.load(model, inlineFunctions: true)
         let result = dynamic ? try QuantizationDriver.quantizeDynamic(loaded, file: model, arguments: quantization)
                              : try QuantizationDriver.quantize(loaded, file: model, arguments: quantization, quiet: json)
+        let written = weightType == "uint8" ? UnsignedWeightEncoding.apply(result.model).0 : result.model
         do {
-            try ONNXExporter.write(result.model, to: output, options: ExportOptions(externalData: .automatic))
+            try ONNXExporter.write(written, to: output, options: ExportOptions(externalData: .automatic))
         } catch {
             throw CommandFailure(file: output, error)
         }

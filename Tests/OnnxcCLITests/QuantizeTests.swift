@@ -43,6 +43,34 @@ import Testing
         #expect(sizes[1] < sizes[0] / 2)
     }
 
+    /// The QDQ file's weight encoding: uint8 with zero point 128 by default (exact in ONNX Runtime without VNNI),
+    /// int8 on request; both run to the same logits.
+    @Test func weightTypeChoosesTheStoredEncoding() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        var logits: [[Float]] = []
+        for type in ["uint8", "int8"] {
+            let path = dir.appendingPathComponent("digits_\(type).onnx").path
+            let arguments = ["quantize", model, "--calibration-data", calibration, "-o", path] + (type == "int8" ? ["--weight-type", "int8"] : [])
+            let quantize = try CLIRunner.run(arguments)
+            try #require(quantize.status == 0, "\(quantize.stderr)")
+            let graph = try ONNXImporter.load(path: path).graph
+            let weightInputs = Set(graph.nodes.filter { ["Conv", "Gemm"].contains($0.opType) }.map { $0.inputs[1] })
+            let weights = graph.nodes.filter { $0.opType == "DequantizeLinear" && weightInputs.contains($0.outputs[0]) }
+            #expect(weights.count == 4, "\(weights.map { $0.inputs[0] })")
+            for dq in weights {
+                #expect(graph.initializer(named: dq.inputs[0])?.dtype == (type == "uint8" ? .uint8 : .int8))
+                #expect(graph.initializer(named: dq.inputs[2])?.dtype == (type == "uint8" ? .uint8 : .int8))
+            }
+            let out = dir.appendingPathComponent("out_\(type)")
+            let run = try CLIRunner.run(["run", path, "--input", "input=\(evaluation)", "--output-dir", out.path])
+            try #require(run.status == 0, "\(run.stderr)")
+            logits.append(try References.readNPY(out.appendingPathComponent("logits.npy").path).array(Float.self))
+        }
+        #expect(logits[0].count == 450 * 10 && logits[0] == logits[1])
+        let wrong = try CLIRunner.run(["quantize", model, "--calibration-data", calibration, "--weight-type", "int4", "-o", dir.appendingPathComponent("x.onnx").path])
+        #expect(wrong.status != 0 && wrong.stderr.contains("--weight-type int4 is not a type"), "\(wrong.stderr)")
+    }
+
     /// fuse-qconv-add changes no byte: the digits model's logits with the residual Add fused and without.
     @Test func residualFusionGivesTheSameBytes() throws {
         let dir = try Fixtures.temporaryDirectory()

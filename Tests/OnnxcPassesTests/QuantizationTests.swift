@@ -203,6 +203,59 @@ import Testing
         #expect(model.graph.initializer(named: dq[0].inputs[1])?.dims == [])
     }
 
+    /// `quantize`'s default encoding: every Conv/Gemm weight and its zero point as uint8 + 128; the outputs keep
+    /// every bit, and biases (int32) and activation grids (uint8) are untouched.
+    @Test func unsignedWeightsKeepEveryDequantizedValue() throws {
+        let (model, _) = try quantized()
+        let (unsigned, changed) = UnsignedWeightEncoding.apply(model)
+        #expect(changed == 3)
+        func bytes(_ graph: Graph, _ name: String) -> [UInt8] {
+            graph.initializer(named: name)?.data.bytes?.withUnsafeBytes { Array($0) } ?? []
+        }
+        for dq in model.graph.nodes where dq.opType == "DequantizeLinear" {
+            for name in [dq.inputs[0], dq.inputs[2]] where model.graph.initializer(named: name) != nil {
+                let before = try #require(model.graph.initializer(named: name)), after = try #require(unsigned.graph.initializer(named: name))
+                if before.dtype == .int8 {
+                    #expect(after.dtype == .uint8 && after.dims == before.dims)
+                    let expected = bytes(model.graph, name).map { UInt8(Int(Int8(bitPattern: $0)) + 128) }
+                    #expect(bytes(unsigned.graph, name) == expected)
+                } else {
+                    #expect(after == before)
+                }
+            }
+        }
+        let weightZeros = unsigned.graph.nodes.filter { dq in
+            dq.opType == "DequantizeLinear" && ["W_", "W2_", "F_"].contains { dq.inputs[0].hasPrefix($0) }
+        }
+        #expect(weightZeros.count == 3 && weightZeros.allSatisfy { dq in bytes(unsigned.graph, dq.inputs[2]).allSatisfy { $0 == 128 } })
+        let inputs = try samples(2, seed: 9).compactMapValues(\.tensor)
+        let reference = try #require(try PassTesting.outputs(model, inputs)["y"]).array(Float.self)
+        let result = try #require(try PassTesting.outputs(unsigned, inputs)["y"]).array(Float.self)
+        #expect(reference.map(\.bitPattern) == result.map(\.bitPattern))
+    }
+
+    /// A weight that anything but a GEMM's weight input reads keeps int8: a dequantized W2 that is also a graph output,
+    /// and W's integers read by a second DequantizeLinear whose output is not a weight.
+    @Test func weightsOtherOpsReadKeepInt8() throws {
+        var (model, _) = try quantized()
+        let dq = model.graph.nodes.filter { $0.opType == "DequantizeLinear" }
+        let w = try #require(dq.first { $0.inputs[0].hasPrefix("W_") }), w2 = try #require(dq.first { $0.inputs[0].hasPrefix("W2_") })
+        model.graph.nodes.append(Build.node("Identity", [w2.outputs[0]], ["w2_copy"], name: "copy"))
+        model.graph.nodes.append(Build.node("DequantizeLinear", w.inputs, ["w_values"], name: "w_dq", w.attributes))
+        model.graph.outputs += [ValueInfo(name: "w2_copy", type: nil), ValueInfo(name: "w_values", type: nil)]
+        let (unsigned, changed) = UnsignedWeightEncoding.apply(model)
+        #expect(changed == 1)
+        for name in [w.inputs[0], w.inputs[2], w2.inputs[0], w2.inputs[2]] { #expect(unsigned.graph.initializer(named: name)?.dtype == .int8) }
+        let f = try #require(dq.first { $0.inputs[0].hasPrefix("F_") })
+        #expect(unsigned.graph.initializer(named: f.inputs[0])?.dtype == .uint8)
+        let inputs = try samples(2, seed: 9).compactMapValues(\.tensor)
+        let before = try PassTesting.outputs(model, inputs), after = try PassTesting.outputs(unsigned, inputs)
+        for name in ["y", "w2_copy", "w_values"] {
+            let a = try #require(before[name]).array(Float.self), b = try #require(after[name]).array(Float.self)
+            #expect(a.map(\.bitPattern) == b.map(\.bitPattern), "\(name)")
+        }
+    }
+
     @Test func oldOpsetsAreRefusedForPerChannel() throws {
         var model = try network()
         model.opsetImports = [OpsetImport(domain: "", version: 11)]
